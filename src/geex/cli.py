@@ -1,0 +1,136 @@
+"""The ``geex`` command. Subcommands map to components; this module only parses, calls and prints."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from geex import __version__
+from geex.errors import UserError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise argparse.ArgumentTypeError("k values must be positive")
+    return ks
+
+
+def _add_dataset_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", metavar="DIR", help="directory of humaneval_<lang>.jsonl.gz files "
+                   "(default: $GEEX_HUMANEVALX, else the Hugging Face Hub)")
+    p.add_argument("--original", action="store_true",
+                   help="use the data as published, without geex's data fixes (docs/data-fixes.md)")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from geex.humanevalx.evaluate import CANONICAL, EvalConfig, evaluate
+    from geex.languages import parse_languages
+
+    languages = parse_languages(args.languages) if args.languages else None
+    if args.out is not None:
+        out = Path(args.out)
+    elif args.samples == CANONICAL:
+        out = Path("geex-out") / "humanevalx" / ("canonical-original" if args.original else "canonical")
+    else:
+        out = Path(args.samples).with_name(Path(args.samples).name.split(".")[0] + "-eval")
+    cfg = EvalConfig(
+        samples=args.samples, out_dir=out, languages=languages, workers=args.workers or 0,
+        ks=args.k, timeout_s=args.timeout, dataset=args.dataset, original=args.original,
+        use_cache=not args.no_cache, clean=not args.no_cleanup, progress=not args.quiet,
+    )
+    try:
+        report = evaluate(cfg)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: results so far are in {out / 'results.jsonl'}; run the same command to resume",
+              file=sys.stderr)
+        return 130
+    from geex.humanevalx.report import to_markdown
+
+    print(to_markdown(report))
+    print(f"wrote {out / 'results.jsonl'}, {out / 'report.json'}, {out / 'report.md'}", file=sys.stderr)
+    if report["harness_errors"]:
+        print(f"WARNING: {report['harness_errors']} harness errors (not counted in pass@k); "
+              "run `geex doctor`", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from geex.humanevalx.doctor import doctor
+
+    return doctor()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="geex", description="CodeGeeX re-implemented: models, training, serving, and the HumanEval-X benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"geex {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    doc = sub.add_parser("doctor", help="check every HumanEval-X toolchain and the sandbox",
+                         description="Per language: the toolchain, its version, and whether a hello-world "
+                                     "test compiles and runs in the sandbox; install hints when not.")
+    doc.set_defaults(func=_cmd_doctor)
+
+    hx = sub.add_parser("humanevalx", help="the HumanEval-X benchmark (evaluate samples)",
+                        description="The multilingual HumanEval-X benchmark.")
+    hx_sub = hx.add_subparsers(dest="hx_command", metavar="COMMAND", required=True)
+    ev = hx_sub.add_parser(
+        "evaluate", help="run samples' tests in the sandbox and compute pass@k",
+        description="Evaluate completions (a JSONL file with task_id and generation|completion per line; "
+                    "see docs/formats.md) or the reference solutions ('canonical'). Results stream to "
+                    "OUT/results.jsonl; re-running the same command resumes. Writes OUT/report.json and "
+                    "OUT/report.md.",
+    )
+    ev.add_argument("samples", help="samples JSONL(.gz) file, or 'canonical' for the reference solutions")
+    ev.add_argument("--languages", "-l", help="comma-separated subset: python,cpp,java,js,go,rust (default: all)")
+    ev.add_argument("--out", "-o", help="output directory (default: geex-out/humanevalx/canonical, "
+                    "or <samples>-eval next to the samples file)")
+    ev.add_argument("--workers", "-j", type=_positive_int, help="parallel workers (default: all cores)")
+    ev.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100; "
+                    "only those ≤ the samples per problem are reported)")
+    ev.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds per test run (default: 10)")
+    ev.add_argument("--no-cache", action="store_true", help="do not read or write the machine-wide verdict cache")
+    ev.add_argument("--no-cleanup", action="store_true",
+                    help="splice completions as given (default: cut them where the function ends)")
+    ev.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    _add_dataset_options(ev)
+    ev.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.simplefilter("default", RuntimeWarning)
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"WARNING: {msg}\n"
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"geex: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

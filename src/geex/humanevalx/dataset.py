@@ -1,0 +1,160 @@
+"""HumanEval-X problems: loading (local directory or the Hugging Face Hub) and the fixed variant.
+
+Where the data comes from, in order: ``--dataset DIR``, ``$GEEX_HUMANEVALX``, the Hub
+(``THUDM/humaneval-x``, five languages; Rust is not published there). A directory holds
+``humaneval_<lang>.jsonl.gz`` (or ``.jsonl``), the layout of the original repository.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from geex.errors import UserError
+from geex.languages import Language, language_of_task
+
+ENV_DATASET = "GEEX_HUMANEVALX"
+HUB_REPO = "THUDM/humaneval-x"
+HUB_LANGUAGES = ("python", "cpp", "java", "js", "go")
+N_PROBLEMS = 164
+_REQUIRED = ("task_id", "prompt", "declaration", "canonical_solution", "test")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One HumanEval-X task in one language, with the fields every language shares."""
+
+    task_id: str
+    language: Language
+    prompt: str
+    declaration: str
+    canonical_solution: str
+    test: str
+    example_test: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)  # e.g. Go's "import", "test_setup"
+
+    @property
+    def number(self) -> int:
+        return int(self.task_id.split("/")[1])
+
+    def with_fields(self, **changes: str) -> "Problem":
+        """A copy with some fields replaced; keys not in the dataclass go to ``extra``."""
+        known = {k: v for k, v in changes.items() if k in _FIELDS}
+        extra = {**self.extra, **{k: v for k, v in changes.items() if k not in _FIELDS}}
+        return replace(self, **known, extra=extra)
+
+    def get(self, name: str) -> str:
+        """Any field by its name in the published data (``test_setup``, ``import`` …)."""
+        if name in _FIELDS:
+            return getattr(self, name) or ""
+        return self.extra.get(name, "")
+
+
+_FIELDS = {"task_id", "prompt", "declaration", "canonical_solution", "test", "example_test"}
+
+
+def _problem_from_row(row: dict, where: str) -> Problem:
+    missing = [k for k in _REQUIRED if not isinstance(row.get(k), str)]
+    if missing:
+        raise UserError(f"{where}: problem lacks field(s) {', '.join(missing)}")
+    example = row.get("example_test")
+    return Problem(
+        task_id=row["task_id"],
+        language=language_of_task(row["task_id"]),
+        prompt=row["prompt"],
+        declaration=row["declaration"],
+        canonical_solution=row["canonical_solution"],
+        test=row["test"],
+        example_test=example if isinstance(example, str) and example != "None" else None,
+        extra={k: v for k, v in row.items() if k not in _FIELDS and isinstance(v, str)},
+    )
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    except (OSError, EOFError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    return rows
+
+
+def _local_file(directory: Path, lang: Language) -> Path:
+    for name in (f"humaneval_{lang.name}.jsonl.gz", f"humaneval_{lang.name}.jsonl"):
+        if (directory / name).is_file():
+            return directory / name
+    raise UserError(f"{directory} has no humaneval_{lang.name}.jsonl.gz (or .jsonl)")
+
+
+def _hub_file(lang: Language) -> Path:
+    if lang.name not in HUB_LANGUAGES:
+        raise UserError(
+            f"{HUB_REPO} on the Hugging Face Hub has no {lang.display} data; "
+            f"pass --dataset DIR (or set {ENV_DATASET}) with humaneval_{lang.name}.jsonl.gz"
+        )
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError as e:  # pragma: no cover - declared dependency
+        raise UserError(f"huggingface_hub is not installed ({e})") from None
+    try:
+        return Path(
+            hf_hub_download(HUB_REPO, f"data/{lang.name}/data/humaneval.jsonl", repo_type="dataset")
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
+        raise UserError(
+            f"could not fetch {lang.display} problems from the Hugging Face Hub ({HUB_REPO}): "
+            f"{type(e).__name__}. Offline? Pass --dataset DIR or set {ENV_DATASET} to a directory "
+            f"of humaneval_<lang>.jsonl.gz files"
+        ) from None
+
+
+def resolve_dataset_dir(dataset: str | Path | None) -> Path | None:
+    """The local directory to read from, or None to use the Hub."""
+    chosen = dataset if dataset is not None else os.environ.get(ENV_DATASET)
+    if not chosen:
+        return None
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        source = "--dataset" if dataset is not None else f"${ENV_DATASET}"
+        raise UserError(f"{source}: {path} is not a directory")
+    return path
+
+
+def load_language(lang: Language, dataset: str | Path | None = None, original: bool = False) -> list[Problem]:
+    """All problems of one language, in task order, fixed unless ``original``."""
+    directory = resolve_dataset_dir(dataset)
+    path = _local_file(directory, lang) if directory is not None else _hub_file(lang)
+    problems = []
+    for i, row in enumerate(_read_jsonl(path), 1):
+        problem = _problem_from_row(row, f"{path}:{i}")
+        if problem.language != lang:
+            raise UserError(f"{path}:{i}: task {problem.task_id} is not a {lang.display} task")
+        problems.append(problem)
+    problems.sort(key=lambda p: p.number)
+    if not original:
+        from geex.humanevalx.fixes import apply_fixes
+
+        problems = apply_fixes(problems)
+    return problems
+
+
+def load_problems(
+    languages: list[Language], dataset: str | Path | None = None, original: bool = False
+) -> dict[str, Problem]:
+    """Problems of several languages keyed by task id."""
+    out: dict[str, Problem] = {}
+    for lang in languages:
+        for problem in load_language(lang, dataset, original):
+            out[problem.task_id] = problem
+    return out

@@ -1,0 +1,91 @@
+"""Aggregate per-sample results into ``report.json`` and ``report.md``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from geex.humanevalx.metrics import mean_pass_at_k
+from geex.humanevalx.verdict import Verdict
+
+REPORT_FORMAT = "geex/humanevalx-report/1"
+
+
+def _group_key(rec: dict) -> str:
+    src = rec.get("source_language")
+    return f"{src}->{rec['language']}" if src else rec["language"]
+
+
+def summarize(records: list[dict], ks: tuple[int, ...]) -> dict:
+    """Counts and pass@k for one group of per-sample records."""
+    verdicts = Counter(rec["verdict"] for rec in records)
+    per_problem: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for rec in records:
+        if rec["verdict"] == Verdict.HARNESS_ERROR.value:
+            continue  # not the model's fault: excluded from pass@k
+        nc = per_problem[rec["task_id"]]
+        nc[0] += 1
+        nc[1] += rec["verdict"] == Verdict.PASSED.value
+    problems = {rec["task_id"] for rec in records}
+    counts = {task: (n, c) for task, (n, c) in per_problem.items()}
+    out: dict = {
+        "n_problems": len(problems),
+        "n_samples": len(records),
+        "n_scored_problems": len(counts),
+        "pass@k": {},
+        "verdicts": {v.value: verdicts.get(v.value, 0) for v in Verdict},
+    }
+    for k in ks:
+        value = mean_pass_at_k(counts, k)
+        if value is not None:
+            out["pass@k"][f"pass@{k}"] = value
+    return out
+
+
+def build_report(records: list[dict], ks: tuple[int, ...], meta: dict) -> dict:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for rec in records:
+        groups[_group_key(rec)].append(rec)
+    report = {"format": REPORT_FORMAT, **meta, "ks": list(ks)}
+    report["groups"] = {key: summarize(recs, ks) for key, recs in sorted(groups.items())}
+    report["overall"] = summarize(records, ks)
+    harness = report["overall"]["verdicts"][Verdict.HARNESS_ERROR.value]
+    report["harness_errors"] = harness
+    return report
+
+
+def to_markdown(report: dict) -> str:
+    ks = [f"pass@{k}" for k in report["ks"]]
+    verdicts = [v.value for v in Verdict]
+    head = ["group", "problems", "samples", *ks, *verdicts]
+    lines = [
+        f"# HumanEval-X evaluation: {report.get('samples', '')}",
+        "",
+        f"- dataset: {report.get('dataset', {}).get('variant', '')}",
+        f"- isolation: **{report.get('isolation', '')}**",
+        f"- timeout: {report.get('timeout_s')} s per test run",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+
+    def row(name: str, s: dict) -> str:
+        cells = [name, str(s["n_problems"]), str(s["n_samples"])]
+        cells += [f"{100 * s['pass@k'][k]:.2f}" if k in s["pass@k"] else "–" for k in ks]
+        cells += [str(s["verdicts"][v]) for v in verdicts]
+        return "| " + " | ".join(cells) + " |"
+
+    for name, s in report["groups"].items():
+        lines.append(row(name, s))
+    lines.append(row("**overall**", report["overall"]))
+    if report.get("harness_errors"):
+        lines += ["", f"**{report['harness_errors']} harness errors** (excluded from pass@k): see results.jsonl."]
+    lines += ["", "## Toolchains", ""]
+    lines += [f"- {lang}: {ver}" for lang, ver in report.get("toolchains", {}).items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out_dir: Path) -> None:
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    (out_dir / "report.md").write_text(to_markdown(report))

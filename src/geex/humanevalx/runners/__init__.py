@@ -1,0 +1,225 @@
+"""Per-language compile/run recipes on top of the sandbox.
+
+A runner turns a ``Program`` into an ``Outcome``: write the files into a private work directory,
+compile (sandboxed, with the runner's caches: C++ precompiled header, prebuilt Rust crates, a warm
+Go build cache, a long-lived javac), then run the test (sandboxed, work directory read-only, only
+a small private ``/tmp`` writable), classify, and remove the directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from geex.humanevalx.assembly import TEMPLATE_VERSION, Program
+from geex.humanevalx.sandbox import UID_BASE, ExecResult, Limits, Sandbox
+from geex.humanevalx.verdict import Verdict, classify_compile, classify_run, excerpt
+
+RECIPE_VERSION = "runners/1"
+ENV_CACHE = "GEEX_CACHE"
+
+
+def cache_root() -> Path:
+    """Where geex keeps toolchain caches (``$GEEX_CACHE``, else ``~/.cache/geex``)."""
+    env = os.environ.get(ENV_CACHE)
+    base = Path(env).expanduser() if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "geex"
+    return base
+
+
+def tool_output(argv: list[str], timeout: float = 30) -> str | None:
+    """First non-empty line a version command prints (stdout or stderr), or None if it fails."""
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if r.returncode != 0:
+        return None
+    for line in (r.stdout + "\n" + r.stderr).splitlines():
+        if line.strip():
+            return line.strip()
+    return None
+
+
+@dataclass
+class Outcome:
+    """What happened to one program."""
+
+    verdict: Verdict
+    phase: str  # "compile" or "run" (where the verdict was decided) or "harness"
+    compile_s: float = 0.0
+    run_s: float = 0.0
+    exit_code: int | None = None
+    signal: int | None = None
+    detail: str = ""  # short stderr/stdout excerpt
+
+    def as_dict(self) -> dict:
+        return {
+            "verdict": self.verdict.value, "phase": self.phase, "compile_s": round(self.compile_s, 4),
+            "run_s": round(self.run_s, 4), "exit_code": self.exit_code, "signal": self.signal,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class ToolStatus:
+    available: bool
+    version: str
+    problem: str = ""  # why not available / what is missing
+    hint: str = ""  # how to install
+
+
+@dataclass
+class RunContext:
+    """What one worker needs: the sandbox, its slot (→ uid), a root for work directories."""
+
+    sandbox: Sandbox
+    jobs_root: Path
+    slot: int
+    timeout_s: float = 10.0
+    helpers: dict = field(default_factory=dict)  # per-slot long-lived helpers (javac server)
+
+    @property
+    def uid(self) -> int:
+        return UID_BASE + self.slot
+
+    @property
+    def helper_uid(self) -> int:
+        return UID_BASE + 500 + self.slot
+
+    def new_workdir(self) -> Path:
+        path = Path(tempfile.mkdtemp(prefix=f"s{self.slot}-", dir=self.jobs_root))
+        path.chmod(0o777)  # compile steps and helpers write here under their own uids
+        return path
+
+    def close(self) -> None:
+        for helper in self.helpers.values():
+            helper.close()
+        self.helpers.clear()
+
+
+class Runner:
+    """Base recipe; subclasses set the language and override the steps they need."""
+
+    language: str = ""
+    source_name: str = "main"
+    install_hint: str = "run scripts/setup.sh"
+    compile_limits = Limits(wall_s=60, cpu_s=60, address_space_mb=4096, nproc=256, fsize_mb=256, tmp_mb=256)
+
+    def __init__(self) -> None:
+        self._prepared = False
+        self._prepare_lock = threading.Lock()
+        self._prepare_error: str | None = None
+
+    # -- description -----------------------------------------------------------------------
+    def status(self) -> ToolStatus:
+        raise NotImplementedError
+
+    @functools.cached_property
+    def cached_status(self) -> ToolStatus:
+        return self.status()
+
+    def fingerprint(self, timeout_s: float) -> str:
+        """Changes whenever a verdict could change: toolchain versions, recipes, limits."""
+        parts = [RECIPE_VERSION, TEMPLATE_VERSION, self.language, self.cached_status.version,
+                 json.dumps(self.run_limits(timeout_s).__dict__, sort_keys=True)]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+    def cache_dir(self) -> Path:
+        return cache_root() / "toolchains" / self.language
+
+    # -- steps -----------------------------------------------------------------------------
+    def prepare(self, sandbox: Sandbox) -> None:
+        """Build caches once per process (PCH, crates, Go cache, javac server classes)."""
+        with self._prepare_lock:
+            if self._prepared:
+                if self._prepare_error:
+                    raise RuntimeError(self._prepare_error)
+                return
+            self._prepared = True
+            try:
+                self._prepare(sandbox)
+            except Exception as e:
+                self._prepare_error = f"{self.language} toolchain preparation failed: {e}"
+                raise RuntimeError(self._prepare_error) from e
+
+    def _prepare(self, sandbox: Sandbox) -> None:
+        pass
+
+    def write(self, program: Program, workdir: Path) -> None:
+        (workdir / f"{self.source_name}.{program.language.extension}").write_text(program.source, encoding="utf-8")
+
+    def compile(self, workdir: Path, ctx: RunContext) -> ExecResult | None:
+        return None  # interpreted
+
+    def run_argv(self, workdir: Path) -> list[str]:
+        raise NotImplementedError
+
+    def run_env(self) -> dict[str, str]:
+        return {}
+
+    def run_ro_binds(self) -> tuple[Path, ...]:
+        return ()
+
+    def run_limits(self, timeout_s: float) -> Limits:
+        return Limits(wall_s=timeout_s, cpu_s=int(timeout_s) + 1, address_space_mb=2048, nproc=128)
+
+    def harness_fault(self, result: ExecResult) -> str | None:
+        """A failure that is the harness's fault (e.g. a missing library), or None."""
+        return None
+
+    # -- the whole thing ---------------------------------------------------------------------
+    def execute(self, program: Program, ctx: RunContext) -> Outcome:
+        status = self.cached_status
+        if not status.available:
+            return Outcome(Verdict.HARNESS_ERROR, "harness", detail=f"{status.problem}; {status.hint}")
+        try:
+            self.prepare(ctx.sandbox)
+        except RuntimeError as e:
+            return Outcome(Verdict.HARNESS_ERROR, "harness", detail=str(e)[-600:])
+        workdir = ctx.new_workdir()
+        try:
+            self.write(program, workdir)
+            t0 = time.monotonic()
+            compiled = self.compile(workdir, ctx)
+            compile_s = time.monotonic() - t0
+            if compiled is not None:
+                failure = classify_compile(compiled)
+                if failure is not None:
+                    fault = self.harness_fault(compiled)
+                    return Outcome(
+                        Verdict.HARNESS_ERROR if fault else failure, "compile", compile_s,
+                        exit_code=compiled.returncode, signal=compiled.signal,
+                        detail=fault or excerpt(compiled.stderr + compiled.stdout),
+                    )
+            result = ctx.sandbox.run(
+                self.run_argv(workdir), cwd=workdir, limits=self.run_limits(ctx.timeout_s), uid=ctx.uid,
+                env=self.run_env(), ro_binds=self.run_ro_binds(), cwd_writable=False,
+            )
+            verdict = classify_run(self.language, result)
+            fault = self.harness_fault(result) if verdict is not Verdict.PASSED else None
+            return Outcome(
+                Verdict.HARNESS_ERROR if fault else verdict, "run", compile_s, result.wall_s,
+                result.returncode, result.signal,
+                "" if verdict is Verdict.PASSED else (fault or excerpt(result.stderr + "\n" + result.stdout)),
+            )
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@functools.cache
+def get_runner(language: str) -> Runner:
+    """The (process-wide, shared) runner of a language."""
+    from geex.humanevalx.runners import cpp, go, java, js, python, rust
+
+    classes = {"python": python.PythonRunner, "cpp": cpp.CppRunner, "java": java.JavaRunner,
+               "js": js.JsRunner, "go": go.GoRunner, "rust": rust.RustRunner}
+    return classes[language]()
