@@ -67,7 +67,7 @@ class Program:
 
 def _rust_signature_start(declaration: str) -> int:
     """Offset of the last top-level ``fn`` line in a Rust declaration (the requested function)."""
-    starts = [m.start() for m in re.finditer(r"^fn ", declaration, re.MULTILINE)]
+    starts = [m.start() for m in re.finditer(r"^(?:pub\s+)?fn ", declaration, re.MULTILINE)]
     if not starts:
         raise ValueError("Rust declaration has no top-level fn")
     return starts[-1]

@@ -9,6 +9,8 @@ generator (stopping as soon as the function is complete). The text is what a mod
   counted by a small lexer that skips comments, string and character literals (the original counted
   every ``{``/``}`` character, so ``"}"`` in a string ended the function). Rust gets the same rule
   (the original had none, so Rust generations ran to the token limit).
+- ``is_finished``/``stop_index`` (while decoding) stop at the function's end; ``cleanup`` (raw output
+  of any generator) also keeps complete helper functions and types that follow it.
 - Java additionally closes ``class Solution`` after the method, because its test is a separate
   ``public class Main``.
 
@@ -48,13 +50,12 @@ def _skip_quoted(text: str, i: int, quote: str, multiline: bool) -> int | None:
     return None
 
 
-def function_end(language: Language | str, text: str) -> int | None:
-    """Index just after the ``}`` closing the function whose body ``text`` continues, or None.
+def _braces(name: str, text: str):
+    """Yield ``(index, depth_after)`` for every ``{``/``}`` outside comments and literals.
 
-    Only for brace languages. Counting starts at depth 0 inside the function body; the closing brace
-    is the first one that takes the depth below zero outside comments and literals.
+    Depth starts at 0 inside the function body. Stops early at an unterminated comment or literal
+    (text still streaming in).
     """
-    name = _lang(language).name
     depth = 0
     i = 0
     n = len(text)
@@ -63,13 +64,13 @@ def function_end(language: Language | str, text: str) -> int | None:
         if c == "/" and text.startswith("//", i):
             nl = text.find("\n", i)
             if nl < 0:
-                return None
+                return
             i = nl + 1
             continue
         if c == "/" and text.startswith("/*", i):
             close = text.find("*/", i + 2)
             if close < 0:
-                return None
+                return
             i = close + 2
             continue
         if name == "rust" and c in "rb" and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")):
@@ -77,19 +78,19 @@ def function_end(language: Language | str, text: str) -> int | None:
             if m:
                 close = text.find('"' + m.group(1), m.end())
                 if close < 0:
-                    return None
+                    return
                 i = close + 1 + len(m.group(1))
                 continue
         if c == '"':
             if name == "java" and text.startswith('"""', i):  # text block
                 close = text.find('"""', i + 3)
                 if close < 0:
-                    return None
+                    return
                 i = close + 3
                 continue
             end = _skip_quoted(text, i, '"', multiline=name in ("rust", "cpp"))
             if end is None:
-                return None
+                return
             i = end
             continue
         if c == "`" and name in ("js", "go"):  # JS template literal, Go raw string
@@ -99,14 +100,14 @@ def function_end(language: Language | str, text: str) -> int | None:
                 close = text.find("`", i + 1)
                 end = None if close < 0 else close + 1
             if end is None:
-                return None
+                return
             i = end
             continue
         if c == "'":
             if name == "js":
                 end = _skip_quoted(text, i, "'", multiline=False)
                 if end is None:
-                    return None
+                    return
                 i = end
                 continue
             m = (_RUST_CHAR if name == "rust" else _C_CHAR).match(text, i)
@@ -114,12 +115,58 @@ def function_end(language: Language | str, text: str) -> int | None:
             continue
         if c == "{":
             depth += 1
+            yield i, depth
         elif c == "}":
             depth -= 1
-            if depth < 0:
-                return i + 1
+            yield i, depth
         i += 1
+
+
+def function_end(language: Language | str, text: str) -> int | None:
+    """Index just after the ``}`` closing the function whose body ``text`` continues, or None."""
+    for i, depth in _braces(_lang(language).name, text):
+        if depth < 0:
+            return i + 1
     return None
+
+
+# Top-level code after the function that must not be kept: a second entry point or a test of the
+# model's own, which would clash with the benchmark's test.
+_CUT_MARKERS = {
+    "cpp": re.compile(r"^(?:int|signed|void)\s+main\s*\(|^#\s*undef\s+NDEBUG", re.M),
+    "java": re.compile(r"^\s*public\s+static\s+void\s+main\b|^\s*(?:public\s+)?class\s+Main\b", re.M),
+    "js": re.compile(r"^(?:const|let|var|function)\s+test|^console\.|^module\.exports|^process\.", re.M),
+    "go": re.compile(r"^func\s+(?:main\s*\(|Test)|^package\s|^import\s", re.M),
+    "rust": re.compile(r"^fn\s+main\s*\(|^#\[cfg\(test\)\]|^#\[test\]|^mod\s+tests\b", re.M),
+}
+_TRAILING_SEMICOLON = re.compile(r"[ \t]*;")
+
+
+def _brace_cleanup(name: str, text: str) -> str | None:
+    """Text through the function and any complete top-level blocks after it (helpers, types).
+
+    None if the function is not closed yet. Stops at a top-level entry point/test (``_CUT_MARKERS``) and drops any
+    trailing incomplete block or loose text.
+    """
+    braces = _braces(name, text)
+    keep = None
+    for i, depth in braces:
+        if depth < 0:
+            keep = i + 1
+            break
+    if keep is None:
+        return None
+    marker = _CUT_MARKERS[name].search(text, keep)
+    limit = marker.start() if marker else len(text)
+    for i, depth in braces:
+        if i >= limit or depth < -1:  # Java: the class Solution closed; elsewhere a stray brace
+            break
+        if depth == -1:
+            keep = i + 1
+            m = _TRAILING_SEMICOLON.match(text, keep)
+            if m:
+                keep = m.end()
+    return text[:keep]
 
 
 def _python_end(text: str) -> int | None:
@@ -148,10 +195,20 @@ def is_finished(language: Language | str, text: str) -> bool:
 
 
 def cleanup(language: Language | str, text: str) -> str:
-    """Cut raw model output to the completion that is spliced after the prompt."""
+    """Cut raw model output to the completion that is spliced after the prompt.
+
+    Python: up to the first unindented line. Brace languages: through the function, plus complete
+    top-level blocks that follow it (helper functions, types: the reference solutions of Go/72,
+    Rust/137 and Rust/145 define helpers after the function), stopping at a ``main`` or a test of
+    the model's own. Java then closes ``class Solution``. Unfinished text is returned unchanged.
+    """
     lang = _lang(language)
-    end = stop_index(lang, text)
-    body = text if end is None else text[:end]
-    if lang.name == "java" and end is not None:
-        body += "\n}"  # close class Solution, which the prompt opened
-    return body
+    if lang.name == "python":
+        end = _python_end(text)
+        return text if end is None else text[:end]
+    if lang.name not in _BRACE_LANGUAGES:
+        raise ValueError(f"no cleanup rule for {lang.name}")
+    kept = _brace_cleanup(lang.name, text)
+    if kept is None:
+        return text
+    return kept + "\n}" if lang.name == "java" else kept

@@ -1,0 +1,22 @@
+"""Shared test set-up: HumanEval-X data from ../shared (as CI lays it out), toolchain checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASET = ROOT.parent / "shared" / "humaneval-x"
+
+if "GEEX_HUMANEVALX" not in os.environ and SHARED_DATASET.is_dir():
+    os.environ["GEEX_HUMANEVALX"] = str(SHARED_DATASET)
+
+
+@pytest.fixture(scope="session")
+def dataset_dir() -> Path:
+    path = Path(os.environ.get("GEEX_HUMANEVALX", SHARED_DATASET))
+    if not path.is_dir():
+        pytest.fail(f"HumanEval-X data not found at {path}: set GEEX_HUMANEVALX")
+    return path
