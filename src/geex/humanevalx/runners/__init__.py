@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geex.humanevalx.assembly import TEMPLATE_VERSION, Program
-from geex.humanevalx.sandbox import UID_BASE, ExecResult, Limits, Sandbox
+from geex.humanevalx.sandbox import ExecResult, Limits, Sandbox
+from geex.humanevalx.uids import UidLease
 from geex.humanevalx.verdict import Verdict, classify_compile, classify_run, excerpt
 
 RECIPE_VERSION = "runners/1"
@@ -87,13 +88,21 @@ class RunContext:
     timeout_s: float = 10.0
     helpers: dict = field(default_factory=dict)  # per-slot long-lived helpers (javac server)
 
+    def _lease(self, name: str) -> int:
+        lease = self.helpers.get(name)
+        if lease is None:
+            lease = self.helpers[name] = UidLease()
+        return lease.uid
+
     @property
     def uid(self) -> int:
-        return UID_BASE + self.slot
+        """The uid this worker's programs run as (leased: no other geex process uses it)."""
+        return self._lease("uid")
 
     @property
     def helper_uid(self) -> int:
-        return UID_BASE + 500 + self.slot
+        """A second leased uid for long-lived helpers (javac server), never swept per sample."""
+        return self._lease("helper-uid")
 
     def new_workdir(self) -> Path:
         path = Path(tempfile.mkdtemp(prefix=f"s{self.slot}-", dir=self.jobs_root))
@@ -101,8 +110,12 @@ class RunContext:
         return path
 
     def close(self) -> None:
+        for name, helper in list(self.helpers.items()):
+            if not isinstance(helper, UidLease):
+                helper.close()
         for helper in self.helpers.values():
-            helper.close()
+            if isinstance(helper, UidLease):
+                helper.release()
         self.helpers.clear()
 
 

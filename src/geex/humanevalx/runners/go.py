@@ -63,9 +63,12 @@ class GoRunner(Runner):
             root = Path(tmp)
             root.chmod(0o755)
             ctx = RunContext(sandbox, root, slot=0)
-            workdir = ctx.new_workdir()
-            (workdir / "main_test.go").write_text(_WARM)
-            r = self._go_test_c(workdir, ctx)
+            try:
+                workdir = ctx.new_workdir()
+                (workdir / "main_test.go").write_text(_WARM)
+                r = self._go_test_c(workdir, ctx)
+            finally:
+                ctx.close()
             if not r.ok:
                 raise RuntimeError(f"warming the Go build cache failed: {(r.stderr + r.stdout)[-800:]}")
 

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install everything geex needs on Debian 12 (run as root, or with sudo available):
+# the HumanEval-X language toolchains (apt), the Python virtual environment (.venv), js-md5 (npm),
+# then prepare the toolchain caches (C++ precompiled header, Rust crates, Go build cache, javac
+# server) through `geex doctor`. Idempotent: a second run installs nothing and takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="$HOME/.cargo/bin:$PATH"
+JS_MD5_VERSION=0.7.3
+CACHE="${GEEX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/geex}"
+
+packages=(g++ make libboost-dev libssl-dev bubblewrap util-linux
+          golang-go golang-github-stretchr-testify-dev
+          librust-rand-dev librust-regex-dev librust-md5-dev)
+command -v javac >/dev/null || packages+=(openjdk-17-jdk-headless)
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
+{ command -v rustc && command -v cargo; } >/dev/null || packages+=(rustc cargo)
+python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+"$PY" -c 'import sys; assert sys.version_info >= (3, 11), "geex needs Python >= 3.11"'
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+if [ ! -f .venv/.geex-installed ] || [ pyproject.toml -nt .venv/.geex-installed ]; then
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e '.[test]'
+  touch .venv/.geex-installed
+fi
+
+if [ ! -f "$CACHE/node/node_modules/js-md5/package.json" ]; then
+  npm install --silent --no-audit --no-fund --prefix "$CACHE/node" "js-md5@$JS_MD5_VERSION" >/dev/null
+fi
+
+# Build the toolchain caches now (first time: ~30 s), and show what works.
+.venv/bin/geex doctor

@@ -1,0 +1,92 @@
+"""``geex doctor``: is every HumanEval-X toolchain installed, and does a test run in the sandbox?
+
+The hello-world programs use what real tasks need (Boost and OpenSSL for C++, js-md5, testify,
+the rand/regex/md5 crates), so a green doctor means every reference solution can run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from geex.humanevalx.assembly import Program
+from geex.humanevalx.runners import RunContext, cache_root, get_runner
+from geex.humanevalx.sandbox import Sandbox, detect_isolation
+from geex.humanevalx.verdict import Verdict
+from geex.languages import HUMANEVALX_LANGUAGES
+
+HELLO: dict[str, str] = {
+    "python": "import hashlib\nassert hashlib.md5(b'hi').hexdigest().startswith('49f68a')\n",
+    "cpp": (
+        "#include <cassert>\n#include <string>\n#include <boost/any.hpp>\n#include <openssl/md5.h>\n"
+        "int main() {\n    boost::any a = 1;\n    unsigned char d[MD5_DIGEST_LENGTH];\n"
+        "    MD5((const unsigned char*)\"hi\", 2, d);\n    assert(boost::any_cast<int>(a) == 1 && d[0] == 0x49);\n}\n"
+    ),
+    "java": (
+        "class Solution { int two() { return 2; } }\npublic class Main {\n"
+        "    public static void main(String[] args) {\n"
+        "        if (new Solution().two() != 2) throw new AssertionError();\n    }\n}\n"
+    ),
+    "js": "const md5 = require('js-md5');\nconst assert = require('node:assert');\n"
+          "assert.strictEqual(md5('hi').slice(0, 6), '49f68a');\n",
+    "go": (
+        "package main\n\nimport (\n    \"testing\"\n    \"github.com/stretchr/testify/assert\"\n)\n\n"
+        "func TestHello(t *testing.T) {\n    assert.Equal(t, 2, 1+1)\n}\n"
+    ),
+    "rust": (
+        "use rand::Rng;\nuse regex::Regex;\nuse md5;\nfn main(){}\n#[cfg(test)]\nmod tests {\n    use super::*;\n"
+        "    #[test]\n    fn hello() {\n        let _n: u8 = rand::thread_rng().gen_range(0..10);\n"
+        "        assert!(Regex::new(\"^h\").unwrap().is_match(\"hi\"));\n"
+        "        assert_eq!(format!(\"{:x}\", md5::compute(b\"hi\"))[..6], *\"49f68a\");\n    }\n}\n"
+    ),
+}
+
+
+def doctor(console: Console | None = None) -> int:
+    """Print the table; 0 when every language works in the strongest sandbox, else 1."""
+    console = console or Console()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        isolation = detect_isolation()
+    table = Table(title="HumanEval-X toolchains")
+    for col in ("language", "toolchain", "hello-world in sandbox", "fix"):
+        table.add_column(col, overflow="fold")
+    ok = True
+    jobs_root = Path(tempfile.mkdtemp(prefix="geex-doctor-"))
+    jobs_root.chmod(0o755)
+    sandbox = Sandbox(hide=[Path.home(), cache_root()], isolation=isolation)
+    ctx = RunContext(sandbox, jobs_root, slot=0, timeout_s=30)
+    try:
+        for lang in HUMANEVALX_LANGUAGES:
+            runner = get_runner(lang.name)
+            status = runner.cached_status
+            if not status.available:
+                ok = False
+                table.add_row(lang.display, f"[red]missing[/] {status.problem}", "–", status.hint)
+                continue
+            outcome = runner.execute(Program(lang, HELLO[lang.name]), ctx)
+            passed = outcome.verdict is Verdict.PASSED
+            ok &= passed and not status.problem
+            cell = (f"[green]passed[/] ({outcome.compile_s + outcome.run_s:.2f} s)" if passed
+                    else f"[red]{outcome.verdict.value}[/]: {outcome.detail[-300:]}")
+            fix = status.hint if (status.problem or not passed) else ""
+            version = status.version + (f" [yellow]({status.problem})[/]" if status.problem else "")
+            table.add_row(lang.display, version, cell, fix)
+    finally:
+        ctx.close()
+        shutil.rmtree(jobs_root, ignore_errors=True)
+    console.print(table)
+    strong = isolation.value == "bubblewrap+uid"
+    colour = "green" if strong else "red"
+    console.print(f"sandbox isolation: [{colour}]{isolation.value}[/]")
+    for w in caught:
+        console.print(f"[red]WARNING[/]: {w.message}")
+    if not strong:
+        console.print("for full isolation run as root with bubblewrap installed (apt-get install bubblewrap)")
+    console.print("[green]all toolchains ready[/]" if ok else "[red]some toolchains are not ready[/]")
+    return 0 if ok and strong else 1

@@ -1,0 +1,39 @@
+"""Leases of unprivileged uids for sandboxed programs, unique across concurrent geex processes.
+
+A worker's programs run under a uid that nothing else uses while the lease is held, so
+RLIMIT_NPROC counts only that worker's processes and "kill every process of this uid" after a
+sample cannot hit another evaluation running on the same machine. A lease is an exclusive
+``flock`` on a file per uid: the kernel releases it when the holder exits, even on ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+UID_BASE = 61000
+UID_SPAN = 2000
+LOCK_DIR = Path("/tmp/geex-uid-leases")
+
+
+class UidLease:
+    """Holds one uid until ``release()`` (or process exit)."""
+
+    def __init__(self) -> None:
+        LOCK_DIR.mkdir(mode=0o1777, exist_ok=True)
+        for uid in range(UID_BASE, UID_BASE + UID_SPAN):
+            fd = os.open(LOCK_DIR / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.uid, self._fd = uid, fd
+            return
+        raise RuntimeError(f"all {UID_SPAN} sandbox uids from {UID_BASE} are in use")
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
