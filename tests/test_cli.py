@@ -1,0 +1,51 @@
+"""The CLI: help texts, and user mistakes reported in one line (exit 2), never as a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from geex.cli import main
+
+
+def _geex(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "geex", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["humanevalx", "--help"], ["humanevalx", "evaluate", "--help"],
+                                  ["doctor", "--help"]])
+def test_help(args):
+    r = _geex(*args)
+    assert r.returncode == 0
+    assert "usage: geex" in r.stdout
+
+
+def test_evaluate_help_explains_inputs():
+    out = _geex("humanevalx", "evaluate", "--help").stdout
+    for word in ("canonical", "--languages", "--out", "--workers", "--timeout", "--dataset", "--original", "resume"):
+        assert word in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["humanevalx", "evaluate", "/nonexistent/samples.jsonl"], "does not exist"),
+        (["humanevalx", "evaluate", "canonical", "--languages", "cobol"], "unknown language 'cobol'"),
+        (["humanevalx", "evaluate", "canonical", "--dataset", "/nonexistent-dir"], "is not a directory"),
+    ],
+)
+def test_user_errors_are_one_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_bad_option_value_exits_2():
+    r = _geex("humanevalx", "evaluate", "canonical", "--workers", "0")
+    assert r.returncode == 2
+    assert "must be at least 1" in r.stderr
+    assert "Traceback" not in r.stderr
