@@ -96,6 +96,18 @@ def _local_file(directory: Path, lang: Language) -> Path:
     raise UserError(f"{directory} has no humaneval_{lang.name}.jsonl.gz (or .jsonl)")
 
 
+def _check_online(host: str = "huggingface.co") -> None:
+    """Fail fast when the Hub cannot be reached (the client would retry for ~25 s)."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise OSError("HF_HUB_OFFLINE is set")
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as e:
+        raise OSError(f"cannot resolve {host}") from e
+
+
 def _hub_file(lang: Language) -> Path:
     if lang.name not in HUB_LANGUAGES:
         raise UserError(
@@ -107,10 +119,14 @@ def _hub_file(lang: Language) -> Path:
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
     except ImportError as e:  # pragma: no cover - declared dependency
         raise UserError(f"huggingface_hub is not installed ({e})") from None
+    filename = f"data/{lang.name}/data/humaneval.jsonl"
+    try:  # a copy downloaded earlier needs no network
+        return Path(hf_hub_download(HUB_REPO, filename, repo_type="dataset", local_files_only=True))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError):
+        pass
     try:
-        return Path(
-            hf_hub_download(HUB_REPO, f"data/{lang.name}/data/humaneval.jsonl", repo_type="dataset")
-        )
+        _check_online()
+        return Path(hf_hub_download(HUB_REPO, filename, repo_type="dataset"))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
         raise UserError(
             f"could not fetch {lang.display} problems from the Hugging Face Hub ({HUB_REPO}): "

@@ -1,7 +1,7 @@
 """``geex humanevalx evaluate``: samples → programs → sandboxed runs → results.jsonl → report.
 
 Resume and caching: a sample already in ``OUT/results.jsonl`` with the same program hash is not
-run again; a program already in the machine-wide cache with the same toolchain fingerprint is not
+run again (unless it was a harness error: those are retried); a program already in the machine-wide cache with the same toolchain fingerprint is not
 run again either; identical programs inside one run are run once.
 """
 
@@ -122,7 +122,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     done_counts: dict[str, Counter] = defaultdict(Counter)
     for s, sha in sample_program:
         rec = log.done(s.sample_id, sha)
-        if rec is not None:
+        if rec is not None and rec["verdict"] != Verdict.HARNESS_ERROR.value:  # those are retried
             done_counts[s.language.name][rec["passed"]] += 1
         else:
             pending[sha].append(s)

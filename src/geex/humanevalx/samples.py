@@ -39,7 +39,8 @@ class Sample:
 
 
 def _open(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+    """Binary: lines are decoded one at a time, so that a decoding error can name its line."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def _parse_line(obj: object, path: Path, lineno: int, counters: Counter) -> Sample:
@@ -56,10 +57,11 @@ def _parse_line(obj: object, path: Path, lineno: int, counters: Counter) -> Samp
         language = language_of_task(task_id)
         source = obj.get("source_language") or obj.get("src_lang")
         source_language = get_language(source) if isinstance(source, str) else None
+        declared = obj.get("language")
+        declared_language = get_language(declared) if isinstance(declared, str) else None
     except UserError as e:
         raise UserError(f"{where}: {e}") from None
-    declared = obj.get("language")
-    if isinstance(declared, str) and get_language(declared) != language:
+    if declared_language is not None and declared_language != language:
         raise UserError(f"{where}: 'language' {declared!r} contradicts task id {task_id!r}")
     key = (source_language.name if source_language else "", task_id)
     cid = obj.get("completion_id")
@@ -81,10 +83,14 @@ def read_samples(path: str | Path) -> list[Sample]:
     seen: set[str] = set()
     try:
         with _open(path) as f:
-            for lineno, line in enumerate(f, 1):
+            for lineno, raw in enumerate(f, 1):
+                where = f"{path}:{lineno}"
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise UserError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start + 1})") from None
                 if not line.strip():
                     continue
-                where = f"{path}:{lineno}"
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
@@ -96,8 +102,6 @@ def read_samples(path: str | Path) -> list[Sample]:
                     raise UserError(f"{where}: duplicate sample {sample.sample_id}")
                 seen.add(sample.sample_id)
                 samples.append(sample)
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason})") from None
     except (OSError, EOFError) as e:
         raise UserError(f"cannot read {path}: {e}") from None
     if not samples:

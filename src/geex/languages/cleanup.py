@@ -27,6 +27,8 @@ _BRACE_LANGUAGES = frozenset({"cpp", "java", "js", "go", "rust"})
 _RUST_CHAR = re.compile(r"'(?:\\(?:u\{[0-9a-fA-F]{1,6}\}|x[0-9a-fA-F]{2}|.)|[^\\'\n])'")
 _C_CHAR = re.compile(r"'(?:\\.[^'\n]{0,8}|[^\\'\n])'")
 _RUST_RAW = re.compile(r'b?r(#*)"')
+_CHAR_PREFIX = re.compile(r"'(?:[^\\'\n]|\\[^'\n]{0,10})?\Z")  # the text ends inside a char literal
+_PY_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)?")
 
 
 def _lang(language: Language | str) -> Language:
@@ -50,14 +52,40 @@ def _skip_quoted(text: str, i: int, quote: str, multiline: bool) -> int | None:
     return None
 
 
-def _braces(name: str, text: str):
+def _skip_template(text: str, i: int) -> int | None:
+    """Index just past the JS template literal opened at ``text[i]``; None if unterminated.
+
+    ``${...}`` substitutions are code: they may hold braces, strings and nested templates.
+    """
+    j = i + 1
+    n = len(text)
+    while j < n:
+        c = text[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "`":
+            return j + 1
+        if c == "$" and text.startswith("${", j):
+            for k, depth in _braces("js", text, j + 2):
+                if depth < 0:
+                    j = k + 1
+                    break
+            else:
+                return None
+            continue
+        j += 1
+    return None
+
+
+def _braces(name: str, text: str, start: int = 0):
     """Yield ``(index, depth_after)`` for every ``{``/``}`` outside comments and literals.
 
-    Depth starts at 0 inside the function body. Stops early at an unterminated comment or literal
-    (text still streaming in).
+    Depth starts at 0 at ``start`` (inside the function body). Stops early at an unterminated
+    comment or literal (text still streaming in).
     """
     depth = 0
-    i = 0
+    i = start
     n = len(text)
     while i < n:
         c = text[i]
@@ -95,7 +123,7 @@ def _braces(name: str, text: str):
             continue
         if c == "`" and name in ("js", "go"):  # JS template literal, Go raw string
             if name == "js":
-                end = _skip_quoted(text, i, "`", multiline=True)
+                end = _skip_template(text, i)
             else:
                 close = text.find("`", i + 1)
                 end = None if close < 0 else close + 1
@@ -111,6 +139,8 @@ def _braces(name: str, text: str):
                 i = end
                 continue
             m = (_RUST_CHAR if name == "rust" else _C_CHAR).match(text, i)
+            if m is None and _CHAR_PREFIX.match(text, i):
+                return  # a character literal still streaming in ('}' must not count yet)
             i = m.end() if m else i + 1  # a Rust lifetime ('a) is not a literal
             continue
         if c == "{":
@@ -172,7 +202,9 @@ def _brace_cleanup(name: str, text: str) -> str | None:
 def _python_end(text: str) -> int | None:
     """Start of the first non-empty line that is not indented, or None."""
     pos = 0
-    for line in text.splitlines(keepends=True):
+    n = len(text)
+    while pos < n:  # lines as Python sees them (str.splitlines also splits at \f, \u2028, ...)
+        line = _PY_LINE.match(text, pos).group()
         if line.strip() and line[0] not in " \t":
             return pos
         pos += len(line)
