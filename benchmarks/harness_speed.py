@@ -47,7 +47,7 @@ def _run(argv: list[str], cwd: Path, env: dict | None = None, timeout: float = 1
 
 
 class NaiveRust:
-    """The original's recipe: one cargo crate shared by all samples, ``cargo test --bin``."""
+    """The original's recipe: one cargo crate shared by all samples, ``cargo check`` + ``cargo test``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -66,7 +66,9 @@ class NaiveRust:
         self.n += 1
         name = f"rust_{self.n}"
         (self.root / "src" / "bin" / f"{name}.rs").write_text(program.source)
-        return _run(["cargo", "test", "--bin", name], self.root)
+        # the original: `cargo check --bin rust_N --message-format json`, then `cargo test --bin rust_N`
+        return (_run(["cargo", "check", "--bin", name, "--message-format", "json"], self.root)
+                and _run(["cargo", "test", "--bin", name], self.root))
 
 
 def naive_runner(lang: str, scratch: Path):
