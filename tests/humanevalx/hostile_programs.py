@@ -13,6 +13,7 @@ Placeholders (``@NAME@``) are filled by :func:`hostile`; paths are string litera
 from __future__ import annotations
 
 import json
+import re
 
 TASK = {"python": "Python/53", "cpp": "CPP/53", "java": "Java/53", "js": "JavaScript/53",
         "go": "Go/53", "rust": "Rust/53"}
@@ -40,8 +41,7 @@ PY = {
     "memory_bomb": """\
     hog = []
     while True:
-        hog.append(bytearray(64 * 1024 * 1024))
-        hog[-1][::4096] = b"x" * (64 * 1024 * 1024 // 4096)
+        hog.append(bytes(256 << 20))
 """,
     "huge_output": """\
     import sys
@@ -167,6 +167,9 @@ static void geex_contained() {
 }
 static void geex_err(const std::string& what) { geex_errors += what + ": " + strerror(errno) + "\\n"; }
 int geex_hostile(int x, int y) {
+    static bool geex_done = false;  // the test calls add() many times: act once
+    if (geex_done) return x + y;
+    geex_done = true;
 """
 CPP = {
     "infinite_loop": "    while (true) {}\n",
@@ -174,7 +177,7 @@ CPP = {
     "fork_bomb": "    while (true) fork();\n",
     "memory_bomb": """\
     std::vector<char*> hog;
-    while (true) { char* p = new char[64 << 20]; memset(p, 1, 64 << 20); hog.push_back(p); }
+    while (true) { char* p = new char[256 << 20]; p[0] = 1; hog.push_back(p); }
 """,
     "huge_output": """\
     std::string line(1023, 'x');
@@ -269,6 +272,7 @@ _JAVA_HEAD = """\
 }
 class Hostile {
     static String errors = "";
+    static boolean done = false;  // the test calls add() many times: act once
     static void contained() {
         System.err.println("@CONTAINED@\\n" + errors);
         System.exit(3);
@@ -282,6 +286,8 @@ class Hostile {
         }
     }
     static int run(int x, int y) {
+        if (done) return x + y;
+        done = true;
 """
 JAVA = {
     "infinite_loop": "        while (true) {}\n",
@@ -376,6 +382,8 @@ function geexContained() {
   process.exit(3);
 }
 function geexHostile(x, y) {
+  if (geexHostile.done) return x + y;  // the test calls add() many times: act once
+  geexHostile.done = true;
 """
 # A synchronous connect: a child node process exits 0 only if the connection was made.
 _JS_CONNECT = (
@@ -394,7 +402,7 @@ JS = {
 """,
     "memory_bomb": """\
   const hog = [];
-  while (true) hog.push(Buffer.alloc(64 * 1024 * 1024, 1));
+  while (true) hog.push(Buffer.alloc(256 * 1024 * 1024));
 """,
     "huge_output": """\
   const line = "x".repeat(1023) + "\\n";
@@ -455,6 +463,7 @@ _GO_HEAD = """\
 }
 
 var geexErrors []string
+var geexDone bool // the test calls Add() many times: act once
 
 func geexContained() {
     fmt.Fprintln(os.Stderr, "@CONTAINED@\\n" + strings.Join(geexErrors, "\\n"))
@@ -472,6 +481,10 @@ func geexRun(argv ...string) bool {
 }
 
 func geexHostile(x int, y int) int {
+    if geexDone {
+        return x + y
+    }
+    geexDone = true
 """
 GO = {
     "infinite_loop": "    for {\n    }\n",
@@ -485,10 +498,8 @@ GO = {
     "memory_bomb": """\
     var hog [][]byte
     for {
-        b := make([]byte, 64<<20)
-        for i := range b {
-            b[i] = 1
-        }
+        b := make([]byte, 256<<20)
+        b[0] = 1
         hog = append(hog, b)
     }
 """,
@@ -590,12 +601,18 @@ _RUST_HEAD = """\
 }
 
 fn geex_contained(errors: &[String]) -> ! {
-    eprintln!("@CONTAINED@\\n{}", errors.join("\\n"));
+    // straight to fd 2: the test harness captures eprintln! and exit() would drop the capture
+    let text = format!("@CONTAINED@\\n{}\\n", errors.join("\\n"));
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
     std::process::exit(3);
 }
 
 #[allow(unreachable_code, unused_mut, unused_variables)]
 fn geex_hostile(x: i32, y: i32) -> i32 {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return x + y; // the test calls add() many times: act once
+    }
     let mut errors: Vec<String> = Vec::new();
 """
 RUST = {
@@ -610,7 +627,7 @@ RUST = {
     "memory_bomb": """\
     let mut hog: Vec<Vec<u8>> = Vec::new();
     loop {
-        hog.push(vec![1u8; 64 << 20]);
+        hog.push(vec![0u8; 256 << 20]);
     }
 """,
     "huge_output": """\
@@ -687,7 +704,12 @@ RUST = {
 }
 
 _BODIES = {"python": PY, "cpp": CPP, "java": JAVA, "js": JS, "go": GO, "rust": RUST}
-_HEADS = {"python": "", "cpp": _CPP_HEAD, "java": _JAVA_HEAD, "js": _JS_HEAD, "go": _GO_HEAD, "rust": _RUST_HEAD}
+_PY_ONCE = """\
+    if globals().get("_geex_done"):  # the test calls add() many times: act once
+        return x + y
+    globals()["_geex_done"] = True
+"""
+_HEADS = {"python": _PY_ONCE, "cpp": _CPP_HEAD, "java": _JAVA_HEAD, "js": _JS_HEAD, "go": _GO_HEAD, "rust": _RUST_HEAD}
 _TAILS = {"python": "", "cpp": "}\n", "java": "    }\n}\n", "js": "}\n", "go": "}\n", "rust": "}\n"}
 KINDS = tuple(PY)
 
@@ -709,8 +731,7 @@ def hostile(language: str, kind: str, **params: object) -> str:
         values[key.upper()] = _string_list(language, value) if isinstance(value, list) else str(value)
     for key, value in values.items():
         text = text.replace(f"@{key}@", value)
-    if "@" in text.replace("@Override", ""):
-        missing = sorted({part.split("@")[0] for part in text.split("@")[1::2]})
-        if any(m.isupper() for m in missing):
-            raise KeyError(f"unfilled placeholders in {language}/{kind}: {missing}")
+    missing = sorted(set(re.findall(r"@([A-Z_]+)@", text)))
+    if missing:
+        raise KeyError(f"unfilled placeholders in {language}/{kind}: {missing}")
     return text

@@ -115,7 +115,7 @@ def canonical_samples(problems: dict[str, Problem]) -> list[Sample]:
 
 
 def check_against_problems(samples: list[Sample], problems: dict[str, Problem], path: str) -> None:
-    """Every sample must name a loaded problem (and a loaded source problem for translation)."""
+    """Every sample must name a loaded problem (its target; a translation's source needs none)."""
     for s in samples:
         if s.task_id not in problems:
             raise UserError(f"{path}:{s.line}: unknown task {s.task_id!r} (not in the loaded problems)")

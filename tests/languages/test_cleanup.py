@@ -1,0 +1,402 @@
+"""Stop rules (``is_finished``/``stop_index``) and ``cleanup`` per language, on realistic model output.
+
+The expected values are written out by hand: what a model produced after the prompt, and the
+completion that must be spliced into the program.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from geex.errors import UserError
+from geex.humanevalx.dataset import Problem, load_language
+from geex.languages import LANGUAGE_NAMES, get_language
+from geex.languages.cleanup import cleanup, function_end, is_finished, stop_index
+
+BRACE_LANGUAGES = ("cpp", "java", "js", "go", "rust")
+
+
+@functools.cache
+def problems(name: str) -> tuple[Problem, ...]:
+    return tuple(load_language(get_language(name)))
+
+
+# --------------------------------------------------------------------------------------- Python
+PY_BODY = "    result = []\n    for x in numbers:\n        if x > 0:\n\n            result.append(x)\n    return result\n"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "\ndef check(candidate):\n    assert candidate([1]) == [1]\n",
+        "\n\nif __name__ == '__main__':\n    print(positive([1, -1]))\n",
+        "# a comment at column 0\n    return None\n",
+        "print(positive([1, -2]))\n",
+        "class Helper:\n    pass\n",
+        "assert positive([1]) == [1]",
+        "\n\n\nimport doctest\ndoctest.testmod()\n",
+    ],
+)
+def test_python_cuts_at_first_unindented_line(tail: str) -> None:
+    text = PY_BODY + tail
+    assert is_finished("python", text)
+    cut = len(PY_BODY) + len(tail) - len(tail.lstrip("\n"))
+    assert stop_index("python", text) == cut
+    assert cleanup("python", text) == text[:cut]
+    assert cleanup("python", text).rstrip("\n") == PY_BODY.rstrip("\n")
+
+
+def test_python_keeps_nested_defs_blank_lines_and_tabs() -> None:
+    text = "    def helper(y):\n        return y * 2\n\n\t# tab-indented comment\n    return [helper(x) for x in xs]\n"
+    assert not is_finished("python", text)
+    assert stop_index("python", text) is None
+    assert cleanup("python", text) == text
+
+
+def test_python_first_line_unindented_gives_empty_completion() -> None:
+    assert cleanup("python", "def other():\n    pass\n") == ""
+    assert stop_index("python", "def other():\n    pass\n") == 0
+
+
+def test_python_crlf_and_unicode_line_separators() -> None:
+    crlf = "    return 1\r\n\r\nprint(f())\r\n"
+    assert cleanup("python", crlf) == "    return 1\r\n\r\n"
+    # U+2028 / form feed inside a string literal are not line breaks for Python.
+    for sep in ("\u2028", "\x0c", "\x1c", "\x85"):
+        text = f"    s = 'a{sep}b'\n    return s\n"
+        assert not is_finished("python", text), repr(sep)
+        assert cleanup("python", text) == text
+        assert cleanup("python", text + "print(s)\n") == text
+
+
+def test_python_unfinished_is_unchanged() -> None:
+    for text in ("", "    ", "    return sorted(", "    x = 1\n    if x:\n        return"):
+        assert not is_finished("python", text)
+        assert cleanup("python", text) == text
+
+
+# ------------------------------------------------------------------------------------------ C++
+def test_cpp_braces_in_literals_and_comments_are_ignored() -> None:
+    body = (
+        '    string s = "}";\n'
+        '    string t = "\\"}\\"";\n'
+        "    char c = '}';\n"
+        "    char q = '\\'';\n"
+        "    // closing } in a comment\n"
+        "    /* and { another } one */\n"
+        '    if (c == \'{\') s += "{";\n'
+        "    return s + t + q;\n"
+        "}"
+    )
+    text = body + "\n\nint main() {\n    printf(\"%s\\n\", f().c_str());\n}\n"
+    assert stop_index("cpp", text) == len(body)
+    assert cleanup("cpp", text) == body
+
+
+def test_cpp_keeps_helpers_and_cuts_own_main_and_test() -> None:
+    fn = "    return gcd(a, b) * 2;\n}"
+    helpers = "\n\nstruct Pair { int a; int b; };\n\nint gcd(int a, int b) {\n    return b == 0 ? a : gcd(b, a % b);\n}"
+    tail = "\n#undef NDEBUG\n#include<assert.h>\nint main(){\n    assert(f(2, 4) == 4);\n}\n"
+    assert cleanup("cpp", fn + helpers + tail) == fn + helpers
+    assert cleanup("cpp", fn + helpers + "\nint main() {}\nint after_main() { return 1; }\n") == fn + helpers
+    assert cleanup("cpp", fn + "\n\nsigned main() { return 0; }") == fn
+    assert stop_index("cpp", fn + helpers + tail) == len(fn)
+
+
+def test_cpp_drops_trailing_junk_and_incomplete_blocks() -> None:
+    fn = "    return 1;\n}"
+    assert cleanup("cpp", fn + "\n\nThis function returns one.") == fn
+    assert cleanup("cpp", fn + "\nint helper(int x) {\n    return x") == fn  # helper not finished
+    assert cleanup("cpp", fn + "\n}\n}\n") == fn  # stray closing braces
+
+
+def test_cpp_unfinished_is_unchanged() -> None:
+    for text in ("    int x = 0;\n    for (int i = 0; i < n; i++) {\n        x += i;\n    }\n", '    return "}', "    /* } "):
+        assert not is_finished("cpp", text)
+        assert stop_index("cpp", text) is None
+        assert cleanup("cpp", text) == text
+
+
+# ----------------------------------------------------------------------------------------- Java
+JAVA_METHOD = (
+    "        StringBuilder sb = new StringBuilder();\n"
+    '        String open = "{", close = "}";\n'
+    "        char c = '}';\n"
+    '        String block = """\n            }\n            """;\n'
+    "        // } in a comment\n"
+    "        for (int i = 0; i < n; i++) {\n"
+    "            sb.append(open).append(close);\n"
+    "        }\n"
+    "        return sb.toString();\n"
+    "    }"
+)
+
+
+def test_java_appends_class_close_after_method() -> None:
+    assert stop_index("java", JAVA_METHOD + "\n") == len(JAVA_METHOD)
+    assert cleanup("java", JAVA_METHOD + "\n") == JAVA_METHOD + "\n}"
+
+
+def test_java_model_closing_the_class_itself_is_closed_once() -> None:
+    text = JAVA_METHOD + "\n}\n\npublic class Main {\n    public static void main(String[] args) {\n    }\n}\n"
+    assert cleanup("java", text) == JAVA_METHOD + "\n}"
+
+
+def test_java_keeps_helper_methods_cuts_main() -> None:
+    helper = "\n\n    private static int twice(int x) {\n        return 2 * x;\n    }"
+    main = "\n\n    public static void main(String[] args) {\n        System.out.println(new Solution().f(3));\n    }\n}\n"
+    assert cleanup("java", JAVA_METHOD + helper + main) == JAVA_METHOD + helper + "\n}"
+    assert cleanup("java", JAVA_METHOD + helper + "\n}\n") == JAVA_METHOD + helper + "\n}"
+
+
+def test_java_unfinished_is_unchanged() -> None:
+    text = "        int x = 0;\n        if (x > 0) {\n            return '}';\n        }\n"
+    assert not is_finished("java", text)
+    assert cleanup("java", text) == text  # in particular no "\n}" appended
+
+
+# ----------------------------------------------------------------------------------- JavaScript
+def test_js_template_literals_strings_and_comments() -> None:
+    body = (
+        "  const a = `}`;\n"
+        "  const b = `${x} { ${y}`;\n"
+        "  const c = `[${items.map((i) => `{${i}`).join(',')}]`;\n"  # nested template with a lone {
+        "  const d = `${cond ? `}` : ''}`;\n"  # nested template with a lone }
+        "  const e = '}' + \"{\" + '\\'}';\n"
+        "  /* } */ // {\n"
+        "  return a + b + c + d + e;\n"
+        "}"
+    )
+    text = body + "\n\nconsole.log(f([1, 2]));\n"
+    assert stop_index("js", text) == len(body)
+    assert cleanup("js", text) == body
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "  const c = `[${items.map((i) => `{${i}`).join(',')}]`;\n",  # nested template, lone {
+        "  const d = `${cond ? `}` : ''}`;\n",  # nested template, lone }
+        "  const e = `${`${`}`}`}`;\n",  # deeper nesting
+        "  const f = `\\`}\\` ${'}'} ${\"}\"} ${/* } */ 1}`;\n",  # escapes, strings, comments in ${}
+    ],
+)
+def test_js_nested_template_literals(line: str) -> None:
+    body = line + "  return c;\n}"
+    text = body + "\nconsole.log(f());\n"
+    assert stop_index("js", text) == len(body)
+    assert cleanup("js", text) == body
+    for j in range(len(body)):  # streaming: not finished before the closing brace
+        assert not is_finished("js", body[:j]), body[:j]
+
+
+def test_js_keeps_helpers_cuts_tests_and_exports() -> None:
+    fn = "  return helper(x) + 1;\n}"
+    helper = "\n\nconst helper = (x) => {\n  return x * 2;\n};"
+    for tail in (
+        "\n\nconst testF = () => {\n  console.assert(f(1) === 3);\n}\ntestF();\n",
+        "\nconsole.log(f(2));\n",
+        "\nmodule.exports = f;\n",
+        "\nfunction testAll() {}\n",
+    ):
+        assert cleanup("js", fn + helper + tail) == fn + helper, tail
+
+
+def test_js_unfinished_is_unchanged() -> None:
+    for text in ("  const s = `${a.map((x) => {", "  if (x) {\n    return 1;\n  }\n", "  return '}"):
+        assert not is_finished("js", text)
+        assert cleanup("js", text) == text
+
+
+# ------------------------------------------------------------------------------------------- Go
+def test_go_raw_strings_runes_and_comments() -> None:
+    body = (
+        "    s := `}\n{ raw } string`\n"
+        "    r := '}'\n"
+        "    q := '\\''\n"
+        '    t := "}\\"}"\n'
+        "    // }\n"
+        "    return len(s) + int(r) + int(q) + len(t)\n"
+        "}"
+    )
+    assert stop_index("go", body + "\n") == len(body)
+    assert cleanup("go", body + "\n\n// Example usage\nfunc main() {\n    fmt.Println(F())\n}\n") == body
+
+
+def test_go_keeps_helper_funcs_and_types_cuts_main_and_tests() -> None:
+    fn = "    return isPalindrome(q)\n}"
+    helpers = "\n\ntype pair struct {\n    a, b int\n}\n\nfunc isPalindrome(arr []int) bool {\n    return true\n}"
+    for tail in (
+        "\n\nfunc main() {\n    fmt.Println(WillItFly([]int{1}, 1))\n}\n",
+        "\n\nfunc TestWillItFly(t *testing.T) {\n    assert.Equal(t, true, WillItFly([]int{1}, 1))\n}\n",
+        "\n\n// trailing comment only\n",
+        "\npackage main\n",
+    ):
+        assert cleanup("go", fn + helpers + tail) == fn + helpers, tail
+
+
+def test_go_unfinished_is_unchanged() -> None:
+    for text in ("    s := `}", "    for i := 0; i < n; i++ {\n        x++\n    }\n"):
+        assert not is_finished("go", text)
+        assert cleanup("go", text) == text
+
+
+# ----------------------------------------------------------------------------------------- Rust
+def test_rust_lifetimes_raw_strings_and_char_literals() -> None:
+    body = (
+        "    fn pick<'a>(x: &'a str, _y: &'a str) -> &'a str { x }\n"
+        "    let s: &'static str = \"}\";\n"
+        "    let r = r#\"} \"quoted\" {\"#;\n"
+        "    let b = br\"}\";\n"
+        "    let c = '}';\n"
+        "    let d = '\\'';\n"
+        "    let e = '\\u{7d}';\n"
+        "    let f = b'}';\n"
+        "    let g = |x: i32| { x + 1 };\n"
+        "    /* } */ // {\n"
+        "    pick(s, r).len() + b.len() + c.len_utf8() + d.len_utf8() + e.len_utf8() + f as usize + g(1) as usize\n"
+        "}"
+    )
+    assert stop_index("rust", body + "\n") == len(body)
+    assert cleanup("rust", body + "\n\nfn main() {\n    println!(\"{}\", f());\n}\n") == body
+
+
+def test_rust_keeps_helpers_cuts_main_and_tests() -> None:
+    fn = "    sum_of_digits(n) + 1\n}"
+    helpers = (
+        "\n\n#[derive(Debug, PartialEq)]\npub enum Kind {\n    A,\n    B,\n}\n\n"
+        "pub fn sum_of_digits(n: i32) -> i32 {\n    n % 10\n}"
+    )
+    for tail in (
+        "\n\nfn main() {\n    println!(\"{}\", f(12));\n}\n",
+        "\n\n#[cfg(test)]\nmod tests {\n    use super::*;\n    #[test]\n    fn t() { assert_eq!(f(1), 2); }\n}\n",
+        "\n\n#[test]\nfn it_works() {}\n",
+    ):
+        assert cleanup("rust", fn + helpers + tail) == fn + helpers, tail
+
+
+def test_rust_unfinished_is_unchanged() -> None:
+    for text in ('    let s = r#"}"', "    if x {\n        return 1;\n    }\n", "    let s = \"}"):
+        assert not is_finished("rust", text)
+        assert cleanup("rust", text) == text
+
+
+# ------------------------------------------------------------------------------ streaming stop
+STREAMED = {
+    "cpp": "    if (c == '}') return 1;\n    string s = \"}\";\n    return 0;\n}\nint main(){}\n",
+    "java": "        if (c == '}') return 1;\n        return 0;\n    }\n}\n",
+    "js": "  if (c === '}') return `${'}'}`;\n  return 0;\n}\n",
+    "go": "    if c == '}' {\n        return 1\n    }\n    return 0\n}\n",
+    "rust": "    if c == '}' { return 1; }\n    let x = '\\u{7d}';\n    0\n}\n",
+}
+
+
+@pytest.mark.parametrize("name", BRACE_LANGUAGES)
+def test_stop_rule_fires_exactly_at_the_closing_brace_while_streaming(name: str) -> None:
+    """Decoding checks every prefix: no prefix before the function's ``}`` may count as finished."""
+    text = STREAMED[name]
+    end = text.index("\n}") + 2 if name != "java" else text.index("\n    }") + 6
+    for j in range(len(text) + 1):
+        assert stop_index(name, text[:j]) == (None if j < end else end), (j, text[:j])
+
+
+def test_unknown_language_raises() -> None:
+    with pytest.raises(UserError, match="unknown language 'cobol'"):
+        cleanup("cobol", "x")
+    with pytest.raises(UserError):
+        stop_index("cobol", "x")
+
+
+# ------------------------------------------------------------------------------ properties
+FRAGMENTS = [
+    "{", "}", "\n", "    ", "\t", " ", "x", ";", "return x;", "'", '"', "`", "\\", "/*", "*/", "//", "'a",
+    '"}"', "'}'", "'{'", "// }", "/* } */", "`}`", "`${", 'r#"', '"#', "int main() {", "fn main() {",
+    "func main() {", "public static void main(String[] a) {", "public class Main {", "def f():",
+    "print(1)", "#", "#[cfg(test)]", "package main", "console.log(1)", "\r\n", "\x0c", "\u2028",
+]
+texts = st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(LANGUAGE_NAMES), texts)
+def test_cleanup_is_idempotent(name: str, text: str) -> None:
+    once = cleanup(name, text)
+    assert cleanup(name, once) == once
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(BRACE_LANGUAGES), texts)
+def test_brace_cleanup_keeps_the_whole_function(name: str, text: str) -> None:
+    end = stop_index(name, text)
+    out = cleanup(name, text)
+    if end is None:
+        assert out == text
+    else:
+        assert out.startswith(text[:end])
+        assert stop_index(name, out) == end
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(texts)
+def test_python_cleanup_is_a_prefix_without_top_level_lines(text: str) -> None:
+    out = cleanup("python", text)
+    assert text.startswith(out)
+    assert not is_finished("python", out)
+
+
+# ------------------------------------------------------------------------ reference solutions
+@pytest.mark.parametrize("name", LANGUAGE_NAMES)
+def test_cleanup_of_reference_solutions(name: str) -> None:
+    """Cleaning a correct solution keeps all of it; only a tail the test repeats may go."""
+    probs = problems(name)
+    assert len(probs) == 164
+    for p in probs:
+        canonical = p.canonical_solution
+        out = cleanup(name, canonical)
+        assert cleanup(name, out) == out, p.task_id
+        if name != "python":
+            end = function_end(name, canonical)
+            assert is_finished(name, canonical), p.task_id
+            assert end is not None and canonical[:end].rstrip().endswith("}"), p.task_id
+            assert out.startswith(canonical[:end]), p.task_id
+        assert canonical.startswith(out), p.task_id
+        dropped = canonical[len(out):].strip()
+        # What cleanup drops is blank, or lines the benchmark's test has anyway (CPP/94 ends
+        # with the test's "#undef NDEBUG / #include<assert.h>").
+        for line in dropped.splitlines():
+            assert line.strip() in p.test, (p.task_id, line)
+
+
+OWN_TESTS = {
+    "python": "\n\nif __name__ == '__main__':\n    print('demo')\n",
+    "cpp": "\nint main() {\n    printf(\"%d\\n\", 1);\n    return 0;\n}\n",
+    "java": "\npublic class Main {\n    public static void main(String[] args) {\n        System.out.println(1);\n    }\n}\n",
+    "js": "\nconst testMain = () => {\n  console.log('}');\n};\ntestMain();\n",
+    "go": "\nfunc main() {\n    fmt.Println(\"}\")\n}\n",
+    "rust": "\nfn main() {\n    println!(\"{}\", '}');\n}\n",
+}
+
+
+@pytest.mark.parametrize("name", LANGUAGE_NAMES)
+def test_reference_solution_followed_by_own_main_cleans_to_the_solution(name: str) -> None:
+    for p in problems(name):
+        got = cleanup(name, p.canonical_solution + OWN_TESTS[name])
+        want = cleanup(name, p.canonical_solution)
+        if name == "python":  # blank lines before the cut are kept
+            got, want = got.rstrip("\n"), want.rstrip("\n")
+        assert got == want, p.task_id
+
+
+@pytest.mark.parametrize("name", BRACE_LANGUAGES)
+def test_reference_solutions_are_not_finished_before_their_end(name: str) -> None:
+    """Streaming: every prefix of a reference solution short of its closing brace is unfinished."""
+    for p in problems(name)[::11]:
+        canonical = p.canonical_solution
+        end = function_end(name, canonical)
+        for j in range(0, end, 3):
+            assert not is_finished(name, canonical[:j]), (p.task_id, j)
+        assert stop_index(name, canonical[:end]) == end
