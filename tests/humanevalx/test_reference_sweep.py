@@ -1,0 +1,129 @@
+"""Every task of HumanEval-X fixed, run for real: the references pass, the tests are not vacuous.
+
+One evaluation of 1,968 samples (all six languages): for each of the 984 tasks its reference
+solution, which must pass, and a stand-in completion whose body only throws / panics, which must
+fail (a test that passes it never calls the solution: CPP/23 and Rust/32 as published). A third,
+small run on the published data (``original=True``) shows that these checks do catch the defects
+the fixes remove.
+
+Uses the machine-wide verdict cache, so re-runs take seconds. A failure read from the cache is run
+again without it before the test fails (the cache could hold a verdict from an older harness); a
+disagreement is reported as a warning. About 4 minutes on 2 cores without a cache.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from geex.humanevalx.dataset import load_problems
+from geex.humanevalx.evaluate import EvalConfig, evaluate
+from geex.languages import HUMANEVALX_LANGUAGES
+
+pytestmark = [pytest.mark.slow, pytest.mark.toolchains]
+
+# A completion that is only "fail at run time", per language (the prompt ends inside the function).
+STAND_IN = {
+    "python": '    raise RuntimeError("geex stand-in")\n',
+    "cpp": "    throw 1;\n}\n",
+    "java": '        throw new RuntimeException("geex stand-in");\n    }\n}\n',
+    "js": '  throw new Error("geex stand-in");\n}\n',
+    "go": '    panic("geex stand-in")\n}\n',
+    "rust": '    panic!("geex stand-in");\n}\n',
+}
+REFERENCE, STAND_IN_ID = 0, 1  # completion ids in the samples file
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _results(out_dir: Path) -> dict[str, dict]:
+    with open(out_dir / "results.jsonl", encoding="utf-8") as f:
+        return {r["sample_id"]: r for r in map(json.loads, f)}
+
+
+def _run(tmp: Path, name: str, rows: list[dict], *, use_cache: bool, original: bool = False) -> dict[str, dict]:
+    samples = _write(tmp / f"{name}.jsonl", rows)
+    evaluate(EvalConfig(samples=str(samples), out_dir=tmp / name, progress=False, use_cache=use_cache,
+                        original=original))
+    return _results(tmp / name)
+
+
+def _describe(records: list[dict]) -> str:
+    return "; ".join(
+        f"{r['task_id']}: {r['verdict']}"
+        + (f" ({(r.get('detail') or '').strip()[-160:]!r})" if r.get("detail") else "")
+        for r in records
+    )
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, dataset_dir) -> dict[str, dict]:
+    """Verdicts of every reference and every stand-in on the fixed data, by sample id."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    problems = load_problems(list(HUMANEVALX_LANGUAGES), dataset_dir)
+    assert len(problems) == 984
+    rows = []
+    for task_id, p in problems.items():
+        rows.append({"task_id": task_id, "completion": p.canonical_solution, "completion_id": REFERENCE})
+        rows.append({"task_id": task_id, "completion": STAND_IN[p.language.name], "completion_id": STAND_IN_ID})
+    results = _run(tmp, "cached", rows, use_cache=True)
+    assert len(results) == len(rows)
+
+    # A "bad" verdict from the cache is re-checked without it.
+    def bad(r: dict) -> bool:
+        return r["passed"] != (r["completion_id"] == REFERENCE) or (
+            r["completion_id"] == STAND_IN_ID and r["verdict"] != "runtime_error")
+
+    suspect = [r for r in results.values() if bad(r) and r["cached"]]
+    if suspect:
+        by_id = {(row["task_id"], row["completion_id"]): row for row in rows}
+        fresh = _run(tmp, "recheck", [by_id[(r["task_id"], r["completion_id"])] for r in suspect], use_cache=False)
+        changed = [r["sample_id"] for r in suspect if fresh[r["sample_id"]]["verdict"] != r["verdict"]]
+        if changed:
+            warnings.warn(f"the verdict cache disagreed with a fresh run for {changed}", stacklevel=1)
+        results.update(fresh)
+    return results
+
+
+def _of(sweep: dict[str, dict], completion_id: int) -> list[dict]:
+    return [r for r in sweep.values() if r["completion_id"] == completion_id]
+
+
+def test_every_reference_passes(sweep):
+    references = _of(sweep, REFERENCE)
+    assert len(references) == 984
+    failing = [r for r in references if not r["passed"]]
+    assert not failing, f"{len(failing)} reference solution(s) fail: {_describe(failing)}"
+
+
+def test_no_test_passes_a_stand_in(sweep):
+    stand_ins = _of(sweep, STAND_IN_ID)
+    assert len(stand_ins) == 984
+    vacuous = [r for r in stand_ins if r["passed"]]
+    assert not vacuous, f"vacuous test(s), a throwing stand-in passes: {[r['task_id'] for r in vacuous]}"
+
+
+def test_every_stand_in_fails_at_run_time(sweep):
+    """Not a compile error: the prompt declares everything the test needs, and the test runs."""
+    other = [r for r in _of(sweep, STAND_IN_ID) if r["verdict"] != "runtime_error"]
+    assert not other, f"stand-in not a runtime_error: {_describe(other)}"
+
+
+def test_the_sweep_catches_the_published_defects(tmp_path, dataset_dir):
+    """Positive control: on the published data the same checks fail where the fixes apply."""
+    published = load_problems(list(HUMANEVALX_LANGUAGES), dataset_dir, original=True)
+    must_pass = ["CPP/23", "Rust/32"]  # vacuous tests: the stand-in passes
+    must_fail = ["JavaScript/112", "JavaScript/155", "Rust/50"]  # references that fail
+    uncompilable = ["Rust/10", "Rust/38", "Rust/137", "Go/162"]  # stand-in cannot even compile
+    rows = [{"task_id": t, "completion": STAND_IN[published[t].language.name]} for t in must_pass + uncompilable]
+    rows += [{"task_id": t, "completion": published[t].canonical_solution} for t in must_fail]
+    results = {r["task_id"]: r for r in _run(tmp_path, "published", rows, use_cache=False, original=True).values()}
+    assert [t for t in must_pass if not results[t]["passed"]] == [], _describe([results[t] for t in must_pass])
+    assert [t for t in must_fail if results[t]["passed"]] == [], _describe([results[t] for t in must_fail])
+    assert {t: results[t]["verdict"] for t in uncompilable} == {t: "compile_error" for t in uncompilable}
