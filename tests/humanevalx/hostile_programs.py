@@ -18,6 +18,7 @@ import re
 TASK = {"python": "Python/53", "cpp": "CPP/53", "java": "Java/53", "js": "JavaScript/53",
         "go": "Go/53", "rust": "Rust/53"}
 CONTAINED = "GEEX-CONTAINED"
+ENV_SECRET = "GEEX_HOSTILE_SECRET"  # set in the harness's environment: must not reach programs
 
 # -- Python: the body of ``def add(x: int, y: int):`` ------------------------------------------------
 PY = {
@@ -56,6 +57,9 @@ PY = {
         os.write(2, block)
 """,
     "read_secrets": """\
+    import os
+    if os.environ.get("@ENV_SECRET@"):
+        return x + y  # the harness's environment leaked in
     errors = []
     for path in @SECRETS@:
         try:
@@ -65,7 +69,7 @@ PY = {
         except OSError as e:
             errors.append(f"{path}: {e.strerror}")
     import sys
-    print("@CONTAINED@", *errors, sep="\\n", file=sys.stderr)
+    print(*errors, "@CONTAINED@", sep="\\n", file=sys.stderr)
     sys.exit(3)
 """,
     "write_outside": """\
@@ -80,7 +84,7 @@ PY = {
             errors.append(f"{path}: {e.strerror}")
     if [p for p in wrote if not p.startswith("/tmp/")]:
         return x + y
-    print("@CONTAINED@", *errors, sep="\\n", file=sys.stderr)
+    print(*errors, "@CONTAINED@", sep="\\n", file=sys.stderr)
     sys.exit(3)
 """,
     "network": """\
@@ -99,7 +103,7 @@ PY = {
         return x + y
     except OSError as e:
         errors.append(f"@UNIX@: {e}")
-    print("@CONTAINED@", *errors, sep="\\n", file=sys.stderr)
+    print(*errors, "@CONTAINED@", sep="\\n", file=sys.stderr)
     sys.exit(3)
 """,
     "kill_parent": """\
@@ -135,7 +139,7 @@ PY = {
     out = subprocess.run(["@SUID@", "-u"], capture_output=True, text=True).stdout.strip()
     if out == "0":
         return x + y
-    print("@CONTAINED@ euid", out, file=sys.stderr)
+    print("euid", out, "@CONTAINED@", file=sys.stderr)
     sys.exit(3)
 """,
 }
@@ -162,7 +166,7 @@ _CPP_HEAD = """\
 #include <cstdio>
 static std::string geex_errors;
 static void geex_contained() {
-    fprintf(stderr, "@CONTAINED@\\n%s", geex_errors.c_str());
+    fprintf(stderr, "%s@CONTAINED@\\n", geex_errors.c_str());
     exit(3);
 }
 static void geex_err(const std::string& what) { geex_errors += what + ": " + strerror(errno) + "\\n"; }
@@ -189,6 +193,7 @@ CPP = {
     while (true) if (write(2, block, sizeof block) < 0) {}
 """,
     "read_secrets": """\
+    if (getenv("@ENV_SECRET@")) return x + y;
     for (const char* path : @SECRETS@) {
         int fd = open(path, O_RDONLY);
         char buf[16];
@@ -260,7 +265,7 @@ CPP = {
     FILE* p = popen("@SUID@ -u", "r");
     char out[32] = {0};
     if (p && fgets(out, sizeof out, p) && atoi(out) == 0 && out[0] == '0') return x + y;
-    fprintf(stderr, "@CONTAINED@ euid %s\\n", out);
+    fprintf(stderr, "euid %s @CONTAINED@\\n", out);
     exit(3);
 """,
 }
@@ -274,7 +279,7 @@ class Hostile {
     static String errors = "";
     static boolean done = false;  // the test calls add() many times: act once
     static void contained() {
-        System.err.println("@CONTAINED@\\n" + errors);
+        System.err.println(errors + "\\n@CONTAINED@");
         System.exit(3);
     }
     static boolean exec(String... argv) {
@@ -311,6 +316,7 @@ JAVA = {
         while (true) System.err.println(line);
 """,
     "read_secrets": """\
+        if (System.getenv("@ENV_SECRET@") != null) return x + y;
         for (String path : new String[] @SECRETS@) {
             try {
                 java.nio.file.Files.newInputStream(java.nio.file.Path.of(path)).read();
@@ -378,7 +384,7 @@ const geexCp = require("child_process");
 const geexFs = require("fs");
 let geexErrors = [];
 function geexContained() {
-  process.stderr.write("@CONTAINED@\\n" + geexErrors.join("\\n") + "\\n");
+  process.stderr.write(geexErrors.join("\\n") + "\\n@CONTAINED@\\n");
   process.exit(3);
 }
 function geexHostile(x, y) {
@@ -396,7 +402,7 @@ JS = {
     "sleep_forever": "  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);\n  return x + y;\n",
     "fork_bomb": """\
   while (true) {
-    try { geexCp.spawn(process.execPath, ["-e", "setInterval(()=>{},1000)"], {detached: true, stdio: "ignore"}); } catch (e) {}
+    try { geexCp.spawn("sh", ["-c", "sleep 60 & sleep 60"], {detached: true, stdio: "ignore"}); } catch (e) {}
     try { geexCp.spawnSync("sh", ["-c", "sleep 60 & sleep 60 & sleep 60"]); } catch (e) {}
   }
 """,
@@ -413,6 +419,7 @@ JS = {
   while (true) geexFs.writeSync(2, block);
 """,
     "read_secrets": """\
+  if (process.env["@ENV_SECRET@"]) return x + y;
   for (const path of @SECRETS@) {
     try { geexFs.readFileSync(path); return x + y; } catch (e) { geexErrors.push(path + ": " + e.message); }
   }
@@ -466,7 +473,7 @@ var geexErrors []string
 var geexDone bool // the test calls Add() many times: act once
 
 func geexContained() {
-    fmt.Fprintln(os.Stderr, "@CONTAINED@\\n" + strings.Join(geexErrors, "\\n"))
+    fmt.Fprintln(os.Stderr, strings.Join(geexErrors, "\\n") + "\\n@CONTAINED@")
     os.Exit(3)
 }
 
@@ -516,6 +523,9 @@ GO = {
     }
 """,
     "read_secrets": """\
+    if os.Getenv("@ENV_SECRET@") != "" {
+        return x + y
+    }
     for _, path := range []string@SECRETS@ {
         if _, err := os.ReadFile(path); err == nil {
             return x + y
@@ -602,7 +612,7 @@ _RUST_HEAD = """\
 
 fn geex_contained(errors: &[String]) -> ! {
     // straight to fd 2: the test harness captures eprintln! and exit() would drop the capture
-    let text = format!("@CONTAINED@\\n{}\\n", errors.join("\\n"));
+    let text = format!("{}\\n@CONTAINED@\\n", errors.join("\\n"));
     let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
     std::process::exit(3);
 }
@@ -644,6 +654,9 @@ RUST = {
     }
 """,
     "read_secrets": """\
+    if std::env::var_os("@ENV_SECRET@").is_some() {
+        return x + y;
+    }
     for path in @SECRETS@ {
         match std::fs::read(path) {
             Ok(_) => return x + y,
@@ -726,7 +739,7 @@ def _string_list(language: str, items: list[str]) -> str:
 def hostile(language: str, kind: str, **params: object) -> str:
     """The completion of ``kind`` for ``language`` with its placeholders filled in."""
     text = _HEADS[language] + _BODIES[language][kind] + _TAILS[language]
-    values = {"CONTAINED": CONTAINED, "JS_CONNECT": json.dumps(_JS_CONNECT)}
+    values = {"CONTAINED": CONTAINED, "JS_CONNECT": json.dumps(_JS_CONNECT), "ENV_SECRET": ENV_SECRET}
     for key, value in params.items():
         values[key.upper()] = _string_list(language, value) if isinstance(value, list) else str(value)
     for key, value in values.items():

@@ -1,7 +1,7 @@
 """Hostile programs against the real harness: every language, through assembly, runner and sandbox.
 
 Each program of ``hostile_programs.py`` is a completion for task 53 (``add``) in a samples file that
-``evaluate`` runs like any other (two workers, 3 s timeout, no verdict cache), next to correct
+``evaluate`` runs like any other (two workers, 4 s timeout, no verdict cache), next to correct
 samples that must still pass. Then: the verdict of every program, that none of the escapes worked
 (the program would have *passed*), that no process of a sandbox uid and no child of a program is
 left, and that no file was left behind (jobs root, I/O files, the write targets, the late write of a
@@ -17,10 +17,10 @@ import fcntl
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
-import stat
 import tempfile
 import threading
 import time
@@ -37,11 +37,11 @@ from geex.humanevalx.runners import RunContext, cache_root, get_runner
 from geex.humanevalx.sandbox import Isolation, Sandbox, detect_isolation
 from geex.humanevalx.uids import LOCK_DIR, UID_BASE, UID_SPAN
 from geex.languages import get_language
-from tests.humanevalx.hostile_programs import CONTAINED, KINDS, TASK, hostile
+from tests.humanevalx.hostile_programs import CONTAINED, ENV_SECRET, KINDS, TASK, hostile
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = ("python", "cpp", "java", "js", "go", "rust")
-TIMEOUT_S = 3.0
+TIMEOUT_S = 4.0  # enough for a JVM to start and flood 64 MB on a busy 2-core machine
 OUTLIVE_SLEEP_S = 1  # the detached child sleeps 1.xxxxxx s before its late write
 
 pytestmark = pytest.mark.toolchains
@@ -223,6 +223,7 @@ class Scene:
 def scene(request, dataset_dir, monkeypatch):
     s = Scene(request.param, dataset_dir)
     monkeypatch.setattr(tempfile, "tempdir", str(s.tmp))  # the harness's jobs root and I/O files
+    monkeypatch.setenv(ENV_SECRET, s.token)  # e.g. an API token in the harness's environment
     yield s
     s.close()
 
@@ -333,8 +334,196 @@ def test_escape_programs_pass_without_protection(scene: Scene, monkeypatch):
             lang, "read_secrets", Sandbox(hide=[Path.home()]), jobs,
             **scene.params(secrets=[scene.secrets[0], str(scene.out_secret)])),
     }
+    # the environment: given to the program (as a runner's own variables are), it is seen
+    runner = get_runner(lang)
+    monkeypatch.setattr(runner, "run_env", lambda env=runner.run_env(): {**env, ENV_SECRET: "1"})
+    got["read_secrets (environment)"] = _run_unprotected(
+        lang, "read_secrets", Sandbox(hide=[Path.home()]), jobs, **scene.params(secrets=["/nonexistent"]))
     failed = {k: v for k, v in got.items() if not v.startswith("passed")}
     assert not failed, failed
     assert os.path.exists(target)
     assert any(a.startswith("AF_INET ") for a in scene.listener.accepted), scene.listener.accepted
     assert any(a.startswith("AF_UNIX ") for a in scene.listener.accepted), scene.listener.accepted
+
+
+@needs_strong_sandbox
+@pytest.mark.parametrize("scene", ["python", "java"], indirect=True)
+def test_worker_recovers_right_after_a_fork_bomb(scene: Scene):
+    """The same worker (same uid) runs a correct program that needs processes/threads right after
+    a fork bomb: the bomb's processes must be gone, not just signalled (a dying process still
+    counts against RLIMIT_NPROC of the uid)."""
+    lang = scene.language
+    problems = load_problems([get_language(lang)], None, False)
+    runner = get_runner(lang)
+    ctx = RunContext(Sandbox(hide=[Path.home(), cache_root()]), scene.tmp, slot=0, timeout_s=TIMEOUT_S)
+    try:
+        uid = ctx.uid
+        bomb = runner.execute(assemble(problems[TASK[lang]], hostile(lang, "fork_bomb"), clean=False), ctx)
+        assert [p for p in _processes() if p[1] == uid] == []
+        after = runner.execute(assemble(problems[TASK[lang]], hostile(lang, "outlive", **scene.params()), clean=False), ctx)
+    finally:
+        ctx.close()
+    assert bomb.verdict.value in FORK_BOMB.get(lang, FORK_BOMB_THREADED)
+    assert after.verdict.value == "passed", after
+
+
+# -- the fallback modes ----------------------------------------------------------------------------
+@pytest.fixture
+def fresh_isolation():
+    detect_isolation.cache_clear()
+    yield
+    detect_isolation.cache_clear()
+
+
+@pytest.mark.parametrize(("forced", "recorded"), [("uid", "uid+rlimits"), ("rlimits", "rlimits")])
+def test_degraded_mode_warns_and_is_recorded(forced, recorded, problems_js, tmp_path, monkeypatch, fresh_isolation):
+    """Forcing a weaker sandbox still evaluates, but warns loudly and says so in the report."""
+    if forced == "uid" and (os.geteuid() != 0 or not shutil.which("setpriv")):
+        pytest.skip("the uid mode needs root and setpriv")
+    monkeypatch.setenv("GEEX_SANDBOX", forced)
+    samples = tmp_path / "samples.jsonl"
+    _write_samples(samples, _canonical(problems_js, "js", [53]))
+    with pytest.warns(RuntimeWarning, match=rf"SANDBOX DEGRADED.*'{re.escape(recorded)}'"):
+        report = _evaluate(samples, tmp_path / "out", "js")
+    assert report["isolation"] == recorded
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["isolation"] == recorded
+    assert f"isolation: **{recorded}**" in (tmp_path / "out" / "report.md").read_text()
+    assert report["overall"]["verdicts"]["passed"] == 1
+
+
+@pytest.fixture(scope="module")
+def problems_js(dataset_dir):
+    return load_problems([get_language("js")], str(dataset_dir), False)
+
+
+_JS_SLEEPERS = """\
+  const cp = require("child_process");
+  while (true) {
+    try { cp.spawn("sleep", ["@SLEEP@"], {detached: true, stdio: "ignore"}); } catch (e) {}
+  }
+}
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="the uid mode needs root and setpriv")
+@pytest.mark.parametrize("scene", ["js"], indirect=True)
+def test_uid_mode_kills_what_leaves_the_process_group(scene: Scene, problems_js):
+    """Without namespaces only the uid drop finds children that ``setsid``: a detached child's late
+    write and a swarm of detached sleepers (up to RLIMIT_NPROC) must both be gone after the run.
+    Control: under ``rlimits`` (no uid to sweep) the detached child survives and writes."""
+    task = problems_js["JavaScript/53"]
+    late = assemble(task, hostile("js", "outlive", **scene.params()), clean=False)
+    swarm = assemble(task, _JS_SLEEPERS.replace("@SLEEP@", f"60.{scene.digits}"), clean=False)
+    uid_ctx = RunContext(Sandbox(hide=[], isolation=Isolation.UID), scene.tmp, slot=0, timeout_s=2)
+    try:
+        outcomes = [get_runner("js").execute(p, uid_ctx) for p in (late, swarm)]
+        uid = uid_ctx.uid
+        assert [p for p in _processes() if p[1] == uid] == []
+    finally:
+        uid_ctx.close()
+    assert [o.verdict.value for o in outcomes[:1]] == ["passed"]
+    assert outcomes[1].verdict.value in {"timeout", "resource_limit"}, outcomes[1]
+    time.sleep(OUTLIVE_SLEEP_S + 1.2)
+    assert leftovers(scene.digits) == []
+    assert not os.path.exists(scene.mark)
+
+    open_ctx = RunContext(Sandbox(hide=[], isolation=Isolation.RLIMITS), scene.tmp, slot=0, timeout_s=2)
+    try:
+        assert get_runner("js").execute(late, open_ctx).verdict.value == "passed"
+    finally:
+        open_ctx.close()
+    deadline = time.monotonic() + OUTLIVE_SLEEP_S + 3
+    while not os.path.exists(scene.mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert os.path.exists(scene.mark), "control: a detached child outlives its run when no uid is swept"
+
+
+# -- the seccomp filter, call by call ----------------------------------------------------------------
+_SYSCALLS = r"""
+import ctypes, errno, json, os, platform, socket
+libc = ctypes.CDLL(None, use_errno=True)
+NR = {"x86_64": {"io_uring_setup": 425, "keyctl": 250}, "aarch64": {"io_uring_setup": 425, "keyctl": 219}}[platform.machine()]
+out = {}
+def attempt(name, make):
+    try:
+        make().close()
+        out[name] = "ok"
+    except OSError as e:
+        out[name] = errno.errorcode[e.errno]
+attempt("inet", lambda: socket.socket(socket.AF_INET))
+attempt("inet6", lambda: socket.socket(socket.AF_INET6))
+attempt("netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0))
+attempt("unix", lambda: socket.socket(socket.AF_UNIX))
+attempt("vsock", lambda: socket.socket(40, socket.SOCK_STREAM))
+attempt("packet", lambda: socket.socket(17, socket.SOCK_RAW))
+for kind in ("SOCK_STREAM", "SOCK_SEQPACKET", "SOCK_DGRAM"):
+    try:
+        for s in socket.socketpair(socket.AF_UNIX, getattr(socket, kind)):
+            s.close()
+        out["pair " + kind] = "ok"
+    except OSError as e:
+        out["pair " + kind] = errno.errorcode[e.errno]
+for name, nr in NR.items():
+    r = libc.syscall(nr, 0, 0, 0, 0, 0)
+    out[name] = "ok" if r >= 0 else errno.errorcode[ctypes.get_errno()]
+print(json.dumps(out))
+"""
+
+
+@needs_strong_sandbox
+def test_seccomp_filter():
+    """What the filter refuses, what it lets through; and (control) the same calls without it."""
+    from geex.humanevalx.sandbox import Limits
+    from geex.humanevalx.uids import UidLease
+
+    work = Path(tempfile.mkdtemp(prefix="geex-seccomp-"))
+    work.chmod(0o755)
+    (work / "calls.py").write_text(_SYSCALLS)
+    (work / "calls.py").chmod(0o644)
+    lease = UidLease()
+
+    def calls(sandbox: Sandbox) -> dict:
+        r = sandbox.run(["/usr/bin/python3", "calls.py"], cwd=work, limits=Limits(wall_s=20, cpu_s=20),
+                        uid=lease.uid, cwd_writable=False)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    try:
+        got = calls(Sandbox(hide=[Path.home()]))
+        unfiltered = calls(Sandbox(hide=[Path.home()], isolation=Isolation.UID))
+    finally:
+        lease.release()
+        shutil.rmtree(work)
+    assert got == {
+        "inet": "ok", "inet6": "ok", "netlink": "ok",  # confined by the network namespace
+        "unix": "EACCES", "vsock": "EACCES", "packet": "EACCES",
+        "pair SOCK_STREAM": "ok", "pair SOCK_SEQPACKET": "ok", "pair SOCK_DGRAM": "EACCES",
+        "io_uring_setup": "ENOSYS", "keyctl": "ENOSYS",
+    }
+    assert unfiltered["unix"] == unfiltered["pair SOCK_DGRAM"] == "ok"
+    assert unfiltered["io_uring_setup"] != "ENOSYS" and unfiltered["keyctl"] != "ENOSYS"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="the uid mode needs root and setpriv")
+def test_uid_mode_unreachable_toolchain_is_a_harness_error(tmp_path):
+    """Without bubblewrap nothing binds the toolchain in: if the dropped uid cannot read it (a cache
+    under root's private home), every sample would fail to compile; that is the harness's fault."""
+    from geex.humanevalx.runners import _world_readable
+
+    runner = get_runner("cpp")
+    sandbox = Sandbox(hide=[], isolation=Isolation.UID)
+    runner.prepare(sandbox)
+    if _world_readable(runner.pch_header.parent):
+        pytest.skip(f"{runner.pch_header.parent} is world-readable here")
+    jobs = Path(tempfile.mkdtemp(prefix="geex-unreachable-"))
+    ctx = RunContext(sandbox, jobs, slot=0, timeout_s=5)
+    try:
+        program = assemble(load_problems([get_language("cpp")], None, False)["CPP/53"], "    return x + y;\n}\n", clean=False)
+        outcome = runner.execute(program, ctx)
+    finally:
+        ctx.close()
+        shutil.rmtree(jobs)
+    assert (outcome.verdict.value, outcome.phase) == ("harness_error", "harness"), outcome
+    assert str(runner.pch_header.parent) in outcome.detail and "bubblewrap" in outcome.detail
+    # with bubblewrap the same cache is bound in with traversable parents
+    assert runner.unreachable_paths(Sandbox(hide=[Path.home()], isolation=Isolation.BUBBLEWRAP_UID)) == []

@@ -2,18 +2,28 @@
 
 Layers, strongest first (``Isolation``):
 
-- ``bubblewrap+uid`` (root with bwrap): new PID/net/IPC/UTS namespaces, ``/`` read-only, a private
-  size-capped ``/tmp``, the harness's own files (home, output, dataset, caches) hidden behind empty
-  tmpfs mounts, the work directory bound in; then ``prlimit`` and ``setpriv`` drop to a per-worker
-  uid, so RLIMIT_NPROC (ignored for root) really caps processes. When the program exits, the PID
-  namespace dies and takes every leftover child with it.
-- ``bubblewrap`` (not root): the same namespaces through a user namespace, no uid drop.
+- ``bubblewrap+uid`` (root with bwrap): new PID/net/IPC/UTS namespaces, ``/`` read-only and
+  ``nosuid``, a private size-capped ``/tmp``, ``/run`` and the harness's own files (home, output,
+  dataset, caches) hidden behind empty tmpfs mounts, the work directory bound in; a seccomp filter
+  that refuses sockets other than IP/netlink (a path socket of a host daemon is reachable through a
+  read-only bind mount, and the network namespace does not cover AF_UNIX or AF_VSOCK) and io_uring;
+  then ``prlimit`` and ``setpriv`` drop to a per-worker uid with no capabilities and
+  ``no_new_privs``, so RLIMIT_NPROC (ignored for root) really caps processes. When the program
+  exits, the PID namespace dies and takes every leftover child with it.
+- ``bubblewrap`` (not root): the same namespaces through a user namespace, no uid drop (and
+  RLIMIT_NPROC does not stop a fork bomb there: only the wall-clock limit does).
 - ``uid+rlimits`` (root without bwrap) and ``rlimits`` (neither): limits and a process group only;
   no network or filesystem isolation. Reported loudly, recorded in every report.
 
 Every run gets its own process group; on timeout the whole group is killed, and in the uid modes
-every process still owned by the worker's uid is killed afterwards (children that ``setsid``).
-Output goes to files capped by RLIMIT_FSIZE, so a flood ends the program instead of the harness.
+every process still owned by the worker's uid is killed afterwards (children that ``setsid``), and
+the harness waits until they are gone, so that the next sample of the worker does not inherit a
+full process table. Output goes to files capped by RLIMIT_FSIZE, so a flood ends the program
+instead of the harness; the harness also watches their size and stops a program that reached the
+cap but ignores the error (the JVM ignores SIGXFSZ and ``System.out`` swallows write errors).
+
+Known limit: bwrap reports a child killed by signal N as exit status 128 + N, so a program that
+exits with such a status on purpose (say 137) is read as killed by that signal.
 """
 
 from __future__ import annotations
@@ -21,8 +31,10 @@ from __future__ import annotations
 import enum
 import functools
 import os
+import platform
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -73,10 +85,12 @@ class ExecResult:
     stdout: str  # head (and tail) of the output, decoded leniently
     stderr: str
     output_bytes: int = 0
+    output_limited: bool = False  # stdout or stderr reached the output cap (the program was stopped)
+    harness_error: str | None = None  # set by the harness, never from the program's output
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.timed_out and not self.output_limited
 
 
 def _probe_bwrap(bwrap: str) -> bool:
@@ -126,45 +140,164 @@ def detect_isolation() -> Isolation:
     return best
 
 
-def _read_capped(path: Path, head: int = 16384, tail: int = 4096) -> tuple[str, int]:
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        if size <= head + tail:
-            data = f.read()
-        else:
-            first = f.read(head)
-            f.seek(size - tail)
-            data = first + f"\n[... {size - head - tail} bytes cut ...]\n".encode() + f.read()
+def _read_capped(f, head: int = 16384, tail: int = 4096) -> tuple[str, int]:
+    """Head and tail of an output file (an open binary file object) and its full size."""
+    size = os.fstat(f.fileno()).st_size
+    f.seek(0)
+    if size <= head + tail:
+        data = f.read(size)
+    else:
+        first = f.read(head)
+        f.seek(size - tail)
+        data = first + f"\n[... {size - head - tail} bytes cut ...]\n".encode() + f.read(tail)
     return data.decode("utf-8", errors="replace"), size
 
 
-def kill_uid(uid: int) -> int:
-    """SIGKILL every process whose real uid is ``uid``; returns how many were found."""
-    found = 0
-    for _ in range(10):  # repeat: a process may fork between our scan and its kill
-        pids = []
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/status", "rb") as f:
-                    for line in f:
-                        if line.startswith(b"Uid:"):
-                            if int(line.split()[1]) == uid:
-                                pids.append(int(entry.name))
-                            break
-            except (OSError, ValueError):
-                continue
+# -- seccomp ---------------------------------------------------------------------------------------
+# Per machine: audit arch, syscall numbers of socket and socketpair, and ranges of syscalls that
+# fail with ENOSYS: io_uring_setup/enter/register; add_key/request_key/keyctl (the session keyring
+# of the harness is still "possessed" after the uid drop).
+_SECCOMP_ARCH = {
+    "x86_64": (0xC000003E, 41, 53, ((425, 427), (248, 250))),
+    "aarch64": (0xC00000B7, 198, 199, ((425, 427), (217, 219))),
+}
+_AF_UNIX, _AF_INET, _AF_INET6, _AF_NETLINK = 1, 2, 10, 16
+_SOCK_DGRAM = 2
+_EPERM, _EACCES, _ENOSYS = 1, 13, 38
+
+
+@functools.cache
+def seccomp_filter() -> bytes | None:
+    """A classic-BPF seccomp program (what ``bwrap --seccomp`` loads) for this machine, or None.
+
+    Refused: ``socket`` of any family but IPv4, IPv6 and netlink (all confined by the network
+    namespace; AF_UNIX reaches host daemons through read-only binds, AF_VSOCK the hypervisor);
+    ``socketpair`` of datagram type (it can ``sendto`` a host socket path; stream and seqpacket
+    pairs cannot, and Rust's ``Command`` needs seqpacket); io_uring (its opcodes create and
+    connect sockets behind seccomp's back) and the kernel keyring calls (ENOSYS); any syscall of
+    a foreign ABI (x32, i386 ``socketcall``). Everything else is allowed.
+    """
+    arch = _SECCOMP_ARCH.get(platform.machine())
+    if arch is None:
+        return None
+    audit_arch, nr_socket, nr_socketpair, nosys = arch
+    ld, jeq, jge, jgt, and_, ret = 0x20, 0x15, 0x35, 0x25, 0x54, 0x06
+    allow, errno = 0x7FFF0000, 0x00050000
+    # (opcode, jump-if-true label, jump-if-false label, k), optionally after a label of the row;
+    # a lone (label,) names the next row. Labels resolve to relative offsets.
+    prog: list[tuple] = [  # cBPF jumps only forward: the returns come last
+        (ld, None, None, 4),  # arch
+        (jeq, None, "foreign", audit_arch),
+        (ld, None, None, 0),  # syscall number
+        *([(jge, "foreign", None, 0x40000000)] if platform.machine() == "x86_64" else []),  # x32
+        (jeq, "socket", None, nr_socket),
+        (jeq, "socketpair", None, nr_socketpair),
+        *[row for lo, hi in nosys  # lo <= nr <= hi: ENOSYS, else on to the next range
+          for row in ((jge, None, f"past{lo}", lo), (jgt, f"past{lo}", "nosys", hi), (f"past{lo}",))],
+        (jeq, "allow", "allow", 0),  # everything else (an unconditional jump)
+        ("socket", ld, None, None, 16),  # args[0]: the address family
+        (jeq, "allow", None, _AF_INET),
+        (jeq, "allow", None, _AF_INET6),
+        (jeq, "allow", "denied", _AF_NETLINK),
+        ("socketpair", ld, None, None, 16),
+        (jeq, None, "denied", _AF_UNIX),
+        (ld, None, None, 24),  # args[1]: the type, with SOCK_NONBLOCK / SOCK_CLOEXEC
+        (and_, None, None, 0xF),
+        (jeq, "denied", "allow", _SOCK_DGRAM),
+        ("allow", ret, None, None, allow),
+        ("denied", ret, None, None, errno | _EACCES),
+        ("nosys", ret, None, None, errno | _ENOSYS),
+        ("foreign", ret, None, None, errno | _EPERM),
+    ]
+    where: dict[str, int] = {}
+    rows = []
+    for row in prog:
+        if isinstance(row[0], str) and len(row) == 1:  # a label of the next row
+            where[row[0]] = len(rows)
+            continue
+        if isinstance(row[0], str):
+            where[row[0]] = len(rows)
+            row = row[1:]
+        rows.append((None, *row))
+    out = b""
+    for i, (_, code, jt, jf, k) in enumerate(rows):
+        off = [0 if j is None else where[j] - i - 1 for j in (jt, jf)]
+        out += struct.pack("<HBBI", code, *off, k)
+    return out
+
+
+def _seccomp_pipe() -> int | None:
+    """A fresh read end holding the filter (bwrap reads it to EOF; one per command)."""
+    prog = seccomp_filter()
+    if prog is None:
+        return None
+    r, w = os.pipe()
+    os.write(w, prog)  # a few hundred bytes: fits in the pipe buffer
+    os.close(w)
+    return r
+
+
+# -- killing ---------------------------------------------------------------------------------------
+def pids_of_uid(uid: int) -> list[int]:
+    """Processes (zombies included) whose real uid is ``uid``."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"Uid:"):
+                        if int(line.split()[1]) == uid:
+                            pids.append(int(entry.name))
+                        break
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _kill_all_as(uid: int) -> None:
+    """``kill(-1, SIGKILL)`` as ``uid``: every process of the uid at once, none missed by a fork
+    between a scan and a kill (the kernel makes ``fork`` restart when a fatal signal is pending)."""
+    try:
+        subprocess.run(
+            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
+             "kill", "-s", "KILL", "--", "-1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
+def kill_uid(uid: int, wait_s: float = 10.0) -> int:
+    """SIGKILL every process whose real uid is ``uid`` and wait until they are gone (a dying or
+    zombie process still counts against RLIMIT_NPROC of the next sample). Returns how many were
+    found; warns if some outlived ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    found: set[int] = set()
+    delay = 0.002
+    while True:
+        pids = pids_of_uid(uid)
         if not pids:
-            return found
-        found += len(pids)
+            return len(found)
+        if not found:
+            _kill_all_as(uid)
+        found.update(pids)
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        time.sleep(0.01)
-    return found
+        if time.monotonic() > deadline:
+            warnings.warn(f"{len(pids)} process(es) of sandbox uid {uid} survived SIGKILL for {wait_s} s",
+                          RuntimeWarning, stacklevel=2)
+            return len(found)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+SYSTEM_HIDE = (Path("/run"),)  # daemons' sockets and run-time state; container secrets (/run/secrets)
+_POLL_S = 0.05  # how often a running program's output size is checked
 
 
 @dataclass
@@ -184,8 +317,13 @@ class Sandbox:
         ro_binds: tuple[Path, ...] = (),
         rw_binds: tuple[Path, ...] = (),
         cwd_writable: bool = True,
+        seccomp_fd: int | None = None,
     ) -> list[str]:
-        """The full argv: bwrap (if any) → prlimit → setpriv (if root) → the program."""
+        """The full argv: bwrap (if any) → prlimit → setpriv (if root) → the program.
+
+        ``seccomp_fd``: a file descriptor holding :func:`seccomp_filter`, inherited by bwrap (use
+        :meth:`popen`, which makes one per command).
+        """
         rl = [
             "prlimit",
             f"--as={limits.address_space_mb * MB}",
@@ -197,7 +335,8 @@ class Sandbox:
             "--",
         ]
         drop = (
-            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+             "--bounding-set=-all", "--inh-caps=-all", "--"]
             if self.isolation.drops_uid else []
         )
         if not self.isolation.namespaces:
@@ -210,7 +349,9 @@ class Sandbox:
         ]
         if self.isolation is Isolation.BUBBLEWRAP:
             bw += ["--unshare-user"]
-        hidden = [p for p in self.hide if p.is_dir()]
+        if seccomp_fd is not None:
+            bw += ["--seccomp", str(seccomp_fd)]
+        hidden = list(dict.fromkeys(p for p in (*SYSTEM_HIDE, *self.hide) if p.is_dir()))
         for path in hidden:
             bw += ["--tmpfs", str(path)]
         binds = [("--ro-bind", p) for p in ro_binds] + [("--bind", p) for p in rw_binds]
@@ -221,6 +362,39 @@ class Sandbox:
             bw += [flag, str(path), str(path)]
         bw += ["--chdir", str(cwd)]
         return bw + rl + drop + argv
+
+    def popen(
+        self,
+        argv: list[str],
+        *,
+        cwd: Path,
+        limits: Limits,
+        uid: int,
+        env: dict[str, str] | None = None,
+        ro_binds: tuple[Path, ...] = (),
+        rw_binds: tuple[Path, ...] = (),
+        cwd_writable: bool = True,
+        umask: int = 0o022,
+        stdin=subprocess.DEVNULL,
+        stdout=None,
+        stderr=None,
+    ) -> subprocess.Popen:
+        """Start a sandboxed command in a new session (its own process group); the caller waits."""
+        seccomp = _seccomp_pipe() if self.isolation.namespaces else None
+        try:
+            full = self.command(
+                argv, cwd=cwd, limits=limits, uid=uid, ro_binds=ro_binds, rw_binds=rw_binds,
+                cwd_writable=cwd_writable, seccomp_fd=seccomp,
+            )
+            base_env = {"PATH": SAFE_PATH, "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
+            return subprocess.Popen(
+                full, cwd=cwd, env={**base_env, **(env or {})}, stdin=stdin, stdout=stdout,
+                stderr=stderr, start_new_session=True, umask=umask,
+                pass_fds=(seccomp,) if seccomp is not None else (),
+            )
+        finally:
+            if seccomp is not None:
+                os.close(seccomp)
 
     def run(
         self,
@@ -235,35 +409,46 @@ class Sandbox:
         cwd_writable: bool = True,
         umask: int = 0o022,
     ) -> ExecResult:
-        """Run to completion or timeout; never raises for anything the program does."""
-        full = self.command(
-            argv, cwd=cwd, limits=limits, uid=uid, ro_binds=ro_binds, rw_binds=rw_binds,
-            cwd_writable=cwd_writable,
-        )
-        base_env = {"PATH": SAFE_PATH, "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
-        with tempfile.TemporaryDirectory(prefix="geex-io-") as io_dir:
-            out_path, err_path = Path(io_dir, "stdout"), Path(io_dir, "stderr")
-            start = time.monotonic()
-            timed_out = False
-            with open(out_path, "wb") as out, open(err_path, "wb") as err:
-                proc = subprocess.Popen(
-                    full, cwd=cwd, env={**base_env, **(env or {})}, stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=err, start_new_session=True, umask=umask,
-                )
+        """Run to completion, timeout or output cap; never raises for anything the program does."""
+        cap = limits.fsize_mb * MB
+        start = time.monotonic()
+        deadline = start + limits.wall_s
+        timed_out = limited = False
+        # nameless files (O_TMPFILE): nothing is left on disk even if the harness is killed
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+
+            def flooded() -> bool:
+                return max(os.fstat(out.fileno()).st_size, os.fstat(err.fileno()).st_size) >= cap
+
+            proc = self.popen(
+                argv, cwd=cwd, limits=limits, uid=uid, env=env, ro_binds=ro_binds,
+                rw_binds=rw_binds, cwd_writable=cwd_writable, umask=umask, stdout=out, stderr=err,
+            )
+            while True:
+                remaining = deadline - time.monotonic()
                 try:
-                    proc.wait(timeout=limits.wall_s)
+                    proc.wait(timeout=max(0.0, min(remaining, _POLL_S)))
+                    break
                 except subprocess.TimeoutExpired:
+                    pass
+                if flooded():
+                    limited = True
+                elif remaining <= _POLL_S:
                     timed_out = True
-                    _kill_group(proc.pid)
-                    proc.wait()
-                _kill_group(proc.pid)  # stragglers in the group (no-op when none)
-                if self.isolation.drops_uid:
-                    kill_uid(uid)
+                else:
+                    continue
+                _kill_group(proc.pid)
+                proc.wait()
+                break
+            _kill_group(proc.pid)  # stragglers in the group (no-op when none)
+            if self.isolation.drops_uid:
+                kill_uid(uid)
+            limited = limited or flooded()
             wall = time.monotonic() - start
-            stdout, n_out = _read_capped(out_path)
-            stderr, n_err = _read_capped(err_path)
+            stdout, n_out = _read_capped(out)
+            stderr, n_err = _read_capped(err)
         code, sig = _decode_status(proc.returncode, self.isolation.namespaces)
-        return ExecResult(code, sig, timed_out, wall, stdout, stderr, n_out + n_err)
+        return ExecResult(code, sig, timed_out, wall, stdout, stderr, n_out + n_err, limited)
 
 
 def _mount_point_dirs(path: Path, tmpfs_roots: list[Path], made: set[Path]) -> list[str]:

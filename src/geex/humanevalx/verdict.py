@@ -1,7 +1,18 @@
 """One verdict taxonomy for every language, decided from exit codes, signals and a few markers.
 
-``harness_error`` means the harness, not the model, failed (missing toolchain, internal fault):
-such samples are left out of pass@k and reported loudly.
+- ``passed``: the test program exited 0 (within the limits).
+- ``wrong_answer``: the test's assertion failed (the language's assertion marker, no crash).
+- ``compile_error``: the compiler rejected the program (C++, Java, Go, Rust). Python and
+  JavaScript have no compile step: a syntax error shows when the program runs and is a
+  ``runtime_error``, like any other exception at load time.
+- ``runtime_error``: an exception, panic, crash (signal) or non-zero exit that is not one of the
+  above or below.
+- ``timeout``: the wall-clock limit or RLIMIT_CPU (SIGXCPU), at compile or run time.
+- ``resource_limit``: memory, processes, threads, open files or output (RLIMIT_FSIZE / SIGXFSZ,
+  the output cap) ran out.
+- ``harness_error``: the harness, not the model, failed (missing toolchain, a javac server that
+  keeps dying, internal fault): such samples are left out of pass@k and reported loudly. Decided
+  by the runners from the harness's own state, never from what a program prints alone.
 """
 
 from __future__ import annotations
@@ -33,16 +44,21 @@ _WRONG_ANSWER = {
     "cpp": re.compile(r"Assertion [`'].*' failed"),
     "java": re.compile(r"java\.lang\.AssertionError"),
     "js": re.compile(r"AssertionError|ERR_ASSERTION"),
-    "go": re.compile(r"Error Trace:|Not equal:|Should be (true|false)|--- FAIL: .*\n(?!.*panic)", re.M),
+    # a failed test (testify's report, or a bare FAIL line) that did not crash: a Go panic prints
+    # "--- FAIL" as well, before or after the trace (stdout and stderr are read apart)
+    "go": re.compile(r"\A(?![\s\S]*^(?:panic: |fatal error: ))[\s\S]*(?:Error Trace:|Not equal:|Should be (?:true|false)|^--- FAIL: )", re.M),
     "rust": re.compile(r"panicked at [^\n]*\n\s*assertion|assertion `?(left|failed)"),
 }
-# Running out of a resource (memory, processes, files) rather than a bug in the logic.
+# Running out of a resource (memory, processes, files, output) rather than a bug in the logic.
+# Checked case-insensitively (Go writes "resource temporarily unavailable", C "Resource ...").
 _RESOURCE = re.compile(
     r"MemoryError|std::bad_alloc|OutOfMemoryError|out of memory|memory allocation of \d+ bytes failed"
-    r"|Allocation failed - JavaScript heap|Cannot allocate memory|Resource temporarily unavailable"
-    r"|unable to create (new )?native thread|fork: retry|EAGAIN|Too many open files|EMFILE"
-    r"|File size limit exceeded|cannot allocate memory|failed to create new OS thread"
-    r"|pthread_create failed|could not allocate|ENOMEM"
+    r"|Allocation failed - JavaScript heap|Array buffer allocation failed|Cannot allocate memory|Resource temporarily unavailable"
+    r"|unable to create (new )?native thread|fork: retry|\bEAGAIN\b|Too many open files|\bEMFILE\b"
+    r"|File size limit exceeded|File too large|\bEFBIG\b|No space left on device|\bENOSPC\b"
+    r"|failed to create new OS thread|pthread_create failed|could not allocate|\bENOMEM\b"
+    r"|Cannot fork|fork failed",
+    re.IGNORECASE,
 )
 _TIME_SIGNALS = {_signal.SIGXCPU}
 _RESOURCE_SIGNALS = {_signal.SIGXFSZ}
@@ -55,7 +71,16 @@ def excerpt(text: str, limit: int = 600) -> str:
 
 
 def classify_run(language: str, result: ExecResult) -> Verdict:
-    """Verdict of the test run of a compiled (or interpreted) program."""
+    """Verdict of the test run of a compiled (or interpreted) program.
+
+    In order: output cap reached (``resource_limit``, even if the program then exited 0: the run
+    was stopped or truncated), wall-clock limit or SIGXCPU (``timeout``), SIGXFSZ
+    (``resource_limit``), exit 0 (``passed``), a resource message in the output
+    (``resource_limit``), the language's failed-assertion marker (``wrong_answer``), anything else
+    (``runtime_error``: exceptions, panics, crashes, non-zero exits, other signals).
+    """
+    if result.output_limited:
+        return Verdict.RESOURCE_LIMIT
     if result.timed_out:
         return Verdict.TIMEOUT
     if result.signal in _TIME_SIGNALS:
@@ -73,11 +98,12 @@ def classify_run(language: str, result: ExecResult) -> Verdict:
 
 
 def classify_compile(result: ExecResult) -> Verdict | None:
-    """None when compilation succeeded; otherwise why it did not."""
+    """None when compilation succeeded; otherwise why it did not (a compiler that ran out of time or
+    memory on a sample is the sample's ``timeout`` / ``resource_limit``, not a compile error)."""
     if result.ok:
         return None
     if result.timed_out or result.signal in _TIME_SIGNALS:
         return Verdict.TIMEOUT
-    if result.signal in _RESOURCE_SIGNALS or _RESOURCE.search(result.stderr + result.stdout):
+    if result.output_limited or result.signal in _RESOURCE_SIGNALS or _RESOURCE.search(result.stderr + result.stdout):
         return Verdict.RESOURCE_LIMIT
     return Verdict.COMPILE_ERROR

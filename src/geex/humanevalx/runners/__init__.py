@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geex.humanevalx.assembly import TEMPLATE_VERSION, Program
-from geex.humanevalx.sandbox import ExecResult, Limits, Sandbox
+from geex.humanevalx.sandbox import ExecResult, Limits, Sandbox, kill_uid
 from geex.humanevalx.uids import UidLease
 from geex.humanevalx.verdict import Verdict, classify_compile, classify_run, excerpt
 
-RECIPE_VERSION = "runners/1"
+RECIPE_VERSION = "runners/2"  # 2: seccomp, /run hidden, output cap and Go panic verdicts (invalidates cached verdicts)
 ENV_CACHE = "GEEX_CACHE"
 
 
@@ -92,6 +92,8 @@ class RunContext:
         lease = self.helpers.get(name)
         if lease is None:
             lease = self.helpers[name] = UidLease()
+            if self.sandbox.isolation.drops_uid:
+                kill_uid(lease.uid)  # leftovers of a holder that died without cleaning up
         return lease.uid
 
     @property
@@ -167,6 +169,18 @@ class Runner:
     def _prepare(self, sandbox: Sandbox) -> None:
         pass
 
+    def required_paths(self) -> tuple[Path, ...]:
+        """Host paths (after ``prepare``) without which no sample can compile or run correctly."""
+        return ()
+
+    def unreachable_paths(self, sandbox: Sandbox) -> list[Path]:
+        """Required paths the sandbox uid cannot read. Only without namespaces: bubblewrap binds
+        them in with traversable parents, whereas a bare uid drop leaves e.g. a toolchain under
+        root's 0700 home out of reach, and every sample would fail as if it were the model's fault."""
+        if not sandbox.isolation.drops_uid or sandbox.isolation.namespaces:
+            return []
+        return [p for p in self.required_paths() if not _world_readable(p)]
+
     def write(self, program: Program, workdir: Path) -> None:
         (workdir / f"{self.source_name}.{program.language.extension}").write_text(program.source, encoding="utf-8")
 
@@ -186,8 +200,13 @@ class Runner:
         return Limits(wall_s=timeout_s, cpu_s=int(timeout_s) + 1, address_space_mb=2048, nproc=128)
 
     def harness_fault(self, result: ExecResult) -> str | None:
-        """A failure that is the harness's fault (e.g. a missing library), or None."""
-        return None
+        """A failure that is the harness's fault (e.g. a missing library), or None.
+
+        Decided from the harness's own state (``result.harness_error``, what is installed), never
+        from the program's output alone: a program could print any message to have its failure
+        left out of pass@k.
+        """
+        return result.harness_error
 
     # -- the whole thing ---------------------------------------------------------------------
     def execute(self, program: Program, ctx: RunContext) -> Outcome:
@@ -198,6 +217,12 @@ class Runner:
             self.prepare(ctx.sandbox)
         except RuntimeError as e:
             return Outcome(Verdict.HARNESS_ERROR, "harness", detail=str(e)[-600:])
+        unreachable = self.unreachable_paths(ctx.sandbox)
+        if unreachable:
+            return Outcome(Verdict.HARNESS_ERROR, "harness", detail=(
+                f"{', '.join(map(str, unreachable))} not readable by the sandbox uid in "
+                f"'{ctx.sandbox.isolation.value}' mode (a parent directory is private): install "
+                f"bubblewrap, or move the toolchain / ${ENV_CACHE} to a world-readable place"))
         workdir = ctx.new_workdir()
         try:
             self.write(program, workdir)
@@ -226,6 +251,18 @@ class Runner:
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _world_readable(path: Path) -> bool:
+    """Whether any uid can reach ``path`` (search permission on every parent) and read it."""
+    try:
+        path = path.resolve()
+        for parent in reversed(path.parents):
+            if not parent.stat().st_mode & 0o001:
+                return False
+        return bool(path.stat().st_mode & (0o005 if path.is_dir() else 0o004))
+    except OSError:
+        return False
 
 
 @functools.cache

@@ -53,5 +53,8 @@ class CppRunner(Runner):
         return ctx.sandbox.run(argv, cwd=workdir, limits=self.compile_limits, uid=ctx.uid,
                                ro_binds=(self.pch_header.parent,))
 
+    def required_paths(self) -> tuple[Path, ...]:
+        return (self.pch_header.parent,)
+
     def run_argv(self, workdir: Path) -> list[str]:
         return ["./main"]

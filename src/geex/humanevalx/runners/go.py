@@ -122,5 +122,8 @@ class GoRunner(Runner):
             result = self._build(workdir, ctx)
         return result
 
+    def required_paths(self) -> tuple[Path, ...]:
+        return (self.pkg_dir, self.tooldir)
+
     def run_argv(self, workdir: Path) -> list[str]:
         return ["./main.test"]

@@ -17,40 +17,41 @@ from importlib import resources
 from pathlib import Path
 
 from geex.humanevalx.runners import ExecResult, Runner, RunContext, ToolStatus, tool_output
-from geex.humanevalx.sandbox import Limits
+from geex.humanevalx.sandbox import Limits, kill_uid
 
 JVM_FLAGS = [
     "-Xss16m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
     "-XX:CompressedClassSpaceSize=64m", "-XX:ReservedCodeCacheSize=64m", "-XX:MaxMetaspaceSize=192m",
     "-Xshare:auto",
 ]
+SERVER_DIED = "javac server died"
 
 
 class JavacServer:
     """One sandboxed JVM running GeexJavac, fed one directory per compile."""
 
     def __init__(self, runner: "JavaRunner", ctx: RunContext) -> None:
-        argv = ctx.sandbox.command(
+        self.proc = ctx.sandbox.popen(
             ["java", *JVM_FLAGS, "-cp", str(runner.server_dir), "GeexJavac"],
             cwd=ctx.jobs_root, limits=runner.server_limits, uid=ctx.helper_uid,
-            ro_binds=(runner.server_dir,),
-        )
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            start_new_session=True, env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"},
+            ro_binds=(runner.server_dir,), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         self.uid = ctx.helper_uid
+        self.sandbox = ctx.sandbox
+        self.timed_out = False  # why the last compile() returned None: True = too slow, False = died
 
     def compile(self, workdir: Path, timeout: float) -> tuple[bool, str] | None:
-        """(ok, diagnostics), or None if the server died or exceeded ``timeout``."""
+        """(ok, diagnostics), or None if the server died or exceeded ``timeout`` (see ``timed_out``)."""
+        deadline = time.monotonic() + timeout
         try:
             self.proc.stdin.write(f"{workdir}\n".encode())
             self.proc.stdin.flush()
-            header = self._read_line(timeout)
+            header = self._read_line(deadline)
             if header is None:
                 return None
             status, _, size = header.partition(" ")
-            body = self._read_exact(int(size), timeout)
+            body = self._read_exact(int(size), deadline)
             if body is None:
                 return None
             return status == "OK", body.decode("utf-8", errors="replace")
@@ -59,22 +60,23 @@ class JavacServer:
 
     def _wait_readable(self, deadline: float) -> bool:
         remaining = deadline - time.monotonic()
-        return remaining > 0 and bool(select.select([self.proc.stdout], [], [], remaining)[0])
+        if remaining > 0 and select.select([self.proc.stdout], [], [], remaining)[0]:
+            return True
+        self.timed_out = True
+        return False
 
-    def _read_line(self, timeout: float) -> str | None:
-        deadline = time.monotonic() + timeout
+    def _read_line(self, deadline: float) -> str | None:
         buf = b""
         while not buf.endswith(b"\n"):
             if not self._wait_readable(deadline):
                 return None
             chunk = os.read(self.proc.stdout.fileno(), 1)
             if not chunk:
-                return None
+                return None  # EOF: the server died
             buf += chunk
         return buf.decode().strip()
 
-    def _read_exact(self, n: int, timeout: float) -> bytes | None:
-        deadline = time.monotonic() + timeout
+    def _read_exact(self, n: int, deadline: float) -> bytes | None:
         buf = b""
         while len(buf) < n:
             if not self._wait_readable(deadline):
@@ -91,6 +93,8 @@ class JavacServer:
         except OSError:
             pass
         self.proc.wait()
+        if self.sandbox.isolation.drops_uid:  # gone before the uid's lease is given back
+            kill_uid(self.uid)
 
 
 class JavaRunner(Runner):
@@ -123,21 +127,28 @@ class JavaRunner(Runner):
         self.server_dir.chmod(0o755)
 
     def compile(self, workdir: Path, ctx: RunContext) -> ExecResult:
+        """Through the worker's javac server; a server that dies (not one that is too slow: that is
+        the sample's timeout) is replaced and the sample compiled once more, and if that server
+        dies too the result carries a harness error (``harness_fault`` reports it)."""
         limit = self.compile_limits.wall_s
         t0 = time.monotonic()
-        server = ctx.helpers.get("javac")
-        if server is None or server.proc.poll() is not None:
-            server = ctx.helpers["javac"] = JavacServer(self, ctx)
-        answer = server.compile(workdir, limit)
-        if answer is None:  # hung or crashed: never reuse it
-            died = server.proc.poll() is not None
-            server.close()
+        for _attempt in range(2):
+            server = ctx.helpers.get("javac")
+            if server is None or server.proc.poll() is not None:
+                server = ctx.helpers["javac"] = JavacServer(self, ctx)
+            answer = server.compile(workdir, limit - (time.monotonic() - t0))
+            if answer is not None:
+                ok, diagnostics = answer
+                return ExecResult(0 if ok else 1, None, False, time.monotonic() - t0, "", diagnostics)
+            server.close()  # hung or crashed: never reuse it
             del ctx.helpers["javac"]
-            if died and time.monotonic() - t0 < limit:
-                return ExecResult(1, None, False, time.monotonic() - t0, "", "javac server died (out of memory?)")
-            return ExecResult(None, None, True, time.monotonic() - t0, "", "javac timed out")
-        ok, diagnostics = answer
-        return ExecResult(0 if ok else 1, None, False, time.monotonic() - t0, "", diagnostics)
+            if server.timed_out:
+                return ExecResult(None, None, True, time.monotonic() - t0, "", "javac timed out")
+        return ExecResult(None, None, False, time.monotonic() - t0, "", SERVER_DIED,
+                          harness_error=f"{SERVER_DIED} twice in a row (a toolchain or sandbox problem)")
+
+    def required_paths(self) -> tuple[Path, ...]:
+        return (self.server_dir,)
 
     def run_argv(self, workdir: Path) -> list[str]:
         return ["java", *JVM_FLAGS, "-cp", ".", "Main"]

@@ -43,6 +43,7 @@ class JsRunner(Runner):
         return (node_modules(),) if node_modules().is_dir() else ()
 
     def harness_fault(self, result: ExecResult) -> str | None:
-        if "Cannot find module 'js-md5'" in result.stderr:
+        # only when js-md5 really is missing: a program can print the message itself
+        if "Cannot find module 'js-md5'" in result.stderr and not (node_modules() / "js-md5").is_dir():
             return f"js-md5 is not installed: {self.install_hint}"
-        return None
+        return super().harness_fault(result)

@@ -29,6 +29,9 @@ class PythonRunner(Runner):
         # one BLAS thread: numpy's thread pool would otherwise reserve address space per core
         return {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
+    def required_paths(self) -> tuple[Path, ...]:
+        return (self.interpreter, *self.run_ro_binds())
+
     def run_ro_binds(self) -> tuple[Path, ...]:
         prefixes = {Path(sys.prefix), Path(sys.base_prefix), self.interpreter.resolve().parent.parent}
         return tuple(sorted(prefixes))

@@ -94,5 +94,8 @@ class RustRunner(Runner):
         return ctx.sandbox.run(argv, cwd=workdir, limits=self.compile_limits, uid=ctx.uid,
                                ro_binds=(self._sysroot, deps))
 
+    def required_paths(self) -> tuple[Path, ...]:
+        return (self._sysroot, Path(next(iter(self._externs.values()))).parent)
+
     def run_argv(self, workdir: Path) -> list[str]:
         return ["./main", "--test-threads=1"]
