@@ -92,6 +92,20 @@ def _progress(cfg: EvalConfig, totals: Counter) -> Progress:
     return progress
 
 
+def _remove_stale_jobs_roots() -> None:
+    """Work directories of geex processes that were killed (``geex-jobs-<pid>-*`` of a dead pid)."""
+    for path in Path(tempfile.gettempdir()).glob("geex-jobs-*-*"):
+        pid = path.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Run the evaluation described by ``cfg``; returns the report (also written to OUT)."""
     samples, problems = _load(cfg)
@@ -132,7 +146,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         cfg.console.print(f"resuming: {resumed} of {len(samples)} samples already in {log.path}")
 
     workers = cfg.workers or os.cpu_count() or 1
-    jobs_root = Path(tempfile.mkdtemp(prefix="geex-jobs-"))
+    _remove_stale_jobs_roots()
+    jobs_root = Path(tempfile.mkdtemp(prefix=f"geex-jobs-{os.getpid()}-"))
     jobs_root.chmod(0o755)
     contexts: queue.Queue[RunContext] = queue.Queue()
     for slot in range(workers):

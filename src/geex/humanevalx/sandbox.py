@@ -32,6 +32,7 @@ import enum
 import functools
 import os
 import platform
+import select
 import shutil
 import signal
 import struct
@@ -424,13 +425,11 @@ class Sandbox:
                 argv, cwd=cwd, limits=limits, uid=uid, env=env, ro_binds=ro_binds,
                 rw_binds=rw_binds, cwd_writable=cwd_writable, umask=umask, stdout=out, stderr=err,
             )
+            pidfd = _pidfd(proc.pid)
             while True:
                 remaining = deadline - time.monotonic()
-                try:
-                    proc.wait(timeout=max(0.0, min(remaining, _POLL_S)))
+                if _wait_exit(proc, pidfd, max(0.0, min(remaining, _POLL_S))):
                     break
-                except subprocess.TimeoutExpired:
-                    pass
                 if flooded():
                     limited = True
                 elif remaining <= _POLL_S:
@@ -440,6 +439,8 @@ class Sandbox:
                 _kill_group(proc.pid)
                 proc.wait()
                 break
+            if pidfd is not None:
+                os.close(pidfd)
             _kill_group(proc.pid)  # stragglers in the group (no-op when none)
             if self.isolation.drops_uid:
                 kill_uid(uid)
@@ -449,6 +450,25 @@ class Sandbox:
             stderr, n_err = _read_capped(err)
         code, sig = _decode_status(proc.returncode, self.isolation.namespaces)
         return ExecResult(code, sig, timed_out, wall, stdout, stderr, n_out + n_err, limited)
+
+
+def _wait_exit(proc: subprocess.Popen, pidfd: int | None, timeout: float) -> bool:
+    """True once the process has exited; returns the moment it does when a pidfd is given
+    (``Popen.wait(timeout)`` polls with sleeps of up to 50 ms, a real cost on 30 ms test runs)."""
+    if pidfd is not None:
+        select.select([pidfd], [], [], timeout)
+    try:
+        proc.wait(timeout=0 if pidfd is not None else timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _mount_point_dirs(path: Path, tmpfs_roots: list[Path], made: set[Path]) -> list[str]:

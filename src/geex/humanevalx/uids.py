@@ -23,7 +23,11 @@ class UidLease:
     def __init__(self) -> None:
         LOCK_DIR.mkdir(mode=0o1777, exist_ok=True)
         for uid in range(UID_BASE, UID_BASE + UID_SPAN):
-            fd = os.open(LOCK_DIR / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+            # 0600: a sandboxed program (another uid) must not be able to open, and so lock, a lease file
+            try:
+                fd = os.open(LOCK_DIR / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            except PermissionError:  # another user's lease file
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

@@ -93,6 +93,11 @@ class JavacServer:
         except OSError:
             pass
         self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
         if self.sandbox.isolation.drops_uid:  # gone before the uid's lease is given back
             kill_uid(self.uid)
 
