@@ -337,7 +337,16 @@ def test_brace_cleanup_keeps_the_whole_function(name: str, text: str) -> None:
         assert out == text
     else:
         assert out.startswith(text[:end])
-        assert stop_index(name, out) == end
+        # cleaned text is complete, not streaming: "'}" may still become the literal '}' while
+        # decoding, but as final text its brace closes the function
+        assert stop_index(name, out, final=True) == end
+
+
+def test_streaming_char_literal_versus_final_text() -> None:
+    assert stop_index("cpp", "'}") is None  # the model may be writing '}'
+    assert stop_index("cpp", "'}", final=True) == 2
+    assert stop_index("cpp", "'}{") == 2  # no longer a possible literal
+    assert cleanup("cpp", "'}{") == "'}"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))

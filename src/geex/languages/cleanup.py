@@ -78,7 +78,7 @@ def _skip_template(text: str, i: int) -> int | None:
     return None
 
 
-def _braces(name: str, text: str, start: int = 0):
+def _braces(name: str, text: str, start: int = 0, final: bool = False):
     """Yield ``(index, depth_after)`` for every ``{``/``}`` outside comments and literals.
 
     Depth starts at 0 at ``start`` (inside the function body). Stops early at an unterminated
@@ -139,7 +139,7 @@ def _braces(name: str, text: str, start: int = 0):
                 i = end
                 continue
             m = (_RUST_CHAR if name == "rust" else _C_CHAR).match(text, i)
-            if m is None and _CHAR_PREFIX.match(text, i):
+            if m is None and not final and _CHAR_PREFIX.match(text, i):
                 return  # a character literal still streaming in ('}' must not count yet)
             i = m.end() if m else i + 1  # a Rust lifetime ('a) is not a literal
             continue
@@ -152,9 +152,9 @@ def _braces(name: str, text: str, start: int = 0):
         i += 1
 
 
-def function_end(language: Language | str, text: str) -> int | None:
+def function_end(language: Language | str, text: str, final: bool = False) -> int | None:
     """Index just after the ``}`` closing the function whose body ``text`` continues, or None."""
-    for i, depth in _braces(_lang(language).name, text):
+    for i, depth in _braces(_lang(language).name, text, final=final):
         if depth < 0:
             return i + 1
     return None
@@ -178,7 +178,7 @@ def _brace_cleanup(name: str, text: str) -> str | None:
     None if the function is not closed yet. Stops at a top-level entry point/test (``_CUT_MARKERS``) and drops any
     trailing incomplete block or loose text.
     """
-    braces = _braces(name, text)
+    braces = _braces(name, text, final=True)
     keep = None
     for i, depth in braces:
         if depth < 0:
@@ -211,13 +211,17 @@ def _python_end(text: str) -> int | None:
     return None
 
 
-def stop_index(language: Language | str, text: str) -> int | None:
-    """Where the completion ends in ``text`` (exclusive), or None while it is still unfinished."""
+def stop_index(language: Language | str, text: str, final: bool = False) -> int | None:
+    """Where the completion ends in ``text`` (exclusive), or None while it is still unfinished.
+
+    ``final``: the text is complete (cleanup), so a trailing ``'}`` is a brace, not the start of
+    the literal ``'}'`` that a model may still be writing.
+    """
     lang = _lang(language)
     if lang.name == "python":
         return _python_end(text)
     if lang.name in _BRACE_LANGUAGES:
-        return function_end(lang, text)
+        return function_end(lang, text, final)
     raise ValueError(f"no stop rule for {lang.name}")
 
 
