@@ -3,7 +3,8 @@
 For each language, the reference solutions of an evenly spaced subset of tasks are timed one at a
 time (median wall seconds per sample, compile + run):
 - geex: the real runner, sandboxed (bubblewrap + uid + rlimits), with its caches (C++ precompiled
-  header, prebuilt Rust crates with plain rustc, warm Go build cache, long-lived javac);
+  header + gold, prebuilt Rust crates with plain rustc, Go compile+link against prebuilt packages,
+  long-lived javac);
 - naive: the original harness's recipe, one plain subprocess chain per sample, *unsandboxed*
   (python3 file; g++ -std=c++11 + ./a.out; javac + java; node; go test; cargo test in one shared
   crate with prebuilt dependencies) — so the comparison favours the baseline.

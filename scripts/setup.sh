@@ -16,7 +16,7 @@ packages=(g++ make libboost-dev libssl-dev bubblewrap util-linux
 command -v javac >/dev/null || packages+=(openjdk-17-jdk-headless)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
-{ command -v rustc && command -v cargo; } >/dev/null || packages+=(rustc cargo)
+{ rustc --version && cargo --version; } >/dev/null 2>&1 || packages+=(rustc cargo)  # a rustup shim may have no toolchain
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
 
 missing=()
@@ -43,5 +43,6 @@ if [ ! -f "$CACHE/node/node_modules/js-md5/package.json" ]; then
   npm install --silent --no-audit --no-fund --prefix "$CACHE/node" "js-md5@$JS_MD5_VERSION" >/dev/null
 fi
 
-# Build the toolchain caches now (first time: ~30 s), and show what works.
-.venv/bin/geex doctor
+# Build the toolchain caches now (first time: ~30 s), and show what works. A red row is reported,
+# not fatal: the evaluator marks that language's samples as harness errors, loudly.
+.venv/bin/geex doctor || echo "setup: WARNING: geex doctor reports problems (see the table above)" >&2

@@ -49,3 +49,19 @@ def test_bad_option_value_exits_2():
     assert r.returncode == 2
     assert "must be at least 1" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf", "soon"])
+def test_bad_timeout_is_rejected(value):
+    r = _geex("humanevalx", "evaluate", "canonical", "--timeout", value)
+    assert r.returncode == 2
+    assert "--timeout" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unwritable_output_directory_is_a_user_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["humanevalx", "evaluate", "canonical", "--languages", "python", "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the output directory" in err and "Traceback" not in err

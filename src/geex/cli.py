@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import warnings
@@ -19,6 +20,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text}")
     return value
 
 
@@ -107,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--workers", "-j", type=_positive_int, help="parallel workers (default: all cores)")
     ev.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100; "
                     "only those ≤ the samples per problem are reported)")
-    ev.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds per test run (default: 10)")
+    ev.add_argument("--timeout", type=_seconds, default=10.0, help="wall-clock seconds per test run (default: 10)")
     ev.add_argument("--no-cache", action="store_true", help="do not read or write the machine-wide verdict cache")
     ev.add_argument("--no-cleanup", action="store_true",
                     help="splice completions as given (default: cut them where the function ends)")

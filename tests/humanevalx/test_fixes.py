@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from geex.errors import UserError
 from geex.humanevalx.assembly import generation_prompt, translation_prompt
 from geex.humanevalx.dataset import load_language, load_problems
 from geex.humanevalx.fixes import FIXES, FIXES_VERSION, Edit, Fix, apply_fixes, fixes_for
@@ -124,14 +125,14 @@ def test_default_is_fixed(dataset_dir, original, fixed):
 def test_missing_text_raises(original):
     problem = original["CPP/23"]
     bogus = Fix("CPP/23", "typo", "x", "y", (Edit("test", "no such text in the test", "z"),))
-    with pytest.raises(RuntimeError, match=r"CPP/23 does not apply.*'test' holds 0 occurrence"):
+    with pytest.raises(UserError, match=r"CPP/23 does not apply.*'test' holds 0 occurrence"):
         bogus.apply(problem)
 
 
 def test_wrong_occurrence_count_raises(original):
     problem = original["CPP/27"]  # filp_case occurs 3 times in the test
     fix = Fix("CPP/27", "typo", "x", "y", (Edit("test", "filp_case", "flip_case", count=1),))
-    with pytest.raises(RuntimeError, match="3 occurrence"):
+    with pytest.raises(UserError, match="3 occurrence"):
         fix.apply(problem)
 
 
@@ -139,14 +140,14 @@ def test_changed_upstream_text_stops_loading(original):
     """A revision of the data where a fix no longer matches must not load half-fixed."""
     problems = [original[f"Rust/{n}"] for n in range(164)]
     problems[32] = problems[32].with_fields(test=problems[32].test.replace("/*", "", 1))
-    with pytest.raises(RuntimeError, match="Rust/32"):
+    with pytest.raises(UserError, match="Rust/32"):
         apply_fixes(problems)
 
 
 def test_fixes_do_not_apply_twice(fixed):
     """Applying a fix to already fixed data fails: the text it replaces is gone."""
     for fix in FIXES:
-        with pytest.raises(RuntimeError, match=re.escape(fix.task_id)):
+        with pytest.raises(UserError, match=re.escape(fix.task_id)):
             fix.apply(fixed[fix.task_id])
 
 

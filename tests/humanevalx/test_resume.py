@@ -267,7 +267,8 @@ def test_kill_9_mid_run_then_resume(tmp_path, cache_dir) -> None:
 
 # ---------------------------------------------------------------------- store, directly
 def _rec(sample_id: str, sha: str = "h", verdict: str = "passed") -> dict:
-    return {"sample_id": sample_id, "program_sha256": sha, "verdict": verdict, "passed": verdict == "passed"}
+    return {"sample_id": sample_id, "program_sha256": sha, "verdict": verdict, "passed": verdict == "passed",
+            "fingerprint": "fp"}
 
 
 def test_results_log_recovery(tmp_path) -> None:
@@ -283,9 +284,10 @@ def test_results_log_recovery(tmp_path) -> None:
     assert log.torn_lines == 1
     assert path.read_bytes() == good  # the torn tail is cut off before appending
     assert set(log.records) == {"A#0", "A#1"}
-    assert log.done("A#0", "h2")["verdict"] == "wrong_answer"
-    assert log.done("A#0", "h") is None  # a different program is not done
-    assert log.done("A#2", "h") is None
+    assert log.done("A#0", "h2", "fp")["verdict"] == "wrong_answer"
+    assert log.done("A#0", "h2", "other") is None  # another toolchain/limits/isolation: run again
+    assert log.done("A#0", "h", "fp") is None  # a different program is not done
+    assert log.done("A#2", "h", "fp") is None
     log.append(_rec("A#2"))
     log.close()
     lines = path.read_text().splitlines()

@@ -196,3 +196,17 @@ def test_cli_non_utf8(tmp_path, capsys) -> None:
     assert main(["humanevalx", "evaluate", str(path), "--out", str(tmp_path / "out"), "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"geex: error: {path}:1: not UTF-8") and err.count("\n") == 1
+
+
+def test_lone_surrogate_in_a_completion_does_not_crash(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"task_id": "Python/0", "completion": "    return \\ud800 True\\n"}\n')
+    (sample,) = read_samples(path)
+    assert sample.completion == "    return ? True\n"  # storable and hashable
+
+
+def test_non_string_source_language_is_an_error(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"task_id": "Python/0", "completion": "x", "source_language": 3}\n')
+    with pytest.raises(UserError, match=r"s.jsonl:1: 'source_language' must be a language name"):
+        read_samples(path)

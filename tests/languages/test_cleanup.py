@@ -34,7 +34,7 @@ PY_BODY = "    result = []\n    for x in numbers:\n        if x > 0:\n\n        
     [
         "\ndef check(candidate):\n    assert candidate([1]) == [1]\n",
         "\n\nif __name__ == '__main__':\n    print(positive([1, -1]))\n",
-        "# a comment at column 0\n    return None\n",
+        "# a comment at column 0, then a statement\nprint(positive([1, -2]))\n",
         "print(positive([1, -2]))\n",
         "class Helper:\n    pass\n",
         "assert positive([1]) == [1]",
@@ -45,9 +45,19 @@ def test_python_cuts_at_first_unindented_line(tail: str) -> None:
     text = PY_BODY + tail
     assert is_finished("python", text)
     cut = len(PY_BODY) + len(tail) - len(tail.lstrip("\n"))
+    if tail.startswith("#"):
+        cut = text.index("print(")
     assert stop_index("python", text) == cut
     assert cleanup("python", text) == text[:cut]
-    assert cleanup("python", text).rstrip("\n") == PY_BODY.rstrip("\n")
+    assert cleanup("python", text).rstrip("\n").startswith(PY_BODY.rstrip("\n"))
+
+
+def test_python_comment_in_column_0_does_not_end_the_body() -> None:
+    # the original cut at "\n#" and failed correct answers with such a comment inside the body
+    text = "    x = 1\n# note\n    return x\n"
+    assert not is_finished("python", text)
+    assert cleanup("python", text) == text
+    assert cleanup("python", text + "# tests\nprint(f())\n") == text + "# tests\n"
 
 
 def test_python_keeps_nested_defs_blank_lines_and_tabs() -> None:

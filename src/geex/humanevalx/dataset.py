@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -81,10 +82,15 @@ def _read_jsonl(path: Path) -> list[dict]:
             for lineno, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
+                        row = json.loads(line)
                     except json.JSONDecodeError as e:
                         raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-    except (OSError, EOFError) as e:
+                    if not isinstance(row, dict):
+                        raise UserError(f"{path}:{lineno}: expected a JSON object per line")
+                    rows.append(row)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason})") from None
+    except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"cannot read {path}: {e}") from None
     return rows
 
@@ -158,6 +164,10 @@ def load_language(lang: Language, dataset: str | Path | None = None, original: b
             raise UserError(f"{path}:{i}: task {problem.task_id} is not a {lang.display} task")
         problems.append(problem)
     problems.sort(key=lambda p: p.number)
+    numbers = [p.number for p in problems]
+    if len(set(numbers)) != len(numbers):
+        dup = next(n for n in numbers if numbers.count(n) > 1)
+        raise UserError(f"{path}: task {lang.task_prefix}/{dup} appears more than once")
     if not original:
         from geex.humanevalx.fixes import apply_fixes
 

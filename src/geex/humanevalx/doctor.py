@@ -69,7 +69,13 @@ def doctor(console: Console | None = None) -> int:
                 ok = False
                 table.add_row(lang.display, f"[red]missing[/] {status.problem}", "–", status.hint)
                 continue
-            outcome = runner.execute(Program(lang, HELLO[lang.name]), ctx)
+            try:
+                outcome = runner.execute(Program(lang, HELLO[lang.name]), ctx)
+            except Exception as e:  # doctor reports every language, whatever one of them does
+                ok = False
+                table.add_row(lang.display, status.version, f"[red]internal error[/]: {type(e).__name__}: {e}",
+                              status.hint)
+                continue
             passed = outcome.verdict is Verdict.PASSED
             ok &= passed and not status.problem
             cell = (f"[green]passed[/] ({outcome.compile_s + outcome.run_s:.2f} s)" if passed

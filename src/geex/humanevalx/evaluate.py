@@ -7,6 +7,7 @@ run again either; identical programs inside one run are run once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import shutil
@@ -109,17 +110,27 @@ def _remove_stale_jobs_roots() -> None:
 def evaluate(cfg: EvalConfig) -> dict:
     """Run the evaluation described by ``cfg``; returns the report (also written to OUT)."""
     samples, problems = _load(cfg)
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        (cfg.out_dir / "results.jsonl").touch()
+    except OSError as e:
+        raise UserError(f"cannot write the output directory {cfg.out_dir}: {e.strerror or e}") from None
     sandbox_isolation = detect_isolation()
     dataset_dir = resolve_dataset_dir(cfg.dataset)
     hide = [Path.home(), cfg.out_dir.resolve(), cache_root()]
     if dataset_dir is not None:
         hide.append(dataset_dir.resolve())
+    # never mount an empty tmpfs over / or a system directory (HOME=/ or --out /usr/...)
+    hide = [p for p in hide if len(p.parts) > 2 or p.parts[1:2] in (("home",), ("root",))]
     sandbox = Sandbox(hide=hide, isolation=sandbox_isolation)
 
     languages = list(dict.fromkeys(s.language.name for s in samples))
     runners = {lang: get_runner(lang) for lang in languages}
-    fingerprints = {lang: r.fingerprint(cfg.timeout_s) for lang, r in runners.items()}
+    # a verdict is reusable only under the same toolchain, recipe, limits *and* isolation
+    fingerprints = {
+        lang: hashlib.sha256(f"{r.fingerprint(cfg.timeout_s)}|{sandbox_isolation.value}".encode()).hexdigest()[:16]
+        for lang, r in runners.items()
+    }
 
     programs: dict[str, Program] = {}
     sample_program: list[tuple[Sample, str]] = []
@@ -135,7 +146,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     totals: Counter = Counter(s.language.name for s in samples)
     done_counts: dict[str, Counter] = defaultdict(Counter)
     for s, sha in sample_program:
-        rec = log.done(s.sample_id, sha)
+        rec = log.done(s.sample_id, sha, fingerprints[s.language.name])
         if rec is not None and rec["verdict"] != Verdict.HARNESS_ERROR.value:  # those are retried
             done_counts[s.language.name][rec["passed"]] += 1
         else:
@@ -145,7 +156,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     if resumed:
         cfg.console.print(f"resuming: {resumed} of {len(samples)} samples already in {log.path}")
 
-    workers = cfg.workers or os.cpu_count() or 1
+    workers = cfg.workers or len(os.sched_getaffinity(0)) or 1  # the cores this process may use
     _remove_stale_jobs_roots()
     jobs_root = Path(tempfile.mkdtemp(prefix=f"geex-jobs-{os.getpid()}-"))
     jobs_root.chmod(0o755)

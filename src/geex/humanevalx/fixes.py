@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from geex.errors import UserError
 from geex.humanevalx.dataset import Problem
 
 FIXES_VERSION = "humaneval-x-fixed/1"
@@ -39,7 +40,7 @@ class Fix:
             text = changes.get(edit.field, problem.get(edit.field))
             found = text.count(edit.old)
             if found == 0 or (edit.count is not None and found != edit.count):
-                raise RuntimeError(
+                raise UserError(
                     f"data fix for {self.task_id} does not apply: {edit.field!r} holds "
                     f"{found} occurrence(s) of the text to replace (expected {edit.count or 'some'}); "
                     "is this the published HumanEval-X data? Use --original to skip fixes."

@@ -20,14 +20,16 @@ def _group_key(rec: dict) -> str:
 def summarize(records: list[dict], ks: tuple[int, ...]) -> dict:
     """Counts and pass@k for one group of per-sample records."""
     verdicts = Counter(rec["verdict"] for rec in records)
-    per_problem: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    # a problem is a task *within its group*: CPP/0 generated and CPP/0 translated from Python are
+    # two problems, so the overall row never pools samples of different tasks
+    per_problem: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for rec in records:
         if rec["verdict"] == Verdict.HARNESS_ERROR.value:
             continue  # not the model's fault: excluded from pass@k
-        nc = per_problem[rec["task_id"]]
+        nc = per_problem[(_group_key(rec), rec["task_id"])]
         nc[0] += 1
         nc[1] += rec["verdict"] == Verdict.PASSED.value
-    problems = {rec["task_id"] for rec in records}
+    problems = {(_group_key(rec), rec["task_id"]) for rec in records}
     counts = {task: (n, c) for task, (n, c) in per_problem.items()}
     out: dict = {
         "n_problems": len(problems),

@@ -53,10 +53,15 @@ def _parse_line(obj: object, path: Path, lineno: int, counters: Counter) -> Samp
     text = obj.get("generation", obj.get("completion"))
     if not isinstance(text, str):
         raise UserError(f"{where}: needs a string 'generation' or 'completion' field")
+    # JSON may carry lone surrogates ("\ud800"), which no file or hash can hold: the sample gets
+    # "?" in their place and is evaluated like any other
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    source = obj.get("source_language", obj.get("src_lang"))
+    if source is not None and not isinstance(source, str):
+        raise UserError(f"{where}: 'source_language' must be a language name")
     try:
         language = language_of_task(task_id)
-        source = obj.get("source_language") or obj.get("src_lang")
-        source_language = get_language(source) if isinstance(source, str) else None
+        source_language = get_language(source) if source else None
         declared = obj.get("language")
         declared_language = get_language(declared) if isinstance(declared, str) else None
     except UserError as e:

@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MB = 1024 * 1024
-UID_BASE = 61000  # worker w runs as UID_BASE + w; UID_BASE + 500 + w for long-lived helpers
 ENV_SANDBOX = "GEEX_SANDBOX"  # force a weaker mode: "bubblewrap", "uid", "rlimits"
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -88,6 +87,7 @@ class ExecResult:
     output_bytes: int = 0
     output_limited: bool = False  # stdout or stderr reached the output cap (the program was stopped)
     harness_error: str | None = None  # set by the harness, never from the program's output
+    cpu_limited: bool = False  # killed (SIGKILL) at the hard CPU-time limit, not by the harness
 
     @property
     def ok(self) -> bool:
@@ -449,7 +449,13 @@ class Sandbox:
             stdout, n_out = _read_capped(out)
             stderr, n_err = _read_capped(err)
         code, sig = _decode_status(proc.returncode, self.isolation.namespaces)
-        return ExecResult(code, sig, timed_out, wall, stdout, stderr, n_out + n_err, limited)
+        # A SIGKILL the harness did not send, after long enough to have used the CPU budget on
+        # every core: the kernel's hard RLIMIT_CPU (a program that ignores SIGXCPU), a time limit.
+        cores = len(os.sched_getaffinity(0)) or 1
+        cpu_limited = (sig == signal.SIGKILL and not timed_out and not limited
+                       and wall >= limits.cpu_s / cores)
+        return ExecResult(code, sig, timed_out, wall, stdout, stderr, n_out + n_err, limited,
+                          cpu_limited=cpu_limited)
 
 
 def _wait_exit(proc: subprocess.Popen, pidfd: int | None, timeout: float) -> bool:

@@ -55,9 +55,13 @@ class ResultsLog:
             with open(self.path, "r+b") as f:
                 f.truncate(good_end)
 
-    def done(self, sample_id: str, program_sha256: str) -> dict | None:
+    def done(self, sample_id: str, program_sha256: str, fingerprint: str) -> dict | None:
+        """The recorded result of this sample, if it was for the same program under the same
+        toolchain, recipes, limits and isolation (else it must run again)."""
         rec = self.records.get(sample_id)
-        return rec if rec is not None and rec.get("program_sha256") == program_sha256 else None
+        if rec is None or rec.get("program_sha256") != program_sha256 or rec.get("fingerprint") != fingerprint:
+            return None
+        return rec if isinstance(rec.get("verdict"), str) and isinstance(rec.get("passed"), bool) else None
 
     def append(self, record: dict) -> None:
         line = json.dumps(record, ensure_ascii=False) + "\n"

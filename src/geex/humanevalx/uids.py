@@ -12,7 +12,10 @@ import fcntl
 import os
 from pathlib import Path
 
-UID_BASE = 61000
+# Far above every range a distribution hands out (system users < 1000, regular users < 60000,
+# systemd DynamicUser 61184-65519, container subuid ranges from 100000 in steps of 65536 usually
+# below 10^6 per user): nothing but geex runs under these uids.
+UID_BASE = 2_000_000_000
 UID_SPAN = 2000
 LOCK_DIR = Path("/tmp/geex-uid-leases")
 
@@ -21,7 +24,9 @@ class UidLease:
     """Holds one uid until ``release()`` (or process exit)."""
 
     def __init__(self) -> None:
-        LOCK_DIR.mkdir(mode=0o1777, exist_ok=True)
+        LOCK_DIR.mkdir(exist_ok=True)
+        if LOCK_DIR.stat().st_uid == os.geteuid():
+            LOCK_DIR.chmod(0o1777)  # mkdir's mode is cut by the umask
         for uid in range(UID_BASE, UID_BASE + UID_SPAN):
             # 0600: a sandboxed program (another uid) must not be able to open, and so lock, a lease file
             try:

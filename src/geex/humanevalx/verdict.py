@@ -74,14 +74,15 @@ def classify_run(language: str, result: ExecResult) -> Verdict:
     """Verdict of the test run of a compiled (or interpreted) program.
 
     In order: output cap reached (``resource_limit``, even if the program then exited 0: the run
-    was stopped or truncated), wall-clock limit or SIGXCPU (``timeout``), SIGXFSZ
+    was stopped or truncated), wall-clock limit, SIGXCPU or the hard CPU limit's SIGKILL
+    (``timeout``), SIGXFSZ
     (``resource_limit``), exit 0 (``passed``), a resource message in the output
     (``resource_limit``), the language's failed-assertion marker (``wrong_answer``), anything else
     (``runtime_error``: exceptions, panics, crashes, non-zero exits, other signals).
     """
     if result.output_limited:
         return Verdict.RESOURCE_LIMIT
-    if result.timed_out:
+    if result.timed_out or result.cpu_limited:
         return Verdict.TIMEOUT
     if result.signal in _TIME_SIGNALS:
         return Verdict.TIMEOUT

@@ -4,7 +4,7 @@ One rule per language, used by the harness (cleaning completions before assembly
 generator (stopping as soon as the function is complete). The text is what a model produced
 *after* the prompt, i.e. it starts inside the function body.
 
-- Python: the body ends before the first non-empty line that is not indented.
+- Python: the body ends before the first non-empty line that is not indented (comments aside).
 - C++, Java, JavaScript, Go, Rust: the body ends at the ``}`` that closes the function. Braces are
   counted by a small lexer that skips comments, string and character literals (the original counted
   every ``{``/``}`` character, so ``"}"`` in a string ended the function). Rust gets the same rule
@@ -200,12 +200,16 @@ def _brace_cleanup(name: str, text: str) -> str | None:
 
 
 def _python_end(text: str) -> int | None:
-    """Start of the first non-empty line that is not indented, or None."""
+    """Start of the first non-empty line that is not indented and not a comment, or None.
+
+    A comment in column 0 inside the body does not end it (the original cut there and failed
+    correct answers); the next unindented statement does.
+    """
     pos = 0
     n = len(text)
     while pos < n:  # lines as Python sees them (str.splitlines also splits at \f, \u2028, ...)
         line = _PY_LINE.match(text, pos).group()
-        if line.strip() and line[0] not in " \t":
+        if line.strip() and line[0] not in " \t#":
             return pos
         pos += len(line)
     return None

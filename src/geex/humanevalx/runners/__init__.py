@@ -1,13 +1,14 @@
 """Per-language compile/run recipes on top of the sandbox.
 
 A runner turns a ``Program`` into an ``Outcome``: write the files into a private work directory,
-compile (sandboxed, with the runner's caches: C++ precompiled header, prebuilt Rust crates, a warm
-Go build cache, a long-lived javac), then run the test (sandboxed, work directory read-only, only
-a small private ``/tmp`` writable), classify, and remove the directory.
+compile (sandboxed, with the runner's caches: C++ precompiled header, prebuilt Rust crates,
+prebuilt Go packages, a long-lived javac), then run the test (sandboxed, work directory
+read-only, only a small private ``/tmp`` writable), classify, and remove the directory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -89,11 +90,12 @@ class RunContext:
     helpers: dict = field(default_factory=dict)  # per-slot long-lived helpers (javac server)
 
     def _lease(self, name: str) -> int:
+        if not self.sandbox.isolation.drops_uid:
+            return os.getuid()  # nothing to switch to: programs run as the harness's own user
         lease = self.helpers.get(name)
         if lease is None:
             lease = self.helpers[name] = UidLease()
-            if self.sandbox.isolation.drops_uid:
-                kill_uid(lease.uid)  # leftovers of a holder that died without cleaning up
+            kill_uid(lease.uid)  # leftovers of a holder that died without cleaning up
         return lease.uid
 
     @property
@@ -161,7 +163,10 @@ class Runner:
                 return
             self._prepared = True
             try:
-                self._prepare(sandbox)
+                self.cache_dir().mkdir(parents=True, exist_ok=True)
+                with open(self.cache_dir() / ".prepare.lock", "w") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)  # another geex process may be building the same cache
+                    self._prepare(sandbox)
             except Exception as e:
                 self._prepare_error = f"{self.language} toolchain preparation failed: {e}"
                 raise RuntimeError(self._prepare_error) from e
