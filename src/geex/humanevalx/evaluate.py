@@ -1,8 +1,9 @@
 """``geex humanevalx evaluate``: samples → programs → sandboxed runs → results.jsonl → report.
 
-Resume and caching: a sample already in ``OUT/results.jsonl`` with the same program hash is not
-run again (unless it was a harness error: those are retried); a program already in the machine-wide cache with the same toolchain fingerprint is not
-run again either; identical programs inside one run are run once.
+Resume and caching: a sample already in ``OUT/results.jsonl`` with the same program hash and
+fingerprint (toolchain, recipes, limits, isolation) is not run again (harness errors are retried);
+a program already in the machine-wide cache under the same fingerprint is not run again either;
+identical programs inside one run are run once.
 """
 
 from __future__ import annotations
@@ -69,14 +70,14 @@ def _load(cfg: EvalConfig) -> tuple[list[Sample], dict]:
     return samples, problems
 
 
-def _record(sample: Sample, program: Program, outcome: dict, fingerprint: str, cached: bool) -> dict:
+def _record(sample: Sample, program_sha256: str, outcome: dict, fingerprint: str, cached: bool) -> dict:
     return {
         "sample_id": sample.sample_id,
         "task_id": sample.task_id,
         "language": sample.language.name,
         "source_language": sample.source_language.name if sample.source_language else None,
         "completion_id": sample.completion_id,
-        "program_sha256": program.sha256,
+        "program_sha256": program_sha256,
         **outcome,
         "passed": outcome["verdict"] == Verdict.PASSED.value,
         "fingerprint": fingerprint,
@@ -84,7 +85,7 @@ def _record(sample: Sample, program: Program, outcome: dict, fingerprint: str, c
     }
 
 
-def _progress(cfg: EvalConfig, totals: Counter) -> Progress:
+def _progress(cfg: EvalConfig) -> Progress:
     progress = Progress(
         TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("[green]✓{task.fields[ok]}[/] [red]✗{task.fields[bad]}[/]"), TimeElapsedColumn(),
@@ -132,13 +133,18 @@ def evaluate(cfg: EvalConfig) -> dict:
         for lang, r in runners.items()
     }
 
-    programs: dict[str, Program] = {}
+    def program_of(s: Sample) -> Program:
+        problem = problems[s.task_id]
+        return assemble(problem, s.completion, translation=s.source_language is not None, clean=cfg.clean)
+
+    # Only hashes are kept: programs (prompt + completion + test) would need ~0.5 GB at n=200;
+    # each unique program is assembled again from its first sample when it runs.
+    first_sample: dict[str, Sample] = {}
     sample_program: list[tuple[Sample, str]] = []
     for s in samples:
-        problem = problems[s.task_id]
-        program = assemble(problem, s.completion, translation=s.source_language is not None, clean=cfg.clean)
-        programs[program.sha256] = program
-        sample_program.append((s, program.sha256))
+        sha = program_of(s).sha256
+        first_sample.setdefault(sha, s)
+        sample_program.append((s, sha))
 
     log = ResultsLog(cfg.out_dir / "results.jsonl")
     cache = VerdictCache(cache_root() / "humanevalx" / "verdicts.sqlite") if cfg.use_cache else None
@@ -165,7 +171,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         contexts.put(RunContext(sandbox, jobs_root, slot, cfg.timeout_s))
 
     def run_one(sha: str) -> Outcome:
-        program = programs[sha]
+        program = program_of(first_sample[sha])
         ctx = contexts.get()
         try:
             return runners[program.language.name].execute(program, ctx)
@@ -176,7 +182,7 @@ def evaluate(cfg: EvalConfig) -> dict:
 
     started = time.monotonic()
     try:
-        with _progress(cfg, totals) as progress:
+        with _progress(cfg) as progress:
             bars = {
                 lang: progress.add_task(
                     lang, total=totals[lang], completed=sum(done_counts[lang].values()),
@@ -186,22 +192,21 @@ def evaluate(cfg: EvalConfig) -> dict:
             }
 
             def finish(sha: str, outcome: dict, cached: bool) -> None:
-                program = programs[sha]
-                lang = program.language.name
+                lang = first_sample[sha].language.name
                 for s in pending.pop(sha):
-                    rec = _record(s, program, outcome, fingerprints[lang], cached)
+                    rec = _record(s, sha, outcome, fingerprints[lang], cached)
                     log.append(rec)
                     done_counts[lang][rec["passed"]] += 1
                     progress.update(bars[lang], advance=1, ok=done_counts[lang][True], bad=done_counts[lang][False])
 
             to_run = []
             for sha in list(pending):
-                hit = cache.get(sha, fingerprints[programs[sha].language.name]) if cache else None
+                hit = cache.get(sha, fingerprints[first_sample[sha].language.name]) if cache else None
                 if hit is not None:
                     finish(sha, hit, cached=True)
                 else:
                     to_run.append(sha)
-            for lang in {programs[sha].language.name for sha in to_run}:
+            for lang in {first_sample[sha].language.name for sha in to_run}:
                 try:
                     runners[lang].prepare(sandbox)
                 except RuntimeError as e:
@@ -216,7 +221,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                             sha = futures[fut]
                             outcome = fut.result().as_dict()
                             if cache is not None:
-                                cache.put(sha, fingerprints[programs[sha].language.name], outcome)
+                                cache.put(sha, fingerprints[first_sample[sha].language.name], outcome)
                             finish(sha, outcome, cached=False)
                 except BaseException:
                     for fut in futures:
