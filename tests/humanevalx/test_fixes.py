@@ -47,7 +47,7 @@ def _changed_fields(before, after) -> set[str]:
 
 # ------------------------------------------------------------------------------ the list itself
 def test_version_and_list_shape():
-    assert FIXES_VERSION == "humaneval-x-fixed/1"
+    assert FIXES_VERSION == "humaneval-x-fixed/2"
     assert FIXES, "no fixes"
     for fix in FIXES:
         language_of_task(fix.task_id)  # a real task id
@@ -66,6 +66,7 @@ def test_known_defects_are_all_fixed():
     expected = {
         "JavaScript/112", "JavaScript/155", "CPP/23", "CPP/38", "CPP/27", "CPP/77", "Java/22",
         "Rust/77", "Python/142", "Rust/32", "Rust/10", "Rust/38", "Rust/50",
+        "Go/10", "Go/32", "Go/38", "Go/50", "Go/95",
     }
     assert expected <= set(FIXED_TASKS)
 
@@ -239,6 +240,48 @@ def test_rust_helper_layout(task_id, fixed, original):
     moved = p.declaration[p.declaration.index(helper):p.declaration.rindex("fn " + requested)]
     body = moved.split("{", 1)[1]
     assert " ".join(body.split()) in " ".join(original[task_id].canonical_solution.split())
+
+
+# Go tasks whose helper the prompt defines; the declaration (head of translation programs) now too.
+GO_HELPERS = {
+    "Go/10": ("IsPalindrome", "MakePalindrome"),
+    "Go/32": ("Poly", "FindZero"),
+    "Go/38": ("EncodeCyclic", "DecodeCyclic"),
+    "Go/50": ("EncodeShift", "DecodeShift"),
+}
+
+
+@pytest.mark.parametrize("task_id", sorted(GO_HELPERS))
+def test_go_helper_in_declaration(task_id, fixed, original):
+    helper, requested = GO_HELPERS[task_id]
+    p = fixed[task_id]
+    funcs = re.findall(r"^func (\w+)", p.declaration, re.M)
+    assert funcs == [helper, requested]  # the signature a translation continues is the last one
+    assert re.search(rf"\b{helper}\(", p.test) or re.search(rf"\b{helper}\(", p.canonical_solution)
+    # the helper is the prompt's, verbatim with its comment; the requested docstring stays out
+    head = p.declaration[:p.declaration.index(f"func {requested}(")].strip()
+    assert head in p.prompt and p.prompt.index(head) < p.prompt.index(f"func {requested}(")
+    assert not any(line.startswith("//") for line in p.declaration[p.declaration.index(head) + len(head):].splitlines())
+    assert head in original[task_id].prompt or task_id == "Go/50"  # Go/50's helper is also corrected
+    # the requested signature itself is unchanged
+    assert p.declaration.endswith(original[task_id].declaration.lstrip("\n"))
+
+
+def test_go_50_encode_shift_shifts(fixed, original):
+    p, published = fixed["Go/50"], original["Go/50"]
+    for text in (p.prompt, p.declaration):
+        encode = text[text.index("func EncodeShift("):text.index("func DecodeShift(")]
+        assert "return string(newRunes)" in encode and "return string(runes)" not in encode
+    assert "return string(runes)" in published.prompt  # the published helper returned its input
+    assert "(ch-5-'a'+26)%26+'a'" in p.canonical_solution and "return string(newRunes)" in p.canonical_solution
+
+
+def test_go_95_reference_checks_every_key(fixed, original):
+    """No early exit once two keys agree: the verdict must not depend on map iteration order."""
+    early_exit = re.compile(r'state = "mixed"\s*break\s*\}\s*else\s*\{\s*break\s*\}')
+    assert early_exit.search(original["Go/95"].canonical_solution)
+    assert not early_exit.search(fixed["Go/95"].canonical_solution)
+    assert fixed["Go/95"].canonical_solution.count("break") == original["Go/95"].canonical_solution.count("break") - 1
 
 
 def test_rust_32_reference_is_bisection(fixed):

@@ -2,13 +2,17 @@
 
 One evaluation of 1,968 samples (all six languages): for each of the 984 tasks its reference
 solution, which must pass, and a stand-in completion whose body only throws / panics, which must
-fail (a test that passes it never calls the solution: CPP/23 and Rust/32 as published). A third,
-small run on the published data (``original=True``) shows that these checks do catch the defects
-the fixes remove.
+fail (a test that passes it never calls the solution: CPP/23 and Rust/32 as published). A second
+evaluation runs the 984 references as *translation* samples (program = the target's
+``declaration`` + the reference + the test, see ``assembly.py``): they must pass too, so that the
+declaration, which is all a translating model sees of the target, declares everything the test and
+a correct body need (helpers, imports). Small runs on the published data (``original=True``) show
+that these checks do catch the defects the fixes remove.
 
 Uses the machine-wide verdict cache, so re-runs take seconds. A failure read from the cache is run
 again without it before the test fails (the cache could hold a verdict from an older harness); a
-disagreement is reported as a warning. About 4 minutes on 2 cores without a cache.
+disagreement is reported as a warning. Without a cache, on 2 cores: about 4 minutes for the first
+evaluation, about 1 more for the translation one.
 """
 
 from __future__ import annotations
@@ -54,6 +58,27 @@ def _run(tmp: Path, name: str, rows: list[dict], *, use_cache: bool, original: b
     return _results(tmp / name)
 
 
+def _sample_id(row: dict) -> str:
+    """The evaluator's sample id of a samples-file row (as ``Sample.sample_id``)."""
+    source = f"{row['source_language']}->" if row.get("source_language") else ""
+    return f"{source}{row['task_id']}#{row.get('completion_id', 0)}"
+
+
+def _run_and_recheck(tmp: Path, rows: list[dict], bad) -> dict[str, dict]:
+    """Evaluate ``rows`` with the cache; a ``bad`` verdict from the cache is re-checked without it."""
+    results = _run(tmp, "cached", rows, use_cache=True)
+    assert len(results) == len(rows)
+    suspect = [r for r in results.values() if bad(r) and r["cached"]]
+    if suspect:
+        by_id = {_sample_id(row): row for row in rows}
+        fresh = _run(tmp, "recheck", [by_id[r["sample_id"]] for r in suspect], use_cache=False)
+        changed = [r["sample_id"] for r in suspect if fresh[r["sample_id"]]["verdict"] != r["verdict"]]
+        if changed:
+            warnings.warn(f"the verdict cache disagreed with a fresh run for {changed}", stacklevel=1)
+        results.update(fresh)
+    return results
+
+
 def _describe(records: list[dict]) -> str:
     return "; ".join(
         f"{r['task_id']}: {r['verdict']}"
@@ -72,23 +97,12 @@ def sweep(tmp_path_factory, dataset_dir) -> dict[str, dict]:
     for task_id, p in problems.items():
         rows.append({"task_id": task_id, "completion": p.canonical_solution, "completion_id": REFERENCE})
         rows.append({"task_id": task_id, "completion": STAND_IN[p.language.name], "completion_id": STAND_IN_ID})
-    results = _run(tmp, "cached", rows, use_cache=True)
-    assert len(results) == len(rows)
 
-    # A "bad" verdict from the cache is re-checked without it.
     def bad(r: dict) -> bool:
         return r["passed"] != (r["completion_id"] == REFERENCE) or (
             r["completion_id"] == STAND_IN_ID and r["verdict"] != "runtime_error")
 
-    suspect = [r for r in results.values() if bad(r) and r["cached"]]
-    if suspect:
-        by_id = {(row["task_id"], row["completion_id"]): row for row in rows}
-        fresh = _run(tmp, "recheck", [by_id[(r["task_id"], r["completion_id"])] for r in suspect], use_cache=False)
-        changed = [r["sample_id"] for r in suspect if fresh[r["sample_id"]]["verdict"] != r["verdict"]]
-        if changed:
-            warnings.warn(f"the verdict cache disagreed with a fresh run for {changed}", stacklevel=1)
-        results.update(fresh)
-    return results
+    return _run_and_recheck(tmp, rows, bad)
 
 
 def _of(sweep: dict[str, dict], completion_id: int) -> list[dict]:
@@ -115,15 +129,71 @@ def test_every_stand_in_fails_at_run_time(sweep):
     assert not other, f"stand-in not a runtime_error: {_describe(other)}"
 
 
+# ------------------------------------------------------------------------------- translation
+def _translation_source(language: str) -> str:
+    """Any language other than the target: the program does not depend on the source."""
+    return "cpp" if language == "python" else "python"
+
+
+@pytest.fixture(scope="module")
+def translation_sweep(tmp_path_factory, dataset_dir) -> dict[str, dict]:
+    """Verdicts of every reference evaluated as a translation into its own language, by task id."""
+    tmp = tmp_path_factory.mktemp("translation-sweep")
+    problems = load_problems(list(HUMANEVALX_LANGUAGES), dataset_dir)
+    rows = [
+        {"task_id": task_id, "completion": p.canonical_solution, "completion_id": REFERENCE,
+         "source_language": _translation_source(p.language.name)}
+        for task_id, p in problems.items()
+    ]
+    results = _run_and_recheck(tmp, rows, lambda r: not r["passed"])
+    return {r["task_id"]: r for r in results.values()}
+
+
+def test_every_reference_passes_as_a_translation(translation_sweep):
+    """The target declaration (no docstring) holds every helper and import the test and body need."""
+    assert len(translation_sweep) == 984
+    assert all(r["source_language"] for r in translation_sweep.values())
+    failing = [r for r in translation_sweep.values() if not r["passed"]]
+    assert not failing, f"{len(failing)} reference(s) fail as translations: {_describe(failing)}"
+
+
 def test_the_sweep_catches_the_published_defects(tmp_path, dataset_dir):
     """Positive control: on the published data the same checks fail where the fixes apply."""
     published = load_problems(list(HUMANEVALX_LANGUAGES), dataset_dir, original=True)
     must_pass = ["CPP/23", "Rust/32"]  # vacuous tests: the stand-in passes
     must_fail = ["JavaScript/112", "JavaScript/155", "Rust/50"]  # references that fail
     uncompilable = ["Rust/10", "Rust/38", "Rust/137", "Go/162"]  # stand-in cannot even compile
+    untranslatable = ["Go/10", "Go/32", "Go/38", "Go/50"]  # the reference as a translation: ditto
     rows = [{"task_id": t, "completion": STAND_IN[published[t].language.name]} for t in must_pass + uncompilable]
     rows += [{"task_id": t, "completion": published[t].canonical_solution} for t in must_fail]
-    results = {r["task_id"]: r for r in _run(tmp_path, "published", rows, use_cache=False, original=True).values()}
+    rows += [{"task_id": t, "completion": published[t].canonical_solution, "source_language": "python"}
+             for t in untranslatable]
+    results = _run(tmp_path, "published", rows, use_cache=False, original=True)
+    translated = {r["task_id"]: r for r in results.values() if r["source_language"]}
+    results = {r["task_id"]: r for r in results.values() if not r["source_language"]}
     assert [t for t in must_pass if not results[t]["passed"]] == [], _describe([results[t] for t in must_pass])
     assert [t for t in must_fail if results[t]["passed"]] == [], _describe([results[t] for t in must_fail])
     assert {t: results[t]["verdict"] for t in uncompilable} == {t: "compile_error" for t in uncompilable}
+    assert {t: translated[t]["verdict"] for t in untranslatable} == {t: "compile_error" for t in untranslatable}
+
+
+# Go/50: a DecodeShift that undoes a shift by 5 (the task in every language), and the identity.
+GO50_DECODE = (
+    "    runes := []rune(s)\n    newRunes := make([]rune, 0)\n    for _, ch := range runes {\n"
+    "        newRunes = append(newRunes, (ch-'a'+21)%26+'a')\n    }\n    return string(newRunes)\n}\n"
+)
+GO50_IDENTITY = "    return s\n}\n"
+
+
+@pytest.mark.parametrize("original", [False, True], ids=["fixed", "published"])
+def test_go_50_tests_decoding(tmp_path, original):
+    """The published EncodeShift returns its input: its test passes the identity, fails a real decode."""
+    rows = [{"task_id": "Go/50", "completion": GO50_DECODE, "completion_id": 0},
+            {"task_id": "Go/50", "completion": GO50_IDENTITY, "completion_id": 1},
+            {"task_id": "Go/50", "completion": GO50_DECODE, "completion_id": 0, "source_language": "python"}]
+    results = _run(tmp_path, "go50", rows, use_cache=False, original=original)
+    verdicts = {r["sample_id"]: r["verdict"] for r in results.values()}
+    if original:
+        assert verdicts == {"Go/50#0": "wrong_answer", "Go/50#1": "passed", "python->Go/50#0": "compile_error"}
+    else:
+        assert verdicts == {"Go/50#0": "passed", "Go/50#1": "wrong_answer", "python->Go/50#0": "passed"}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from geex.errors import UserError
 from geex.humanevalx.dataset import Problem
 
-FIXES_VERSION = "humaneval-x-fixed/1"
+FIXES_VERSION = "humaneval-x-fixed/2"
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,86 @@ _RUST137_ENUM = (
     '    Int(I),\n'
     '}\n'
 )
+# Go helpers that the published `prompt` defines before the requested function but `declaration`
+# (all that a translation shows of the target, and the head of translation programs) leaves out.
+# Verbatim from the prompt, with their comment; the harness adds the imports they use.
+_GO10_IS_PALINDROME = (
+    "// Test if given string is a palindrome.\n"
+    "func IsPalindrome(str string) bool {\n"
+    "    runes := []rune(str)\n"
+    "    result := make([]rune, 0)\n"
+    "    for i := len(runes) - 1; i >= 0; i-- {\n"
+    "        result = append(result, runes[i])\n"
+    "    }\n"
+    "    return str == string(result)\n"
+    "}\n"
+)
+_GO32_POLY = (
+    "// Evaluates polynomial with coefficients xs at point x.\n"
+    "// return xs[0] + xs[1] * x + xs[1] * x^2 + .... xs[n] * x^n\n"
+    "func Poly(xs []int, x float64) float64{\n"
+    "    sum := 0.0\n"
+    "    for i, coeff := range xs {\n"
+    "        sum += float64(coeff) * math.Pow(x,float64(i))\n"
+    "    }\n"
+    "    return sum\n"
+    "}\n"
+)
+_GO38_ENCODE_CYCLIC = (
+    "// returns encoded string by cycling groups of three characters.\n"
+    "func EncodeCyclic(s string) string {\n"
+    "    groups := make([]string, 0)\n"
+    "    for i := 0; i < ((len(s) + 2) / 3); i++ {\n"
+    "        groups = append(groups, s[3*i:int(math.Min(float64(3*i+3), float64(len(s))))])\n"
+    "    }\n"
+    "    newGroups := make([]string, 0)\n"
+    "    for _, group := range groups {\n"
+    "        runes := []rune(group)\n"
+    "        if len(group) == 3 {\n"
+    "            newGroups = append(newGroups, string(append(runes[1:], runes[0])))\n"
+    "        } else {\n"
+    "            newGroups = append(newGroups, group)\n"
+    "        }\n"
+    "    }\n"
+    '    return strings.Join(newGroups, "")\n'
+    "}\n"
+)
+_GO50_ENCODE_SHIFT = (
+    "// returns encoded string by shifting every character by 5 in the alphabet.\n"
+    "func EncodeShift(s string) string {\n"
+    "    runes := []rune(s)\n"
+    "    newRunes := make([]rune, 0)\n"
+    "    for _, ch := range runes {\n"
+    "        newRunes = append(newRunes, (ch+5-'a')%26+'a')\n"
+    "    }\n"
+    "    return string(runes)\n"
+    "}\n"
+)
+_GO_DECLARATION_EVIDENCE = (
+    "the reference evaluated as a translation (program = declaration + reference + test) fails "
+    "to compile: undefined: {helper}; the prompt and every other language's declaration define "
+    "the helper before the requested function"
+)
+
+
+def _go_helper_fix(task_id: str, helper_name: str, helper: str, signature: str) -> Fix:
+    """Put a Go helper from the prompt into the declaration, before the requested signature.
+
+    The published declaration is "\\n" + the signature: exactly one "\\nfunc ". The edit keys on
+    that count (two after the fix), so it cannot apply twice or to a declaration that already has
+    the helper; the signature itself is left as it is.
+    """
+    assert signature.startswith("func ")
+    return Fix(
+        task_id, "wrong-declaration",
+        f"`declaration` is only the signature `{signature.rstrip(' {')}`; the helper {helper_name}, "
+        "which the test (or the reference) calls, is only in `prompt`, so a translated body, "
+        "however correct, cannot compile",
+        _GO_DECLARATION_EVIDENCE.format(helper=helper_name),
+        (Edit("declaration", "\nfunc ", f"\n{helper}\nfunc ", count=1),),
+    )
+
+
 _HEP = "HumanEvalPack (bigcode-project/octopack evaluation/create/humaneval-x/README.md, 'Modifications')"
 
 FIXES: tuple[Fix, ...] = (
@@ -261,6 +341,49 @@ FIXES: tuple[Fix, ...] = (
         "a stand-in completion that panics gets compile_error instead of a runtime failure; the "
         "harness adds crypto/md5 itself when the solution uses md5",
         (Edit("test_setup", '    "crypto/md5"\n', ""),),
+    ),
+    _go_helper_fix("Go/10", "IsPalindrome", _GO10_IS_PALINDROME, "func MakePalindrome(str string) string {"),
+    _go_helper_fix("Go/32", "Poly", _GO32_POLY, "func FindZero(xs []int) float64 {"),
+    _go_helper_fix("Go/38", "EncodeCyclic", _GO38_ENCODE_CYCLIC, "func DecodeCyclic(s string) string {"),
+    _go_helper_fix("Go/50", "EncodeShift", _GO50_ENCODE_SHIFT, "func DecodeShift(s string) string {"),
+    Fix(
+        "Go/50", "wrong-prompt",
+        "the helper EncodeShift computes the shifted runes but returns `string(runes)`, i.e. its "
+        "input, and the reference DecodeShift does the same; the test only checks "
+        "DecodeShift(EncodeShift(s)) == s, so it passes the identity and fails a DecodeShift that "
+        "undoes a shift by 5, which is what the docstring and every other language ask for",
+        "on the published data a DecodeShift that shifts back by 5 (mod 26) fails the test "
+        "(wrong_answer) and `return s` passes; the Python, C++, Java, JavaScript and Rust "
+        "encode_shift helpers shift by 5 and their references shift back",
+        (
+            Edit("prompt", "        newRunes = append(newRunes, (ch+5-'a')%26+'a')\n    }\n    return string(runes)\n",
+                 "        newRunes = append(newRunes, (ch+5-'a')%26+'a')\n    }\n    return string(newRunes)\n"),
+            Edit("declaration",
+                 "        newRunes = append(newRunes, (ch+5-'a')%26+'a')\n    }\n    return string(runes)\n",
+                 "        newRunes = append(newRunes, (ch+5-'a')%26+'a')\n    }\n    return string(newRunes)\n"),
+            # Go's % keeps the sign of the dividend: +26 keeps 'a'..'e' inside the alphabet.
+            Edit("canonical_solution",
+                 "        newRunes = append(newRunes, (ch-5-'a')%26+'a')\n    }\n    return string(runes)\n",
+                 "        newRunes = append(newRunes, (ch-5-'a'+26)%26+'a')\n    }\n    return string(newRunes)\n"),
+        ),
+    ),
+    Fix(
+        "Go/95", "wrong-reference",
+        "the reference leaves the loop (`else { break }`) as soon as a second key agrees with the "
+        "first, so it looks at only two keys, and which two depends on Go's randomized map "
+        "iteration order: it returns true for the test's {\"p\", \"A\", \"B\"} when A and B "
+        "come first and for {\"p\", 5, \"a\"} when \"a\" and \"p\" come first",
+        "measured (go1.19, the two calls 1,000,000 times each): 12.5% true for each map, so the "
+        "test fails in 23% of runs (a sweep caught it: wrong_answer, expected false, actual "
+        "true); without the `else { break }` (as in the Java and Rust references, which check "
+        "every key) 0 of 1,000,000",
+        (
+            Edit(
+                "canonical_solution",
+                '            state = "mixed"\n            break\n        } else {\n            break\n        }\n',
+                '            state = "mixed"\n            break\n        }\n',
+            ),
+        ),
     ),
     # --- Rust ---------------------------------------------------------------------------------
     Fix(
