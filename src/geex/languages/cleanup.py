@@ -35,8 +35,12 @@ def _lang(language: Language | str) -> Language:
     return language if isinstance(language, Language) else get_language(language)
 
 
-def _skip_quoted(text: str, i: int, quote: str, multiline: bool) -> int | None:
-    """Index just past the literal opened at ``text[i]``; None if unterminated (still streaming)."""
+def _skip_quoted(text: str, i: int, quote: str, multiline: bool, template: bool = False) -> int | None:
+    """Index just past the literal opened at ``text[i]``; None if unterminated (still streaming).
+
+    ``template``: a JS template literal, whose ``${...}`` substitutions are code (they may hold
+    braces, strings and nested templates).
+    """
     j = i + 1
     n = len(text)
     while j < n:
@@ -48,25 +52,7 @@ def _skip_quoted(text: str, i: int, quote: str, multiline: bool) -> int | None:
             return j + 1
         if c == "\n" and not multiline:
             return j  # unterminated single-line literal: a syntax error, resume on the next line
-        j += 1
-    return None
-
-
-def _skip_template(text: str, i: int) -> int | None:
-    """Index just past the JS template literal opened at ``text[i]``; None if unterminated.
-
-    ``${...}`` substitutions are code: they may hold braces, strings and nested templates.
-    """
-    j = i + 1
-    n = len(text)
-    while j < n:
-        c = text[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == "`":
-            return j + 1
-        if c == "$" and text.startswith("${", j):
+        if template and c == "$" and text.startswith("${", j):
             for k, depth in _braces("js", text, j + 2):
                 if depth < 0:
                     j = k + 1
@@ -123,7 +109,7 @@ def _braces(name: str, text: str, start: int = 0, final: bool = False):
             continue
         if c == "`" and name in ("js", "go"):  # JS template literal, Go raw string
             if name == "js":
-                end = _skip_template(text, i)
+                end = _skip_quoted(text, i, "`", multiline=True, template=True)
             else:
                 close = text.find("`", i + 1)
                 end = None if close < 0 else close + 1
