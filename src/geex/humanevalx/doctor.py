@@ -7,7 +7,6 @@ the rand/regex/md5 crates), so a green doctor means every reference solution can
 from __future__ import annotations
 
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from geex.humanevalx.assembly import Program
-from geex.humanevalx.runners import RunContext, cache_root, get_runner
+from geex.humanevalx.runners import RunContext, cache_root, get_runner, make_jobs_root
 from geex.humanevalx.sandbox import Sandbox, detect_isolation
 from geex.humanevalx.verdict import Verdict
 from geex.languages import HUMANEVALX_LANGUAGES
@@ -57,8 +56,7 @@ def doctor(console: Console | None = None) -> int:
     for col in ("language", "toolchain", "hello-world in sandbox", "fix"):
         table.add_column(col, overflow="fold")
     ok = True
-    jobs_root = Path(tempfile.mkdtemp(prefix="geex-doctor-"))
-    jobs_root.chmod(0o755)
+    jobs_root = make_jobs_root()
     sandbox = Sandbox(hide=[Path.home(), cache_root()], isolation=isolation)
     ctx = RunContext(sandbox, jobs_root, slot=0, timeout_s=30)
     try:

@@ -12,7 +12,6 @@ import hashlib
 import os
 import queue
 import shutil
-import tempfile
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -27,7 +26,7 @@ from geex.humanevalx.assembly import Program, assemble
 from geex.humanevalx.dataset import load_problems, resolve_dataset_dir
 from geex.humanevalx.fixes import FIXES_VERSION
 from geex.humanevalx.report import build_report, write_report
-from geex.humanevalx.runners import Outcome, RunContext, cache_root, get_runner
+from geex.humanevalx.runners import Outcome, RunContext, cache_root, get_runner, make_jobs_root
 from geex.humanevalx.samples import Sample, canonical_samples, check_against_problems, read_samples
 from geex.humanevalx.sandbox import Sandbox, detect_isolation
 from geex.humanevalx.store import ResultsLog, VerdictCache
@@ -94,20 +93,6 @@ def _progress(cfg: EvalConfig) -> Progress:
     return progress
 
 
-def _remove_stale_jobs_roots() -> None:
-    """Work directories of geex processes that were killed (``geex-jobs-<pid>-*`` of a dead pid)."""
-    for path in Path(tempfile.gettempdir()).glob("geex-jobs-*-*"):
-        pid = path.name.split("-")[2]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, another user's
-
-
 def evaluate(cfg: EvalConfig) -> dict:
     """Run the evaluation described by ``cfg``; returns the report (also written to OUT)."""
     samples, problems = _load(cfg)
@@ -163,9 +148,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         cfg.console.print(f"resuming: {resumed} of {len(samples)} samples already in {log.path}")
 
     workers = cfg.workers or len(os.sched_getaffinity(0)) or 1  # the cores this process may use
-    _remove_stale_jobs_roots()
-    jobs_root = Path(tempfile.mkdtemp(prefix=f"geex-jobs-{os.getpid()}-"))
-    jobs_root.chmod(0o755)
+    jobs_root = make_jobs_root()
     contexts: queue.Queue[RunContext] = queue.Queue()
     for slot in range(workers):
         contexts.put(RunContext(sandbox, jobs_root, slot, cfg.timeout_s))

@@ -51,6 +51,29 @@ def tool_output(argv: list[str], timeout: float = 30) -> str | None:
     return None
 
 
+def _remove_stale_jobs_roots() -> None:
+    """Work directories of geex processes that were killed (``geex-jobs-<pid>-*`` of a dead pid)."""
+    for path in Path(tempfile.gettempdir()).glob("geex-jobs-*-*"):
+        pid = path.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def make_jobs_root() -> Path:
+    """A fresh directory for the work directories of one process (``geex-jobs-<pid>-*``, so that a
+    later run can remove it if this process is killed); the caller removes it when done."""
+    _remove_stale_jobs_roots()
+    root = Path(tempfile.mkdtemp(prefix=f"geex-jobs-{os.getpid()}-"))
+    root.chmod(0o755)
+    return root
+
+
 @dataclass
 class Outcome:
     """What happened to one program."""
