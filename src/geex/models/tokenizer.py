@@ -1,0 +1,84 @@
+"""The CodeGeeX tokenizer: GPT-2/GPT-J byte-level BPE plus whitespace tokens, on HF ``tokenizers``.
+
+Before BPE, runs of 2-10 spaces become ``<|extratoken_{n+8}|>`` (ids 50266-50274), longest first:
+13 spaces -> [10 spaces, 3 spaces]. Decoding keeps special tokens and turns them back into spaces.
+Ids equal the original ``CodeGeeXTokenizer`` (which used ``GPT2TokenizerFast``; the slow GPT-2
+tokenizer drops a newline before an added token and inserts spaces around them when decoding).
+
+Loaded from a directory of the original files: ``vocab.json``, ``merges.txt``, ``added_tokens.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+from geex.errors import UserError
+
+EOS = "<|endoftext|>"
+WS_START_ID = 10  # CodeGeeX-13B: --ws-encoding-start-id 10 --ws-encoding-length 10
+WS_MAX = 10  # longest run of spaces that one token encodes
+_WS_TOKEN = re.compile(r"<\|extratoken_(\d+)\|>")
+
+
+def _space_token(n: int) -> str:
+    """The token standing for ``n`` spaces (2 <= n <= 10): <|extratoken_{n + 8}|>."""
+    return f"<|extratoken_{n + WS_START_ID - 2}|>"
+
+
+class CodeGeeXTokenizer:
+    """Encode/decode exactly like the original; ``vocab_size`` is 50400 (GPT-J's)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        files = {name: directory / name for name in ("vocab.json", "merges.txt", "added_tokens.json")}
+        missing = [str(p) for p in files.values() if not p.is_file()]
+        if missing:
+            raise UserError(f"tokenizer files missing: {', '.join(missing)}")
+        try:
+            bpe = models.BPE.from_file(str(files["vocab.json"]), str(files["merges.txt"]))
+            added = json.loads(files["added_tokens.json"].read_text(encoding="utf-8"))
+        except (OSError, ValueError, Exception) as e:  # tokenizers raises plain Exception
+            raise UserError(f"cannot read the tokenizer in {directory}: {e}") from None
+        self._tok = Tokenizer(bpe)
+        self._tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        self._tok.decoder = decoders.ByteLevel()
+        # the end-of-text token and the 143 extratokens, matched anywhere in the text, in id order
+        special = [EOS] + [tok for tok, _ in sorted(added.items(), key=lambda kv: kv[1])]
+        self._tok.add_special_tokens([AddedToken(t, normalized=False) for t in special])
+        for tok, expected in added.items():
+            if self._tok.token_to_id(tok) != expected:
+                raise UserError(f"{files['added_tokens.json']}: {tok} would get id "
+                                f"{self._tok.token_to_id(tok)}, not {expected}")
+        self.eos_id: int = self._tok.token_to_id(EOS)
+        self.vocab_size: int = self._tok.get_vocab_size(with_added_tokens=True)
+
+    @staticmethod
+    def encode_whitespace(text: str) -> str:
+        for n in range(WS_MAX, 1, -1):
+            text = text.replace(" " * n, _space_token(n))
+        return text
+
+    @staticmethod
+    def decode_whitespace(text: str) -> str:
+        def spaces(m: re.Match) -> str:
+            n = int(m.group(1)) - WS_START_ID + 2
+            return " " * n if 2 <= n <= WS_MAX else m.group(0)
+
+        return _WS_TOKEN.sub(spaces, text)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids (no BOS or EOS added, as the original)."""
+        return self._tok.encode(self.encode_whitespace(text), add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        encoded = self._tok.encode_batch([self.encode_whitespace(t) for t in texts], add_special_tokens=False)
+        return [e.ids for e in encoded]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``; ids without a token (the padded embedding rows >= 50400) decode to ''."""
+        return self.decode_whitespace(self._tok.decode(list(ids), skip_special_tokens=False))

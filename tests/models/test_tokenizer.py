@@ -1,0 +1,76 @@
+"""The CodeGeeX tokenizer against the original's published behaviour (reference sheet §2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geex.errors import UserError
+from geex.models.tokenizer import CodeGeeXTokenizer
+
+TOKENIZER_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "tokenizer" / "codegeex"
+
+
+@pytest.fixture(scope="module")
+def tok() -> CodeGeeXTokenizer:
+    return CodeGeeXTokenizer(TOKENIZER_DIR)
+
+
+def test_worked_example(tok):
+    text = "def f(x):\n    return x  +  1\n\tpass\n" + " " * 13 + "y"
+    expected = [4299, 277, 7, 87, 2599, 198, 50268, 7783, 2124, 50266, 10, 50266, 16, 198, 197, 6603, 198,
+                50274, 50267, 88]
+    assert tok.encode(text) == expected
+    assert tok.decode(expected) == text
+
+
+def test_sizes_and_special_ids(tok):
+    assert tok.vocab_size == 50400
+    assert tok.eos_id == 50256
+    assert tok.encode("<|endoftext|>") == [50256]
+
+
+@pytest.mark.parametrize("n", range(2, 11))
+def test_a_run_of_n_spaces_is_one_token(tok, n):
+    assert tok.encode(" " * n) == [50264 + n]
+
+
+def test_long_runs_are_taken_greedily_in_tens(tok):
+    assert tok.encode(" " * 13) == [50274, 50267]
+    assert tok.encode(" " * 21) == [50274, 50274, 220]  # then a plain space (Ġ = 220)
+
+
+def test_word_after_whitespace_token_has_no_space_prefix(tok):
+    assert tok.encode("  return") == [50266, 7783]
+    assert tok.encode(" return") == [1441]
+
+
+def test_single_spaces_tabs_newlines_are_plain_bpe(tok):
+    assert tok.encode("\t") == [197]
+    assert tok.encode("\n") == [198]
+    assert tok.encode("a b") == [64, 275]
+
+
+def test_padded_rows_decode_to_nothing(tok):
+    assert tok.decode([88, 50400, 52223, 88]) == "yy"
+
+
+def test_batch_equals_single(tok):
+    texts = ["int main() {\n    return 0;\n}", "", "  x", "é😀\r\n"]
+    assert tok.encode_batch(texts) == [tok.encode(t) for t in texts]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(" \t\r\n") + ["a", "Z", "0", "{", "é", "中", "😀", "\u00a0", "\x00"]),
+               max_size=80)
+       | st.text(max_size=60).filter(lambda s: "<|" not in s))
+def test_decode_round_trips_any_text(tok, text):
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_missing_files_are_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="tokenizer files missing: .*vocab.json"):
+        CodeGeeXTokenizer(tmp_path)
