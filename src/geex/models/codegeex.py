@@ -1,0 +1,173 @@
+"""The CodeGeeX architecture in one file: 39 pre-LN layers + the top query layer.
+
+Module names mirror the official checkpoint (``embedding.word_embeddings``,
+``transformer.layers.{i}.attention.query`` …, ``transformer.topQueryLayer``), so an official state
+dict (under ``module.language_model``) loads by name. Differences from GPT-2 that matter:
+- FastGELU ``x * sigmoid(1.702 x)`` (not the tanh or erf GELU);
+- the final LayerNorm comes *before* the top query layer, whose query is a learned per-position
+  embedding and whose keys/values come from the (twice layer-normed) final hidden states;
+- the residual of the top layer is the final-LN output itself; no LN before the tied head;
+- the embedding has padding rows (52224 for a 50400-token vocabulary) that are never sampled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geex.errors import UserError
+
+
+@dataclass(frozen=True)
+class CodeGeeXConfig:
+    n_layer: int = 39  # ordinary layers; the top query layer comes on top
+    n_embd: int = 5120
+    n_head: int = 40
+    n_positions: int = 2048
+    vocab_size: int = 50400  # real token ids; the rest of the embedding is padding
+    padded_vocab_size: int = 52224
+    layernorm_eps: float = 1e-5
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def n_params(self) -> int:
+        """Parameter count (tied head counted once), from the shapes alone."""
+        h = self.n_embd
+        # q, k, v, dense; h->4h; 4h->h; two LayerNorms
+        per_layer = 4 * (h * h + h) + (4 * h * h + 4 * h) + (4 * h * h + h) + 2 * 2 * h
+        embeddings = self.padded_vocab_size * h + 2 * self.n_positions * h
+        return (self.n_layer + 1) * per_layer + embeddings + 2 * h
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, CodeGeeXConfig] = {
+    "codegeex-13b": CodeGeeXConfig(),
+    "codegeex-1.3b": CodeGeeXConfig(n_layer=23, n_embd=2048, n_head=16),
+    "codegeex-350m": CodeGeeXConfig(n_layer=23, n_embd=1024, n_head=16),
+    "codegeex-125m": CodeGeeXConfig(n_layer=11, n_embd=768, n_head=12),
+    "codegeex-tiny": CodeGeeXConfig(n_layer=2, n_embd=64, n_head=4, n_positions=128),
+}
+
+
+def get_config(name: str, **overrides) -> CodeGeeXConfig:
+    if name not in PRESETS:
+        raise UserError(f"unknown model preset {name!r} (known: {', '.join(PRESETS)})")
+    return replace(PRESETS[name], **overrides)
+
+
+def fast_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+class SelfAttention(nn.Module):
+    """Separate q/k/v projections with biases (the official layout), SDPA, causal."""
+
+    def __init__(self, cfg: CodeGeeXConfig) -> None:
+        super().__init__()
+        h = cfg.n_embd
+        self.n_head = cfg.n_head
+        self.query, self.key, self.value, self.dense = (nn.Linear(h, h) for _ in range(4))
+
+    def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor) -> torch.Tensor:
+        b, t, h = q_in.shape
+
+        def heads(x: torch.Tensor) -> torch.Tensor:
+            return x.view(b, t, self.n_head, h // self.n_head).transpose(1, 2)
+
+        q, k, v = heads(self.query(q_in)), heads(self.key(kv_in)), heads(self.value(kv_in))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.dense(y.transpose(1, 2).reshape(b, t, h))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: CodeGeeXConfig) -> None:
+        super().__init__()
+        self.dense_h_to_4h = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
+        self.dense_4h_to_h = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense_4h_to_h(fast_gelu(self.dense_h_to_4h(x)))
+
+
+class Layer(nn.Module):
+    """Pre-LN block. As the top query layer, ``query`` replaces the normed input as the query."""
+
+    def __init__(self, cfg: CodeGeeXConfig) -> None:
+        super().__init__()
+        self.input_layernorm = nn.LayerNorm(cfg.n_embd, eps=cfg.layernorm_eps)
+        self.attention = SelfAttention(cfg)
+        self.post_attention_layernorm = nn.LayerNorm(cfg.n_embd, eps=cfg.layernorm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+        normed = self.input_layernorm(x)
+        x = x + self.attention(normed if query is None else query, normed)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Embedding(nn.Module):
+    def __init__(self, cfg: CodeGeeXConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.padded_vocab_size, cfg.n_embd)
+        self.position_embeddings = nn.Embedding(cfg.n_positions, cfg.n_embd)
+
+
+class TopQueryEmbedding(nn.Module):
+    def __init__(self, cfg: CodeGeeXConfig) -> None:
+        super().__init__()
+        self.top_query_embeddings = nn.Embedding(cfg.n_positions, cfg.n_embd)
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: CodeGeeXConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.n_layer))
+        self.topQueryLayer = Layer(cfg)  # noqa: N815 - the official name
+        self.final_layernorm = nn.LayerNorm(cfg.n_embd, eps=cfg.layernorm_eps)
+
+
+class CodeGeeX(nn.Module):
+    """``forward(ids[B, T]) -> logits[B, T, padded_vocab]`` (positions 0..T-1)."""
+
+    def __init__(self, cfg: CodeGeeXConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embedding = Embedding(cfg)
+        self.topQueryEmbedding = TopQueryEmbedding(cfg)  # noqa: N815 - the official name
+        self.transformer = Transformer(cfg)
+
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        """The paper's training code: N(0, 0.02); output projections N(0, 0.02 / sqrt(2 n_layer));
+        biases 0, LayerNorm weight 1."""
+        std_out = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, p in self.named_parameters():
+            with torch.no_grad():
+                if "layernorm" in name:
+                    p.fill_(1.0 if name.endswith("weight") else 0.0)
+                elif name.endswith("bias"):
+                    p.zero_()
+                else:
+                    std = std_out if ("attention.dense" in name or "dense_4h_to_h" in name) else 0.02
+                    p.normal_(0.0, std, generator=generator)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        t = ids.shape[1]
+        if t > cfg.n_positions:
+            raise ValueError(f"sequence of {t} tokens exceeds the context of {cfg.n_positions}")
+        pos = torch.arange(t, device=ids.device)
+        x = self.embedding.word_embeddings(ids) + self.embedding.position_embeddings(pos)
+        for layer in self.transformer.layers:
+            x = layer(x)
+        f = self.transformer.final_layernorm(x)
+        query = self.topQueryEmbedding.top_query_embeddings(pos).expand_as(f)
+        out = self.transformer.topQueryLayer(f, query=query)
+        return out @ self.embedding.word_embeddings.weight.T  # tied head, no LN before it
