@@ -133,3 +133,49 @@ def test_too_long_input_and_unknown_preset():
         model(torch.zeros(1, 129, dtype=torch.long))
     with pytest.raises(UserError, match="unknown model preset"):
         get_config("codegeex-7b")
+
+
+def test_step_by_step_through_the_kv_cache_equals_the_whole_sequence():
+    from geex.models.codegeex import KVCache
+
+    model = _random_model(seed=5)
+    ids = torch.randint(0, 500, (2, 20), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = model(ids)
+        cache = KVCache(model.config, batch=2, max_len=32)
+        parts = [model(ids[:, :7], cache, start=0)]  # prefill
+        parts += [model(ids[:, i:i + 1], cache, start=i) for i in range(7, 15)]  # one token at a time
+        parts.append(model(ids[:, 15:], cache, start=15))  # a chunk after the cache is warm
+    stepped = torch.cat(parts, dim=1)
+    rel = (stepped - full).norm() / full.norm()
+    assert rel < 1e-5, rel
+
+
+def test_greedy_decoding_with_and_without_the_cache_is_identical():
+    from geex.models.codegeex import KVCache
+
+    model = _random_model(seed=7)
+    prompt = torch.randint(0, 500, (1, 5), generator=torch.Generator().manual_seed(4))
+    vocab = model.config.vocab_size
+    with torch.no_grad():
+        seq = prompt
+        for _ in range(12):  # no cache: re-run the whole sequence
+            nxt = model(seq)[:, -1, :vocab].argmax(-1, keepdim=True)
+            seq = torch.cat([seq, nxt], dim=1)
+        cache = KVCache(model.config, batch=1, max_len=model.config.n_positions)
+        cached = prompt
+        logits = model(prompt, cache, start=0)
+        for _ in range(12):
+            nxt = logits[:, -1, :vocab].argmax(-1, keepdim=True)
+            logits = model(nxt, cache, start=cached.shape[1])
+            cached = torch.cat([cached, nxt], dim=1)
+    assert torch.equal(seq, cached)
+
+
+def test_cache_overflow_is_an_error():
+    from geex.models.codegeex import KVCache
+
+    model = _random_model()
+    cache = KVCache(model.config, batch=1, max_len=8)
+    with pytest.raises(ValueError, match="exceeds the context of 8"):
+        model(torch.zeros(1, 9, dtype=torch.long), cache, start=0)

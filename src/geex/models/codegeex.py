@@ -76,15 +76,53 @@ class SelfAttention(nn.Module):
         self.n_head = cfg.n_head
         self.query, self.key, self.value, self.dense = (nn.Linear(h, h) for _ in range(4))
 
-    def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor) -> torch.Tensor:
+    def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, cache: "LayerCache | None" = None,
+                start: int = 0) -> torch.Tensor:
         b, t, h = q_in.shape
 
         def heads(x: torch.Tensor) -> torch.Tensor:
             return x.view(b, t, self.n_head, h // self.n_head).transpose(1, 2)
 
         q, k, v = heads(self.query(q_in)), heads(self.key(kv_in)), heads(self.value(kv_in))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if cache is None or start == 0:
+            if cache is not None:
+                cache.store(k, v, start)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # new positions start..start+t-1 attend to every cached key up to their own
+            k, v = cache.store(k, v, start)
+            mask = None if t == 1 else torch.ones(t, start + t, dtype=torch.bool, device=q.device).tril(start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.dense(y.transpose(1, 2).reshape(b, t, h))
+
+
+class LayerCache:
+    """One layer's slice of a preallocated (static) key/value cache: [batch, heads, max_len, head_dim]."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.k, self.v = k, v
+
+    def store(self, k: torch.Tensor, v: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new positions; return keys/values of positions 0..start+t-1."""
+        end = start + k.shape[2]
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class KVCache:
+    """Keys and values of every layer, the top query layer included (its K/V come from the final-LN
+    output), allocated once for ``max_len`` positions: decoding never re-allocates."""
+
+    def __init__(self, cfg: "CodeGeeXConfig", batch: int, max_len: int, device=None, dtype=torch.float32) -> None:
+        if max_len > cfg.n_positions:
+            raise ValueError(f"cache of {max_len} positions exceeds the context of {cfg.n_positions}")
+        shape = (cfg.n_layer + 1, batch, cfg.n_head, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+
+    def layer(self, i: int) -> LayerCache:
+        return LayerCache(self.k[i], self.v[i])
 
 
 class MLP(nn.Module):
@@ -107,9 +145,10 @@ class Layer(nn.Module):
         self.post_attention_layernorm = nn.LayerNorm(cfg.n_embd, eps=cfg.layernorm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, query: torch.Tensor | None = None, cache: "LayerCache | None" = None,
+                start: int = 0) -> torch.Tensor:
         normed = self.input_layernorm(x)
-        x = x + self.attention(normed if query is None else query, normed)
+        x = x + self.attention(normed if query is None else query, normed, cache, start)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -158,16 +197,20 @@ class CodeGeeX(nn.Module):
                     std = std_out if ("attention.dense" in name or "dense_4h_to_h" in name) else 0.02
                     p.normal_(0.0, std, generator=generator)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: int = 0) -> torch.Tensor:
+        """Logits of positions ``start..start+T-1``; with a cache, earlier positions come from it
+        (``start`` = how many are already cached) and the new keys/values are stored."""
         cfg = self.config
         t = ids.shape[1]
-        if t > cfg.n_positions:
-            raise ValueError(f"sequence of {t} tokens exceeds the context of {cfg.n_positions}")
-        pos = torch.arange(t, device=ids.device)
+        limit = cache.max_len if cache is not None else cfg.n_positions
+        if start + t > limit:
+            raise ValueError(f"sequence of {start + t} tokens exceeds the context of {limit}")
+        pos = torch.arange(start, start + t, device=ids.device)
         x = self.embedding.word_embeddings(ids) + self.embedding.position_embeddings(pos)
-        for layer in self.transformer.layers:
-            x = layer(x)
+        for i, layer in enumerate(self.transformer.layers):
+            x = layer(x, cache=cache.layer(i) if cache is not None else None, start=start)
         f = self.transformer.final_layernorm(x)
         query = self.topQueryEmbedding.top_query_embeddings(pos).expand_as(f)
-        out = self.transformer.topQueryLayer(f, query=query)
+        top_cache = cache.layer(cfg.n_layer) if cache is not None else None
+        out = self.transformer.topQueryLayer(f, query=query, cache=top_cache, start=start)
         return out @ self.embedding.word_embeddings.weight.T  # tied head, no LN before it
