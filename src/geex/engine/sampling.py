@@ -1,0 +1,56 @@
+"""Choosing the next token: greedy, temperature, top-k, top-p, in the original's order.
+
+Order (``sample_sequence_batch`` / ``top_k_logits`` of CodeGeeX): ids that are no token (the
+padded embedding rows) are masked -- the original never masked them; then greedy argmax, or:
+divide by the temperature, keep the top k, keep the smallest set of most likely tokens whose
+probability reaches p (the token that crosses p is kept, so the top token always survives),
+softmax, draw with the caller's generator (reproducible with a seed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from geex.errors import UserError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1.0: off
+    greedy: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.greedy and not self.temperature > 0:
+            raise UserError(f"temperature must be > 0 (or use greedy), got {self.temperature}")
+        if self.top_k < 0:
+            raise UserError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def sample(logits: torch.Tensor, params: SamplingParams, vocab_size: int | None = None,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Next ids ``[B]`` from logits ``[B, V]``; columns >= ``vocab_size`` are never chosen."""
+    logits = logits.float()
+    if vocab_size is not None and vocab_size < logits.shape[-1]:
+        logits = logits.clone()
+        logits[:, vocab_size:] = float("-inf")
+    if params.greedy:
+        return logits.argmax(dim=-1)
+    logits = logits / params.temperature
+    if params.top_k > 0:
+        kth = torch.topk(logits, min(params.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        remove = cumulative > params.top_p
+        remove[:, 1:] = remove[:, :-1].clone()  # keep the token that crosses p
+        remove[:, 0] = False
+        logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)

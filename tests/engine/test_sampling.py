@@ -1,0 +1,63 @@
+"""Sampling against known distributions (seeded, so the statistics are deterministic)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geex.engine.sampling import SamplingParams, sample
+from geex.errors import UserError
+
+PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])
+LOGITS = PROBS.log().repeat(20000, 1)
+
+
+def _draw(params: SamplingParams, logits: torch.Tensor = LOGITS, **kw) -> torch.Tensor:
+    return sample(logits, params, generator=torch.Generator().manual_seed(0), **kw)
+
+
+def test_greedy_is_argmax():
+    logits = torch.randn(8, 100, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(sample(logits, SamplingParams(greedy=True)), logits.argmax(-1))
+
+
+def test_padded_ids_are_never_chosen():
+    logits = torch.zeros(4, 10)
+    logits[:, 8:] = 100.0  # the padding rows would win
+    assert (sample(logits, SamplingParams(greedy=True), vocab_size=8) < 8).all()
+    assert (_draw(SamplingParams(), logits.repeat(500, 1), vocab_size=8) < 8).all()
+
+
+def test_plain_sampling_follows_the_distribution():
+    freq = torch.bincount(_draw(SamplingParams()), minlength=4).float() / len(LOGITS)
+    torch.testing.assert_close(freq, PROBS, atol=0.015, rtol=0)
+
+
+def test_temperature_reshapes_the_distribution():
+    freq = torch.bincount(_draw(SamplingParams(temperature=2.0)), minlength=4).float() / len(LOGITS)
+    expected = torch.softmax(PROBS.log() / 2.0, dim=-1)
+    torch.testing.assert_close(freq, expected, atol=0.015, rtol=0)
+
+
+def test_top_k_keeps_the_k_most_likely():
+    drawn = _draw(SamplingParams(top_k=2))
+    assert set(drawn.unique().tolist()) == {0, 1}
+    freq = torch.bincount(drawn, minlength=2).float() / len(drawn)
+    torch.testing.assert_close(freq[:2], torch.tensor([0.625, 0.375]), atol=0.015, rtol=0)
+
+
+@pytest.mark.parametrize("p, support", [(0.6, {0, 1}), (0.85, {0, 1, 2}), (0.3, {0}), (1.0, {0, 1, 2, 3})])
+def test_top_p_keeps_the_nucleus(p, support):
+    assert set(_draw(SamplingParams(top_p=p)).unique().tolist()) == support
+
+
+def test_same_seed_same_samples():
+    a = _draw(SamplingParams(temperature=0.8, top_p=0.95))
+    b = _draw(SamplingParams(temperature=0.8, top_p=0.95))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kw", [{"temperature": 0}, {"top_k": -1}, {"top_p": 0}, {"top_p": 1.5}])
+def test_bad_parameters(kw):
+    with pytest.raises(UserError):
+        SamplingParams(**kw)
