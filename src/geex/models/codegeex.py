@@ -77,21 +77,24 @@ class SelfAttention(nn.Module):
         self.query, self.key, self.value, self.dense = (nn.Linear(h, h) for _ in range(4))
 
     def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, cache: "LayerCache | None" = None,
-                start: int = 0) -> torch.Tensor:
+                start: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask``: [B, 1, T, start+T] (True = attend), for left-padded batches; else causal."""
         b, t, h = q_in.shape
 
         def heads(x: torch.Tensor) -> torch.Tensor:
             return x.view(b, t, self.n_head, h // self.n_head).transpose(1, 2)
 
         q, k, v = heads(self.query(q_in)), heads(self.key(kv_in)), heads(self.value(kv_in))
-        if cache is None or start == 0:
-            if cache is not None:
-                cache.store(k, v, start)
+        if cache is not None:
+            k_all, v_all = cache.store(k, v, start)
+            k, v = (k, v) if start == 0 else (k_all, v_all)
+        if mask is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        elif start == 0:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:  # new positions start..start+t-1 attend to every cached key up to their own
-            k, v = cache.store(k, v, start)
-            mask = None if t == 1 else torch.ones(t, start + t, dtype=torch.bool, device=q.device).tril(start)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            causal = None if t == 1 else torch.ones(t, start + t, dtype=torch.bool, device=q.device).tril(start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal)
         return self.dense(y.transpose(1, 2).reshape(b, t, h))
 
 
@@ -146,9 +149,9 @@ class Layer(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, query: torch.Tensor | None = None, cache: "LayerCache | None" = None,
-                start: int = 0) -> torch.Tensor:
+                start: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         normed = self.input_layernorm(x)
-        x = x + self.attention(normed if query is None else query, normed, cache, start)
+        x = x + self.attention(normed if query is None else query, normed, cache, start, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -197,20 +200,34 @@ class CodeGeeX(nn.Module):
                     std = std_out if ("attention.dense" in name or "dense_4h_to_h" in name) else 0.02
                     p.normal_(0.0, std, generator=generator)
 
-    def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: int = 0) -> torch.Tensor:
-        """Logits of positions ``start..start+T-1``; with a cache, earlier positions come from it
-        (``start`` = how many are already cached) and the new keys/values are stored."""
+    def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: int = 0,
+                pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of slots ``start..start+T-1``; with a cache, earlier slots come from it (``start`` =
+        how many are already cached) and the new keys/values are stored.
+
+        ``pad``: per-row count of left-padding slots ([B]); a row's tokens then get positions from 0
+        at its first real slot and never attend to its padding (batched prompts of any length).
+        """
         cfg = self.config
         t = ids.shape[1]
         limit = cache.max_len if cache is not None else cfg.n_positions
         if start + t > limit:
             raise ValueError(f"sequence of {start + t} tokens exceeds the context of {limit}")
-        pos = torch.arange(start, start + t, device=ids.device)
+        slots = torch.arange(start, start + t, device=ids.device)
+        mask = None
+        if pad is None:
+            pos = slots
+        else:
+            pos = (slots[None, :] - pad[:, None]).clamp(min=0)  # [B, T]
+            keys = torch.arange(start + t, device=ids.device)
+            allowed = (keys[None, None, :] <= slots[None, :, None]) & (keys[None, None, :] >= pad[:, None, None])
+            allowed |= keys[None, None, :] == slots[None, :, None]  # padding slots see themselves: no NaN
+            mask = allowed[:, None]  # [B, 1, T, start+T]
         x = self.embedding.word_embeddings(ids) + self.embedding.position_embeddings(pos)
         for i, layer in enumerate(self.transformer.layers):
-            x = layer(x, cache=cache.layer(i) if cache is not None else None, start=start)
+            x = layer(x, cache=cache.layer(i) if cache is not None else None, start=start, mask=mask)
         f = self.transformer.final_layernorm(x)
         query = self.topQueryEmbedding.top_query_embeddings(pos).expand_as(f)
         top_cache = cache.layer(cfg.n_layer) if cache is not None else None
-        out = self.transformer.topQueryLayer(f, query=query, cache=top_cache, start=start)
+        out = self.transformer.topQueryLayer(f, query=query, cache=top_cache, start=start, mask=mask)
         return out @ self.embedding.word_embeddings.weight.T  # tied head, no LN before it
