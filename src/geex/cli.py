@@ -23,13 +23,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
+def _positive_number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text}")
     return value
 
 
@@ -93,6 +93,70 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from geex.engine.generate import generate
+    from geex.engine.sampling import SamplingParams
+    from geex.models.checkpoint import CONFIG_FILE, load_model, read_official
+    from geex.models.codegeex import PRESETS, CodeGeeX, get_config
+    from geex.models.tokenizer import CodeGeeXTokenizer
+
+    if args.prompt_file:
+        try:
+            prompt = Path(args.prompt_file).read_text(encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e.strerror}") from None
+    else:
+        prompt = args.prompt
+    model_path = Path(args.model)
+    if args.model in PRESETS:
+        cfg = get_config(args.model)
+        if args.checkpoint:
+            from geex.models.checkpoint import build_model
+
+            model = build_model(cfg, read_official(args.checkpoint))
+        else:
+            print(f"WARNING: {args.model} with random weights (no --checkpoint): the text is noise",
+                  file=sys.stderr)
+            with torch.device(args.device):
+                model = CodeGeeX(cfg)
+            model.init_weights(torch.Generator(device=args.device).manual_seed(args.seed or 0))
+    elif model_path.exists():
+        model = load_model(model_path)
+    else:
+        raise UserError(f"--model {args.model!r} is neither a preset ({', '.join(PRESETS)}) nor a path")
+    tokenizer_dir = Path(args.tokenizer) if args.tokenizer else model_path
+    if not (tokenizer_dir / "vocab.json").is_file():
+        raise UserError(f"no tokenizer files in {tokenizer_dir}: pass --tokenizer DIR "
+                        "(a directory with vocab.json, merges.txt, added_tokens.json)")
+    tokenizer = CodeGeeXTokenizer(tokenizer_dir)
+    model = model.to(args.device).eval()
+    params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
+    tokens: list[int] = []
+    shown = ""
+
+    def stream(_row: int, token: int) -> None:
+        nonlocal shown
+        tokens.append(token)
+        text = tokenizer.decode(tokens)
+        if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
+            sys.stdout.write(text[len(shown):])
+            sys.stdout.flush()
+            shown = text
+
+    start = time.perf_counter()
+    (out,) = generate(model, tokenizer, [prompt], args.max_new_tokens, params, language=args.language,
+                      seed=args.seed, on_token=stream)
+    elapsed = time.perf_counter() - start
+    sys.stdout.write(out.text[len(shown):] + "\n")
+    print(f"{len(out.token_ids)} tokens in {elapsed:.2f} s ({len(out.token_ids) / elapsed:.1f} tokens/s), "
+          f"finish: {out.finish_reason}", file=sys.stderr)
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from geex.humanevalx.doctor import doctor
 
@@ -127,6 +191,25 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--tokenizer", metavar="DIR", help="copy the tokenizer files from DIR into the output")
     cv.set_defaults(func=_cmd_convert)
 
+    gen = sub.add_parser("generate", help="continue a prompt with a CodeGeeX model",
+                         description="Generate a completion (streamed to stdout; tokens/s on stderr).")
+    gen.add_argument("--model", required=True, help="a geex model directory, an official checkpoint "
+                     "file or TP-shard directory, or a preset name (random weights unless --checkpoint)")
+    gen.add_argument("--checkpoint", help="official checkpoint for a preset")
+    gen.add_argument("--tokenizer", metavar="DIR", help="tokenizer files (default: the model directory)")
+    src = gen.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="prompt text")
+    src.add_argument("--prompt-file", help="read the prompt from a file")
+    gen.add_argument("--language", help="stop when the function is complete (python, cpp, java, js, go, rust)")
+    gen.add_argument("--max-new-tokens", type=_positive_int, default=128)
+    gen.add_argument("--temperature", type=_positive_number, default=0.8, help="(default 0.8)")
+    gen.add_argument("--top-p", type=float, default=0.95, help="(default 0.95)")
+    gen.add_argument("--top-k", type=int, default=0, help="(default 0: off)")
+    gen.add_argument("--seed", type=int, help="seed for reproducible sampling")
+    gen.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
+    gen.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    gen.set_defaults(func=_cmd_generate)
+
     hx = sub.add_parser("humanevalx", help="the HumanEval-X benchmark (evaluate samples)",
                         description="The multilingual HumanEval-X benchmark.")
     hx_sub = hx.add_subparsers(dest="hx_command", metavar="COMMAND", required=True)
@@ -144,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--workers", "-j", type=_positive_int, help="parallel workers (default: all cores)")
     ev.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100; "
                     "only those ≤ the samples per problem are reported)")
-    ev.add_argument("--timeout", type=_seconds, default=10.0, help="wall-clock seconds per test run (default: 10)")
+    ev.add_argument("--timeout", type=_positive_number, default=10.0, help="wall-clock seconds per test run (default: 10)")
     ev.add_argument("--no-cache", action="store_true", help="do not read or write the machine-wide verdict cache")
     ev.add_argument("--no-cleanup", action="store_true",
                     help="splice completions as given (default: cut them where the function ends)")
