@@ -100,7 +100,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     from geex.engine.generate import generate
     from geex.engine.sampling import SamplingParams
-    from geex.models.checkpoint import CONFIG_FILE, load_model, read_official
+    from geex.models.checkpoint import load_model, read_official
     from geex.models.codegeex import PRESETS, CodeGeeX, get_config
     from geex.models.tokenizer import CodeGeeXTokenizer
 

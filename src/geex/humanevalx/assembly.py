@@ -50,7 +50,8 @@ GO_PACKAGES: dict[str, str] = {
     "errors": "errors", "reflect": "reflect", "os": "os", "bufio": "bufio", "sha256": "crypto/sha256",
 }
 _GO_IMPORT_BLOCK = re.compile(r"^import\s*(\([^)]*\)|\"[^\"]*\")\s*\n?", re.MULTILINE)
-_GO_COMMENT_OR_STRING = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|`[^`]*`|\'(?:\\.|[^\'\\\n])*\'', re.S)
+# C-family comments, string/char literals and Go raw strings: what is not code for a name search
+_COMMENT_OR_LITERAL = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|`[^`]*`|\'(?:\\.|[^\'\\\n])*\'', re.S)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def generation_prompt(problem: Problem, with_tag: bool = False) -> str:
     docstring goes between the ``use`` lines and the signature, so the model sees what to write.
     """
     text = problem.prompt
-    if problem.language.name == "rust" and "fn " not in _strip_comments(problem.prompt):
+    if problem.language.name == "rust" and "fn " not in _code_only(problem.prompt):
         cut = _rust_signature_start(problem.declaration)
         text = problem.declaration[:cut] + problem.prompt.lstrip("\n") + problem.declaration[cut:]
     return f"{problem.language.tag}\n{text}" if with_tag else text
@@ -95,14 +96,14 @@ def translation_prompt(source: Problem, target: Problem) -> str:
     )
 
 
-def _strip_comments(text: str) -> str:
-    return re.sub(r"/\*.*?\*/|//[^\n]*", "", text, flags=re.S)
+def _code_only(text: str) -> str:
+    """``text`` with comments and literals blanked (one space each)."""
+    return _COMMENT_OR_LITERAL.sub(" ", text)
 
 
 def go_imports(code: str, already: str) -> list[str]:
     """Import paths for the packages ``code`` refers to (``pkg.Name``) and ``already`` lacks."""
-    bare = _GO_COMMENT_OR_STRING.sub(" ", code)
-    used = set(re.findall(r"(?<![\w.])([a-z][a-z0-9]*)\.[A-Za-z_]", bare))
+    used = set(re.findall(r"(?<![\w.])([a-z][a-z0-9]*)\.[A-Za-z_]", _code_only(code)))
     return sorted(path for name, path in GO_PACKAGES.items() if name in used and f'"{path}"' not in already)
 
 

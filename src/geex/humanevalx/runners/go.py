@@ -21,6 +21,7 @@ from pathlib import Path
 
 from geex.humanevalx.assembly import GO_PACKAGES
 from geex.humanevalx.runners import ExecResult, Runner, RunContext, ToolStatus, tool_output
+from geex.humanevalx.sandbox import SAFE_PATH
 
 GOPATH = Path("/usr/share/gocode")
 TESTIFY = "github.com/stretchr/testify/assert"
@@ -74,7 +75,7 @@ class GoRunner(Runner):
         build = self.pkg_dir.with_name(self.pkg_dir.name + ".tmp")
         shutil.rmtree(build, ignore_errors=True)
         (build / "gocache").mkdir(parents=True)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(build), "GO111MODULE": "off",
+        env = {"PATH": SAFE_PATH, "HOME": str(build), "GO111MODULE": "off",
                "GOPATH": str(GOPATH), "GOCACHE": str(build / "gocache"), "CGO_ENABLED": "0", "GOFLAGS": ""}
         packages = sorted({"testing", TESTIFY, *GO_PACKAGES.values()})
         r = subprocess.run(
