@@ -9,6 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASET = ROOT.parent / "shared" / "humaneval-x"
+SHARED_TOKENIZER = ROOT.parent / "shared" / "tokenizer" / "codegeex"
 
 if "GEEX_HUMANEVALX" not in os.environ and SHARED_DATASET.is_dir():
     os.environ["GEEX_HUMANEVALX"] = str(SHARED_DATASET)
@@ -20,3 +21,17 @@ def dataset_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"HumanEval-X data not found at {path}: set GEEX_HUMANEVALX")
     return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir() -> Path:
+    if not (SHARED_TOKENIZER / "vocab.json").is_file():
+        pytest.fail(f"CodeGeeX tokenizer files not found at {SHARED_TOKENIZER}")
+    return SHARED_TOKENIZER
+
+
+@pytest.fixture(scope="session")
+def codegeex_tokenizer(tokenizer_dir):
+    from geex.models.tokenizer import CodeGeeXTokenizer
+
+    return CodeGeeXTokenizer(tokenizer_dir)

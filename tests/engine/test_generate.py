@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -11,14 +9,10 @@ from geex.engine.generate import generate
 from geex.engine.sampling import SamplingParams
 from geex.errors import UserError
 from geex.models.codegeex import CodeGeeX, get_config
-from geex.models.tokenizer import CodeGeeXTokenizer
-
-TOKENIZER_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "tokenizer" / "codegeex"
-
 
 @pytest.fixture(scope="module")
-def tok():
-    return CodeGeeXTokenizer(TOKENIZER_DIR)
+def tok(codegeex_tokenizer):
+    return codegeex_tokenizer
 
 
 @pytest.fixture(scope="module")

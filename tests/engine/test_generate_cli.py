@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
-
 import torch
 
 from geex.models.checkpoint import to_official
 from geex.models.codegeex import CodeGeeX, get_config
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "tokenizer" / "codegeex"
-
-
 def _geex(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "geex", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_generate_streams_a_completion_with_tokens_per_second(tmp_path):
+def test_generate_streams_a_completion_with_tokens_per_second(tmp_path, tokenizer_dir):
     model = CodeGeeX(get_config("codegeex-tiny", padded_vocab_size=50432, vocab_size=50400))
     model.init_weights(torch.Generator().manual_seed(0))
     torch.save(to_official(model.state_dict()), tmp_path / "tiny.pt")
     r = _geex("model", "convert", str(tmp_path / "tiny.pt"), str(tmp_path / "tiny"), "--n-head", "4",
-              "--tokenizer", str(TOKENIZER_DIR))
+              "--tokenizer", str(tokenizer_dir))
     assert r.returncode == 0, r.stderr
     args = ["generate", "--model", str(tmp_path / "tiny"), "--prompt", "def fib(n):\n", "--max-new-tokens", "6"]
     greedy = _geex(*args, "--greedy")

@@ -3,7 +3,6 @@ all load back to identical logits; host memory stays near one copy of the weight
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 
@@ -13,22 +12,15 @@ import torch
 from geex.cli import main
 from geex.errors import UserError
 from geex.models.checkpoint import (
-    convert, infer_config, load_model, merge_tensor_parallel, read_official, save_geex, split_tensor_parallel,
-    to_official,
+    infer_config, load_model, read_official, save_geex, split_tensor_parallel, to_official,
 )
 from geex.models.codegeex import CodeGeeX, get_config
+from tests.models.tiny import random_tiny_codegeex
 
 
 @pytest.fixture(scope="module")
 def model() -> CodeGeeX:
-    m = CodeGeeX(get_config("codegeex-tiny"))
-    g = torch.Generator().manual_seed(0)
-    m.init_weights(g)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if name.endswith("bias") or "layernorm" in name:
-                p.add_(0.1 * torch.randn(p.shape, generator=g))
-    return m.eval()
+    return random_tiny_codegeex(0)
 
 
 IDS = torch.randint(0, 500, (2, 11), generator=torch.Generator().manual_seed(1))

@@ -11,6 +11,7 @@ import torch
 
 from geex.errors import UserError
 from geex.models.codegeex import PRESETS, CodeGeeX, fast_gelu, get_config
+from tests.models.tiny import random_tiny_codegeex
 
 
 def naive_forward(sd: dict[str, torch.Tensor], cfg, ids: torch.Tensor) -> torch.Tensor:
@@ -58,20 +59,8 @@ def naive_forward(sd: dict[str, torch.Tensor], cfg, ids: torch.Tensor) -> torch.
     return (out @ sd["embedding.word_embeddings.weight"].T).transpose(0, 1)  # [batch, seq, vocab]
 
 
-def _random_model(seed: int = 0) -> CodeGeeX:
-    cfg = get_config("codegeex-tiny")
-    model = CodeGeeX(cfg)
-    g = torch.Generator().manual_seed(seed)
-    model.init_weights(g)
-    with torch.no_grad():  # biases and LayerNorms away from their init, so that they are tested too
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "layernorm" in name:
-                p.add_(0.1 * torch.randn(p.shape, generator=g))
-    return model.eval()
-
-
 def test_logits_equal_the_naive_reference():
-    model = _random_model()
+    model = random_tiny_codegeex()
     ids = torch.randint(0, model.config.vocab_size, (3, 17), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ours = model(ids)
@@ -82,7 +71,7 @@ def test_logits_equal_the_naive_reference():
 
 
 def test_a_prefix_does_not_see_the_future():
-    model = _random_model(seed=3)
+    model = random_tiny_codegeex(seed=3)
     ids = torch.randint(0, 500, (1, 12))
     with torch.no_grad():
         full = model(ids)
@@ -138,7 +127,7 @@ def test_too_long_input_and_unknown_preset():
 def test_step_by_step_through_the_kv_cache_equals_the_whole_sequence():
     from geex.models.codegeex import KVCache
 
-    model = _random_model(seed=5)
+    model = random_tiny_codegeex(seed=5)
     ids = torch.randint(0, 500, (2, 20), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = model(ids)
@@ -154,7 +143,7 @@ def test_step_by_step_through_the_kv_cache_equals_the_whole_sequence():
 def test_greedy_decoding_with_and_without_the_cache_is_identical():
     from geex.models.codegeex import KVCache
 
-    model = _random_model(seed=7)
+    model = random_tiny_codegeex(seed=7)
     prompt = torch.randint(0, 500, (1, 5), generator=torch.Generator().manual_seed(4))
     vocab = model.config.vocab_size
     with torch.no_grad():
@@ -175,7 +164,7 @@ def test_greedy_decoding_with_and_without_the_cache_is_identical():
 def test_cache_overflow_is_an_error():
     from geex.models.codegeex import KVCache
 
-    model = _random_model()
+    model = random_tiny_codegeex()
     cache = KVCache(model.config, batch=1, max_len=8)
     with pytest.raises(ValueError, match="exceeds the context of 8"):
         model(torch.zeros(1, 9, dtype=torch.long), cache, start=0)

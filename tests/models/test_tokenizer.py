@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,12 +9,9 @@ from hypothesis import strategies as st
 from geex.errors import UserError
 from geex.models.tokenizer import CodeGeeXTokenizer
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "tokenizer" / "codegeex"
-
-
 @pytest.fixture(scope="module")
-def tok() -> CodeGeeXTokenizer:
-    return CodeGeeXTokenizer(TOKENIZER_DIR)
+def tok(codegeex_tokenizer) -> CodeGeeXTokenizer:
+    return codegeex_tokenizer
 
 
 def test_worked_example(tok):
