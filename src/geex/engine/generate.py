@@ -28,8 +28,60 @@ class Completion:
     finish_reason: str  # "eos", "stop" (stop string or language rule) or "length"
 
 
+class TextStream:
+    """The text of a growing list of tokens, decoding only the new ones (O(1) a token, not O(n)).
+
+    A byte-level token can end inside a multi-byte character; such tokens wait (decoding to U+FFFD)
+    until the character is whole. ``add`` returns the newly settled text.
+    """
+
+    MAX_PENDING = 4  # a UTF-8 character spans at most 4 bytes: more pending tokens mean a real U+FFFD
+
+    def __init__(self, tokenizer: CodeGeeXTokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.text = ""
+        self._pending: list[int] = []
+
+    def add(self, token: int) -> str:
+        self._pending.append(token)
+        piece = self.tokenizer.decode(self._pending)
+        if piece.endswith("\ufffd") and len(self._pending) < self.MAX_PENDING:
+            return ""
+        self._pending = []
+        self.text += piece
+        return piece
+
+
 def _stopped(text: str, stop: Sequence[str], language: Language | None) -> bool:
     return any(s in text for s in stop) or (language is not None and is_finished(language, text))
+
+
+STEP_MODES = ("auto", "eager", "static", "graph")
+
+
+def _decode_step(model: CodeGeeX, cache: KVCache, pad: torch.Tensor, mode: str
+                 ) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """``step(ids[B], slot) -> logits[B, V]``: eager (growing attention span), static (fixed shapes,
+    what a graph captures; runs anywhere) or a replayed CUDA graph (auto: graph on CUDA, else eager)."""
+    if mode not in STEP_MODES:
+        raise UserError(f"unknown decode step {mode!r} (known: {', '.join(STEP_MODES)})")
+    if mode == "auto":
+        mode = "graph" if cache.k.is_cuda else "eager"
+    if mode == "graph":
+        if not cache.k.is_cuda:
+            raise UserError("CUDA graphs need a CUDA device")
+        from geex.engine.cuda_graph import GraphedDecodeStep
+
+        return GraphedDecodeStep(model, cache, pad)
+    if mode == "static":
+        slot_buf = torch.zeros((), dtype=torch.long, device=cache.k.device)
+
+        def static(ids: torch.Tensor, slot: int) -> torch.Tensor:
+            slot_buf.fill_(slot)
+            return model(ids[:, None], cache, start=slot_buf, pad=pad)[:, -1]
+
+        return static
+    return lambda ids, slot: model(ids[:, None], cache, start=slot, pad=pad)[:, -1]
 
 
 @torch.no_grad()
@@ -43,8 +95,13 @@ def generate(
     stop: Sequence[str] = (),
     seed: int | None = None,
     on_token: Callable[[int, int], None] | None = None,
+    ignore_eos: bool = False,
+    step: str = "auto",
 ) -> list[Completion]:
-    """Continue every prompt; ``on_token(row, token_id)`` streams tokens as they are produced."""
+    """Continue every prompt; ``on_token(row, token_id)`` streams tokens as they are produced.
+
+    ``ignore_eos`` keeps generating past EOS (benchmarks); ``step`` picks the decode step (see
+    ``STEP_MODES``; the default replays a CUDA graph on GPUs)."""
     if max_new_tokens < 1:
         raise UserError("max_new_tokens must be at least 1")
     lang = get_language(language) if isinstance(language, str) else language
@@ -65,23 +122,24 @@ def generate(
 
     rows = len(prompts)
     new: list[list[int]] = [[] for _ in range(rows)]
+    texts = [TextStream(tokenizer) for _ in range(rows)]
     reason: list[str | None] = [None] * rows
     logits = model(ids, cache, start=0, pad=pad)[:, -1]
-    for step in range(max_new_tokens):
+    decode = _decode_step(model, cache, pad, step) if max_new_tokens > 1 else None
+    for i in range(max_new_tokens):
         nxt = sample(logits, params, vocab_size=cfg.vocab_size, generator=generator)
-        for r in range(rows):
+        for r, token in enumerate(nxt.tolist()):
             if reason[r] is not None:
                 continue
-            token = int(nxt[r])
-            if token == tokenizer.eos_id:
+            if token == tokenizer.eos_id and not ignore_eos:
                 reason[r] = "eos"
                 continue
             new[r].append(token)
             if on_token is not None:
                 on_token(r, token)
-            if _stopped(tokenizer.decode(new[r]), stop, lang):
+            if (stop or lang is not None) and texts[r].add(token) and _stopped(texts[r].text, stop, lang):
                 reason[r] = "stop"
-        if all(reason) or step == max_new_tokens - 1:
+        if all(reason) or i == max_new_tokens - 1:
             break
-        logits = model(nxt[:, None], cache, start=longest + step, pad=pad)[:, -1]
+        logits = decode(nxt, longest + i)
     return [Completion(tokenizer.decode(n), n, r or "length") for n, r in zip(new, reason)]

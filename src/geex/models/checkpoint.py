@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from geex.errors import UserError
 from geex.models.codegeex import CodeGeeX, CodeGeeXConfig
+from geex.models.quantize import DEFAULT_GROUP, QuantizedLinear, linear_names, replace_module
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -176,20 +178,41 @@ def load_geex(directory: str | Path) -> tuple[CodeGeeXConfig, dict[str, torch.Te
     return CodeGeeXConfig(**{k: v for k, v in raw.items() if k in known}), load_file(str(weights))
 
 
-def build_model(cfg: CodeGeeXConfig, sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> CodeGeeX:
-    """A model holding exactly the given tensors (built on the meta device: no second copy)."""
+def build_model(cfg: CodeGeeXConfig, sd: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None,
+                device: torch.device | str | None = None, quantize: str | None = None,
+                group_size: int = DEFAULT_GROUP) -> CodeGeeX:
+    """A model holding the given tensors, moved to ``device``/``dtype`` (floating tensors) one at a time.
+
+    The model is built on the meta device, so no second copy exists; with ``quantize`` each linear
+    weight is quantized as it arrives, so device memory peaks at the quantized model plus one matrix.
+    ``sd`` may be any mapping, e.g. one that makes tensors on demand.
+    """
     with torch.device("meta"):
         model = CodeGeeX(cfg)
-    if dtype is not None:
-        sd = {k: v.to(dtype) for k, v in sd.items()}
-    missing, unexpected = model.load_state_dict(sd, strict=False, assign=True)
+    expected = list(model.state_dict())
+    missing = sorted(set(expected) - set(sd.keys()))
+    unexpected = sorted(set(sd.keys()) - set(expected))
     if missing or unexpected:
-        raise UserError(f"checkpoint does not match the config: missing {sorted(missing)[:5]}, "
-                        f"unexpected {sorted(unexpected)[:5]}")
+        raise UserError(f"checkpoint does not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+    def fetch(name: str) -> torch.Tensor:
+        t = sd[name]
+        return t.to(device=device if device is not None else t.device,
+                    dtype=dtype if dtype is not None and t.is_floating_point() else t.dtype)
+
+    done: set[str] = set()
+    if quantize is not None:
+        for name in linear_names(model):
+            weight, bias = fetch(f"{name}.weight"), fetch(f"{name}.bias")
+            replace_module(model, name, QuantizedLinear.from_weight(weight, bias, quantize, group_size))
+            done |= {f"{name}.weight", f"{name}.bias"}
+            del weight, bias
+    model.load_state_dict({k: fetch(k) for k in expected if k not in done}, strict=False, assign=True)
     return model.eval()
 
 
-def load_model(path: str | Path, n_head: int | None = None, dtype: torch.dtype | None = None) -> CodeGeeX:
+def load_model(path: str | Path, n_head: int | None = None, dtype: torch.dtype | None = None,
+               device: torch.device | str | None = None, quantize: str | None = None) -> CodeGeeX:
     """From a geex directory, an official file, or a directory of TP shards."""
     path = Path(path)
     if path.is_dir() and (path / CONFIG_FILE).is_file():
@@ -197,7 +220,7 @@ def load_model(path: str | Path, n_head: int | None = None, dtype: torch.dtype |
     else:
         sd = read_official(path)
         cfg = infer_config(sd, n_head)
-    return build_model(cfg, sd, dtype)
+    return build_model(cfg, sd, dtype, device, quantize)
 
 
 def convert(src: str | Path, dst: str | Path, n_head: int | None = None, tokenizer: str | Path | None = None) -> Path:

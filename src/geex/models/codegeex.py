@@ -77,17 +77,24 @@ class SelfAttention(nn.Module):
         self.query, self.key, self.value, self.dense = (nn.Linear(h, h) for _ in range(4))
 
     def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, cache: "LayerCache | None" = None,
-                start: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``mask``: [B, 1, T, start+T] (True = attend), for left-padded batches; else causal."""
+                start: int | torch.Tensor = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask``: [B, 1, T, keys] (True = attend), for left-padded batches and static steps; else causal."""
         b, t, h = q_in.shape
 
         def heads(x: torch.Tensor) -> torch.Tensor:
             return x.view(b, t, self.n_head, h // self.n_head).transpose(1, 2)
 
-        q, k, v = heads(self.query(q_in)), heads(self.key(kv_in)), heads(self.value(kv_in))
+        if hasattr(self, "qkv"):  # fused (ordinary layers): the query reads the same input
+            q, k, v = (heads(x) for x in self.qkv(kv_in).split(h, dim=-1))
+        elif hasattr(self, "kv"):  # fused (top query layer)
+            q = heads(self.query(q_in))
+            k, v = (heads(x) for x in self.kv(kv_in).split(h, dim=-1))
+        else:
+            q, k, v = heads(self.query(q_in)), heads(self.key(kv_in)), heads(self.value(kv_in))
         if cache is not None:
             k_all, v_all = cache.store(k, v, start)
-            k, v = (k, v) if start == 0 else (k_all, v_all)
+            if isinstance(start, torch.Tensor) or start > 0:
+                k, v = k_all, v_all
         if mask is not None:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         elif start == 0:
@@ -98,14 +105,45 @@ class SelfAttention(nn.Module):
         return self.dense(y.transpose(1, 2).reshape(b, t, h))
 
 
+    def fuse(self, with_query: bool) -> None:
+        """One projection for q, k, v (or k, v): one read of a 3h x h matrix instead of three small
+        ones, which leave the GPU's memory system underused at decode time. For inference only: the
+        state dict's names change."""
+        if hasattr(self, "qkv") or hasattr(self, "kv"):
+            return
+        names = ("query", "key", "value") if with_query else ("key", "value")
+        setattr(self, "qkv" if with_query else "kv", fuse_linears([getattr(self, n) for n in names]))
+        for n in names:
+            delattr(self, n)
+
+
+def fuse_linears(linears: list[nn.Module]) -> nn.Module:
+    """Stack linears that read the same input along the output dimension (float or quantized)."""
+    first = linears[0]
+    with torch.no_grad():
+        if isinstance(first, nn.Linear):
+            fused = nn.Linear(first.in_features, sum(m.out_features for m in linears),
+                              device=first.weight.device, dtype=first.weight.dtype)
+            fused.weight.copy_(torch.cat([m.weight for m in linears]))
+            fused.bias.copy_(torch.cat([m.bias for m in linears]))
+            return fused.requires_grad_(first.weight.requires_grad)
+        return type(first).concat(linears)
+
+
 class LayerCache:
     """One layer's slice of a preallocated (static) key/value cache: [batch, heads, max_len, head_dim]."""
 
     def __init__(self, k: torch.Tensor, v: torch.Tensor) -> None:
         self.k, self.v = k, v
 
-    def store(self, k: torch.Tensor, v: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new positions; return keys/values of positions 0..start+t-1."""
+    def store(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new positions; return keys/values of positions 0..start+t-1 -- or, for a tensor
+        ``start`` (a static step, as CUDA graphs need), of every slot: shapes never change."""
+        if isinstance(start, torch.Tensor):
+            slots = start + torch.arange(k.shape[2], device=k.device)
+            self.k.index_copy_(2, slots, k)
+            self.v.index_copy_(2, slots, v)
+            return self.k, self.v
         end = start + k.shape[2]
         self.k[:, :, start:end] = k
         self.v[:, :, start:end] = v
@@ -149,7 +187,7 @@ class Layer(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, query: torch.Tensor | None = None, cache: "LayerCache | None" = None,
-                start: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
+                start: int | torch.Tensor = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         normed = self.input_layernorm(x)
         x = x + self.attention(normed if query is None else query, normed, cache, start, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
@@ -186,6 +224,13 @@ class CodeGeeX(nn.Module):
         self.topQueryEmbedding = TopQueryEmbedding(cfg)  # noqa: N815 - the official name
         self.transformer = Transformer(cfg)
 
+    def fuse_projections(self) -> CodeGeeX:
+        """Fuse every layer's q/k/v projections (k/v in the top query layer) for faster decoding."""
+        for layer in self.transformer.layers:
+            layer.attention.fuse(with_query=True)
+        self.transformer.topQueryLayer.attention.fuse(with_query=False)
+        return self
+
     def init_weights(self, generator: torch.Generator | None = None) -> None:
         """The paper's training code: N(0, 0.02); output projections N(0, 0.02 / sqrt(2 n_layer));
         biases 0, LayerNorm weight 1."""
@@ -200,29 +245,35 @@ class CodeGeeX(nn.Module):
                     std = std_out if ("attention.dense" in name or "dense_4h_to_h" in name) else 0.02
                     p.normal_(0.0, std, generator=generator)
 
-    def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: int = 0,
+    def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: int | torch.Tensor = 0,
                 pad: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of slots ``start..start+T-1``; with a cache, earlier slots come from it (``start`` =
         how many are already cached) and the new keys/values are stored.
 
         ``pad``: per-row count of left-padding slots ([B]); a row's tokens then get positions from 0
         at its first real slot and never attend to its padding (batched prompts of any length).
+        ``start`` as a 0-dim tensor makes a *static* step: attention spans every cache slot under a
+        mask, so shapes and control flow do not depend on the position (one CUDA graph serves all steps).
         """
         cfg = self.config
-        t = ids.shape[1]
+        b, t = ids.shape
+        static = isinstance(start, torch.Tensor)
+        if static and cache is None:
+            raise ValueError("a static step (tensor start) needs a cache")
         limit = cache.max_len if cache is not None else cfg.n_positions
-        if start + t > limit:
+        if not static and start + t > limit:
             raise ValueError(f"sequence of {start + t} tokens exceeds the context of {limit}")
-        slots = torch.arange(start, start + t, device=ids.device)
+        slots = torch.arange(t, device=ids.device) + start
         mask = None
-        if pad is None:
+        if pad is None and not static:
             pos = slots
         else:
+            pad = pad if pad is not None else torch.zeros(b, dtype=torch.long, device=ids.device)
             pos = (slots[None, :] - pad[:, None]).clamp(min=0)  # [B, T]
-            keys = torch.arange(start + t, device=ids.device)
+            keys = torch.arange(cache.max_len if static else start + t, device=ids.device)
             allowed = (keys[None, None, :] <= slots[None, :, None]) & (keys[None, None, :] >= pad[:, None, None])
             allowed |= keys[None, None, :] == slots[None, :, None]  # padding slots see themselves: no NaN
-            mask = allowed[:, None]  # [B, 1, T, start+T]
+            mask = allowed[:, None]  # [B, 1, T, keys]
         x = self.embedding.word_embeddings(ids) + self.embedding.position_embeddings(pos)
         for i, layer in enumerate(self.transformer.layers):
             x = layer(x, cache=cache.layer(i) if cache is not None else None, start=start, mask=mask)

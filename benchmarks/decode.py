@@ -1,0 +1,293 @@
+"""Decode speed of CodeGeeX-13B-shaped models on one GPU: geex's engine against a naive baseline.
+
+What is timed: batch B, a 128-token prompt (prefilled, not timed), then 256 new tokens, greedy, the
+engine's loop (``sample`` + host read of the ids each step, as ``generate`` does); ms/token is the
+decode wall time over 256. Weights are random (seeded, N(0, 0.02)), made directly on the GPU one
+tensor at a time through ``build_model`` (so quantized variants never hold the bf16 model).
+
+Variants (same process, same card):
+- ``naive-fp16``: the reference-style decode -- [seq, batch, hidden] layout, K/V grown with
+  ``torch.cat`` every step, matmul + softmax attention, no graphs, fp16 (the original's recipe);
+- ``bf16-eager``: geex's model, static cache, launched op by op from Python;
+- ``bf16-unfused``: as ``bf16`` below but with separate q, k, v projections (the checkpoint's layout);
+- ``bf16`` / ``int8`` / ``int4``: geex's model (fused q/k/v), decode step replayed as a CUDA graph;
+  INT8/INT4 are weight-only (``geex.models.quantize``, fused Triton dequantize-matmul).
+Peak GPU memory is ``max_memory_allocated`` over building the model and decoding at batch 1.
+
+``--micro`` also times single linear layers at 13B shapes (cuBLAS bf16 vs the INT8/INT4 kernels vs
+stock dequantize-then-matmul) and checks the kernels against a float reference.
+
+Usage: PYTHONPATH=src python benchmarks/decode.py --out DIR [--variants ...] [--batches 1,8,32] [--micro]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import statistics
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from geex.engine.generate import _decode_step
+from geex.engine.sampling import SamplingParams, sample
+from geex.models.checkpoint import build_model
+from geex.models.codegeex import CodeGeeX, CodeGeeXConfig, KVCache, fast_gelu, get_config
+from geex.models.quantize import dequantize_int4, dequantize_int8, quantize_int4, quantize_int8, weight_bytes
+
+GREEDY = SamplingParams(greedy=True)
+
+
+class RandomWeights(Mapping):
+    """A state dict whose tensors are made on demand on the GPU (seeded per name): N(0, 0.02) weights
+    and biases, LayerNorm weights 1 + N(0, 0.02)."""
+
+    def __init__(self, cfg: CodeGeeXConfig, dtype: torch.dtype, device: str = "cuda", seed: int = 0) -> None:
+        with torch.device("meta"):
+            self.shapes = {k: v.shape for k, v in CodeGeeX(cfg).state_dict().items()}
+        self.dtype, self.device, self.seed = dtype, device, seed
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        g = torch.Generator(device=self.device).manual_seed(self.seed + sum(map(ord, name)) * 7919 + len(name))
+        t = torch.randn(self.shapes[name], generator=g, device=self.device, dtype=self.dtype) * 0.02
+        return t + 1 if "layernorm.weight" in name else t
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.shapes)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+
+def sync() -> None:
+    torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def time_engine(model: CodeGeeX, batch: int, prompt: int, new: int, step_mode: str, repeats: int = 3) -> float:
+    """Median ms per decode step (each step yields ``batch`` tokens)."""
+    cfg = model.config
+    dtype = model.embedding.word_embeddings.weight.dtype
+    ids = torch.randint(0, cfg.vocab_size, (batch, prompt), device="cuda")
+    cache = KVCache(cfg, batch, prompt + new, device="cuda", dtype=dtype)
+    first = model(ids, cache, start=0)[:, -1]
+    step = _decode_step(model, cache, None, step_mode)
+
+    def run() -> None:
+        logits = first
+        for i in range(new):
+            nxt = sample(logits, GREEDY, vocab_size=cfg.vocab_size)
+            nxt.tolist()  # the engine reads every step's ids on the host (stop rules, streaming)
+            logits = step(nxt, prompt + i)
+
+    run()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        run()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3 / new)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def naive_forward(m: CodeGeeX, ids: torch.Tensor, start: int, past: list | None) -> tuple[torch.Tensor, list]:
+    """The original's inference recipe: [seq, batch, hidden], K/V concatenated onto the past each step."""
+    cfg = m.config
+    s, b = ids.shape[1], ids.shape[0]
+    heads, d = cfg.n_head, cfg.head_dim
+    pos = torch.arange(start, start + s, device=ids.device)
+    x = (m.embedding.word_embeddings.weight[ids] + m.embedding.position_embeddings.weight[pos]).transpose(0, 1)
+    new_past = []
+
+    def attend(layer, q_in, kv_in, past_kv):
+        a = layer.attention
+        q = F.linear(q_in, a.query.weight, a.query.bias).view(s, b * heads, d).transpose(0, 1)
+        k = F.linear(kv_in, a.key.weight, a.key.bias).view(s, b * heads, d).transpose(0, 1)
+        v = F.linear(kv_in, a.value.weight, a.value.bias).view(s, b * heads, d).transpose(0, 1)
+        if past_kv is not None:
+            k, v = torch.cat((past_kv[0], k), dim=1), torch.cat((past_kv[1], v), dim=1)
+        new_past.append((k, v))
+        scores = torch.matmul(q, k.transpose(1, 2)) / math.sqrt(d)
+        if s > 1:
+            causal = torch.ones(s, k.shape[1], dtype=torch.bool, device=ids.device).tril(k.shape[1] - s)
+            scores = scores.masked_fill(~causal, -10000.0)
+        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        ctx = torch.matmul(probs, v).transpose(0, 1).reshape(s, b, heads * d)
+        return F.linear(ctx, a.dense.weight, a.dense.bias)
+
+    def block(layer, h, query, past_kv):
+        ln = F.layer_norm(h, (cfg.n_embd,), layer.input_layernorm.weight, layer.input_layernorm.bias, cfg.layernorm_eps)
+        h = h + attend(layer, ln if query is None else query, ln, past_kv)
+        ln2 = F.layer_norm(h, (cfg.n_embd,), layer.post_attention_layernorm.weight,
+                           layer.post_attention_layernorm.bias, cfg.layernorm_eps)
+        mid = fast_gelu(F.linear(ln2, layer.mlp.dense_h_to_4h.weight, layer.mlp.dense_h_to_4h.bias))
+        return h + F.linear(mid, layer.mlp.dense_4h_to_h.weight, layer.mlp.dense_4h_to_h.bias)
+
+    for i, layer in enumerate(m.transformer.layers):
+        x = block(layer, x, None, past[i] if past else None)
+    fin = m.transformer.final_layernorm
+    f = F.layer_norm(x, (cfg.n_embd,), fin.weight, fin.bias, cfg.layernorm_eps)
+    query = m.topQueryEmbedding.top_query_embeddings.weight[pos][:, None].expand_as(f)
+    out = block(m.transformer.topQueryLayer, f, query, past[-1] if past else None)
+    return (out @ m.embedding.word_embeddings.weight.T).transpose(0, 1), new_past
+
+
+@torch.no_grad()
+def time_naive(model: CodeGeeX, batch: int, prompt: int, new: int, repeats: int = 3) -> float:
+    cfg = model.config
+    ids = torch.randint(0, cfg.vocab_size, (batch, prompt), device="cuda")
+
+    def run() -> None:
+        logits, past = naive_forward(model, ids, 0, None)
+        logits = logits[:, -1]
+        sync()
+        t0 = time.perf_counter()
+        for i in range(new):
+            nxt = sample(logits, GREEDY, vocab_size=cfg.vocab_size)
+            nxt.tolist()
+            logits, past = naive_forward(model, nxt[:, None], prompt + i, past)
+            logits = logits[:, -1]
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3 / new)
+
+    times: list[float] = []
+    run()
+    times.clear()
+    for _ in range(repeats):
+        run()
+    return statistics.median(times)
+
+
+def copy_bandwidth() -> float:
+    """TB/s of a device-to-device copy, counting bytes read plus written."""
+    src = torch.empty(2 << 30, dtype=torch.uint8, device="cuda")
+    src.random_(0, 255)
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    sync()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        dst.copy_(src)
+    end.record()
+    sync()
+    return 2 * src.numel() * 10 / (start.elapsed_time(end) / 1e3) / 1e12
+
+
+def micro(out: list[dict]) -> None:
+    """One linear layer at 13B shapes: cuBLAS bf16 vs INT8/INT4 kernels vs stock dequantize+matmul."""
+    import triton.testing
+
+    from geex.kernels.quant_matmul import wq_matmul
+
+    for n, k in [(5120, 5120), (15360, 5120), (20480, 5120), (5120, 20480)]:
+        w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
+        bias = torch.randn(n, device="cuda", dtype=torch.bfloat16) * 0.02
+        q8, s8 = quantize_int8(w)
+        q4, s4 = quantize_int4(w, 128)
+        for m in (1, 8, 32):
+            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+            ref = x.double() @ w.double().T + bias.double()
+            ref8 = x.double() @ dequantize_int8(q8, s8).double().T + bias.double()
+            ref4 = x.double() @ dequantize_int4(q4, s4).double().T + bias.double()
+            y8, y4 = wq_matmul(x, q8, s8, bias), wq_matmul(x, q4, s4, bias, 128)
+            err8 = ((y8.double() - ref8).norm() / ref8.norm()).item()
+            err4 = ((y4.double() - ref4).norm() / ref4.norm()).item()
+            qerr8 = ((ref8 - ref).norm() / ref.norm()).item()
+            qerr4 = ((ref4 - ref).norm() / ref.norm()).item()
+            copies = max(2, math.ceil(256e6 / (n * k)))  # rotate weights so the 50 MB L2 cannot hold them
+            ws = [w.clone() for _ in range(copies)]
+            q8s = [q8.clone() for _ in range(copies)]
+            q4s = [q4.clone() for _ in range(copies)]
+            it = {"i": 0}
+
+            def nxt() -> int:
+                it["i"] = (it["i"] + 1) % copies
+                return it["i"]
+
+            cases = {
+                "bf16 cuBLAS": (lambda: F.linear(x, ws[nxt()], bias), n * k * 2),
+                "int8 geex": (lambda: wq_matmul(x, q8s[nxt()], s8, bias), n * k),
+                "int4 geex": (lambda: wq_matmul(x, q4s[nxt()], s4, bias, 128), n * k // 2),
+                "int8 stock": (lambda: F.linear(x, q8s[nxt()].to(torch.bfloat16) * s8[:, None].to(torch.bfloat16),
+                                                bias), n * k),
+            }
+            for name, (fn, nbytes) in cases.items():
+                us = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median") * 1e3
+                out.append({"n": n, "k": k, "m": m, "kernel": name, "us": round(us, 2),
+                            "weight_GBps": round(nbytes / us / 1e3, 1),
+                            "rel_err_vs_dequant": err8 if "int8 geex" == name else err4 if "int4 geex" == name else None,
+                            "quant_rel_err": qerr8 if name.startswith("int8") else qerr4 if name.startswith("int4") else None})
+            del ws, q8s, q4s
+        torch.cuda.empty_cache()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--preset", default="codegeex-13b")
+    ap.add_argument("--variants", default="naive-fp16,bf16-eager,bf16-unfused,bf16,int8,int4")
+    ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--new", type=int, default=256)
+    ap.add_argument("--micro", action="store_true")
+    ap.add_argument("--commit", default="unknown")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    cfg = get_config(args.preset)
+    batches = [int(b) for b in args.batches.split(",")]
+    import triton
+
+    result = {"benchmark": "decode", "date": dt.date.today().isoformat(), "commit": args.commit,
+              "card": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+              "preset": args.preset, "params": cfg.n_params(), "prompt_tokens": args.prompt, "new_tokens": args.new,
+              "copy_TBps": round(copy_bandwidth(), 3), "variants": [], "micro": []}
+    print(f"{result['card']}: device-to-device copy {result['copy_TBps']} TB/s", flush=True)
+    if args.micro:
+        micro(result["micro"])
+        for r in result["micro"]:
+            print(r, flush=True)
+
+    for name in args.variants.split(","):
+        dtype = torch.float16 if name == "naive-fp16" else torch.bfloat16
+        quant = name if name in ("int8", "int4") else None
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        model = build_model(cfg, RandomWeights(cfg, dtype), device="cuda", quantize=quant)
+        if name not in ("naive-fp16", "bf16-unfused"):
+            model.fuse_projections()
+        sync()
+        load_s = time.perf_counter() - t0
+        nbytes = weight_bytes(model)
+        for batch in batches if name not in ("naive-fp16", "bf16-eager", "bf16-unfused") else [1]:
+            if name == "naive-fp16":
+                ms = time_naive(model, batch, args.prompt, args.new)
+            else:
+                ms = time_engine(model, batch, args.prompt, args.new, "eager" if name == "bf16-eager" else "graph")
+            row = {"variant": name, "batch": batch, "ms_per_step": round(ms, 3), "tokens_per_s": round(batch * 1e3 / ms, 1),
+                   "weight_GB": round(nbytes / 1e9, 3), "weight_TBps": round(nbytes / (ms / 1e3) / 1e12, 3),
+                   "build_s": round(load_s, 1)}
+            if batch == 1:
+                row["peak_GB"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+            result["variants"].append(row)
+            print(row, flush=True)
+        del model
+    (args.out / "decode.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{'variant':12} {'batch':>5} {'ms/step':>8} {'tok/s':>8} {'weights TB/s':>12} {'peak GB':>8}")
+    for r in result["variants"]:
+        print(f"{r['variant']:12} {r['batch']:>5} {r['ms_per_step']:>8.2f} {r['tokens_per_s']:>8.1f} "
+              f"{r['weight_TBps']:>12.2f} {r.get('peak_GB', ''):>8}")
+
+
+if __name__ == "__main__":
+    main()

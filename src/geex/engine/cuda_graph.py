@@ -1,0 +1,41 @@
+"""The one-token decode step, captured once as a CUDA graph and replayed for every new token.
+
+At batch 1 a decode step of a 13B model is ~500 small kernel launches; launched one by one from
+Python the GPU idles between them. A graph replays them back to back. Capturing needs fixed shapes
+and addresses: the step reads its token ids, slot and padding from buffers owned here and attends
+over every slot of the static cache under a mask (``CodeGeeX.forward`` with a tensor ``start``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from geex.models.codegeex import CodeGeeX, KVCache
+
+
+class GraphedDecodeStep:
+    """``step(ids[B], slot) -> logits[B, V]`` for a fixed model, cache and padding."""
+
+    def __init__(self, model: CodeGeeX, cache: KVCache, pad: torch.Tensor | None, warmup: int = 2) -> None:
+        device = cache.k.device
+        batch = cache.k.shape[1]
+        self.ids = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        # Warm-up and capture write keys/values into the last slot: a real step overwrites it before
+        # any query may attend to it (a slot is visible only to queries at or after it).
+        self.slot = torch.full((), cache.max_len - 1, dtype=torch.long, device=device)
+        self.pad = pad.clone() if pad is not None else torch.zeros(batch, dtype=torch.long, device=device)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up: lazy initialisation and kernel autotuning happen here
+            for _ in range(warmup):
+                model(self.ids, cache, start=self.slot, pad=self.pad)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = model(self.ids, cache, start=self.slot, pad=self.pad)[:, -1]
+
+    def __call__(self, ids: torch.Tensor, slot: int) -> torch.Tensor:
+        self.ids.copy_(ids.view(-1, 1))
+        self.slot.fill_(slot)
+        self.graph.replay()
+        return self.logits

@@ -1,0 +1,135 @@
+"""Weight-only INT8 / INT4 quantization of the linear layers, applied at load time.
+
+Symmetric, no zero points: INT8 keeps one scale per output channel (``max|w| / 127``); INT4 one per
+output channel and group of ``group_size`` input features (``max|w| / 7``, q in -8..7; two values a
+byte). Activations, embeddings, the tied output head and LayerNorms stay in the model's dtype.
+
+On CUDA a ``QuantizedLinear`` runs the fused Triton kernel (``geex.kernels.quant_matmul``); elsewhere
+it dequantizes and calls ``F.linear`` -- the plain reference that CPU runs and tests use.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geex.errors import UserError
+
+MODES = ("int8", "int4")
+DEFAULT_GROUP = 128
+
+
+def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``w[N, K]`` -> (int8 ``q[N, K]``, fp32 ``scale[N]``) with ``w ≈ q * scale[:, None]``."""
+    w = w.float()
+    scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127
+    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return (q.float() * scale.float()[:, None]).to(dtype)
+
+
+def int4_group(k: int, group_size: int) -> int:
+    """The group size used for ``k`` input features: ``group_size``, or ``k`` if that is smaller."""
+    group = min(group_size, k)
+    if k % group or group % 2:
+        raise UserError(f"INT4 group size {group_size} does not divide {k} input features evenly")
+    return group
+
+
+def quantize_int4(w: torch.Tensor, group_size: int = DEFAULT_GROUP) -> tuple[torch.Tensor, torch.Tensor]:
+    """``w[N, K]`` -> (uint8 ``packed[N, K/2]``, ``scale[N, K/group]`` in w's dtype)."""
+    n, k = w.shape
+    group = int4_group(k, group_size)
+    scale_dtype = w.dtype if w.dtype in (torch.float16, torch.bfloat16) else torch.float32
+    groups = w.float().reshape(n, k // group, group)
+    scale = (groups.abs().amax(dim=2).clamp(min=1e-12) / 7).to(scale_dtype)
+    q = torch.round(groups / scale.float()[:, :, None]).clamp(-8, 7).reshape(n, k)
+    u = (q + 8).to(torch.uint8)
+    packed = u[:, 0::2] | (u[:, 1::2] << 4)
+    return packed, scale
+
+
+def dequantize_int4(packed: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    n = packed.shape[0]
+    q = torch.stack(((packed & 0xF).to(torch.int8) - 8, (packed >> 4).to(torch.int8) - 8), dim=-1).reshape(n, -1)
+    group = q.shape[1] // scale.shape[1]
+    return (q.float().reshape(n, scale.shape[1], group) * scale.float()[:, :, None]).reshape(n, -1).to(dtype)
+
+
+class QuantizedLinear(nn.Module):
+    """Drop-in for ``nn.Linear`` (same ``in_features``/``out_features``/``bias``) with a quantized weight."""
+
+    def __init__(self, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, in_features: int,
+                 mode: str) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.mode = in_features, qweight.shape[0], mode
+        self.group = in_features // scale.shape[1] if mode == "int4" else 0
+        self.register_buffer("qweight", qweight)
+        self.register_buffer("scale", scale)
+        self.bias = nn.Parameter(bias, requires_grad=False) if bias is not None else None
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None, mode: str,
+                    group_size: int = DEFAULT_GROUP) -> QuantizedLinear:
+        if mode == "int8":
+            q, scale = quantize_int8(weight)
+        elif mode == "int4":
+            q, scale = quantize_int4(weight, group_size)
+        else:
+            raise UserError(f"unknown quantization {mode!r} (known: {', '.join(MODES)})")
+        return cls(q, scale, bias, weight.shape[1], mode)
+
+    @classmethod
+    def concat(cls, parts: list[QuantizedLinear]) -> QuantizedLinear:
+        """Stack along the output dimension (per-row scales stack with their rows)."""
+        first = parts[0]
+        if any(p.mode != first.mode or p.in_features != first.in_features or p.group != first.group for p in parts):
+            raise ValueError("cannot fuse quantized linears of different layouts")
+        bias = torch.cat([p.bias for p in parts]) if first.bias is not None else None
+        return cls(torch.cat([p.qweight for p in parts]), torch.cat([p.scale for p in parts]), bias,
+                   first.in_features, first.mode)
+
+    def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
+        if self.mode == "int8":
+            return dequantize_int8(self.qweight, self.scale, dtype)
+        return dequantize_int4(self.qweight, self.scale, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda:
+            from geex.kernels.quant_matmul import wq_matmul
+
+            return wq_matmul(x, self.qweight, self.scale, self.bias, self.group)
+        return F.linear(x, self.dequantized(x.dtype), self.bias)
+
+    def extra_repr(self) -> str:
+        group = f", group={self.group}" if self.group else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self.mode}{group}"
+
+
+def linear_names(model: nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, new)
+
+
+def quantize_model(model: nn.Module, mode: str, group_size: int = DEFAULT_GROUP) -> nn.Module:
+    """Replace every ``nn.Linear`` of ``model`` in place, one at a time (peak memory: one float matrix)."""
+    if mode not in MODES:
+        raise UserError(f"unknown quantization {mode!r} (known: {', '.join(MODES)})")
+    for name in linear_names(model):
+        linear = model.get_submodule(name)
+        with torch.no_grad():
+            replace_module(model, name, QuantizedLinear.from_weight(linear.weight, linear.bias, mode, group_size))
+    return model
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of every parameter and buffer (what decoding streams from memory, KV cache aside)."""
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
