@@ -199,6 +199,10 @@ def micro(out: list[dict]) -> None:
             ref8 = x.double() @ dequantize_int8(q8, s8).double().T + bias.double()
             ref4 = x.double() @ dequantize_int4(q4, s4).double().T + bias.double()
             y8, y4 = wq_matmul(x, q8, s8, bias), wq_matmul(x, q4, s4, bias, 128)
+            if m <= 8:
+                yb = wq_matmul(x, w, None, bias, kernel="gemv")
+                errb = ((yb.double() - ref).norm() / ref.norm()).item()
+                assert errb < 1e-2, f"bf16 GEMV rel. error {errb}"
             err8 = ((y8.double() - ref8).norm() / ref8.norm()).item()
             err4 = ((y4.double() - ref4).norm() / ref4.norm()).item()
             qerr8 = ((ref8 - ref).norm() / ref.norm()).item()
@@ -220,6 +224,10 @@ def micro(out: list[dict]) -> None:
                 "int8 stock": (lambda: F.linear(x, q8s[nxt()].to(torch.bfloat16) * s8[:, None].to(torch.bfloat16),
                                                 bias), n * k),
             }
+            if m <= 8:
+                cases["bf16 geex"] = (lambda: wq_matmul(x, ws[nxt()], None, bias), n * k * 2)
+                cases["int8 gemv"] = (lambda: wq_matmul(x, q8s[nxt()], s8, bias, kernel="gemv"), n * k)
+                cases["int4 gemv"] = (lambda: wq_matmul(x, q4s[nxt()], s4, bias, 128, kernel="gemv"), n * k // 2)
             for name, (fn, nbytes) in cases.items():
                 us = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median") * 1e3
                 out.append({"n": n, "k": k, "m": m, "kernel": name, "us": round(us, 2),
