@@ -225,7 +225,7 @@ def micro(out: list[dict]) -> None:
                                                 bias), n * k),
             }
             if m <= 8:
-                cases["bf16 geex"] = (lambda: wq_matmul(x, ws[nxt()], None, bias), n * k * 2)
+                cases["bf16 geex"] = (lambda: wq_matmul(x, ws[nxt()], None, bias, kernel="gemv"), n * k * 2)
                 cases["int8 gemv"] = (lambda: wq_matmul(x, q8s[nxt()], s8, bias, kernel="gemv"), n * k)
                 cases["int4 gemv"] = (lambda: wq_matmul(x, q4s[nxt()], s4, bias, 128, kernel="gemv"), n * k // 2)
             for name, (fn, nbytes) in cases.items():
