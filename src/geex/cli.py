@@ -98,10 +98,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     import torch
 
-    from geex.engine.generate import generate
+    from geex.engine.generate import TextStream, generate
     from geex.engine.sampling import SamplingParams
-    from geex.models.checkpoint import load_model, read_official
+    from geex.models.checkpoint import build_model, load_model, read_official
     from geex.models.codegeex import PRESETS, CodeGeeX, get_config
+    from geex.models.quantize import quantize_model
     from geex.models.tokenizer import CodeGeeXTokenizer
 
     if args.prompt_file:
@@ -111,21 +112,26 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e.strerror}") from None
     else:
         prompt = args.prompt
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here")
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")]
     model_path = Path(args.model)
     if args.model in PRESETS:
         cfg = get_config(args.model)
         if args.checkpoint:
-            from geex.models.checkpoint import build_model
-
-            model = build_model(cfg, read_official(args.checkpoint))
+            model = build_model(cfg, read_official(args.checkpoint), dtype, args.device, args.quantize)
         else:
             print(f"WARNING: {args.model} with random weights (no --checkpoint): the text is noise",
                   file=sys.stderr)
             with torch.device(args.device):
                 model = CodeGeeX(cfg)
             model.init_weights(torch.Generator(device=args.device).manual_seed(args.seed or 0))
+            model = model.to(dtype)
+            if args.quantize:
+                quantize_model(model, args.quantize)
     elif model_path.exists():
-        model = load_model(model_path)
+        model = load_model(model_path, dtype=dtype, device=args.device, quantize=args.quantize)
     else:
         raise UserError(f"--model {args.model!r} is neither a preset ({', '.join(PRESETS)}) nor a path")
     tokenizer_dir = Path(args.tokenizer) if args.tokenizer else model_path
@@ -133,25 +139,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise UserError(f"no tokenizer files in {tokenizer_dir}: pass --tokenizer DIR "
                         "(a directory with vocab.json, merges.txt, added_tokens.json)")
     tokenizer = CodeGeeXTokenizer(tokenizer_dir)
-    model = model.to(args.device).eval()
+    model = model.eval().fuse_projections()
     params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
-    tokens: list[int] = []
-    shown = ""
+    shown = TextStream(tokenizer)
 
     def stream(_row: int, token: int) -> None:
-        nonlocal shown
-        tokens.append(token)
-        text = tokenizer.decode(tokens)
-        if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-            sys.stdout.write(text[len(shown):])
+        piece = shown.add(token)
+        if piece:
+            sys.stdout.write(piece)
             sys.stdout.flush()
-            shown = text
 
     start = time.perf_counter()
     (out,) = generate(model, tokenizer, [prompt], args.max_new_tokens, params, language=args.language,
                       seed=args.seed, on_token=stream)
     elapsed = time.perf_counter() - start
-    sys.stdout.write(out.text[len(shown):] + "\n")
+    sys.stdout.write(out.text[len(shown.text):] + "\n")
     print(f"{len(out.token_ids)} tokens in {elapsed:.2f} s ({len(out.token_ids) / elapsed:.1f} tokens/s), "
           f"finish: {out.finish_reason}", file=sys.stderr)
     return 0
@@ -208,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, help="seed for reproducible sampling")
     gen.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
     gen.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    gen.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                     help="weights and activations (default: bfloat16 on cuda, float32 on cpu)")
+    gen.add_argument("--quantize", choices=("int8", "int4"),
+                     help="weight-only quantization at load time (INT8 per channel, INT4 in groups of 128); "
+                          "fused Triton kernels on cuda")
     gen.set_defaults(func=_cmd_generate)
 
     hx = sub.add_parser("humanevalx", help="the HumanEval-X benchmark (evaluate samples)",

@@ -81,3 +81,71 @@ def test_language_stop_rule_is_the_harness_rule():
     assert not _stopped("    return \"}\";\n", (), get_language("cpp"))  # a brace in a string
     assert _stopped("    return a + b\nprint(add(1, 2))", (), get_language("python"))
     assert _stopped("x = 1 // end", ["//"], None)
+
+
+def test_static_decode_step_generates_what_the_eager_step_does(model, tok):
+    """The fixed-shape step (what a CUDA graph captures) attends over every cache slot under a mask."""
+    eager = generate(model, tok, PROMPTS, max_new_tokens=10, step="eager")
+    static = generate(model, tok, PROMPTS, max_new_tokens=10, step="static")
+    assert [c.token_ids for c in static] == [c.token_ids for c in eager]
+
+
+def test_static_step_logits_equal_the_whole_sequence(model):
+    from geex.models.codegeex import KVCache
+
+    ids = torch.randint(0, 50400, (2, 7), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        whole = model(ids)
+        cache = KVCache(model.config, 2, 12)
+        model(ids[:, :4], cache, start=0)
+        steps = [model(ids[:, i:i + 1], cache, start=torch.tensor(i))[:, 0] for i in range(4, 7)]
+    torch.testing.assert_close(torch.stack(steps, dim=1), whole[:, 4:], rtol=1e-5, atol=1e-5)
+
+
+def test_cuda_graph_step_needs_cuda_and_unknown_steps_are_refused(model, tok):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(UserError, match="CUDA"):
+        generate(model, tok, ["x"], max_new_tokens=3, step="graph")
+    with pytest.raises(UserError, match="unknown decode step"):
+        generate(model, tok, ["x"], max_new_tokens=3, step="warp")
+
+
+def test_fused_and_quantized_models_generate(model, tok):
+    import copy
+
+    from geex.models.quantize import quantize_model
+
+    plain = generate(model, tok, PROMPTS, max_new_tokens=8)
+    fused = generate(copy.deepcopy(model).fuse_projections(), tok, PROMPTS, max_new_tokens=8)
+    assert [c.token_ids for c in fused] == [c.token_ids for c in plain]
+    int8 = generate(quantize_model(copy.deepcopy(model), "int8").fuse_projections(), tok, PROMPTS, max_new_tokens=8)
+    agree = sum(a == b for p, q in zip(plain, int8) for a, b in zip(p.token_ids, q.token_ids))
+    assert agree >= 0.75 * sum(len(p.token_ids) for p in plain)  # INT8 keeps most greedy choices
+
+
+def test_ignore_eos_generates_the_full_length(model, tok):
+    (first,) = generate(model, tok, ["x"], 6)
+
+    class FirstTokenIsEos:  # the tokenizer, with the first greedy token playing EOS
+        eos_id = first.token_ids[0]
+
+        def __getattr__(self, name):
+            return getattr(tok, name)
+
+    (stopped,) = generate(model, FirstTokenIsEos(), ["x"], 6)
+    (full,) = generate(model, FirstTokenIsEos(), ["x"], 6, ignore_eos=True)
+    assert (stopped.finish_reason, stopped.token_ids) == ("eos", [])
+    assert (full.finish_reason, full.token_ids) == ("length", first.token_ids)
+
+
+def test_text_stream_settles_whole_characters(tok):
+    from geex.engine.generate import TextStream
+
+    text = "naïve→🙂丂 done\r\n\tx  y"
+    ids = tok.encode(text)
+    stream = TextStream(tok)
+    pieces = [stream.add(t) for t in ids]
+    assert "".join(pieces) == stream.text == text
+    assert all("\ufffd" not in p for p in pieces)
+    assert any(p == "" for p in pieces)  # the emoji's bytes span several tokens

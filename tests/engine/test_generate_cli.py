@@ -29,6 +29,9 @@ def test_generate_streams_a_completion_with_tokens_per_second(tmp_path, tokenize
     assert _geex(*args, "--greedy").stdout == greedy.stdout  # deterministic
     seeded = [_geex(*args, "--seed", "3").stdout for _ in range(2)]
     assert seeded[0] == seeded[1]
+    for mode in ("int8", "int4"):  # quantized at load time; the CPU path dequantizes
+        q = _geex(*args, "--greedy", "--quantize", mode)
+        assert q.returncode == 0 and q.stderr.startswith("6 tokens in "), q.stderr
 
 
 def test_generate_user_errors():
@@ -38,3 +41,8 @@ def test_generate_user_errors():
     assert r.returncode == 2 and "no tokenizer files" in r.stderr
     r = _geex("generate", "--model", "codegeex-tiny", "--prompt", "x", "--temperature", "0")
     assert r.returncode == 2 and "--temperature" in r.stderr
+    r = _geex("generate", "--model", "codegeex-tiny", "--prompt", "x", "--quantize", "int3")
+    assert r.returncode == 2 and "--quantize" in r.stderr
+    if not torch.cuda.is_available():
+        r = _geex("generate", "--model", "codegeex-tiny", "--prompt", "x", "--device", "cuda")
+        assert r.returncode == 2 and "no CUDA device" in r.stderr and "Traceback" not in r.stderr

@@ -134,7 +134,7 @@ def _tiles_configs() -> list[triton.Config]:
         triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
         for bn, bk, w, s in [
             (32, 128, 4, 4), (32, 256, 4, 3), (64, 128, 4, 4), (64, 256, 8, 3),
-            (16, 256, 4, 4), (128, 128, 8, 3), (32, 512, 8, 2), (64, 64, 4, 5),
+            (16, 256, 4, 4), (128, 128, 8, 3), (32, 512, 8, 2), (64, 64, 4, 5), (32, 32, 4, 4), (64, 32, 4, 5),
         ]
     ]
 
@@ -165,9 +165,9 @@ def _prune_gemv(configs, named_args, **kwargs):
 
 
 def _prune_tiles(configs, named_args, **kwargs):
-    """INT4 tiles must not straddle scale groups: BLOCK_K <= GROUP."""
+    """INT4 tiles must not straddle scale groups: BLOCK_K <= GROUP (groups are powers of two >= 32)."""
     mode, group = _arg(named_args, kwargs, "MODE"), _arg(named_args, kwargs, "GROUP")
-    return [c for c in configs if mode != INT4 or c.kwargs["BLOCK_K"] <= group] or configs[:1]
+    return [c for c in configs if mode != INT4 or c.kwargs["BLOCK_K"] <= group]
 
 
 _KEY = ["M_BUCKET", "N", "K", "MODE", "GROUP"]

@@ -40,6 +40,13 @@ def int4_group(k: int, group_size: int) -> int:
     return group
 
 
+def check_kernel_group(group: int) -> None:
+    """The kernels' tiles hold whole groups: a power of two of at least 32."""
+    if group < 32 or group & (group - 1):
+        raise UserError(f"INT4 groups of {group}: a group must be a power of two of at least 32 "
+                        "(the input features must be a multiple of it)")
+
+
 def quantize_int4(w: torch.Tensor, group_size: int = DEFAULT_GROUP) -> tuple[torch.Tensor, torch.Tensor]:
     """``w[N, K]`` -> (uint8 ``packed[N, K/2]``, ``scale[N, K/group]`` in w's dtype)."""
     n, k = w.shape
@@ -78,6 +85,7 @@ class QuantizedLinear(nn.Module):
         if mode == "int8":
             q, scale = quantize_int8(weight)
         elif mode == "int4":
+            check_kernel_group(int4_group(weight.shape[1], group_size))
             q, scale = quantize_int4(weight, group_size)
         else:
             raise UserError(f"unknown quantization {mode!r} (known: {', '.join(MODES)})")
@@ -87,7 +95,8 @@ class QuantizedLinear(nn.Module):
     def concat(cls, parts: list[QuantizedLinear]) -> QuantizedLinear:
         """Stack along the output dimension (per-row scales stack with their rows)."""
         first = parts[0]
-        if any(p.mode != first.mode or p.in_features != first.in_features or p.group != first.group for p in parts):
+        if any(p.mode != first.mode or p.in_features != first.in_features or p.group != first.group
+               or (p.bias is None) != (first.bias is None) for p in parts):
             raise ValueError("cannot fuse quantized linears of different layouts")
         bias = torch.cat([p.bias for p in parts]) if first.bias is not None else None
         return cls(torch.cat([p.qweight for p in parts]), torch.cat([p.scale for p in parts]), bias,
