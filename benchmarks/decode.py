@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from geex.engine.generate import _decode_step
+from geex.engine.generate import decode_step
 from geex.engine.sampling import SamplingParams, sample
 from geex.models.checkpoint import build_model
 from geex.models.codegeex import CodeGeeX, CodeGeeXConfig, KVCache, fast_gelu, get_config
@@ -76,7 +76,7 @@ def time_engine(model: CodeGeeX, batch: int, prompt: int, new: int, step_mode: s
     ids = torch.randint(0, cfg.vocab_size, (batch, prompt), device="cuda")
     cache = KVCache(cfg, batch, prompt + new, device="cuda", dtype=dtype)
     first = model(ids, cache, start=0)[:, -1]
-    step = _decode_step(model, cache, None, step_mode)
+    step = decode_step(model, cache, None, step_mode)
 
     def run() -> None:
         logits = first

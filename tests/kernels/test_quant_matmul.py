@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ["TRITON_INTERPRET"] = "1"  # before triton or the kernel module is imported
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 pytest.importorskip("triton")
 
@@ -16,8 +12,8 @@ from geex.kernels import quant_matmul  # noqa: E402
 from geex.kernels.quant_matmul import wq_matmul  # noqa: E402
 from geex.models.quantize import dequantize_int4, dequantize_int8, quantize_int4, quantize_int8  # noqa: E402
 
-if not quant_matmul.INTERPRET:  # imported earlier in this process without the interpreter
-    pytest.skip("geex.kernels.quant_matmul was imported before TRITON_INTERPRET=1 was set",
+if not quant_matmul.INTERPRET:  # tests/conftest.py chooses the interpreter when there is no GPU
+    pytest.skip("these tests run the kernels on the CPU through Triton's interpreter (TRITON_INTERPRET=1)",
                 allow_module_level=True)
 
 

@@ -23,7 +23,7 @@ class GraphedDecodeStep:
         # Warm-up and capture write keys/values into the last slot: a real step overwrites it before
         # any query may attend to it (a slot is visible only to queries at or after it).
         self.slot = torch.full((), cache.max_len - 1, dtype=torch.long, device=device)
-        self.pad = pad.clone() if pad is not None else torch.zeros(batch, dtype=torch.long, device=device)
+        self.pad = pad  # None: no padding (the model then masks nothing but the unwritten slots)
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):  # warm-up: lazy initialisation and kernel autotuning happen here

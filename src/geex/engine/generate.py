@@ -59,7 +59,7 @@ def _stopped(text: str, stop: Sequence[str], language: Language | None) -> bool:
 STEP_MODES = ("auto", "eager", "static", "graph")
 
 
-def _decode_step(model: CodeGeeX, cache: KVCache, pad: torch.Tensor, mode: str
+def decode_step(model: CodeGeeX, cache: KVCache, pad: torch.Tensor, mode: str
                  ) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """``step(ids[B], slot) -> logits[B, V]``: eager (growing attention span), static (fixed shapes,
     what a graph captures; runs anywhere) or a replayed CUDA graph (auto: graph on CUDA, else eager)."""
@@ -125,7 +125,7 @@ def generate(
     texts = [TextStream(tokenizer) for _ in range(rows)]
     reason: list[str | None] = [None] * rows
     logits = model(ids, cache, start=0, pad=pad)[:, -1]
-    decode = _decode_step(model, cache, pad, step) if max_new_tokens > 1 else None
+    decode = decode_step(model, cache, pad, step) if max_new_tokens > 1 else None
     for i in range(max_new_tokens):
         nxt = sample(logits, params, vocab_size=cfg.vocab_size, generator=generator)
         for r, token in enumerate(nxt.tolist()):

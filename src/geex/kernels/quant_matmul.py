@@ -8,7 +8,7 @@ packed int4 weights is loaded once and widened in registers.
 Two kernels: for a few rows of x (decode, ``M <= GEMV_MAX_M``) a GEMV that gives each program a
 handful of weight rows, keeps fp32 partial products per lane and reduces once at the end (a
 reduction per step would serialise the warps); for more rows, tensor-core tiles (``tl.dot``).
-Integers are widened with the float "magic number" trick (``bits(2^23) | u`` is the float
+The GEMV widens integers with the float "magic number" trick (``bits(2^23) + u`` is the float
 ``2^23 + u``) instead of int-to-float conversions, which run at a quarter of the ALU rate.
 
 Layouts (``geex.models.quantize`` makes them): INT8 ``w[N, K]`` int8 with ``scale[N]``; INT4
@@ -91,7 +91,7 @@ def _wq_tiles_kernel(
     x_ptr, w_ptr, s_ptr, b_ptr, y_ptr,
     M, N, K, stride_xm, stride_ym,
     M_BUCKET,  # noqa: ARG001
-    MODE: tl.constexpr, GROUP: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr,  # noqa: ARG001
+    MODE: tl.constexpr, GROUP: tl.constexpr, HAS_BIAS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
@@ -175,7 +175,7 @@ _even_k = triton.heuristics({"EVEN_K": lambda a: a["K"] % a["BLOCK_K"] == 0})
 _tuned_gemv = triton.autotune(configs=_gemv_configs(), key=_KEY,
                               prune_configs_by={"early_config_prune": _prune_gemv})(_even_k(_wq_gemv_kernel))
 _tuned_tiles = triton.autotune(configs=_tiles_configs(), key=_KEY,
-                               prune_configs_by={"early_config_prune": _prune_tiles})(_even_k(_wq_tiles_kernel))
+                               prune_configs_by={"early_config_prune": _prune_tiles})(_wq_tiles_kernel)
 
 
 def _block_m(m: int, gemv: bool) -> int:
@@ -212,8 +212,10 @@ def wq_matmul(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor | None, bias
     if INTERPRET:  # no timing to tune on: one small, valid configuration
         block_n, block_k = (4, 64) if gemv else (32, min(64, group) if mode == INT4 else 64)
         grid = (triton.cdiv(n, block_n), 1 if gemv else triton.cdiv(m, block_m))
-        kernel_fn = _wq_gemv_kernel if gemv else _wq_tiles_kernel
-        kernel_fn[grid](*args, **flags, EVEN_K=k % block_k == 0, BLOCK_N=block_n, BLOCK_K=block_k)
+        if gemv:
+            _wq_gemv_kernel[grid](*args, **flags, EVEN_K=k % block_k == 0, BLOCK_N=block_n, BLOCK_K=block_k)
+        else:
+            _wq_tiles_kernel[grid](*args, **flags, BLOCK_N=block_n, BLOCK_K=block_k)
     else:
         grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), 1 if gemv else triton.cdiv(m, block_m))  # noqa: E731
         (_tuned_gemv if gemv else _tuned_tiles)[grid](*args, **flags)

@@ -104,7 +104,6 @@ class SelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal)
         return self.dense(y.transpose(1, 2).reshape(b, t, h))
 
-
     def fuse(self, with_query: bool) -> None:
         """One projection for q, k, v (or k, v): one read of a 3h x h matrix instead of three small
         ones, which leave the GPU's memory system underused at decode time. For inference only: the
