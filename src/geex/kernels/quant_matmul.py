@@ -11,10 +11,14 @@ reduction per step would serialise the warps); for more rows, tensor-core tiles 
 The GEMV widens integers with the float "magic number" trick (``bits(2^23) + u`` is the float
 ``2^23 + u``) instead of int-to-float conversions, which run at a quarter of the ALU rate.
 
+Both kernels end with the decoder's element-wise work, so a decode step launches fewer kernels:
+bias, then FastGELU (``act="gelu"``), then a residual add, in fp32 before the single rounding.
+
 Layouts (``geex.models.quantize`` makes them): INT8 ``w[N, K]`` int8 with ``scale[N]``; INT4
 ``w[N, K/2]`` uint8, byte j of a row holding k = 2j in its low and k = 2j + 1 in its high nibble, each
-stored as q + 8 (q in -8..7), with ``scale[N, K/group]``. ``scale=None``: float weights (the GEMV
-also serves bf16 decoding).
+stored as q + 8 (q in -8..7), with ``scale[N, K/group]``. The INT4 GEMV reads a row as 32-bit words:
+nibble i of word j is k = 8j + i, so the 8 inputs a word needs are one contiguous 16-byte load.
+``scale=None``: float weights (the GEMV also serves bf16 decoding: it beats cuBLAS at one row).
 """
 
 from __future__ import annotations
@@ -38,60 +42,105 @@ def _widen(v, SHIFT: tl.constexpr, OFFSET: tl.constexpr):
 
 
 @triton.jit
-def _wq_gemv_kernel(
-    x_ptr, w_ptr, s_ptr, b_ptr, y_ptr,
-    M, N, K, stride_xm, stride_ym,
-    M_BUCKET,  # noqa: ARG001 - the autotuning key for the batch size (a power of two)
-    MODE: tl.constexpr, GROUP: tl.constexpr, HAS_BIAS: tl.constexpr, EVEN_K: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    rm = tl.arange(0, BLOCK_M)
-    n_ok = rn < N
-    m_ok = rm < M
-    if MODE == 4:  # one scale group per step: BLOCK_K is GROUP
-        HALF: tl.constexpr = GROUP // 2
-        rh = tl.arange(0, HALF)
-        acc = tl.zeros((BLOCK_M, BLOCK_N, HALF), dtype=tl.float32)
-        for k0 in tl.range(0, K, GROUP):
-            packed = tl.load(w_ptr + rn[:, None] * (K // 2) + (k0 // 2 + rh)[None, :], mask=n_ok[:, None], other=0)
-            scale = tl.load(s_ptr + rn * (K // GROUP) + k0 // GROUP, mask=n_ok, other=0.0).to(tl.float32)
-            lo = _widen(packed & 0xF, 0, 8) * scale[:, None]  # [BLOCK_N, HALF]
-            hi = _widen(packed >> 4, 0, 8) * scale[:, None]
-            xm = x_ptr + rm[:, None] * stride_xm + (k0 + 2 * rh)[None, :]
-            x_even = tl.load(xm, mask=m_ok[:, None], other=0.0).to(tl.float32)
-            x_odd = tl.load(xm + 1, mask=m_ok[:, None], other=0.0).to(tl.float32)
-            acc += x_even[:, None, :] * lo[None, :, :] + x_odd[:, None, :] * hi[None, :, :]
-        out = tl.sum(acc, axis=2)
-    else:
-        rk = tl.arange(0, BLOCK_K)
-        acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), dtype=tl.float32)
-        for k0 in tl.range(0, K, BLOCK_K):
-            if EVEN_K:
-                w = tl.load(w_ptr + rn[:, None] * K + (k0 + rk)[None, :], mask=n_ok[:, None], other=0)
-                x = tl.load(x_ptr + rm[:, None] * stride_xm + (k0 + rk)[None, :], mask=m_ok[:, None], other=0.0)
-            else:
-                k_ok = (k0 + rk) < K
-                w = tl.load(w_ptr + rn[:, None] * K + (k0 + rk)[None, :], mask=n_ok[:, None] & k_ok[None, :], other=0)
-                x = tl.load(x_ptr + rm[:, None] * stride_xm + (k0 + rk)[None, :], mask=m_ok[:, None] & k_ok[None, :],
-                            other=0.0)
-            wf = _widen(w, 128, 128) if MODE == 8 else w.to(tl.float32)
-            acc += x.to(tl.float32)[:, None, :] * wf[None, :, :]
-        out = tl.sum(acc, axis=2)
-        if MODE == 8:
-            out *= tl.load(s_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+def _epilogue(out, rm, rn, m_ok, n_ok, b_ptr, r_ptr, y_ptr, stride_rm, stride_ym,
+              HAS_BIAS: tl.constexpr, ACT: tl.constexpr, HAS_RES: tl.constexpr):
+    """``out[BLOCK_M, BLOCK_N]`` (fp32) + bias, FastGELU, + residual; one rounding to y's dtype."""
     if HAS_BIAS:
         out += tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    if ACT == 1:  # FastGELU, x * sigmoid(1.702 x)
+        out = out / (1.0 + tl.exp(-1.702 * out))
+    if HAS_RES:
+        out += tl.load(r_ptr + rm[:, None] * stride_rm + rn[None, :], mask=m_ok[:, None] & n_ok[None, :],
+                       other=0.0).to(tl.float32)
     tl.store(y_ptr + rm[:, None] * stride_ym + rn[None, :], out.to(y_ptr.dtype.element_ty),
              mask=m_ok[:, None] & n_ok[None, :])
 
 
 @triton.jit
+def _wq_gemv_kernel(
+    x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, y_ptr,
+    M, N, K, stride_xm, stride_rm, stride_ym,
+    MODE: tl.constexpr, GROUP: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, HAS_RES: tl.constexpr,
+    EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PREFETCH: tl.constexpr,
+):
+    """One row of x a program (grid: N blocks x M). Tensors stay 2-D [BLOCK_N, BLOCK_K] with x
+    broadcast along rows, so weights, inputs and partial sums share one register layout: the
+    compiler adds no shared-memory shuffles inside the loop. ``PREFETCH``: load the next step's
+    weights before computing this one's, so loads stay in flight while the ALUs unpack."""
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    pid_m = tl.program_id(1)
+    n_ok = rn < N
+    x_row = x_ptr + pid_m * stride_xm
+    if MODE == 4:  # w: int32 words [N, K/8]; a step is BLOCK_W words of every row
+        BLOCK_W: tl.constexpr = BLOCK_K // 8
+        rw = tl.arange(0, BLOCK_W)
+        kw = K // 8
+        acc = tl.zeros((BLOCK_N, BLOCK_W), dtype=tl.float32)
+        if PREFETCH:
+            ahead = tl.load(w_ptr + rn[:, None] * kw + rw[None, :], mask=n_ok[:, None] & (rw < kw)[None, :], other=0)
+        for w0 in tl.range(0, kw, BLOCK_W):
+            k8 = (w0 + rw)[:, None] * 8 + tl.arange(0, 8)[None, :]  # [BLOCK_W, 8]: one 16-byte load a word
+            if PREFETCH:
+                words = ahead
+                nxt = w0 + BLOCK_W + rw
+                ahead = tl.load(w_ptr + rn[:, None] * kw + nxt[None, :], mask=n_ok[:, None] & (nxt < kw)[None, :],
+                                other=0)
+            elif EVEN_K:
+                words = tl.load(w_ptr + rn[:, None] * kw + (w0 + rw)[None, :], mask=n_ok[:, None], other=0)
+            else:
+                words = tl.load(w_ptr + rn[:, None] * kw + (w0 + rw)[None, :],
+                                mask=n_ok[:, None] & ((w0 + rw) < kw)[None, :], other=0)
+            if EVEN_K:
+                x8 = tl.load(x_row + k8)
+            else:
+                x8 = tl.load(x_row + k8, mask=k8 < K, other=0.0)
+            scale = tl.load(s_ptr + rn[:, None] * (K // GROUP) + ((w0 + rw) * 8 // GROUP)[None, :],
+                            mask=n_ok[:, None] & ((w0 + rw) < kw)[None, :], other=0.0).to(tl.float32)  # a scale a word
+            # deinterleave the 8 inputs of each word in registers: nibble i = 4 b2 + 2 b1 + b0
+            x_b0, x_b1 = tl.split(tl.reshape(x8.to(tl.float32), (BLOCK_W, 2, 2, 2)))
+            x0, x2 = tl.split(x_b0)
+            x1, x3 = tl.split(x_b1)
+            xs = tl.split(x0) + tl.split(x1) + tl.split(x2) + tl.split(x3)  # nibbles 0, 4, 1, 5, 2, 6, 3, 7
+            part = tl.zeros((BLOCK_N, BLOCK_W), dtype=tl.float32)
+            for j in tl.static_range(8):
+                nib = ((words >> (4 * ((j % 2) * 4 + j // 2))) & 0xF) | 0x4B000000  # the float 2^23 + (q + 8)
+                part += xs[j][None, :] * (nib.to(tl.float32, bitcast=True) - 8388616.0)
+            acc += part * scale
+        out = tl.sum(acc, axis=1)
+    else:
+        rk = tl.arange(0, BLOCK_K)
+        acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+        if PREFETCH:
+            ahead = tl.load(w_ptr + rn[:, None] * K + rk[None, :], mask=n_ok[:, None] & (rk < K)[None, :], other=0)
+        for k0 in tl.range(0, K, BLOCK_K):
+            if PREFETCH:
+                w = ahead
+                nxt = k0 + BLOCK_K + rk
+                ahead = tl.load(w_ptr + rn[:, None] * K + nxt[None, :], mask=n_ok[:, None] & (nxt < K)[None, :], other=0)
+            elif EVEN_K:
+                w = tl.load(w_ptr + rn[:, None] * K + (k0 + rk)[None, :], mask=n_ok[:, None], other=0)
+            else:
+                w = tl.load(w_ptr + rn[:, None] * K + (k0 + rk)[None, :],
+                            mask=n_ok[:, None] & ((k0 + rk) < K)[None, :], other=0)
+            if EVEN_K:
+                x = tl.load(x_row + k0 + rk[None, :] + 0 * rn[:, None])
+            else:
+                x = tl.load(x_row + k0 + rk[None, :] + 0 * rn[:, None], mask=((k0 + rk) < K)[None, :], other=0.0)
+            wf = _widen(w, 128, 128) if MODE == 8 else w.to(tl.float32)
+            acc += x.to(tl.float32) * wf  # x is loaded per row (cache hits) in the weights' layout
+        out = tl.sum(acc, axis=1)
+        if MODE == 8:
+            out *= tl.load(s_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)
+    rm = pid_m + tl.arange(0, 1)
+    _epilogue(out[None, :], rm, rn, rm < M, n_ok, b_ptr, r_ptr, y_ptr, stride_rm, stride_ym, HAS_BIAS, ACT, HAS_RES)
+
+
+@triton.jit
 def _wq_tiles_kernel(
-    x_ptr, w_ptr, s_ptr, b_ptr, y_ptr,
-    M, N, K, stride_xm, stride_ym,
-    M_BUCKET,  # noqa: ARG001
-    MODE: tl.constexpr, GROUP: tl.constexpr, HAS_BIAS: tl.constexpr,
+    x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, y_ptr,
+    M, N, K, stride_xm, stride_rm, stride_ym,
+    M_BUCKET,  # noqa: ARG001 - the autotuning key for the batch size (a power of two)
+    MODE: tl.constexpr, GROUP: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, HAS_RES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
@@ -123,10 +172,7 @@ def _wq_tiles_kernel(
             acc += tl.dot(x, w.to(x.dtype))
         if MODE == 8:
             acc *= tl.load(s_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-    tl.store(y_ptr + rm[:, None] * stride_ym + rn[None, :], acc.to(y_ptr.dtype.element_ty),
-             mask=m_ok[:, None] & n_ok[None, :])
+    _epilogue(acc, rm, rn, m_ok, n_ok, b_ptr, r_ptr, y_ptr, stride_rm, stride_ym, HAS_BIAS, ACT, HAS_RES)
 
 
 def _tiles_configs() -> list[triton.Config]:
@@ -139,29 +185,8 @@ def _tiles_configs() -> list[triton.Config]:
     ]
 
 
-def _gemv_configs() -> list[triton.Config]:
-    return [
-        triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-        for bn in (1, 2, 4, 8, 16) for bk in (128, 256, 512, 1024) for w in (4, 8) for s in (1, 3)
-    ]
-
-
 def _arg(named_args: dict, kwargs: dict, name: str):
     return kwargs[name] if name in kwargs else named_args[name]
-
-
-def _prune_gemv(configs, named_args, **kwargs):
-    """Keep ~32 fp32 partial sums a thread; INT4 steps are one scale group wide (BLOCK_K is ignored)."""
-    block_m, mode = _arg(named_args, kwargs, "BLOCK_M"), _arg(named_args, kwargs, "MODE")
-    group = _arg(named_args, kwargs, "GROUP")
-    seen, keep = set(), []
-    for c in configs:
-        width = group // 2 if mode == INT4 else c.kwargs["BLOCK_K"]
-        sig = (c.kwargs["BLOCK_N"], width, c.num_warps, c.num_stages)
-        if 8 * 32 * c.num_warps <= block_m * c.kwargs["BLOCK_N"] * width <= 64 * 32 * c.num_warps and sig not in seen:
-            seen.add(sig)
-            keep.append(c)
-    return keep or configs[:1]
 
 
 def _prune_tiles(configs, named_args, **kwargs):
@@ -171,11 +196,24 @@ def _prune_tiles(configs, named_args, **kwargs):
 
 
 _KEY = ["M_BUCKET", "N", "K", "MODE", "GROUP"]
-_even_k = triton.heuristics({"EVEN_K": lambda a: a["K"] % a["BLOCK_K"] == 0})
-_tuned_gemv = triton.autotune(configs=_gemv_configs(), key=_KEY,
-                              prune_configs_by={"early_config_prune": _prune_gemv})(_even_k(_wq_gemv_kernel))
 _tuned_tiles = triton.autotune(configs=_tiles_configs(), key=_KEY,
                                prune_configs_by={"early_config_prune": _prune_tiles})(_wq_tiles_kernel)
+
+
+def gemv_config(mode: int, k: int) -> tuple[int, int, int, bool]:
+    """``(BLOCK_N, BLOCK_K, num_warps, PREFETCH)`` of the GEMV. Fixed, not autotuned: the best configurations
+    measured in a CUDA graph on an H100 (``benchmarks/gemv_sweep.py``; the autotuner, timing kernels
+    alone, picked ones up to 15% slower), and a fixed choice keeps results bitwise reproducible."""
+    if INTERPRET:  # no timing matters: small blocks, so tests cover several steps and partial blocks
+        return 4, 64, 4, k > 128
+    if mode == FLOAT:
+        config = (1, 1024, 2, False) if k <= 8192 else (2, 4096, 4, False)
+    elif mode == INT8:
+        config = (2, 512, 1, False) if k <= 8192 else (2, 4096, 8, False)
+    else:
+        config = (4, 1024, 2, True)
+    block_n, block_k, warps, prefetch = config
+    return block_n, max(64, min(block_k, triton.next_power_of_2(k))), warps, prefetch
 
 
 def _block_m(m: int, gemv: bool) -> int:
@@ -184,15 +222,22 @@ def _block_m(m: int, gemv: bool) -> int:
     return 16 if m <= 16 else 32 if m <= 32 else 64 if m <= 64 else 128
 
 
+ACTIVATIONS = {None: 0, "gelu": 1}
+
+
 def wq_matmul(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor | None,
-              group: int = 0, kernel: str = "auto") -> torch.Tensor:
-    """``x[..., K]`` times a weight: float (``scale is None``), INT8 (``group == 0``) or packed INT4
-    (``group`` = scale group size). Returns ``[..., N]`` in x's dtype. ``kernel``: auto, gemv, tiles."""
+              group: int = 0, kernel: str = "auto", act: str | None = None,
+              residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``act(x @ W.T + bias) + residual`` for ``x[..., K]`` and a weight that is float (``scale is
+    None``), INT8 (``group == 0``) or packed INT4 (``group`` = scale group size). Returns ``[..., N]``
+    in x's dtype. ``kernel``: auto, gemv, tiles; ``act``: None or "gelu" (FastGELU)."""
     mode = FLOAT if scale is None else INT4 if group > 0 else INT8
     n = w.shape[0]
     k = w.shape[1] * 2 if mode == INT4 else w.shape[1]
     if x.shape[-1] != k:
         raise ValueError(f"input has {x.shape[-1]} features, the weight expects {k}")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r} (known: {', '.join(map(str, ACTIVATIONS))})")
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
     if x2.stride(-1) != 1:
@@ -201,22 +246,35 @@ def wq_matmul(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor | None, bias
     y = torch.empty((m, n), device=x.device, dtype=x.dtype)
     if m == 0:
         return y.reshape(*lead, n)
+    r2 = None
+    if residual is not None:
+        if residual.shape != (*lead, n):
+            raise ValueError(f"residual of shape {tuple(residual.shape)}, the output is {(*lead, n)}")
+        r2 = residual.reshape(m, n)
+        if r2.stride(-1) != 1:
+            r2 = r2.contiguous()
     gemv = m <= GEMV_MAX_M if kernel == "auto" else kernel == "gemv"
     if mode == FLOAT and not gemv:
         raise ValueError("float weights use the GEMV kernel only (cuBLAS serves larger batches)")
     block_m = _block_m(m, gemv)
     scale_arg = scale if scale is not None else w
-    args = (x2, w, scale_arg, bias if bias is not None else scale_arg, y, m, n, k, x2.stride(0), y.stride(0),
-            triton.next_power_of_2(min(m, 256)))
-    flags = dict(MODE=mode, GROUP=group if mode == INT4 else 1, HAS_BIAS=bias is not None, BLOCK_M=block_m)
-    if INTERPRET:  # no timing to tune on: one small, valid configuration
-        block_n, block_k = (4, 64) if gemv else (32, min(64, group) if mode == INT4 else 64)
-        grid = (triton.cdiv(n, block_n), 1 if gemv else triton.cdiv(m, block_m))
-        if gemv:
-            _wq_gemv_kernel[grid](*args, **flags, EVEN_K=k % block_k == 0, BLOCK_N=block_n, BLOCK_K=block_k)
-        else:
-            _wq_tiles_kernel[grid](*args, **flags, BLOCK_N=block_n, BLOCK_K=block_k)
+    flags = dict(MODE=mode, GROUP=group if mode == INT4 else 1, HAS_BIAS=bias is not None,
+                 ACT=ACTIVATIONS[act], HAS_RES=r2 is not None, BLOCK_M=block_m)
+    tail = (bias if bias is not None else scale_arg, r2 if r2 is not None else y, y, m, n, k, x2.stride(0),
+            r2.stride(0) if r2 is not None else 0, y.stride(0))
+    if gemv:
+        if mode == INT4:
+            w = w.contiguous().view(torch.int32)  # 8 nibbles a word; K is a multiple of the group (>= 32)
+        block_n, block_k, warps, prefetch = gemv_config(mode, k)
+        flags.pop("BLOCK_M")
+        _wq_gemv_kernel[(triton.cdiv(n, block_n), m)](
+            x2, w, scale_arg, *tail, **flags, EVEN_K=k % block_k == 0, BLOCK_N=block_n, BLOCK_K=block_k,
+            PREFETCH=prefetch, num_warps=warps)
+    elif INTERPRET:  # no timing to tune on: one small, valid configuration
+        block_k = min(64, group) if mode == INT4 else 64
+        _wq_tiles_kernel[(triton.cdiv(n, 32), triton.cdiv(m, block_m))](
+            x2, w, scale_arg, *tail, triton.next_power_of_2(min(m, 256)), **flags, BLOCK_N=32, BLOCK_K=block_k)
     else:
-        grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), 1 if gemv else triton.cdiv(m, block_m))  # noqa: E731
-        (_tuned_gemv if gemv else _tuned_tiles)[grid](*args, **flags)
+        grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(m, block_m))  # noqa: E731
+        _tuned_tiles[grid](x2, w, scale_arg, *tail, triton.next_power_of_2(min(m, 256)), **flags)
     return y.reshape(*lead, n)

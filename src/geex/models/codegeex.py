@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from geex.errors import UserError
+from geex.models import ops
+from geex.models.ops import fast_gelu  # noqa: F401 - part of this module's interface
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,6 @@ def get_config(name: str, **overrides) -> CodeGeeXConfig:
     return replace(PRESETS[name], **overrides)
 
 
-def fast_gelu(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.sigmoid(1.702 * x)
-
-
 class SelfAttention(nn.Module):
     """Separate q/k/v projections with biases (the official layout), SDPA, causal."""
 
@@ -77,20 +75,26 @@ class SelfAttention(nn.Module):
         self.query, self.key, self.value, self.dense = (nn.Linear(h, h) for _ in range(4))
 
     def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, cache: "LayerCache | None" = None,
-                start: int | torch.Tensor = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``mask``: [B, 1, T, keys] (True = attend), for left-padded batches and static steps; else causal."""
+                start: int | torch.Tensor = 0, mask: torch.Tensor | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask``: [B, 1, T, keys] (True or 0 = attend, False or -inf = not), for left-padded batches
+        and static steps; else causal. ``residual`` is added to the output (fused on GPU decode)."""
         b, t, h = q_in.shape
 
         def heads(x: torch.Tensor) -> torch.Tensor:
             return x.view(b, t, self.n_head, h // self.n_head).transpose(1, 2)
 
         if hasattr(self, "qkv"):  # fused (ordinary layers): the query reads the same input
-            q, k, v = (heads(x) for x in self.qkv(kv_in).split(h, dim=-1))
+            q, k, v = (heads(x) for x in ops.linear(self.qkv, kv_in).split(h, dim=-1))
         elif hasattr(self, "kv"):  # fused (top query layer)
-            q = heads(self.query(q_in))
-            k, v = (heads(x) for x in self.kv(kv_in).split(h, dim=-1))
+            q = heads(ops.linear(self.query, q_in))
+            k, v = (heads(x) for x in ops.linear(self.kv, kv_in).split(h, dim=-1))
         else:
-            q, k, v = heads(self.query(q_in)), heads(self.key(kv_in)), heads(self.value(kv_in))
+            q, k, v = (heads(ops.linear(m, i)) for m, i in ((self.query, q_in), (self.key, kv_in), (self.value, kv_in)))
+        if cache is not None and isinstance(start, torch.Tensor) and t == 1:  # a static decode step
+            y = ops.cached_attention_step(q, k, v, cache, start, mask)
+            if y is not None:
+                return ops.linear(self.dense, y, residual=residual)
         if cache is not None:
             k_all, v_all = cache.store(k, v, start)
             if isinstance(start, torch.Tensor) or start > 0:
@@ -102,7 +106,7 @@ class SelfAttention(nn.Module):
         else:  # new positions start..start+t-1 attend to every cached key up to their own
             causal = None if t == 1 else torch.ones(t, start + t, dtype=torch.bool, device=q.device).tril(start)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal)
-        return self.dense(y.transpose(1, 2).reshape(b, t, h))
+        return ops.linear(self.dense, y.transpose(1, 2).reshape(b, t, h), residual=residual)
 
     def fuse(self, with_query: bool) -> None:
         """One projection for q, k, v (or k, v): one read of a 3h x h matrix instead of three small
@@ -137,9 +141,10 @@ class LayerCache:
 
     def store(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write the new positions; return keys/values of positions 0..start+t-1 -- or, for a tensor
-        ``start`` (a static step, as CUDA graphs need), of every slot: shapes never change."""
+        ``start`` (a static step, as CUDA graphs need: the first slot, or every new slot), of every
+        slot: shapes never change."""
         if isinstance(start, torch.Tensor):
-            slots = start + torch.arange(k.shape[2], device=k.device)
+            slots = start if start.dim() == 1 else start + torch.arange(k.shape[2], device=k.device)
             self.k.index_copy_(2, slots, k)
             self.v.index_copy_(2, slots, v)
             return self.k, self.v
@@ -171,8 +176,8 @@ class MLP(nn.Module):
         self.dense_h_to_4h = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
         self.dense_4h_to_h = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dense_4h_to_h(fast_gelu(self.dense_h_to_4h(x)))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        return ops.linear(self.dense_4h_to_h, ops.linear(self.dense_h_to_4h, x, act="gelu"), residual=residual)
 
 
 class Layer(nn.Module):
@@ -187,9 +192,9 @@ class Layer(nn.Module):
 
     def forward(self, x: torch.Tensor, query: torch.Tensor | None = None, cache: "LayerCache | None" = None,
                 start: int | torch.Tensor = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
-        normed = self.input_layernorm(x)
-        x = x + self.attention(normed if query is None else query, normed, cache, start, mask)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        normed = ops.layer_norm(self.input_layernorm, x)
+        x = self.attention(normed if query is None else query, normed, cache, start, mask, residual=x)
+        return self.mlp(ops.layer_norm(self.post_attention_layernorm, x), residual=x)
 
 
 class Embedding(nn.Module):
@@ -274,10 +279,13 @@ class CodeGeeX(nn.Module):
             allowed |= keys[None, None, :] == slots[None, :, None]  # padding slots see themselves: no NaN
             mask = allowed[:, None]  # [B, 1, T, keys]
         x = self.embedding.word_embeddings(ids) + self.embedding.position_embeddings(pos)
+        if mask is not None:  # additive, made once: attention then converts nothing in every layer
+            mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
+        at = slots if static else start  # a static step hands every layer its slots, computed once
         for i, layer in enumerate(self.transformer.layers):
-            x = layer(x, cache=cache.layer(i) if cache is not None else None, start=start, mask=mask)
-        f = self.transformer.final_layernorm(x)
+            x = layer(x, cache=cache.layer(i) if cache is not None else None, start=at, mask=mask)
+        f = ops.layer_norm(self.transformer.final_layernorm, x)
         query = self.topQueryEmbedding.top_query_embeddings(pos).expand_as(f)
         top_cache = cache.layer(cfg.n_layer) if cache is not None else None
-        out = self.transformer.topQueryLayer(f, query=query, cache=top_cache, start=start, mask=mask)
-        return out @ self.embedding.word_embeddings.weight.T  # tied head, no LN before it
+        out = self.transformer.topQueryLayer(f, query=query, cache=top_cache, start=at, mask=mask)
+        return ops.tied_head(out, self.embedding.word_embeddings.weight)  # no LN before the head

@@ -1,0 +1,157 @@
+"""Where a decode step's GPU time goes: kernel times by kind, and matrix-vector products in a graph.
+
+Profiles one static decode step of a 13B-shaped model (random weights, as ``decode.py``) and sums
+kernel time per step by kind (GEMV/GEMM, attention, LayerNorm, elementwise ...), then replays the
+step as a CUDA graph: graph time minus the sum of kernel times is what launching costs. ``--gemv``
+also times each layer's linear layers captured back to back in one graph (the weights of all 40
+layers, so nothing stays in L2): the floor the rest of the step adds to.
+
+Usage: PYTHONPATH=src python benchmarks/decode_profile.py [--quantize int8|int4] [--gemv] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+
+from decode import RandomWeights, sync  # noqa: E402 - run from benchmarks/ or with it on sys.path
+from geex.engine.cuda_graph import GraphedDecodeStep
+from geex.models.checkpoint import build_model
+from geex.models.codegeex import KVCache, get_config
+
+KINDS = [
+    ("matmul", re.compile(r"gemv|gemm|wq_|cutlass|xmma|splitK|sm90|Kernel2", re.I)),
+    ("attention", re.compile(r"attention|fmha|flash|softmax", re.I)),
+    ("layernorm", re.compile(r"layer_norm|LayerNorm", re.I)),
+    ("copy/index", re.compile(r"index|copy|gather|scatter|cat|Memcpy|memset", re.I)),
+    ("elementwise", re.compile(r"elementwise|vectorized|reduce|triton_", re.I)),
+]
+
+
+def kind(name: str) -> str:
+    return next((k for k, pat in KINDS if pat.search(name)), "other")
+
+
+def replay_ms(g: torch.cuda.CUDAGraph, reps: int = 20) -> float:
+    g.replay()
+    sync()
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    for _ in range(reps):
+        g.replay()
+    b.record()
+    sync()
+    return a.elapsed_time(b) / reps
+
+
+def graph_ms(fn, reps: int = 20) -> float:
+    """ms of ``fn`` captured once as a CUDA graph and replayed."""
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    with torch.cuda.graph(g):
+        fn()
+    return replay_ms(g, reps)
+
+
+@torch.no_grad()
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="codegeex-13b")
+    ap.add_argument("--quantize", choices=["int8", "int4"])
+    ap.add_argument("--slots", type=int, default=384)
+    ap.add_argument("--gemv", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also time the step under torch.compile")
+    ap.add_argument("--attention", action="store_true", help="time the decode-attention kernel's block sizes")
+    args = ap.parse_args()
+    cfg = get_config(args.preset)
+    model = build_model(cfg, RandomWeights(cfg, torch.bfloat16), device="cuda", quantize=args.quantize)
+    model.fuse_projections()
+    cache = KVCache(cfg, 1, args.slots, device="cuda", dtype=torch.bfloat16)
+    model(torch.randint(0, cfg.vocab_size, (1, 128), device="cuda"), cache, start=0)
+    ids = torch.zeros(1, 1, dtype=torch.long, device="cuda")
+    slot = torch.full((), 200, dtype=torch.long, device="cuda")
+    step = lambda: model(ids, cache, start=slot)  # noqa: E731
+    for _ in range(3):
+        step()
+    sync()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            step()
+        sync()
+    per_kernel: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for ev in prof.events():
+        if ev.device_type == torch.autograd.DeviceType.CUDA:
+            per_kernel[ev.name][0] += 1
+            per_kernel[ev.name][1] += ev.device_time_total if hasattr(ev, "device_time_total") else ev.cuda_time_total
+    by_kind: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for name, (n, us) in per_kernel.items():
+        by_kind[kind(name)][0] += n / 3
+        by_kind[kind(name)][1] += us / 3
+    total = sum(us for _, us in by_kind.values())
+    print("\ntop kernels (per step): count, µs")
+    for name, (n, us) in sorted(per_kernel.items(), key=lambda kv: -kv[1][1])[:25]:
+        print(f"{n / 3:8.0f} {us / 3:10.1f}  {name[:110]}")
+    print("\nby kind (per step): kernels, µs")
+    for k, (n, us) in sorted(by_kind.items(), key=lambda kv: -kv[1][1]):
+        print(f"{k:12} {n:8.0f} {us:10.1f}")
+    g = GraphedDecodeStep(model, cache, None)
+    ms = replay_ms(g.graph)
+    print(f"\nkernel sum {total / 1e3:.2f} ms; graph replay {ms:.2f} ms; launch gaps {ms - total / 1e3:.2f} ms")
+
+    if args.compile:
+        import time
+
+        compiled = torch.compile(model, dynamic=False)
+        t0 = time.perf_counter()
+        gc = GraphedDecodeStep(compiled, cache, None)
+        print(f"compile + capture {time.perf_counter() - t0:.0f} s; compiled graph replay "
+              f"{replay_ms(gc.graph):.2f} ms")
+
+    if args.attention:
+        from geex.kernels.decode_attention import decode_attention
+
+        h, d = cfg.n_head, cfg.head_dim
+        caches = [(torch.randn(1, h, args.slots, d, device="cuda", dtype=torch.bfloat16),
+                   torch.randn(1, h, args.slots, d, device="cuda", dtype=torch.bfloat16)) for _ in range(40)]
+        q, k, v = (torch.randn(1, h, 1, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        mask = torch.zeros(1, 1, 1, args.slots, device="cuda", dtype=torch.bfloat16)
+        print(f"\ndecode attention at slot {int(slot)} of {args.slots} (µs a layer)")
+        us = graph_ms(lambda: [decode_attention(q, k, v, kc, vc, slot, mask) for kc, vc in caches]) * 1e3 / 40
+        print(f"geex (split over slots) {us:6.1f} µs")
+
+        def sdpa() -> None:
+            for kc, vc in caches:
+                kc.index_copy_(2, slot.view(1), k)
+                vc.index_copy_(2, slot.view(1), v)
+                F.scaled_dot_product_attention(q, kc, vc, attn_mask=mask)
+
+        print(f"index_copy + SDPA       {graph_ms(sdpa) * 1e3 / 40:6.1f} µs")
+
+    if args.gemv and args.quantize is None:
+        from geex.kernels.quant_matmul import wq_matmul
+
+        layers = list(model.transformer.layers)
+        shapes = {"qkv": lambda l: l.attention.qkv, "dense": lambda l: l.attention.dense,
+                  "h_to_4h": lambda l: l.mlp.dense_h_to_4h, "4h_to_h": lambda l: l.mlp.dense_4h_to_h}
+        print("\nlinear layers in one graph (µs a call, TB/s of weights)")
+        for label, get in shapes.items():
+            lins = [get(l) for l in layers]
+            x = torch.randn(1, lins[0].in_features, device="cuda", dtype=torch.bfloat16)
+            nbytes = lins[0].weight.numel() * 2
+            for impl, fn in [("cuBLAS", lambda: [F.linear(x, m.weight, m.bias) for m in lins]),
+                             ("geex", lambda: [wq_matmul(x, m.weight, None, m.bias, kernel="gemv") for m in lins])]:
+                fn()
+                us = graph_ms(fn) * 1e3 / len(lins)
+                print(f"{label:8} {impl:7} {us:7.1f} µs {nbytes / us / 1e6:6.2f} TB/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The decoder's operations, each with a fused GPU path for decoding and the plain PyTorch one.
+
+A decode step at batch 1 is ~40 layers of matrix-vector products plus small element-wise kernels;
+on a GPU each small kernel costs a few µs whatever its size, which adds up to a tenth of the step.
+So on CUDA, for one row of input, a linear layer runs geex's GEMV with the bias, FastGELU and the
+residual add done in its epilogue, and LayerNorm runs a one-row kernel. Everywhere else (CPU,
+prefill, anything that needs gradients) the same call is the plain PyTorch sequence, which is the
+reference the fused path is tested against.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+KERNELS = "auto"  # "auto": fused kernels on CUDA; "never": PyTorch only; "always": also on CPU (tests,
+# through Triton's interpreter)
+DECODE_ROWS = 1  # up to this many rows the GEMV path (beyond, cuBLAS or the quantized tile kernel)
+LAYER_NORM_ROWS = 64  # up to this many rows geex's LayerNorm kernel (beyond, PyTorch's)
+
+
+def fast_gelu(x: torch.Tensor) -> torch.Tensor:
+    """CodeGeeX's GELU: ``x * sigmoid(1.702 x)`` (not the tanh or erf form)."""
+    return x * torch.sigmoid(1.702 * x)
+
+
+def _rows(x: torch.Tensor) -> int:
+    return x.numel() // x.shape[-1] if x.shape[-1] else 0
+
+
+def _fusable(x: torch.Tensor, *params: torch.Tensor | None) -> bool:
+    """On a GPU (see ``KERNELS``) and outside autograd (the kernels have no backward)."""
+    if KERNELS == "never" or (KERNELS == "auto" and not x.is_cuda):
+        return False
+    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *params)))
+
+
+def linear(module: nn.Module, x: torch.Tensor, act: str | None = None,
+           residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``act(module(x)) + residual`` for an ``nn.Linear`` or a ``QuantizedLinear``; ``act``: None or
+    "gelu"."""
+    from geex.models.quantize import QuantizedLinear
+
+    quantized = isinstance(module, QuantizedLinear)
+    weight = module.qweight if quantized else module.weight
+    if _fusable(x, weight, module.bias) and (quantized or _rows(x) <= DECODE_ROWS):
+        from geex.kernels.quant_matmul import wq_matmul
+
+        if quantized:
+            return wq_matmul(x, weight, module.scale, module.bias, module.group, act=act, residual=residual)
+        return wq_matmul(x, weight, None, module.bias, kernel="gemv", act=act, residual=residual)
+    y = module(x)
+    if act == "gelu":
+        y = fast_gelu(y)
+    elif act is not None:
+        raise ValueError(f"unknown activation {act!r}")
+    return y if residual is None else y + residual
+
+
+def layer_norm(module: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    if _fusable(x, module.weight, module.bias) and _rows(x) <= LAYER_NORM_ROWS:
+        from geex.kernels.layer_norm import layer_norm as kernel
+
+        return kernel(x, module.weight, module.bias, module.eps)
+    return module(x)
+
+
+def cached_attention_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache, slots: torch.Tensor,
+                          mask: torch.Tensor | None) -> torch.Tensor | None:
+    """One new token per row of a static step (``q, k, v``: [B, H, 1, D]) attending over its layer's
+    ``cache`` (a ``LayerCache``) and stored into it, as one kernel: the output [B, 1, H * D]. None
+    where the fused path does not apply (the caller then stores and runs SDPA)."""
+    if not (_fusable(q, k, v) and q.shape[2] == 1 and mask is not None and mask.is_floating_point()
+            and slots.numel() == 1):
+        return None
+    from geex.kernels.decode_attention import decode_attention, supported
+
+    if not supported(q.shape[-1]):
+        return None
+    return decode_attention(q, k, v, cache.k, cache.v, slots, mask)
+
+
+def tied_head(x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    """Logits ``x @ embedding.T`` (the output head shares the input embedding)."""
+    if _fusable(x, embedding) and _rows(x) <= DECODE_ROWS:
+        from geex.kernels.quant_matmul import wq_matmul
+
+        return wq_matmul(x, embedding, None, None, kernel="gemv")
+    return x @ embedding.T
