@@ -72,7 +72,7 @@ def sync() -> None:
 def time_engine(model: CodeGeeX, batch: int, prompt: int, new: int, step_mode: str, repeats: int = 3) -> float:
     """Median ms per decode step (each step yields ``batch`` tokens)."""
     cfg = model.config
-    dtype = model.embedding.word_embeddings.weight.dtype
+    dtype = model.dtype
     ids = torch.randint(0, cfg.vocab_size, (batch, prompt), device="cuda")
     cache = KVCache(cfg, batch, prompt + new, device="cuda", dtype=dtype)
     first = model(ids, cache, start=0)[:, -1]

@@ -106,7 +106,7 @@ def generate(
         raise UserError("max_new_tokens must be at least 1")
     lang = get_language(language) if isinstance(language, str) else language
     cfg = model.config
-    device = model.embedding.word_embeddings.weight.device
+    device = model.device
     encoded = tokenizer.encode_batch(list(prompts))
     longest = max(len(ids) for ids in encoded)
     if min(len(ids) for ids in encoded) == 0:
@@ -117,7 +117,7 @@ def generate(
     pad = torch.tensor([longest - len(ids) for ids in encoded], device=device)
     ids = torch.tensor([[tokenizer.eos_id] * (longest - len(x)) + x for x in encoded], device=device)
     cache = KVCache(cfg, len(prompts), longest + max_new_tokens, device=device,
-                    dtype=model.embedding.word_embeddings.weight.dtype)
+                    dtype=model.dtype)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
 
     rows = len(prompts)

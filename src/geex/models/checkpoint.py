@@ -24,7 +24,9 @@ from safetensors.torch import load_file, save_file
 
 from geex.errors import UserError
 from geex.models.codegeex import CodeGeeX, CodeGeeXConfig
-from geex.models.quantize import DEFAULT_GROUP, QuantizedLinear, linear_names, replace_module
+from geex.models.quantize import (
+    DEFAULT_GROUP, EMBEDDING, QuantizedEmbedding, QuantizedLinear, linear_names, replace_module,
+)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -202,6 +204,9 @@ def build_model(cfg: CodeGeeXConfig, sd: Mapping[str, torch.Tensor], dtype: torc
 
     done: set[str] = set()
     if quantize is not None:
+        name = f"{EMBEDDING}.weight"  # the tied head: INT8 rows in both modes; first, while memory is empty
+        replace_module(model, EMBEDDING, QuantizedEmbedding.from_weight(fetch(name)))
+        done.add(name)
         for name in linear_names(model):
             weight, bias = fetch(f"{name}.weight"), fetch(f"{name}.bias")
             replace_module(model, name, QuantizedLinear.from_weight(weight, bias, quantize, group_size))

@@ -134,10 +134,11 @@ def fuse_linears(linears: list[nn.Module]) -> nn.Module:
 
 
 class LayerCache:
-    """One layer's slice of a preallocated (static) key/value cache: [batch, heads, max_len, head_dim]."""
+    """One layer's slice of a preallocated (static) key/value cache: [batch, heads, max_len, head_dim]
+    (``counts``: scratch counters of the GPU decode-attention kernel)."""
 
-    def __init__(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        self.k, self.v = k, v
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, counts: torch.Tensor | None = None) -> None:
+        self.k, self.v, self.counts = k, v, counts
 
     def store(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write the new positions; return keys/values of positions 0..start+t-1 -- or, for a tensor
@@ -164,10 +165,13 @@ class KVCache:
         shape = (cfg.n_layer + 1, batch, cfg.n_head, max_len, cfg.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # per (row, head) counters for geex.kernels.decode_attention, zero between steps; made here,
+        # outside any CUDA graph capture, so every replay finds them where it left them
+        self.counts = torch.zeros(cfg.n_layer + 1, batch * cfg.n_head, device=device, dtype=torch.int32)
         self.max_len = max_len
 
     def layer(self, i: int) -> LayerCache:
-        return LayerCache(self.k[i], self.v[i])
+        return LayerCache(self.k[i], self.v[i], self.counts[i])
 
 
 class MLP(nn.Module):
@@ -227,6 +231,15 @@ class CodeGeeX(nn.Module):
         self.embedding = Embedding(cfg)
         self.topQueryEmbedding = TopQueryEmbedding(cfg)  # noqa: N815 - the official name
         self.transformer = Transformer(cfg)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of activations (also of a quantized model's dequantized weights)."""
+        return self.embedding.position_embeddings.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.position_embeddings.weight.device
 
     def fuse_projections(self) -> CodeGeeX:
         """Fuse every layer's q/k/v projections (k/v in the top query layer) for faster decoding."""
@@ -288,4 +301,4 @@ class CodeGeeX(nn.Module):
         query = self.topQueryEmbedding.top_query_embeddings(pos).expand_as(f)
         top_cache = cache.layer(cfg.n_layer) if cache is not None else None
         out = self.transformer.topQueryLayer(f, query=query, cache=top_cache, start=at, mask=mask)
-        return ops.tied_head(out, self.embedding.word_embeddings.weight)  # no LN before the head
+        return ops.tied_head(out, self.embedding.word_embeddings)  # no LN before the head

@@ -71,19 +71,29 @@ def cached_attention_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cac
     ``cache`` (a ``LayerCache``) and stored into it, as one kernel: the output [B, 1, H * D]. None
     where the fused path does not apply (the caller then stores and runs SDPA)."""
     if not (_fusable(q, k, v) and q.shape[2] == 1 and mask is not None and mask.is_floating_point()
-            and slots.numel() == 1):
+            and slots.numel() == 1 and cache.counts is not None):
         return None
     from geex.kernels.decode_attention import decode_attention, supported
 
     if not supported(q.shape[-1]):
         return None
-    return decode_attention(q, k, v, cache.k, cache.v, slots, mask)
+    return decode_attention(q, k, v, cache.k, cache.v, cache.counts, slots, mask)
 
 
-def tied_head(x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-    """Logits ``x @ embedding.T`` (the output head shares the input embedding)."""
-    if _fusable(x, embedding) and _rows(x) <= DECODE_ROWS:
+def tied_head(x: torch.Tensor, embedding: nn.Module) -> torch.Tensor:
+    """Logits ``x @ E.T``: the output head is the word embedding ``E`` (an ``nn.Embedding`` or, in
+    quantized models, a ``QuantizedEmbedding``)."""
+    from geex.models.quantize import QuantizedEmbedding
+
+    if isinstance(embedding, QuantizedEmbedding):
+        if _fusable(x):
+            from geex.kernels.quant_matmul import wq_matmul
+
+            return wq_matmul(x, embedding.qweight, embedding.scale, None)
+        return x @ embedding.dequantized(x.dtype).T
+    weight = embedding.weight
+    if _fusable(x, weight) and _rows(x) <= DECODE_ROWS:
         from geex.kernels.quant_matmul import wq_matmul
 
-        return wq_matmul(x, embedding, None, None, kernel="gemv")
-    return x @ embedding.T
+        return wq_matmul(x, weight, None, None, kernel="gemv")
+    return x @ weight.T
