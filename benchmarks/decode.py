@@ -14,10 +14,11 @@ Variants (same process, same card):
   INT8/INT4 are weight-only (``geex.models.quantize``, fused Triton dequantize-matmul).
 Peak GPU memory is ``max_memory_allocated`` over building the model and decoding at batch 1.
 
-``--micro`` also times single linear layers at 13B shapes (cuBLAS bf16 vs the INT8/INT4 kernels vs
-stock dequantize-then-matmul) and checks the kernels against a float reference.
+Per-kernel views: ``decode_profile.py`` (where a step's GPU time goes) and ``gemv_sweep.py`` (the
+matrix-vector products alone, in a CUDA graph, against cuBLAS). The kernels' correctness against
+float64 is in ``tests/engine/test_cuda.py``.
 
-Usage: PYTHONPATH=src python benchmarks/decode.py --out DIR [--variants ...] [--batches 1,8,32] [--micro]
+Usage: PYTHONPATH=src python benchmarks/decode.py --out DIR [--variants ...] [--batches 1,8,32]
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from geex.engine.generate import decode_step
 from geex.engine.sampling import SamplingParams, sample
 from geex.models.checkpoint import build_model
 from geex.models.codegeex import CodeGeeX, CodeGeeXConfig, KVCache, fast_gelu, get_config
-from geex.models.quantize import dequantize_int4, dequantize_int8, quantize_int4, quantize_int8, weight_bytes
+from geex.models.quantize import weight_bytes
 
 GREEDY = SamplingParams(greedy=True)
 
@@ -182,62 +183,6 @@ def copy_bandwidth() -> float:
     return 2 * src.numel() * 10 / (start.elapsed_time(end) / 1e3) / 1e12
 
 
-def micro(out: list[dict]) -> None:
-    """One linear layer at 13B shapes: cuBLAS bf16 vs INT8/INT4 kernels vs stock dequantize+matmul."""
-    import triton.testing
-
-    from geex.kernels.quant_matmul import wq_matmul
-
-    for n, k in [(5120, 5120), (15360, 5120), (20480, 5120), (5120, 20480)]:
-        w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
-        bias = torch.randn(n, device="cuda", dtype=torch.bfloat16) * 0.02
-        q8, s8 = quantize_int8(w)
-        q4, s4 = quantize_int4(w, 128)
-        for m in (1, 8, 32):
-            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-            ref = x.double() @ w.double().T + bias.double()
-            ref8 = x.double() @ dequantize_int8(q8, s8).double().T + bias.double()
-            ref4 = x.double() @ dequantize_int4(q4, s4).double().T + bias.double()
-            y8, y4 = wq_matmul(x, q8, s8, bias), wq_matmul(x, q4, s4, bias, 128)
-            if m <= 8:
-                yb = wq_matmul(x, w, None, bias, kernel="gemv")
-                errb = ((yb.double() - ref).norm() / ref.norm()).item()
-                assert errb < 1e-2, f"bf16 GEMV rel. error {errb}"
-            err8 = ((y8.double() - ref8).norm() / ref8.norm()).item()
-            err4 = ((y4.double() - ref4).norm() / ref4.norm()).item()
-            qerr8 = ((ref8 - ref).norm() / ref.norm()).item()
-            qerr4 = ((ref4 - ref).norm() / ref.norm()).item()
-            copies = max(2, math.ceil(256e6 / (n * k)))  # rotate weights so the 50 MB L2 cannot hold them
-            ws = [w.clone() for _ in range(copies)]
-            q8s = [q8.clone() for _ in range(copies)]
-            q4s = [q4.clone() for _ in range(copies)]
-            it = {"i": 0}
-
-            def nxt() -> int:
-                it["i"] = (it["i"] + 1) % copies
-                return it["i"]
-
-            cases = {
-                "bf16 cuBLAS": (lambda: F.linear(x, ws[nxt()], bias), n * k * 2),
-                "int8 geex": (lambda: wq_matmul(x, q8s[nxt()], s8, bias), n * k),
-                "int4 geex": (lambda: wq_matmul(x, q4s[nxt()], s4, bias, 128), n * k // 2),
-                "int8 stock": (lambda: F.linear(x, q8s[nxt()].to(torch.bfloat16) * s8[:, None].to(torch.bfloat16),
-                                                bias), n * k),
-            }
-            if m <= 8:
-                cases["bf16 geex"] = (lambda: wq_matmul(x, ws[nxt()], None, bias, kernel="gemv"), n * k * 2)
-                cases["int8 gemv"] = (lambda: wq_matmul(x, q8s[nxt()], s8, bias, kernel="gemv"), n * k)
-                cases["int4 gemv"] = (lambda: wq_matmul(x, q4s[nxt()], s4, bias, 128, kernel="gemv"), n * k // 2)
-            for name, (fn, nbytes) in cases.items():
-                us = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median") * 1e3
-                out.append({"n": n, "k": k, "m": m, "kernel": name, "us": round(us, 2),
-                            "weight_GBps": round(nbytes / us / 1e3, 1),
-                            "rel_err_vs_dequant": err8 if "int8 geex" == name else err4 if "int4 geex" == name else None,
-                            "quant_rel_err": qerr8 if name.startswith("int8") else qerr4 if name.startswith("int4") else None})
-            del ws, q8s, q4s
-        torch.cuda.empty_cache()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -246,7 +191,6 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--new", type=int, default=256)
-    ap.add_argument("--micro", action="store_true")
     ap.add_argument("--commit", default="unknown")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -258,12 +202,8 @@ def main() -> None:
     result = {"benchmark": "decode", "date": dt.date.today().isoformat(), "commit": args.commit,
               "card": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
               "preset": args.preset, "params": cfg.n_params(), "prompt_tokens": args.prompt, "new_tokens": args.new,
-              "copy_TBps": round(copy_bandwidth(), 3), "variants": [], "micro": []}
+              "copy_TBps": round(copy_bandwidth(), 3), "variants": []}
     print(f"{result['card']}: device-to-device copy {result['copy_TBps']} TB/s", flush=True)
-    if args.micro:
-        micro(result["micro"])
-        for r in result["micro"]:
-            print(r, flush=True)
 
     for name in args.variants.split(","):
         dtype = torch.float16 if name == "naive-fp16" else torch.bfloat16

@@ -69,7 +69,8 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=384)
     ap.add_argument("--gemv", action="store_true")
     ap.add_argument("--compile", action="store_true", help="also time the step under torch.compile")
-    ap.add_argument("--attention", action="store_true", help="time the decode-attention kernel's block sizes")
+    ap.add_argument("--attention", action="store_true", help="time the decode-attention kernel against SDPA")
+    ap.add_argument("--layernorm", action="store_true", help="time the one-row LayerNorm kernel's warp counts")
     args = ap.parse_args()
     cfg = get_config(args.preset)
     model = build_model(cfg, RandomWeights(cfg, torch.bfloat16), device="cuda", quantize=args.quantize)
@@ -135,6 +136,21 @@ def main() -> None:
                 F.scaled_dot_product_attention(q, kc, vc, attn_mask=mask)
 
         print(f"index_copy + SDPA                   {graph_ms(sdpa) * 1e3 / 40:6.1f} µs")
+
+    if args.layernorm:
+        from geex.kernels.layer_norm import _layer_norm_kernel
+
+        n = cfg.n_embd
+        xs = [torch.randn(1, n, device="cuda", dtype=torch.bfloat16) for _ in range(81)]
+        w, b = torch.ones(n, device="cuda", dtype=torch.bfloat16), torch.zeros(n, device="cuda", dtype=torch.bfloat16)
+        out = torch.empty(1, n, device="cuda", dtype=torch.bfloat16)
+        print("\none-row LayerNorm (µs a call, 81 in a graph)")
+        for warps in (2, 4, 8, 16):
+            us = graph_ms(lambda: [_layer_norm_kernel[(1,)](x, w, b, out, n, n, n, 1e-5, BLOCK=8192, num_warps=warps)
+                                   for x in xs]) * 1e3 / len(xs)
+            print(f"warps={warps:2} {us:5.2f} µs")
+        us = graph_ms(lambda: [F.layer_norm(x, (n,), w, b, 1e-5) for x in xs]) * 1e3 / len(xs)
+        print(f"PyTorch  {us:5.2f} µs")
 
     if args.gemv and args.quantize is None:
         from geex.kernels.quant_matmul import wq_matmul

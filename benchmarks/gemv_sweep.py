@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--mode", default="bf16", choices=["bf16", "int8", "int4"])
     ap.add_argument("--layers", type=int, default=40)
     ap.add_argument("--top", type=int, default=5)
+    ap.add_argument("--prefetch", action="store_true", help="also try prefetching the next weight tile")
     args = ap.parse_args()
     for n, k in SHAPES:
         ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02 for _ in range(args.layers)]
@@ -71,7 +72,7 @@ def main() -> None:
         rows.append((us, "wq_matmul (its fixed configuration)"))
         words = [(w.view(torch.int32) if mode == qm.INT4 else w, s, g) for w, s, g in packed]
         for bn, bk, warps, prefetch in itertools.product((1, 2, 4, 8), (512, 1024, 2048, 4096), (1, 2, 4, 8),
-                                                         (False, True)):
+                                                         (False, True) if args.prefetch else (False,)):
             sums = bn * bk // (8 if mode == qm.INT4 else 1)  # partial sums a program keeps
             if not 4 * 32 * warps <= sums <= 128 * 32 * warps:
                 continue

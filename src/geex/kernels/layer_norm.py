@@ -34,5 +34,5 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
     y = torch.empty(x2.shape, device=x.device, dtype=x.dtype)
     block = triton.next_power_of_2(n)
     _layer_norm_kernel[(x2.shape[0],)](x2, weight, bias, y, n, x2.stride(0), y.stride(0), eps, BLOCK=block,
-                                      num_warps=8 if block >= 4096 else 4)
+                                      num_warps=16 if block >= 4096 else 4)  # 16 warps: fastest for one wide row on an H100
     return y.reshape(x.shape)
