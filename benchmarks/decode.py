@@ -18,7 +18,8 @@ Per-kernel views: ``decode_profile.py`` (where a step's GPU time goes) and ``gem
 matrix-vector products alone, in a CUDA graph, against cuBLAS). The kernels' correctness against
 float64 is in ``tests/engine/test_cuda.py``.
 
-Usage: PYTHONPATH=src python benchmarks/decode.py --out DIR [--variants ...] [--batches 1,8,32]
+Each variant runs in a process of its own. Usage: PYTHONPATH=src python benchmarks/decode.py --out DIR
+[--variants ...] [--batches "1,8,32;int4:1,8"]
 """
 
 from __future__ import annotations
@@ -183,20 +184,58 @@ def copy_bandwidth() -> float:
     return 2 * src.numel() * 10 / (start.elapsed_time(end) / 1e3) / 1e12
 
 
+def run_variant(name: str, cfg: CodeGeeXConfig, batches: list[int], prompt: int, new: int) -> list[dict]:
+    dtype = torch.float16 if name == "naive-fp16" else torch.bfloat16
+    quant = name if name in ("int8", "int4") else None
+    torch.manual_seed(0)
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    model = build_model(cfg, RandomWeights(cfg, dtype), device="cuda", quantize=quant)
+    if name not in ("naive-fp16", "bf16-unfused"):
+        model.fuse_projections()
+    sync()
+    load_s = time.perf_counter() - t0
+    nbytes = weight_bytes(model)
+    rows = []
+    for batch in batches if name not in ("naive-fp16", "bf16-eager", "bf16-unfused") else [1]:
+        if name == "naive-fp16":
+            ms = time_naive(model, batch, prompt, new)
+        else:
+            ms = time_engine(model, batch, prompt, new, "eager" if name == "bf16-eager" else "graph")
+        row = {"variant": name, "batch": batch, "ms_per_step": round(ms, 3), "tokens_per_s": round(batch * 1e3 / ms, 1),
+               "weight_GB": round(nbytes / 1e9, 3), "weight_TBps": round(nbytes / (ms / 1e3) / 1e12, 3),
+               "build_s": round(load_s, 1)}
+        if batch == 1:
+            row["peak_GB"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--preset", default="codegeex-13b")
     ap.add_argument("--variants", default="naive-fp16,bf16-eager,bf16-unfused,bf16,int8,int4")
-    ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--batches", default="1,8,32", help="batch sizes; VARIANT:B,B overrides one variant's")
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--new", type=int, default=256)
     ap.add_argument("--commit", default="unknown")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant, print its rows as JSON
     args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
     cfg = get_config(args.preset)
-    batches = [int(b) for b in args.batches.split(",")]
+    batches = {"*": [1, 8, 32]}
+    for part in args.batches.split(";"):
+        key, _, value = part.rpartition(":")
+        batches[key or "*"] = [int(b) for b in value.split(",")]
+    if args.one:
+        rows = run_variant(args.one, cfg, batches.get(args.one, batches["*"]), args.prompt, args.new)
+        print("ROWS " + json.dumps(rows), flush=True)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    import subprocess
+    import sys
+
     import triton
 
     result = {"benchmark": "decode", "date": dt.date.today().isoformat(), "commit": args.commit,
@@ -204,32 +243,19 @@ def main() -> None:
               "preset": args.preset, "params": cfg.n_params(), "prompt_tokens": args.prompt, "new_tokens": args.new,
               "copy_TBps": round(copy_bandwidth(), 3), "variants": []}
     print(f"{result['card']}: device-to-device copy {result['copy_TBps']} TB/s", flush=True)
-
+    torch.cuda.empty_cache()
+    # One process a variant: after a variant that launches op by op, a graph variant in the same
+    # process measured up to 1.8x slower (seen on an H100), so variants never share a process.
     for name in args.variants.split(","):
-        dtype = torch.float16 if name == "naive-fp16" else torch.bfloat16
-        quant = name if name in ("int8", "int4") else None
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        model = build_model(cfg, RandomWeights(cfg, dtype), device="cuda", quantize=quant)
-        if name not in ("naive-fp16", "bf16-unfused"):
-            model.fuse_projections()
-        sync()
-        load_s = time.perf_counter() - t0
-        nbytes = weight_bytes(model)
-        for batch in batches if name not in ("naive-fp16", "bf16-eager", "bf16-unfused") else [1]:
-            if name == "naive-fp16":
-                ms = time_naive(model, batch, args.prompt, args.new)
-            else:
-                ms = time_engine(model, batch, args.prompt, args.new, "eager" if name == "bf16-eager" else "graph")
-            row = {"variant": name, "batch": batch, "ms_per_step": round(ms, 3), "tokens_per_s": round(batch * 1e3 / ms, 1),
-                   "weight_GB": round(nbytes / 1e9, 3), "weight_TBps": round(nbytes / (ms / 1e3) / 1e12, 3),
-                   "build_s": round(load_s, 1)}
-            if batch == 1:
-                row["peak_GB"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
-            result["variants"].append(row)
-            print(row, flush=True)
-        del model
+        cmd = [sys.executable, __file__, "--out", str(args.out), "--preset", args.preset, "--batches", args.batches,
+               "--prompt", str(args.prompt), "--new", str(args.new), "--one", name]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        rows = [line for line in done.stdout.splitlines() if line.startswith("ROWS ")]
+        if done.returncode != 0 or not rows:
+            print(f"{name} failed:\n{done.stderr[-2000:]}", flush=True)
+            continue
+        result["variants"] += json.loads(rows[-1][5:])
+        print(f"{name}: done", flush=True)
     (args.out / "decode.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{'variant':12} {'batch':>5} {'ms/step':>8} {'tok/s':>8} {'weights TB/s':>12} {'peak GB':>8}")
     for r in result["variants"]:
