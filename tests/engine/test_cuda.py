@@ -66,3 +66,45 @@ def test_kernels_match_a_float64_reference_on_the_gpu(m, mode):
     ref = x.double() @ deq.double().T + b.double()
     y = wq_matmul(x, q, s, b, group)
     assert ((y.double() - ref).norm() / ref.norm()).item() < 1e-2
+
+
+@pytest.mark.parametrize("batch", ["padded", "one row"])
+@pytest.mark.parametrize("quant", [None, "int8", "int4"])
+def test_fused_kernels_match_pytorch_in_a_bf16_decode_step(monkeypatch, quant, batch):
+    """``geex.models.ops.KERNELS``: "auto" (the fused GEMV epilogues, LayerNorm and decode-attention
+    kernels on CUDA) against "never" (PyTorch: quantized layers dequantize and call ``F.linear``), for
+    static steps in one chunk of the attention kernel and across two. bf16: a few roundings apart."""
+    from geex.models import ops
+    from tests.models.tiny import random_tiny_codegeex
+
+    model = random_tiny_codegeex().to("cuda", torch.bfloat16)
+    if quant:
+        quantize_model(model, quant, group_size=32)
+    model.fuse_projections()
+    cfg = model.config
+    rows, pad = (2, torch.tensor([0, 3], device="cuda")) if batch == "padded" else (1, None)
+    g = torch.Generator("cuda").manual_seed(1)
+    ids = torch.randint(0, cfg.vocab_size, (rows, 9), device="cuda", generator=g)
+    slots = [9, 10, 70, 79]
+    nxt = torch.randint(0, cfg.vocab_size, (len(slots), rows, 1), device="cuda", generator=g)
+    results = {}
+    for mode in ("never", "auto"):
+        monkeypatch.setattr(ops, "KERNELS", mode)
+        cache = KVCache(cfg, rows, 80, device="cuda", dtype=torch.bfloat16)
+        with torch.no_grad():
+            logits = [model(ids, cache, start=0, pad=pad)]
+            for i, slot in enumerate(slots):
+                logits.append(model(nxt[i], cache, start=torch.tensor(slot, device="cuda"), pad=pad))
+        torch.cuda.synchronize()
+        assert not cache.counts.any()
+        results[mode] = logits, cache
+
+    def rel(a, b):
+        return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+    (got, cache), (want, ref_cache) = results["auto"], results["never"]
+    for a, b in zip(got, want):
+        assert a.shape == b.shape and torch.isfinite(a).all()
+        assert rel(a, b) < 2e-2
+    assert rel(cache.k, ref_cache.k) < 2e-2 and rel(cache.v, ref_cache.v) < 2e-2
+    assert (cache.k[:, :, :, 11:70] == 0).all()  # only the steps' slots were written
