@@ -349,3 +349,11 @@ def _interpreting() -> bool:
     from geex.kernels import quant_matmul
 
     return quant_matmul.INTERPRET
+
+
+def test_layer_norm_without_affine_parameters_takes_pytorch(monkeypatch):
+    monkeypatch.setattr(ops, "KERNELS", "always")
+    norm = nn.LayerNorm(24, elementwise_affine=False)
+    x = torch.randn(3, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(ops.layer_norm(norm, x), F.layer_norm(x, (24,)), rtol=0, atol=0)

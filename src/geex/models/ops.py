@@ -58,7 +58,8 @@ def linear(module: nn.Module, x: torch.Tensor, act: str | None = None,
 
 
 def layer_norm(module: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    if _fusable(x, module.weight, module.bias) and _rows(x) <= LAYER_NORM_ROWS:
+    affine = module.weight is not None and module.bias is not None
+    if affine and _fusable(x, module.weight, module.bias) and _rows(x) <= LAYER_NORM_ROWS:
         from geex.kernels.layer_norm import layer_norm as kernel
 
         return kernel(x, module.weight, module.bias, module.eps)
