@@ -5,9 +5,10 @@ weights. Stock PyTorch dequantizes into a full bf16 copy first (reading the int8
 re-reading twice their size in bf16), which is slower than plain bf16. Here each tile of int8 or
 packed int4 weights is loaded once and widened in registers.
 
-Two kernels: for a few rows of x (decode, ``M <= GEMV_MAX_M``) a GEMV that gives each program a
-handful of weight rows, keeps fp32 partial products per lane and reduces once at the end (a
-reduction per step would serialise the warps); for more rows, tensor-core tiles (``tl.dot``).
+Two kernels: for one row of x (decode, ``M <= GEMV_MAX_M``) a GEMV that gives each program a
+handful of weight rows and one row of x, keeps fp32 partial products per lane and reduces once at
+the end (a reduction per step would serialise the warps); for more rows, tensor-core tiles
+(``tl.dot``).
 The GEMV widens integers with the float "magic number" trick (``bits(2^23) + u`` is the float
 ``2^23 + u``) instead of int-to-float conversions, which run at a quarter of the ALU rate.
 
