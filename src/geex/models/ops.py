@@ -2,10 +2,12 @@
 
 A decode step at batch 1 is ~40 layers of matrix-vector products plus small element-wise kernels;
 on a GPU each small kernel costs a few µs whatever its size, which adds up to a tenth of the step.
-So on CUDA, for one row of input, a linear layer runs geex's GEMV with the bias, FastGELU and the
-residual add done in its epilogue, and LayerNorm runs a one-row kernel. Everywhere else (CPU,
-prefill, anything that needs gradients) the same call is the plain PyTorch sequence, which is the
-reference the fused path is tested against.
+So on CUDA a linear layer at one row of input runs geex's GEMV with the bias, FastGELU and the
+residual add in its epilogue (quantized layers run geex's kernels, same epilogue, at any row
+count), LayerNorm of up to 64 rows a kernel of one program a row, and a static step's attention one
+kernel that also stores the new key/value. On the CPU, under autograd, and for float layers with
+more rows, the same call is the plain PyTorch sequence: the reference the fused path is tested
+against.
 """
 
 from __future__ import annotations
