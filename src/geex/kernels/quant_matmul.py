@@ -43,6 +43,16 @@ def _widen(v, SHIFT: tl.constexpr, OFFSET: tl.constexpr):
 
 
 @triton.jit
+def _weight_rows(w_ptr, rn, n_ok, row_len, cols, EVEN: tl.constexpr):
+    """``w[rn, cols]`` of a row-major ``w[N, row_len]``; columns past ``row_len`` read as 0 unless
+    ``EVEN`` says there are none."""
+    if EVEN:
+        return tl.load(w_ptr + rn[:, None] * row_len + cols[None, :], mask=n_ok[:, None], other=0)
+    return tl.load(w_ptr + rn[:, None] * row_len + cols[None, :], mask=n_ok[:, None] & (cols < row_len)[None, :],
+                   other=0)
+
+
+@triton.jit
 def _epilogue(out, rm, rn, m_ok, n_ok, b_ptr, r_ptr, y_ptr, stride_rm, stride_ym,
               HAS_BIAS: tl.constexpr, ACT: tl.constexpr, HAS_RES: tl.constexpr):
     """``out[BLOCK_M, BLOCK_N]`` (fp32) + bias, FastGELU, + residual; one rounding to y's dtype."""
@@ -78,19 +88,14 @@ def _wq_gemv_kernel(
         kw = K // 8
         acc = tl.zeros((BLOCK_N, BLOCK_W), dtype=tl.float32)
         if PREFETCH:
-            ahead = tl.load(w_ptr + rn[:, None] * kw + rw[None, :], mask=n_ok[:, None] & (rw < kw)[None, :], other=0)
+            ahead = _weight_rows(w_ptr, rn, n_ok, kw, rw, False)
         for w0 in tl.range(0, kw, BLOCK_W):
             k8 = (w0 + rw)[:, None] * 8 + tl.arange(0, 8)[None, :]  # [BLOCK_W, 8]: one 16-byte load a word
-            if PREFETCH:
+            if PREFETCH:  # the last prefetch lies past the row: masked, no traffic
                 words = ahead
-                nxt = w0 + BLOCK_W + rw
-                ahead = tl.load(w_ptr + rn[:, None] * kw + nxt[None, :], mask=n_ok[:, None] & (nxt < kw)[None, :],
-                                other=0)
-            elif EVEN_K:
-                words = tl.load(w_ptr + rn[:, None] * kw + (w0 + rw)[None, :], mask=n_ok[:, None], other=0)
+                ahead = _weight_rows(w_ptr, rn, n_ok, kw, w0 + BLOCK_W + rw, False)
             else:
-                words = tl.load(w_ptr + rn[:, None] * kw + (w0 + rw)[None, :],
-                                mask=n_ok[:, None] & ((w0 + rw) < kw)[None, :], other=0)
+                words = _weight_rows(w_ptr, rn, n_ok, kw, w0 + rw, EVEN_K)
             if EVEN_K:
                 x8 = tl.load(x_row + k8)
             else:
@@ -112,17 +117,13 @@ def _wq_gemv_kernel(
         rk = tl.arange(0, BLOCK_K)
         acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
         if PREFETCH:
-            ahead = tl.load(w_ptr + rn[:, None] * K + rk[None, :], mask=n_ok[:, None] & (rk < K)[None, :], other=0)
+            ahead = _weight_rows(w_ptr, rn, n_ok, K, rk, False)
         for k0 in tl.range(0, K, BLOCK_K):
             if PREFETCH:
                 w = ahead
-                nxt = k0 + BLOCK_K + rk
-                ahead = tl.load(w_ptr + rn[:, None] * K + nxt[None, :], mask=n_ok[:, None] & (nxt < K)[None, :], other=0)
-            elif EVEN_K:
-                w = tl.load(w_ptr + rn[:, None] * K + (k0 + rk)[None, :], mask=n_ok[:, None], other=0)
+                ahead = _weight_rows(w_ptr, rn, n_ok, K, k0 + BLOCK_K + rk, False)
             else:
-                w = tl.load(w_ptr + rn[:, None] * K + (k0 + rk)[None, :],
-                            mask=n_ok[:, None] & ((k0 + rk) < K)[None, :], other=0)
+                w = _weight_rows(w_ptr, rn, n_ok, K, k0 + rk, EVEN_K)
             if EVEN_K:
                 x = tl.load(x_row + k0 + rk[None, :] + 0 * rn[:, None])
             else:
@@ -217,9 +218,8 @@ def gemv_config(mode: int, k: int) -> tuple[int, int, int, bool]:
     return block_n, max(64, min(block_k, triton.next_power_of_2(k))), warps, prefetch
 
 
-def _block_m(m: int, gemv: bool) -> int:
-    if gemv:
-        return triton.next_power_of_2(m)
+def _tile_rows(m: int) -> int:
+    """BLOCK_M of the tile kernel."""
     return 16 if m <= 16 else 32 if m <= 32 else 64 if m <= 64 else 128
 
 
@@ -257,25 +257,26 @@ def wq_matmul(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor | None, bias
     gemv = m <= GEMV_MAX_M if kernel == "auto" else kernel == "gemv"
     if mode == FLOAT and not gemv:
         raise ValueError("float weights use the GEMV kernel only (cuBLAS serves larger batches)")
-    block_m = _block_m(m, gemv)
     scale_arg = scale if scale is not None else w
     flags = dict(MODE=mode, GROUP=group if mode == INT4 else 1, HAS_BIAS=bias is not None,
-                 ACT=ACTIVATIONS[act], HAS_RES=r2 is not None, BLOCK_M=block_m)
+                 ACT=ACTIVATIONS[act], HAS_RES=r2 is not None)
     tail = (bias if bias is not None else scale_arg, r2 if r2 is not None else y, y, m, n, k, x2.stride(0),
             r2.stride(0) if r2 is not None else 0, y.stride(0))
     if gemv:
         if mode == INT4:
             w = w.contiguous().view(torch.int32)  # 8 nibbles a word; K is a multiple of the group (>= 32)
         block_n, block_k, warps, prefetch = gemv_config(mode, k)
-        flags.pop("BLOCK_M")
         _wq_gemv_kernel[(triton.cdiv(n, block_n), m)](
             x2, w, scale_arg, *tail, **flags, EVEN_K=k % block_k == 0, BLOCK_N=block_n, BLOCK_K=block_k,
             PREFETCH=prefetch, num_warps=warps)
-    elif INTERPRET:  # no timing to tune on: one small, valid configuration
+        return y.reshape(*lead, n)
+    block_m = _tile_rows(m)
+    tail = (*tail, triton.next_power_of_2(min(m, 256)))  # M_BUCKET
+    if INTERPRET:  # no timing to tune on: one small, valid configuration
         block_k = min(64, group) if mode == INT4 else 64
         _wq_tiles_kernel[(triton.cdiv(n, 32), triton.cdiv(m, block_m))](
-            x2, w, scale_arg, *tail, triton.next_power_of_2(min(m, 256)), **flags, BLOCK_N=32, BLOCK_K=block_k)
+            x2, w, scale_arg, *tail, **flags, BLOCK_M=block_m, BLOCK_N=32, BLOCK_K=block_k)
     else:
         grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(m, block_m))  # noqa: E731
-        _tuned_tiles[grid](x2, w, scale_arg, *tail, triton.next_power_of_2(min(m, 256)), **flags)
+        _tuned_tiles[grid](x2, w, scale_arg, *tail, **flags, BLOCK_M=block_m)
     return y.reshape(*lead, n)
