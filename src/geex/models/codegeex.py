@@ -142,12 +142,11 @@ class LayerCache:
 
     def store(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write the new positions; return keys/values of positions 0..start+t-1 -- or, for a tensor
-        ``start`` (a static step, as CUDA graphs need: the first slot, or every new slot), of every
-        slot: shapes never change."""
+        ``start`` (a static step, as CUDA graphs need: the slots of the new positions, which
+        ``CodeGeeX.forward`` computes once a step), of every slot: shapes never change."""
         if isinstance(start, torch.Tensor):
-            slots = start if start.dim() == 1 else start + torch.arange(k.shape[2], device=k.device)
-            self.k.index_copy_(2, slots, k)
-            self.v.index_copy_(2, slots, v)
+            self.k.index_copy_(2, start, k)
+            self.v.index_copy_(2, start, v)
             return self.k, self.v
         end = start + k.shape[2]
         self.k[:, :, start:end] = k
