@@ -1,12 +1,12 @@
-"""Where a decode step's GPU time goes: kernel times by kind, and matrix-vector products in a graph.
+"""Where a decode step's GPU time goes: kernel times by kind.
 
 Profiles one static decode step of a 13B-shaped model (random weights, as ``decode.py``) and sums
 kernel time per step by kind (GEMV/GEMM, attention, LayerNorm, elementwise ...), then replays the
-step as a CUDA graph: graph time minus the sum of kernel times is what launching costs. ``--gemv``
-also times each layer's linear layers captured back to back in one graph (the weights of all 40
-layers, so nothing stays in L2): the floor the rest of the step adds to.
+step as a CUDA graph: graph time minus the sum of kernel times is what launching costs.
+``--attention`` / ``--layernorm`` time those kernels alone in a graph (against SDPA and PyTorch's
+LayerNorm); the matrix-vector products alone are ``gemv_sweep.py``'s.
 
-Usage: PYTHONPATH=src python benchmarks/decode_profile.py [--quantize int8|int4] [--gemv] [--compile]
+Usage: PYTHONPATH=src python benchmarks/decode_profile.py [--quantize int8|int4] [--attention] [--layernorm]
 """
 
 from __future__ import annotations
@@ -67,8 +67,6 @@ def main() -> None:
     ap.add_argument("--preset", default="codegeex-13b")
     ap.add_argument("--quantize", choices=["int8", "int4"])
     ap.add_argument("--slots", type=int, default=384)
-    ap.add_argument("--gemv", action="store_true")
-    ap.add_argument("--compile", action="store_true", help="also time the step under torch.compile")
     ap.add_argument("--attention", action="store_true", help="time the decode-attention kernel against SDPA")
     ap.add_argument("--layernorm", action="store_true", help="time the one-row LayerNorm kernel's warp counts")
     args = ap.parse_args()
@@ -107,15 +105,6 @@ def main() -> None:
     ms = replay_ms(g.graph)
     print(f"\nkernel sum {total / 1e3:.2f} ms; graph replay {ms:.2f} ms; launch gaps {ms - total / 1e3:.2f} ms")
 
-    if args.compile:
-        import time
-
-        compiled = torch.compile(model, dynamic=False)
-        t0 = time.perf_counter()
-        gc = GraphedDecodeStep(compiled, cache, None)
-        print(f"compile + capture {time.perf_counter() - t0:.0f} s; compiled graph replay "
-              f"{replay_ms(gc.graph):.2f} ms")
-
     if args.attention:
         from geex.kernels.decode_attention import decode_attention
 
@@ -151,23 +140,6 @@ def main() -> None:
             print(f"warps={warps:2} {us:5.2f} µs")
         us = graph_ms(lambda: [F.layer_norm(x, (n,), w, b, 1e-5) for x in xs]) * 1e3 / len(xs)
         print(f"PyTorch  {us:5.2f} µs")
-
-    if args.gemv and args.quantize is None:
-        from geex.kernels.quant_matmul import wq_matmul
-
-        layers = list(model.transformer.layers)
-        shapes = {"qkv": lambda l: l.attention.qkv, "dense": lambda l: l.attention.dense,
-                  "h_to_4h": lambda l: l.mlp.dense_h_to_4h, "4h_to_h": lambda l: l.mlp.dense_4h_to_h}
-        print("\nlinear layers in one graph (µs a call, TB/s of weights)")
-        for label, get in shapes.items():
-            lins = [get(l) for l in layers]
-            x = torch.randn(1, lins[0].in_features, device="cuda", dtype=torch.bfloat16)
-            nbytes = lins[0].weight.numel() * 2
-            for impl, fn in [("cuBLAS", lambda: [F.linear(x, m.weight, m.bias) for m in lins]),
-                             ("geex", lambda: [wq_matmul(x, m.weight, None, m.bias, kernel="gemv") for m in lins])]:
-                fn()
-                us = graph_ms(fn) * 1e3 / len(lins)
-                print(f"{label:8} {impl:7} {us:7.1f} µs {nbytes / us / 1e6:6.2f} TB/s")
 
 
 if __name__ == "__main__":

@@ -12,31 +12,18 @@ import itertools
 
 import torch
 import torch.nn.functional as F
+import triton
 
+from decode_profile import graph_ms  # noqa: E402 - run from benchmarks/ or with it on sys.path
 from geex.kernels import quant_matmul as qm
 from geex.models.quantize import quantize_int4, quantize_int8
 
 SHAPES = [(15360, 5120), (5120, 5120), (20480, 5120), (5120, 20480)]
 
 
-def graph_us(fn, calls: int, reps: int = 10) -> float:
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    g.replay()
-    torch.cuda.synchronize()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    for _ in range(reps):
-        g.replay()
-    b.record()
-    torch.cuda.synchronize()
-    return a.elapsed_time(b) * 1e3 / reps / calls
+def graph_us(fn, calls: int) -> float:
+    """µs a call of ``fn``'s ``calls`` launches, captured once as a CUDA graph and replayed."""
+    return graph_ms(fn, reps=10) * 1e3 / calls
 
 
 @torch.no_grad()
@@ -76,7 +63,7 @@ def main() -> None:
             sums = bn * bk // (8 if mode == qm.INT4 else 1)  # partial sums a program keeps
             if not 4 * 32 * warps <= sums <= 128 * 32 * warps:
                 continue
-            grid, stages = (triton_cdiv(n, bn), 1), 1
+            grid, stages = (triton.cdiv(n, bn), 1), 1
 
             def run() -> None:
                 for w, s, g in words:
@@ -97,10 +84,6 @@ def main() -> None:
             print(f"  {us:7.1f} µs {nbytes / us / 1e6:5.2f} TB/s  {name}")
         del packed
         torch.cuda.empty_cache()
-
-
-def triton_cdiv(a: int, b: int) -> int:
-    return (a + b - 1) // b
 
 
 if __name__ == "__main__":
