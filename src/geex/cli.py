@@ -213,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                      help="weights and activations (default: bfloat16 on cuda, float32 on cpu)")
     gen.add_argument("--quantize", choices=("int8", "int4"),
-                     help="weight-only quantization at load time (INT8 per channel, INT4 in groups of 128); "
+                     help="weight-only quantization at load time (INT8 per channel, INT4 in groups of 128; the "
+                          "embedding, also the output head, becomes INT8 in both); "
                           "fused Triton kernels on cuda")
     gen.set_defaults(func=_cmd_generate)
 
