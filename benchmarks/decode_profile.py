@@ -12,6 +12,7 @@ Usage: PYTHONPATH=src python benchmarks/decode_profile.py [--quantize int8|int4]
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 from collections import defaultdict
 
@@ -115,8 +116,10 @@ def main() -> None:
         mask = torch.zeros(1, 1, 1, args.slots, device="cuda", dtype=torch.bfloat16)
         print(f"\ndecode attention at slot {int(slot)} of {args.slots} (µs a layer)")
         counts = torch.zeros(h, device="cuda", dtype=torch.int32)
-        us = graph_ms(lambda: [decode_attention(q, k, v, kc, vc, counts, slot, mask) for kc, vc in caches]) * 1e3 / 40
-        print(f"geex (split over slots, one launch) {us:6.1f} µs")
+        for chunk, warps in itertools.product((16, 32, 64, 128), (1, 2, 4, 8)):
+            us = graph_ms(lambda: [decode_attention(q, k, v, kc, vc, counts, slot, mask, chunk, warps)
+                                   for kc, vc in caches]) * 1e3 / 40
+            print(f"geex (split over {chunk}-slot chunks, {warps} warps) {us:6.1f} µs")
 
         def sdpa() -> None:
             for kc, vc in caches:

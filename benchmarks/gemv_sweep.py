@@ -33,8 +33,9 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=40)
     ap.add_argument("--top", type=int, default=5)
     ap.add_argument("--prefetch", action="store_true", help="also try prefetching the next weight tile")
+    ap.add_argument("--shapes", default=",".join(f"{n}x{k}" for n, k in SHAPES), help="N x K, comma-separated")
     args = ap.parse_args()
-    for n, k in SHAPES:
+    for n, k in (tuple(int(d) for d in shape.split("x")) for shape in args.shapes.split(",")):
         ws = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02 for _ in range(args.layers)]
         bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
         x = torch.randn(1, k, device="cuda", dtype=torch.bfloat16)
@@ -58,7 +59,7 @@ def main() -> None:
                       len(packed))
         rows.append((us, "wq_matmul (its fixed configuration)"))
         words = [(w.view(torch.int32) if mode == qm.INT4 else w, s, g) for w, s, g in packed]
-        for bn, bk, warps, prefetch in itertools.product((1, 2, 4, 8), (512, 1024, 2048, 4096), (1, 2, 4, 8),
+        for bn, bk, warps, prefetch in itertools.product((1, 2, 4, 8), (256, 512, 1024, 2048, 4096), (1, 2, 4, 8),
                                                          (False, True) if args.prefetch else (False,)):
             sums = bn * bk // (8 if mode == qm.INT4 else 1)  # partial sums a program keeps
             if not 4 * 32 * warps <= sums <= 128 * 32 * warps:

@@ -19,6 +19,7 @@ import triton
 import triton.language as tl
 
 CHUNK = 64  # slots a partial program reads
+NUM_WARPS = 2  # with CHUNK, the best of 1-8 warps x 16-128 slots on an H100 (decode_profile.py --attention)
 
 
 @triton.jit
@@ -41,12 +42,13 @@ def _attention(
         s = split * CHUNK + tl.arange(0, CHUNK)
         ok = s < slot
         cache = b * stride_cb + h * stride_ch + s[:, None] * stride_cs + d[None, :]
-        keys = tl.load(kc_ptr + cache, mask=ok[:, None], other=0.0).to(tl.float32)
+        keys = tl.load(kc_ptr + cache, mask=ok[:, None], other=0.0)
+        values = tl.load(vc_ptr + cache, mask=ok[:, None], other=0.0)  # in flight with the keys
         bias = tl.load(mask_ptr + b * stride_mb + s * stride_ms, mask=ok, other=0.0).to(tl.float32)
-        scores = tl.where(ok, tl.sum(keys * q[None, :], axis=1) + bias, float("-inf"))
+        scores = tl.where(ok, tl.sum(keys.to(tl.float32) * q[None, :], axis=1) + bias, float("-inf"))
         m = tl.max(scores, axis=0)
         p = tl.exp(scores - tl.where(m == float("-inf"), 0.0, m))
-        values = tl.load(vc_ptr + cache, mask=ok[:, None], other=0.0).to(tl.float32)
+        values = values.to(tl.float32)
         part = bh * NSPLIT + split
         tl.store(m_ptr + part, m)
         tl.store(l_ptr + part, tl.sum(p, axis=0))
@@ -82,8 +84,8 @@ def supported(head_dim: int) -> bool:
 
 
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
-                     v_cache: torch.Tensor, counts: torch.Tensor, slot: torch.Tensor, mask: torch.Tensor
-                     ) -> torch.Tensor:
+                     v_cache: torch.Tensor, counts: torch.Tensor, slot: torch.Tensor, mask: torch.Tensor,
+                     chunk: int = CHUNK, num_warps: int = NUM_WARPS) -> torch.Tensor:
     """``q, k, v``: [B, H, 1, D] (any strides, last dim contiguous); caches [B, H, S, D]; ``counts``:
     B * H int32 zeros (left at zero after each call; ``KVCache`` owns them); ``slot``: a one-element
     long tensor, where the new key/value go; ``mask``: additive, [B, 1, 1, S]. Returns the attention
@@ -93,7 +95,7 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache:
         raise ValueError("decode_attention needs contiguous head dimensions and caches of one layout")
     if counts.numel() < b * h or counts.dtype != torch.int32:
         raise ValueError(f"decode_attention needs {b * h} int32 counters")
-    nsplit = triton.cdiv(k_cache.shape[2], CHUNK)
+    nsplit = triton.cdiv(k_cache.shape[2], chunk)
     m = torch.empty(b * h * nsplit, device=q.device, dtype=torch.float32)
     l_ = torch.empty_like(m)
     acc = torch.empty(b * h * nsplit, d, device=q.device, dtype=torch.float32)
@@ -102,5 +104,5 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache:
         q, k, v, k_cache, v_cache, mask, slot, m, l_, acc, counts, y, h, nsplit, q.stride(0), q.stride(1),
         k.stride(0), k.stride(1), v.stride(0), v.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         mask.stride(0), mask.stride(-1), y.stride(0), 1.0 / d ** 0.5,
-        D=d, CHUNK=CHUNK, SPLITS=triton.next_power_of_2(nsplit), num_warps=4)
+        D=d, CHUNK=chunk, SPLITS=triton.next_power_of_2(nsplit), num_warps=num_warps)
     return y

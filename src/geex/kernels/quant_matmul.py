@@ -6,8 +6,9 @@ re-reading twice their size in bf16), which is slower than plain bf16. Here each
 packed int4 weights is loaded once and widened in registers.
 
 Two kernels: for one row of x (decode, ``M <= GEMV_MAX_M``) a GEMV that gives each program a
-handful of weight rows and one row of x, keeps fp32 partial products per lane and reduces once at
-the end (a reduction per step would serialise the warps); for more rows, tensor-core tiles
+handful of weight rows and one row of x, sums each lane's 16-byte slice of a row in the lane, keeps
+those fp32 partial sums per lane and reduces across lanes once at the end (a reduction per step
+would serialise the warps); for more rows, tensor-core tiles
 (``tl.dot``).
 The GEMV widens integers with the float "magic number" trick (``bits(2^23) + u`` is the float
 ``2^23 + u``) instead of int-to-float conversions, which run at a quarter of the ALU rate.
@@ -53,6 +54,15 @@ def _weight_rows(w_ptr, rn, n_ok, row_len, cols, EVEN: tl.constexpr):
 
 
 @triton.jit
+def _weight_rows3(w_ptr, rows, n_ok, row_len, cols, EVEN: tl.constexpr):
+    """``w[rows, cols]`` for ``rows[BLOCK_N, 1, 1]`` and ``cols[BLOCK_V, V]``."""
+    if EVEN:
+        return tl.load(w_ptr + rows * row_len + cols[None, :, :], mask=n_ok[:, None, None], other=0)
+    return tl.load(w_ptr + rows * row_len + cols[None, :, :], mask=n_ok[:, None, None] & (cols < row_len)[None, :, :],
+                   other=0)
+
+
+@triton.jit
 def _epilogue(out, rm, rn, m_ok, n_ok, b_ptr, r_ptr, y_ptr, stride_rm, stride_ym,
               HAS_BIAS: tl.constexpr, ACT: tl.constexpr, HAS_RES: tl.constexpr):
     """``out[BLOCK_M, BLOCK_N]`` (fp32) + bias, FastGELU, + residual; one rounding to y's dtype."""
@@ -74,9 +84,11 @@ def _wq_gemv_kernel(
     MODE: tl.constexpr, GROUP: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, HAS_RES: tl.constexpr,
     EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PREFETCH: tl.constexpr,
 ):
-    """One row of x a program (grid: N blocks x M). Tensors stay 2-D [BLOCK_N, BLOCK_K] with x
-    broadcast along rows, so weights, inputs and partial sums share one register layout: the
-    compiler adds no shared-memory shuffles inside the loop. ``PREFETCH``: load the next step's
+    """One row of x a program (grid: N blocks x M). x is loaded per weight row, in the weights'
+    register layout, so weights, inputs and partial sums share one layout: the compiler adds no
+    shared-memory shuffles inside the loop. Float/INT8 steps are [BLOCK_N, BLOCK_K / V, V], V inputs
+    (16 bytes of weights) a lane, summed in the lane: one partial sum per 16 bytes, not per weight,
+    keeps registers low (INT8: 62 -> 44 at 2 x 512, 1 warp) and so occupancy high. ``PREFETCH``: load the next step's
     weights before computing this one's, so loads stay in flight while the ALUs unpack."""
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     pid_m = tl.program_id(1)
@@ -113,23 +125,26 @@ def _wq_gemv_kernel(
                 part += xs[j][None, :] * (nib.to(tl.float32, bitcast=True) - 8388616.0)
             acc += part * scale
         out = tl.sum(acc, axis=1)
-    else:
-        rk = tl.arange(0, BLOCK_K)
-        acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    else:  # a step is [BLOCK_N, BLOCK_V, V]: V inputs (16 bytes of weights) a lane, summed in the lane
+        V: tl.constexpr = 16 if MODE == 8 else 8
+        BLOCK_V: tl.constexpr = BLOCK_K // V
+        cols = tl.arange(0, BLOCK_V)[:, None] * V + tl.arange(0, V)[None, :]
+        rows = rn[:, None, None]
+        acc = tl.zeros((BLOCK_N, BLOCK_V), dtype=tl.float32)
         if PREFETCH:
-            ahead = _weight_rows(w_ptr, rn, n_ok, K, rk, False)
+            ahead = _weight_rows3(w_ptr, rows, n_ok, K, cols, False)
         for k0 in tl.range(0, K, BLOCK_K):
             if PREFETCH:
                 w = ahead
-                ahead = _weight_rows(w_ptr, rn, n_ok, K, k0 + BLOCK_K + rk, False)
+                ahead = _weight_rows3(w_ptr, rows, n_ok, K, k0 + BLOCK_K + cols, False)
             else:
-                w = _weight_rows(w_ptr, rn, n_ok, K, k0 + rk, EVEN_K)
+                w = _weight_rows3(w_ptr, rows, n_ok, K, k0 + cols, EVEN_K)
             if EVEN_K:
-                x = tl.load(x_row + k0 + rk[None, :] + 0 * rn[:, None])
+                x = tl.load(x_row + k0 + cols[None, :, :] + 0 * rows)
             else:
-                x = tl.load(x_row + k0 + rk[None, :] + 0 * rn[:, None], mask=((k0 + rk) < K)[None, :], other=0.0)
+                x = tl.load(x_row + k0 + cols[None, :, :] + 0 * rows, mask=((k0 + cols) < K)[None, :, :], other=0.0)
             wf = _widen(w, 128, 128) if MODE == 8 else w.to(tl.float32)
-            acc += x.to(tl.float32) * wf  # x is loaded per row (cache hits) in the weights' layout
+            acc += tl.sum(x.to(tl.float32) * wf, axis=2)  # x is loaded per row (cache hits) in the weights' layout
         out = tl.sum(acc, axis=1)
         if MODE == 8:
             out *= tl.load(s_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)
@@ -202,20 +217,23 @@ _tuned_tiles = triton.autotune(configs=_tiles_configs(), key=_KEY,
                                prune_configs_by={"early_config_prune": _prune_tiles})(_wq_tiles_kernel)
 
 
-def gemv_config(mode: int, k: int) -> tuple[int, int, int, bool]:
-    """``(BLOCK_N, BLOCK_K, num_warps, PREFETCH)`` of the GEMV. Fixed, not autotuned: the best configurations
-    measured in a CUDA graph on an H100 (``benchmarks/gemv_sweep.py``; the autotuner, timing kernels
-    alone, picked ones up to 15% slower), and a fixed choice keeps results bitwise reproducible."""
+def gemv_config(mode: int, n: int, k: int) -> tuple[int, int, int, bool]:
+    """``(BLOCK_N, BLOCK_K, num_warps, PREFETCH)`` of the GEMV for ``w[n, k]``. Fixed, not autotuned:
+    the best configurations measured in a CUDA graph on an H100 at the 13B shapes
+    (``benchmarks/gemv_sweep.py``; the autotuner, timing kernels alone, picked ones up to 15% slower),
+    and a fixed choice keeps results bitwise reproducible. Short outputs (``n < 8192``) take two rows a
+    program, so each program has more bytes in flight."""
     if INTERPRET:  # no timing matters: small blocks, so tests cover several steps and partial blocks
         return 4, 64, 4, k > 128
+    short = n < 8192
     if mode == FLOAT:
-        config = (1, 1024, 2, False) if k <= 8192 else (2, 4096, 4, False)
+        config = ((2, 512, 2) if short else (1, 1024, 2)) if k <= 8192 else (1, 4096, 8)
     elif mode == INT8:
-        config = (2, 512, 1, False) if k <= 8192 else (2, 4096, 8, False)
+        config = ((2, 1024, 1) if short else (1, 1024, 1)) if k <= 8192 else (2, 4096, 4)
     else:
-        config = (4, 1024, 2, True)
-    block_n, block_k, warps, prefetch = config
-    return block_n, max(64, min(block_k, triton.next_power_of_2(k))), warps, prefetch
+        config = (4, 1024, 2)
+    block_n, block_k, warps = config
+    return block_n, max(64, min(block_k, triton.next_power_of_2(k))), warps, mode == INT4
 
 
 def _tile_rows(m: int) -> int:
@@ -265,7 +283,7 @@ def wq_matmul(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor | None, bias
     if gemv:
         if mode == INT4:
             w = w.contiguous().view(torch.int32)  # 8 nibbles a word; K is a multiple of the group (>= 32)
-        block_n, block_k, warps, prefetch = gemv_config(mode, k)
+        block_n, block_k, warps, prefetch = gemv_config(mode, n, k)
         _wq_gemv_kernel[(triton.cdiv(n, block_n), m)](
             x2, w, scale_arg, *tail, **flags, EVEN_K=k % block_k == 0, BLOCK_N=block_n, BLOCK_K=block_k,
             PREFETCH=prefetch, num_warps=warps)
