@@ -170,13 +170,15 @@ def _wq_tiles_kernel(
     if MODE == 4:  # BLOCK_K divides GROUP: one scale per column of the tile per step
         HALF: tl.constexpr = BLOCK_K // 2
         rh = tl.arange(0, HALF)
+        rk = tl.arange(0, BLOCK_K)
         for k0 in tl.range(0, K, BLOCK_K):
             packed = tl.load(w_ptr + rn[None, :] * (K // 2) + (k0 // 2 + rh)[:, None], mask=n_ok[None, :], other=0)
-            lo = (packed & 0xF).to(tl.int8) - 8
-            hi = (packed >> 4).to(tl.int8) - 8
-            x_even = tl.load(x_ptr + rm[:, None] * stride_xm + (k0 + 2 * rh)[None, :], mask=m_ok[:, None], other=0.0)
-            x_odd = tl.load(x_ptr + rm[:, None] * stride_xm + (k0 + 2 * rh + 1)[None, :], mask=m_ok[:, None], other=0.0)
-            part = tl.dot(x_even, lo.to(x_even.dtype)) + tl.dot(x_odd, hi.to(x_odd.dtype))
+            x = tl.load(x_ptr + rm[:, None] * stride_xm + (k0 + rk)[None, :], mask=m_ok[:, None], other=0.0)
+            # rows 2j, 2j + 1 of the tile are byte j's low and high nibbles: x is read contiguously
+            # (strided even/odd loads cannot be copied asynchronously, so they stalled the pipeline)
+            nibbles = tl.join((packed & 0xF).to(tl.int8) - 8, (packed >> 4).to(tl.int8) - 8)  # [HALF, BLOCK_N, 2]
+            w = tl.reshape(tl.permute(nibbles, (0, 2, 1)), (BLOCK_K, BLOCK_N))
+            part = tl.dot(x, w.to(x.dtype))
             scale = tl.load(s_ptr + rn * (K // GROUP) + k0 // GROUP, mask=n_ok, other=0.0).to(tl.float32)
             acc += part * scale[None, :]
     else:
