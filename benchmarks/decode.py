@@ -38,8 +38,9 @@ import torch.nn.functional as F
 
 from geex.engine.generate import decode_step
 from geex.engine.sampling import SamplingParams, sample
-from geex.models.checkpoint import build_model
-from geex.models.codegeex import CodeGeeX, CodeGeeXConfig, KVCache, fast_gelu, get_config
+from geex.models.build import build_model
+from geex.models.codegeex import CodeGeeX, CodeGeeXConfig, fast_gelu, get_config
+from geex.models.cache import KVCache
 from geex.models.quantize import weight_bytes
 
 GREEDY = SamplingParams(greedy=True)

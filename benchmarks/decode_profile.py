@@ -21,8 +21,9 @@ import torch.nn.functional as F
 
 from decode import RandomWeights, sync  # noqa: E402 - run from benchmarks/ or with it on sys.path
 from geex.engine.cuda_graph import GraphedDecodeStep
-from geex.models.checkpoint import build_model
-from geex.models.codegeex import KVCache, get_config
+from geex.models.build import build_model
+from geex.models.codegeex import get_config
+from geex.models.cache import KVCache
 
 KINDS = [
     ("matmul", re.compile(r"gemv|gemm|wq_|cutlass|xmma|splitK|sm90|Kernel2", re.I)),

@@ -100,10 +100,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     from geex.engine.generate import TextStream, generate
     from geex.engine.sampling import SamplingParams
-    from geex.models.checkpoint import build_model, load_model, read_official
-    from geex.models.codegeex import PRESETS, CodeGeeX, get_config
-    from geex.models.quantize import quantize_model
-    from geex.models.tokenizer import CodeGeeXTokenizer
+    from geex.languages.cleanup import cleanup
+    from geex.models import registry
 
     if args.prompt_file:
         try:
@@ -116,46 +114,37 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise UserError("--device cuda: no CUDA device is available here")
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
         args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")]
-    model_path = Path(args.model)
-    if args.model in PRESETS:
-        cfg = get_config(args.model)
-        if args.checkpoint:
-            model = build_model(cfg, read_official(args.checkpoint), dtype, args.device, args.quantize)
-        else:
-            print(f"WARNING: {args.model} with random weights (no --checkpoint): the text is noise",
-                  file=sys.stderr)
-            with torch.device(args.device):
-                model = CodeGeeX(cfg)
-            model.init_weights(torch.Generator(device=args.device).manual_seed(args.seed or 0))
-            model = model.to(dtype)
-            if args.quantize:
-                quantize_model(model, args.quantize)
-    elif model_path.exists():
-        model = load_model(model_path, dtype=dtype, device=args.device, quantize=args.quantize)
-    else:
-        raise UserError(f"--model {args.model!r} is neither a preset ({', '.join(PRESETS)}) nor a path")
-    tokenizer_dir = Path(args.tokenizer) if args.tokenizer else model_path
-    if not (tokenizer_dir / "vocab.json").is_file():
-        raise UserError(f"no tokenizer files in {tokenizer_dir}: pass --tokenizer DIR "
-                        "(a directory with vocab.json, merges.txt, added_tokens.json)")
-    tokenizer = CodeGeeXTokenizer(tokenizer_dir)
-    model = model.eval().fuse_projections()
+    loaded = registry.load(args.model, dtype=dtype, device=args.device, quantize=args.quantize,
+                           checkpoint=args.checkpoint, tokenizer=args.tokenizer, seed=args.seed or 0)
+    tokenizer = loaded.tokenizer
+    if args.chat:
+        if loaded.chat_template is None:
+            raise UserError(f"--chat: {loaded.name} has no chat template (use plain completion)")
+        prompt = tokenizer.encode_chat(tokenizer.apply_chat_template([{"role": "user", "content": prompt}]))
+    model = loaded.model.eval().fuse_projections()
     params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
     shown = TextStream(tokenizer)
+    printed = 0  # with --language, whole lines are printed as they come; the line that ends the
+    # function (where the stop rule cuts) is held back, so what is printed is the completion
 
     def stream(_row: int, token: int) -> None:
-        piece = shown.add(token)
-        if piece:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+        nonlocal printed
+        if shown.add(token):
+            upto = shown.text.rfind("\n") + 1 if args.language else len(shown.text)
+            if upto > printed:
+                sys.stdout.write(shown.text[printed:upto])
+                sys.stdout.flush()
+                printed = upto
 
     start = time.perf_counter()
     (out,) = generate(model, tokenizer, [prompt], args.max_new_tokens, params, language=args.language,
                       seed=args.seed, on_token=stream)
     elapsed = time.perf_counter() - start
-    sys.stdout.write(out.text[len(shown.text):] + "\n")
-    print(f"{len(out.token_ids)} tokens in {elapsed:.2f} s ({len(out.token_ids) / elapsed:.1f} tokens/s), "
-          f"finish: {out.finish_reason}", file=sys.stderr)
+    final = cleanup(args.language, out.text) if args.language else out.text
+    sys.stdout.write(final[printed:] + "\n")
+    sys.stdout.flush()
+    print(f"{loaded.name}: {len(out.token_ids)} tokens in {elapsed:.2f} s "
+          f"({len(out.token_ids) / elapsed:.1f} tokens/s), finish: {out.finish_reason}", file=sys.stderr)
     return 0
 
 
@@ -193,18 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--tokenizer", metavar="DIR", help="copy the tokenizer files from DIR into the output")
     cv.set_defaults(func=_cmd_convert)
 
-    gen = sub.add_parser("generate", help="continue a prompt with a CodeGeeX model",
-                         description="Generate a completion (streamed to stdout; tokens/s on stderr).")
-    gen.add_argument("--model", required=True, help="a geex model directory, an official checkpoint "
-                     "file or TP-shard directory, or a preset name (random weights unless --checkpoint)")
-    gen.add_argument("--checkpoint", help="official checkpoint for a preset")
+    gen = sub.add_parser(
+        "generate", help="continue a prompt with a model (default: the embedded SmolLM2-135M-Instruct)",
+        description="Generate a completion (streamed to stdout; tokens/s on stderr). With no --model, the embedded "
+                    "default (SmolLM2-135M-Instruct, a GGUF file installed by scripts/setup.sh) runs offline.")
+    gen.add_argument("--model", help="smollm2-135m-instruct (default), a CodeGeeX or Llama preset (random weights "
+                     "unless --checkpoint), a Hugging Face model directory, a .gguf file, a geex model directory, "
+                     "an official CodeGeeX checkpoint (file or TP-shard directory), or a Hub id (org/name, online)")
+    gen.add_argument("--checkpoint", help="official CodeGeeX checkpoint for a CodeGeeX preset")
     gen.add_argument("--tokenizer", metavar="DIR", help="tokenizer files (default: the model directory)")
     src = gen.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text")
     src.add_argument("--prompt-file", help="read the prompt from a file")
+    gen.add_argument("--chat", action="store_true", help="send the prompt as a user message through the model's "
+                     "chat template (instruct models); default: plain completion")
     gen.add_argument("--language", help="stop when the function is complete (python, cpp, java, js, go, rust)")
     gen.add_argument("--max-new-tokens", type=_positive_int, default=128)
-    gen.add_argument("--temperature", type=_positive_number, default=0.8, help="(default 0.8)")
+    gen.add_argument("--temperature", type=_positive_number, default=0.2,
+                     help="(default 0.2, CodeGeeX's setting for pass@1; 0.8 for diverse samples)")
     gen.add_argument("--top-p", type=float, default=0.95, help="(default 0.95)")
     gen.add_argument("--top-k", type=int, default=0, help="(default 0: off)")
     gen.add_argument("--seed", type=int, help="seed for reproducible sampling")

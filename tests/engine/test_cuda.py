@@ -7,7 +7,7 @@ import torch
 
 from geex.engine.generate import decode_step
 from geex.engine.sampling import SamplingParams, sample
-from geex.models.codegeex import KVCache
+from geex.models.cache import KVCache
 from geex.models.quantize import quantize_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

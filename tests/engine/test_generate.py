@@ -91,7 +91,7 @@ def test_static_decode_step_generates_what_the_eager_step_does(model, tok):
 
 
 def test_static_step_logits_equal_the_whole_sequence(model):
-    from geex.models.codegeex import KVCache
+    from geex.models.cache import KVCache
 
     ids = torch.randint(0, 50400, (2, 7), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -129,6 +129,7 @@ def test_ignore_eos_generates_the_full_length(model, tok):
 
     class FirstTokenIsEos:  # the tokenizer, with the first greedy token playing EOS
         eos_id = first.token_ids[0]
+        stop_ids = frozenset({eos_id})
 
         def __getattr__(self, name):
             return getattr(tok, name)

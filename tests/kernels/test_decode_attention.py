@@ -249,3 +249,30 @@ def test_a_whole_decode_loop(dtype):
         keys.append(k[:, :, 0])
         values.append(v[:, :, 0])
     assert torch.equal(k_cache, torch.stack(keys, dim=2)) and torch.equal(v_cache, torch.stack(values, dim=2))
+
+
+@pytest.mark.parametrize("h, hkv", [(6, 2), (4, 1)])
+def test_grouped_query_heads_share_their_key_value_head(h, hkv):
+    """Grouped-query attention: query head i reads key/value head i // (h / hkv); the new key/value
+    is stored once per key/value head. Against float64 SDPA with the key/value heads repeated."""
+    b, d, s, slot = 2, 16, 80, 70
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(b, h, 1, d, generator=g)
+    k, v = (torch.randn(b, hkv, 1, d, generator=g) for _ in range(2))
+    k_cache, v_cache = (torch.randn(b, hkv, s, d, generator=g) for _ in range(2))
+    mask = _pad_mask([0, 9], slot, s, torch.float32)
+    rep = h // hkv
+    expected, kc, vc = _reference(q, k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1),
+                                  k_cache.repeat_interleave(rep, 1), v_cache.repeat_interleave(rep, 1), slot, mask)
+    y = _attend(q, k, v, k_cache, v_cache, slot, mask)
+    _assert_close(y, expected, torch.float32)
+    assert torch.equal(k_cache, kc[:, ::rep]) and torch.equal(v_cache, vc[:, ::rep])
+
+
+def test_query_heads_not_a_multiple_of_key_value_heads_raise():
+    q = torch.randn(1, 3, 1, 16)
+    k = v = torch.randn(1, 2, 1, 16)
+    cache = torch.zeros(1, 2, 8, 16)
+    with pytest.raises(ValueError, match="cannot share"):
+        decode_attention(q, k, v, cache, cache.clone(), torch.zeros(3, dtype=torch.int32), torch.tensor([1]),
+                         torch.zeros(1, 1, 1, 8))

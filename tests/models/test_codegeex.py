@@ -125,7 +125,7 @@ def test_too_long_input_and_unknown_preset():
 
 
 def test_step_by_step_through_the_kv_cache_equals_the_whole_sequence():
-    from geex.models.codegeex import KVCache
+    from geex.models.cache import KVCache
 
     model = random_tiny_codegeex(seed=5)
     ids = torch.randint(0, 500, (2, 20), generator=torch.Generator().manual_seed(2))
@@ -141,7 +141,7 @@ def test_step_by_step_through_the_kv_cache_equals_the_whole_sequence():
 
 
 def test_greedy_decoding_with_and_without_the_cache_is_identical():
-    from geex.models.codegeex import KVCache
+    from geex.models.cache import KVCache
 
     model = random_tiny_codegeex(seed=7)
     prompt = torch.randint(0, 500, (1, 5), generator=torch.Generator().manual_seed(4))
@@ -162,7 +162,7 @@ def test_greedy_decoding_with_and_without_the_cache_is_identical():
 
 
 def test_cache_overflow_is_an_error():
-    from geex.models.codegeex import KVCache
+    from geex.models.cache import KVCache
 
     model = random_tiny_codegeex()
     cache = KVCache(model.config, batch=1, max_len=8)

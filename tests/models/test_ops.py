@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geex.models import codegeex, ops
-from geex.models.codegeex import KVCache, LayerCache
+from geex.models.cache import KVCache, LayerCache
 from geex.models.quantize import QuantizedEmbedding, QuantizedLinear, quantize_model
 
 QUANTS = [None, "int8", "int4"]

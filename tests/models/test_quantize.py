@@ -13,7 +13,7 @@ from torch import nn
 
 from geex.errors import UserError
 from geex.models import ops
-from geex.models.checkpoint import build_model
+from geex.models.build import build_model
 from geex.models.codegeex import CodeGeeX
 from geex.models.quantize import (
     QuantizedEmbedding, QuantizedLinear, dequantize_int4, dequantize_int8, int4_group, quantize_int4, quantize_int8,

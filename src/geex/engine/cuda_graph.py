@@ -3,20 +3,21 @@
 At batch 1 a decode step of a 13B model is ~500 small kernel launches; launched one by one from
 Python the GPU idles between them. A graph replays them back to back. Capturing needs fixed shapes
 and addresses: the step reads its token ids, slot and padding from buffers owned here and attends
-over every slot of the static cache under a mask (``CodeGeeX.forward`` with a tensor ``start``).
+over every slot of the static cache under a mask (the model's ``forward`` with a tensor ``start``).
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from geex.models.codegeex import CodeGeeX, KVCache
+from geex.models.cache import KVCache
 
 
 class GraphedDecodeStep:
     """``step(ids[B], slot) -> logits[B, V]`` for a fixed model, cache and padding."""
 
-    def __init__(self, model: CodeGeeX, cache: KVCache, pad: torch.Tensor | None, warmup: int = 2) -> None:
+    def __init__(self, model: nn.Module, cache: KVCache, pad: torch.Tensor | None, warmup: int = 2) -> None:
         device = cache.k.device
         batch = cache.k.shape[1]
         self.ids = torch.zeros(batch, 1, dtype=torch.long, device=device)

@@ -1,7 +1,8 @@
-"""Batched generation with a static KV cache, sampling and stop rules.
+"""Batched generation with a static KV cache, sampling and stop rules, for any architecture that
+follows the step contract (``model(ids, cache, start, pad) -> logits``: CodeGeeX, Llama).
 
 Prompts of different lengths are left-padded; each row gets its own positions and never attends
-to its padding (``CodeGeeX.forward(pad=...)``), so a prompt generates the same tokens in a batch as
+to its padding (``geex.models.attention``), so a prompt generates the same tokens in a batch as
 alone. A row stops at EOS, at ``max_new_tokens``, at a stop string, or when the language's stop rule
 (``geex.languages.cleanup.is_finished``, the harness's own rule) says its function is complete.
 """
@@ -10,15 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
+from torch import nn
 
 from geex.engine.sampling import SamplingParams, sample
 from geex.errors import UserError
 from geex.languages import Language, get_language
 from geex.languages.cleanup import is_finished
-from geex.models.codegeex import CodeGeeX, KVCache
-from geex.models.tokenizer import CodeGeeXTokenizer
+from geex.models.cache import KVCache
+
+
+class Tokenizer(Protocol):
+    """What the engine needs of a tokenizer (``CodeGeeXTokenizer``, ``HFTokenizer``)."""
+
+    eos_id: int  # also the padding id
+    stop_ids: frozenset[int]  # ids that end a row (EOS, end-of-turn ...)
+    vocab_size: int
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
 
 
 @dataclass
@@ -37,7 +51,7 @@ class TextStream:
 
     MAX_PENDING = 4  # a UTF-8 character spans at most 4 bytes: more pending tokens mean a real U+FFFD
 
-    def __init__(self, tokenizer: CodeGeeXTokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
         self.text = ""
         self._pending: list[int] = []
@@ -59,7 +73,7 @@ def _stopped(text: str, stop: Sequence[str], language: Language | None) -> bool:
 STEP_MODES = ("auto", "eager", "static", "graph")
 
 
-def decode_step(model: CodeGeeX, cache: KVCache, pad: torch.Tensor, mode: str
+def decode_step(model: nn.Module, cache: KVCache, pad: torch.Tensor | None, mode: str
                  ) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """``step(ids[B], slot) -> logits[B, V]``: eager (growing attention span), static (fixed shapes,
     what a graph captures; runs anywhere) or a replayed CUDA graph (auto: graph on CUDA, else eager)."""
@@ -86,9 +100,9 @@ def decode_step(model: CodeGeeX, cache: KVCache, pad: torch.Tensor, mode: str
 
 @torch.no_grad()
 def generate(
-    model: CodeGeeX,
-    tokenizer: CodeGeeXTokenizer,
-    prompts: Sequence[str],
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    prompts: Sequence[str | list[int]],
     max_new_tokens: int,
     params: SamplingParams = SamplingParams(greedy=True),
     language: str | Language | None = None,
@@ -98,7 +112,8 @@ def generate(
     ignore_eos: bool = False,
     step: str = "auto",
 ) -> list[Completion]:
-    """Continue every prompt; ``on_token(row, token_id)`` streams tokens as they are produced.
+    """Continue every prompt (text, or token ids used as given); ``on_token(row, token_id)`` streams
+    tokens as they are produced.
 
     ``ignore_eos`` keeps generating past EOS (benchmarks); ``step`` picks the decode step (see
     ``STEP_MODES``; the default replays a CUDA graph on GPUs)."""
@@ -107,18 +122,22 @@ def generate(
     lang = get_language(language) if isinstance(language, str) else language
     cfg = model.config
     device = model.device
-    encoded = tokenizer.encode_batch(list(prompts))
+    texts_in = [p for p in prompts if isinstance(p, str)]
+    encoded_texts = iter(tokenizer.encode_batch(texts_in) if texts_in else [])
+    encoded = [next(encoded_texts) if isinstance(p, str) else list(p) for p in prompts]  # ids pass as given
     longest = max(len(ids) for ids in encoded)
     if min(len(ids) for ids in encoded) == 0:
         raise UserError("empty prompt")
     if longest >= cfg.n_positions:
         raise UserError(f"prompt of {longest} tokens does not fit the context of {cfg.n_positions} tokens")
     max_new_tokens = min(max_new_tokens, cfg.n_positions - longest)
-    pad = torch.tensor([longest - len(ids) for ids in encoded], device=device)
+    pads = [longest - len(ids) for ids in encoded]
+    pad = torch.tensor(pads, device=device) if any(pads) else None  # None: plain causal attention, no mask
     ids = torch.tensor([[tokenizer.eos_id] * (longest - len(x)) + x for x in encoded], device=device)
     cache = KVCache(cfg, len(prompts), longest + max_new_tokens, device=device,
                     dtype=model.dtype)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    vocab = min(cfg.vocab_size, tokenizer.vocab_size)  # ids past either (padding rows) are never sampled
 
     rows = len(prompts)
     new: list[list[int]] = [[] for _ in range(rows)]
@@ -127,11 +146,11 @@ def generate(
     logits = model(ids, cache, start=0, pad=pad)[:, -1]
     decode = decode_step(model, cache, pad, step) if max_new_tokens > 1 else None
     for i in range(max_new_tokens):
-        nxt = sample(logits, params, vocab_size=cfg.vocab_size, generator=generator)
+        nxt = sample(logits, params, vocab_size=vocab, generator=generator)
         for r, token in enumerate(nxt.tolist()):
             if reason[r] is not None:
                 continue
-            if token == tokenizer.eos_id and not ignore_eos:
+            if token in tokenizer.stop_ids and not ignore_eos:
                 reason[r] = "eos"
                 continue
             new[r].append(token)

@@ -27,12 +27,13 @@ def _attention(
     q_ptr, k_ptr, v_ptr, kc_ptr, vc_ptr, mask_ptr, slot_ptr, m_ptr, l_ptr, acc_ptr, count_ptr, y_ptr,
     H, NSPLIT, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
     stride_cb, stride_ch, stride_cs, stride_mb, stride_ms, stride_yb, scale,
-    D: tl.constexpr, CHUNK: tl.constexpr, SPLITS: tl.constexpr,
+    D: tl.constexpr, CHUNK: tl.constexpr, SPLITS: tl.constexpr, GROUP: tl.constexpr,
 ):
     bh = tl.program_id(0)
     split = tl.program_id(1)
     b = bh // H
     h = bh % H
+    hkv = h // GROUP  # grouped-query attention: GROUP query heads share a key/value head
     slot = tl.load(slot_ptr)
     used = tl.maximum(tl.cdiv(slot, CHUNK), 1)  # chunks holding slots before the new one (at least one)
     if split < used:
@@ -41,7 +42,7 @@ def _attention(
         # 1. this chunk's partial softmax over its cached slots (all masked: max -inf, sums 0)
         s = split * CHUNK + tl.arange(0, CHUNK)
         ok = s < slot
-        cache = b * stride_cb + h * stride_ch + s[:, None] * stride_cs + d[None, :]
+        cache = b * stride_cb + hkv * stride_ch + s[:, None] * stride_cs + d[None, :]
         keys = tl.load(kc_ptr + cache, mask=ok[:, None], other=0.0)
         values = tl.load(vc_ptr + cache, mask=ok[:, None], other=0.0)  # in flight with the keys
         bias = tl.load(mask_ptr + b * stride_mb + s * stride_ms, mask=ok, other=0.0).to(tl.float32)
@@ -58,9 +59,9 @@ def _attention(
         tl.debug_barrier()
         if tl.atomic_add(count_ptr + bh, 1, sem="acq_rel", scope="gpu") == used - 1:
             tl.atomic_xchg(count_ptr + bh, 0, sem="relaxed", scope="gpu")  # ready for the next step
-            k_new = tl.load(k_ptr + b * stride_kb + h * stride_kh + d)
-            v_new = tl.load(v_ptr + b * stride_vb + h * stride_vh + d)
-            new = b * stride_cb + h * stride_ch + slot * stride_cs + d
+            k_new = tl.load(k_ptr + b * stride_kb + hkv * stride_kh + d)
+            v_new = tl.load(v_ptr + b * stride_vb + hkv * stride_vh + d)
+            new = b * stride_cb + hkv * stride_ch + slot * stride_cs + d  # GROUP heads store the same values
             tl.store(kc_ptr + new, k_new.to(kc_ptr.dtype.element_ty))
             tl.store(vc_ptr + new, v_new.to(vc_ptr.dtype.element_ty))
             m_self = tl.sum(q * k_new.to(tl.float32), axis=0) + tl.load(
@@ -86,11 +87,15 @@ def supported(head_dim: int) -> bool:
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
                      v_cache: torch.Tensor, counts: torch.Tensor, slot: torch.Tensor, mask: torch.Tensor,
                      chunk: int = CHUNK, num_warps: int = NUM_WARPS) -> torch.Tensor:
-    """``q, k, v``: [B, H, 1, D] (any strides, last dim contiguous); caches [B, H, S, D]; ``counts``:
+    """``q``: [B, H, 1, D], ``k, v``: [B, Hkv, 1, D] (any strides, last dim contiguous; H a multiple of
+    Hkv); caches [B, Hkv, S, D]; ``counts``:
     B * H int32 zeros (left at zero after each call; ``KVCache`` owns them); ``slot``: a one-element
     long tensor, where the new key/value go; ``mask``: additive, [B, 1, 1, S]. Returns the attention
     output as [B, 1, H * D] (heads concatenated, ready for the output projection)."""
     b, h, _, d = q.shape
+    hkv = k.shape[1]
+    if h % hkv or v.shape[1] != hkv or k_cache.shape[1] != hkv:
+        raise ValueError(f"{h} query heads cannot share {hkv} key/value heads")
     if any(t.stride(-1) != 1 for t in (q, k, v, k_cache, v_cache)) or k_cache.stride() != v_cache.stride():
         raise ValueError("decode_attention needs contiguous head dimensions and caches of one layout")
     if counts.numel() < b * h or counts.dtype != torch.int32:
@@ -104,5 +109,5 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache:
         q, k, v, k_cache, v_cache, mask, slot, m, l_, acc, counts, y, h, nsplit, q.stride(0), q.stride(1),
         k.stride(0), k.stride(1), v.stride(0), v.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         mask.stride(0), mask.stride(-1), y.stride(0), 1.0 / d ** 0.5,
-        D=d, CHUNK=chunk, SPLITS=triton.next_power_of_2(nsplit), num_warps=num_warps)
+        D=d, CHUNK=chunk, SPLITS=triton.next_power_of_2(nsplit), GROUP=h // hkv, num_warps=num_warps)
     return y

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 
@@ -24,9 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from geex.errors import UserError
 from geex.models.codegeex import CodeGeeX, CodeGeeXConfig
-from geex.models.quantize import (
-    DEFAULT_GROUP, EMBEDDING, QuantizedEmbedding, QuantizedLinear, linear_names, replace_module,
-)
+from geex.models.build import build_model
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -178,42 +175,6 @@ def load_geex(directory: str | Path) -> tuple[CodeGeeXConfig, dict[str, torch.Te
     raw = json.loads(cfg_path.read_text())
     known = {f.name for f in fields(CodeGeeXConfig)}
     return CodeGeeXConfig(**{k: v for k, v in raw.items() if k in known}), load_file(str(weights))
-
-
-def build_model(cfg: CodeGeeXConfig, sd: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None,
-                device: torch.device | str | None = None, quantize: str | None = None,
-                group_size: int = DEFAULT_GROUP) -> CodeGeeX:
-    """A model holding the given tensors, moved to ``device``/``dtype`` (floating tensors) one at a time.
-
-    The model is built on the meta device, so no second copy exists; with ``quantize`` each linear
-    weight is quantized as it arrives, so device memory peaks at the quantized model plus one matrix.
-    ``sd`` may be any mapping, e.g. one that makes tensors on demand.
-    """
-    with torch.device("meta"):
-        model = CodeGeeX(cfg)
-    expected = list(model.state_dict())
-    missing = sorted(set(expected) - set(sd.keys()))
-    unexpected = sorted(set(sd.keys()) - set(expected))
-    if missing or unexpected:
-        raise UserError(f"checkpoint does not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
-
-    def fetch(name: str) -> torch.Tensor:
-        t = sd[name]
-        return t.to(device=device if device is not None else t.device,
-                    dtype=dtype if dtype is not None and t.is_floating_point() else t.dtype)
-
-    done: set[str] = set()
-    if quantize is not None:
-        name = f"{EMBEDDING}.weight"  # the tied head: INT8 rows in both modes; first, while memory is empty
-        replace_module(model, EMBEDDING, QuantizedEmbedding.from_weight(fetch(name)))
-        done.add(name)
-        for name in linear_names(model):
-            weight, bias = fetch(f"{name}.weight"), fetch(f"{name}.bias")
-            replace_module(model, name, QuantizedLinear.from_weight(weight, bias, quantize, group_size))
-            done |= {f"{name}.weight", f"{name}.bias"}
-            del weight, bias
-    model.load_state_dict({k: fetch(k) for k in expected if k not in done}, strict=False, assign=True)
-    return model.eval()
 
 
 def load_model(path: str | Path, n_head: int | None = None, dtype: torch.dtype | None = None,

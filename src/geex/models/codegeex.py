@@ -16,11 +16,12 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from geex.errors import UserError
 from geex.models import ops
+from geex.models.attention import attend, step_inputs
+from geex.models.cache import KVCache, LayerCache
 from geex.models.ops import fast_gelu  # noqa: F401 - part of this module's interface
 
 
@@ -34,9 +35,23 @@ class CodeGeeXConfig:
     padded_vocab_size: int = 52224
     layernorm_eps: float = 1e-5
 
+    architecture = "codegeex"
+
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def n_kv_head(self) -> int:
+        return self.n_head
+
+    @property
+    def cache_layers(self) -> int:
+        """Layers with a KV cache: every layer and the top query layer."""
+        return self.n_layer + 1
+
+    def build(self) -> CodeGeeX:
+        return CodeGeeX(self)
 
     def n_params(self) -> int:
         """Parameter count (tied head counted once), from the shapes alone."""
@@ -74,7 +89,7 @@ class SelfAttention(nn.Module):
         self.n_head = cfg.n_head
         self.query, self.key, self.value, self.dense = (nn.Linear(h, h) for _ in range(4))
 
-    def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, cache: "LayerCache | None" = None,
+    def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, cache: LayerCache | None = None,
                 start: int | torch.Tensor = 0, mask: torch.Tensor | None = None,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
         """``mask``: [B, 1, T, keys] (True or 0 = attend, False or -inf = not), for left-padded batches
@@ -91,22 +106,7 @@ class SelfAttention(nn.Module):
             k, v = (heads(x) for x in ops.linear(self.kv, kv_in).split(h, dim=-1))
         else:
             q, k, v = (heads(ops.linear(m, i)) for m, i in ((self.query, q_in), (self.key, kv_in), (self.value, kv_in)))
-        if cache is not None and isinstance(start, torch.Tensor) and t == 1:  # a static decode step
-            y = ops.cached_attention_step(q, k, v, cache, start, mask)
-            if y is not None:
-                return ops.linear(self.dense, y, residual=residual)
-        if cache is not None:
-            k_all, v_all = cache.store(k, v, start)
-            if isinstance(start, torch.Tensor) or start > 0:
-                k, v = k_all, v_all
-        if mask is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        elif start == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:  # new positions start..start+t-1 attend to every cached key up to their own
-            causal = None if t == 1 else torch.ones(t, start + t, dtype=torch.bool, device=q.device).tril(start)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal)
-        return ops.linear(self.dense, y.transpose(1, 2).reshape(b, t, h), residual=residual)
+        return ops.linear(self.dense, attend(q, k, v, cache, start, mask), residual=residual)
 
     def fuse(self, with_query: bool) -> None:
         """One projection for q, k, v (or k, v): one read of a 3h x h matrix instead of three small
@@ -115,62 +115,9 @@ class SelfAttention(nn.Module):
         if hasattr(self, "qkv") or hasattr(self, "kv"):
             return
         names = ("query", "key", "value") if with_query else ("key", "value")
-        setattr(self, "qkv" if with_query else "kv", fuse_linears([getattr(self, n) for n in names]))
+        setattr(self, "qkv" if with_query else "kv", ops.fuse_linears([getattr(self, n) for n in names]))
         for n in names:
             delattr(self, n)
-
-
-def fuse_linears(linears: list[nn.Module]) -> nn.Module:
-    """Stack linears that read the same input along the output dimension (float or quantized)."""
-    first = linears[0]
-    with torch.no_grad():
-        if isinstance(first, nn.Linear):
-            fused = nn.Linear(first.in_features, sum(m.out_features for m in linears),
-                              device=first.weight.device, dtype=first.weight.dtype)
-            fused.weight.copy_(torch.cat([m.weight for m in linears]))
-            fused.bias.copy_(torch.cat([m.bias for m in linears]))
-            return fused.requires_grad_(first.weight.requires_grad)
-        return type(first).concat(linears)
-
-
-class LayerCache:
-    """One layer's slice of a preallocated (static) key/value cache: [batch, heads, max_len, head_dim]
-    (``counts``: scratch counters of the GPU decode-attention kernel)."""
-
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, counts: torch.Tensor | None = None) -> None:
-        self.k, self.v, self.counts = k, v, counts
-
-    def store(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new positions; return keys/values of positions 0..start+t-1 -- or, for a tensor
-        ``start`` (a static step, as CUDA graphs need: the slots of the new positions, which
-        ``CodeGeeX.forward`` computes once a step), of every slot: shapes never change."""
-        if isinstance(start, torch.Tensor):
-            self.k.index_copy_(2, start, k)
-            self.v.index_copy_(2, start, v)
-            return self.k, self.v
-        end = start + k.shape[2]
-        self.k[:, :, start:end] = k
-        self.v[:, :, start:end] = v
-        return self.k[:, :, :end], self.v[:, :, :end]
-
-
-class KVCache:
-    """Keys and values of every layer, the top query layer included (its K/V come from the final-LN
-    output), allocated once for ``max_len`` positions: decoding never re-allocates."""
-
-    def __init__(self, cfg: "CodeGeeXConfig", batch: int, max_len: int, device=None, dtype=torch.float32) -> None:
-        if max_len > cfg.n_positions:
-            raise ValueError(f"cache of {max_len} positions exceeds the context of {cfg.n_positions}")
-        shape = (cfg.n_layer + 1, batch, cfg.n_head, max_len, cfg.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        # per (row, head) counters for geex.kernels.decode_attention, zero between steps; made here,
-        # outside any CUDA graph capture, so every replay finds them where it left them
-        self.counts = torch.zeros(cfg.n_layer + 1, batch * cfg.n_head, device=device, dtype=torch.int32)
-        self.max_len = max_len
-
-    def layer(self, i: int) -> LayerCache:
-        return LayerCache(self.k[i], self.v[i], self.counts[i])
 
 
 class MLP(nn.Module):
@@ -193,7 +140,7 @@ class Layer(nn.Module):
         self.post_attention_layernorm = nn.LayerNorm(cfg.n_embd, eps=cfg.layernorm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, query: torch.Tensor | None = None, cache: "LayerCache | None" = None,
+    def forward(self, x: torch.Tensor, query: torch.Tensor | None = None, cache: LayerCache | None = None,
                 start: int | torch.Tensor = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         normed = ops.layer_norm(self.input_layernorm, x)
         x = self.attention(normed if query is None else query, normed, cache, start, mask, residual=x)
@@ -223,6 +170,8 @@ class Transformer(nn.Module):
 
 class CodeGeeX(nn.Module):
     """``forward(ids[B, T]) -> logits[B, T, padded_vocab]`` (positions 0..T-1)."""
+
+    tied_embedding = "embedding.word_embeddings"  # also the output head
 
     def __init__(self, cfg: CodeGeeXConfig) -> None:
         super().__init__()
@@ -272,28 +221,8 @@ class CodeGeeX(nn.Module):
         mask, so shapes and control flow do not depend on the position (one CUDA graph serves all steps).
         """
         cfg = self.config
-        b, t = ids.shape
-        static = isinstance(start, torch.Tensor)
-        if static and cache is None:
-            raise ValueError("a static step (tensor start) needs a cache")
-        limit = cache.max_len if cache is not None else cfg.n_positions
-        if not static and start + t > limit:
-            raise ValueError(f"sequence of {start + t} tokens exceeds the context of {limit}")
-        slots = torch.arange(t, device=ids.device) + start
-        mask = None
-        if pad is None and not static:
-            pos = slots
-        else:
-            pad = pad if pad is not None else torch.zeros(b, dtype=torch.long, device=ids.device)
-            pos = (slots[None, :] - pad[:, None]).clamp(min=0)  # [B, T]
-            keys = torch.arange(cache.max_len if static else start + t, device=ids.device)
-            allowed = (keys[None, None, :] <= slots[None, :, None]) & (keys[None, None, :] >= pad[:, None, None])
-            allowed |= keys[None, None, :] == slots[None, :, None]  # padding slots see themselves: no NaN
-            mask = allowed[:, None]  # [B, 1, T, keys]
+        pos, mask, at = step_inputs(ids, cache, start, pad, cfg.n_positions, self.dtype)
         x = self.embedding.word_embeddings(ids) + self.embedding.position_embeddings(pos)
-        if mask is not None:  # additive, made once: attention then converts nothing in every layer
-            mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
-        at = slots if static else start  # a static step hands every layer its slots, computed once
         for i, layer in enumerate(self.transformer.layers):
             x = layer(x, cache=cache.layer(i) if cache is not None else None, start=at, mask=mask)
         f = ops.layer_norm(self.transformer.final_layernorm, x)

@@ -100,3 +100,19 @@ def tied_head(x: torch.Tensor, embedding: nn.Module) -> torch.Tensor:
 
         return wq_matmul(x, weight, None, None, kernel="gemv")
     return x @ weight.T
+
+
+def fuse_linears(linears: list[nn.Module]) -> nn.Module:
+    """Stack linears that read the same input along the output dimension (float or quantized)."""
+    first = linears[0]
+    with torch.no_grad():
+        if isinstance(first, nn.Linear):
+            if any((m.bias is None) != (first.bias is None) for m in linears):
+                raise ValueError("cannot fuse linears with and without biases")
+            fused = nn.Linear(first.in_features, sum(m.out_features for m in linears), bias=first.bias is not None,
+                              device=first.weight.device, dtype=first.weight.dtype)
+            fused.weight.copy_(torch.cat([m.weight for m in linears]))
+            if first.bias is not None:
+                fused.bias.copy_(torch.cat([m.bias for m in linears]))
+            return fused.requires_grad_(first.weight.requires_grad)
+        return type(first).concat(linears)

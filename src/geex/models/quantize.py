@@ -2,8 +2,8 @@
 
 Symmetric, no zero points: INT8 keeps one scale per output channel (``max|w| / 127``); INT4 one per
 output channel and group of ``group_size`` input features (``max|w| / 7``, q in -8..7; two values a
-byte). The word embedding, which CodeGeeX also uses as its output head (read whole every decode
-step: 0.5 GB in bf16 at 13B), becomes INT8 rows in both modes (``QuantizedEmbedding``; INT8, not
+byte). A word embedding that is also the output head (CodeGeeX's, tied Llama-family ones; read whole
+every decode step: 0.5 GB in bf16 at 13B) becomes INT8 rows in both modes (``QuantizedEmbedding``; INT8, not
 INT4, because the logits come straight out of it). Activations, position embeddings and LayerNorms
 stay in the model's dtype.
 
@@ -158,9 +158,6 @@ class QuantizedEmbedding(nn.Module):
         return f"{self.num_embeddings}, {self.embedding_dim}, int8"
 
 
-EMBEDDING = "embedding.word_embeddings"  # CodeGeeX's word embedding, also its output head
-
-
 def linear_names(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
 
@@ -171,27 +168,20 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def quantize_model(model: nn.Module, mode: str, group_size: int = DEFAULT_GROUP) -> nn.Module:
-    """Replace every ``nn.Linear`` of ``model`` (and CodeGeeX's word embedding, see the module's
-    docstring) in place, one at a time (peak memory: one float matrix)."""
+    """Replace every ``nn.Linear`` of ``model`` (and a word embedding that is also the output head,
+    named by ``model.tied_embedding``; see the module's docstring) in place, one at a time (peak memory: one float matrix)."""
     if mode not in MODES:
         raise UserError(f"unknown quantization {mode!r} (known: {', '.join(MODES)})")
     for name in linear_names(model):
         linear = model.get_submodule(name)
         with torch.no_grad():
             replace_module(model, name, QuantizedLinear.from_weight(linear.weight, linear.bias, mode, group_size))
-    embedding = _word_embedding(model)
-    if embedding is not None:
+    name = getattr(model, "tied_embedding", None)
+    embedding = model.get_submodule(name) if name else None
+    if isinstance(embedding, nn.Embedding):
         with torch.no_grad():
-            replace_module(model, EMBEDDING, QuantizedEmbedding.from_weight(embedding.weight))
+            replace_module(model, name, QuantizedEmbedding.from_weight(embedding.weight))
     return model
-
-
-def _word_embedding(model: nn.Module) -> nn.Embedding | None:
-    try:
-        module = model.get_submodule(EMBEDDING)
-    except AttributeError:
-        return None
-    return module if isinstance(module, nn.Embedding) else None
 
 
 def weight_bytes(model: nn.Module) -> int:

@@ -55,6 +55,7 @@ class CodeGeeXTokenizer:
                 raise UserError(f"{files['added_tokens.json']}: {tok} would get id "
                                 f"{self._tok.token_to_id(tok)}, not {expected}")
         self.eos_id: int = self._tok.token_to_id(EOS)
+        self.stop_ids: frozenset[int] = frozenset({self.eos_id})
         self.vocab_size: int = self._tok.get_vocab_size(with_added_tokens=True)
 
     @staticmethod

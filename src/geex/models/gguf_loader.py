@@ -1,0 +1,170 @@
+"""GGUF files (llama.cpp's format): configuration, weights and tokenizer, read with the ``gguf`` package.
+
+Weights are dequantized one tensor at a time as the model is built (``gguf.quants.dequantize``
+handles F32/F16/BF16, Q8_0, Q4_0, Q4_1, the K-quants ...), so memory holds the model in its target
+dtype plus one float32 tensor, never the whole model in float32. llama.cpp stores the query and key
+projections of ``llama`` models in an interleaved rotary layout; it is undone here, so the model
+sees Hugging Face's layout ("rotate half").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geex.errors import UserError
+from geex.models.hf_tokenizer import HFTokenizer
+from geex.models.llama import LlamaConfig
+
+MAGIC = b"GGUF"
+ARCHITECTURES = ("llama", "qwen2")  # GGUF architectures read into geex's Llama
+_LAYER = re.compile(r"^blk\.(\d+)\.(.+)$")
+_LAYER_NAMES = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "attn_output.weight": "self_attn.o_proj.weight",
+    "attn_output.bias": "self_attn.o_proj.bias",
+    "ffn_gate.weight": "mlp.gate_proj.weight",
+    "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
+    **{f"attn_{p}.{kind}": f"self_attn.{p}_proj.{kind}" for p in "qkv" for kind in ("weight", "bias")},
+}
+_TOP_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+              "output.weight": "lm_head.weight"}
+
+
+def is_gguf(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(4) == MAGIC
+
+
+def hf_name(name: str) -> str | None:
+    """The Hugging Face name of a GGUF tensor (None: not a model weight, e.g. ``rope_freqs``)."""
+    if name in _TOP_NAMES:
+        return _TOP_NAMES[name]
+    m = _LAYER.match(name)
+    if m and m.group(2) in _LAYER_NAMES:
+        return f"model.layers.{m.group(1)}.{_LAYER_NAMES[m.group(2)]}"
+    return None
+
+
+def unpermute_rotary(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's interleaved rotary rows -> Hugging Face's halves, for q/k weights [out, in] or
+    biases [out] (the inverse of ``convert_hf_to_gguf.py``'s ``permute``)."""
+    head_dim = w.shape[0] // n_head
+    return w.reshape(n_head, head_dim // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+class GGUFModel:
+    """An opened GGUF file: ``config``, ``weights`` (a lazy mapping of Hugging Face names to float32
+    tensors), ``tokenizer``, ``fields`` (the metadata)."""
+
+    def __init__(self, path: str | Path) -> None:
+        import gguf
+
+        self.path = Path(path)
+        try:
+            reader = gguf.GGUFReader(self.path)
+        except Exception as e:  # noqa: BLE001 - a corrupt file raises anything from struct to numpy
+            raise UserError(f"cannot read GGUF file {self.path}: {e}") from None
+        self.fields = {name: _value(field) for name, field in reader.fields.items()}
+        self.architecture = self.fields.get("general.architecture")
+        if self.architecture not in ARCHITECTURES:
+            raise UserError(f"{self.path}: GGUF architecture {self.architecture!r} is not supported "
+                            f"(supported: {', '.join(ARCHITECTURES)})")
+        self._tensors = {t.name: t for t in reader.tensors}
+        self.config = self._config()
+        self.tokenizer = HFTokenizer.from_gguf(self.fields)
+        self.weights = _Weights(self)
+
+    def _config(self) -> LlamaConfig:
+        f, a = self.fields, self.architecture
+
+        def need(key: str):
+            if f"{a}.{key}" not in f:
+                raise UserError(f"{self.path}: metadata {a}.{key} missing")
+            return f[f"{a}.{key}"]
+
+        n_head = need("attention.head_count")
+        n_embd = need("embedding_length")
+        vocab = f.get(f"{a}.vocab_size") or len(f.get("tokenizer.ggml.tokens", [])) or \
+            self._tensors["token_embd.weight"].shape[-1]
+        key_length = f.get(f"{a}.attention.key_length")
+        scaling = _rope_scaling(f, a)
+        if "rope_freqs.weight" in self._tensors:  # Llama 3.1-style per-frequency factors, stored as a tensor
+            factors = _dequantize(self._tensors["rope_freqs.weight"]).reshape(-1).tolist()
+            scaling = {**(scaling or {"rope_type": "default"}), "freq_factors": factors}
+        return LlamaConfig(
+            n_layer=need("block_count"), n_embd=n_embd, n_head=n_head,
+            n_kv_head=f.get(f"{a}.attention.head_count_kv", n_head), intermediate_size=need("feed_forward_length"),
+            vocab_size=int(vocab), n_positions=need("context_length"),
+            head_size=key_length if key_length and key_length != n_embd // n_head else 0,
+            rms_eps=float(need("attention.layer_norm_rms_epsilon")),
+            rope_theta=float(f.get(f"{a}.rope.freq_base", 10000.0)), rope_scaling=scaling,
+            tie_embeddings="output.weight" not in self._tensors,
+            qkv_bias="blk.0.attn_q.bias" in self._tensors, o_bias="blk.0.attn_output.bias" in self._tensors,
+        )
+
+    def tensor(self, hf: str) -> torch.Tensor:
+        name = self._names()[hf]
+        w = _dequantize(self._tensors[name])
+        if self.architecture == "llama" and hf.endswith(("q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias")):
+            heads = self.config.n_head if ".q_proj." in hf else self.config.n_kv_head
+            w = unpermute_rotary(w, heads)
+        return torch.from_numpy(np.array(w, dtype=np.float32))  # a copy: F32 tensors are read-only views of the file
+
+    def _names(self) -> dict[str, str]:
+        if not hasattr(self, "_hf_names"):
+            self._hf_names = {h: n for n in self._tensors if (h := hf_name(n)) is not None}
+        return self._hf_names
+
+
+class _Weights(Mapping):
+    def __init__(self, model: GGUFModel) -> None:
+        self._model = model
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._model.tensor(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._model._names())
+
+    def __len__(self) -> int:
+        return len(self._model._names())
+
+
+def _dequantize(t) -> np.ndarray:
+    import gguf
+
+    try:
+        w = gguf.quants.dequantize(t.data, t.tensor_type)
+    except NotImplementedError:
+        raise UserError(f"GGUF tensor {t.name}: type {t.tensor_type.name} cannot be dequantized") from None
+    return w.astype(np.float32, copy=False).reshape([int(d) for d in reversed(t.shape)])
+
+
+def _rope_scaling(f: dict, a: str) -> dict | None:
+    kind = f.get(f"{a}.rope.scaling.type")
+    if kind in (None, "none"):
+        return None
+    factor = f.get(f"{a}.rope.scaling.factor")
+    if kind == "linear":
+        return {"rope_type": "linear", "factor": float(factor)}
+    if kind == "yarn":
+        return {"rope_type": "yarn", "factor": float(factor),
+                "original_max_position_embeddings": int(f[f"{a}.rope.scaling.original_context_length"])}
+    raise UserError(f"GGUF RoPE scaling {kind!r} is not supported")
+
+
+def _value(field):
+    """A metadata value as Python (strings decoded, arrays as lists)."""
+    try:
+        return field.contents()
+    except Exception:  # noqa: BLE001 - an unusual field type: keep it out of the way
+        return None

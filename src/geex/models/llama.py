@@ -1,0 +1,318 @@
+"""The Llama family in one file: Llama 2/3, Code Llama, Mistral, Qwen2 (qkv bias), SmolLM2, DeepSeek-Coder.
+
+Pre-norm blocks of RMSNorm -> grouped-query attention with rotary positions -> RMSNorm -> SwiGLU
+MLP; a tied or separate output head. Module names are Hugging Face's (``model.layers.{i}.self_attn
+.q_proj`` ...), so a ``transformers`` state dict loads by name. The model shares CodeGeeX's step
+contract (``forward(ids, cache, start, pad)``, the static KV cache, ``geex.models.ops``), so the
+generation engine, CUDA graphs and quantization serve both.
+
+Numerics follow ``transformers``: RMSNorm in fp32 and rounded before the weight; rotary cos/sin in
+fp32, applied in the activations' dtype with the "rotate half" layout (llama.cpp's interleaved
+layout is undone when a GGUF file is read).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geex.errors import UserError
+from geex.models import ops
+from geex.models.attention import attend, step_inputs
+from geex.models.cache import KVCache, LayerCache
+
+ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+
+
+def rope_kind(scaling: dict | None) -> str:
+    if not scaling:
+        return "default"
+    return scaling.get("rope_type", scaling.get("type", "default"))
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_kv_head: int
+    intermediate_size: int
+    vocab_size: int
+    n_positions: int = 4096
+    head_size: int = 0  # 0: n_embd // n_head
+    rms_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    rope_scaling: dict | None = field(default=None, hash=False)  # transformers' rope_scaling / rope_parameters
+    tie_embeddings: bool = True
+    qkv_bias: bool = False  # Qwen2
+    o_bias: bool = False  # Llama's attention_bias puts a bias on o_proj too
+    mlp_bias: bool = False
+
+    architecture = "llama"
+
+    def __post_init__(self) -> None:
+        if self.n_head % self.n_kv_head:
+            raise UserError(f"{self.n_head} attention heads cannot share {self.n_kv_head} key/value heads")
+        rope_type = rope_kind(self.rope_scaling)
+        if rope_type not in ROPE_TYPES:
+            raise UserError(f"RoPE scaling {rope_type!r} is not supported (supported: {', '.join(ROPE_TYPES)})")
+
+    @property
+    def head_dim(self) -> int:
+        return self.head_size or self.n_embd // self.n_head
+
+    @property
+    def cache_layers(self) -> int:
+        return self.n_layer
+
+    def n_params(self) -> int:
+        """Parameter count from the shapes (a tied head counted once)."""
+        h, d, i = self.n_embd, self.head_dim, self.intermediate_size
+        q, kv = self.n_head * d, self.n_kv_head * d
+        attention = h * (q + 2 * kv) + q * h + (q + 2 * kv) * self.qkv_bias + h * self.o_bias
+        mlp = 3 * h * i + (2 * i + h) * self.mlp_bias
+        head = 0 if self.tie_embeddings else self.vocab_size * h
+        return self.n_layer * (attention + mlp + 2 * h) + self.vocab_size * h + h + head
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def build(self) -> Llama:
+        return Llama(self)
+
+
+PRESETS: dict[str, LlamaConfig] = {
+    # SmolLM2-135M's shapes (the embedded default model's; its weights come from its GGUF file)
+    "smollm2-135m": LlamaConfig(n_layer=30, n_embd=576, n_head=9, n_kv_head=3, intermediate_size=1536,
+                                vocab_size=49152, n_positions=8192, rope_theta=100000.0),
+    "llama-tiny": LlamaConfig(n_layer=2, n_embd=64, n_head=4, n_kv_head=2, intermediate_size=128, vocab_size=256,
+                              n_positions=128),
+}
+
+
+def get_config(name: str, **overrides) -> LlamaConfig:
+    if name not in PRESETS:
+        raise UserError(f"unknown model preset {name!r} (known: {', '.join(PRESETS)})")
+    return replace(PRESETS[name], **overrides)
+
+
+def rope_frequencies(cfg: LlamaConfig) -> tuple[torch.Tensor, float]:
+    """``(inv_freq[head_dim / 2], attention_factor)`` as ``transformers``' RoPE initialisers compute them."""
+    dim, base, s = cfg.head_dim, cfg.rope_theta, cfg.rope_scaling or {}
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64, device="cpu").float() / dim))
+    if "freq_factors" in s:  # llama.cpp's per-frequency divisors (GGUF rope_freqs)
+        inv_freq = inv_freq / torch.tensor(s["freq_factors"], dtype=torch.float32, device="cpu")
+    kind = rope_kind(cfg.rope_scaling)
+    if kind == "linear":
+        return inv_freq / s["factor"], 1.0
+    if kind == "llama3":
+        factor, low, high = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+        old = s["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > old / low, inv_freq / factor, inv_freq)
+        smooth = (old / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < old / high) * ~(wavelen > old / low)
+        return torch.where(medium, smoothed, scaled), 1.0
+    if kind == "yarn":
+        return _yarn(cfg, s)
+    return inv_freq, 1.0
+
+
+def _yarn(cfg: LlamaConfig, s: dict) -> tuple[torch.Tensor, float]:
+    dim, base = cfg.head_dim, cfg.rope_theta
+    original = s["original_max_position_embeddings"]
+    factor = s.get("factor") or cfg.n_positions / original
+
+    def mscale(scale: float, m: float = 1.0) -> float:
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    attention_factor = s.get("attention_factor")
+    if attention_factor is None:
+        m, m_all = s.get("mscale"), s.get("mscale_all_dim")
+        attention_factor = float(mscale(factor, m) / mscale(factor, m_all)) if m and m_all else mscale(factor)
+    beta_fast, beta_slow = s.get("beta_fast") or 32, s.get("beta_slow") or 1
+
+    def correction_dim(rotations: float) -> float:
+        return (dim * math.log(original / (rotations * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if s.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32, device="cpu") - low) / (high - low)).clamp(0, 1)
+    pos_freqs = base ** (torch.arange(0, dim, 2, device="cpu").float() / dim)
+    extrapolation = 1 - ramp
+    inv_freq = (1.0 / (factor * pos_freqs)) * (1 - extrapolation) + (1.0 / pos_freqs) * extrapolation
+    return inv_freq, attention_factor
+
+
+class Rotary:
+    """cos/sin of positions, computed per step in fp32 (cheap at decode; no table of the whole
+    context, which is 128 MB at 128K positions)."""
+
+    def __init__(self, cfg: LlamaConfig) -> None:
+        self.inv_freq, self.attention_factor = rope_frequencies(cfg)
+        self._on: dict[torch.device, torch.Tensor] = {}
+
+    def __call__(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq = self._on.get(pos.device)
+        if inv_freq is None:
+            inv_freq = self._on[pos.device] = self.inv_freq.to(pos.device)
+        freqs = pos.float()[..., None] * inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return (emb.cos() * self.attention_factor).to(dtype), (emb.sin() * self.attention_factor).to(dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``x[B, H, T, D]`` rotated ("rotate half": dimension i pairs with i + D/2)."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return self.weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        h, d = cfg.n_embd, cfg.head_dim
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, d
+        self.q_proj = nn.Linear(h, cfg.n_head * d, bias=cfg.qkv_bias)
+        self.k_proj = nn.Linear(h, cfg.n_kv_head * d, bias=cfg.qkv_bias)
+        self.v_proj = nn.Linear(h, cfg.n_kv_head * d, bias=cfg.qkv_bias)
+        self.o_proj = nn.Linear(cfg.n_head * d, h, bias=cfg.o_bias)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache | None,
+                start: int | torch.Tensor, mask: torch.Tensor | None, residual: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        d = self.head_dim
+        if hasattr(self, "qkv"):
+            q, k, v = ops.linear(self.qkv, x).split([self.n_head * d, self.n_kv_head * d, self.n_kv_head * d], -1)
+        else:
+            q, k, v = (ops.linear(m, x) for m in (self.q_proj, self.k_proj, self.v_proj))
+        q = q.view(b, t, self.n_head, d).transpose(1, 2)
+        k = k.view(b, t, self.n_kv_head, d).transpose(1, 2)
+        v = v.view(b, t, self.n_kv_head, d).transpose(1, 2)
+        if cos.dim() == 3:  # per-row positions (padded batches): [B, T, D] -> [B, 1, T, D]
+            cos, sin = cos[:, None], sin[:, None]
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        return ops.linear(self.o_proj, attend(q, k, v, cache, start, mask), residual=residual)
+
+    def fuse(self) -> None:
+        if not hasattr(self, "qkv"):
+            self.qkv = ops.fuse_linears([self.q_proj, self.k_proj, self.v_proj])
+            del self.q_proj, self.k_proj, self.v_proj
+
+
+class MLP(nn.Module):
+    """SwiGLU: ``down(silu(gate(x)) * up(x))``."""
+
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        h, i = cfg.n_embd, cfg.intermediate_size
+        self.gate_proj = nn.Linear(h, i, bias=cfg.mlp_bias)
+        self.up_proj = nn.Linear(h, i, bias=cfg.mlp_bias)
+        self.down_proj = nn.Linear(i, h, bias=cfg.mlp_bias)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "gate_up"):
+            gate, up = ops.linear(self.gate_up, x).chunk(2, dim=-1)
+        else:
+            gate, up = ops.linear(self.gate_proj, x), ops.linear(self.up_proj, x)
+        return ops.linear(self.down_proj, F.silu(gate) * up, residual=residual)
+
+    def fuse(self) -> None:
+        if not hasattr(self, "gate_up"):
+            self.gate_up = ops.fuse_linears([self.gate_proj, self.up_proj])
+            del self.gate_proj, self.up_proj
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.n_embd, cfg.rms_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.n_embd, cfg.rms_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache | None,
+                start: int | torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = self.self_attn(self.input_layernorm(x), cos, sin, cache, start, mask, residual=x)
+        return self.mlp(self.post_attention_layernorm(x), residual=x)
+
+
+class Body(nn.Module):
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.n_embd, cfg.rms_eps)
+
+
+class Llama(nn.Module):
+    """``forward(ids[B, T]) -> logits[B, T, vocab]``, the step contract of ``CodeGeeX.forward``."""
+
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.model = Body(cfg)
+        if not cfg.tie_embeddings:
+            self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.tied_embedding = "model.embed_tokens" if cfg.tie_embeddings else None
+        self.rotary = Rotary(cfg)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.norm.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.norm.weight.device
+
+    def fuse_projections(self) -> Llama:
+        """One q/k/v and one gate/up projection a layer (fewer, larger matrix products when decoding).
+        For inference only: the state dict's names change."""
+        for layer in self.model.layers:
+            layer.self_attn.fuse()
+            layer.mlp.fuse()
+        return self
+
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        """``transformers``' initialisation: N(0, 0.02) matrices and embeddings, zero biases, norms 1."""
+        for name, p in self.named_parameters():
+            with torch.no_grad():
+                if name.endswith("norm.weight"):
+                    p.fill_(1.0)
+                elif name.endswith("bias"):
+                    p.zero_()
+                else:
+                    p.normal_(0.0, 0.02, generator=generator)
+
+    def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: int | torch.Tensor = 0,
+                pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of slots ``start..start+T-1`` (see ``geex.models.attention`` for ``pad`` and a
+        tensor ``start``)."""
+        pos, mask, at = step_inputs(ids, cache, start, pad, self.config.n_positions, self.dtype)
+        x = self.model.embed_tokens(ids)
+        cos, sin = self.rotary(pos, x.dtype)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, cos, sin, cache.layer(i) if cache is not None else None, at, mask)
+        x = self.model.norm(x)
+        if self.config.tie_embeddings:
+            return ops.tied_head(x, self.model.embed_tokens)
+        return ops.linear(self.lm_head, x)
