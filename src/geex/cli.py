@@ -143,8 +143,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     final = cleanup(args.language, out.text) if args.language else out.text
     sys.stdout.write(final[printed:] + "\n")
     sys.stdout.flush()
-    print(f"{loaded.name}: {len(out.token_ids)} tokens in {elapsed:.2f} s "
-          f"({len(out.token_ids) / elapsed:.1f} tokens/s), finish: {out.finish_reason}", file=sys.stderr)
+    print(f"{len(out.token_ids)} tokens in {elapsed:.2f} s ({len(out.token_ids) / elapsed:.1f} tokens/s), "
+          f"finish: {out.finish_reason}, model: {loaded.name}", file=sys.stderr)
     return 0
 
 

@@ -36,7 +36,7 @@ def test_generate_streams_a_completion_with_tokens_per_second(tmp_path, tokenize
 
 def test_generate_user_errors():
     r = _geex("generate", "--model", "/nonexistent", "--prompt", "x")
-    assert r.returncode == 2 and "neither a preset" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "is not a preset" in r.stderr and "Traceback" not in r.stderr
     r = _geex("generate", "--model", "codegeex-tiny", "--prompt", "x", "--tokenizer", "/nonexistent")
     assert r.returncode == 2 and "no tokenizer files" in r.stderr
     r = _geex("generate", "--model", "codegeex-tiny", "--prompt", "x", "--temperature", "0")
