@@ -93,7 +93,11 @@ def tied_head(x: torch.Tensor, embedding: nn.Module) -> torch.Tensor:
             from geex.kernels.quant_matmul import wq_matmul
 
             return wq_matmul(x, embedding.qweight, embedding.scale, None)
-        return x @ embedding.dequantized(x.dtype).T
+        if KERNELS == "never":
+            return x @ embedding.dequantized(x.dtype).T
+        from geex.models.quantize import int8_linear
+
+        return int8_linear(x, embedding.qweight, embedding.scale, None)
     weight = embedding.weight
     if _fusable(x, weight) and _rows(x) <= DECODE_ROWS:
         from geex.kernels.quant_matmul import wq_matmul

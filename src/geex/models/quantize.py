@@ -41,6 +41,19 @@ def dequantize_int8(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = t
     return (q.float() * scale.float()[:, None]).to(dtype)
 
 
+def int8_linear(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x @ (q * scale).T + bias`` off the GPU without a dequantized copy of the weight: PyTorch's
+    int8 weight-only kernel (``_weight_int8pack_mm``, vectorised) for bf16/fp16 activations, where it
+    reads a quarter of fp32's bytes; for fp32 activations (that kernel is slow there) the weight is
+    widened once and the scale applied to the output, as gpt-fast does."""
+    if x.dtype in (torch.bfloat16, torch.float16) and x.device.type == "cpu":
+        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), q, scale.to(x.dtype))
+        y = y.view(*x.shape[:-1], q.shape[0])
+    else:
+        y = F.linear(x, q.to(x.dtype)) * scale.to(x.dtype)
+    return y if bias is None else y + bias
+
+
 def int4_group(k: int, group_size: int) -> int:
     """The group size used for ``k`` input features: ``group_size``, or ``k`` if that is smaller."""
     group = min(group_size, k)
@@ -123,6 +136,8 @@ class QuantizedLinear(nn.Module):
             from geex.kernels.quant_matmul import wq_matmul
 
             return wq_matmul(x, self.qweight, self.scale, self.bias, self.group)
+        if self.mode == "int8" and ops.KERNELS != "never":
+            return int8_linear(x, self.qweight, self.scale, self.bias)
         return F.linear(x, self.dequantized(x.dtype), self.bias)
 
     def extra_repr(self) -> str:

@@ -1,0 +1,437 @@
+"""GGUF files: small ones written here with ``gguf.GGUFWriter`` (q/k in llama.cpp's permuted rotary
+layout, tensors stored as F32, F16 and Q8_0, a tiny gpt2-style vocabulary), read back through
+``GGUFModel`` and ``registry.load``. Expected values come from the test's own permutation, its own
+Q8_0 dequantization, numpy's float16 rounding, hand-computed token ids and ``transformers``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from geex.errors import UserError
+from geex.models import registry
+from geex.models.gguf_loader import GGUFModel, hf_name, is_gguf, unpermute_rotary
+
+Q8_0 = gguf.GGMLQuantizationType.Q8_0
+
+
+def permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's convert_hf_to_gguf.py ``LlamaModel.permute``: Hugging Face's rotary halves ->
+    interleaved pairs."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def dequantize_q8_0(raw: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Q8_0 by its definition: blocks of 32 values, each a float16 scale then 32 int8; value = scale * q."""
+    blocks = np.asarray(raw, dtype=np.uint8).reshape(-1, 34)
+    scale = blocks[:, :2].copy().view(np.float16).astype(np.float32)  # [n, 1]
+    q = blocks[:, 2:].copy().view(np.int8).astype(np.float32)  # [n, 32]
+    return (scale * q).reshape(shape)
+
+
+# -- (a) the rotary permutation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_head, head_dim, cols", [(4, 16, 8), (1, 2, 3), (3, 6, 5), (2, 64, 1)])
+def test_unpermute_rotary_inverts_llama_cpp_permute(n_head, head_dim, cols):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((n_head * head_dim, cols)).astype(np.float32)
+    np.testing.assert_array_equal(unpermute_rotary(permute(w, n_head), n_head), w)
+    b = rng.standard_normal(n_head * head_dim).astype(np.float32)  # a bias
+    np.testing.assert_array_equal(unpermute_rotary(permute(b, n_head), n_head), b)
+
+
+def test_unpermute_rotary_by_hand():
+    """One head of 4 dims: Hugging Face [x0, x1 | y0, y1] is stored as pairs [x0, y0, x1, y1]."""
+    stored = np.array([10, 20, 11, 21], dtype=np.float32)  # x0=10, y0=20, x1=11, y1=21
+    np.testing.assert_array_equal(unpermute_rotary(stored, 1), [10, 11, 20, 21])
+    two_heads = np.array([0, 2, 1, 3, 4, 6, 5, 7], dtype=np.float32)
+    np.testing.assert_array_equal(unpermute_rotary(two_heads, 2), [0, 1, 2, 3, 4, 5, 6, 7])
+    rows = np.arange(8, dtype=np.float32).reshape(4, 2)  # rows move together, columns stay
+    np.testing.assert_array_equal(unpermute_rotary(rows, 1), rows[[0, 2, 1, 3]])
+
+
+def test_the_permutation_is_not_its_own_inverse():
+    """So that the tests above can tell ``permute`` from ``unpermute``: for 8 dims they differ."""
+    w = np.arange(8, dtype=np.float32)
+    assert not np.array_equal(permute(w, 1), unpermute_rotary(w, 1))
+
+
+# -- (c) tensor names ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gguf_name, expected", [
+    ("token_embd.weight", "model.embed_tokens.weight"),
+    ("output_norm.weight", "model.norm.weight"),
+    ("output.weight", "lm_head.weight"),
+    ("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight"),
+    ("blk.0.attn_k.weight", "model.layers.0.self_attn.k_proj.weight"),
+    ("blk.0.attn_v.weight", "model.layers.0.self_attn.v_proj.weight"),
+    ("blk.11.attn_q.bias", "model.layers.11.self_attn.q_proj.bias"),
+    ("blk.11.attn_k.bias", "model.layers.11.self_attn.k_proj.bias"),
+    ("blk.11.attn_v.bias", "model.layers.11.self_attn.v_proj.bias"),
+    ("blk.3.attn_output.weight", "model.layers.3.self_attn.o_proj.weight"),
+    ("blk.3.attn_output.bias", "model.layers.3.self_attn.o_proj.bias"),
+    ("blk.29.ffn_gate.weight", "model.layers.29.mlp.gate_proj.weight"),
+    ("blk.29.ffn_up.weight", "model.layers.29.mlp.up_proj.weight"),
+    ("blk.29.ffn_down.weight", "model.layers.29.mlp.down_proj.weight"),
+    ("blk.7.attn_norm.weight", "model.layers.7.input_layernorm.weight"),
+    ("blk.7.ffn_norm.weight", "model.layers.7.post_attention_layernorm.weight"),
+    ("rope_freqs.weight", None),
+    ("blk.0.attn_qkv.weight", None),
+    ("blk.x.attn_q.weight", None),
+    ("output_norm.bias", None),
+])
+def test_hf_name(gguf_name, expected):
+    assert hf_name(gguf_name) == expected
+
+
+# -- (b) a small GGUF file ----------------------------------------------------------------------------
+
+
+def byte_alphabet() -> list[str]:
+    """GPT-2's byte -> printable character table (``bytes_to_unicode``), in byte order."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    table = dict(zip(bs, cs))
+    return [chr(table[b]) for b in range(256)]
+
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+MERGES = ["d e", "de f", "Ġ Ġ", "ĠĠ ĠĠ", "r e", "re t", "1 2", "Ġ re"]
+TOKENS = SPECIALS + byte_alphabet() + [m.replace(" ", "") for m in MERGES]
+TOKEN_TYPES = [3] * len(SPECIALS) + [1] * (len(TOKENS) - len(SPECIALS))
+TID = {t: i for i, t in enumerate(TOKENS)}
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+N_LAYER, N_EMBD, N_HEAD, N_KV, FFN = 2, 64, 4, 2, 96
+HEAD = N_EMBD // N_HEAD
+# per tensor kind, how it is stored (F32, F16, Q8_0): every storage type on q/k (permuted) and elsewhere
+STORAGE = {
+    "token_embd": Q8_0, "output": "F16", "output_norm": "F32",
+    "attn_norm": "F32", "ffn_norm": "F32", "attn_output": Q8_0, "ffn_gate": "F32", "ffn_up": "F16", "ffn_down": Q8_0,
+    "attn_v": "F16", "bias": "F32",
+}
+QK_STORAGE = {0: ("F32", Q8_0), 1: ("F16", "F32")}  # layer -> (attn_q, attn_k)
+
+
+def hf_weights(rng, tied: bool, bias: bool) -> dict[str, np.ndarray]:
+    """Random weights in Hugging Face's names and layout."""
+    vocab = len(TOKENS)
+
+    def m(*shape, scale=0.1):
+        return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+    w = {"model.embed_tokens.weight": m(vocab, N_EMBD, scale=0.5), "model.norm.weight": 1 + m(N_EMBD, scale=0.3)}
+    if not tied:
+        w["lm_head.weight"] = m(vocab, N_EMBD, scale=0.5)
+    for i in range(N_LAYER):
+        p = f"model.layers.{i}."
+        w[p + "input_layernorm.weight"] = 1 + m(N_EMBD, scale=0.3)
+        w[p + "post_attention_layernorm.weight"] = 1 + m(N_EMBD, scale=0.3)
+        w[p + "self_attn.q_proj.weight"] = m(N_HEAD * HEAD, N_EMBD, scale=0.3)
+        w[p + "self_attn.k_proj.weight"] = m(N_KV * HEAD, N_EMBD, scale=0.3)
+        w[p + "self_attn.v_proj.weight"] = m(N_KV * HEAD, N_EMBD)
+        w[p + "self_attn.o_proj.weight"] = m(N_EMBD, N_HEAD * HEAD)
+        w[p + "mlp.gate_proj.weight"] = m(FFN, N_EMBD)
+        w[p + "mlp.up_proj.weight"] = m(FFN, N_EMBD)
+        w[p + "mlp.down_proj.weight"] = m(N_EMBD, FFN)
+        if bias:
+            for x, n in (("q", N_HEAD), ("k", N_KV), ("v", N_KV)):
+                w[p + f"self_attn.{x}_proj.bias"] = m(n * HEAD, scale=0.3)
+    return w
+
+
+GGUF_NAMES = {  # Hugging Face suffix -> GGUF suffix
+    "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+    "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias", "self_attn.v_proj.bias": "attn_v.bias",
+    "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
+}
+TOP_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+
+
+def gguf_name_of(hf: str) -> str:
+    if hf in TOP_NAMES:
+        return TOP_NAMES[hf]
+    _, _, layer, rest = hf.split(".", 3)
+    return f"blk.{layer}.{GGUF_NAMES[rest]}"
+
+
+def storage_of(gname: str):
+    if gname.endswith(".bias"):
+        return STORAGE["bias"]
+    parts = gname.split(".")
+    kind = parts[-2] if parts[0] == "blk" else parts[0]
+    if kind in ("attn_q", "attn_k"):
+        return QK_STORAGE[int(parts[1])][kind == "attn_k"]
+    return STORAGE[kind]
+
+
+def stored_and_expected(w: np.ndarray, storage) -> tuple[np.ndarray, np.ndarray, object]:
+    """(what the writer gets, what the loader must return before any un-permutation, raw dtype)."""
+    if storage == "F32":
+        return w, w, None
+    if storage == "F16":
+        h = w.astype(np.float16)
+        return h, h.astype(np.float32), None
+    raw = gguf.quants.quantize(w, Q8_0)
+    return raw, dequantize_q8_0(raw, w.shape), Q8_0
+
+
+def write_gguf(path: Path, *, arch: str = "llama", tied: bool = False, bias: bool = False, seed: int = 0,
+               drop_keys: tuple[str, ...] = (), pre: str = "gpt2", add_bos: bool = False,
+               rope_scaling: tuple[str, float] | None = None, extra=None) -> dict[str, np.ndarray]:
+    """Write a tiny model; return the weights (Hugging Face names and layout) the loader must give back."""
+    rng = np.random.default_rng(seed)
+    weights = hf_weights(rng, tied, bias)
+    writer = gguf.GGUFWriter(str(path), arch)
+    keys = {
+        f"{arch}.block_count": N_LAYER, f"{arch}.embedding_length": N_EMBD, f"{arch}.context_length": 256,
+        f"{arch}.feed_forward_length": FFN, f"{arch}.attention.head_count": N_HEAD,
+        f"{arch}.attention.head_count_kv": N_KV, f"{arch}.attention.layer_norm_rms_epsilon": 1e-5,
+        f"{arch}.rope.freq_base": 1000.0,
+    }
+    for key, value in keys.items():
+        if key.split(".", 1)[1] in drop_keys:
+            continue
+        if isinstance(value, float):
+            writer.add_float32(key, value)
+        else:
+            writer.add_uint32(key, value)
+    if rope_scaling:
+        writer.add_rope_scaling_type(gguf.RopeScalingType(rope_scaling[0]))
+        writer.add_rope_scaling_factor(rope_scaling[1])
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(TOKENS)
+    writer.add_token_types(TOKEN_TYPES)
+    writer.add_token_merges(MERGES)
+    writer.add_bos_token_id(TID["<|im_start|>"])
+    writer.add_eos_token_id(TID["<|im_end|>"])
+    writer.add_add_bos_token(add_bos)
+    writer.add_chat_template(CHAT_TEMPLATE)
+    if extra:
+        extra(writer)
+    expected = {}
+    for name, w in weights.items():
+        gname = gguf_name_of(name)
+        storage = storage_of(gname)
+        heads = {"attn_q": N_HEAD, "attn_k": N_KV}.get(gname.split(".")[2] if gname.startswith("blk") else "")
+        permuted = arch == "llama" and heads is not None
+        stored, back, raw_dtype = stored_and_expected(permute(w, heads) if permuted else w, storage)
+        if permuted:  # the expected value in Hugging Face's layout: storage rounding is per row (Q8_0 blocks
+            # of 32 along a row), so rounding then un-permuting equals permuting the rounded rows back
+            _, back, _ = stored_and_expected(w, storage)
+        writer.add_tensor(gname, stored, raw_dtype=raw_dtype)
+        expected[name] = back
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return expected
+
+
+def reference_model(expected: dict[str, np.ndarray], *, tied: bool, bias: bool, arch: str = "llama", rope=None):
+    """transformers' model holding the expected weights."""
+    common = dict(vocab_size=len(TOKENS), hidden_size=N_EMBD, intermediate_size=FFN, num_hidden_layers=N_LAYER,
+                  num_attention_heads=N_HEAD, num_key_value_heads=N_KV, max_position_embeddings=256,
+                  rms_norm_eps=1e-5, tie_word_embeddings=tied,
+                  rope_parameters={"rope_type": "default", "rope_theta": 1000.0, **(rope or {})})
+    if arch == "qwen2":
+        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common))
+    else:
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**common, attention_bias=bias))
+    sd = {k: torch.from_numpy(v) for k, v in expected.items()}
+    if arch == "llama" and bias:
+        for i in range(N_LAYER):  # Llama's attention_bias also puts a (here zero) bias on o_proj
+            sd[f"model.layers.{i}.self_attn.o_proj.bias"] = torch.zeros(N_EMBD)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    model.config._attn_implementation = "eager"
+    return model.float().eval()
+
+
+@pytest.fixture(scope="module")
+def untied(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gguf") / "tiny.gguf"
+    return path, write_gguf(path)
+
+
+def test_weights_come_back_in_hugging_face_layout(untied):
+    path, expected = untied
+    g = GGUFModel(path)
+    assert set(g.weights) == set(expected)
+    assert len(g.weights) == len(expected)
+    for name, want in expected.items():
+        got = g.weights[name]
+        assert got.dtype == torch.float32
+        assert tuple(got.shape) == want.shape, name
+        np.testing.assert_array_equal(got.numpy(), want, err_msg=name)  # exact: F32, F16 and Q8_0 alike
+    # the test's expectations are not vacuous: each storage type and the permutation change something
+    raw = hf_weights(np.random.default_rng(0), False, False)
+    assert not np.array_equal(expected["model.embed_tokens.weight"], raw["model.embed_tokens.weight"])  # Q8_0
+    assert not np.array_equal(expected["lm_head.weight"], raw["lm_head.weight"])  # F16
+    np.testing.assert_array_equal(expected["model.layers.0.self_attn.q_proj.weight"],
+                                  raw["model.layers.0.self_attn.q_proj.weight"])  # F32, exact
+    q = g.weights["model.layers.0.self_attn.q_proj.weight"].numpy()
+    assert not np.array_equal(q, permute(raw["model.layers.0.self_attn.q_proj.weight"], N_HEAD))
+
+
+def test_returned_tensors_are_writable_copies(untied):
+    path, _ = untied
+    g = GGUFModel(path)
+    t = g.weights["model.norm.weight"]
+    t.add_(1.0)  # an F32 tensor must not be a read-only view of the file
+    assert not torch.equal(g.weights["model.norm.weight"], t)
+
+
+def test_config_from_metadata(untied):
+    path, _ = untied
+    g = GGUFModel(path)
+    c = g.config
+    assert (c.n_layer, c.n_embd, c.n_head, c.n_kv_head, c.head_dim) == (N_LAYER, N_EMBD, N_HEAD, N_KV, HEAD)
+    assert (c.intermediate_size, c.vocab_size, c.n_positions) == (FFN, len(TOKENS), 256)
+    assert (c.rope_theta, c.tie_embeddings, c.qkv_bias, c.o_bias) == (1000.0, False, False, False)
+    assert c.rms_eps == pytest.approx(1e-5)
+    assert c.rope_scaling is None
+    assert g.fields["general.architecture"] == "llama"
+    assert is_gguf(path)
+
+
+@pytest.mark.parametrize("variant", ["untied", "tied-bias", "linear-rope", "qwen2-bias"])
+def test_logits_equal_transformers_holding_the_expected_weights(variant, tmp_path):
+    arch = "qwen2" if variant.startswith("qwen2") else "llama"
+    tied, bias = variant == "tied-bias", "bias" in variant
+    rope = ("linear", 2.0) if variant == "linear-rope" else None
+    path = tmp_path / "m.gguf"
+    expected = write_gguf(path, arch=arch, tied=tied, bias=bias, seed=3, rope_scaling=rope)
+    loaded = registry.load(str(path), dtype=torch.float32)
+    assert loaded.model.config.tie_embeddings == tied
+    assert loaded.model.config.qkv_bias == bias
+    ref = reference_model(expected, tied=tied, bias=bias, arch=arch,
+                          rope={"rope_type": "linear", "factor": 2.0} if rope else None)
+    ids = torch.randint(0, len(TOKENS), (2, 33), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = loaded.model(ids)
+        theirs = ref(input_ids=ids).logits
+    rel = float((ours - theirs).norm() / theirs.norm())
+    assert rel < 1e-5, rel
+    assert loaded.model.config.n_params() == sum(p.numel() for p in ref.parameters()) - (
+        N_LAYER * N_EMBD if arch == "llama" and bias else 0)  # geex keeps no all-zero o_proj bias
+
+
+def test_a_yarn_scaled_file_reads_its_scaling(tmp_path):
+    path = tmp_path / "yarn.gguf"
+    write_gguf(path, rope_scaling=("yarn", 4.0), extra=lambda w: w.add_rope_scaling_orig_ctx_len(64))
+    c = GGUFModel(path).config
+    assert c.rope_scaling == {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}
+
+
+def test_the_tokenizer_from_metadata(untied):
+    path, _ = untied
+    tok = GGUFModel(path).tokenizer
+    by_hand = {
+        "def": [TID["def"]],
+        "def ret": [TID["def"], TID["Ġ"], TID["ret"]],  # in 'Ġret', 'r e' (rank 4) then 're t' (5) beat 'Ġ re' (7)
+        " re": [TID["Ġre"]],
+        "ret": [TID["ret"]],
+        "12": [TID["12"]],  # the gpt2 pre-tokenizer keeps digits together
+        "   x": [TID["ĠĠ"], TID["Ġ"], TID["x"]],  # gpt2 leaves the last space to the word
+        "<|im_start|>de<|im_end|>": [TID["<|im_start|>"], TID["de"], TID["<|im_end|>"]],
+        "é": [TID[byte_alphabet()[0xC3]], TID[byte_alphabet()[0xA9]]],
+    }
+    for text, ids in by_hand.items():
+        assert tok.encode(text) == ids, text
+        assert tok.decode(ids) == text
+    assert tok.eos_id == TID["<|im_end|>"]
+    assert {TID["<|im_end|>"], TID["<|endoftext|>"]} <= tok.stop_ids
+    assert tok.vocab_size == len(TOKENS)
+    assert tok.apply_chat_template([{"role": "user", "content": "hi"}]) == \
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_the_tokenizer_matches_transformers_reading_the_same_file(untied):
+    path, _ = untied
+    tok = GGUFModel(path).tokenizer
+    hf = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    for text in ["def ret 12 re", "   x\n\n\tdef", "<|im_start|>user\ndef<|im_end|>", "naïve 🙂 ¡"]:
+        assert tok.encode(text) == hf(text, add_special_tokens=False)["input_ids"], text
+
+
+def test_pre_tokenizer_and_bos_from_metadata(tmp_path):
+    path = tmp_path / "smollm.gguf"
+    write_gguf(path, pre="smollm", add_bos=True)
+    tok = GGUFModel(path).tokenizer
+    bos = TID["<|im_start|>"]
+    assert tok.encode("12") == [bos, TID["1"], TID["2"]]  # digits one by one, and BOS first
+    assert tok.encode_chat("12") == [TID["1"], TID["2"]]  # a rendered chat prompt gets no BOS
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "bert", "mamba"])
+def test_an_unsupported_architecture_is_a_user_error(arch, tmp_path):
+    path = tmp_path / "m.gguf"
+    write_gguf(path, arch=arch)
+    with pytest.raises(UserError, match=arch):
+        GGUFModel(path)
+    with pytest.raises(UserError, match=arch):
+        registry.load(str(path))
+
+
+@pytest.mark.parametrize("key", ["block_count", "embedding_length", "feed_forward_length", "attention.head_count",
+                                 "context_length", "attention.layer_norm_rms_epsilon"])
+def test_a_missing_metadata_key_is_a_user_error(key, tmp_path):
+    path = tmp_path / "m.gguf"
+    write_gguf(path, drop_keys=(key,))
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        registry.load(str(path))
+
+
+def test_an_unsupported_tokenizer_is_a_user_error(tmp_path):
+    path = tmp_path / "m.gguf"
+    write_gguf(path, pre="no-such-pre")
+    with pytest.raises(UserError, match="no-such-pre"):
+        GGUFModel(path)
+
+
+# -- (d) files that are not GGUF ----------------------------------------------------------------------
+
+
+def test_a_file_that_is_not_gguf_is_a_user_error(tmp_path):
+    path = tmp_path / "notes.gguf"
+    path.write_text("this is not a model\n" * 10)
+    assert not is_gguf(path)
+    assert not is_gguf(tmp_path)  # a directory
+    with pytest.raises(UserError):
+        GGUFModel(path)
+    with pytest.raises(UserError):
+        registry.load(str(path))
+    other = tmp_path / "weights.bin"
+    other.write_bytes(b"\x00\x01garbage" * 100)
+    with pytest.raises(UserError):
+        registry.load(str(other))
+
+
+@pytest.mark.parametrize("keep", [4, 10, 24, 200, "half", "last-byte"])
+def test_a_truncated_gguf_is_a_user_error(keep, untied, tmp_path):
+    src, _ = untied
+    data = src.read_bytes()
+    n = {"half": len(data) // 2, "last-byte": len(data) - 1}.get(keep, keep)
+    path = tmp_path / "cut.gguf"
+    path.write_bytes(data[:n])
+    assert is_gguf(path)
+    with pytest.raises(UserError):
+        registry.load(str(path))
