@@ -26,15 +26,21 @@ def _greedy(model, ids, new: int, mode: str, pad=None) -> list[list[int]]:
     return out
 
 
-@pytest.mark.parametrize("quant", [None, "int8", "int4"])
-def test_cuda_graph_step_generates_what_the_eager_step_does(quant):
-    from tests.models.tiny import random_tiny_codegeex
+def _tiny(arch: str):
+    from tests.models.tiny import random_tiny_codegeex, random_tiny_llama
 
-    model = random_tiny_codegeex().to("cuda", torch.bfloat16)
+    return (random_tiny_codegeex() if arch == "codegeex" else random_tiny_llama()).to("cuda", torch.bfloat16)
+
+
+@pytest.mark.parametrize("arch", ["codegeex", "llama"])
+@pytest.mark.parametrize("quant", [None, "int8", "int4"])
+def test_cuda_graph_step_generates_what_the_eager_step_does(quant, arch):
+    model = _tiny(arch)
     if quant:
         quantize_model(model, quant, group_size=32)
     model.fuse_projections()
-    ids = torch.randint(0, 50400, (3, 9), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    ids = torch.randint(0, model.config.vocab_size, (3, 9), device="cuda",
+                        generator=torch.Generator("cuda").manual_seed(0))
     pad = torch.tensor([0, 2, 5], device="cuda")
     with torch.no_grad():
         assert _greedy(model, ids, 12, "graph", pad) == _greedy(model, ids, 12, "eager", pad)
@@ -68,16 +74,16 @@ def test_kernels_match_a_float64_reference_on_the_gpu(m, mode):
     assert ((y.double() - ref).norm() / ref.norm()).item() < 1e-2
 
 
+@pytest.mark.parametrize("arch", ["codegeex", "llama"])
 @pytest.mark.parametrize("batch", ["padded", "one row"])
 @pytest.mark.parametrize("quant", [None, "int8", "int4"])
-def test_fused_kernels_match_pytorch_in_a_bf16_decode_step(monkeypatch, quant, batch):
+def test_fused_kernels_match_pytorch_in_a_bf16_decode_step(monkeypatch, quant, batch, arch):
     """``geex.models.ops.KERNELS``: "auto" (the fused GEMV epilogues, LayerNorm and decode-attention
     kernels on CUDA) against "never" (PyTorch: quantized layers dequantize and call ``F.linear``), for
     static steps in one chunk of the attention kernel and across two. bf16: a few roundings apart."""
     from geex.models import ops
-    from tests.models.tiny import random_tiny_codegeex
 
-    model = random_tiny_codegeex().to("cuda", torch.bfloat16)
+    model = _tiny(arch)
     if quant:
         quantize_model(model, quant, group_size=32)
     model.fuse_projections()

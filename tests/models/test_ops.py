@@ -297,6 +297,34 @@ def test_always_model_matches_never(monkeypatch, interpreter, kernel_calls, quan
         assert kernel_calls["wq_matmul"] > 0
 
 
+@pytest.mark.parametrize("quant", QUANTS)
+def test_always_llama_matches_never(monkeypatch, interpreter, kernel_calls, quant):
+    """The Llama family on the same fused paths: GEMVs with residuals, grouped-query decode
+    attention (4 query heads over 2 key/value heads), through Triton's interpreter."""
+    from tests.models.tiny import random_tiny_llama
+
+    model = random_tiny_llama()
+    if quant:
+        quantize_model(model, quant, 32)
+    model.fuse_projections()
+    cfg = model.config
+    g = torch.Generator().manual_seed(4)
+    ids, pad = torch.randint(0, cfg.vocab_size, (2, 9), generator=g), torch.tensor([0, 3])
+    steps = [(9, True), (10, False), (12, True)]
+    with torch.no_grad():
+        monkeypatch.setattr(ops, "KERNELS", "never")
+        ref_outs, ref_cache = _decode(model, ids, pad, steps)
+        monkeypatch.setattr(ops, "KERNELS", "always")
+        outs, cache = _decode(model, ids, pad, steps)
+    for got, want in [*zip(outs, ref_outs), (cache.k, ref_cache.k), (cache.v, ref_cache.v)]:
+        assert got.shape == want.shape and torch.isfinite(got).all()
+        assert _rel(got, want) < 1e-5
+    assert not cache.counts.any()
+    assert kernel_calls["decode_attention"] == 2 * cfg.n_layer
+    if quant is not None:
+        assert kernel_calls["wq_matmul"] > 0
+
+
 # --- anything that needs gradients stays on the PyTorch path ---------------------------------------------
 
 @pytest.mark.parametrize("quant", QUANTS)
