@@ -433,5 +433,5 @@ def test_a_truncated_gguf_is_a_user_error(keep, untied, tmp_path):
     path = tmp_path / "cut.gguf"
     path.write_bytes(data[:n])
     assert is_gguf(path)
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="cannot read GGUF file"):
         registry.load(str(path))

@@ -341,3 +341,24 @@ def test_a_directory_without_weights_or_tokenizer_is_a_user_error(tmp_path, writ
         (directory / f.name).write_bytes(f.read_bytes())
     with pytest.raises(UserError, match="tokenizer.json"):
         registry.load(str(directory))
+
+
+def test_a_minimal_config_json_gets_the_defaults_transformers_gives_it(tmp_path, tokenizer_files, vocab):
+    """A hand-written config.json naming only the shapes: no eps, head_dim, kv heads, rope or tying."""
+    raw = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+           "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 8, "vocab_size": vocab}
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    ref_model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.from_pretrained(tmp_path))
+    with torch.no_grad():
+        for name, p in ref_model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.add_(0.3 * torch.randn(p.shape))
+    ref_model.float().eval().config._attn_implementation = "eager"
+    directory = write_model(ref_model, tokenizer_files, tmp_path / "m")
+    (directory / "config.json").write_text(json.dumps(raw))  # back to the minimal file
+    cfg = transformers.AutoConfig.from_pretrained(directory)
+    assert cfg.rms_norm_eps == ref_model.config.rms_norm_eps  # transformers reads it as the model was made
+    ids = random_ids(vocab, (1, SEQ), seed=6)
+    with torch.no_grad():
+        ours = registry.load(str(directory)).model(ids)
+    assert rel(ours, hf_logits(ref_model, ids)) < 1e-5
