@@ -302,3 +302,21 @@ def test_fuse_projections_keeps_logits(model, mode):
     torch.testing.assert_close(_logits(m), before, rtol=1e-6, atol=1e-6)
     m.fuse_projections()  # a second call changes nothing
     torch.testing.assert_close(_logits(m), before, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("lead", [(1,), (3, 5)])
+def test_int8_linear_off_the_gpu_equals_the_dequantized_product(dtype, lead):
+    """``int8_linear`` (PyTorch's int8 weight-only kernel for bf16, widen-and-scale for fp32) against
+    float64 ``x @ (q * scale).T + bias``; bf16 within its rounding."""
+    from geex.models.quantize import int8_linear
+
+    g = torch.Generator().manual_seed(11)
+    w, bias = torch.randn(48, 64, generator=g), torch.randn(48, generator=g)
+    q, scale = quantize_int8(w)
+    x = torch.randn(*lead, 64, generator=g).to(dtype)
+    got = int8_linear(x, q, scale, bias.to(dtype))
+    want = x.double() @ (q.double() * scale.double()[:, None]).T + bias.to(dtype).double()
+    assert got.dtype == dtype and got.shape == (*lead, 48)
+    rel = ((got.double() - want).norm() / want.norm()).item()
+    assert rel < (1e-6 if dtype == torch.float32 else 1e-2), rel
