@@ -96,7 +96,7 @@ def test_hf_name(gguf_name, expected):
 
 def byte_alphabet() -> list[str]:
     """GPT-2's byte -> printable character table (``bytes_to_unicode``), in byte order."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     cs, n = bs[:], 0
     for b in range(256):
         if b not in bs:
@@ -126,7 +126,7 @@ STORAGE = {
 QK_STORAGE = {0: ("F32", Q8_0), 1: ("F16", "F32")}  # layer -> (attn_q, attn_k)
 
 
-def hf_weights(rng, tied: bool, bias: bool) -> dict[str, np.ndarray]:
+def hf_weights(rng, tied: bool, bias: bool, head: int = HEAD) -> dict[str, np.ndarray]:
     """Random weights in Hugging Face's names and layout."""
     vocab = len(TOKENS)
 
@@ -140,16 +140,16 @@ def hf_weights(rng, tied: bool, bias: bool) -> dict[str, np.ndarray]:
         p = f"model.layers.{i}."
         w[p + "input_layernorm.weight"] = 1 + m(N_EMBD, scale=0.3)
         w[p + "post_attention_layernorm.weight"] = 1 + m(N_EMBD, scale=0.3)
-        w[p + "self_attn.q_proj.weight"] = m(N_HEAD * HEAD, N_EMBD, scale=0.3)
-        w[p + "self_attn.k_proj.weight"] = m(N_KV * HEAD, N_EMBD, scale=0.3)
-        w[p + "self_attn.v_proj.weight"] = m(N_KV * HEAD, N_EMBD)
-        w[p + "self_attn.o_proj.weight"] = m(N_EMBD, N_HEAD * HEAD)
+        w[p + "self_attn.q_proj.weight"] = m(N_HEAD * head, N_EMBD, scale=0.3)
+        w[p + "self_attn.k_proj.weight"] = m(N_KV * head, N_EMBD, scale=0.3)
+        w[p + "self_attn.v_proj.weight"] = m(N_KV * head, N_EMBD)
+        w[p + "self_attn.o_proj.weight"] = m(N_EMBD, N_HEAD * head)
         w[p + "mlp.gate_proj.weight"] = m(FFN, N_EMBD)
         w[p + "mlp.up_proj.weight"] = m(FFN, N_EMBD)
         w[p + "mlp.down_proj.weight"] = m(N_EMBD, FFN)
         if bias:
             for x, n in (("q", N_HEAD), ("k", N_KV), ("v", N_KV)):
-                w[p + f"self_attn.{x}_proj.bias"] = m(n * HEAD, scale=0.3)
+                w[p + f"self_attn.{x}_proj.bias"] = m(n * head, scale=0.3)
     return w
 
 
@@ -157,8 +157,9 @@ GGUF_NAMES = {  # Hugging Face suffix -> GGUF suffix
     "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
     "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
     "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
-    "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias", "self_attn.v_proj.bias": "attn_v.bias",
-    "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
+    "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias",
+    "self_attn.v_proj.bias": "attn_v.bias", "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
 }
 TOP_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
@@ -194,10 +195,11 @@ def stored_and_expected(w: np.ndarray, storage) -> tuple[np.ndarray, np.ndarray,
 
 def write_gguf(path: Path, *, arch: str = "llama", tied: bool = False, bias: bool = False, seed: int = 0,
                drop_keys: tuple[str, ...] = (), pre: str = "gpt2", add_bos: bool = False,
-               rope_scaling: tuple[str, float] | None = None, extra=None) -> dict[str, np.ndarray]:
+               rope_scaling: tuple[str, float] | None = None, extra=None, head: int = HEAD,
+               meta: dict | None = None) -> dict[str, np.ndarray]:
     """Write a tiny model; return the weights (Hugging Face names and layout) the loader must give back."""
     rng = np.random.default_rng(seed)
-    weights = hf_weights(rng, tied, bias)
+    weights = hf_weights(rng, tied, bias, head)
     writer = gguf.GGUFWriter(str(path), arch)
     keys = {
         f"{arch}.block_count": N_LAYER, f"{arch}.embedding_length": N_EMBD, f"{arch}.context_length": 256,
@@ -205,6 +207,10 @@ def write_gguf(path: Path, *, arch: str = "llama", tied: bool = False, bias: boo
         f"{arch}.attention.head_count_kv": N_KV, f"{arch}.attention.layer_norm_rms_epsilon": 1e-5,
         f"{arch}.rope.freq_base": 1000.0,
     }
+    if head != HEAD:
+        keys[f"{arch}.attention.key_length"] = head
+        keys[f"{arch}.attention.value_length"] = head
+    keys.update({f"{arch}.{k}": v for k, v in (meta or {}).items()})
     for key, value in keys.items():
         if key.split(".", 1)[1] in drop_keys:
             continue
@@ -245,11 +251,12 @@ def write_gguf(path: Path, *, arch: str = "llama", tied: bool = False, bias: boo
     return expected
 
 
-def reference_model(expected: dict[str, np.ndarray], *, tied: bool, bias: bool, arch: str = "llama", rope=None):
+def reference_model(expected: dict[str, np.ndarray], *, tied: bool, bias: bool, arch: str = "llama", rope=None,
+                    head: int = HEAD):
     """transformers' model holding the expected weights."""
     common = dict(vocab_size=len(TOKENS), hidden_size=N_EMBD, intermediate_size=FFN, num_hidden_layers=N_LAYER,
                   num_attention_heads=N_HEAD, num_key_value_heads=N_KV, max_position_embeddings=256,
-                  rms_norm_eps=1e-5, tie_word_embeddings=tied,
+                  rms_norm_eps=1e-5, tie_word_embeddings=tied, head_dim=head,
                   rope_parameters={"rope_type": "default", "rope_theta": 1000.0, **(rope or {})})
     if arch == "qwen2":
         model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common))
@@ -312,18 +319,20 @@ def test_config_from_metadata(untied):
     assert is_gguf(path)
 
 
-@pytest.mark.parametrize("variant", ["untied", "tied-bias", "linear-rope", "qwen2-bias"])
+@pytest.mark.parametrize("variant", ["untied", "tied-bias", "linear-rope", "qwen2-bias", "head-dim-32"])
 def test_logits_equal_transformers_holding_the_expected_weights(variant, tmp_path):
     arch = "qwen2" if variant.startswith("qwen2") else "llama"
     tied, bias = variant == "tied-bias", "bias" in variant
     rope = ("linear", 2.0) if variant == "linear-rope" else None
+    head = 32 if variant == "head-dim-32" else HEAD
     path = tmp_path / "m.gguf"
-    expected = write_gguf(path, arch=arch, tied=tied, bias=bias, seed=3, rope_scaling=rope)
+    expected = write_gguf(path, arch=arch, tied=tied, bias=bias, seed=3, rope_scaling=rope, head=head)
     loaded = registry.load(str(path), dtype=torch.float32)
     assert loaded.model.config.tie_embeddings == tied
     assert loaded.model.config.qkv_bias == bias
+    assert loaded.model.config.head_dim == head
     ref = reference_model(expected, tied=tied, bias=bias, arch=arch,
-                          rope={"rope_type": "linear", "factor": 2.0} if rope else None)
+                          rope={"rope_type": "linear", "factor": 2.0} if rope else None, head=head)
     ids = torch.randint(0, len(TOKENS), (2, 33), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ours = loaded.model(ids)
@@ -397,6 +406,13 @@ def test_a_missing_metadata_key_is_a_user_error(key, tmp_path):
     path = tmp_path / "m.gguf"
     write_gguf(path, drop_keys=(key,))
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        registry.load(str(path))
+
+
+def test_metadata_that_contradicts_the_tensor_shapes_is_a_user_error(tmp_path):
+    path = tmp_path / "m.gguf"
+    write_gguf(path, meta={"feed_forward_length": FFN + 32})  # the ffn tensors are FFN wide
+    with pytest.raises(UserError):
         registry.load(str(path))
 
 

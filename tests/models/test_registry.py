@@ -100,3 +100,10 @@ def test_chat_with_a_model_without_a_chat_template_is_a_user_error():
     assert "chat template" in r.stderr and "--chat" in r.stderr
     assert "Traceback" not in r.stderr
     assert r.stdout == ""
+
+
+def test_a_gguf_named_file_that_is_not_gguf_says_so(tmp_path):
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"PK\x03\x04 not a gguf file")
+    with pytest.raises(UserError, match="not a GGUF file"):
+        registry.load(str(path))

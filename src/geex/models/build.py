@@ -36,8 +36,13 @@ def build_model(cfg: ModelConfig, sd: Mapping[str, torch.Tensor], dtype: torch.d
     if missing or unexpected:
         raise UserError(f"checkpoint does not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+
     def fetch(name: str) -> torch.Tensor:
         t = sd[name]
+        if t.shape != shapes[name]:
+            raise UserError(f"checkpoint does not match the config: {name} has shape {tuple(t.shape)}, "
+                            f"the config implies {tuple(shapes[name])}")
         return t.to(device=device if device is not None else t.device,
                     dtype=dtype if dtype is not None and t.is_floating_point() else t.dtype)
 

@@ -19,6 +19,7 @@ from geex.errors import UserError
 from geex.models.llama import LlamaConfig
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
+_REQUIRED = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
 
 
 def is_hf_dir(path: Path) -> bool:
@@ -32,6 +33,9 @@ def read_config(directory: str | Path) -> LlamaConfig:
         raise UserError(f"{directory}: model type {kind!r} is not supported (supported: {', '.join(MODEL_TYPES)})")
     if raw.get("hidden_act", "silu") != "silu":
         raise UserError(f"{directory}: activation {raw['hidden_act']!r} (the Llama family uses silu)")
+    missing = [k for k in _REQUIRED if k not in raw]
+    if missing:
+        raise UserError(f"{directory}/config.json lacks {', '.join(missing)}")
     rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
     theta = raw.get("rope_theta") or rope.get("rope_theta") or 10000.0
     scaling = {k: v for k, v in rope.items() if k != "rope_theta"} or None

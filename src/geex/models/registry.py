@@ -87,6 +87,8 @@ def _load_path(path: Path, dtype, device, quantize, tokenizer, name: str | None 
     name = name or str(path)
     if gguf_loader.is_gguf(path):
         return _load_gguf(path, name, dtype, device, quantize)
+    if path.suffix.lower() == ".gguf":
+        raise UserError(f"{path} is not a GGUF file (it does not start with 'GGUF')")
     if path.is_dir() and hf.is_hf_dir(path):
         cfg = hf.read_config(path)
         model = build_model(cfg, hf.read_weights(path, cfg), dtype, device, quantize)
