@@ -95,9 +95,9 @@ def tied_head(x: torch.Tensor, embedding: nn.Module) -> torch.Tensor:
             return wq_matmul(x, embedding.qweight, embedding.scale, None)
         if KERNELS == "never":
             return x @ embedding.dequantized(x.dtype).T
-        from geex.models.quantize import int8_linear
+        from geex.models.quantize import int8_linear, scale_as
 
-        return int8_linear(x, embedding.qweight, embedding.scale, None)
+        return int8_linear(x, embedding.qweight, scale_as(embedding, x.dtype), None)
     weight = embedding.weight
     if _fusable(x, weight) and _rows(x) <= DECODE_ROWS:
         from geex.kernels.quant_matmul import wq_matmul

@@ -54,6 +54,19 @@ def int8_linear(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, bias: tor
     return y if bias is None else y + bias
 
 
+def scale_as(module: nn.Module, dtype: torch.dtype) -> torch.Tensor:
+    """``module.scale`` in ``dtype``, converted once (not at every decode step) and converted again
+    only if the buffer is replaced or moved."""
+    scale = module.scale
+    if scale.dtype == dtype:
+        return scale
+    key = (dtype, scale.device, scale.data_ptr())
+    cached = module.__dict__.get("_scale_as")
+    if cached is None or cached[0] != key:
+        cached = module.__dict__["_scale_as"] = (key, scale.to(dtype))
+    return cached[1]
+
+
 def int4_group(k: int, group_size: int) -> int:
     """The group size used for ``k`` input features: ``group_size``, or ``k`` if that is smaller."""
     group = min(group_size, k)
@@ -137,7 +150,7 @@ class QuantizedLinear(nn.Module):
 
             return wq_matmul(x, self.qweight, self.scale, self.bias, self.group)
         if self.mode == "int8" and ops.KERNELS != "never":
-            return int8_linear(x, self.qweight, self.scale, self.bias)
+            return int8_linear(x, self.qweight, scale_as(self, x.dtype), self.bias)
         return F.linear(x, self.dequantized(x.dtype), self.bias)
 
     def extra_repr(self) -> str:
