@@ -43,6 +43,35 @@ def _ks(text: str) -> tuple[int, ...]:
     return ks
 
 
+def _add_sampling_options(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    p.add_argument("--max-new-tokens", type=_positive_int, default=max_new_tokens,
+                   help=f"(default {max_new_tokens})")
+    p.add_argument("--temperature", type=_positive_number, default=0.2,
+                   help="(default 0.2, CodeGeeX's setting for pass@1; 0.8 for diverse samples)")
+    p.add_argument("--top-p", type=float, default=0.95, help="(default 0.95)")
+    p.add_argument("--top-k", type=int, default=0, help="(default 0: off)")
+    p.add_argument("--seed", type=int, help="seed for reproducible sampling")
+    p.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
+
+
+def _add_device_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                   help="weights and activations (default: bfloat16 on cuda, float32 on cpu)")
+    p.add_argument("--quantize", choices=("int8", "int4"),
+                   help="weight-only quantization at load time (INT8 per channel, INT4 in groups of 128; the "
+                        "embedding, also the output head, becomes INT8 in both); fused Triton kernels on cuda")
+
+
+def _torch_dtype(args: argparse.Namespace):
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here")
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")]
+
+
 def _add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", metavar="DIR", help="directory of humaneval_<lang>.jsonl.gz files "
                    "(default: $GEEX_HUMANEVALX, else the Hugging Face Hub)")
@@ -83,6 +112,40 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate_samples(args: argparse.Namespace, out: Path) -> Path:
+    from geex.engine.backends import make_backend
+    from geex.engine.sampling import SamplingParams
+    from geex.humanevalx.generate import GenerateConfig, parse_pairs, run_generate
+    from geex.languages import HUMANEVALX_LANGUAGES, parse_languages
+
+    if args.task == "translation" and not args.pairs:
+        raise UserError("--task translation needs --pairs (SRC:TGT,... or all)")
+    cfg = GenerateConfig(
+        task=args.task, languages=parse_languages(args.languages) if args.languages else list(HUMANEVALX_LANGUAGES),
+        pairs=parse_pairs(args.pairs) if args.pairs else [], n=args.n,
+        params=SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy),
+        max_new_tokens=args.max_new_tokens, seed=args.seed or 0, batch_size=args.batch_size, limit=args.limit,
+        dataset=args.dataset, original=args.original)
+    backend = make_backend(args.backend, args.model, device=args.device,
+                           dtype=_torch_dtype(args) if args.backend != "openai" else None, quantize=args.quantize,
+                           base_url=args.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
+                           concurrency=args.concurrency)
+    return run_generate(cfg, backend, out, progress=not args.quiet)
+
+
+def _cmd_hx_generate(args: argparse.Namespace) -> int:
+    out = _generate_samples(args, Path(args.out))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_hx_run(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out)
+    samples = _generate_samples(args, out_dir / "samples.jsonl")
+    args.samples, args.out = str(samples), str(out_dir)
+    return _cmd_evaluate(args)
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     from geex.models.checkpoint import convert, load_geex
 
@@ -96,8 +159,6 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     import time
 
-    import torch
-
     from geex.engine.generate import TextStream, generate
     from geex.engine.sampling import SamplingParams
     from geex.languages.cleanup import cleanup
@@ -110,10 +171,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e.strerror}") from None
     else:
         prompt = args.prompt
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here")
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-        args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")]
+    dtype = _torch_dtype(args)
     loaded = registry.load(args.model, dtype=dtype, device=args.device, quantize=args.quantize,
                            checkpoint=args.checkpoint, tokenizer=args.tokenizer, seed=args.seed or 0)
     tokenizer = loaded.tokenizer
@@ -197,20 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--chat", action="store_true", help="send the prompt as a user message through the model's "
                      "chat template (instruct models); default: plain completion")
     gen.add_argument("--language", help="stop when the function is complete (python, cpp, java, js, go, rust)")
-    gen.add_argument("--max-new-tokens", type=_positive_int, default=128)
-    gen.add_argument("--temperature", type=_positive_number, default=0.2,
-                     help="(default 0.2, CodeGeeX's setting for pass@1; 0.8 for diverse samples)")
-    gen.add_argument("--top-p", type=float, default=0.95, help="(default 0.95)")
-    gen.add_argument("--top-k", type=int, default=0, help="(default 0: off)")
-    gen.add_argument("--seed", type=int, help="seed for reproducible sampling")
-    gen.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
-    gen.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    gen.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
-                     help="weights and activations (default: bfloat16 on cuda, float32 on cpu)")
-    gen.add_argument("--quantize", choices=("int8", "int4"),
-                     help="weight-only quantization at load time (INT8 per channel, INT4 in groups of 128; the "
-                          "embedding, also the output head, becomes INT8 in both); "
-                          "fused Triton kernels on cuda")
+    _add_sampling_options(gen, max_new_tokens=128)
+    _add_device_options(gen)
     gen.set_defaults(func=_cmd_generate)
 
     hx = sub.add_parser("humanevalx", help="the HumanEval-X benchmark (evaluate samples)",
@@ -236,6 +282,44 @@ def build_parser() -> argparse.ArgumentParser:
                     help="splice completions as given (default: cut them where the function ends)")
     ev.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     _add_dataset_options(ev)
+
+    for name in ("generate", "run"):
+        what = ("generate a model's samples (resumable JSONL)" if name == "generate" else
+                "generate samples, then evaluate them (one output directory)")
+        gp = hx_sub.add_parser(
+            name, help=what,
+            description=f"{what[0].upper()}{what[1:]}. Prompts as CodeGeeX's (generation: the language tag line + "
+                        "prompt; translation: CodeGeeX's translation format); the language's stop rule ends a "
+                        "sample while it is decoded. Re-running the same command resumes: the finished file "
+                        "equals an uninterrupted run's. Format: docs/formats.md.")
+        gp.add_argument("--model", help="native: smollm2-135m-instruct (default), a preset, a directory, a .gguf "
+                        "file or a Hub id; hf: a transformers directory or Hub id; openai: the served model's name")
+        gp.add_argument("--backend", choices=("native", "hf", "openai"), default="native",
+                        help="native (geex's engine, default), hf (transformers), openai (a /v1/completions endpoint)")
+        gp.add_argument("--base-url", help="openai: the endpoint's base URL, e.g. http://localhost:8000/v1 "
+                        "($OPENAI_API_KEY is sent if set)")
+        gp.add_argument("--concurrency", type=_positive_int, default=8, help="openai: requests at a time (default 8)")
+        gp.add_argument("--task", choices=("generation", "translation"), default="generation")
+        gp.add_argument("--languages", "-l", help="generation: comma-separated subset (default: all six)")
+        gp.add_argument("--pairs", help="translation: SRC:TGT,... or 'all' (the 30 ordered pairs)")
+        gp.add_argument("--n", type=_positive_int, default=1, help="samples per problem (default 1)")
+        gp.add_argument("--limit", type=_positive_int, help="only the first N problems of each language")
+        gp.add_argument("--batch-size", type=_positive_int, default=8,
+                        help="prompts decoded together (default 8); part of the file's identity")
+        _add_sampling_options(gp, max_new_tokens=512)
+        _add_device_options(gp)
+        gp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+        _add_dataset_options(gp)
+        if name == "generate":
+            gp.add_argument("--out", "-o", required=True, help="samples file (JSONL) to write or resume")
+            gp.set_defaults(func=_cmd_hx_generate)
+        else:
+            gp.add_argument("--out", "-o", required=True, help="output directory: samples.jsonl, results.jsonl, "
+                            "report.json, report.md")
+            gp.add_argument("--workers", "-j", type=_positive_int, help="parallel test workers (default: all cores)")
+            gp.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100)")
+            gp.add_argument("--timeout", type=_positive_number, default=10.0, help="seconds per test run (default 10)")
+            gp.set_defaults(func=_cmd_hx_run, no_cache=False, no_cleanup=False)
     ev.set_defaults(func=_cmd_evaluate)
     return parser
 

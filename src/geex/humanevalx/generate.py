@@ -1,0 +1,213 @@
+"""``geex humanevalx generate``: a model's samples for the HumanEval-X benchmark, resumable.
+
+Prompts are the original's: generation = the language tag line + the problem's prompt; translation
+= CodeGeeX's translation prompt (source declaration + solution, target declaration; docstring left
+out) for any ordered pair of the six languages. The language's stop rule ends a sample while it is
+decoded (``geex.languages.cleanup``, the rule the evaluator cuts with).
+
+Work is a fixed list of units (language or pair, problem, sample index) cut into fixed batches of
+one target language; batch ``i`` is generated with seed ``seed + i`` and appended to the file as a
+whole, then flushed. A re-run with the same settings keeps the complete batches already in the
+file, drops a batch cut short by a crash, and continues: the finished file is the file of an
+uninterrupted run, line for line.
+
+File (``docs/formats.md``): a header ``{"geex": "samples/1", ...settings}``, then one object a sample:
+``task_id`` (the problem whose test runs: the target for translation), ``language``,
+``source_language`` (translation), ``completion_id``, ``prompt``, ``raw`` (the model's text),
+``completion`` (cut where the function ends), ``finish_reason``, ``batch``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from geex.engine.backends import Backend
+from geex.engine.sampling import SamplingParams
+from geex.errors import UserError
+from geex.humanevalx.assembly import generation_prompt, translation_prompt
+from geex.humanevalx.dataset import Problem, load_problems
+from geex.languages import Language, get_language
+from geex.languages.cleanup import cleanup
+
+FORMAT = "samples/1"
+PROMPT_TEMPLATE = "codegeex-humanevalx/1"  # generation: tag line + prompt; translation: CodeGeeX's format
+TASKS = ("generation", "translation")
+
+
+@dataclass
+class GenerateConfig:
+    task: str
+    languages: list[Language]  # generation: the languages; translation: unused (see pairs)
+    pairs: list[tuple[Language, Language]] = field(default_factory=list)
+    n: int = 1
+    params: SamplingParams = SamplingParams(greedy=True)
+    max_new_tokens: int = 512
+    seed: int = 0
+    batch_size: int = 8
+    limit: int | None = None  # the first N problems of each language
+    dataset: str | None = None
+    original: bool = False
+
+    def header(self, backend: Backend) -> dict:
+        """What the samples depend on: a re-run must match it to resume."""
+        return {"geex": FORMAT, "task": self.task, "backend": backend.name, "model": backend.model,
+                "sampling": asdict(self.params), "max_new_tokens": self.max_new_tokens, "n": self.n,
+                "seed": self.seed, "batch_size": self.batch_size, "limit": self.limit,
+                "languages": [lang.name for lang in self.languages] if self.task == "generation" else None,
+                "pairs": [f"{s.name}:{t.name}" for s, t in self.pairs] if self.task == "translation" else None,
+                "template": PROMPT_TEMPLATE, "dataset": "humaneval-x-original" if self.original else "humaneval-x-fixed"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    task_id: str
+    language: Language
+    completion_id: int
+    prompt: str
+    source_language: Language | None = None
+
+
+def parse_pairs(spec: str) -> list[tuple[Language, Language]]:
+    """``all`` (the 30 ordered pairs of the six languages) or ``SRC:TGT,SRC:TGT``."""
+    from geex.languages import HUMANEVALX_LANGUAGES
+
+    if spec.strip() == "all":
+        return [(s, t) for s in HUMANEVALX_LANGUAGES for t in HUMANEVALX_LANGUAGES if s != t]
+    pairs = []
+    for part in spec.split(","):
+        src, sep, tgt = part.strip().partition(":")
+        if not sep:
+            raise UserError(f"--pairs: {part!r} is not SRC:TGT (e.g. python:cpp) or 'all'")
+        s, t = get_language(src), get_language(tgt)
+        if s == t:
+            raise UserError(f"--pairs: {part!r} translates a language into itself")
+        pairs.append((s, t))
+    return pairs
+
+
+def units(cfg: GenerateConfig) -> list[Unit]:
+    """Every sample to generate, in file order."""
+    if cfg.task not in TASKS:
+        raise UserError(f"unknown task {cfg.task!r} (known: {', '.join(TASKS)})")
+    langs = cfg.languages if cfg.task == "generation" else list(dict.fromkeys(x for p in cfg.pairs for x in p))
+    problems = load_problems(langs, cfg.dataset, cfg.original)
+    by_lang: dict[str, list[Problem]] = {}
+    for p in problems.values():
+        by_lang.setdefault(p.language.name, []).append(p)
+    for lang in by_lang:
+        by_lang[lang] = sorted(by_lang[lang], key=lambda p: p.number)[: cfg.limit]
+    out: list[Unit] = []
+    if cfg.task == "generation":
+        for lang in cfg.languages:
+            for p in by_lang[lang.name]:
+                prompt = generation_prompt(p, with_tag=True)
+                out += [Unit(p.task_id, lang, i, prompt) for i in range(cfg.n)]
+        return out
+    for src, tgt in cfg.pairs:
+        sources = {p.number: p for p in by_lang[src.name]}
+        for target in by_lang[tgt.name]:
+            if target.number in sources:
+                prompt = translation_prompt(sources[target.number], target)
+                out += [Unit(target.task_id, tgt, i, prompt, src) for i in range(cfg.n)]
+    return out
+
+
+def batches(todo: list[Unit], size: int) -> list[list[Unit]]:
+    """Consecutive units of one target language, at most ``size`` a batch (the stop rule is a batch's)."""
+    out: list[list[Unit]] = []
+    for unit in todo:
+        if out and len(out[-1]) < size and out[-1][0].language == unit.language:
+            out[-1].append(unit)
+        else:
+            out.append([unit])
+    return out
+
+
+def _record(unit: Unit, raw: str, finish: str, batch: int) -> dict:
+    rec = {"task_id": unit.task_id, "language": unit.language.name}
+    if unit.source_language is not None:
+        rec["source_language"] = unit.source_language.name
+    rec.update(completion_id=unit.completion_id, prompt=unit.prompt, raw=raw,
+               completion=cleanup(unit.language, raw), finish_reason=finish, batch=batch)
+    return rec
+
+
+def _resume(path: Path, header: dict, plan: list[list[Unit]]) -> int:
+    """Batches already complete in ``path`` (the file is rewritten without a torn tail); 0 if new."""
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    lines = path.read_bytes().split(b"\n")
+    try:
+        found = json.loads(lines[0])
+    except ValueError:
+        raise UserError(f"{path} exists but is not a geex samples file: choose another --out") from None
+    if found != header:
+        changed = sorted(k for k in set(found) | set(header) if found.get(k) != header.get(k))
+        raise UserError(f"{path} was generated with other settings ({', '.join(changed)}): "
+                        "choose another --out, or delete it to start over")
+    done: list[dict] = []
+    torn = lines[-1] != b""  # the last line was not finished
+    for raw in lines[1:-1]:
+        try:
+            done.append(json.loads(raw))
+        except ValueError:
+            torn = True  # a line torn by a crash: it and anything after it go
+            break
+    complete = 0
+    while complete < len(plan) and sum(r.get("batch") == complete for r in done) == len(plan[complete]):
+        complete += 1
+    keep = [r for r in done if r.get("batch", -1) < complete]
+    if torn or len(keep) != len(done):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [header, *keep]), encoding="utf-8")
+        os.replace(tmp, path)
+    return complete
+
+
+def run_generate(cfg: GenerateConfig, backend: Backend, out: Path, progress: bool = True,
+                 console: Console | None = None) -> Path:
+    """Generate (or finish generating) ``out``; returns it."""
+    if cfg.n < 1 or cfg.batch_size < 1 or cfg.max_new_tokens < 1:
+        raise UserError("--n, --batch-size and --max-new-tokens must be at least 1")
+    if cfg.task == "translation" and not cfg.pairs:
+        raise UserError("translation needs --pairs (SRC:TGT,... or all)")
+    plan = batches(units(cfg), cfg.batch_size)
+    header = cfg.header(backend)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        start = _resume(out, header, plan)
+        if start == 0:
+            out.write_text(json.dumps(header, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
+    total = sum(len(b) for b in plan)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console or Console(stderr=True), disable=not progress)
+    with bar, open(out, "a", encoding="utf-8") as f:
+        task = bar.add_task("generate", total=total, completed=sum(len(b) for b in plan[:start]))
+        for i in range(start, len(plan)):
+            batch = plan[i]
+            results = backend.complete([u.prompt for u in batch], batch[0].language, cfg.params,
+                                       cfg.max_new_tokens, cfg.seed + i)
+            f.write("".join(json.dumps(_record(u, r.text, r.finish_reason, i), ensure_ascii=False) + "\n"
+                            for u, r in zip(batch, results)))
+            f.flush()
+            os.fsync(f.fileno())
+            bar.advance(task, len(batch))
+    return out
+
+
+def iter_samples(path: Path) -> Iterator[dict]:
+    """The sample records of a samples file (the header skipped)."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            obj = json.loads(line)
+            if "geex" not in obj:
+                yield obj
