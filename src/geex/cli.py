@@ -146,6 +146,17 @@ def _cmd_hx_run(args: argparse.Namespace) -> int:
     return _cmd_evaluate(args)
 
 
+def _cmd_hx_report(args: argparse.Namespace) -> int:
+    from geex.humanevalx.summary import summarize_runs
+
+    out = Path(args.out)
+    summary = summarize_runs(args.dirs, out, ks=args.k, budgets=args.budgets, iterations=args.bootstrap)
+    print((out / "summary.md").read_text())
+    print(f"wrote {out / 'summary.md'}, {out / 'summary.json'} and {len(summary['figures'])} figures",
+          file=sys.stderr)
+    return 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     from geex.models.checkpoint import convert, load_geex
 
@@ -282,6 +293,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="splice completions as given (default: cut them where the function ends)")
     ev.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     _add_dataset_options(ev)
+
+    rp = hx_sub.add_parser(
+        "report", help="evaluated runs side by side: tables with confidence intervals, figures, budget allocation",
+        description="Summarize evaluated runs (directories with results.jsonl, e.g. from `geex humanevalx run`): "
+                    "pass@k per language and translation pair with 95% bootstrap intervals over problems, the "
+                    "translation matrix, per-problem pass rates across languages, verdicts, and the multilingual "
+                    "budget allocation. Writes OUT/summary.md, OUT/summary.json and PNG figures.")
+    rp.add_argument("dirs", nargs="+", help="evaluation directories")
+    rp.add_argument("--out", "-o", required=True, help="output directory")
+    rp.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100)")
+    rp.add_argument("--budgets", type=_ks, default=(1, 2, 3, 4, 6, 8, 12),
+                    help="total samples per problem for budget allocation (default: 1,2,3,4,6,8,12)")
+    rp.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    rp.set_defaults(func=_cmd_hx_report)
 
     for name in ("generate", "run"):
         what = ("generate a model's samples (resumable JSONL)" if name == "generate" else

@@ -1,0 +1,153 @@
+"""What several evaluated runs say: pass@k with bootstrap confidence intervals, per-problem pass
+rates across languages, and the paper's multilingual budget allocation.
+
+Input is an evaluation directory (``results.jsonl``, and ``samples.jsonl`` when ``geex humanevalx
+run`` wrote it), so every number can be re-derived from the saved files alone. Harness errors are
+left out, as in pass@k everywhere else.
+
+Budget allocation: given samples of the same problems in several languages, a budget of B samples
+per problem is split across languages by a strategy; a problem counts as solved if any allocated
+sample passes. With n_l samples observed in language l, c_l of them passing, and k_l allocated,
+P(solved) = 1 - prod_l C(n_l - c_l, k_l) / C(n_l, k_l) (the pass@k estimator, over languages).
+Strategies: the best single language; a uniform split; a split weighted by each language's pass rate.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from geex.errors import UserError
+from geex.humanevalx.metrics import pass_at_k
+from geex.humanevalx.verdict import Verdict
+
+STRATEGIES = ("best single language", "uniform", "weighted by pass rate")
+_ORDER = ("python", "cpp", "java", "js", "go", "rust")
+
+
+def group_order(group: str) -> tuple:
+    """Generation groups in HumanEval-X's language order, then translation pairs by source, target."""
+    rank = [(_ORDER.index(x) if x in _ORDER else len(_ORDER), x) for x in group.split("->")]
+    return (len(rank), *rank)
+
+
+@dataclass
+class Run:
+    name: str
+    directory: Path
+    records: list[dict]
+    header: dict = field(default_factory=dict)
+
+    def groups(self) -> dict[str, dict[int, tuple[int, int]]]:
+        """Group ("python", "python->cpp") -> problem number -> (samples, passed); harness errors out."""
+        counts: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+        for rec in self.records:
+            if rec["verdict"] == Verdict.HARNESS_ERROR.value:
+                continue
+            src = rec.get("source_language")
+            group = f"{src}->{rec['language']}" if src else rec["language"]
+            nc = counts[group][int(rec["task_id"].split("/")[1])]
+            nc[0] += 1
+            nc[1] += rec["verdict"] == Verdict.PASSED.value
+        return {g: {p: (n, c) for p, (n, c) in sorted(counts[g].items())} for g in sorted(counts, key=group_order)}
+
+    def verdicts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = defaultdict(lambda: {v.value: 0 for v in Verdict})
+        for rec in self.records:
+            src = rec.get("source_language")
+            out[f"{src}->{rec['language']}" if src else rec["language"]][rec["verdict"]] += 1
+        return {g: out[g] for g in sorted(out, key=group_order)}
+
+
+def load_run(directory: str | Path) -> Run:
+    """An evaluation directory; the last line of a sample wins (as in the evaluator's report)."""
+    directory = Path(directory)
+    path = directory / "results.jsonl"
+    if not path.is_file():
+        raise UserError(f"{directory} has no results.jsonl (evaluate samples into it first)")
+    latest: dict[str, dict] = {}
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            try:
+                rec = json.loads(line)
+                latest[rec["sample_id"]] = rec
+            except (ValueError, KeyError, TypeError):
+                raise UserError(f"{path}:{i}: not a results line") from None
+    header: dict = {}
+    samples = directory / "samples.jsonl"
+    if samples.is_file():
+        with open(samples, encoding="utf-8") as f:
+            first = json.loads(f.readline() or "{}")
+            header = first if "geex" in first else {}
+    name = header.get("model") or directory.name
+    return Run(name, directory, list(latest.values()), header)
+
+
+def pass_at_k_ci(counts: dict[int, tuple[int, int]], k: int, iterations: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float, float] | None:
+    """(mean pass@k, low, high): a percentile bootstrap over problems; None if a problem has < k samples."""
+    values = [pass_at_k(n, c, k) for n, c in counts.values() if n >= k]
+    if not values or len(values) != len(counts):
+        return None
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(iterations))
+    lo = means[int((1 - level) / 2 * (iterations - 1))]
+    hi = means[int((1 + level) / 2 * (iterations - 1))]
+    return sum(values) / len(values), lo, hi
+
+
+def _fail_all(n: int, c: int, k: int) -> float:
+    """P(k samples drawn without replacement from n, c passing, all fail)."""
+    return 1.0 if k == 0 else 1.0 - pass_at_k(n, c, k)
+
+
+def solved_share(counts: dict[str, dict[int, tuple[int, int]]], allocation: dict[str, int]) -> float:
+    """Expected share of problems solved when language l gets ``allocation[l]`` samples a problem."""
+    problems = sorted(set.intersection(*(set(per) for per in counts.values())))
+    total = 0.0
+    for p in problems:
+        fail = 1.0
+        for lang, k in allocation.items():
+            n, c = counts[lang][p]
+            fail *= _fail_all(n, c, k)
+        total += 1.0 - fail
+    return total / len(problems)
+
+
+def allocate(strategy: str, budget: int, rates: dict[str, float]) -> dict[str, int]:
+    """Samples per language for a budget: the languages in ``rates`` order (ties kept in order)."""
+    langs = list(rates)
+    if strategy == "best single language":
+        best = max(langs, key=lambda lang: rates[lang])
+        return {lang: budget if lang == best else 0 for lang in langs}
+    weights = {lang: 1.0 for lang in langs} if strategy == "uniform" else dict(rates)
+    if sum(weights.values()) == 0:
+        weights = {lang: 1.0 for lang in langs}
+    total = sum(weights.values())
+    exact = {lang: budget * w / total for lang, w in weights.items()}
+    out = {lang: int(v) for lang, v in exact.items()}
+    for lang in sorted(langs, key=lambda x: (-(exact[x] - out[x]), -rates[x]))[: budget - sum(out.values())]:
+        out[lang] += 1  # largest remainders first, then the higher pass rate
+    return out
+
+
+def budget_table(counts: dict[str, dict[int, tuple[int, int]]], budgets: list[int]) -> dict[str, dict[int, float]]:
+    """Strategy -> budget -> expected share of problems solved. Languages: the generation groups
+    with every problem of the others; a budget needs at most the observed samples per language."""
+    langs = {g: per for g, per in counts.items() if "->" not in g}
+    if len(langs) < 2:
+        raise UserError("budget allocation needs generation samples in at least two languages")
+    common = set.intersection(*(set(per) for per in langs.values()))
+    langs = {g: {p: per[p] for p in common} for g, per in langs.items()}
+    rates = {g: sum(c / n for n, c in per.values()) / len(per) for g, per in langs.items()}
+    least = min(n for per in langs.values() for n, _ in per.values())
+    out: dict[str, dict[int, float]] = {s: {} for s in STRATEGIES}
+    for strategy in STRATEGIES:
+        for b in budgets:
+            alloc = allocate(strategy, b, rates)
+            if max(alloc.values()) <= least:
+                out[strategy][b] = solved_share(langs, alloc)
+    return out
