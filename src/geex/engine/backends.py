@@ -14,6 +14,7 @@ generators from ``seed``; an endpoint receives it as ``seed``).
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -111,8 +112,9 @@ class HFBackend:
             ended = tokenizer.eos_token_id in ids
             ids = ids[:ids.index(tokenizer.eos_token_id)] if ended else ids
             text = tokenizer.decode(ids, skip_special_tokens=True)
-            done = ended or (language is not None and is_finished(language, text)) or len(ids) < max_new_tokens
-            results.append(Completion(text, "stop" if done else "length"))
+            # a row the stop rule ended is padded afterwards (with EOS when it is also the pad token)
+            finished = language is not None and is_finished(language, text)
+            results.append(Completion(text, "stop" if finished else "eos" if ended else "length"))
         return results
 
 
@@ -148,10 +150,10 @@ class OpenAIBackend:
             except urllib.error.HTTPError as e:
                 if e.code != 429 and e.code < 500 or attempt == self.retries:
                     raise UserError(f"{self.url}: HTTP {e.code}: {e.read()[:300].decode(errors='replace')}") from None
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
-                if attempt == self.retries:
-                    raise UserError(f"{self.url}: {getattr(e, 'reason', e)}") from None
-            except (KeyError, IndexError, ValueError) as e:
+            except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as e:
+                if attempt == self.retries:  # HTTPException: e.g. a connection lost mid-response
+                    raise UserError(f"{self.url}: {getattr(e, 'reason', e)!r}") from None
+            except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
                 raise UserError(f"{self.url}: not an OpenAI completions response ({e})") from None
             time.sleep(min(30.0, 0.5 * 2 ** attempt))
         raise AssertionError("unreachable")

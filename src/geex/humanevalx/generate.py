@@ -89,7 +89,7 @@ def parse_pairs(spec: str) -> list[tuple[Language, Language]]:
         if s == t:
             raise UserError(f"--pairs: {part!r} translates a language into itself")
         pairs.append((s, t))
-    return pairs
+    return list(dict.fromkeys(pairs))  # a pair named twice is generated once
 
 
 def units(cfg: GenerateConfig) -> list[Unit]:
@@ -147,7 +147,9 @@ def _resume(path: Path, header: dict, plan: list[list[Unit]]) -> int:
     try:
         found = json.loads(lines[0])
     except ValueError:
-        raise UserError(f"{path} exists but is not a geex samples file: choose another --out") from None
+        found = None
+    if not isinstance(found, dict) or found.get("geex") != FORMAT:
+        raise UserError(f"{path} exists but is not a geex samples file: choose another --out")
     if found != header:
         changed = sorted(k for k in set(found) | set(header) if found.get(k) != header.get(k))
         raise UserError(f"{path} was generated with other settings ({', '.join(changed)}): "
