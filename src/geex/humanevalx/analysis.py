@@ -2,7 +2,7 @@
 rates across languages, and the paper's multilingual budget allocation.
 
 Input is an evaluation directory (``results.jsonl``, and ``samples.jsonl`` when ``geex humanevalx
-run`` wrote it), so every number can be re-derived from the saved files alone. Harness errors are
+run`` wrote it; either may be gzipped), so every number can be re-derived from the saved files alone. Harness errors are
 left out, as in pass@k everywhere else.
 
 Budget allocation: given samples of the same problems in several languages, a budget of B samples
@@ -14,6 +14,7 @@ Strategies: the best single language; a uniform split; a split weighted by each 
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from collections import defaultdict
@@ -65,11 +66,11 @@ class Run:
 def load_run(directory: str | Path) -> Run:
     """An evaluation directory; the last line of a sample wins (as in the evaluator's report)."""
     directory = Path(directory)
-    path = directory / "results.jsonl"
-    if not path.is_file():
+    path = _plain_or_gz(directory / "results.jsonl")
+    if path is None:
         raise UserError(f"{directory} has no results.jsonl (evaluate samples into it first)")
     latest: dict[str, dict] = {}
-    with open(path, encoding="utf-8") as f:
+    with _open_text(path) as f:
         for i, line in enumerate(f, 1):
             try:
                 rec = json.loads(line)
@@ -77,13 +78,25 @@ def load_run(directory: str | Path) -> Run:
             except (ValueError, KeyError, TypeError):
                 raise UserError(f"{path}:{i}: not a results line") from None
     header: dict = {}
-    samples = directory / "samples.jsonl"
-    if samples.is_file():
-        with open(samples, encoding="utf-8") as f:
+    samples = _plain_or_gz(directory / "samples.jsonl")
+    if samples is not None:
+        with _open_text(samples) as f:
             first = json.loads(f.readline() or "{}")
             header = first if "geex" in first else {}
     name = header.get("model") or directory.name
     return Run(name, directory, list(latest.values()), header)
+
+
+def _plain_or_gz(path: Path) -> Path | None:
+    """``path``, or ``path.gz`` (how finished runs are stored in docs/results), or None."""
+    for p in (path, path.with_name(path.name + ".gz")):
+        if p.is_file():
+            return p
+    return None
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
 def pass_at_k_ci(counts: dict[int, tuple[int, int]], k: int, iterations: int = 1000, seed: int = 0,
