@@ -5,6 +5,7 @@ loaded through ``geex.models.registry.load``; every expected value comes from ``
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,12 @@ CORPUS = [
     "function add(a, b) { return a + b; }\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n",
 ] * 4
 SEQ = 40  # tokens in the logits tests
+
+
+def copy_of(src: Path, directory: Path) -> Path:
+    """A copy of a written model directory, to edit without touching the module's fixture."""
+    shutil.copytree(src, directory)
+    return directory
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -305,10 +312,7 @@ def test_an_unsupported_rope_type_is_a_user_error(rope, tmp_path, written):
 def test_an_old_style_rope_scaling_key_is_read(tmp_path, written, vocab):
     """Older config.json files name it ``rope_scaling`` with ``type``, and ``rope_theta`` at the top."""
     ref_model, src = written("llama-rope-linear")
-    directory = tmp_path / "m"
-    for f in src.iterdir():
-        (directory / f.name).parent.mkdir(exist_ok=True)
-        (directory / f.name).write_bytes(f.read_bytes())
+    directory = copy_of(src, tmp_path / "m")
     raw = json.loads((directory / "config.json").read_text())
     rope = raw.pop("rope_parameters")
     raw["rope_scaling"] = {"type": rope["rope_type"], "factor": rope["factor"]}
@@ -327,22 +331,14 @@ def test_an_old_style_rope_scaling_key_is_read(tmp_path, written, vocab):
     (dict(num_key_value_heads=3), "3 key/value heads"),  # 4 query heads cannot share 3
 ])
 def test_an_unsupported_model_is_a_user_error(changes, words, tmp_path, written):
-    _, src = written("llama-mha-untied")
-    directory = tmp_path / "m"
-    directory.mkdir()
-    for f in src.iterdir():
-        (directory / f.name).write_bytes(f.read_bytes())
+    directory = copy_of(written("llama-mha-untied")[1], tmp_path / "m")
     _edit_config(directory, **changes)
     with pytest.raises(UserError, match=words):
         registry.load(str(directory))
 
 
 def test_a_config_json_missing_a_required_key_is_a_user_error(tmp_path, written):
-    _, src = written("llama-mha-untied")
-    directory = tmp_path / "m"
-    directory.mkdir()
-    for f in src.iterdir():
-        (directory / f.name).write_bytes(f.read_bytes())
+    directory = copy_of(written("llama-mha-untied")[1], tmp_path / "m")
     raw = json.loads((directory / "config.json").read_text())
     del raw["num_attention_heads"]
     (directory / "config.json").write_text(json.dumps(raw))
@@ -351,11 +347,7 @@ def test_a_config_json_missing_a_required_key_is_a_user_error(tmp_path, written)
 
 
 def test_a_config_json_that_contradicts_the_weights_is_a_user_error(tmp_path, written):
-    _, src = written("llama-mha-untied")
-    directory = tmp_path / "m"
-    directory.mkdir()
-    for f in src.iterdir():
-        (directory / f.name).write_bytes(f.read_bytes())
+    directory = copy_of(written("llama-mha-untied")[1], tmp_path / "m")
     _edit_config(directory, intermediate_size=96)  # the weights are 128 wide
     with pytest.raises(UserError):
         registry.load(str(directory))
@@ -411,11 +403,7 @@ MESSAGES = [
 
 @pytest.mark.parametrize("where", ["tokenizer_config.json", "chat_template.jinja"])
 def test_a_directory_chat_template_renders_as_transformers_renders_it(where, tmp_path, written):
-    _, src = written("llama-gqa-tied")
-    directory = tmp_path / "m"
-    directory.mkdir()
-    for f in src.iterdir():
-        (directory / f.name).write_bytes(f.read_bytes())
+    directory = copy_of(written("llama-gqa-tied")[1], tmp_path / "m")
     config = {"eos_token": EOS, "bos_token": EOS, "tokenizer_class": "PreTrainedTokenizerFast"}
     if where == "tokenizer_config.json":
         config["chat_template"] = CHAT_TEMPLATE
@@ -436,11 +424,7 @@ def test_a_directory_chat_template_renders_as_transformers_renders_it(where, tmp
 def test_a_tokenizer_that_adds_bos_adds_it_as_transformers_does(tmp_path, written):
     from tokenizers import processors
 
-    _, src = written("llama-gqa-tied")
-    directory = tmp_path / "m"
-    directory.mkdir()
-    for f in src.iterdir():
-        (directory / f.name).write_bytes(f.read_bytes())
+    directory = copy_of(written("llama-gqa-tied")[1], tmp_path / "m")
     t = Tokenizer.from_file(str(directory / "tokenizer.json"))
     bos = t.token_to_id(EOS)
     t.post_processor = processors.TemplateProcessing(single=f"{EOS} $A", special_tokens=[(EOS, bos)])
