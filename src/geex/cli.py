@@ -157,6 +157,20 @@ def _cmd_hx_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_build(args: argparse.Namespace) -> int:
+    from geex.data.build import BuildConfig, build
+    from geex.data.filters import FilterConfig
+
+    filters = FilterConfig(min_bytes=args.min_bytes, max_bytes=args.max_bytes, max_mean_line=args.max_mean_line,
+                           min_alpha=args.min_alpha, drop_generated=not args.keep_generated)
+    cfg = BuildConfig(sources=tuple(args.sources), out=Path(args.out), filters=filters,
+                      near_dup_threshold=args.near_dup, shard_docs=args.shard_docs, workers=args.workers or 0)
+    build(cfg, progress=not args.quiet)
+    print((cfg.out / "stats.md").read_text())
+    print(f"wrote {cfg.out}/shard-*.jsonl, stats.json, stats.md", file=sys.stderr)
+    return 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     from geex.models.checkpoint import convert, load_geex
 
@@ -250,6 +264,28 @@ def build_parser() -> argparse.ArgumentParser:
                     "default: hidden size / 128, i.e. 40 for CodeGeeX-13B)")
     cv.add_argument("--tokenizer", metavar="DIR", help="copy the tokenizer files from DIR into the output")
     cv.set_defaults(func=_cmd_convert)
+
+    data = sub.add_parser("data", help="pretraining data: build a filtered, deduplicated, tagged corpus",
+                          description="Pretraining data (CodeGeeX's recipe).")
+    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    db = data_sub.add_parser(
+        "build", help="source trees / zip / tar / JSONL -> tagged, filtered, deduplicated JSONL shards",
+        description="Detect each file's language (extension, then #! line), apply CodeGeeX's filters, drop exact "
+                    "duplicates (content hash) and near duplicates (MinHash LSH over word 5-grams), prepend the "
+                    "language tag, and write JSONL shards with a stats report. Resumable: re-run the same command.")
+    db.add_argument("sources", nargs="+", help="directories, zip/tar archives or JSONL files (code|content|text)")
+    db.add_argument("--out", "-o", required=True, help="output directory")
+    db.add_argument("--min-bytes", type=int, default=1024, help="drop smaller files (default 1024)")
+    db.add_argument("--max-bytes", type=int, default=100 * 1024, help="drop larger files (default 102400)")
+    db.add_argument("--max-mean-line", type=float, default=100.0, help="drop files whose mean line is longer (default 100)")
+    db.add_argument("--min-alpha", type=float, default=0.40, help="drop files with fewer letters (default 0.40)")
+    db.add_argument("--keep-generated", action="store_true", help="keep files marked as auto-generated")
+    db.add_argument("--near-dup", type=float, default=0.85,
+                    help="MinHash Jaccard threshold for near duplicates (default 0.85; 1 = exact dedup only)")
+    db.add_argument("--shard-docs", type=_positive_int, default=10_000, help="documents a shard (default 10000)")
+    db.add_argument("--workers", "-j", type=_positive_int, help="processes (default: all cores)")
+    db.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    db.set_defaults(func=_cmd_data_build)
 
     gen = sub.add_parser(
         "generate", help="continue a prompt with a model (default: the embedded SmolLM2-135M-Instruct)",
