@@ -27,6 +27,7 @@ from geex.humanevalx.verdict import Verdict
 
 STRATEGIES = ("best single language", "uniform", "weighted by pass rate")
 _ORDER = ("python", "cpp", "java", "js", "go", "rust")
+_RESULT_FIELDS = ("sample_id", "task_id", "language", "verdict")
 
 
 def group_order(group: str) -> tuple:
@@ -71,18 +72,28 @@ def load_run(directory: str | Path) -> Run:
         raise UserError(f"{directory} has no results.jsonl (evaluate samples into it first)")
     latest: dict[str, dict] = {}
     with _open_text(path) as f:
-        for i, line in enumerate(f, 1):
-            try:
-                rec = json.loads(line)
-                latest[rec["sample_id"]] = rec
-            except (ValueError, KeyError, TypeError):
-                raise UserError(f"{path}:{i}: not a results line") from None
+        lines = f.read().split("\n")
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in _RESULT_FIELDS):
+                raise ValueError
+        except ValueError:
+            if i == len(lines):  # an unfinished last line (an evaluation still running, or killed)
+                break
+            raise UserError(f"{path}:{i}: not a results line (needs {', '.join(_RESULT_FIELDS)})") from None
+        latest[rec["sample_id"]] = rec
     header: dict = {}
     samples = _plain_or_gz(directory / "samples.jsonl")
     if samples is not None:
         with _open_text(samples) as f:
-            first = json.loads(f.readline() or "{}")
-            header = first if "geex" in first else {}
+            try:
+                first = json.loads(f.readline() or "{}")
+            except ValueError:
+                raise UserError(f"{samples}:1: not a samples header") from None
+            header = first if isinstance(first, dict) and "geex" in first else {}
     name = header.get("model") or directory.name
     return Run(name, directory, list(latest.values()), header)
 
@@ -120,6 +131,8 @@ def _fail_all(n: int, c: int, k: int) -> float:
 def solved_share(counts: dict[str, dict[int, tuple[int, int]]], allocation: dict[str, int]) -> float:
     """Expected share of problems solved when language l gets ``allocation[l]`` samples a problem."""
     problems = sorted(set.intersection(*(set(per) for per in counts.values())))
+    if not problems:
+        raise UserError("no problem has samples in every language")
     total = 0.0
     for p in problems:
         fail = 1.0
@@ -154,13 +167,15 @@ def budget_table(counts: dict[str, dict[int, tuple[int, int]]], budgets: list[in
     if len(langs) < 2:
         raise UserError("budget allocation needs generation samples in at least two languages")
     common = set.intersection(*(set(per) for per in langs.values()))
+    if not common:
+        raise UserError("budget allocation needs problems that have samples in every language")
     langs = {g: {p: per[p] for p in common} for g, per in langs.items()}
     rates = {g: sum(c / n for n, c in per.values()) / len(per) for g, per in langs.items()}
-    least = min(n for per in langs.values() for n, _ in per.values())
+    least = {g: min(n for n, _ in per.values()) for g, per in langs.items()}  # samples observed, per language
     out: dict[str, dict[int, float]] = {s: {} for s in STRATEGIES}
     for strategy in STRATEGIES:
         for b in budgets:
             alloc = allocate(strategy, b, rates)
-            if max(alloc.values()) <= least:
+            if all(k <= least[g] for g, k in alloc.items()):
                 out[strategy][b] = solved_share(langs, alloc)
     return out

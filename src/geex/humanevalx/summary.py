@@ -27,9 +27,12 @@ def summarize_runs(directories: list[str | Path], out: Path, ks: tuple[int, ...]
     """Write ``out/summary.json``, ``out/summary.md`` and the PNGs; return the summary."""
     runs = [load_run(d) for d in directories]
     names = [r.name for r in runs]
-    if len(set(names)) != len(names):  # same model twice: tell them apart by directory
+    if len(set(names)) != len(names):  # same model twice: tell them apart by directory (or position)
         for r in runs:
-            r.name = f"{r.name} ({r.directory.name})"
+            r.name = f"{r.name} ({r.directory.parent.name}/{r.directory.name})"
+        if len({r.name for r in runs}) != len(runs):
+            for i, r in enumerate(runs, 1):
+                r.name = f"{r.name} #{i}"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
