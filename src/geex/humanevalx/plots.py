@@ -71,7 +71,7 @@ def translation_matrix(run: Run, path: Path) -> Path | None:
     ax.set_yticks(range(len(langs)), langs)
     ax.set_xlabel("target")
     ax.set_ylabel("source")
-    ax.set_title(f"{run.name}: translation pass@1 (%)")
+    ax.set_title(f"{run.name}\ntranslation pass@1 (%)", fontsize=9)
     fig.colorbar(image, ax=ax)
     return _save(fig, path)
 
@@ -91,7 +91,7 @@ def pass_rate_by_problem(run: Run, path: Path) -> Path | None:
     image = ax.imshow(grid, aspect="auto", cmap="Greens", vmin=0, vmax=1, interpolation="nearest")
     ax.set_yticks(range(len(langs)), langs)
     ax.set_xlabel("problems (ordered by mean pass rate)")
-    ax.set_title(f"{run.name}: pass rate per problem and language")
+    ax.set_title(f"{run.name}\npass rate per problem and language", fontsize=9)
     fig.colorbar(image, ax=ax, label="pass rate")
     return _save(fig, path)
 
@@ -110,7 +110,7 @@ def verdict_bars(run: Run, path: Path) -> Path | None:
         bottom = [b + s for b, s in zip(bottom, shares)]
     ax.set_xticks(range(len(names)), names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
     ax.set_ylabel("share of samples")
-    ax.set_title(f"{run.name}: verdicts")
+    ax.set_title(f"{run.name}\nverdicts", fontsize=9)
     ax.legend(fontsize="x-small", ncol=2)
     return _save(fig, path)
 
@@ -124,6 +124,6 @@ def budget_plot(table: dict[str, dict[int, float]], title: str, path: Path) -> P
             ax.plot(list(points), [100 * v for v in points.values()], marker="o", label=strategy)
     ax.set_xlabel("samples per problem (total over languages)")
     ax.set_ylabel("problems solved (%)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize="small")
     return _save(fig, path)

@@ -26,13 +26,14 @@ def summarize_runs(directories: list[str | Path], out: Path, ks: tuple[int, ...]
                    budgets: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12), iterations: int = 1000) -> dict:
     """Write ``out/summary.json``, ``out/summary.md`` and the PNGs; return the summary."""
     runs = [load_run(d) for d in directories]
-    names = [r.name for r in runs]
-    if len(set(names)) != len(names):  # same model twice: tell them apart by directory (or position)
-        for r in runs:
-            r.name = f"{r.name} ({r.directory.parent.name}/{r.directory.name})"
-        if len({r.name for r in runs}) != len(runs):
-            for i, r in enumerate(runs, 1):
-                r.name = f"{r.name} #{i}"
+    if len({r.name for r in runs}) != len(runs):  # same model twice: tell them apart by directory
+        model = [r.name for r in runs]
+        for label in (lambda r: r.directory.name, lambda r: f"{r.directory.parent.name}/{r.directory.name}",
+                      lambda r: f"{r.directory.name} #{runs.index(r) + 1}"):
+            for r, m in zip(runs, model):
+                r.name = f"{m} ({label(r)})"
+            if len({r.name for r in runs}) == len(runs):
+                break
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -70,7 +71,7 @@ def _figures(runs: list[Run], summary: dict, out: Path, ks: tuple[int, ...]) -> 
         made.append(plots.verdict_bars(run, out / f"verdicts_{slug}.png"))
         if entry["budget"]:
             table = {s: {int(b): v for b, v in t.items()} for s, t in entry["budget"].items()}
-            made.append(plots.budget_plot(table, f"{run.name}: budget allocation", out / f"budget_{slug}.png"))
+            made.append(plots.budget_plot(table, f"{run.name}\nbudget allocation", out / f"budget_{slug}.png"))
     return [p for p in made if p is not None]
 
 
