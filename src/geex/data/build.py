@@ -63,7 +63,7 @@ class Result:
     reason: str | None  # None: kept so far (dedup decides next)
     text: str = ""
     sha256: str = ""
-    minhash: object = None  # numpy hash values
+    minhash: object = None  # a datasketch MinHash
 
 
 def _process(doc: Document, cfg: BuildConfig) -> Result:
@@ -93,7 +93,7 @@ def _process(doc: Document, cfg: BuildConfig) -> Result:
         m = MinHash(num_perm=cfg.num_perm, seed=1)
         n = cfg.shingle
         m.update_batch([" ".join(words[i:i + n]).encode() for i in range(max(1, len(words) - n + 1))])
-        minhash = m.hashvalues
+        minhash = m  # the object itself: rebuilding one from hash values differs across datasketch versions
     return Result(doc.path, lang, size, None, text, sha, minhash)
 
 
@@ -206,12 +206,9 @@ def _duplicate(state: _State, r: Result) -> str | None:
         return "exact_duplicate"
     state.seen.add(r.sha256)
     if state.lsh is not None:
-        from datasketch import MinHash
-
-        m = MinHash(hashvalues=r.minhash)
-        if state.lsh.query(m):
+        if state.lsh.query(r.minhash):
             return "near_duplicate"
-        state.lsh.insert(r.sha256, m)
+        state.lsh.insert(r.sha256, r.minhash)
     return None
 
 
