@@ -171,6 +171,27 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
+    from geex.data.tokenizer import train_tokenizer
+
+    out = train_tokenizer(args.shards, Path(args.out), vocab_size=args.vocab_size, min_frequency=args.min_frequency)
+    print(f"wrote {out}/vocab.json, merges.txt, added_tokens.json (load with --tokenizer {out})", file=sys.stderr)
+    return 0
+
+
+def _cmd_data_pack(args: argparse.Namespace) -> int:
+    from geex.data.pack import pack
+
+    index = pack(args.shards, args.tokenizer, Path(args.out), seq_len=args.seq_len, valid=args.valid,
+                 workers=args.workers or 0, progress=not args.quiet)
+    for split in ("train", "valid"):
+        s = index[split]
+        print(f"{split}: {s['documents']} documents, {s['tokens']:,} tokens, {s['sequences']:,} sequences of "
+              f"{index['seq_len']}")
+    print(f"wrote {args.out}/train.bin, valid.bin, index.json", file=sys.stderr)
+    return 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     from geex.models.checkpoint import convert, load_geex
 
@@ -286,6 +307,33 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--workers", "-j", type=_positive_int, help="processes (default: all cores)")
     db.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     db.set_defaults(func=_cmd_data_build)
+    dp = data_sub.add_parser(
+        "pack", help="tokenize shards into packed token streams (train/valid) of fixed-length sequences",
+        description="Tokenize the 'code' of every JSONL line (in parallel, a shard a process), append EOS, and "
+                    "concatenate documents into train.bin / valid.bin, read as sequences of --seq-len + 1 tokens "
+                    "(no padding). A document's hash decides its split. Re-running reuses the shards done.")
+    dp.add_argument("shards", nargs="+", help="JSONL files or directories of them (e.g. a `data build` output)")
+    dp.add_argument("--tokenizer", required=True, help="tokenizer directory (vocab.json, merges.txt, added_tokens.json)")
+    dp.add_argument("--out", "-o", required=True, help="output directory")
+    dp.add_argument("--seq-len", type=_positive_int, default=2048, help="tokens a sequence (default 2048)")
+    dp.add_argument("--valid", type=float, default=0.005, help="share of documents held out (default 0.005)")
+    dp.add_argument("--workers", "-j", type=_positive_int, help="processes (default: all cores)")
+    dp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    dp.set_defaults(func=_cmd_data_pack)
+
+    tk = sub.add_parser("tokenizer", help="train a CodeGeeX-style tokenizer on a corpus",
+                        description="Tokenizers (CodeGeeX's: byte-level BPE + whitespace tokens).")
+    tk_sub = tk.add_subparsers(dest="tokenizer_command", metavar="COMMAND", required=True)
+    tt = tk_sub.add_parser(
+        "train", help="byte-level BPE with CodeGeeX's whitespace tokens, trained on JSONL shards",
+        description="Train a byte-level BPE (Hugging Face tokenizers) on the 'code' texts of JSONL shards (e.g. "
+                    "from `geex data build`), with runs of 2-10 spaces as CodeGeeX's whitespace tokens. Writes "
+                    "vocab.json, merges.txt and added_tokens.json (the original's layout: --tokenizer DIR loads it).")
+    tt.add_argument("shards", nargs="+", help="JSONL files or directories of them")
+    tt.add_argument("--out", "-o", required=True, help="output directory")
+    tt.add_argument("--vocab-size", type=_positive_int, default=50_000, help="tokens in all (default 50000)")
+    tt.add_argument("--min-frequency", type=_positive_int, default=2, help="least count of a merged pair (default 2)")
+    tt.set_defaults(func=_cmd_tokenizer_train)
 
     gen = sub.add_parser(
         "generate", help="continue a prompt with a model (default: the embedded SmolLM2-135M-Instruct)",
