@@ -164,7 +164,8 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
     filters = FilterConfig(min_bytes=args.min_bytes, max_bytes=args.max_bytes, max_mean_line=args.max_mean_line,
                            min_alpha=args.min_alpha, drop_generated=not args.keep_generated)
     cfg = BuildConfig(sources=tuple(args.sources), out=Path(args.out), filters=filters,
-                      near_dup_threshold=args.near_dup, shard_docs=args.shard_docs, workers=args.workers or 0)
+                      near_dup_threshold=args.near_dup, shard_docs=args.shard_docs, workers=args.workers or 0,
+                      exclude=tuple(args.exclude))
     build(cfg, progress=not args.quiet)
     print((cfg.out / "stats.md").read_text())
     print(f"wrote {cfg.out}/shard-*.jsonl, stats.json, stats.md", file=sys.stderr)
@@ -304,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--near-dup", type=float, default=0.85,
                     help="MinHash Jaccard threshold for near duplicates (default 0.85; 1 = exact dedup only)")
     db.add_argument("--shard-docs", type=_positive_int, default=10_000, help="documents a shard (default 10000)")
+    db.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                    help="skip files and directories whose name matches (repeatable), e.g. site-packages, 'test*'")
     db.add_argument("--workers", "-j", type=_positive_int, help="processes (default: all cores)")
     db.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     db.set_defaults(func=_cmd_data_build)

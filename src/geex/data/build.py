@@ -46,6 +46,7 @@ class BuildConfig:
     shingle: int = 5  # words a shingle
     shard_docs: int = 10_000
     workers: int = 0  # 0: all cores
+    exclude: tuple[str, ...] = ()  # glob patterns of file or directory names to skip
 
     def identity(self) -> dict:
         """What the output depends on (a resumed build must match it)."""
@@ -173,7 +174,7 @@ def build(cfg: BuildConfig, progress: bool = True) -> dict:
             task = bar.add_task(f"source {index + 1}/{len(cfg.sources)}: {Path(source).name}")
             shard, in_shard, f = 0, 0, None
             try:
-                for r in _results(cfg, read_source(source)):
+                for r in _results(cfg, read_source(source, cfg.exclude)):
                     bar.advance(task)
                     reason = r.reason or _duplicate(state, r)
                     if reason:

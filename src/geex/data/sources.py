@@ -7,6 +7,7 @@ archive order, line order), so a build is deterministic. JSONL lines carry the t
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import json
 import os
@@ -30,10 +31,16 @@ class Document:
     language: str | None = None  # given by the source (JSONL), else detected
 
 
-def _tree(root: Path) -> Iterator[Document]:
+def _excluded(name: str, exclude: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in exclude)
+
+
+def _tree(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[Document]:
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not _excluded(d, exclude))
         for name in sorted(filenames):
+            if _excluded(name, exclude):
+                continue
             path = Path(dirpath) / name
             if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_READ:
                 continue
@@ -44,17 +51,21 @@ def _tree(root: Path) -> Iterator[Document]:
             yield Document(str(root), str(path.relative_to(root)), data)
 
 
-def _zip(path: Path) -> Iterator[Document]:
+def _member_excluded(name: str, exclude: tuple[str, ...]) -> bool:
+    return any(_excluded(part, exclude) for part in name.split("/"))
+
+
+def _zip(path: Path, exclude: tuple[str, ...] = ()) -> Iterator[Document]:
     with zipfile.ZipFile(path) as z:
         for info in z.infolist():
-            if not info.is_dir() and info.file_size <= MAX_READ:
+            if not info.is_dir() and info.file_size <= MAX_READ and not _member_excluded(info.filename, exclude):
                 yield Document(str(path), info.filename, z.read(info))
 
 
-def _tar(path: Path) -> Iterator[Document]:
+def _tar(path: Path, exclude: tuple[str, ...] = ()) -> Iterator[Document]:
     with tarfile.open(path) as t:
         for member in t:
-            if member.isfile() and member.size <= MAX_READ:
+            if member.isfile() and member.size <= MAX_READ and not _member_excluded(member.name, exclude):
                 f = t.extractfile(member)
                 if f is not None:
                     yield Document(str(path), member.name, f.read())
@@ -75,17 +86,18 @@ def _jsonl(path: Path) -> Iterator[Document]:
                            obj.get("language"))
 
 
-def read_source(source: str | Path) -> Iterator[Document]:
+def read_source(source: str | Path, exclude: tuple[str, ...] = ()) -> Iterator[Document]:
+    """``exclude``: glob patterns for file or directory names (any path component) to skip."""
     path = Path(source)
     if path.is_dir():
-        return _tree(path)
+        return _tree(path, exclude)
     if not path.is_file():
         raise UserError(f"corpus source {source} does not exist")
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz", ".json.gz")):
         return _jsonl(path)
     if zipfile.is_zipfile(path):
-        return _zip(path)
+        return _zip(path, exclude)
     if tarfile.is_tarfile(path):
-        return _tar(path)
+        return _tar(path, exclude)
     raise UserError(f"corpus source {source}: not a directory, zip, tar or JSONL file")
