@@ -157,3 +157,11 @@ def test_other_settings_or_a_foreign_directory_are_refused(corpus):
         build(BuildConfig(corpus["sources"], foreign, workers=1), progress=False)
     with pytest.raises(UserError, match="does not exist"):
         build(BuildConfig(("/nonexistent/dir",), corpus["tmp"] / "o2"), progress=False)
+
+
+def test_excluded_names_are_skipped_in_trees_and_archives(corpus):
+    out = corpus["tmp"] / "out"
+    build(BuildConfig(corpus["sources"], out, workers=1, exclude=("near_*", "x")), progress=False)
+    paths = {d["path"] for d in _shards(out)}
+    assert "pkg/near_b.py" not in paths and "x/c.go" not in paths  # a file name; an archive's directory
+    assert {"pkg/a.py", "pkg/b.py", "y/d.rs"} <= paths
