@@ -19,11 +19,12 @@ OUT="${1:-geex-out/demo-corpus}"
 LANGS="${2:-python,go,cpp,rust,java,js,ts}"
 CACHE="${GEEX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/geex}/demo-corpus"
 want() { [[ ",$LANGS," == *",$1,"* ]]; }
+first() { for f in $1; do [ -e "$f" ] && { echo "$f"; return; }; done; }  # the first that exists (not a dangling link)
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 apt_missing=()
-want rust && ! compgen -G "/usr/src/rustc-*/library" >/dev/null && apt_missing+=(rust-src)
-want java && ! compgen -G "/usr/lib/jvm/*/lib/src.zip" >/dev/null && apt_missing+=(openjdk-17-source)
+want rust && [ -z "$(first '/usr/src/rustc-*/library')" ] && apt_missing+=(rust-src)
+want java && [ -z "$(first '/usr/lib/jvm/*17*/lib/src.zip')" ] && apt_missing+=(openjdk-17-source)
 if ((${#apt_missing[@]})); then
   echo "demo corpus: installing ${apt_missing[*]}"
   $SUDO apt-get update -qq
@@ -42,8 +43,8 @@ sources=()
 if want python; then sources+=("$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"); fi
 if want go; then sources+=("$(go env GOROOT)/src"); fi
 if want cpp; then sources+=(/usr/include/boost); fi
-if want rust; then sources+=($(compgen -G "/usr/src/rustc-*/library" | head -1)); fi
-if want java; then sources+=($(compgen -G "/usr/lib/jvm/*/lib/src.zip" | head -1)); fi
+if want rust; then sources+=("$(first '/usr/src/rustc-*/library')"); fi
+if want java; then sources+=("$(first '/usr/lib/jvm/*17*/lib/src.zip')"); fi
 if want js; then for p in lodash three/src rxjs/src; do sources+=("$CACHE/npm/node_modules/$p"); done; fi
 if want ts; then for p in zod/lib effect/src; do [ -d "$CACHE/npm/node_modules/$p" ] && sources+=("$CACHE/npm/node_modules/$p"); done; fi
 
