@@ -193,6 +193,17 @@ def _cmd_data_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from geex.train.config import load_config
+    from geex.train.loop import train
+
+    cfg = load_config(args.config, args.set)
+    last = train(cfg, progress=not args.quiet)
+    print(f"step {last.get('step')}: loss {last.get('loss', float('nan')):.4f}; logs and checkpoint in {cfg.run.out}",
+          file=sys.stderr)
+    return 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     from geex.models.checkpoint import convert, load_geex
 
@@ -337,6 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--vocab-size", type=_positive_int, default=50_000, help="tokens in all (default 50000)")
     tt.add_argument("--min-frequency", type=_positive_int, default=2, help="least count of a merged pair (default 2)")
     tt.set_defaults(func=_cmd_tokenizer_train)
+
+    tr = sub.add_parser(
+        "train", help="pretrain a CodeGeeX model on packed data (one process; resumes exactly)",
+        description="Train with CodeGeeX's recipe (AdamW 0.9/0.95, weight decay 0.1 but not on biases and "
+                    "LayerNorms, warm-up + cosine, clipping, accumulation) on a `geex data pack` directory. The "
+                    "config is TOML with sections [model] [data] [optim] [run] (fields: geex/train/config.py); "
+                    "--set section.field=value overrides. Re-running the same command continues from the "
+                    "checkpoint with bitwise the same losses. Not yet: FSDP2/torchrun, DCP, compile.")
+    tr.add_argument("--config", help="TOML file")
+    tr.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override (repeatable)")
+    tr.add_argument("--quiet", "-q", action="store_true", help="no log lines on stdout")
+    tr.set_defaults(func=_cmd_train)
 
     gen = sub.add_parser(
         "generate", help="continue a prompt with a model (default: the embedded SmolLM2-135M-Instruct)",

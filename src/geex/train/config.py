@@ -1,0 +1,106 @@
+"""``geex train``'s configuration: one dataclass a section, read from TOML, overridable with
+``--set section.field=value``. Every field is documented where it is declared."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from geex.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    preset: str = "codegeex-tiny"  # a CodeGeeX preset (geex.models.codegeex.PRESETS)
+    seq_len: int = 0  # 0: the packed data's sequence length (must not exceed the preset's context)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    path: str = ""  # a `geex data pack` output directory
+    batch_size: int = 8  # sequences a micro-batch
+    seed: int = 0  # the order of sequences (a permutation per epoch)
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    lr: float = 3e-4  # peak learning rate
+    min_lr: float = 3e-5  # the cosine schedule's floor
+    warmup_steps: int = 100  # linear warm-up from 0
+    max_steps: int = 1000  # optimizer steps in all (the cosine's length)
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW, as CodeGeeX
+    eps: float = 1e-8
+    weight_decay: float = 0.1  # not on biases and LayerNorms
+    grad_clip: float = 1.0  # global norm; 0: off
+    grad_accum: int = 1  # micro-batches a step
+
+
+@dataclass(frozen=True)
+class RunSection:
+    out: str = "geex-out/train"  # checkpoints, logs
+    seed: int = 0  # model initialisation
+    log_every: int = 10  # steps between log lines
+    eval_every: int = 100  # steps between held-out evaluations; 0: never
+    eval_sequences: int = 64  # held-out sequences an evaluation reads (the first ones, fixed)
+    checkpoint_every: int = 200  # steps between checkpoints (and one at the end)
+    device: str = "cpu"  # cpu or cuda
+    dtype: str = "float32"  # float32, or bfloat16 (autocast; weights and optimizer stay fp32)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _coerce(value: str, current):
+    if isinstance(current, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(current, tuple):
+        return tuple(float(v) for v in value.strip("()[]").split(","))
+    return type(current)(value)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """A TOML file (sections [model], [data], [optim], [run]) and ``section.field=value`` overrides."""
+    raw: dict = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise UserError(f"cannot read config {path}: {e}") from None
+    cfg = TrainConfig()
+    sections = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    for name, values in raw.items():
+        if name not in sections or not isinstance(values, dict):
+            raise UserError(f"config: unknown section [{name}] (known: {', '.join(sections)})")
+        for key, value in values.items():
+            _set(sections, name, key, value)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise UserError(f"--set {item!r}: expected section.field=value")
+        if section not in sections:
+            raise UserError(f"--set {item!r}: unknown section {section!r}")
+        _set(sections, section, name, _coerce(value, getattr(sections[section], name, "")), strict_type=False)
+    return TrainConfig(**sections)
+
+
+def _set(sections: dict, section: str, key: str, value, strict_type: bool = True) -> None:
+    current = sections[section]
+    known = {f.name for f in fields(current)}
+    if key not in known:
+        raise UserError(f"config: unknown field {section}.{key} (known: {', '.join(sorted(known))})")
+    old = getattr(current, key)
+    if isinstance(old, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if strict_type and not isinstance(value, type(old)) and not (isinstance(old, float) and isinstance(value, int)):
+        raise UserError(f"config: {section}.{key} should be a {type(old).__name__}, got {value!r}")
+    sections[section] = replace(current, **{key: type(old)(value) if not isinstance(old, tuple) else value})

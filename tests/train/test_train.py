@@ -1,0 +1,100 @@
+"""geex train on the CPU: the schedule, the config, learning on real code, exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geex.data.pack import pack
+from geex.data.tokenizer import train_tokenizer
+from geex.errors import UserError
+from geex.train.config import load_config
+from geex.train.loop import lr_at, train
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "geex"
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory) -> Path:
+    """A slice of a real corpus: geex's own Python sources, a 600-token BPE, sequences of 64."""
+    d = tmp_path_factory.mktemp("train")
+    with open(d / "code.jsonl", "w") as f:
+        for p in sorted(SRC.rglob("*.py")):
+            text = p.read_text()
+            if "<|" not in text:
+                f.write(json.dumps({"code": "# language: Python\n" + text}) + "\n")
+    tok = train_tokenizer([str(d / "code.jsonl")], d / "tok", vocab_size=600)
+    pack([str(d / "code.jsonl")], str(tok), d / "packed", seq_len=64, valid=0.1, workers=1, progress=False)
+    return d / "packed"
+
+
+def _cfg(packed: Path, out: Path, *extra: str):
+    return load_config(None, [f"data.path={packed}", f"run.out={out}", "optim.lr=0.003", "optim.min_lr=0.0003",
+                              "optim.warmup_steps=10", "data.batch_size=8", "run.log_every=1", *extra])
+
+
+def test_schedule_by_hand():
+    cfg = load_config(None, ["optim.lr=1.0", "optim.min_lr=0.1", "optim.warmup_steps=4", "optim.max_steps=14"])
+    assert [lr_at(s, cfg) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_at(9, cfg) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.5)))  # halfway: 0.55
+    assert lr_at(14, cfg) == pytest.approx(0.1) and lr_at(100, cfg) == pytest.approx(0.1)
+
+
+def test_config_file_overrides_and_errors(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\npreset = "codegeex-tiny"\n[optim]\nlr = 1e-3\nbetas = [0.9, 0.99]\n[run]\nseed = 4\n')
+    cfg = load_config(path, ["optim.max_steps=7", "run.dtype=bfloat16"])
+    assert (cfg.optim.lr, cfg.optim.betas, cfg.run.seed, cfg.optim.max_steps, cfg.run.dtype) == \
+        (1e-3, (0.9, 0.99), 4, 7, "bfloat16")
+    for bad, match in [('[optimizer]\nlr = 1\n', "unknown section"), ('[optim]\nlearning_rate = 1\n', "unknown field"),
+                       ('[optim]\nlr = "fast"\n', "should be a float"), ("[optim\n", "cannot read")]:
+        path.write_text(bad)
+        with pytest.raises(UserError, match=match):
+            load_config(path)
+    with pytest.raises(UserError):
+        load_config(None, ["optim.lr"])
+
+
+def test_held_out_loss_falls_well_below_the_unigram_entropy(packed, tmp_path):
+    tokens = np.fromfile(packed / "train.bin", dtype=np.uint16)
+    p = np.bincount(tokens) / tokens.size
+    unigram = float(-(p[p > 0] * np.log(p[p > 0])).sum())  # nats: what predicting from frequencies reaches
+    cfg = _cfg(packed, tmp_path / "run", "optim.max_steps=300", "optim.lr=0.01", "optim.min_lr=0.001",
+               "optim.warmup_steps=20", "data.batch_size=16", "run.eval_every=300", "run.eval_sequences=32")
+    last = train(cfg, progress=False)
+    # 0.5 nats below: perplexity 40 % under the unigram model's (measured: 4.69 against 5.44)
+    assert last["eval_loss"] < unigram - 0.5, (last["eval_loss"], unigram)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").open()]
+    assert log[0]["loss"] > unigram > log[-1]["loss"] and [r["step"] for r in log] == list(range(1, 301))
+
+
+def _losses(out: Path) -> list[tuple]:
+    return [(r["step"], r["loss"], r["lr"], r["grad_norm"], r.get("eval_loss"))
+            for r in map(json.loads, (out / "log.jsonl").open())]
+
+
+def test_stopping_and_resuming_gives_bitwise_the_same_losses(packed, tmp_path):
+    extra = ("optim.max_steps=24", "run.eval_every=8", "run.eval_sequences=8", "run.checkpoint_every=5",
+             "optim.grad_accum=2")
+    train(_cfg(packed, tmp_path / "whole", *extra), progress=False)
+    train(_cfg(packed, tmp_path / "parts", *extra), max_steps=7, progress=False)  # stopped after step 7
+    train(_cfg(packed, tmp_path / "parts", *extra), max_steps=6, progress=False)  # to step 13
+    # a crash after step 16 with its last checkpoint at 15: the log runs ahead of the checkpoint
+    train(_cfg(packed, tmp_path / "parts", *extra), max_steps=2, progress=False)  # checkpoint at 15
+    with open(tmp_path / "parts" / "log.jsonl", "a") as f:
+        f.write(json.dumps({"step": 16, "loss": 99.0, "lr": 0.0, "grad_norm": 0.0}) + "\n")
+    train(_cfg(packed, tmp_path / "parts", *extra), progress=False)
+    assert _losses(tmp_path / "parts") == _losses(tmp_path / "whole")
+    assert len(_losses(tmp_path / "whole")) == 24
+
+
+def test_another_configuration_in_the_same_directory_is_refused(packed, tmp_path):
+    train(_cfg(packed, tmp_path / "run", "optim.max_steps=2"), progress=False)
+    with pytest.raises(UserError, match="another configuration"):
+        train(_cfg(packed, tmp_path / "run", "optim.max_steps=3"), progress=False)
+    with pytest.raises(UserError, match="data.path"):
+        train(load_config(None, [f"run.out={tmp_path / 'x'}"]), progress=False)
