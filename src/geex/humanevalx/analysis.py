@@ -23,16 +23,18 @@ from pathlib import Path
 
 from geex.errors import UserError
 from geex.humanevalx.metrics import pass_at_k
+from geex.humanevalx.report import group_key
 from geex.humanevalx.verdict import Verdict
+from geex.languages import LANGUAGE_NAMES
 
 STRATEGIES = ("best single language", "uniform", "weighted by pass rate")
-_ORDER = ("python", "cpp", "java", "js", "go", "rust")
 _RESULT_FIELDS = ("sample_id", "task_id", "language", "verdict")
 
 
 def group_order(group: str) -> tuple:
     """Generation groups in HumanEval-X's language order, then translation pairs by source, target."""
-    rank = [(_ORDER.index(x) if x in _ORDER else len(_ORDER), x) for x in group.split("->")]
+    order = LANGUAGE_NAMES
+    rank = [(order.index(x) if x in order else len(order), x) for x in group.split("->")]
     return (len(rank), *rank)
 
 
@@ -49,9 +51,7 @@ class Run:
         for rec in self.records:
             if rec["verdict"] == Verdict.HARNESS_ERROR.value:
                 continue
-            src = rec.get("source_language")
-            group = f"{src}->{rec['language']}" if src else rec["language"]
-            nc = counts[group][int(rec["task_id"].split("/")[1])]
+            nc = counts[group_key(rec)][int(rec["task_id"].split("/")[1])]
             nc[0] += 1
             nc[1] += rec["verdict"] == Verdict.PASSED.value
         return {g: {p: (n, c) for p, (n, c) in sorted(counts[g].items())} for g in sorted(counts, key=group_order)}
@@ -59,8 +59,7 @@ class Run:
     def verdicts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = defaultdict(lambda: {v.value: 0 for v in Verdict})
         for rec in self.records:
-            src = rec.get("source_language")
-            out[f"{src}->{rec['language']}" if src else rec["language"]][rec["verdict"]] += 1
+            out[group_key(rec)][rec["verdict"]] += 1
         return {g: out[g] for g in sorted(out, key=group_order)}
 
 

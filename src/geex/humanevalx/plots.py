@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from geex.humanevalx.analysis import Run, pass_at_k_ci  # noqa: E402
 from geex.humanevalx.verdict import Verdict  # noqa: E402
-from geex.languages import HUMANEVALX_LANGUAGES  # noqa: E402
+from geex.languages import LANGUAGE_NAMES  # noqa: E402
 
-ORDER = [lang.name for lang in HUMANEVALX_LANGUAGES]
+ORDER = list(LANGUAGE_NAMES)
 
 
 def _save(fig, path: Path) -> Path:

@@ -12,7 +12,8 @@ from geex.humanevalx.verdict import Verdict
 REPORT_FORMAT = "geex/humanevalx-report/1"
 
 
-def _group_key(rec: dict) -> str:
+def group_key(rec: dict) -> str:
+    """A result's group: its language, or ``source->target`` for a translation."""
     src = rec.get("source_language")
     return f"{src}->{rec['language']}" if src else rec["language"]
 
@@ -26,10 +27,10 @@ def summarize(records: list[dict], ks: tuple[int, ...]) -> dict:
     for rec in records:
         if rec["verdict"] == Verdict.HARNESS_ERROR.value:
             continue  # not the model's fault: excluded from pass@k
-        nc = per_problem[(_group_key(rec), rec["task_id"])]
+        nc = per_problem[(group_key(rec), rec["task_id"])]
         nc[0] += 1
         nc[1] += rec["verdict"] == Verdict.PASSED.value
-    problems = {(_group_key(rec), rec["task_id"]) for rec in records}
+    problems = {(group_key(rec), rec["task_id"]) for rec in records}
     counts = {task: (n, c) for task, (n, c) in per_problem.items()}
     out: dict = {
         "n_problems": len(problems),
@@ -48,7 +49,7 @@ def summarize(records: list[dict], ks: tuple[int, ...]) -> dict:
 def build_report(records: list[dict], ks: tuple[int, ...], meta: dict) -> dict:
     groups: dict[str, list[dict]] = defaultdict(list)
     for rec in records:
-        groups[_group_key(rec)].append(rec)
+        groups[group_key(rec)].append(rec)
     report = {"format": REPORT_FORMAT, **meta, "ks": list(ks)}
     report["groups"] = {key: summarize(recs, ks) for key, recs in sorted(groups.items())}
     report["overall"] = summarize(records, ks)
