@@ -23,11 +23,11 @@ _REQUIRED = ("num_hidden_layers", "hidden_size", "num_attention_heads", "interme
 
 
 def is_hf_dir(path: Path) -> bool:
-    return (path / "config.json").is_file() and "model_type" in _json(path / "config.json")
+    return "model_type" in read_json(path / "config.json", required=False)
 
 
 def read_config(directory: str | Path) -> LlamaConfig:
-    raw = _json(Path(directory) / "config.json")
+    raw = read_json(Path(directory) / "config.json")
     kind = raw.get("model_type")
     if kind not in MODEL_TYPES:
         raise UserError(f"{directory}: model type {kind!r} is not supported (supported: {', '.join(MODEL_TYPES)})")
@@ -90,7 +90,10 @@ def read_weights(directory: str | Path, cfg: LlamaConfig) -> SafetensorsWeights:
     return SafetensorsWeights(directory, drop=("lm_head.weight",) if cfg.tie_embeddings else ())
 
 
-def _json(path: Path) -> dict:
+def read_json(path: Path, required: bool = True) -> dict:
+    """A JSON object file of a model directory; ``{}`` for a missing optional one or a non-object."""
+    if not required and not path.is_file():
+        return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:

@@ -20,6 +20,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 
 from geex.errors import UserError
+from geex.models.hf import read_json
 
 _LLAMA3_SPLIT = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -79,7 +80,7 @@ class HFTokenizer:
             tok = Tokenizer.from_file(str(path))
         except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exception
             raise UserError(f"cannot read {path}: {e}") from None
-        config = _read_json(directory / "tokenizer_config.json")
+        config = read_json(directory / "tokenizer_config.json", required=False)
         template = config.get("chat_template")
         if (directory / "chat_template.jinja").is_file():
             template = (directory / "chat_template.jinja").read_text(encoding="utf-8")
@@ -87,7 +88,8 @@ class HFTokenizer:
             template = next((t["template"] for t in template if t.get("name") == "default"), None)
         bos, eos = _token_text(config.get("bos_token")), _token_text(config.get("eos_token"))
         eos_ids: list[int | None] = [tok.token_to_id(eos)] if eos else []
-        for extra in (_read_json(directory / "generation_config.json"), _read_json(directory / "config.json")):
+        for extra in (read_json(directory / "generation_config.json", required=False),
+                      read_json(directory / "config.json", required=False)):
             value = extra.get("eos_token_id")
             eos_ids += value if isinstance(value, list) else [value]
         return cls(tok, eos_ids, template, bos, eos)
@@ -165,16 +167,6 @@ def _compile(template: str):
         return env.from_string(template)
     except jinja2.TemplateError as e:
         raise UserError(f"cannot compile the chat template: {e}") from None
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
-    return data if isinstance(data, dict) else {}
 
 
 def _token_text(token: object) -> str | None:
