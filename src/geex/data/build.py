@@ -70,12 +70,14 @@ class Result:
 def _process(doc: Document, cfg: BuildConfig) -> Result:
     """Worker: language, decoding, filters, hashes (no shared state)."""
     size = len(doc.data)
-    lang = None
-    try:
-        lang = corpus_language(doc.language).name if doc.language else None
-    except UserError:
-        return Result(doc.path, None, size, "unknown_language")
-    lang = lang or ((found := detect(doc.path, doc.data[:256])) and found.name)
+    if doc.language:  # given by the source
+        try:
+            lang = corpus_language(doc.language).name
+        except UserError:
+            return Result(doc.path, None, size, "unknown_language")
+    else:
+        found = detect(doc.path, doc.data[:256])
+        lang = found.name if found else None
     if lang is None:
         return Result(doc.path, None, size, "unknown_language")
     try:
