@@ -350,12 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
     tt.set_defaults(func=_cmd_tokenizer_train)
 
     tr = sub.add_parser(
-        "train", help="pretrain a CodeGeeX model on packed data (one process; resumes exactly)",
+        "train", help="pretrain a CodeGeeX model on packed data (one process, or FSDP2 under torchrun)",
         description="Train with CodeGeeX's recipe (AdamW 0.9/0.95, weight decay 0.1 but not on biases and "
                     "LayerNorms, warm-up + cosine, clipping, accumulation) on a `geex data pack` directory. The "
-                    "config is TOML with sections [model] [data] [optim] [run] (fields: geex/train/config.py); "
-                    "--set section.field=value overrides. Re-running the same command continues from the "
-                    "checkpoint with bitwise the same losses. Not yet: FSDP2/torchrun, DCP, compile.")
+                    "config is TOML with sections [model] [data] [optim] [run] (every field documented in "
+                    "geex/train/config.py; examples in configs/); --set section.field=value overrides. Several "
+                    "processes: `torchrun --nproc_per_node N -m geex train ...` shards the model with FSDP2 "
+                    "(data.batch_size is per process). Checkpoints (torch.distributed.checkpoint) go to "
+                    "OUT/checkpoints; re-running the same command continues with bitwise the same losses, on "
+                    "another number of processes too if the global batch stays the same. Logs: OUT/log.jsonl "
+                    "and OUT/tensorboard (loss, lr, tokens/s, MFU, memory).")
     tr.add_argument("--config", help="TOML file")
     tr.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override (repeatable)")
     tr.add_argument("--quiet", "-q", action="store_true", help="no log lines on stdout")

@@ -94,7 +94,7 @@ def test_stopping_and_resuming_gives_bitwise_the_same_losses(packed, tmp_path):
 
 def test_another_configuration_in_the_same_directory_is_refused(packed, tmp_path):
     train(_cfg(packed, tmp_path / "run", "optim.max_steps=2"), progress=False)
-    with pytest.raises(UserError, match="another configuration"):
+    with pytest.raises(UserError, match="cannot continue with this configuration"):
         train(_cfg(packed, tmp_path / "run", "optim.max_steps=3"), progress=False)
     with pytest.raises(UserError, match="data.path"):
         train(load_config(None, [f"run.out={tmp_path / 'x'}"]), progress=False)

@@ -142,16 +142,23 @@ class PackedDataset:
         start = i * self.seq_len
         return np.asarray(self.tokens[start:start + self.seq_len + 1], dtype=np.int64)
 
-    def next_batch(self, batch: int) -> np.ndarray:
-        """[batch, seq_len + 1] in the epoch's order, wrapping into the next epoch."""
-        rows = []
-        for _ in range(batch):
+    def next_indices(self, count: int) -> list[int]:
+        """The next ``count`` sequence indices in the epoch's order, wrapping into the next epoch."""
+        out = []
+        for _ in range(count):
             if self.position == self.n:
                 self.epoch, self.position = self.epoch + 1, 0
                 self._order = self._permutation(self.epoch)
-            rows.append(self.sequence(int(self._order[self.position])))
+            out.append(int(self._order[self.position]))
             self.position += 1
-        return np.stack(rows)
+        return out
+
+    def next_batch(self, batch: int, part: int = 0, parts: int = 1) -> np.ndarray:
+        """[batch, seq_len + 1]: part ``part`` of the next ``batch * parts`` sequences. Data-parallel
+        ranks each read their own part of one shared order, so the sequences a step sees do not
+        depend on how many processes share it."""
+        indices = self.next_indices(batch * parts)[part * batch:(part + 1) * batch]
+        return np.stack([self.sequence(i) for i in indices])
 
     def state_dict(self) -> dict:
         return {"seed": self.seed, "epoch": self.epoch, "position": self.position}

@@ -44,8 +44,24 @@ class RunSection:
     eval_every: int = 100  # steps between held-out evaluations; 0: never
     eval_sequences: int = 64  # held-out sequences an evaluation reads (the first ones, fixed)
     checkpoint_every: int = 200  # steps between checkpoints (and one at the end)
-    device: str = "cpu"  # cpu or cuda
-    dtype: str = "float32"  # float32, or bfloat16 (autocast; weights and optimizer stay fp32)
+    keep_checkpoints: int = 2  # the newest ones kept (torch.distributed.checkpoint directories)
+    device: str = "cpu"  # cpu or cuda (under torchrun: each process its LOCAL_RANK's GPU)
+    dtype: str = "float32"  # float32, or bfloat16 (weights and optimizer stay fp32: autocast in one
+    # process, FSDP2 mixed precision with fp32 gradient reduction across several)
+    compile: bool = False  # torch.compile each layer and the loss (GPU: faster after ~1 min compiling)
+    activation_checkpointing: bool = False  # recompute each layer in the backward: memory for compute
+    reshard_after_forward: bool = True  # FSDP2 (several processes): free gathered weights after the
+    # forward (ZeRO-3); False keeps them to the backward (ZeRO-2-like, more memory, less traffic)
+    peak_tflops: float = 0.0  # a device's dense bf16 peak for MFU; 0: known GPUs' datasheet peak
+    tensorboard: bool = True  # also write OUT/tensorboard (if the tensorboard package is installed)
+
+
+# fields that may differ when a run resumes: they change neither its numbers nor its data order
+# (batch_size and grad_accum may change too if the global batch stays the same: see resumable_change)
+RESUMABLE_FIELDS = {"run.out", "run.log_every", "run.eval_every", "run.eval_sequences", "run.checkpoint_every",
+                    "run.keep_checkpoints", "run.compile", "run.activation_checkpointing",
+                    "run.reshard_after_forward", "run.peak_tflops", "run.tensorboard",
+                    "data.batch_size", "optim.grad_accum"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,29 @@ class TrainConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def sequences_per_step(self, world: int) -> int:
+        """The global batch: micro-batch x accumulation x data-parallel processes."""
+        return self.data.batch_size * self.optim.grad_accum * world
+
+
+def resume_conflicts(saved: dict, cfg: TrainConfig, saved_world: int, world: int) -> list[str]:
+    """Why a run saved with ``saved`` (a config dict) on ``saved_world`` processes cannot continue as
+    ``cfg`` on ``world``: differing fields that change the numbers, or another global batch."""
+    now = cfg.as_dict()
+    out = [f"{section}.{key}: {saved[section][key]!r} -> {value!r}"
+           for section, values in now.items() for key, value in values.items()
+           if f"{section}.{key}" not in RESUMABLE_FIELDS
+           and _plain(saved.get(section, {}).get(key)) != _plain(value)]
+    before = saved["data"]["batch_size"] * saved["optim"]["grad_accum"] * saved_world
+    if before != cfg.sequences_per_step(world):
+        out.append(f"global batch: {before} sequences a step -> {cfg.sequences_per_step(world)} "
+                   f"(data.batch_size x optim.grad_accum x processes)")
+    return out
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _coerce(value: str, current):

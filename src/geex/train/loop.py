@@ -1,23 +1,23 @@
-"""``geex train``: CodeGeeX's recipe on packed data, one process (CPU or one GPU), resumed exactly.
+"""``geex train``: CodeGeeX's recipe on packed data, from one CPU process to FSDP2 across GPUs.
 
 AdamW (β 0.9/0.95, weight decay 0.1, none on biases and LayerNorms), linear warm-up then cosine to
-``min_lr``, gradient accumulation and clipping, optional bf16 autocast. Loss: cross-entropy of the
-next token over every position (EOS included, as the original trained). A checkpoint holds the
-model, optimizer, schedule, data position and RNG states, written atomically, so a run stopped at
-any point and started again with the same command continues with bitwise the same losses.
-Logs: ``OUT/log.jsonl`` (step, loss, lr, grad norm, tokens/s; eval loss on the first
-``eval_sequences`` held-out sequences).
+``min_lr``, gradient accumulation and clipping, bf16 (autocast in one process, FSDP2 mixed
+precision across several), optional ``torch.compile`` of each layer and the loss, optional
+activation checkpointing. Loss: cross-entropy of the next token over every position (EOS included,
+as the original trained).
 
-Not yet here (issue 6): FSDP2 across processes (torchrun), torch.distributed.checkpoint,
-torch.compile, activation checkpointing, TensorBoard and MFU.
+Several processes (``torchrun --nproc_per_node N -m geex train …``) shard the model with FSDP2 and
+each read their part of one shared data order, so a step sees the same sequences whatever N is.
+Checkpoints (``geex.train.checkpoint``, torch.distributed.checkpoint) hold model, optimizer,
+schedule, data position and RNG; the same command after a stop continues with bitwise the same
+losses (same N), and a run may resume on another N with the same global batch (resharded).
+Logs: ``OUT/log.jsonl`` and TensorBoard: loss, lr, grad norm, tokens/s, MFU, peak memory, eval loss.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import random
 import time
 from pathlib import Path
 
@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from geex.data.pack import PackedDataset
 from geex.errors import UserError
 from geex.models.codegeex import get_config
-from geex.train.config import TrainConfig
-
-CHECKPOINT = "checkpoint.pt"
+from geex.train import checkpoint
+from geex.train.config import TrainConfig, resume_conflicts
+from geex.train.distributed import Topology, all_reduce_max, all_reduce_sum, setup, shard, teardown, units
+from geex.train.flops import flops_per_token, mfu, peak_flops
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -42,52 +43,133 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if name.endswith("bias") or "layernorm" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _build(cfg: TrainConfig, vocab: int, seq_len: int) -> torch.nn.Module:
-    padded = -(-vocab // 64) * 64  # the embedding rounded up, as CodeGeeX pads its vocabulary
-    mcfg = get_config(cfg.model.preset, vocab_size=vocab, padded_vocab_size=padded)
-    if seq_len > mcfg.n_positions:
-        raise UserError(f"sequences of {seq_len} tokens exceed {cfg.model.preset}'s context of {mcfg.n_positions}")
-    torch.manual_seed(cfg.run.seed)
-    model = mcfg.build()
-    model.init_weights(torch.Generator().manual_seed(cfg.run.seed))
-    return model.to(cfg.run.device)
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Mean next-token loss over the real vocabulary (the embedding's padding rows are never targets
+    and take no probability)."""
+    return F.cross_entropy(logits[..., :vocab].float().reshape(-1, vocab), targets.reshape(-1))
 
 
-def _loss(model, batch: torch.Tensor, vocab: int, autocast: bool, device: str) -> torch.Tensor:
-    x, y = batch[:, :-1], batch[:, 1:]
-    with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
-        logits = model(x)
-    return F.cross_entropy(logits[..., :vocab].float().reshape(-1, vocab), y.reshape(-1))
+class Trainee:
+    """The model as training runs it: built, compiled, checkpointed and sharded as ``cfg`` says, with
+    its optimizer and loss. ``loss(batch)`` is one micro-batch's forward."""
+
+    def __init__(self, cfg: TrainConfig, vocab: int, seq_len: int, topo: Topology) -> None:
+        padded = -(-vocab // 64) * 64  # the embedding rounded up, as CodeGeeX pads its vocabulary
+        self.model_config = get_config(cfg.model.preset, vocab_size=vocab, padded_vocab_size=padded)
+        if seq_len > self.model_config.n_positions:
+            raise UserError(f"sequences of {seq_len} tokens exceed {cfg.model.preset}'s context of "
+                            f"{self.model_config.n_positions}")
+        self.vocab, self.device = vocab, topo.device
+        bf16 = cfg.run.dtype == "bfloat16"
+        self.autocast = bf16 and not topo.distributed  # across processes FSDP2 casts instead
+        torch.manual_seed(cfg.run.seed)
+        model = self.model_config.build()
+        model.init_weights(torch.Generator().manual_seed(cfg.run.seed))
+        model.to(topo.device)
+        if cfg.run.compile:
+            for block in units(model):
+                block.compile()
+        if cfg.run.activation_checkpointing:
+            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+            layers = model.transformer.layers
+            for i, layer in enumerate(layers):
+                layers[i] = checkpoint_wrapper(layer)
+            model.transformer.topQueryLayer = checkpoint_wrapper(model.transformer.topQueryLayer)
+        if topo.distributed:
+            shard(model, topo, bf16, cfg.run.reshard_after_forward)
+        self.model = model
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=tuple(o.betas),
+                                           eps=o.eps, fused=topo.device.type == "cuda")
+        self._cross_entropy = torch.compile(cross_entropy) if cfg.run.compile else cross_entropy
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        x, y = batch[:, :-1], batch[:, 1:]
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.model(x)
+        return self._cross_entropy(logits, y, self.vocab)
+
+    def clip_gradients(self, max_norm: float) -> torch.Tensor:
+        """Clip to ``max_norm`` (0: only measure); returns the global norm before clipping."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if hasattr(norm, "full_tensor"):  # a DTensor: the shards' norms combined across processes
+            norm = norm.full_tensor()
+        if max_norm:
+            torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+        return norm
 
 
 @torch.no_grad()
-def evaluate(model, valid: PackedDataset, n: int, batch: int, vocab: int, autocast: bool, device: str) -> float:
-    model.eval()
-    total, count = 0.0, 0
-    for start in range(0, min(n, len(valid)), batch):
-        rows = [valid.sequence(i) for i in range(start, min(start + batch, n, len(valid)))]
-        b = torch.from_numpy(np.stack(rows)).to(device)
-        total += _loss(model, b, vocab, autocast, device).item() * len(rows)
-        count += len(rows)
-    model.train()
-    return total / count
+def evaluate(trainee: Trainee, valid: PackedDataset, n: int, batch: int, topo: Topology) -> float:
+    """Mean loss of the first ``n`` held-out sequences. Across processes each takes every world-th
+    batch row; all run the same number of forwards (FSDP2 gathers weights collectively), a rank
+    with nothing left repeating a row at weight 0."""
+    trainee.model.eval()
+    n = min(n, len(valid))
+    mine = list(range(topo.rank, n, topo.world))
+    rounds = -(-n // (batch * topo.world))
+    total = torch.zeros(2, dtype=torch.float64, device=topo.device)
+    for r in range(rounds):
+        rows = mine[r * batch:(r + 1) * batch]
+        b = torch.from_numpy(np.stack([valid.sequence(i) for i in (rows or [0])])).to(topo.device)
+        loss = trainee.loss(b).double()
+        total += torch.stack([loss * len(rows), torch.tensor(float(len(rows)), device=topo.device,
+                                                             dtype=torch.float64)])
+    trainee.model.train()
+    total = all_reduce_sum(total, topo)
+    return float(total[0] / total[1])
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+class RunLog:
+    """``log.jsonl`` (the record of the run) and TensorBoard scalars, written by the main process."""
 
+    def __init__(self, out: Path, step: int, tensorboard: bool, enabled: bool) -> None:
+        self.enabled, self.writer, self.path = enabled, None, out / "log.jsonl"
+        if not enabled:
+            return
+        self.path.touch()
+        self._truncate(step)  # lines past the checkpoint belong to a run that died
+        self.file = open(self.path, "a", encoding="utf-8")
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                print("geex train: tensorboard is not installed; logging to log.jsonl only", flush=True)
+            else:
+                self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=step + 1)
 
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"train/{key}" if key != "eval_loss" else "eval/loss", value,
+                                           record["step"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+            if self.writer is not None:
+                self.writer.close()
+
+    def _truncate(self, step: int) -> None:
+        lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        keep = [line for line in lines if json.loads(line)["step"] <= step]
+        if len(keep) != len(lines):
+            self.path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
 
 def train(cfg: TrainConfig, max_steps: int | None = None, progress: bool = True) -> dict:
@@ -97,82 +179,108 @@ def train(cfg: TrainConfig, max_steps: int | None = None, progress: bool = True)
         raise UserError("data.path: a `geex data pack` output directory is required")
     if cfg.run.dtype not in ("float32", "bfloat16"):
         raise UserError(f"run.dtype must be float32 or bfloat16, got {cfg.run.dtype!r}")
-    if cfg.run.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("run.device cuda: no CUDA device is available here")
+    topo = setup(cfg.run.device)
+    try:
+        return _train(cfg, topo, max_steps, progress)
+    finally:
+        teardown(topo)
+
+
+def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bool) -> dict:
     train_data = PackedDataset(cfg.data.path, "train", seed=cfg.data.seed)
     valid_data = PackedDataset(cfg.data.path, "valid", seed=0) if cfg.run.eval_every else None
     seq_len, vocab = train_data.seq_len, train_data.index["vocab_size"]
     if cfg.model.seq_len and cfg.model.seq_len != seq_len:
         raise UserError(f"model.seq_len {cfg.model.seq_len} differs from the packed data's {seq_len}")
-    model = _build(cfg, vocab, seq_len)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
-                            betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
     out = Path(cfg.run.out)
-    out.mkdir(parents=True, exist_ok=True)
-    step, autocast, device = 0, cfg.run.dtype == "bfloat16", cfg.run.device
-    ckpt = out / CHECKPOINT
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["config"] != cfg.as_dict():
-            raise UserError(f"{out} holds a run with another configuration: choose another run.out")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+    found = checkpoint.latest(out)
+    saved = torch.load(found / checkpoint.TRAINER, weights_only=False) if found else None
+    if saved is not None:
+        conflicts = resume_conflicts(saved["config"], cfg, saved["world"], topo.world)
+        if conflicts:
+            raise UserError(f"{out} holds a run that cannot continue with this configuration "
+                            f"({'; '.join(conflicts)}): choose another run.out")
+    trainee = Trainee(cfg, vocab, seq_len, topo)
+    step = 0
+    if found:
+        state = checkpoint.load(found, trainee.model, trainee.optimizer)
         train_data.load_state_dict(state["data"])
-        _set_rng_state(state["rng"])
+        checkpoint.set_rng_state(state["rng"])
         step = state["step"]
-    else:
+    elif topo.main:
+        out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.as_dict(), indent=2) + "\n")
-    (out / "log.jsonl").touch()
-    _truncate_log(out / "log.jsonl", step)  # lines past the checkpoint belong to a run that died
-    log = open(out / "log.jsonl", "a", encoding="utf-8")
-    last: dict = {}
+    log = RunLog(out, step, cfg.run.tensorboard, enabled=topo.main)
     stop = cfg.optim.max_steps if max_steps is None else min(cfg.optim.max_steps, step + max_steps)
-    tokens = cfg.data.batch_size * cfg.optim.grad_accum * seq_len
-    model.train()
-    clock, logged = time.perf_counter(), step
-    while step < stop:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        loss_sum = 0.0
-        for _ in range(cfg.optim.grad_accum):
-            batch = torch.from_numpy(train_data.next_batch(cfg.data.batch_size)).to(device)
-            loss = _loss(model, batch, vocab, autocast, device)
-            (loss / cfg.optim.grad_accum).backward()
-            loss_sum += loss.item()
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        step += 1
-        record = {"step": step, "loss": loss_sum / cfg.optim.grad_accum, "lr": lr_at(step - 1, cfg),
-                  "grad_norm": float(norm)}
-        if cfg.run.eval_every and step % cfg.run.eval_every == 0:
-            record["eval_loss"] = evaluate(model, valid_data, cfg.run.eval_sequences, cfg.data.batch_size, vocab,
-                                           autocast, device)
-        if step % cfg.run.log_every == 0 or "eval_loss" in record or step == stop:
-            now = time.perf_counter()
-            record["tokens_per_s"] = round(tokens * (step - logged) / max(now - clock, 1e-9), 1)
-            clock, logged = now, step
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            if progress:
-                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
-                      flush=True)
-        last = record
-        if step % cfg.run.checkpoint_every == 0 or step == stop:
-            _save(ckpt, {"step": step, "config": cfg.as_dict(), "model": model.state_dict(),
-                         "optimizer": opt.state_dict(), "data": train_data.state_dict(), "rng": _rng_state()})
-    log.close()
+    tokens_per_step = cfg.sequences_per_step(topo.world) * seq_len
+    flops_token = flops_per_token(trainee.model_config, seq_len)
+    peak = peak_flops(topo.device, cfg.run.peak_tflops)
+    bar = _progress_bar(progress and topo.main, step, cfg.optim.max_steps)
+    last: dict = {}
+    trainee.model.train()
+    clock, logged, paused = time.perf_counter(), step, 0.0  # paused: eval/checkpoint time, not training
+    try:
+        while step < stop:
+            for group in trainee.optimizer.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            loss_sum = torch.zeros((), device=topo.device)
+            for _ in range(cfg.optim.grad_accum):
+                batch = train_data.next_batch(cfg.data.batch_size, topo.rank, topo.world)
+                loss = trainee.loss(torch.from_numpy(batch).to(topo.device, non_blocking=True))
+                (loss / cfg.optim.grad_accum).backward()
+                loss_sum += loss.detach()
+            norm = trainee.clip_gradients(cfg.optim.grad_clip)
+            trainee.optimizer.step()
+            trainee.optimizer.zero_grad(set_to_none=True)
+            step += 1
+            record = {"step": step, "tokens": step * tokens_per_step, "lr": lr_at(step - 1, cfg)}
+            if cfg.run.eval_every and step % cfg.run.eval_every == 0:
+                t0 = time.perf_counter()
+                record["eval_loss"] = evaluate(trainee, valid_data, cfg.run.eval_sequences, cfg.data.batch_size, topo)
+                paused += time.perf_counter() - t0
+            if step % cfg.run.log_every == 0 or "eval_loss" in record or step == stop:
+                mean_loss = all_reduce_sum(loss_sum / cfg.optim.grad_accum, topo) / topo.world
+                record.update(loss=float(mean_loss), grad_norm=float(norm))  # syncs with the device
+                now = time.perf_counter()
+                rate = tokens_per_step * (step - logged) / max(now - clock - paused, 1e-9)
+                clock, logged, paused = now, step, 0.0
+                record["tokens_per_s"] = round(rate, 1)
+                record["tokens_per_s_device"] = round(rate / topo.world, 1)
+                utilisation = mfu(rate, flops_token, peak, topo.world)
+                if utilisation is not None:
+                    record["mfu"] = round(utilisation, 4)
+                if topo.device.type == "cuda":
+                    record["memory_gb"] = round(all_reduce_max(torch.cuda.max_memory_allocated(topo.device) / 2**30,
+                                                               topo), 2)
+                log.write(record)
+                if bar is not None:
+                    bar.console.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in record.items()))
+            if bar is not None:
+                bar.update(bar.task_ids[0], completed=step)
+            last = record
+            if step % cfg.run.checkpoint_every == 0 or step == stop:
+                t0 = time.perf_counter()
+                checkpoint.save(out, step, trainee.model, trainee.optimizer,
+                                {"step": step, "config": cfg.as_dict(), "world": topo.world,
+                                 "data": train_data.state_dict(), "rng": checkpoint.rng_state()},
+                                topo, keep=cfg.run.keep_checkpoints)
+                paused += time.perf_counter() - t0
+    finally:
+        log.close()
+        if bar is not None:
+            bar.stop()
     return last
 
 
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+def _progress_bar(enabled: bool, step: int, total: int):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
 
-
-def _truncate_log(path: Path, step: int) -> None:
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    keep = [line for line in lines if json.loads(line)["step"] <= step]
-    if len(keep) != len(lines):
-        path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+    bar.add_task("steps", total=total, completed=step)
+    bar.start()
+    return bar

@@ -1,0 +1,219 @@
+"""Training throughput and MFU of CodeGeeX-architecture models: geex's training step against a
+compiled nanoGPT-style GPT of the same size, in the same run, on the same GPU(s).
+
+What is timed: whole optimizer steps (``--accum`` micro-batches of ``--batch`` sequences of
+``--seq`` tokens, forward + backward, gradient clipping, fused AdamW), random tokens, after
+``--warmup`` untimed steps (compilation). tokens/s counts every process's tokens; MFU is PaLM's
+(``geex.train.flops``: 6N + 12LHQT a token, N without the position tables) over the datasheet
+peak of every device used (H100 SXM: 989 TFLOP/s dense bf16).
+
+Variants:
+- ``geex``: ``geex.train.loop.Trainee`` as ``geex train`` builds it (bf16, ``run.compile``: each
+  layer and the loss compiled), so what is measured is what trains;
+- ``geex-eager``: the same without torch.compile;
+- ``geex-ac``: ``geex`` with activation checkpointing (memory for recompute; MFU counts no recompute);
+- ``nanogpt``: nanoGPT's model and recipe (pre-LN GPT-2 blocks, fused qkv, GELU, tied head, no
+  biases, whole model under ``torch.compile``, bf16 autocast, fused AdamW) with the same width,
+  depth (layers + CodeGeeX's top query layer), vocabulary and sequence: the peer the issue names.
+
+Under ``torchrun --nproc_per_node N`` the geex variants run FSDP2 over N GPUs (bf16 gathers, fp32
+reduction), the same per-GPU micro-batch: tokens/s against one GPU's is the scaling.
+
+Usage: PYTHONPATH=src python benchmarks/train_mfu.py --presets codegeex-350m,codegeex-1.3b
+       [--variants geex,nanogpt] [--batch 350m=16,1.3b=8] [--accum 2] [--out results.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geex.models.codegeex import get_config
+from geex.train.config import load_config
+from geex.train.distributed import setup, teardown
+from geex.train.flops import flops_per_token, peak_flops
+from geex.train.loop import Trainee
+
+VOCAB = 50400  # the CodeGeeX tokenizer's; the embedding pads to 52224
+
+
+class NanoBlock(nn.Module):
+    def __init__(self, h: int, heads: int) -> None:
+        super().__init__()
+        self.ln_1, self.ln_2 = nn.LayerNorm(h, bias=False), nn.LayerNorm(h, bias=False)
+        self.c_attn, self.attn_proj = nn.Linear(h, 3 * h, bias=False), nn.Linear(h, h, bias=False)
+        self.c_fc, self.mlp_proj = nn.Linear(h, 4 * h, bias=False), nn.Linear(4 * h, h, bias=False)
+        self.heads = heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, h = x.shape
+        q, k, v = (z.view(b, t, self.heads, h // self.heads).transpose(1, 2)
+                   for z in self.c_attn(self.ln_1(x)).split(h, dim=2))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, h)
+        x = x + self.attn_proj(y)
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+
+
+class NanoGPT(nn.Module):
+    """nanoGPT's ``model.py`` (Karpathy), dropout 0 and bias False as its ``train.py`` defaults."""
+
+    def __init__(self, layers: int, h: int, heads: int, vocab: int, seq: int) -> None:
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, h), nn.Embedding(seq, h)
+        self.h = nn.ModuleList(NanoBlock(h, heads) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(h, bias=False)
+        self.lm_head = nn.Linear(h, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                std = 0.02 / math.sqrt(2 * layers) if name.endswith("proj.weight") else 0.02
+                nn.init.normal_(p, 0.0, std)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
+        for block in self.h:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def nanogpt_step_fn(preset: str, seq: int, device: torch.device):
+    cfg = get_config(preset)
+    model = NanoGPT(cfg.n_layer + 1, cfg.n_embd, cfg.n_head, cfg.padded_vocab_size, seq).to(device)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-4, betas=(0.9, 0.95), fused=True)
+    compiled = torch.compile(model)
+
+    def loss(batch: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return compiled(batch[:, :-1], batch[:, 1:])
+
+    def finish() -> None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return loss, finish
+
+
+def geex_step_fn(preset: str, seq: int, variant: str, topo):
+    sets = [f"model.preset={preset}", "run.dtype=bfloat16", f"run.device={topo.device.type}",
+            f"run.compile={variant != 'geex-eager'}", f"run.activation_checkpointing={variant == 'geex-ac'}"]
+    trainee = Trainee(load_config(None, sets), VOCAB, seq, topo)
+
+    def finish() -> None:
+        trainee.clip_gradients(1.0)
+        trainee.optimizer.step()
+        trainee.optimizer.zero_grad(set_to_none=True)
+
+    return trainee.loss, finish
+
+
+def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: int, warmup: int, topo) -> dict:
+    torch.manual_seed(topo.rank)
+    torch.cuda.reset_peak_memory_stats()
+    if variant == "nanogpt":
+        loss_fn, finish = nanogpt_step_fn(preset, seq, topo.device)
+    else:
+        loss_fn, finish = geex_step_fn(preset, seq, variant, topo)
+    data = torch.randint(0, VOCAB, (accum, batch, seq + 1), device=topo.device)
+
+    def step() -> float:
+        total = 0.0
+        for micro in range(accum):
+            loss = loss_fn(data[micro])
+            (loss / accum).backward()
+            total += loss.detach()
+        finish()
+        return total
+
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    torch.cuda.synchronize()
+    warm_s = time.perf_counter() - t0
+    if topo.distributed:
+        torch.distributed.barrier()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        last = step()
+    torch.cuda.synchronize()
+    seconds = (time.perf_counter() - t0) / steps
+    tokens = batch * accum * seq * topo.world
+    cfg = get_config(preset)
+    flops = flops_per_token(cfg, seq)
+    peak = peak_flops(topo.device)
+    result = {"preset": preset, "variant": variant, "gpus": topo.world, "batch": batch, "accum": accum, "seq": seq,
+              "params": cfg.n_params(), "step_s": round(seconds, 4), "tokens_per_s": round(tokens / seconds, 1),
+              "tokens_per_s_gpu": round(tokens / seconds / topo.world, 1),
+              "tflops_gpu": round(tokens / seconds * flops / topo.world / 1e12, 1),
+              "mfu": round(tokens / seconds * flops / (peak * topo.world), 4) if peak else None,
+              "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+              "warmup_s": round(warm_s, 1), "loss": round(float(last) / accum, 3)}
+    del loss_fn, finish, data
+    gc.collect()
+    torch.cuda.empty_cache()
+    torch._dynamo.reset()
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", default="codegeex-350m,codegeex-1.3b")
+    ap.add_argument("--variants", default="geex,nanogpt")
+    ap.add_argument("--batch", default="350m=16,1.3b=8,125m=32", help="micro-batch per preset suffix")
+    ap.add_argument("--accum", type=int, default=2)
+    ap.add_argument("--seq", type=int, default=2048)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--commit", default=os.environ.get("GEEX_COMMIT", "unknown"))
+    ap.add_argument("--out", help="append one JSON line per measurement")
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("train_mfu.py needs a CUDA GPU", file=sys.stderr)
+        return 2
+    topo = setup("cuda")
+    batches = dict(item.split("=") for item in args.batch.split(","))
+    rows = []
+    try:
+        for preset in args.presets.split(","):
+            batch = int(batches[preset.removeprefix("codegeex-")])
+            for variant in args.variants.split(","):
+                if variant == "nanogpt" and topo.distributed:
+                    continue  # the peer runs on one GPU
+                r = measure(preset, variant, batch, args.accum, args.seq, args.steps, args.warmup, topo)
+                r.update(device=torch.cuda.get_device_name(), torch=torch.__version__, commit=args.commit,
+                         date=dt.date.today().isoformat())
+                rows.append(r)
+                if topo.main:
+                    print(json.dumps(r), flush=True)
+                    if args.out:
+                        with open(args.out, "a") as f:
+                            f.write(json.dumps(r) + "\n")
+    finally:
+        teardown(topo)
+    if topo.main:
+        print(f"\n{'preset':14} {'variant':10} {'gpus':>4} {'tok/s':>10} {'tok/s/gpu':>10} {'TFLOP/s':>8} "
+              f"{'MFU':>6} {'mem GB':>7}")
+        for r in rows:
+            mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
+            print(f"{r['preset']:14} {r['variant']:10} {r['gpus']:>4} {r['tokens_per_s']:>10.0f} "
+                  f"{r['tokens_per_s_gpu']:>10.0f} {r['tflops_gpu']:>8.1f} {mfu:>6} {r['peak_memory_gb']:>7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Training checkpoints with ``torch.distributed.checkpoint`` (DCP).
+
+A checkpoint is a directory ``OUT/checkpoints/step-NNNNNNNN``: DCP's files hold the model and the
+optimizer (each process writes its own shards; a later run with another number of processes
+reshards on load), ``trainer.pt`` the rest (step, data position, RNG states, config, world size).
+It is written as ``….tmp`` and renamed when complete, so a crash mid-write leaves the previous
+checkpoint as the newest; only the newest ``keep`` are kept.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from geex.train.distributed import Topology, barrier
+
+TRAINER = "trainer.pt"
+
+
+@contextmanager
+def _quiet():
+    """DCP warns that it runs without a process group, which is what one process means."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
+def latest(out: Path) -> Path | None:
+    """The newest complete checkpoint directory under ``out``, if any."""
+    done = sorted(p for p in (out / "checkpoints").glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")
+                  and (p / TRAINER).is_file())
+    return done[-1] if done else None
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+def save(out: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, trainer: dict,
+         topo: Topology, keep: int = 2) -> Path:
+    root = out / "checkpoints"
+    final = root / f"step-{step:08d}"
+    tmp = root / f"step-{step:08d}.tmp"
+    if topo.main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier(topo)
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    with _quiet():
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp)
+    if topo.main:
+        torch.save(trainer, tmp / TRAINER)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier(topo)
+    return final
+
+
+def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore model and optimizer from ``path`` into this run's sharding; returns the trainer state."""
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {"model": model_sd, "optim": optim_sd}
+    with _quiet():
+        dcp.load(state, checkpoint_id=path)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    return torch.load(path / TRAINER, weights_only=False)
