@@ -10,8 +10,9 @@ peak of every device used (H100 SXM: 989 TFLOP/s dense bf16).
 Variants:
 - ``geex``: ``geex.train.loop.Trainee`` as ``geex train`` builds it (bf16, ``run.compile``: each
   layer and the loss compiled), so what is measured is what trains;
-- ``geex-eager``: the same without torch.compile;
-- ``geex-ac``: ``geex`` with activation checkpointing (memory for recompute; MFU counts no recompute);
+- ``geex+eager``: the same without torch.compile; ``geex+ac``: with activation checkpointing (memory
+  for recompute; MFU counts no recompute); across GPUs ``geex+keep`` keeps gathered weights from the
+  forward to the backward, ``geex+lastsync`` reduces gradients once a step (``GEEX_FLAGS``);
 - ``nanogpt``: nanoGPT's model and recipe (pre-LN GPT-2 blocks, fused qkv, GELU, tied head, no
   biases, whole model under ``torch.compile``, bf16 autocast, fused AdamW) with the same width,
   depth (layers + CodeGeeX's top query layer), vocabulary and sequence: the peer the issue names.
@@ -106,36 +107,45 @@ def nanogpt_step_fn(preset: str, seq: int, device: torch.device):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return loss, finish
+    return loss, lambda loss, last: loss.backward(), finish
+
+
+GEEX_FLAGS = {"eager": "run.compile=false", "ac": "run.activation_checkpointing=true",
+              "keep": "run.reshard_after_forward=false", "lastsync": "run.reduce_last_micro_batch=true"}
 
 
 def geex_step_fn(preset: str, seq: int, variant: str, topo):
-    sets = [f"model.preset={preset}", "run.dtype=bfloat16", f"run.device={topo.device.type}",
-            f"run.compile={variant != 'geex-eager'}", f"run.activation_checkpointing={variant == 'geex-ac'}"]
+    """``variant``: geex plus ``+flag``s of GEEX_FLAGS (e.g. ``geex+keep+lastsync``)."""
+    sets = [f"model.preset={preset}", "run.dtype=bfloat16", f"run.device={topo.device.type}", "run.compile=true"]
+    sets += [GEEX_FLAGS[flag] for flag in variant.split("+")[1:]]
+    reduce_last = "lastsync" in variant
     trainee = Trainee(load_config(None, sets), VOCAB, seq, topo)
+
+    def backward(loss: torch.Tensor, last: bool) -> None:
+        trainee.backward(loss, last or not reduce_last)
 
     def finish() -> None:
         trainee.clip_gradients(1.0)
         trainee.optimizer.step()
         trainee.optimizer.zero_grad(set_to_none=True)
 
-    return trainee.loss, finish
+    return trainee.loss, backward, finish
 
 
 def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: int, warmup: int, topo) -> dict:
     torch.manual_seed(topo.rank)
     torch.cuda.reset_peak_memory_stats()
     if variant == "nanogpt":
-        loss_fn, finish = nanogpt_step_fn(preset, seq, topo.device)
+        loss_fn, backward, finish = nanogpt_step_fn(preset, seq, topo.device)
     else:
-        loss_fn, finish = geex_step_fn(preset, seq, variant, topo)
+        loss_fn, backward, finish = geex_step_fn(preset, seq, variant, topo)
     data = torch.randint(0, VOCAB, (accum, batch, seq + 1), device=topo.device)
 
     def step() -> float:
         total = 0.0
         for micro in range(accum):
             loss = loss_fn(data[micro])
-            (loss / accum).backward()
+            backward(loss / accum, micro == accum - 1)
             total += loss.detach()
         finish()
         return total
@@ -163,7 +173,7 @@ def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: 
               "mfu": round(tokens / seconds * flops / (peak * topo.world), 4) if peak else None,
               "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
               "warmup_s": round(warm_s, 1), "loss": round(float(last) / accum, 3)}
-    del loss_fn, finish, data
+    del loss_fn, backward, finish, data
     gc.collect()
     torch.cuda.empty_cache()
     torch._dynamo.reset()

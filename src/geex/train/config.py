@@ -52,6 +52,8 @@ class RunSection:
     activation_checkpointing: bool = False  # recompute each layer in the backward: memory for compute
     reshard_after_forward: bool = True  # FSDP2 (several processes): free gathered weights after the
     # forward (ZeRO-3); False keeps them to the backward (ZeRO-2-like, more memory, less traffic)
+    reduce_last_micro_batch: bool = False  # FSDP2 with grad_accum > 1: reduce gradients once a step,
+    # not every micro-batch (less traffic; full-size fp32 gradients held in between: small models)
     peak_tflops: float = 0.0  # a device's dense bf16 peak for MFU; 0: known GPUs' datasheet peak
     tensorboard: bool = True  # also write OUT/tensorboard (if the tensorboard package is installed)
 
@@ -60,7 +62,7 @@ class RunSection:
 # (batch_size and grad_accum may change too if the global batch stays the same: see resumable_change)
 RESUMABLE_FIELDS = {"run.out", "run.log_every", "run.eval_every", "run.eval_sequences", "run.checkpoint_every",
                     "run.keep_checkpoints", "run.compile", "run.activation_checkpointing",
-                    "run.reshard_after_forward", "run.peak_tflops", "run.tensorboard",
+                    "run.reshard_after_forward", "run.reduce_last_micro_batch", "run.peak_tflops", "run.tensorboard",
                     "data.batch_size", "optim.grad_accum"}
 
 

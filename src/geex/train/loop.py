@@ -97,6 +97,13 @@ class Trainee:
             logits = self.model(x)
         return self._cross_entropy(logits, y, self.vocab)
 
+    def backward(self, loss: torch.Tensor, reduce: bool = True) -> None:
+        """Accumulate ``loss``'s gradients; across processes ``reduce=False`` keeps them local (FSDP2
+        then reduces them with a later micro-batch's)."""
+        if hasattr(self.model, "set_requires_gradient_sync"):
+            self.model.set_requires_gradient_sync(reduce)
+        loss.backward()
+
     def clip_gradients(self, max_norm: float) -> torch.Tensor:
         """Clip to ``max_norm`` (0: only measure); returns the global norm before clipping."""
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -224,10 +231,11 @@ def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bo
             for group in trainee.optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
             loss_sum = torch.zeros((), device=topo.device)
-            for _ in range(cfg.optim.grad_accum):
+            for micro in range(cfg.optim.grad_accum):
                 batch = train_data.next_batch(cfg.data.batch_size, topo.rank, topo.world)
                 loss = trainee.loss(torch.from_numpy(batch).to(topo.device, non_blocking=True))
-                (loss / cfg.optim.grad_accum).backward()
+                last_micro = micro == cfg.optim.grad_accum - 1
+                trainee.backward(loss / cfg.optim.grad_accum, last_micro or not cfg.run.reduce_last_micro_batch)
                 loss_sum += loss.detach()
             norm = trainee.clip_gradients(cfg.optim.grad_clip)
             trainee.optimizer.step()
