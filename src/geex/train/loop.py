@@ -11,7 +11,8 @@ each read their part of one shared data order, so a step sees the same sequences
 Checkpoints (``geex.train.checkpoint``, torch.distributed.checkpoint) hold model, optimizer,
 schedule, data position and RNG; the same command after a stop continues with bitwise the same
 losses (same N), and a run may resume on another N with the same global batch (resharded).
-Logs: ``OUT/log.jsonl`` and TensorBoard: loss, lr, grad norm, tokens/s, MFU, peak memory, eval loss.
+Logs: ``OUT/log.jsonl`` and TensorBoard: loss, lr, grad norm, tokens/s, MFU, peak memory, eval loss;
+``OUT/loss.png`` when the run ends.
 """
 
 from __future__ import annotations
@@ -278,7 +279,19 @@ def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bo
         log.close()
         if bar is not None:
             bar.stop()
+    if topo.main and step == cfg.optim.max_steps:
+        _plot(out)
     return last
+
+
+def _plot(out: Path) -> None:
+    """OUT/loss.png at the end of a run (skipped where matplotlib is not installed)."""
+    try:
+        from geex.train.plot import plot_log
+
+        plot_log(out / "log.jsonl", out / "loss.png")
+    except ImportError:
+        pass
 
 
 def _progress_bar(enabled: bool, step: int, total: int):
