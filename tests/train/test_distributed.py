@@ -141,3 +141,18 @@ def test_compiled_training_follows_the_eager_curve(packed, tmp_path):  # noqa: F
     train(_cfg(packed, tmp_path / "compiled", *STEPS, "run.compile=true"), max_steps=5, progress=False)
     train(_cfg(packed, tmp_path / "compiled", *STEPS), progress=False)
     _assert_close(tmp_path / "compiled", tmp_path / "eager")
+
+
+def test_fsdp_options_keep_the_numbers(packed, tmp_path):  # noqa: F811
+    """Gathered weights kept to the backward, gradients reduced once a step: the same curve as one
+    process with the same global batch (2 processes x 2 sequences x 2 micro-batches = 1 x 4 x 2)."""
+    train(_cfg(packed, tmp_path / "one", *STEPS, "data.batch_size=4", "optim.grad_accum=2"), progress=False)
+    _torchrun(2, packed, tmp_path / "two", "data.batch_size=2", "optim.grad_accum=2",
+              "run.reshard_after_forward=false", "run.reduce_last_micro_batch=true")
+    _assert_close(tmp_path / "two", tmp_path / "one")
+
+
+def test_a_finished_run_plots_its_loss_curve(packed, tmp_path):  # noqa: F811
+    train(_cfg(packed, tmp_path / "run", *STEPS), progress=False)
+    png = (tmp_path / "run" / "loss.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
