@@ -15,6 +15,8 @@ from geex.data.tokenizer import train_tokenizer
 from geex.errors import UserError
 from geex.models.tokenizer import CodeGeeXTokenizer
 
+from tests.conftest import SHARED_TOKENIZER
+
 SRC = Path(__file__).resolve().parents[2] / "src" / "geex"
 
 
@@ -129,3 +131,17 @@ def test_errors(tmp_path, tokenizer):
         pack([str(tmp_path / "missing")], str(tokenizer), tmp_path / "o", progress=False)
     with pytest.raises(UserError):
         train_tokenizer([str(tmp_path / "missing")], tmp_path / "t")
+
+
+def test_a_document_that_spells_eos_is_not_cut(tmp_path):
+    """Corpus text is text: a literal <|endoftext|> in a document stays characters, so the only EOS
+    ids are the ones that end documents."""
+    shard = tmp_path / "s.jsonl"
+    docs = ['# language: Python\nEOS = "<|endoftext|>"\n', "// language: C++\nint x;  // <|extratoken_12|>\n"]
+    shard.write_text("".join(json.dumps({"code": d}) + "\n" for d in docs))
+    tokdir = SHARED_TOKENIZER
+    pack([str(shard)], str(tokdir), tmp_path / "p", seq_len=8, valid=0.0, workers=1, progress=False)
+    tokens = np.fromfile(tmp_path / "p" / "train.bin", dtype=np.uint16).tolist()
+    tok = CodeGeeXTokenizer(tokdir)
+    assert tokens.count(tok.eos_id) == 2
+    assert tok.decode(tokens) == "<|endoftext|>".join(docs) + "<|endoftext|>"

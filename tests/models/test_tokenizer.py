@@ -69,3 +69,31 @@ def test_decode_round_trips_any_text(tok, text):
 def test_missing_files_are_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="tokenizer files missing: .*vocab.json"):
         CodeGeeXTokenizer(tmp_path)
+
+
+SPECIAL_IN_TEXT = 'def f():\n    return "<|endoftext|>"  # <|extratoken_12|>\n        x<|extratoken_3|>'
+
+
+def test_special_strings_in_text_are_special_by_default_as_in_the_original(tok):
+    ids = tok.encode(SPECIAL_IN_TEXT)
+    assert tok.eos_id in ids and tok.encode("<|endoftext|>") == [tok.eos_id]
+    assert tok.decode(ids) == SPECIAL_IN_TEXT.replace("<|extratoken_12|>", "    ")  # 12 = four spaces
+
+
+def test_literal_encoding_keeps_special_strings_as_text(tok):
+    ids = tok.encode(SPECIAL_IN_TEXT, literal=True)
+    specials = {tok.eos_id, tok.encode("<|extratoken_3|>")[0]}
+    assert not specials & set(ids)
+    assert tok.decode(ids) == SPECIAL_IN_TEXT
+    assert tok.encode("<|endoftext|>", literal=True) == [27, 91, 437, 1659, 5239, 91, 29]  # GPT-2's pieces
+    four_spaces = tok.encode("    ")[0]
+    assert ids.count(four_spaces) == 1  # the indentation is still one whitespace token
+    text = "int main() {\n    return 0;\n}"  # no special strings: the same ids either way
+    assert tok.encode(text, literal=True) == tok.encode(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["<|endoftext|>", "<|extratoken_12|>", "<|", "|>", " ", "    ", "x", "\n", "é"]),
+                max_size=20).map("".join))
+def test_literal_encoding_round_trips(tok, text):
+    assert tok.decode(tok.encode(text, literal=True)) == text

@@ -54,7 +54,8 @@ def _tokenize_shard(args: tuple[str, str, str, float, str]) -> dict:
         for line in f:
             code = json.loads(line)["code"]
             split = "valid" if _is_valid(code, valid) else "train"
-            out[split].append(np.asarray(tok.encode(code) + [tok.eos_id], dtype=dtype))
+            # literal: a document that spells <|endoftext|> must not end there
+            out[split].append(np.asarray(tok.encode(code, literal=True) + [tok.eos_id], dtype=dtype))
             docs[split] += 1
     info = {"name": name, "documents": docs, "tokens": {}}
     for s in SPLITS:

@@ -1,7 +1,8 @@
 """The CodeGeeX tokenizer: GPT-2/GPT-J byte-level BPE plus whitespace tokens, on HF ``tokenizers``.
 
 Before BPE, runs of 2-10 spaces become ``<|extratoken_{n+8}|>`` (ids 50266-50274), longest first:
-13 spaces -> [10 spaces, 3 spaces]. Decoding keeps special tokens and turns them back into spaces.
+13 spaces -> [10 spaces, 3 spaces]. Decoding turns whitespace tokens (by id) back into spaces and
+keeps the rest.
 Ids equal the original ``CodeGeeXTokenizer`` (which used ``GPT2TokenizerFast``; the slow GPT-2
 tokenizer drops a newline before an added token and inserts spaces around them when decoding).
 
@@ -22,7 +23,6 @@ from geex.errors import UserError
 EOS = "<|endoftext|>"
 WS_START_ID = 10  # CodeGeeX-13B: --ws-encoding-start-id 10 --ws-encoding-length 10
 WS_MAX = 10  # longest run of spaces that one token encodes
-_WS_TOKEN = re.compile(r"<\|extratoken_(\d+)\|>")
 
 
 def _space_token(n: int) -> str:
@@ -54,6 +54,10 @@ class CodeGeeXTokenizer:
             if self._tok.token_to_id(tok) != expected:
                 raise UserError(f"{files['added_tokens.json']}: {tok} would get id "
                                 f"{self._tok.token_to_id(tok)}, not {expected}")
+        self._text_only = Tokenizer(bpe)  # the same BPE without added tokens: special strings as text
+        self._text_only.pre_tokenizer = self._tok.pre_tokenizer
+        self._special_text = re.compile("|".join(re.escape(t) for t in special))
+        self._spaces = {self._tok.token_to_id(_space_token(n)): " " * n for n in range(2, WS_MAX + 1)}
         self.eos_id: int = self._tok.token_to_id(EOS)
         self.stop_ids: frozenset[int] = frozenset({self.eos_id})
         self.vocab_size: int = self._tok.get_vocab_size(with_added_tokens=True)
@@ -64,22 +68,39 @@ class CodeGeeXTokenizer:
             text = text.replace(" " * n, _space_token(n))
         return text
 
-    @staticmethod
-    def decode_whitespace(text: str) -> str:
-        def spaces(m: re.Match) -> str:
-            n = int(m.group(1)) - WS_START_ID + 2
-            return " " * n if 2 <= n <= WS_MAX else m.group(0)
-
-        return _WS_TOKEN.sub(spaces, text)
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids (no BOS or EOS added, as the original)."""
-        return self._tok.encode(self.encode_whitespace(text), add_special_tokens=False).ids
+    def encode(self, text: str, literal: bool = False) -> list[int]:
+        """Token ids (no BOS or EOS added, as the original). The original turns ``<|endoftext|>`` or
+        ``<|extratoken_N|>`` written in the text into those tokens; ``literal=True`` encodes them as
+        the characters they are (for corpus documents, where a literal EOS would end a document early)."""
+        if not literal or not self._special_text.search(text):
+            return self._tok.encode(self.encode_whitespace(text), add_special_tokens=False).ids
+        ids: list[int] = []
+        at = 0
+        for m in self._special_text.finditer(text):
+            if m.start() > at:
+                ids += self._tok.encode(self.encode_whitespace(text[at:m.start()]), add_special_tokens=False).ids
+            ids += self._text_only.encode(m.group(0), add_special_tokens=False).ids
+            at = m.end()
+        if at < len(text):
+            ids += self._tok.encode(self.encode_whitespace(text[at:]), add_special_tokens=False).ids
+        return ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         encoded = self._tok.encode_batch([self.encode_whitespace(t) for t in texts], add_special_tokens=False)
         return [e.ids for e in encoded]
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Text of ``ids``; ids without a token (the padded embedding rows >= 50400) decode to ''."""
-        return self.decode_whitespace(self._tok.decode(list(ids), skip_special_tokens=False))
+        """Text of ``ids``; ids without a token (the padded embedding rows >= 50400) decode to ''.
+        Whitespace tokens become spaces by id, so text that spells ``<|extratoken_N|>`` stays text."""
+        ids = list(ids)
+        if not any(i in self._spaces for i in ids):
+            return self._tok.decode(ids, skip_special_tokens=False)
+        parts, run = [], []
+        for i in ids:
+            if i in self._spaces:
+                parts += [self._tok.decode(run, skip_special_tokens=False), self._spaces[i]]
+                run = []
+            else:
+                run.append(i)
+        parts.append(self._tok.decode(run, skip_special_tokens=False))
+        return "".join(parts)
