@@ -184,7 +184,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="codegeex-350m,codegeex-1.3b")
     ap.add_argument("--variants", default="geex,nanogpt")
-    ap.add_argument("--batch", default="350m=16,1.3b=8,125m=32", help="micro-batch per preset suffix")
+    ap.add_argument("--batch", default="350m=16,1.3b=8,125m=32,13b=2", help="micro-batch per preset suffix")
     ap.add_argument("--accum", type=int, default=2)
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=6)

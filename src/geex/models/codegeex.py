@@ -80,6 +80,19 @@ def get_config(name: str, **overrides) -> CodeGeeXConfig:
     return replace(PRESETS[name], **overrides)
 
 
+@torch.no_grad()
+def init_parameter(name: str, p: torch.Tensor, n_layer: int, generator: torch.Generator | None = None) -> None:
+    """Parameter ``name``'s initial value (``CodeGeeX.init_weights``), filled into ``p``; one
+    parameter at a time, so a sharded model can make each full tensor and keep its own part."""
+    if "layernorm" in name:
+        p.fill_(1.0 if name.endswith("weight") else 0.0)
+    elif name.endswith("bias"):
+        p.zero_()
+    else:
+        out = "attention.dense" in name or "dense_4h_to_h" in name
+        p.normal_(0.0, 0.02 / math.sqrt(2 * n_layer) if out else 0.02, generator=generator)
+
+
 class SelfAttention(nn.Module):
     """Separate q/k/v projections with biases (the official layout), SDPA, causal."""
 
@@ -199,16 +212,8 @@ class CodeGeeX(nn.Module):
     def init_weights(self, generator: torch.Generator | None = None) -> None:
         """The paper's training code: N(0, 0.02); output projections N(0, 0.02 / sqrt(2 n_layer));
         biases 0, LayerNorm weight 1."""
-        std_out = 0.02 / math.sqrt(2 * self.config.n_layer)
         for name, p in self.named_parameters():
-            with torch.no_grad():
-                if "layernorm" in name:
-                    p.fill_(1.0 if name.endswith("weight") else 0.0)
-                elif name.endswith("bias"):
-                    p.zero_()
-                else:
-                    std = std_out if ("attention.dense" in name or "dense_4h_to_h" in name) else 0.02
-                    p.normal_(0.0, std, generator=generator)
+            init_parameter(name, p, self.config.n_layer, generator)
 
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: int | torch.Tensor = 0,
                 pad: torch.Tensor | None = None) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from geex.data.pack import PackedDataset
 from geex.errors import UserError
-from geex.models.codegeex import get_config
+from geex.models.codegeex import get_config, init_parameter
 from geex.train import checkpoint
 from geex.train.config import TrainConfig, resume_conflicts
 from geex.train.distributed import Topology, all_reduce_max, all_reduce_sum, setup, shard, teardown, units
@@ -57,6 +57,22 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, vocab: int) -> to
     return F.cross_entropy(logits[..., :vocab].float().reshape(-1, vocab), targets.reshape(-1))
 
 
+@torch.no_grad()
+def initialize(model: torch.nn.Module, n_layer: int, device: torch.device, seed: int) -> None:
+    """CodeGeeX's initialisation, one full parameter at a time on ``device`` from one seeded
+    generator, each process keeping its shard: the weights do not depend on the number of processes."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    generator = torch.Generator(device).manual_seed(seed)
+    for name, p in model.named_parameters():
+        full = torch.empty(p.shape, dtype=p.dtype, device=device)
+        init_parameter(name, full, n_layer, generator)
+        if isinstance(p, DTensor):
+            full = distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None).to_local()
+            p = p.to_local()
+        p.copy_(full)
+
+
 class Trainee:
     """The model as training runs it: built, compiled, checkpointed and sharded as ``cfg`` says, with
     its optimizer and loss. ``loss(batch)`` is one micro-batch's forward."""
@@ -70,10 +86,8 @@ class Trainee:
         self.vocab, self.device = vocab, topo.device
         bf16 = cfg.run.dtype == "bfloat16"
         self.autocast = bf16 and not topo.distributed  # across processes FSDP2 casts instead
-        torch.manual_seed(cfg.run.seed)
-        model = self.model_config.build()
-        model.init_weights(torch.Generator().manual_seed(cfg.run.seed))
-        model.to(topo.device)
+        with torch.device("meta"):  # no full copy anywhere: weights are made after sharding
+            model = self.model_config.build()
         if cfg.run.compile:
             for block in units(model):
                 block.compile()
@@ -86,6 +100,8 @@ class Trainee:
             model.transformer.topQueryLayer = checkpoint_wrapper(model.transformer.topQueryLayer)
         if topo.distributed:
             shard(model, topo, bf16, cfg.run.reshard_after_forward)
+        model.to_empty(device=topo.device)
+        initialize(model, self.model_config.n_layer, topo.device, cfg.run.seed)
         self.model = model
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=tuple(o.betas),
