@@ -114,9 +114,10 @@ GEEX_FLAGS = {"eager": "run.compile=false", "ac": "run.activation_checkpointing=
               "keep": "run.reshard_after_forward=false", "lastsync": "run.reduce_last_micro_batch=true"}
 
 
-def geex_step_fn(preset: str, seq: int, variant: str, topo):
+def geex_step_fn(preset: str, seq: int, variant: str, topo, lr: float = 3e-4):
     """``variant``: geex plus ``+flag``s of GEEX_FLAGS (e.g. ``geex+keep+lastsync``)."""
-    sets = [f"model.preset={preset}", "run.dtype=bfloat16", f"run.device={topo.device.type}", "run.compile=true"]
+    sets = [f"model.preset={preset}", "run.dtype=bfloat16", f"run.device={topo.device.type}", "run.compile=true",
+            f"optim.lr={lr}"]
     sets += [GEEX_FLAGS[flag] for flag in variant.split("+")[1:]]
     reduce_last = "lastsync" in variant
     trainee = Trainee(load_config(None, sets), VOCAB, seq, topo)
@@ -132,13 +133,14 @@ def geex_step_fn(preset: str, seq: int, variant: str, topo):
     return trainee.loss, backward, finish
 
 
-def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: int, warmup: int, topo) -> dict:
+def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: int, warmup: int, topo,
+            lr: float = 3e-4) -> dict:
     torch.manual_seed(topo.rank)
     torch.cuda.reset_peak_memory_stats()
     if variant == "nanogpt":
         loss_fn, backward, finish = nanogpt_step_fn(preset, seq, topo.device)
     else:
-        loss_fn, backward, finish = geex_step_fn(preset, seq, variant, topo)
+        loss_fn, backward, finish = geex_step_fn(preset, seq, variant, topo, lr)
     data = torch.randint(0, VOCAB, (accum, batch, seq + 1), device=topo.device)
 
     def step() -> float:
@@ -151,8 +153,7 @@ def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: 
         return total
 
     t0 = time.perf_counter()
-    for _ in range(warmup):
-        step()
+    losses = [float(step()) / accum for _ in range(warmup)]  # the same batch again: memorised
     torch.cuda.synchronize()
     warm_s = time.perf_counter() - t0
     if topo.distributed:
@@ -172,7 +173,8 @@ def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: 
               "tflops_gpu": round(tokens / seconds * flops / topo.world / 1e12, 1),
               "mfu": round(tokens / seconds * flops / (peak * topo.world), 4) if peak else None,
               "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-              "warmup_s": round(warm_s, 1), "loss": round(float(last) / accum, 3)}
+              "warmup_s": round(warm_s, 1), "loss": round(float(last) / accum, 3),
+              "warmup_losses": [round(x, 3) for x in losses]}
     del loss_fn, backward, finish, data
     gc.collect()
     torch.cuda.empty_cache()
@@ -189,6 +191,7 @@ def main() -> int:
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=3e-4, help="geex variants' peak lr (the schedule warms up over 100 steps)")
     ap.add_argument("--commit", default=os.environ.get("GEEX_COMMIT", "unknown"))
     ap.add_argument("--out", help="append one JSON line per measurement")
     args = ap.parse_args()
@@ -204,7 +207,7 @@ def main() -> int:
             for variant in args.variants.split(","):
                 if variant == "nanogpt" and topo.distributed:
                     continue  # the peer runs on one GPU
-                r = measure(preset, variant, batch, args.accum, args.seq, args.steps, args.warmup, topo)
+                r = measure(preset, variant, batch, args.accum, args.seq, args.steps, args.warmup, topo, args.lr)
                 r.update(device=torch.cuda.get_device_name(), torch=torch.__version__, commit=args.commit,
                          date=dt.date.today().isoformat())
                 rows.append(r)
