@@ -156,3 +156,14 @@ def test_a_finished_run_plots_its_loss_curve(packed, tmp_path):  # noqa: F811
     train(_cfg(packed, tmp_path / "run", *STEPS), progress=False)
     png = (tmp_path / "run" / "loss.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_bf16_fsdp_mixed_precision_follows_one_process_autocast(packed, tmp_path):  # noqa: F811
+    """bf16 across processes (FSDP2 gathers bf16 weights, reduces fp32 gradients) against bf16
+    autocast in one process, with activation checkpointing: the same curve to bf16's precision."""
+    extra = ("run.dtype=bfloat16", "run.activation_checkpointing=true")
+    train(_cfg(packed, tmp_path / "one", *STEPS, "data.batch_size=8", *extra), progress=False)
+    _torchrun(2, packed, tmp_path / "two", "data.batch_size=4", *extra)
+    one, two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    assert np.allclose([r["loss"] for r in two], [r["loss"] for r in one], rtol=2e-4, atol=0)
+    assert np.allclose([r["grad_norm"] for r in two], [r["grad_norm"] for r in one], rtol=5e-3, atol=0)
