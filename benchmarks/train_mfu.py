@@ -44,9 +44,10 @@ from geex.models.codegeex import get_config
 from geex.train.config import load_config
 from geex.train.distributed import setup, teardown
 from geex.train.flops import flops_per_token, peak_flops
-from geex.train.loop import Trainee
+from geex.train.loop import Trainee, lr_at
 
-VOCAB = 50400  # the CodeGeeX tokenizer's; the embedding pads to 52224
+VOCAB = 50400  # the CodeGeeX tokenizer's
+PADDED = -(-VOCAB // 64) * 64  # the embedding rows geex train makes (50432; the official 13B has 52224)
 
 
 class NanoBlock(nn.Module):
@@ -90,8 +91,8 @@ class NanoGPT(nn.Module):
 
 
 def nanogpt_step_fn(preset: str, seq: int, device: torch.device):
-    cfg = get_config(preset)
-    model = NanoGPT(cfg.n_layer + 1, cfg.n_embd, cfg.n_head, cfg.padded_vocab_size, seq).to(device)
+    cfg = get_config(preset, vocab_size=VOCAB, padded_vocab_size=PADDED)
+    model = NanoGPT(cfg.n_layer + 1, cfg.n_embd, cfg.n_head, PADDED, seq).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
@@ -107,7 +108,7 @@ def nanogpt_step_fn(preset: str, seq: int, device: torch.device):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return loss, lambda loss, last: loss.backward(), finish
+    return loss, lambda loss, last: loss.backward(), finish, cfg
 
 
 GEEX_FLAGS = {"eager": "run.compile=false", "ac": "run.activation_checkpointing=true",
@@ -120,17 +121,22 @@ def geex_step_fn(preset: str, seq: int, variant: str, topo, lr: float = 3e-4):
             f"optim.lr={lr}"]
     sets += [GEEX_FLAGS[flag] for flag in variant.split("+")[1:]]
     reduce_last = "lastsync" in variant
-    trainee = Trainee(load_config(None, sets), VOCAB, seq, topo)
+    cfg = load_config(None, sets)
+    trainee = Trainee(cfg, VOCAB, seq, topo)
+    steps = [0]
 
     def backward(loss: torch.Tensor, last: bool) -> None:
         trainee.backward(loss, last or not reduce_last)
 
     def finish() -> None:
         trainee.clip_gradients(1.0)
+        for group in trainee.optimizer.param_groups:  # geex train's schedule: warm-up, then cosine
+            group["lr"] = lr_at(steps[0], cfg)
         trainee.optimizer.step()
         trainee.optimizer.zero_grad(set_to_none=True)
+        steps[0] += 1
 
-    return trainee.loss, backward, finish
+    return trainee.loss, backward, finish, trainee.model_config
 
 
 def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: int, warmup: int, topo,
@@ -138,9 +144,9 @@ def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: 
     torch.manual_seed(topo.rank)
     torch.cuda.reset_peak_memory_stats()
     if variant == "nanogpt":
-        loss_fn, backward, finish = nanogpt_step_fn(preset, seq, topo.device)
+        loss_fn, backward, finish, cfg = nanogpt_step_fn(preset, seq, topo.device)
     else:
-        loss_fn, backward, finish = geex_step_fn(preset, seq, variant, topo, lr)
+        loss_fn, backward, finish, cfg = geex_step_fn(preset, seq, variant, topo, lr)
     data = torch.randint(0, VOCAB, (accum, batch, seq + 1), device=topo.device)
 
     def step() -> float:
@@ -164,8 +170,7 @@ def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: 
     torch.cuda.synchronize()
     seconds = (time.perf_counter() - t0) / steps
     tokens = batch * accum * seq * topo.world
-    cfg = get_config(preset)
-    flops = flops_per_token(cfg, seq)
+    flops = flops_per_token(cfg, seq)  # of the model that ran (its padded vocabulary included)
     peak = peak_flops(topo.device)
     result = {"preset": preset, "variant": variant, "gpus": topo.world, "batch": batch, "accum": accum, "seq": seq,
               "params": cfg.n_params(), "step_s": round(seconds, 4), "tokens_per_s": round(tokens / seconds, 1),

@@ -97,3 +97,16 @@ def test_literal_encoding_keeps_special_strings_as_text(tok):
                 max_size=20).map("".join))
 def test_literal_encoding_round_trips(tok, text):
     assert tok.decode(tok.encode(text, literal=True)) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(" \t\n") + ["a", "Z", "0", '"', "<", "|", ">", "é", "😀"]), max_size=80)
+       | st.text(max_size=60))
+def test_literal_encoding_is_the_same_encoding_without_special_strings(tok, text):
+    text = text.replace("<|", "< |")  # no special string can appear
+    assert tok.encode(text, literal=True) == tok.encode(text)
+
+
+def test_literal_encoding_merges_across_a_special_string_as_plain_bpe(tok):
+    # ' <|endoftext|>': GPT-2 encodes ' <' as one token (1279), not ' ' + '<'
+    assert tok.encode(" <|endoftext|>", literal=True) == [1279, 91, 437, 1659, 5239, 91, 29]

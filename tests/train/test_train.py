@@ -98,3 +98,29 @@ def test_another_configuration_in_the_same_directory_is_refused(packed, tmp_path
         train(_cfg(packed, tmp_path / "run", "optim.max_steps=3"), progress=False)
     with pytest.raises(UserError, match="data.path"):
         train(load_config(None, [f"run.out={tmp_path / 'x'}"]), progress=False)
+
+
+def test_bad_values_and_old_runs_are_clear_errors(packed, tmp_path):
+    for bad, match in [("run.log_every=0", "run.log_every = 0"), ("run.keep_checkpoints=0", "keep_checkpoints"),
+                       ("optim.grad_accum=0", "grad_accum"), ("run.dtype=float16", "float32 or bfloat16")]:
+        with pytest.raises(UserError, match=match):
+            train(_cfg(packed, tmp_path / "x", bad), progress=False)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(UserError, match="older geex"):
+        train(_cfg(packed, tmp_path / "old"), progress=False)
+
+
+def test_a_crash_mid_write_leaves_nothing_that_breaks_the_resume(packed, tmp_path):
+    """A log line cut short and a half-written checkpoint directory (killed while saving)."""
+    extra = ("optim.max_steps=6", "run.checkpoint_every=2")
+    train(_cfg(packed, tmp_path / "whole", *extra), progress=False)
+    run = tmp_path / "run"
+    train(_cfg(packed, run, *extra), max_steps=4, progress=False)
+    with open(run / "log.jsonl", "a") as f:
+        f.write('{"step": 5, "lo')
+    (run / "checkpoints" / "step-00000006.tmp").mkdir()
+    (run / "checkpoints" / "step-00000006.tmp" / "__0_0.distcp").write_bytes(b"partial")
+    train(_cfg(packed, run, *extra), progress=False)
+    assert _losses(run) == _losses(tmp_path / "whole")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000004", "step-00000006"]

@@ -25,6 +25,9 @@ WS_START_ID = 10  # CodeGeeX-13B: --ws-encoding-start-id 10 --ws-encoding-length
 WS_MAX = 10  # longest run of spaces that one token encodes
 
 
+_SPACE_RUNS = re.compile("( {2,})")
+
+
 def _space_token(n: int) -> str:
     """The token standing for ``n`` spaces (2 <= n <= 10): <|extratoken_{n + 8}|>."""
     return f"<|extratoken_{n + WS_START_ID - 2}|>"
@@ -57,7 +60,8 @@ class CodeGeeXTokenizer:
         self._text_only = Tokenizer(bpe)  # the same BPE without added tokens: special strings as text
         self._text_only.pre_tokenizer = self._tok.pre_tokenizer
         self._special_text = re.compile("|".join(re.escape(t) for t in special))
-        self._spaces = {self._tok.token_to_id(_space_token(n)): " " * n for n in range(2, WS_MAX + 1)}
+        self._space_ids = {n: self._tok.token_to_id(_space_token(n)) for n in range(2, WS_MAX + 1)}
+        self._spaces = {i: " " * n for n, i in self._space_ids.items()}
         self.eos_id: int = self._tok.token_to_id(EOS)
         self.stop_ids: frozenset[int] = frozenset({self.eos_id})
         self.vocab_size: int = self._tok.get_vocab_size(with_added_tokens=True)
@@ -71,18 +75,26 @@ class CodeGeeXTokenizer:
     def encode(self, text: str, literal: bool = False) -> list[int]:
         """Token ids (no BOS or EOS added, as the original). The original turns ``<|endoftext|>`` or
         ``<|extratoken_N|>`` written in the text into those tokens; ``literal=True`` encodes them as
-        the characters they are (for corpus documents, where a literal EOS would end a document early)."""
+        the characters they are (for corpus documents, where a literal EOS would end a document
+        early) and is otherwise the same encoding."""
         if not literal or not self._special_text.search(text):
             return self._tok.encode(self.encode_whitespace(text), add_special_tokens=False).ids
+        # what the added-token matching does, by hand: the text splits at runs of 2+ spaces (each
+        # run: tokens of 10 spaces, then one of the rest; a single leftover space starts the next
+        # piece) and every piece is BPE-encoded on its own, here without any added tokens
         ids: list[int] = []
-        at = 0
-        for m in self._special_text.finditer(text):
-            if m.start() > at:
-                ids += self._tok.encode(self.encode_whitespace(text[at:m.start()]), add_special_tokens=False).ids
-            ids += self._text_only.encode(m.group(0), add_special_tokens=False).ids
-            at = m.end()
-        if at < len(text):
-            ids += self._tok.encode(self.encode_whitespace(text[at:]), add_special_tokens=False).ids
+        pending = ""
+        for i, piece in enumerate(_SPACE_RUNS.split(text)):
+            if i % 2 == 0:  # text between runs
+                pending += piece
+                continue
+            if pending:
+                ids += self._text_only.encode(pending, add_special_tokens=False).ids
+            tens, rest = divmod(len(piece), WS_MAX)
+            ids += [self._space_ids[WS_MAX]] * tens + ([self._space_ids[rest]] if rest >= 2 else [])
+            pending = " " if rest == 1 else ""
+        if pending:
+            ids += self._text_only.encode(pending, add_special_tokens=False).ids
         return ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:

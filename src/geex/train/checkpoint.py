@@ -56,7 +56,8 @@ def save(out: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Op
     final = root / f"step-{step:08d}"
     tmp = root / f"step-{step:08d}.tmp"
     if topo.main:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for stale in root.glob("step-*.tmp"):  # this one, or a write a crash left behind
+            shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier(topo)
     model_sd, optim_sd = get_state_dict(model, optimizer)

@@ -76,6 +76,21 @@ class TrainConfig:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def check(self) -> None:
+        """Values no run can use, as one clear error."""
+        positive = {"data.batch_size": self.data.batch_size, "optim.grad_accum": self.optim.grad_accum,
+                    "optim.max_steps": self.optim.max_steps, "run.log_every": self.run.log_every,
+                    "run.checkpoint_every": self.run.checkpoint_every,
+                    "run.keep_checkpoints": self.run.keep_checkpoints}
+        bad = [f"{k} = {v}" for k, v in positive.items() if v < 1]
+        bad += [f"{k} = {v}" for k, v in {"optim.warmup_steps": self.optim.warmup_steps,
+                                          "run.eval_every": self.run.eval_every}.items() if v < 0]
+        if self.run.dtype not in ("float32", "bfloat16"):
+            bad.append(f"run.dtype = {self.run.dtype!r} (float32 or bfloat16)")
+        if bad:
+            raise UserError("config: " + "; ".join(bad) + " (counts must be at least 1; eval_every and "
+                            "warmup_steps may be 0)")
+
     def sequences_per_step(self, world: int) -> int:
         """The global batch: micro-batch x accumulation x data-parallel processes."""
         return self.data.batch_size * self.optim.grad_accum * world
@@ -85,7 +100,7 @@ def resume_conflicts(saved: dict, cfg: TrainConfig, saved_world: int, world: int
     """Why a run saved with ``saved`` (a config dict) on ``saved_world`` processes cannot continue as
     ``cfg`` on ``world``: differing fields that change the numbers, or another global batch."""
     now = cfg.as_dict()
-    out = [f"{section}.{key}: {saved[section][key]!r} -> {value!r}"
+    out = [f"{section}.{key}: {saved.get(section, {}).get(key, '(absent)')!r} -> {value!r}"
            for section, values in now.items() for key, value in values.items()
            if f"{section}.{key}" not in RESUMABLE_FIELDS
            and _plain(saved.get(section, {}).get(key)) != _plain(value)]

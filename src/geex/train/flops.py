@@ -14,7 +14,7 @@ import torch
 from geex.models.codegeex import CodeGeeXConfig
 
 # dense bf16 tensor-core peaks (datasheets, without sparsity), by a fragment of the device name
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
                     "A10G": 70.0, "RTX 4090": 165.2}
 
 
@@ -30,7 +30,7 @@ def peak_flops(device: torch.device, override_tflops: float = 0.0) -> float | No
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    for fragment, tflops in PEAK_BF16_TFLOPS.items():  # "H100 PCIe" before "H100": dict order
+    for fragment, tflops in PEAK_BF16_TFLOPS.items():  # "H100 PCIe"/"NVL" before "H100": dict order
         if fragment in name:
             return tflops * 1e12
     return None

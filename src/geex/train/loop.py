@@ -191,9 +191,17 @@ class RunLog:
 
     def _truncate(self, step: int) -> None:
         lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        keep = [line for line in lines if json.loads(line)["step"] <= step]
+        keep = [line for line in lines if _step_of(line) <= step]
         if len(keep) != len(lines):
             self.path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+def _step_of(line: str) -> float:
+    """A log line's step; a line cut short by a crash counts as past every checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def train(cfg: TrainConfig, max_steps: int | None = None, progress: bool = True) -> dict:
@@ -201,8 +209,9 @@ def train(cfg: TrainConfig, max_steps: int | None = None, progress: bool = True)
     (as if interrupted). Returns the last log record."""
     if not cfg.data.path:
         raise UserError("data.path: a `geex data pack` output directory is required")
-    if cfg.run.dtype not in ("float32", "bfloat16"):
-        raise UserError(f"run.dtype must be float32 or bfloat16, got {cfg.run.dtype!r}")
+    cfg.check()
+    if (Path(cfg.run.out) / "checkpoint.pt").is_file():
+        raise UserError(f"{cfg.run.out} holds a run of an older geex (checkpoint.pt): choose another run.out")
     topo = setup(cfg.run.device)
     try:
         return _train(cfg, topo, max_steps, progress)
