@@ -12,7 +12,8 @@ Variants:
   layer and the loss compiled), so what is measured is what trains;
 - ``geex+eager``: the same without torch.compile; ``geex+ac``: with activation checkpointing (memory
   for recompute; MFU counts no recompute); across GPUs ``geex+keep`` keeps gathered weights from the
-  forward to the backward, ``geex+lastsync`` reduces gradients once a step (``GEEX_FLAGS``);
+  forward to the backward, ``geex+lastsync`` reduces gradients once a step, ``geex+tp2`` splits
+  every layer over 2 GPUs (tensor parallel; FSDP2 over the rest) (``GEEX_FLAGS``);
 - ``nanogpt``: nanoGPT's model and recipe (pre-LN GPT-2 blocks, fused qkv, GELU, tied head, no
   biases, whole model under ``torch.compile``, bf16 autocast, fused AdamW) with the same width,
   depth (layers + CodeGeeX's top query layer), vocabulary and sequence: the peer the issue names.
@@ -27,6 +28,7 @@ Usage: PYTHONPATH=src python benchmarks/train_mfu.py --presets codegeex-350m,cod
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import gc
 import json
@@ -112,7 +114,8 @@ def nanogpt_step_fn(preset: str, seq: int, device: torch.device):
 
 
 GEEX_FLAGS = {"eager": "run.compile=false", "ac": "run.activation_checkpointing=true",
-              "keep": "run.reshard_after_forward=false", "lastsync": "run.reduce_last_micro_batch=true"}
+              "keep": "run.reshard_after_forward=false", "lastsync": "run.reduce_last_micro_batch=true",
+              "tp2": "run.tensor_parallel=2", "tp4": "run.tensor_parallel=4", "tp8": "run.tensor_parallel=8"}
 
 
 def geex_step_fn(preset: str, seq: int, variant: str, topo, lr: float = 3e-4):
@@ -141,7 +144,9 @@ def geex_step_fn(preset: str, seq: int, variant: str, topo, lr: float = 3e-4):
 
 def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: int, warmup: int, topo,
             lr: float = 3e-4) -> dict:
-    torch.manual_seed(topo.rank)
+    tp = next((int(f[2:]) for f in variant.split("+")[1:] if f.startswith("tp")), 1)
+    topo = dataclasses.replace(topo, tp=tp)  # a tensor-parallel group shares its data
+    torch.manual_seed(topo.dp_rank)
     torch.cuda.reset_peak_memory_stats()
     if variant == "nanogpt":
         loss_fn, backward, finish, cfg = nanogpt_step_fn(preset, seq, topo.device)
@@ -169,10 +174,11 @@ def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: 
         last = step()
     torch.cuda.synchronize()
     seconds = (time.perf_counter() - t0) / steps
-    tokens = batch * accum * seq * topo.world
+    tokens = batch * accum * seq * topo.dp_world
     flops = flops_per_token(cfg, seq)  # of the model that ran (its padded vocabulary included)
     peak = peak_flops(topo.device)
-    result = {"preset": preset, "variant": variant, "gpus": topo.world, "batch": batch, "accum": accum, "seq": seq,
+    result = {"preset": preset, "variant": variant, "gpus": topo.world, "tp": topo.tp, "batch": batch,
+              "accum": accum, "seq": seq,
               "params": cfg.n_params(), "step_s": round(seconds, 4), "tokens_per_s": round(tokens / seconds, 1),
               "tokens_per_s_gpu": round(tokens / seconds / topo.world, 1),
               "tflops_gpu": round(tokens / seconds * flops / topo.world / 1e12, 1),

@@ -167,3 +167,24 @@ def test_bf16_fsdp_mixed_precision_follows_one_process_autocast(packed, tmp_path
     one, two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
     assert np.allclose([r["loss"] for r in two], [r["loss"] for r in one], rtol=2e-4, atol=0)
     assert np.allclose([r["grad_norm"] for r in two], [r["grad_norm"] for r in one], rtol=5e-3, atol=0)
+
+
+def test_tensor_parallel_trains_as_one_process_and_reshards(packed, tmp_path):  # noqa: F811
+    """Two processes splitting every layer (run.tensor_parallel=2: one data-parallel rank, so both
+    read the same 8 sequences) follow one process; the checkpoint continues in one process."""
+    train(_cfg(packed, tmp_path / "one", *STEPS, "data.batch_size=8"), progress=False)
+    _torchrun(2, packed, tmp_path / "tp", "data.batch_size=8", "run.tensor_parallel=2")
+    _assert_close(tmp_path / "tp", tmp_path / "one")
+    stopped = tmp_path / "stopped"
+    shutil.copytree(tmp_path / "tp", stopped)
+    shutil.rmtree(stopped / "checkpoints" / "step-00000010")
+    train(_cfg(packed, stopped, *STEPS, "data.batch_size=8"), progress=False)
+    _assert_close(stopped, tmp_path / "one")
+
+
+def test_fsdp_and_tensor_parallel_together(packed, tmp_path):  # noqa: F811
+    """Four processes as 2 data-parallel (FSDP2) x 2 tensor-parallel ranks, 4 sequences a
+    data-parallel rank: the curve of one process reading 8."""
+    train(_cfg(packed, tmp_path / "one", *STEPS, "data.batch_size=8"), progress=False)
+    _torchrun(4, packed, tmp_path / "2d", "data.batch_size=4", "run.tensor_parallel=2")
+    _assert_close(tmp_path / "2d", tmp_path / "one")

@@ -99,7 +99,7 @@ class SelfAttention(nn.Module):
     def __init__(self, cfg: CodeGeeXConfig) -> None:
         super().__init__()
         h = cfg.n_embd
-        self.n_head = cfg.n_head
+        self.head_dim = cfg.head_dim  # heads are counted from the width (tensor parallelism splits them)
         self.query, self.key, self.value, self.dense = (nn.Linear(h, h) for _ in range(4))
 
     def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, cache: LayerCache | None = None,
@@ -110,7 +110,7 @@ class SelfAttention(nn.Module):
         b, t, h = q_in.shape
 
         def heads(x: torch.Tensor) -> torch.Tensor:
-            return x.view(b, t, self.n_head, h // self.n_head).transpose(1, 2)
+            return x.view(b, t, -1, self.head_dim).transpose(1, 2)
 
         if hasattr(self, "qkv"):  # fused (ordinary layers): the query reads the same input
             q, k, v = (heads(x) for x in ops.linear(self.qkv, kv_in).split(h, dim=-1))

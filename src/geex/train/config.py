@@ -52,6 +52,8 @@ class RunSection:
     activation_checkpointing: bool = False  # recompute each layer in the backward: memory for compute
     reshard_after_forward: bool = True  # FSDP2 (several processes): free gathered weights after the
     # forward (ZeRO-3); False keeps them to the backward (ZeRO-2-like, more memory, less traffic)
+    tensor_parallel: int = 1  # processes that split each layer (Megatron-style, on DTensor); the
+    # rest of the processes are data parallel (FSDP2): world = data-parallel x tensor_parallel
     reduce_last_micro_batch: bool = False  # FSDP2 with grad_accum > 1: reduce gradients once a step,
     # not every micro-batch (less traffic; full-size fp32 gradients held in between: small models)
     peak_tflops: float = 0.0  # a device's dense bf16 peak for MFU; 0: known GPUs' datasheet peak
@@ -62,7 +64,8 @@ class RunSection:
 # (batch_size and grad_accum may change too if the global batch stays the same: see resumable_change)
 RESUMABLE_FIELDS = {"run.out", "run.log_every", "run.eval_every", "run.eval_sequences", "run.checkpoint_every",
                     "run.keep_checkpoints", "run.compile", "run.activation_checkpointing",
-                    "run.reshard_after_forward", "run.reduce_last_micro_batch", "run.peak_tflops", "run.tensorboard",
+                    "run.reshard_after_forward", "run.reduce_last_micro_batch", "run.tensor_parallel",
+                    "run.peak_tflops", "run.tensorboard",
                     "data.batch_size", "optim.grad_accum"}
 
 
@@ -92,7 +95,7 @@ class TrainConfig:
                             "warmup_steps may be 0)")
 
     def sequences_per_step(self, world: int) -> int:
-        """The global batch: micro-batch x accumulation x data-parallel processes."""
+        """The global batch: micro-batch x accumulation x ``world`` data-parallel ranks."""
         return self.data.batch_size * self.optim.grad_accum * world
 
 
@@ -107,7 +110,7 @@ def resume_conflicts(saved: dict, cfg: TrainConfig, saved_world: int, world: int
     before = saved["data"]["batch_size"] * saved["optim"]["grad_accum"] * saved_world
     if before != cfg.sequences_per_step(world):
         out.append(f"global batch: {before} sequences a step -> {cfg.sequences_per_step(world)} "
-                   f"(data.batch_size x optim.grad_accum x processes)")
+                   f"(data.batch_size x optim.grad_accum x data-parallel processes)")
     return out
 
 

@@ -20,9 +20,13 @@ from geex.errors import UserError
 
 @dataclass(frozen=True)
 class Topology:
+    """``world`` processes as a (data-parallel x tensor-parallel) grid, rank = dp_rank * tp + tp_rank:
+    the ``tp`` processes of a group hold parts of every layer and read the same data."""
+
     rank: int
     world: int
     device: torch.device
+    tp: int = 1
 
     @property
     def main(self) -> bool:
@@ -32,12 +36,22 @@ class Topology:
     def distributed(self) -> bool:
         return self.world > 1
 
+    @property
+    def dp_rank(self) -> int:
+        return self.rank // self.tp
 
-def setup(device: str) -> Topology:
+    @property
+    def dp_world(self) -> int:
+        return self.world // self.tp
+
+
+def setup(device: str, tp: int = 1) -> Topology:
     """The process group from torchrun's environment (none for one process); CUDA ranks each take
-    their LOCAL_RANK's GPU and talk NCCL, CPU ranks gloo."""
+    their LOCAL_RANK's GPU and talk NCCL, CPU ranks gloo. ``tp``: processes a tensor-parallel group."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    if tp < 1 or world % tp:
+        raise UserError(f"run.tensor_parallel {tp} must divide the {world} processes")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("run.device cuda: no CUDA device is available here")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
@@ -56,7 +70,7 @@ def setup(device: str) -> Topology:
         dev = torch.device("cpu")
         if not dist.is_initialized():
             dist.init_process_group("gloo", timeout=datetime.timedelta(minutes=30))
-    return Topology(rank, world, dev)
+    return Topology(rank, world, dev, tp)
 
 
 def teardown(topo: Topology) -> None:
@@ -83,16 +97,40 @@ def all_reduce_max(value: float, topo: Topology) -> float:
     return float(t)
 
 
-def shard(model: nn.Module, topo: Topology, bf16: bool, reshard_after_forward: bool = True) -> nn.Module:
-    """FSDP2 over all processes (one mesh dimension: data parallel, fully sharded)."""
+def make_mesh(topo: Topology):
+    """The device mesh: one dimension ("dp") or, with tensor parallelism, ("dp", "tp")."""
     from torch.distributed.device_mesh import init_device_mesh
+
+    if topo.tp == 1:
+        return init_device_mesh(topo.device.type, (topo.world,), mesh_dim_names=("dp",))
+    return init_device_mesh(topo.device.type, (topo.dp_world, topo.tp), mesh_dim_names=("dp", "tp"))
+
+
+def tensor_parallel(model: nn.Module, mesh, n_head: int) -> None:
+    """Megatron's split of every layer over the "tp" mesh dimension: q/k/v and h->4h by output
+    columns (whole heads to each process), the attention output and 4h->h by input rows with one
+    all-reduce each. Embeddings, LayerNorms and the tied head stay replicated."""
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    tp = mesh["tp"].size()
+    if n_head % tp:
+        raise UserError(f"run.tensor_parallel {tp} must divide the model's {n_head} attention heads")
+    for block in units(model):
+        plan = {f"attention.{name}": ColwiseParallel() for name in ("query", "key", "value")}
+        plan |= {"attention.dense": RowwiseParallel(), "mlp.dense_h_to_4h": ColwiseParallel(),
+                 "mlp.dense_4h_to_h": RowwiseParallel()}
+        parallelize_module(block, mesh["tp"], plan)
+
+
+def shard(model: nn.Module, mesh, bf16: bool, reshard_after_forward: bool = True) -> nn.Module:
+    """FSDP2 over the "dp" mesh dimension (data parallel, fully sharded)."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    mesh = init_device_mesh(topo.device.type, (topo.world,))
+    dp = mesh["dp"] if mesh.ndim > 1 else mesh
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
     for block in units(model):
-        fully_shard(block, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard_after_forward)
-    fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard_after_forward)
+        fully_shard(block, mesh=dp, mp_policy=mp, reshard_after_forward=reshard_after_forward)
+    fully_shard(model, mesh=dp, mp_policy=mp, reshard_after_forward=reshard_after_forward)
     return model
 
 

@@ -31,7 +31,8 @@ from geex.errors import UserError
 from geex.models.codegeex import get_config, init_parameter
 from geex.train import checkpoint
 from geex.train.config import TrainConfig, resume_conflicts
-from geex.train.distributed import Topology, all_reduce_max, all_reduce_sum, setup, shard, teardown, units
+from geex.train.distributed import (Topology, all_reduce_max, all_reduce_sum, make_mesh, setup, shard, teardown,
+                                    tensor_parallel, units)
 from geex.train.flops import flops_per_token, mfu, peak_flops
 
 
@@ -85,9 +86,12 @@ class Trainee:
                             f"{self.model_config.n_positions}")
         self.vocab, self.device = vocab, topo.device
         bf16 = cfg.run.dtype == "bfloat16"
-        self.autocast = bf16 and not topo.distributed  # across processes FSDP2 casts instead
+        self.autocast = bf16 and topo.dp_world == 1  # with FSDP2 (data parallel), FSDP2 casts instead
         with torch.device("meta"):  # no full copy anywhere: weights are made after sharding
             model = self.model_config.build()
+        mesh = make_mesh(topo) if topo.distributed else None
+        if topo.tp > 1:
+            tensor_parallel(model, mesh, self.model_config.n_head)
         if cfg.run.compile:
             for block in units(model):
                 block.compile()
@@ -98,8 +102,8 @@ class Trainee:
             for i, layer in enumerate(layers):
                 layers[i] = checkpoint_wrapper(layer)
             model.transformer.topQueryLayer = checkpoint_wrapper(model.transformer.topQueryLayer)
-        if topo.distributed:
-            shard(model, topo, bf16, cfg.run.reshard_after_forward)
+        if topo.dp_world > 1:
+            shard(model, mesh, bf16, cfg.run.reshard_after_forward)
         model.to_empty(device=topo.device)
         initialize(model, self.model_config.n_layer, topo.device, cfg.run.seed)
         self.model = model
@@ -122,25 +126,34 @@ class Trainee:
         loss.backward()
 
     def clip_gradients(self, max_norm: float) -> torch.Tensor:
-        """Clip to ``max_norm`` (0: only measure); returns the global norm before clipping."""
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-        if hasattr(norm, "full_tensor"):  # a DTensor: the shards' norms combined across processes
-            norm = norm.full_tensor()
+        """Clip to ``max_norm`` (0: only measure); returns the global norm before clipping. Gradients
+        are grouped by how they are distributed (plain, FSDP-sharded, also tensor-parallel): one
+        fused norm a group, combined across processes."""
+        groups: dict = {}
+        for p in self.model.parameters():
+            if p.grad is not None:
+                key = (p.grad.device_mesh, tuple(p.grad.placements)) if hasattr(p.grad, "device_mesh") else None
+                groups.setdefault(key, []).append(p)
+        squares = []
+        for key, params in groups.items():
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            squares.append((norm.full_tensor() if key is not None else norm).float() ** 2)
+        total = torch.stack(squares).sum().sqrt() if squares else torch.zeros((), device=self.device)
         if max_norm:
-            torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
-        return norm
+            for params in groups.values():
+                torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+        return total
 
 
 @torch.no_grad()
 def evaluate(trainee: Trainee, valid: PackedDataset, n: int, batch: int, topo: Topology) -> float:
-    """Mean loss of the first ``n`` held-out sequences. Across processes each takes every world-th
-    batch row; all run the same number of forwards (FSDP2 gathers weights collectively), a rank
+    """Mean loss of the first ``n`` held-out sequences. Across processes each data-parallel rank
+    takes every dp_world-th row; all run the same number of forwards (FSDP2 gathers weights collectively), a rank
     with nothing left repeating a row at weight 0."""
     trainee.model.eval()
     n = min(n, len(valid))
-    mine = list(range(topo.rank, n, topo.world))
-    rounds = -(-n // (batch * topo.world))
+    mine = list(range(topo.dp_rank, n, topo.dp_world))  # a tensor-parallel group reads the same rows
+    rounds = -(-n // (batch * topo.dp_world))
     total = torch.zeros(2, dtype=torch.float64, device=topo.device)
     for r in range(rounds):
         rows = mine[r * batch:(r + 1) * batch]
@@ -149,7 +162,7 @@ def evaluate(trainee: Trainee, valid: PackedDataset, n: int, batch: int, topo: T
         total += torch.stack([loss * len(rows), torch.tensor(float(len(rows)), device=topo.device,
                                                              dtype=torch.float64)])
     trainee.model.train()
-    total = all_reduce_sum(total, topo)
+    total = all_reduce_sum(total, topo)  # tensor-parallel ranks count their rows tp times: cancels
     return float(total[0] / total[1])
 
 
@@ -212,7 +225,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, progress: bool = True)
     cfg.check()
     if (Path(cfg.run.out) / "checkpoint.pt").is_file():
         raise UserError(f"{cfg.run.out} holds a run of an older geex (checkpoint.pt): choose another run.out")
-    topo = setup(cfg.run.device)
+    topo = setup(cfg.run.device, cfg.run.tensor_parallel)
     try:
         return _train(cfg, topo, max_steps, progress)
     finally:
@@ -229,7 +242,7 @@ def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bo
     found = checkpoint.latest(out)
     saved = torch.load(found / checkpoint.TRAINER, weights_only=False) if found else None
     if saved is not None:
-        conflicts = resume_conflicts(saved["config"], cfg, saved["world"], topo.world)
+        conflicts = resume_conflicts(saved["config"], cfg, saved["world"], topo.dp_world)
         if conflicts:
             raise UserError(f"{out} holds a run that cannot continue with this configuration "
                             f"({'; '.join(conflicts)}): choose another run.out")
@@ -245,7 +258,7 @@ def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bo
         (out / "config.json").write_text(json.dumps(cfg.as_dict(), indent=2) + "\n")
     log = RunLog(out, step, cfg.run.tensorboard, enabled=topo.main)
     stop = cfg.optim.max_steps if max_steps is None else min(cfg.optim.max_steps, step + max_steps)
-    tokens_per_step = cfg.sequences_per_step(topo.world) * seq_len
+    tokens_per_step = cfg.sequences_per_step(topo.dp_world) * seq_len
     flops_token = flops_per_token(trainee.model_config, seq_len)
     peak = peak_flops(topo.device, cfg.run.peak_tflops)
     bar = _progress_bar(progress and topo.main, step, cfg.optim.max_steps)
@@ -258,7 +271,7 @@ def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bo
                 group["lr"] = lr_at(step, cfg)
             loss_sum = torch.zeros((), device=topo.device)
             for micro in range(cfg.optim.grad_accum):
-                batch = train_data.next_batch(cfg.data.batch_size, topo.rank, topo.world)
+                batch = train_data.next_batch(cfg.data.batch_size, topo.dp_rank, topo.dp_world)
                 loss = trainee.loss(torch.from_numpy(batch).to(topo.device, non_blocking=True))
                 last_micro = micro == cfg.optim.grad_accum - 1
                 trainee.backward(loss / cfg.optim.grad_accum, last_micro or not cfg.run.reduce_last_micro_batch)
@@ -296,7 +309,7 @@ def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bo
             if step % cfg.run.checkpoint_every == 0 or step == stop:
                 t0 = time.perf_counter()
                 checkpoint.save(out, step, trainee.model, trainee.optimizer,
-                                {"step": step, "config": cfg.as_dict(), "world": topo.world,
+                                {"step": step, "config": cfg.as_dict(), "world": topo.dp_world,
                                  "data": train_data.state_dict(), "rng": checkpoint.rng_state()},
                                 topo, keep=cfg.run.keep_checkpoints)
                 paused += time.perf_counter() - t0
