@@ -21,6 +21,10 @@ Variants:
 Under ``torchrun --nproc_per_node N`` the geex variants run FSDP2 over N GPUs (bf16 gathers, fp32
 reduction), the same per-GPU micro-batch: tokens/s against one GPU's is the scaling.
 
+Each row also has the step-time split (forward, backward, optimizer; CUDA events) and the losses of
+the warm-up steps. ``--device cpu`` runs the script itself on a tiny preset (the tests do, under
+torchrun with gloo).
+
 Usage: PYTHONPATH=src python benchmarks/train_mfu.py --presets codegeex-350m,codegeex-1.3b
        [--variants geex,nanogpt] [--batch 350m=16,1.3b=8] [--accum 2] [--out results.jsonl]
 """
@@ -142,53 +146,96 @@ def geex_step_fn(preset: str, seq: int, variant: str, topo, lr: float = 3e-4):
     return trainee.loss, backward, finish, trainee.model_config
 
 
+class PhaseClock:
+    """Time of each phase of a step (forward, backward, optimizer), summed over the timed steps: CUDA
+    events on a GPU (read once at the end, so nothing waits), wall time on a CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.marks: list[tuple[str, object]] = []
+
+    def mark(self, phase: str) -> None:
+        """The phase that starts now ("" ends the last one)."""
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append((phase, event))
+        else:
+            self.marks.append((phase, time.perf_counter()))
+
+    def totals(self) -> dict[str, float]:
+        if self.cuda:
+            torch.cuda.synchronize()
+        out: dict[str, float] = {}
+        for (phase, start), (_, end) in zip(self.marks, self.marks[1:]):
+            if phase:
+                took = start.elapsed_time(end) / 1e3 if self.cuda else end - start
+                out[phase] = out.get(phase, 0.0) + took
+        return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def measure(preset: str, variant: str, batch: int, accum: int, seq: int, steps: int, warmup: int, topo,
             lr: float = 3e-4) -> dict:
     tp = next((int(f[2:]) for f in variant.split("+")[1:] if f.startswith("tp")), 1)
     topo = dataclasses.replace(topo, tp=tp)  # a tensor-parallel group shares its data
     torch.manual_seed(topo.dp_rank)
-    torch.cuda.reset_peak_memory_stats()
+    cuda = topo.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     if variant == "nanogpt":
         loss_fn, backward, finish, cfg = nanogpt_step_fn(preset, seq, topo.device)
     else:
         loss_fn, backward, finish, cfg = geex_step_fn(preset, seq, variant, topo, lr)
-    data = torch.randint(0, VOCAB, (accum, batch, seq + 1), device=topo.device)
+    data = torch.randint(0, cfg.vocab_size, (accum, batch, seq + 1), device=topo.device)
 
-    def step() -> float:
+    def step(clock: PhaseClock | None = None) -> torch.Tensor:
+        mark = clock.mark if clock is not None else (lambda phase: None)
         total = 0.0
         for micro in range(accum):
+            mark("forward")
             loss = loss_fn(data[micro])
+            mark("backward")
             backward(loss / accum, micro == accum - 1)
             total += loss.detach()
+        mark("optimizer")
         finish()
+        mark("")
         return total
 
     t0 = time.perf_counter()
     losses = [float(step()) / accum for _ in range(warmup)]  # the same batch again: memorised
-    torch.cuda.synchronize()
+    _sync(topo.device)
     warm_s = time.perf_counter() - t0
     if topo.distributed:
         torch.distributed.barrier()
+    clock = PhaseClock(topo.device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        last = step()
-    torch.cuda.synchronize()
+        last = step(clock)
+    _sync(topo.device)
     seconds = (time.perf_counter() - t0) / steps
+    split = {phase: round(took / steps, 4) for phase, took in clock.totals().items()}
     tokens = batch * accum * seq * topo.dp_world
     flops = flops_per_token(cfg, seq)  # of the model that ran (its padded vocabulary included)
     peak = peak_flops(topo.device)
     result = {"preset": preset, "variant": variant, "gpus": topo.world, "tp": topo.tp, "batch": batch,
-              "accum": accum, "seq": seq,
-              "params": cfg.n_params(), "step_s": round(seconds, 4), "tokens_per_s": round(tokens / seconds, 1),
+              "accum": accum, "seq": seq, "params": cfg.n_params(), "step_s": round(seconds, 4),
+              "step_split_s": split, "tokens_per_s": round(tokens / seconds, 1),
               "tokens_per_s_gpu": round(tokens / seconds / topo.world, 1),
               "tflops_gpu": round(tokens / seconds * flops / topo.world / 1e12, 1),
               "mfu": round(tokens / seconds * flops / (peak * topo.world), 4) if peak else None,
-              "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+              "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
               "warmup_s": round(warm_s, 1), "loss": round(float(last) / accum, 3),
               "warmup_losses": [round(x, 3) for x in losses]}
     del loss_fn, backward, finish, data
     gc.collect()
-    torch.cuda.empty_cache()
+    if cuda:
+        torch.cuda.empty_cache()
     torch._dynamo.reset()
     return result
 
@@ -202,14 +249,16 @@ def main() -> int:
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=3e-4, help="geex variants' peak lr (the schedule warms up over 100 steps)")
+    ap.add_argument("--lr", type=float, default=3e-4,
+                    help="geex variants' peak lr (the schedule warms up over 100 steps)")
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run of the script itself")
     ap.add_argument("--commit", default=os.environ.get("GEEX_COMMIT", "unknown"))
     ap.add_argument("--out", help="append one JSON line per measurement")
     args = ap.parse_args()
-    if not torch.cuda.is_available():
-        print("train_mfu.py needs a CUDA GPU", file=sys.stderr)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("train_mfu.py needs a CUDA GPU (or --device cpu for a smoke run)", file=sys.stderr)
         return 2
-    topo = setup("cuda")
+    topo = setup(args.device)
     batches = dict(item.split("=") for item in args.batch.split(","))
     rows = []
     try:
@@ -219,7 +268,8 @@ def main() -> int:
                 if variant == "nanogpt" and topo.distributed:
                     continue  # the peer runs on one GPU
                 r = measure(preset, variant, batch, args.accum, args.seq, args.steps, args.warmup, topo, args.lr)
-                r.update(device=torch.cuda.get_device_name(), torch=torch.__version__, commit=args.commit,
+                name = torch.cuda.get_device_name() if topo.device.type == "cuda" else "cpu"
+                r.update(device=name, torch=torch.__version__, commit=args.commit,
                          date=dt.date.today().isoformat())
                 rows.append(r)
                 if topo.main:
@@ -231,11 +281,13 @@ def main() -> int:
         teardown(topo)
     if topo.main:
         print(f"\n{'preset':14} {'variant':10} {'gpus':>4} {'tok/s':>10} {'tok/s/gpu':>10} {'TFLOP/s':>8} "
-              f"{'MFU':>6} {'mem GB':>7}")
+              f"{'MFU':>6} {'mem GB':>7}  step split (s): forward, backward, optimizer")
         for r in rows:
             mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
+            mem = f"{r['peak_memory_gb']:.2f}" if r["peak_memory_gb"] is not None else "-"
+            split = " ".join(f"{k[:3]} {v:.3f}" for k, v in r["step_split_s"].items())
             print(f"{r['preset']:14} {r['variant']:10} {r['gpus']:>4} {r['tokens_per_s']:>10.0f} "
-                  f"{r['tokens_per_s_gpu']:>10.0f} {r['tflops_gpu']:>8.1f} {mfu:>6} {r['peak_memory_gb']:>7.2f}")
+                  f"{r['tokens_per_s_gpu']:>10.0f} {r['tflops_gpu']:>8.1f} {mfu:>6} {mem:>7}  {split}")
     return 0
 
 

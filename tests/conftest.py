@@ -41,3 +41,12 @@ def codegeex_tokenizer(tokenizer_dir):
     from geex.models.tokenizer import CodeGeeXTokenizer
 
     return CodeGeeXTokenizer(tokenizer_dir)
+
+
+def free_port() -> int:
+    """A TCP port free now on 127.0.0.1 (torchrun's rendezvous in multi-process tests)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

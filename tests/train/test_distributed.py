@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,16 +21,12 @@ from geex.train.checkpoint import latest
 from geex.train.config import load_config
 from geex.train.flops import flops_per_token, mfu, peak_flops
 from geex.train.loop import train
+from tests.conftest import free_port
 
 from .test_train import _cfg, _losses, packed  # noqa: F401 - the shared fixture
 
 STEPS = ("optim.max_steps=10", "run.checkpoint_every=5", "run.eval_every=5", "run.eval_sequences=12")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _torchrun(procs: int, packed: Path, out: Path, *extra: str) -> None:
@@ -39,7 +34,7 @@ def _torchrun(procs: int, packed: Path, out: Path, *extra: str) -> None:
     sets = [f"data.path={packed}", f"run.out={out}", "optim.lr=0.003", "optim.min_lr=0.0003",
             "optim.warmup_steps=10", "run.log_every=1", *STEPS, *extra]
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "geex", "train", "--quiet"]
+           f"--master_port={free_port()}", "-m", "geex", "train", "--quiet"]
     for s in sets:
         cmd += ["--set", s]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
