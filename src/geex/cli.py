@@ -356,10 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "config is TOML with sections [model] [data] [optim] [run] (every field documented in "
                     "geex/train/config.py; examples in configs/); --set section.field=value overrides. Several "
                     "processes: `torchrun --nproc_per_node N -m geex train ...` shards the model with FSDP2 "
-                    "(data.batch_size is per process). Checkpoints (torch.distributed.checkpoint) go to "
-                    "OUT/checkpoints; re-running the same command continues with bitwise the same losses, on "
-                    "another number of processes too if the global batch stays the same. Logs: OUT/log.jsonl "
-                    "and OUT/tensorboard (loss, lr, tokens/s, MFU, memory).")
+                    "(data.batch_size is per data-parallel process; run.tensor_parallel=K splits each layer "
+                    "over K of them). Checkpoints (torch.distributed.checkpoint) go to OUT/checkpoints; "
+                    "re-running the same command continues with bitwise the same losses, and a run may also "
+                    "continue on another number of processes (resharded) if the global batch stays the same. "
+                    "Logs: OUT/log.jsonl, OUT/tensorboard (loss, lr, tokens/s, MFU, memory), OUT/loss.png.")
     tr.add_argument("--config", help="TOML file")
     tr.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override (repeatable)")
     tr.add_argument("--quiet", "-q", action="store_true", help="no log lines on stdout")
