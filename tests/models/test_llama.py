@@ -421,6 +421,12 @@ def test_a_directory_chat_template_renders_as_transformers_renders_it(where, tmp
             hf_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
 
 
+def test_a_chat_template_is_compiled_once():
+    from geex.models.hf_tokenizer import _compile
+
+    assert _compile(CHAT_TEMPLATE) is _compile(CHAT_TEMPLATE)  # rendering per request reuses it
+
+
 def test_a_tokenizer_that_adds_bos_adds_it_as_transformers_does(tmp_path, written):
     from tokenizers import processors
 

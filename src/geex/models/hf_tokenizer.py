@@ -12,6 +12,7 @@ The interface matches ``CodeGeeXTokenizer`` (``encode``, ``encode_batch``, ``dec
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -148,7 +149,9 @@ class HFTokenizer:
         return self._tok.encode(text, add_special_tokens=False).ids
 
 
+@functools.lru_cache(maxsize=8)
 def _compile(template: str):
+    """The template compiled once (a server renders it for every request)."""
     import jinja2
     import jinja2.ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
