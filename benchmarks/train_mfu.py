@@ -50,7 +50,7 @@ from geex.models.codegeex import get_config
 from geex.train.config import load_config
 from geex.train.distributed import setup, teardown
 from geex.train.flops import flops_per_token, peak_flops
-from geex.train.loop import Trainee, lr_at
+from geex.train.loop import Trainee
 
 VOCAB = 50400  # the CodeGeeX tokenizer's
 PADDED = -(-VOCAB // 64) * 64  # the embedding rows geex train makes (50432; the official 13B has 52224)
@@ -127,23 +127,14 @@ def geex_step_fn(preset: str, seq: int, variant: str, topo, lr: float = 3e-4):
     sets = [f"model.preset={preset}", "run.dtype=bfloat16", f"run.device={topo.device.type}", "run.compile=true",
             f"optim.lr={lr}"]
     sets += [GEEX_FLAGS[flag] for flag in variant.split("+")[1:]]
-    reduce_last = "lastsync" in variant
-    cfg = load_config(None, sets)
-    trainee = Trainee(cfg, VOCAB, seq, topo)
+    trainee = Trainee(load_config(None, sets), VOCAB, seq, topo)
     steps = [0]
 
-    def backward(loss: torch.Tensor, last: bool) -> None:
-        trainee.backward(loss, last or not reduce_last)
-
-    def finish() -> None:
-        trainee.clip_gradients(1.0)
-        for group in trainee.optimizer.param_groups:  # geex train's schedule: warm-up, then cosine
-            group["lr"] = lr_at(steps[0], cfg)
-        trainee.optimizer.step()
-        trainee.optimizer.zero_grad(set_to_none=True)
+    def finish() -> None:  # geex train's optimizer step, its lr schedule included
+        trainee.optimizer_step(steps[0])
         steps[0] += 1
 
-    return trainee.loss, backward, finish, trainee.model_config
+    return trainee.loss, trainee.backward, finish, trainee.model_config
 
 
 class PhaseClock:

@@ -84,7 +84,7 @@ class Trainee:
         if seq_len > self.model_config.n_positions:
             raise UserError(f"sequences of {seq_len} tokens exceed {cfg.model.preset}'s context of "
                             f"{self.model_config.n_positions}")
-        self.vocab, self.device = vocab, topo.device
+        self.cfg, self.vocab, self.device = cfg, vocab, topo.device
         bf16 = cfg.run.dtype == "bfloat16"
         self.autocast = bf16 and topo.dp_world == 1  # with FSDP2 (data parallel), FSDP2 casts instead
         with torch.device("meta"):  # no full copy anywhere: weights are made after sharding
@@ -118,12 +118,22 @@ class Trainee:
             logits = self.model(x)
         return self._cross_entropy(logits, y, self.vocab)
 
-    def backward(self, loss: torch.Tensor, reduce: bool = True) -> None:
-        """Accumulate ``loss``'s gradients; across processes ``reduce=False`` keeps them local (FSDP2
-        then reduces them with a later micro-batch's)."""
+    def backward(self, loss: torch.Tensor, last_micro_batch: bool = True) -> None:
+        """Accumulate ``loss``'s gradients. With ``run.reduce_last_micro_batch`` FSDP2 keeps them local
+        until the step's last micro-batch, then reduces them all at once."""
         if hasattr(self.model, "set_requires_gradient_sync"):
-            self.model.set_requires_gradient_sync(reduce)
+            self.model.set_requires_gradient_sync(last_micro_batch or not self.cfg.run.reduce_last_micro_batch)
         loss.backward()
+
+    def optimizer_step(self, step: int) -> torch.Tensor:
+        """Optimizer step ``step`` (0-based) on the accumulated gradients: clip, the schedule's lr,
+        AdamW, clear. Returns the gradient norm before clipping."""
+        norm = self.clip_gradients(self.cfg.optim.grad_clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(step, self.cfg)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
 
     def clip_gradients(self, max_norm: float) -> torch.Tensor:
         """Clip to ``max_norm`` (0: only measure); returns the global norm before clipping. Gradients
@@ -148,8 +158,8 @@ class Trainee:
 @torch.no_grad()
 def evaluate(trainee: Trainee, valid: PackedDataset, n: int, batch: int, topo: Topology) -> float:
     """Mean loss of the first ``n`` held-out sequences. Across processes each data-parallel rank
-    takes every dp_world-th row; all run the same number of forwards (FSDP2 gathers weights collectively), a rank
-    with nothing left repeating a row at weight 0."""
+    takes every dp_world-th row; all run the same number of forwards (FSDP2 gathers weights
+    collectively), a rank with nothing left repeating a row at weight 0."""
     trainee.model.eval()
     n = min(n, len(valid))
     mine = list(range(topo.dp_rank, n, topo.dp_world))  # a tensor-parallel group reads the same rows
@@ -267,18 +277,13 @@ def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bo
     clock, logged, paused = time.perf_counter(), step, 0.0  # paused: eval/checkpoint time, not training
     try:
         while step < stop:
-            for group in trainee.optimizer.param_groups:
-                group["lr"] = lr_at(step, cfg)
             loss_sum = torch.zeros((), device=topo.device)
             for micro in range(cfg.optim.grad_accum):
                 batch = train_data.next_batch(cfg.data.batch_size, topo.dp_rank, topo.dp_world)
                 loss = trainee.loss(torch.from_numpy(batch).to(topo.device, non_blocking=True))
-                last_micro = micro == cfg.optim.grad_accum - 1
-                trainee.backward(loss / cfg.optim.grad_accum, last_micro or not cfg.run.reduce_last_micro_batch)
+                trainee.backward(loss / cfg.optim.grad_accum, micro == cfg.optim.grad_accum - 1)
                 loss_sum += loss.detach()
-            norm = trainee.clip_gradients(cfg.optim.grad_clip)
-            trainee.optimizer.step()
-            trainee.optimizer.zero_grad(set_to_none=True)
+            norm = trainee.optimizer_step(step)
             step += 1
             record = {"step": step, "tokens": step * tokens_per_step, "lr": lr_at(step - 1, cfg)}
             if cfg.run.eval_every and step % cfg.run.eval_every == 0:
