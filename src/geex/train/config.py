@@ -61,7 +61,7 @@ class RunSection:
 
 
 # fields that may differ when a run resumes: they change neither its numbers nor its data order
-# (batch_size and grad_accum may change too if the global batch stays the same: see resumable_change)
+# (batch_size and grad_accum may change too if the global batch stays the same: see resume_conflicts)
 RESUMABLE_FIELDS = {"run.out", "run.log_every", "run.eval_every", "run.eval_sequences", "run.checkpoint_every",
                     "run.keep_checkpoints", "run.compile", "run.activation_checkpointing",
                     "run.reshard_after_forward", "run.reduce_last_micro_batch", "run.tensor_parallel",
