@@ -11,8 +11,9 @@ Variants:
 - ``geex``: ``geex.train.loop.Trainee`` as ``geex train`` builds it (bf16, ``run.compile``: each
   layer and the loss compiled), so what is measured is what trains;
 - ``geex+eager``: the same without torch.compile; ``geex+ac``: with activation checkpointing (memory
-  for recompute; MFU counts no recompute); across GPUs ``geex+keep`` keeps gathered weights from the
-  forward to the backward, ``geex+lastsync`` reduces gradients once a step, ``geex+tp2`` splits
+  for recompute; MFU counts no recompute), ``geex+ac2`` of every other layer; across GPUs
+  ``geex+keep`` keeps gathered weights from the forward to the backward, ``geex+lastsync`` reduces
+  gradients once a step, ``geex+offload`` keeps the shards in host memory, ``geex+tp2`` splits
   every layer over 2 GPUs (tensor parallel; FSDP2 over the rest) (``GEEX_FLAGS``);
 - ``nanogpt``: nanoGPT's model and recipe (pre-LN GPT-2 blocks, fused qkv, GELU, tied head, no
   biases, whole model under ``torch.compile``, bf16 autocast, fused AdamW) with the same width,
@@ -117,16 +118,18 @@ def nanogpt_step_fn(preset: str, seq: int, device: torch.device):
     return loss, lambda loss, last: loss.backward(), finish, cfg
 
 
-GEEX_FLAGS = {"eager": "run.compile=false", "ac": "run.activation_checkpointing=true",
-              "keep": "run.reshard_after_forward=false", "lastsync": "run.reduce_last_micro_batch=true",
-              "tp2": "run.tensor_parallel=2", "tp4": "run.tensor_parallel=4", "tp8": "run.tensor_parallel=8"}
+GEEX_FLAGS = {"eager": ("run.compile=false",), "ac": ("run.activation_checkpointing=true",),
+              "ac2": ("run.activation_checkpointing=true", "run.activation_checkpointing_every=2"),
+              "keep": ("run.reshard_after_forward=false",), "lastsync": ("run.reduce_last_micro_batch=true",),
+              "offload": ("run.cpu_offload=true",),
+              "tp2": ("run.tensor_parallel=2",), "tp4": ("run.tensor_parallel=4",), "tp8": ("run.tensor_parallel=8",)}
 
 
 def geex_step_fn(preset: str, seq: int, variant: str, topo, lr: float = 3e-4):
     """``variant``: geex plus ``+flag``s of GEEX_FLAGS (e.g. ``geex+keep+lastsync``)."""
     sets = [f"model.preset={preset}", "run.dtype=bfloat16", f"run.device={topo.device.type}", "run.compile=true",
             f"optim.lr={lr}"]
-    sets += [GEEX_FLAGS[flag] for flag in variant.split("+")[1:]]
+    sets += [item for flag in variant.split("+")[1:] for item in GEEX_FLAGS[flag]]
     trainee = Trainee(load_config(None, sets), VOCAB, seq, topo)
     steps = [0]
 
@@ -249,7 +252,7 @@ def main() -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("train_mfu.py needs a CUDA GPU (or --device cpu for a smoke run)", file=sys.stderr)
         return 2
-    topo = setup(args.device)
+    topo = setup(args.device, cpu_offload=any("offload" in v.split("+") for v in args.variants.split(",")))
     batches = dict(item.split("=") for item in args.batch.split(","))
     rows = []
     try:

@@ -90,6 +90,25 @@ def test_activation_checkpointing_changes_no_number(packed, tmp_path):  # noqa: 
     train(_cfg(packed, tmp_path / "plain", *STEPS), progress=False)
     train(_cfg(packed, tmp_path / "ac", *STEPS, "run.activation_checkpointing=true"), progress=False)
     assert _losses(tmp_path / "ac") == _losses(tmp_path / "plain")
+    train(_cfg(packed, tmp_path / "ac2", *STEPS, "run.activation_checkpointing=true",
+               "run.activation_checkpointing_every=2"), progress=False)
+    assert _losses(tmp_path / "ac2") == _losses(tmp_path / "plain")
+
+
+@pytest.mark.parametrize("layers,every,wrapped", [(4, 1, [0, 1, 2, 3, "top"]), (4, 2, [0, 2, "top"]),
+                                                  (3, 2, [0, 2]), (5, 3, [0, 3])])
+def test_activation_checkpointing_every_kth_unit(layers, every, wrapped):
+    """Units (the layers, then the top query layer) 0, k, 2k, ... are recomputed."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
+
+    from geex.train.loop import checkpoint_activations
+
+    model = get_config("codegeex-tiny", vocab_size=300, padded_vocab_size=320, n_layer=layers).build()
+    checkpoint_activations(model, every)
+    t = model.transformer
+    found = [i for i, layer in enumerate(t.layers) if isinstance(layer, CheckpointWrapper)]
+    found += ["top"] if isinstance(t.topQueryLayer, CheckpointWrapper) else []
+    assert found == wrapped
 
 
 def test_flops_per_token_is_what_the_model_computes():
@@ -145,6 +164,14 @@ def test_fsdp_options_keep_the_numbers(packed, tmp_path):  # noqa: F811
     _torchrun(2, packed, tmp_path / "two", "data.batch_size=2", "optim.grad_accum=2",
               "run.reshard_after_forward=false", "run.reduce_last_micro_batch=true")
     _assert_close(tmp_path / "two", tmp_path / "one")
+    # FSDP2's CPU offload policy (host-resident shards; on CPU devices the copies are no-ops) with
+    # every other layer recomputed: the same curve, and its checkpoint resumes without offload
+    _torchrun(2, packed, tmp_path / "off", "data.batch_size=2", "optim.grad_accum=2", "run.cpu_offload=true",
+              "run.activation_checkpointing=true", "run.activation_checkpointing_every=2")
+    _assert_close(tmp_path / "off", tmp_path / "one")
+    shutil.rmtree(tmp_path / "off" / "checkpoints" / "step-00000010")
+    _torchrun(2, packed, tmp_path / "off", "data.batch_size=2", "optim.grad_accum=2")
+    _assert_close(tmp_path / "off", tmp_path / "one")
 
 
 def test_a_finished_run_plots_its_loss_curve(packed, tmp_path):  # noqa: F811

@@ -102,7 +102,9 @@ def test_another_configuration_in_the_same_directory_is_refused(packed, tmp_path
 
 def test_bad_values_and_old_runs_are_clear_errors(packed, tmp_path):
     for bad, match in [("run.log_every=0", "run.log_every = 0"), ("run.keep_checkpoints=0", "keep_checkpoints"),
-                       ("optim.grad_accum=0", "grad_accum"), ("run.dtype=float16", "float32 or bfloat16")]:
+                       ("optim.grad_accum=0", "grad_accum"), ("run.dtype=float16", "float32 or bfloat16"),
+                       ("run.activation_checkpointing_every=0", "activation_checkpointing_every"),
+                       ("run.cpu_offload=true", "at least 2 data-parallel processes")]:
         with pytest.raises(UserError, match=match):
             train(_cfg(packed, tmp_path / "x", bad), progress=False)
     (tmp_path / "old").mkdir()
@@ -124,3 +126,14 @@ def test_a_crash_mid_write_leaves_nothing_that_breaks_the_resume(packed, tmp_pat
     train(_cfg(packed, run, *extra), progress=False)
     assert _losses(run) == _losses(tmp_path / "whole")
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000004", "step-00000006"]
+
+
+def test_checkpoint_at_end_false_saves_only_every_n_steps(packed, tmp_path):
+    """A run that stops between checkpoints (here at step 7 of checkpoint_every 5) saves no last
+    checkpoint when told not to; the same command continues from step 5."""
+    extra = ("optim.max_steps=7", "run.checkpoint_every=5", "run.checkpoint_at_end=false")
+    train(_cfg(packed, tmp_path / "run", *extra), progress=False)
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-00000005"]
+    train(_cfg(packed, tmp_path / "whole", "optim.max_steps=7", "run.checkpoint_every=5"), progress=False)
+    assert sorted(p.name for p in (tmp_path / "whole" / "checkpoints").iterdir()) == ["step-00000005",
+                                                                                       "step-00000007"]

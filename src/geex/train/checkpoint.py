@@ -74,10 +74,15 @@ def save(out: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Op
 
 
 def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """Restore model and optimizer from ``path`` into this run's sharding; returns the trainer state."""
+    """Restore model and optimizer from ``path`` into this run's sharding; returns the trainer state.
+    How the optimizer runs (fused, foreach) stays this run's choice: a tensor-parallel run cannot take
+    the fused kernel a data-parallel run saved."""
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
     with _quiet():
         dcp.load(state, checkpoint_id=path)
+    kernels = [{k: group[k] for k in ("fused", "foreach", "capturable") if k in group} for group in optimizer.param_groups]
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    for group, own in zip(optimizer.param_groups, kernels):
+        group.update(own)
     return torch.load(path / TRAINER, weights_only=False)

@@ -43,17 +43,23 @@ class RunSection:
     log_every: int = 10  # steps between log lines
     eval_every: int = 100  # steps between held-out evaluations; 0: never
     eval_sequences: int = 64  # held-out sequences an evaluation reads (the first ones, fixed)
-    checkpoint_every: int = 200  # steps between checkpoints (and one at the end)
+    checkpoint_every: int = 200  # steps between checkpoints
+    checkpoint_at_end: bool = True  # also save when the run stops between checkpoint_every steps
     keep_checkpoints: int = 2  # the newest ones kept (torch.distributed.checkpoint directories)
     device: str = "cpu"  # cpu or cuda (under torchrun: each process its LOCAL_RANK's GPU)
     dtype: str = "float32"  # float32, or bfloat16 (weights and optimizer stay fp32: autocast in one
     # process, FSDP2 mixed precision with fp32 gradient reduction across several)
     compile: bool = False  # torch.compile each layer and the loss (GPU: faster after ~1 min compiling)
     activation_checkpointing: bool = False  # recompute each layer in the backward: memory for compute
+    activation_checkpointing_every: int = 1  # with activation_checkpointing, recompute every k-th layer
+    # only (1: all; 2: every other, half the recompute for the activations of the other half)
     reshard_after_forward: bool = True  # FSDP2 (several processes): free gathered weights after the
     # forward (ZeRO-3); False keeps them to the backward (ZeRO-2-like, more memory, less traffic)
     tensor_parallel: int = 1  # processes that split each layer (Megatron-style, on DTensor); the
     # rest of the processes are data parallel (FSDP2): world = data-parallel x tensor_parallel
+    cpu_offload: bool = False  # FSDP2 (several GPU processes): keep weights, gradients and optimizer
+    # state in host memory, moved to the GPU a layer at a time (a 13B model on 2 GPUs; much slower;
+    # the optimizer runs on the CPU with OMP_NUM_THREADS threads a process; on CPU devices a no-op)
     reduce_last_micro_batch: bool = False  # FSDP2 with grad_accum > 1: reduce gradients once a step,
     # not every micro-batch (less traffic; full-size fp32 gradients held in between: small models)
     peak_tflops: float = 0.0  # a device's dense bf16 peak for MFU; 0: known GPUs' datasheet peak
@@ -63,7 +69,8 @@ class RunSection:
 # fields that may differ when a run resumes: they change neither its numbers nor its data order
 # (batch_size and grad_accum may change too if the global batch stays the same: see resume_conflicts)
 RESUMABLE_FIELDS = {"run.out", "run.log_every", "run.eval_every", "run.eval_sequences", "run.checkpoint_every",
-                    "run.keep_checkpoints", "run.compile", "run.activation_checkpointing",
+                    "run.checkpoint_at_end", "run.keep_checkpoints", "run.compile", "run.activation_checkpointing",
+                    "run.activation_checkpointing_every", "run.cpu_offload",
                     "run.reshard_after_forward", "run.reduce_last_micro_batch", "run.tensor_parallel",
                     "run.peak_tflops", "run.tensorboard",
                     "data.batch_size", "optim.grad_accum"}
@@ -84,7 +91,8 @@ class TrainConfig:
         positive = {"data.batch_size": self.data.batch_size, "optim.grad_accum": self.optim.grad_accum,
                     "optim.max_steps": self.optim.max_steps, "run.log_every": self.run.log_every,
                     "run.checkpoint_every": self.run.checkpoint_every,
-                    "run.keep_checkpoints": self.run.keep_checkpoints}
+                    "run.keep_checkpoints": self.run.keep_checkpoints,
+                    "run.activation_checkpointing_every": self.run.activation_checkpointing_every}
         bad = [f"{k} = {v}" for k, v in positive.items() if v < 1]
         bad += [f"{k} = {v}" for k, v in {"optim.warmup_steps": self.optim.warmup_steps,
                                           "run.eval_every": self.run.eval_every}.items() if v < 0]

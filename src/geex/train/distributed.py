@@ -45,9 +45,11 @@ class Topology:
         return self.world // self.tp
 
 
-def setup(device: str, tp: int = 1) -> Topology:
+def setup(device: str, tp: int = 1, cpu_offload: bool = False) -> Topology:
     """The process group from torchrun's environment (none for one process); CUDA ranks each take
-    their LOCAL_RANK's GPU and talk NCCL, CPU ranks gloo. ``tp``: processes a tensor-parallel group."""
+    their LOCAL_RANK's GPU and talk NCCL, CPU ranks gloo. ``tp``: processes a tensor-parallel group.
+    ``cpu_offload``: CUDA ranks also get gloo, for collectives on tensors kept in host memory (the
+    gradient norm)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if tp < 1 or world % tp:
@@ -65,7 +67,7 @@ def setup(device: str, tp: int = 1) -> Topology:
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
         if not dist.is_initialized():
-            dist.init_process_group("nccl", device_id=dev, timeout=datetime.timedelta(minutes=30))
+            dist.init_process_group("cuda:nccl,cpu:gloo" if cpu_offload else "nccl", device_id=dev, timeout=datetime.timedelta(minutes=30))
     else:
         dev = torch.device("cpu")
         if not dist.is_initialized():
@@ -122,15 +124,21 @@ def tensor_parallel(model: nn.Module, mesh, n_head: int) -> None:
         parallelize_module(block, mesh["tp"], plan)
 
 
-def shard(model: nn.Module, mesh, bf16: bool, reshard_after_forward: bool = True) -> nn.Module:
-    """FSDP2 over the "dp" mesh dimension (data parallel, fully sharded)."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+def shard(model: nn.Module, mesh, bf16: bool, reshard_after_forward: bool = True,
+          cpu_offload: bool = False) -> nn.Module:
+    """FSDP2 over the "dp" mesh dimension (data parallel, fully sharded). The last unit keeps its
+    gathered weights from the forward to the backward, which starts with it (torchtitan does the
+    same): one layer's memory for one gather less."""
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
     dp = mesh["dp"] if mesh.ndim > 1 else mesh
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
-    for block in units(model):
-        fully_shard(block, mesh=dp, mp_policy=mp, reshard_after_forward=reshard_after_forward)
-    fully_shard(model, mesh=dp, mp_policy=mp, reshard_after_forward=reshard_after_forward)
+    offload = CPUOffloadPolicy(pin_memory=dp.device_type == "cuda") if cpu_offload else OffloadPolicy()
+    blocks = units(model)
+    for i, block in enumerate(blocks):
+        fully_shard(block, mesh=dp, mp_policy=mp, offload_policy=offload,
+                    reshard_after_forward=reshard_after_forward and i < len(blocks) - 1)
+    fully_shard(model, mesh=dp, mp_policy=mp, offload_policy=offload, reshard_after_forward=reshard_after_forward)
     return model
 
 

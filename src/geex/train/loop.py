@@ -74,6 +74,19 @@ def initialize(model: torch.nn.Module, n_layer: int, device: torch.device, seed:
         p.copy_(full)
 
 
+def checkpoint_activations(model: torch.nn.Module, every: int = 1) -> None:
+    """Recompute every ``every``-th unit (layer or top query layer) in the backward instead of
+    keeping its activations."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    t = model.transformer
+    layers = t.layers
+    for i in range(0, len(layers), every):
+        layers[i] = checkpoint_wrapper(layers[i])
+    if len(layers) % every == 0:
+        t.topQueryLayer = checkpoint_wrapper(t.topQueryLayer)
+
+
 class Trainee:
     """The model as training runs it: built, compiled, checkpointed and sharded as ``cfg`` says, with
     its optimizer and loss. ``loss(batch)`` is one micro-batch's forward."""
@@ -96,20 +109,20 @@ class Trainee:
             for block in units(model):
                 block.compile()
         if cfg.run.activation_checkpointing:
-            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
-
-            layers = model.transformer.layers
-            for i, layer in enumerate(layers):
-                layers[i] = checkpoint_wrapper(layer)
-            model.transformer.topQueryLayer = checkpoint_wrapper(model.transformer.topQueryLayer)
+            checkpoint_activations(model, cfg.run.activation_checkpointing_every)
+        if cfg.run.cpu_offload and topo.dp_world == 1:
+            raise UserError("run.cpu_offload shards with FSDP2: run under torchrun with at least 2 "
+                            "data-parallel processes (world / run.tensor_parallel)")
         if topo.dp_world > 1:
-            shard(model, mesh, bf16, cfg.run.reshard_after_forward)
-        model.to_empty(device=topo.device)
+            shard(model, mesh, bf16, cfg.run.reshard_after_forward, cfg.run.cpu_offload)
+        model.to_empty(device="cpu" if cfg.run.cpu_offload else topo.device)  # FSDP2 offload: host shards
         initialize(model, self.model_config.n_layer, topo.device, cfg.run.seed)
         self.model = model
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=tuple(o.betas),
-                                           eps=o.eps, fused=topo.device.type == "cuda")
+                                           eps=o.eps, fused=topo.tp == 1)
+        # fused: one kernel on CUDA and CPU alike, but it cannot mix tensor-parallel DTensors with the
+        # replicated plain tensors (embeddings) or other meshes; tensor parallelism takes foreach
         self._cross_entropy = torch.compile(cross_entropy) if cfg.run.compile else cross_entropy
 
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
@@ -235,7 +248,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None, progress: bool = True)
     cfg.check()
     if (Path(cfg.run.out) / "checkpoint.pt").is_file():
         raise UserError(f"{cfg.run.out} holds a run of an older geex (checkpoint.pt): choose another run.out")
-    topo = setup(cfg.run.device, cfg.run.tensor_parallel)
+    topo = setup(cfg.run.device, cfg.run.tensor_parallel, cfg.run.cpu_offload)
     try:
         return _train(cfg, topo, max_steps, progress)
     finally:
@@ -311,7 +324,7 @@ def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bo
             if bar is not None:
                 bar.update(bar.task_ids[0], completed=step)
             last = record
-            if step % cfg.run.checkpoint_every == 0 or step == stop:
+            if step % cfg.run.checkpoint_every == 0 or (step == stop and cfg.run.checkpoint_at_end):
                 t0 = time.perf_counter()
                 checkpoint.save(out, step, trainee.model, trainee.optimizer,
                                 {"step": step, "config": cfg.as_dict(), "world": topo.dp_world,

@@ -1,0 +1,57 @@
+"""benchmarks/train_13b.py on the CPU with a tiny preset: the layouts mode compares its layouts at one
+global batch, and the reshard mode saves a checkpoint on 2 processes and continues it on 1 and as
+tensor parallel, with curves that match the uninterrupted run (what the GPU run then shows at 13B)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.train.test_train import packed  # noqa: F401 - the shared fixture
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = str(ROOT / "benchmarks" / "train_13b.py")
+
+
+def _run(*args: str) -> str:
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, SCRIPT, *args, "--preset", "codegeex-tiny", "--device", "cpu"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_layouts_share_the_global_batch_and_report_failures(tmp_path):
+    out = tmp_path / "rows.jsonl"
+    _run("layouts", "--gpus", "2", "--seq", "32", "--steps", "2", "--warmup", "1", "--out", str(out),
+         "--layouts", "fsdp,fsdp-ac2,fsdp-tp2,fsdp-offload,tp4")
+    rows = {r["layout"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert list(rows) == ["fsdp", "fsdp-ac2", "fsdp-tp2", "fsdp-offload", "tp4"]
+    for name in ("fsdp", "fsdp-ac2", "fsdp-tp2", "fsdp-offload"):
+        r = rows[name]
+        assert "error" not in r, r
+        assert r["tokens_per_s"] * r["step_s"] == pytest.approx(8 * 32, rel=1e-3)  # 4 sequences a process
+    assert (rows["fsdp-tp2"]["tp"], rows["fsdp-tp2"]["batch"], rows["fsdp-tp2"]["accum"]) == (2, 4, 2)
+    assert rows["tp4"] == {"layout": "tp4", "error": "4-way tensor parallelism needs a multiple of 4 GPUs"}
+
+
+def test_reshard_continues_a_checkpoint_on_other_layouts(packed, tmp_path):  # noqa: F811
+    text = _run("reshard", "--gpus", "2", "--data", str(packed), "--work", str(tmp_path), "--to", "1,2:tp2")
+    result = json.loads((tmp_path / "reshard.json").read_text())
+    assert [r["step"] for r in result["first"]["log"]] == [1, 2, 3, 4, 5]
+    for target in ("1", "2:tp2"):
+        r = result[target]
+        assert r["steps"] == [4, 5]
+        # bf16 on other process counts: the same curve to bf16 precision, not bitwise
+        assert r["max_relative_difference"]["loss"] < 2e-3 and r["max_relative_difference"]["eval_loss"] < 2e-3
+        assert not (tmp_path / target.replace(":", "-") / "checkpoints").exists()
+    assert "resumed on 2:tp2" in text
+    # a second call reuses the first run and adds a target
+    _run("reshard", "--gpus", "2", "--data", str(packed), "--work", str(tmp_path), "--to", "2")
+    again = json.loads((tmp_path / "reshard.json").read_text())
+    assert again["first"] == result["first"] and set(again) == {"first", "1", "2:tp2", "2"}
+    assert again["2"]["max_relative_difference"]["loss"] < 2e-3
