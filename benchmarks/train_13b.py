@@ -146,7 +146,7 @@ STEPS, SAVE_AT = 5, 3
 def _train_sets(args: argparse.Namespace, out: Path, micro: int, accum: int, extra: list[str]) -> list[str]:
     cuda = args.device == "cuda"
     sets = [f"model.preset={args.preset}", f"data.path={args.data}", f"data.batch_size={micro}",
-            f"optim.grad_accum={accum}", "optim.lr=1e-4", "optim.min_lr=1e-5", "optim.warmup_steps=2",
+            f"optim.grad_accum={accum}", f"optim.lr={args.lr}", f"optim.min_lr={args.lr / 10}", "optim.warmup_steps=2",
             f"optim.max_steps={STEPS}", f"run.device={args.device}", "run.dtype=bfloat16", f"run.compile={cuda}",
             "run.activation_checkpointing=true",
             f"run.checkpoint_every={SAVE_AT}", "run.checkpoint_at_end=false", "run.keep_checkpoints=1",
@@ -184,6 +184,7 @@ def run_reshard(args: argparse.Namespace) -> int:
     if not (first / "log.jsonl").is_file() or len(_rows(first)) < STEPS:
         shutil.rmtree(first, ignore_errors=True)
         first.mkdir(parents=True)
+        result = {}  # targets continued an earlier first run
         wall = _geex_train(args.gpus, _train_sets(args, first, micro, accum, []), work / "first.log",
                            args.timeout, OMP_NUM_THREADS="8")
         result["first"] = {"gpus": args.gpus, "layout": "fsdp", "micro_batch": micro, "grad_accum": accum,
@@ -218,6 +219,7 @@ def run_reshard(args: argparse.Namespace) -> int:
                           "wall_s": wall, "steps": [r["step"] for r in mine], "vs_uninterrupted": compare,
                           "max_relative_difference": worst, "log": mine}
         shutil.rmtree(out / "checkpoints")
+        result_path.write_text(json.dumps(result, indent=1) + "\n")
     result_path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nfirst run: {args.gpus} GPUs, checkpoint at step {SAVE_AT} ({result['first']['checkpoint_gb']} GB)")
     for step in result["first"]["log"]:
@@ -255,6 +257,8 @@ def main() -> int:
     res.add_argument("--work", required=True, help="run directories (the checkpoint needs ~155 GB)")
     res.add_argument("--to", default="4,2:offload", help="GPUS[:offload|:tpK] targets, comma-separated")
     res.add_argument("--timeout", type=int, default=900, help="seconds a geex train run may take")
+    res.add_argument("--lr", type=float, default=1e-5,
+                     help="peak lr (2 warm-up steps: 1e-4 is too fast a start for 13B, whose loss then spikes)")
     for p in (lay, res):
         p.add_argument("--preset", default=PRESET)
         p.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run of the script (processes)")
