@@ -137,3 +137,13 @@ def test_checkpoint_at_end_false_saves_only_every_n_steps(packed, tmp_path):
     train(_cfg(packed, tmp_path / "whole", "optim.max_steps=7", "run.checkpoint_every=5"), progress=False)
     assert sorted(p.name for p in (tmp_path / "whole" / "checkpoints").iterdir()) == ["step-00000005",
                                                                                        "step-00000007"]
+
+
+@pytest.mark.parametrize("path", sorted((SRC.parents[1] / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_configs_load_and_name_a_preset(path):
+    from geex.models.codegeex import PRESETS
+
+    cfg = load_config(path)
+    cfg.check()
+    assert cfg.model.preset in PRESETS and cfg.run.device == "cuda" and cfg.run.dtype == "bfloat16"
+    assert 0 < cfg.optim.warmup_steps < cfg.optim.max_steps and cfg.optim.min_lr < cfg.optim.lr

@@ -81,7 +81,8 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -
     state = {"model": model_sd, "optim": optim_sd}
     with _quiet():
         dcp.load(state, checkpoint_id=path)
-    kernels = [{k: group[k] for k in ("fused", "foreach", "capturable") if k in group} for group in optimizer.param_groups]
+    kernels = [{k: group[k] for k in ("fused", "foreach", "capturable") if k in group}
+               for group in optimizer.param_groups]
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     for group, own in zip(optimizer.param_groups, kernels):
         group.update(own)

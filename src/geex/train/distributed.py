@@ -67,7 +67,8 @@ def setup(device: str, tp: int = 1, cpu_offload: bool = False) -> Topology:
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
         if not dist.is_initialized():
-            dist.init_process_group("cuda:nccl,cpu:gloo" if cpu_offload else "nccl", device_id=dev, timeout=datetime.timedelta(minutes=30))
+            dist.init_process_group("cuda:nccl,cpu:gloo" if cpu_offload else "nccl", device_id=dev,
+                                    timeout=datetime.timedelta(minutes=30))
     else:
         dev = torch.device("cpu")
         if not dist.is_initialized():
