@@ -34,7 +34,8 @@ def test_layouts_share_the_global_batch_and_report_failures(tmp_path):
     for name in ("fsdp", "fsdp-ac2", "fsdp-tp2", "fsdp-offload"):
         r = rows[name]
         assert "error" not in r, r
-        assert r["tokens_per_s"] * r["step_s"] == pytest.approx(8 * 32, rel=1e-3)  # 4 sequences a process
+        assert r["batch"] * r["accum"] * r["gpus"] // r["tp"] == 8  # the global batch: 4 sequences a process
+        assert r["tokens_per_s"] * r["step_s"] == pytest.approx(8 * 32, rel=1e-2)
     assert (rows["fsdp-tp2"]["tp"], rows["fsdp-tp2"]["batch"], rows["fsdp-tp2"]["accum"]) == (2, 4, 2)
     assert rows["tp4"] == {"layout": "tp4", "error": "4-way tensor parallelism needs a multiple of 4 GPUs"}
 
@@ -55,3 +56,36 @@ def test_reshard_continues_a_checkpoint_on_other_layouts(packed, tmp_path):  # n
     again = json.loads((tmp_path / "reshard.json").read_text())
     assert again["first"] == result["first"] and set(again) == {"first", "1", "2:tp2", "2"}
     assert again["2"]["max_relative_difference"]["loss"] < 2e-3
+
+
+def test_reshard_checks_its_targets_before_the_first_run(tmp_path):
+    for bad in ("2:offlaod", "4:tp", "3"):  # a typo, no K, and 8 sequences over 3 ranks
+        env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run([sys.executable, SCRIPT, "reshard", "--gpus", "2", "--data", str(tmp_path),
+                               "--work", str(tmp_path / "w"), "--to", bad, "--device", "cpu"],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 1 and f"--to {bad}" in done.stderr.replace("'", "")
+        assert "Traceback" not in done.stderr and not (tmp_path / "w").exists()
+
+
+def test_a_failed_run_reports_the_workers_error(tmp_path):
+    """torchrun's own summary (ChildFailedError) is not the error: the worker's exception is."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from train_13b import _torchrun
+
+    script = tmp_path / "fail.py"
+    script.write_text("raise ValueError('bad data in shard 3')\n")
+    assert "ValueError: bad data in shard 3" in _torchrun(1, [str(script)], tmp_path / "log", 120)
+    script.write_text("import time\ntime.sleep(600)\n")
+    assert _torchrun(1, [str(script)], tmp_path / "log", 5) == "did not finish in 5 s"
+    assert not any(str(script).encode() in cmd for cmd in _command_lines())  # no worker left holding a GPU
+
+
+def _command_lines() -> list[bytes]:
+    out = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            out.append(path.read_bytes())
+        except OSError:  # the process ended meanwhile
+            pass
+    return out

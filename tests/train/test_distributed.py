@@ -73,6 +73,11 @@ def test_a_checkpoint_reshards_from_two_processes_to_one(packed, tmp_path):  # n
     _assert_close(tmp_path / "as-one", tmp_path / "one")
     _torchrun(2, packed, stopped, "data.batch_size=4")
     assert _losses(stopped) == _losses(tmp_path / "two")
+    # ... and as two tensor-parallel processes (FSDP2 shards into DTensor column/row splits; the
+    # fused AdamW the checkpoint was saved with gives way to this run's per-tensor loop)
+    shutil.copytree(tmp_path / "as-one", tmp_path / "as-tp", ignore=shutil.ignore_patterns("step-00000010"))
+    _torchrun(2, packed, tmp_path / "as-tp", "data.batch_size=8", "run.tensor_parallel=2")
+    _assert_close(tmp_path / "as-tp", tmp_path / "one")
 
 
 def test_a_resume_must_keep_the_global_batch(packed, tmp_path):  # noqa: F811
@@ -172,6 +177,33 @@ def test_fsdp_options_keep_the_numbers(packed, tmp_path):  # noqa: F811
     shutil.rmtree(tmp_path / "off" / "checkpoints" / "step-00000010")
     _torchrun(2, packed, tmp_path / "off", "data.batch_size=2", "optim.grad_accum=2")
     _assert_close(tmp_path / "off", tmp_path / "one")
+
+
+PROBE = """
+import torch
+from geex.train.config import load_config
+from geex.train.distributed import setup, units
+from geex.train.loop import Trainee
+from torch.distributed.fsdp import CPUOffloadPolicy
+
+topo = setup("cpu")
+trainee = Trainee(load_config(None, ["run.cpu_offload=true", "run.dtype=bfloat16"]), 300, 32, topo)
+groups = [m._get_fsdp_state()._fsdp_param_group for m in [*units(trainee.model), trainee.model]]
+assert all(isinstance(g.offload_policy, CPUOffloadPolicy) for g in groups)
+# resharded after the forward: every layer but the last unit, and not the root (the tied head)
+assert [g.post_forward_mesh_info is not None for g in groups] == [True] * (len(groups) - 2) + [False, False]
+print("probe ok")
+"""
+
+
+def test_the_sharding_policies_reach_every_fsdp_unit(tmp_path):
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={free_port()}", str(script)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.count("probe ok") == 2, done.stderr[-3000:]
 
 
 def test_a_finished_run_plots_its_loss_curve(packed, tmp_path):  # noqa: F811

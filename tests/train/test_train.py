@@ -137,6 +137,8 @@ def test_checkpoint_at_end_false_saves_only_every_n_steps(packed, tmp_path):
     train(_cfg(packed, tmp_path / "whole", "optim.max_steps=7", "run.checkpoint_every=5"), progress=False)
     assert sorted(p.name for p in (tmp_path / "whole" / "checkpoints").iterdir()) == ["step-00000005",
                                                                                        "step-00000007"]
+    train(_cfg(packed, tmp_path / "run", *extra), progress=False)  # steps 6-7 again, from step 5
+    assert _losses(tmp_path / "run") == _losses(tmp_path / "whole")
 
 
 @pytest.mark.parametrize("path", sorted((SRC.parents[1] / "configs").glob("*.toml")), ids=lambda p: p.name)

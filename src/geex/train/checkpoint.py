@@ -86,4 +86,9 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     for group, own in zip(optimizer.param_groups, kernels):
         group.update(own)
+        if not (group.get("fused") or group.get("capturable")):  # the loops keep "step" on the host
+            for p in group["params"]:
+                state = optimizer.state.get(p, {})
+                if type(state.get("step")) is torch.Tensor and state["step"].device.type != "cpu":
+                    state["step"] = state["step"].cpu()
     return torch.load(path / TRAINER, weights_only=False)

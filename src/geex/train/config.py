@@ -51,15 +51,17 @@ class RunSection:
     # process, FSDP2 mixed precision with fp32 gradient reduction across several)
     compile: bool = False  # torch.compile each layer and the loss (GPU: faster after ~1 min compiling)
     activation_checkpointing: bool = False  # recompute each layer in the backward: memory for compute
-    activation_checkpointing_every: int = 1  # with activation_checkpointing, recompute every k-th layer
-    # only (1: all; 2: every other, half the recompute for the activations of the other half)
+    activation_checkpointing_every: int = 1  # with activation_checkpointing, recompute every k-th unit
+    # only (units: the layers, then the top query layer; 1: all; 2: every other, half the recompute
+    # for the activations of the other half)
     reshard_after_forward: bool = True  # FSDP2 (several processes): free gathered weights after the
     # forward (ZeRO-3); False keeps them to the backward (ZeRO-2-like, more memory, less traffic)
     tensor_parallel: int = 1  # processes that split each layer (Megatron-style, on DTensor); the
     # rest of the processes are data parallel (FSDP2): world = data-parallel x tensor_parallel
     cpu_offload: bool = False  # FSDP2 (several GPU processes): keep weights, gradients and optimizer
     # state in host memory, moved to the GPU a layer at a time (a 13B model on 2 GPUs; much slower;
-    # the optimizer runs on the CPU with OMP_NUM_THREADS threads a process; on CPU devices a no-op)
+    # AdamW runs on the CPU with OMP_NUM_THREADS threads a process, which torchrun sets to 1: set it to
+    # about cores / processes; on CPU devices a no-op)
     reduce_last_micro_batch: bool = False  # FSDP2 with grad_accum > 1: reduce gradients once a step,
     # not every micro-batch (less traffic; full-size fp32 gradients held in between: small models)
     peak_tflops: float = 0.0  # a device's dense bf16 peak for MFU; 0: known GPUs' datasheet peak
@@ -96,6 +98,8 @@ class TrainConfig:
         bad = [f"{k} = {v}" for k, v in positive.items() if v < 1]
         bad += [f"{k} = {v}" for k, v in {"optim.warmup_steps": self.optim.warmup_steps,
                                           "run.eval_every": self.run.eval_every}.items() if v < 0]
+        if self.run.activation_checkpointing_every > 1 and not self.run.activation_checkpointing:
+            bad.append("run.activation_checkpointing_every > 1 needs run.activation_checkpointing = true")
         if self.run.dtype not in ("float32", "bfloat16"):
             bad.append(f"run.dtype = {self.run.dtype!r} (float32 or bfloat16)")
         if bad:

@@ -127,9 +127,10 @@ def tensor_parallel(model: nn.Module, mesh, n_head: int) -> None:
 
 def shard(model: nn.Module, mesh, bf16: bool, reshard_after_forward: bool = True,
           cpu_offload: bool = False) -> nn.Module:
-    """FSDP2 over the "dp" mesh dimension (data parallel, fully sharded). The last unit keeps its
-    gathered weights from the forward to the backward, which starts with it (torchtitan does the
-    same): one layer's memory for one gather less."""
+    """FSDP2 over the "dp" mesh dimension (data parallel, fully sharded). The root (embeddings, whose
+    tied head the backward needs first) and the last unit keep their gathered weights from the
+    forward to the backward, as FSDP2's default and torchtitan do: a layer's memory for two gathers
+    less a micro-batch."""
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
     dp = mesh["dp"] if mesh.ndim > 1 else mesh
@@ -139,7 +140,7 @@ def shard(model: nn.Module, mesh, bf16: bool, reshard_after_forward: bool = True
     for i, block in enumerate(blocks):
         fully_shard(block, mesh=dp, mp_policy=mp, offload_policy=offload,
                     reshard_after_forward=reshard_after_forward and i < len(blocks) - 1)
-    fully_shard(model, mesh=dp, mp_policy=mp, offload_policy=offload, reshard_after_forward=reshard_after_forward)
+    fully_shard(model, mesh=dp, mp_policy=mp, offload_policy=offload, reshard_after_forward=False)
     return model
 
 
