@@ -38,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -76,7 +77,8 @@ def _torchrun(gpus: int, args: list[str], log: Path, timeout: int) -> str | None
     """Run ``torchrun --nproc_per_node gpus ARGS`` into ``log``; None, or why it failed. On a timeout
     torchrun is sent SIGTERM, which it passes on to its workers (they run in sessions of their own,
     out of reach of a kill of torchrun alone), so no worker keeps its GPU for the next run."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={gpus}", "--standalone", *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={gpus}", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", *args]
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=_env(gpus))
         try:
@@ -90,6 +92,12 @@ def _torchrun(gpus: int, args: list[str], log: Path, timeout: int) -> str | None
                 proc.wait()
             return f"did not finish in {timeout} s"
     return None if rc == 0 else _tail_error(log.read_text(errors="replace"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _tail_error(text: str) -> str:

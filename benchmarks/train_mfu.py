@@ -271,8 +271,10 @@ def main() -> int:
                     if args.out:
                         with open(args.out, "a") as f:
                             f.write(json.dumps(r) + "\n")
-    finally:
+    except BaseException:
         teardown(topo)
+        raise
+    teardown(topo, synchronize=True)
     if topo.main:
         print(f"\n{'preset':14} {'variant':10} {'gpus':>4} {'tok/s':>10} {'tok/s/gpu':>10} {'TFLOP/s':>8} "
               f"{'MFU':>6} {'mem GB':>7}  step split (s): forward, backward, optimizer")

@@ -76,8 +76,13 @@ def setup(device: str, tp: int = 1, cpu_offload: bool = False) -> Topology:
     return Topology(rank, world, dev, tp)
 
 
-def teardown(topo: Topology) -> None:
+def teardown(topo: Topology, synchronize: bool = False) -> None:
+    """Destroy the process group. ``synchronize`` (after a run that succeeded): first wait for every
+    rank, so none tears down its gloo connections while another still writes logs or plots; that
+    race aborted the early rank ("terminate called without an active exception") on a busy CPU."""
     if topo.distributed and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 

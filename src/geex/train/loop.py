@@ -266,9 +266,12 @@ def train(cfg: TrainConfig, max_steps: int | None = None, progress: bool = True)
         raise UserError(f"{cfg.run.out} holds a run of an older geex (checkpoint.pt): choose another run.out")
     topo = setup(cfg.run.device, cfg.run.tensor_parallel, cfg.run.cpu_offload)
     try:
-        return _train(cfg, topo, max_steps, progress)
-    finally:
+        last = _train(cfg, topo, max_steps, progress)
+    except BaseException:
         teardown(topo)
+        raise
+    teardown(topo, synchronize=True)
+    return last
 
 
 def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bool) -> dict:
