@@ -15,12 +15,12 @@ from tests.train.test_train import packed  # noqa: F401 - the shared fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = str(ROOT / "benchmarks" / "train_13b.py")
+ENV = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
 
 
 def _run(*args: str) -> str:
-    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, SCRIPT, *args, "--preset", "codegeex-tiny", "--device", "cpu"],
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=ENV, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -60,10 +60,9 @@ def test_reshard_continues_a_checkpoint_on_other_layouts(packed, tmp_path):  # n
 
 def test_reshard_checks_its_targets_before_the_first_run(tmp_path):
     for bad in ("2:offlaod", "4:tp", "3"):  # a typo, no K, and 8 sequences over 3 ranks
-        env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
         done = subprocess.run([sys.executable, SCRIPT, "reshard", "--gpus", "2", "--data", str(tmp_path),
                                "--work", str(tmp_path / "w"), "--to", bad, "--device", "cpu"],
-                              capture_output=True, text=True, env=env, timeout=60)
+                              capture_output=True, text=True, env=ENV, timeout=60)
         assert done.returncode == 1 and f"--to {bad}" in done.stderr.replace("'", "")
         assert "Traceback" not in done.stderr and not (tmp_path / "w").exists()
 

@@ -88,7 +88,7 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -
         group.update(own)
         if not (group.get("fused") or group.get("capturable")):  # the loops keep "step" on the host
             for p in group["params"]:
-                state = optimizer.state.get(p, {})
-                if type(state.get("step")) is torch.Tensor and state["step"].device.type != "cpu":
-                    state["step"] = state["step"].cpu()
+                moments = optimizer.state.get(p, {})
+                if type(moments.get("step")) is torch.Tensor and moments["step"].device.type != "cpu":
+                    moments["step"] = moments["step"].cpu()
     return torch.load(path / TRAINER, weights_only=False)

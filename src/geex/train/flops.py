@@ -14,8 +14,8 @@ import torch
 from geex.models.codegeex import CodeGeeXConfig
 
 # dense bf16 tensor-core peaks (datasheets, without sparsity), by a fragment of the device name
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
-                    "A10G": 70.0, "RTX 4090": 165.2}
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "A100": 312.0,
+                    "L40S": 362.0, "A10G": 70.0, "RTX 4090": 165.2}
 
 
 def flops_per_token(cfg: CodeGeeXConfig, seq_len: int) -> float:

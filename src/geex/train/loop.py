@@ -159,7 +159,7 @@ class Trainee:
     def clip_gradients(self, max_norm: float) -> torch.Tensor:
         """Clip to ``max_norm`` (0: only measure); returns the global norm before clipping. Gradients
         are grouped by how they are distributed (plain, FSDP-sharded, also tensor-parallel): one
-        fused norm a group, combined across processes."""
+        norm a group (``_total_norm``), combined across processes."""
         groups: dict = {}
         for p in self.model.parameters():
             if p.grad is not None:
