@@ -65,20 +65,21 @@ def doctor(console: Console | None = None) -> int:
             status = runner.cached_status
             if not status.available:
                 ok = False
-                table.add_row(lang.display, f"[red]missing[/] {status.problem}", "–", status.hint)
+                table.add_row(lang.display, f"[red]missing[/] {status.problem}", "–", status.hint or runner.install_hint)
                 continue
             try:
                 outcome = runner.execute(Program(lang, HELLO[lang.name]), ctx)
             except Exception as e:  # doctor reports every language, whatever one of them does
                 ok = False
                 table.add_row(lang.display, status.version, f"[red]internal error[/]: {type(e).__name__}: {e}",
-                              status.hint)
+                              status.hint or runner.install_hint)
                 continue
             passed = outcome.verdict is Verdict.PASSED
             ok &= passed and not status.problem
             cell = (f"[green]passed[/] ({outcome.compile_s + outcome.run_s:.2f} s)" if passed
                     else f"[red]{outcome.verdict.value}[/]: {outcome.detail[-300:]}")
-            fix = status.hint if (status.problem or not passed) else ""
+            # every red row names a fix: the status's own hint, else the runner's install recipe
+            fix = (status.hint or runner.install_hint) if (status.problem or not passed) else ""
             version = status.version + (f" [yellow]({status.problem})[/]" if status.problem else "")
             table.add_row(lang.display, version, cell, fix)
     finally:

@@ -26,7 +26,10 @@ def _sysroot() -> Path | None:
 
 class RustRunner(Runner):
     language = "rust"
-    install_hint = "apt-get install rustc cargo librust-rand-dev librust-regex-dev librust-md5-dev"
+    # regex's default features pull aho-corasick and memchr through librust-regex+default-dev, which
+    # --no-install-recommends leaves out (cargo then fails: "no matching package named `aho-corasick`")
+    install_hint = ("apt-get install --no-install-recommends rustc cargo librust-rand-dev librust-regex-dev "
+                    "librust-regex+default-dev librust-md5-dev (or: bash scripts/setup.sh)")
 
     def status(self) -> ToolStatus:
         sysroot = _sysroot()
