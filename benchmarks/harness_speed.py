@@ -121,7 +121,7 @@ def time_language(lang: str, tasks_per_language: int, dataset: str | None, scrat
     programs = [assemble(p, p.canonical_solution) for p in chosen]
 
     runner = get_runner(lang)
-    sandbox = Sandbox(hide=[Path.home(), cache_root()], isolation=detect_isolation())
+    sandbox = Sandbox(isolation=detect_isolation())
     runner.prepare(sandbox)
     jobs = Path(tempfile.mkdtemp(prefix="bench-", dir=scratch))
     jobs.chmod(0o755)

@@ -57,7 +57,7 @@ def doctor(console: Console | None = None) -> int:
         table.add_column(col, overflow="fold")
     ok = True
     jobs_root = make_jobs_root()
-    sandbox = Sandbox(hide=[Path.home(), cache_root()], isolation=isolation)
+    sandbox = Sandbox(isolation=isolation)
     ctx = RunContext(sandbox, jobs_root, slot=0, timeout_s=30)
     try:
         for lang in HUMANEVALX_LANGUAGES:
@@ -89,6 +89,10 @@ def doctor(console: Console | None = None) -> int:
     strong = isolation.value == "bubblewrap+uid"
     colour = "green" if strong else "red"
     console.print(f"sandbox isolation: [{colour}]{isolation.value}[/]")
+    memory = sandbox.memory_mechanism
+    console.print(f"memory limit: [{'green' if memory.startswith('cgroup') else 'yellow'}]{memory}[/]"
+                  + ("" if memory.startswith("cgroup") else
+                     " (no memory cgroup could be created: memfd/shared memory/tmpfs are bounded per process only)"))
     for w in caught:
         console.print(f"[red]WARNING[/]: {w.message}")
     if not strong:

@@ -103,18 +103,16 @@ def evaluate(cfg: EvalConfig) -> dict:
         raise UserError(f"cannot write the output directory {cfg.out_dir}: {e.strerror or e}") from None
     sandbox_isolation = detect_isolation()
     dataset_dir = resolve_dataset_dir(cfg.dataset)
-    hide = [Path.home(), cfg.out_dir.resolve(), cache_root()]
-    if dataset_dir is not None:
-        hide.append(dataset_dir.resolve())
-    # never mount an empty tmpfs over / or a system directory (HOME=/ or --out /usr/...)
-    hide = [p for p in hide if len(p.parts) > 2 or p.parts[1:2] in (("home",), ("root",))]
-    sandbox = Sandbox(hide=hide, isolation=sandbox_isolation)
+    # an allow-list view: the output directory, the dataset, homes and caches are simply not there
+    sandbox = Sandbox(isolation=sandbox_isolation)
 
     languages = list(dict.fromkeys(s.language.name for s in samples))
     runners = {lang: get_runner(lang) for lang in languages}
-    # a verdict is reusable only under the same toolchain, recipe, limits *and* isolation
+    # a verdict is reusable only under the same toolchain, recipe, limits, isolation and memory limit
     fingerprints = {
-        lang: hashlib.sha256(f"{r.fingerprint(cfg.timeout_s)}|{sandbox_isolation.value}".encode()).hexdigest()[:16]
+        lang: hashlib.sha256(
+            f"{r.fingerprint(cfg.timeout_s)}|{sandbox_isolation.value}|{sandbox.memory_mechanism}".encode()
+        ).hexdigest()[:16]
         for lang, r in runners.items()
     }
 
@@ -226,6 +224,7 @@ def evaluate(cfg: EvalConfig) -> dict:
             "variant": "original" if cfg.original else FIXES_VERSION,
         },
         "isolation": sandbox_isolation.value,
+        "memory_limit": sandbox.memory_mechanism,
         "timeout_s": cfg.timeout_s,
         "workers": workers,
         "wall_s": round(time.monotonic() - started, 2),

@@ -67,6 +67,8 @@ def to_markdown(report: dict) -> str:
         "",
         f"- dataset: {report.get('dataset', {}).get('variant', '')}",
         f"- isolation: **{report.get('isolation', '')}**",
+        f"- memory limit: {report.get('memory_limit', 'rlimit')} (cgroup1/cgroup2: the whole process tree;"
+        " rlimit: address space per process)",
         f"- timeout: {report.get('timeout_s')} s per test run",
         "",
         "| " + " | ".join(head) + " |",

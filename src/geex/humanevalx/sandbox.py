@@ -1,19 +1,34 @@
-"""Run untrusted programs without Docker: bubblewrap namespaces, an unprivileged uid, rlimits.
+"""Run untrusted programs without Docker: bubblewrap namespaces, an unprivileged uid, a memory cgroup.
 
 Layers, strongest first (``Isolation``):
 
-- ``bubblewrap+uid`` (root with bwrap): new PID/net/IPC/UTS namespaces, ``/`` read-only and
-  ``nosuid``, a private size-capped ``/tmp``, ``/run`` and the harness's own files (home, output,
-  dataset, caches) hidden behind empty tmpfs mounts, the work directory bound in; a seccomp filter
-  that refuses sockets other than IP/netlink (a path socket of a host daemon is reachable through a
-  read-only bind mount, and the network namespace does not cover AF_UNIX or AF_VSOCK) and io_uring;
-  then ``prlimit`` and ``setpriv`` drop to a per-worker uid with no capabilities and
-  ``no_new_privs``, so RLIMIT_NPROC (ignored for root) really caps processes. When the program
-  exits, the PID namespace dies and takes every leftover child with it.
-- ``bubblewrap`` (not root): the same namespaces through a user namespace, no uid drop (and
-  RLIMIT_NPROC does not stop a fork bomb there: only the wall-clock limit does).
+- ``bubblewrap+uid`` (root with bwrap): new PID/net/IPC/UTS/cgroup namespaces and an **allow-list
+  view of the file system**: only the system directories (``/usr``, ``/etc``, the ``/lib*`` and
+  ``/bin`` links) and the paths the runner names (interpreter, toolchain caches) read-only, a
+  fresh ``/proc`` and ``/dev``, a private size-capped ``/tmp`` and the sample's own work directory.
+  Nothing else exists inside: no homes, no checkouts, no dataset, no output directory, no ``/run``.
+  bubblewrap reads its arguments from a pipe (``--args``), so ``/proc/1/cmdline`` inside tells
+  nothing about the host's paths. A seccomp filter refuses sockets other than IP/netlink (a path
+  socket would reach host daemons; the network namespace does not cover AF_UNIX or AF_VSOCK),
+  io_uring, the keyring calls and new user namespaces (``clone``/``unshare`` with
+  ``CLONE_NEWUSER``; ``clone3``, whose flags seccomp cannot read, fails with ENOSYS so that the C
+  library falls back to ``clone``). Then ``prlimit`` and ``setpriv`` drop to a leased uid with no
+  capabilities and ``no_new_privs``, so RLIMIT_NPROC (ignored for root) really caps processes.
+  When the program exits, the PID namespace dies and takes every leftover child with it.
+- ``bubblewrap`` (not root): the same namespaces through a user namespace (``--disable-userns``
+  keeps the program from nesting another), no uid drop (RLIMIT_NPROC does not stop a fork bomb
+  there: only the wall-clock limit does), no cgroup.
 - ``uid+rlimits`` (root without bwrap) and ``rlimits`` (neither): limits and a process group only;
-  no network or filesystem isolation. Reported loudly, recorded in every report.
+  no network or file-system isolation. Reported loudly, recorded in every report.
+
+Memory: a cgroup per run (``cgroups.py``: v2 or v1, whatever the machine offers to root) bounds
+the whole process tree, ``memfd``/shared memory/tmpfs included; without one only RLIMIT_AS per
+process bounds it. ``memory_mechanism`` is recorded in the report.
+
+Exit status: bubblewrap reports a child killed by signal N as exit status 128 + N. The native
+helper ``geex-exec`` (``native.py``) runs inside the sandbox between bubblewrap and the program and
+reports the real wait status through a pipe the program cannot write to, so ``exit(137)`` is an
+exit status and not a SIGKILL. (Without a C compiler the old reading is used, and recorded.)
 
 Every run gets its own process group; on timeout the whole group is killed, and in the uid modes
 every process still owned by the worker's uid is killed afterwards (children that ``setsid``), and
@@ -21,9 +36,6 @@ the harness waits until they are gone, so that the next sample of the worker doe
 full process table. Output goes to files capped by RLIMIT_FSIZE, so a flood ends the program
 instead of the harness; the harness also watches their size and stops a program that reached the
 cap but ignores the error (the JVM ignores SIGXFSZ and ``System.out`` swallows write errors).
-
-Known limit: bwrap reports a child killed by signal N as exit status 128 + N, so a program that
-exits with such a status on purpose (say 137) is read as killed by that signal.
 """
 
 from __future__ import annotations
@@ -42,6 +54,9 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from geex.humanevalx.cgroups import MemoryControl, RunCgroup, memory_control
+from geex.humanevalx.native import geex_exec
 
 MB = 1024 * 1024
 ENV_SANDBOX = "GEEX_SANDBOX"  # force a weaker mode: "bubblewrap", "uid", "rlimits"
@@ -74,6 +89,7 @@ class Limits:
     fsize_mb: int = 64  # also the cap on stdout/stderr
     nofile: int = 256
     tmp_mb: int = 64  # size of the private /tmp
+    memory_mb: int = 1024  # the whole process tree (memory cgroup): heap, memfd, shm, tmpfs, page cache
 
 
 @dataclass
@@ -88,6 +104,8 @@ class ExecResult:
     output_limited: bool = False  # stdout or stderr reached the output cap (the program was stopped)
     harness_error: str | None = None  # set by the harness, never from the program's output
     cpu_limited: bool = False  # killed (SIGKILL) at the hard CPU-time limit, not by the harness
+    memory_limited: bool = False  # the kernel OOM-killed a process of the run at the cgroup's limit
+    exact_status: bool = False  # the wait status came from geex-exec (not bwrap's 128 + N encoding)
 
     @property
     def ok(self) -> bool:
@@ -155,13 +173,15 @@ def _read_capped(f, head: int = 16384, tail: int = 4096) -> tuple[str, int]:
 
 
 # -- seccomp ---------------------------------------------------------------------------------------
-# Per machine: audit arch, syscall numbers of socket and socketpair, and ranges of syscalls that
-# fail with ENOSYS: io_uring_setup/enter/register; add_key/request_key/keyctl (the session keyring
-# of the harness is still "possessed" after the uid drop).
+# Per machine: audit arch, syscall numbers of socket, socketpair, clone and unshare, and ranges of
+# syscalls that fail with ENOSYS: io_uring_setup/enter/register; add_key/request_key/keyctl (the
+# session keyring of the harness is still "possessed" after the uid drop); clone3 (its flags live
+# in memory that seccomp cannot read; C libraries fall back to clone on ENOSYS).
 _SECCOMP_ARCH = {
-    "x86_64": (0xC000003E, 41, 53, ((425, 427), (248, 250))),
-    "aarch64": (0xC00000B7, 198, 199, ((425, 427), (217, 219))),
+    "x86_64": (0xC000003E, 41, 53, 56, 272, ((425, 427), (248, 250), (435, 435))),
+    "aarch64": (0xC00000B7, 198, 199, 220, 97, ((425, 427), (217, 219), (435, 435))),
 }
+_CLONE_NEWUSER = 0x10000000
 _AF_UNIX, _AF_INET, _AF_INET6, _AF_NETLINK = 1, 2, 10, 16
 _SOCK_DGRAM = 2
 _EPERM, _EACCES, _ENOSYS = 1, 13, 38
@@ -174,14 +194,17 @@ def seccomp_filter() -> bytes | None:
     Refused: ``socket`` of any family but IPv4, IPv6 and netlink (all confined by the network
     namespace; AF_UNIX reaches host daemons through read-only binds, AF_VSOCK the hypervisor);
     ``socketpair`` of datagram type (it can ``sendto`` a host socket path; stream and seqpacket
-    pairs cannot, and Rust's ``Command`` needs seqpacket); io_uring (its opcodes create and
-    connect sockets behind seccomp's back) and the kernel keyring calls (ENOSYS); any syscall of
-    a foreign ABI (x32, i386 ``socketcall``). Everything else is allowed.
+    pairs cannot, and Rust's ``Command`` needs seqpacket); ``clone`` and ``unshare`` with
+    ``CLONE_NEWUSER`` (EPERM: a nested user namespace would give the program capabilities over new
+    mount and network namespaces, and the kernel attack surface that comes with them); io_uring
+    (its opcodes create and connect sockets behind seccomp's back), the kernel keyring calls and
+    ``clone3`` (ENOSYS); any syscall of a foreign ABI (x32, i386 ``socketcall``). Everything else
+    is allowed.
     """
     arch = _SECCOMP_ARCH.get(platform.machine())
     if arch is None:
         return None
-    audit_arch, nr_socket, nr_socketpair, nosys = arch
+    audit_arch, nr_socket, nr_socketpair, nr_clone, nr_unshare, nosys = arch
     ld, jeq, jge, jgt, and_, ret = 0x20, 0x15, 0x35, 0x25, 0x54, 0x06
     allow, errno = 0x7FFF0000, 0x00050000
     # (opcode, jump-if-true label, jump-if-false label, k), optionally after a label of the row;
@@ -193,6 +216,8 @@ def seccomp_filter() -> bytes | None:
         *([(jge, "foreign", None, 0x40000000)] if platform.machine() == "x86_64" else []),  # x32
         (jeq, "socket", None, nr_socket),
         (jeq, "socketpair", None, nr_socketpair),
+        (jeq, "namespace", None, nr_clone),  # the flags are args[0] of both
+        (jeq, "namespace", None, nr_unshare),
         *[row for lo, hi in nosys  # lo <= nr <= hi: ENOSYS, else on to the next range
           for row in ((jge, None, f"past{lo}", lo), (jgt, f"past{lo}", "nosys", hi), (f"past{lo}",))],
         (jeq, "allow", "allow", 0),  # everything else (an unconditional jump)
@@ -205,6 +230,9 @@ def seccomp_filter() -> bytes | None:
         (ld, None, None, 24),  # args[1]: the type, with SOCK_NONBLOCK / SOCK_CLOEXEC
         (and_, None, None, 0xF),
         (jeq, "denied", "allow", _SOCK_DGRAM),
+        ("namespace", ld, None, None, 16),  # args[0], low 32 bits: the clone/unshare flags
+        (and_, None, None, _CLONE_NEWUSER),
+        (jeq, "allow", "foreign", 0),  # CLONE_NEWUSER set: EPERM
         ("allow", ret, None, None, allow),
         ("denied", ret, None, None, errno | _EACCES),
         ("nosys", ret, None, None, errno | _ENOSYS),
@@ -297,16 +325,38 @@ def kill_uid(uid: int, wait_s: float = 10.0) -> int:
         delay = min(delay * 2, 0.1)
 
 
-SYSTEM_HIDE = (Path("/run"),)  # daemons' sockets and run-time state; container secrets (/run/secrets)
+# The system part of the allow-list: read-only, as the host has it. A top-level symbolic link (the
+# merged /usr of current distributions: /bin -> usr/bin) is recreated as the same link.
+SYSTEM_RO = (Path("/usr"), Path("/etc"), Path("/bin"), Path("/sbin"), Path("/lib"), Path("/lib32"),
+             Path("/lib64"), Path("/libx32"))
 _POLL_S = 0.05  # how often a running program's output size is checked
 
 
 @dataclass
 class Sandbox:
-    """Builds and runs sandboxed commands. ``hide``: host paths the program must not read."""
+    """Builds and runs sandboxed commands. The program sees the system directories, the paths a
+    runner binds in (``ro_binds``/``rw_binds``) and its work directory: an allow-list."""
 
-    hide: list[Path] = field(default_factory=list)
     isolation: Isolation = field(default_factory=detect_isolation)
+
+    @functools.cached_property
+    def memory(self) -> MemoryControl:
+        """Per-run memory cgroups (bubblewrap+uid and uid+rlimits modes: they need root)."""
+        return memory_control() if self.isolation.drops_uid else MemoryControl(None, 0)
+
+    @functools.cached_property
+    def helper(self) -> Path | None:
+        """``geex-exec`` (cgroup join, exact exit status), or None without a C compiler."""
+        try:
+            return geex_exec()
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            warnings.warn(f"geex-exec could not be built ({e}): exit statuses 129-192 read as signals, "
+                          "no memory cgroup", RuntimeWarning, stacklevel=2)
+            return None
+
+    @property
+    def memory_mechanism(self) -> str:
+        return self.memory.mechanism if self.helper is not None else "rlimit"
 
     def command(
         self,
@@ -319,11 +369,12 @@ class Sandbox:
         rw_binds: tuple[Path, ...] = (),
         cwd_writable: bool = True,
         seccomp_fd: int | None = None,
+        status_fd: int | None = None,
     ) -> list[str]:
-        """The full argv: bwrap (if any) → prlimit → setpriv (if root) → the program.
+        """The full argv: bwrap (if any) → geex-exec (status) → prlimit → setpriv (if root) → the program.
 
-        ``seccomp_fd``: a file descriptor holding :func:`seccomp_filter`, inherited by bwrap (use
-        :meth:`popen`, which makes one per command).
+        ``seccomp_fd``: a file descriptor holding :func:`seccomp_filter`; ``status_fd``: the write end
+        of the pipe geex-exec reports the wait status to; both inherited by bwrap (use :meth:`popen`).
         """
         rl = [
             "prlimit",
@@ -340,29 +391,36 @@ class Sandbox:
              "--bounding-set=-all", "--inh-caps=-all", "--"]
             if self.isolation.drops_uid else []
         )
+        status = ([str(self.helper), "--status-fd", str(status_fd), "--"]
+                  if status_fd is not None and self.helper is not None else [])
         if not self.isolation.namespaces:
-            return rl + drop + argv
+            return status + rl + drop + argv
         bw = [
             "bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session",
-            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--size", str(limits.tmp_mb * MB), "--perms", "1777", "--tmpfs", "/tmp",
         ]
         if self.isolation is Isolation.BUBBLEWRAP:
-            bw += ["--unshare-user"]
+            bw += ["--unshare-user", "--disable-userns"]
+        for path in SYSTEM_RO:
+            if path.is_symlink():
+                bw += ["--symlink", os.readlink(path), str(path)]
+            elif path.is_dir():
+                bw += ["--ro-bind", str(path), str(path)]
+        bw += ["--dev", "/dev", "--proc", "/proc",
+               "--size", str(limits.tmp_mb * MB), "--perms", "1777", "--tmpfs", "/tmp"]
         if seccomp_fd is not None:
             bw += ["--seccomp", str(seccomp_fd)]
-        hidden = list(dict.fromkeys(p for p in (*SYSTEM_HIDE, *self.hide) if p.is_dir()))
-        for path in hidden:
-            bw += ["--tmpfs", str(path)]
-        binds = [("--ro-bind", p) for p in ro_binds] + [("--bind", p) for p in rw_binds]
+        helper_dir = (self.helper.parent,) if status else ()
+        binds = [("--ro-bind", p) for p in (*helper_dir, *ro_binds)] + [("--bind", p) for p in rw_binds]
         binds.append(("--bind" if cwd_writable else "--ro-bind", cwd))
         made: set[Path] = set()
         for flag, path in binds:
-            bw += _mount_point_dirs(path, [Path("/tmp"), *hidden], made)
+            if any(path == s or path.is_relative_to(s) for s in SYSTEM_RO):
+                continue  # already visible, read-only
+            bw += _mount_point_dirs(path, made)
             bw += [flag, str(path), str(path)]
         bw += ["--chdir", str(cwd)]
-        return bw + rl + drop + argv
+        return bw + status + rl + drop + argv
 
     def popen(
         self,
@@ -379,23 +437,40 @@ class Sandbox:
         stdin=subprocess.DEVNULL,
         stdout=None,
         stderr=None,
+        status_fd: int | None = None,
+        cgroup: RunCgroup | None = None,
     ) -> subprocess.Popen:
-        """Start a sandboxed command in a new session (its own process group); the caller waits."""
+        """Start a sandboxed command in a new session (its own process group); the caller waits.
+
+        ``status_fd``: see :meth:`command`; ``cgroup``: a run cgroup (``self.memory.create``) that
+        the whole tree joins before bubblewrap starts.
+        """
         seccomp = _seccomp_pipe() if self.isolation.namespaces else None
+        fds = [fd for fd in (seccomp, status_fd) if fd is not None]
+        args_fd = None
         try:
             full = self.command(
                 argv, cwd=cwd, limits=limits, uid=uid, ro_binds=ro_binds, rw_binds=rw_binds,
-                cwd_writable=cwd_writable, seccomp_fd=seccomp,
+                cwd_writable=cwd_writable, seccomp_fd=seccomp, status_fd=status_fd,
             )
+            if full[0] == "bwrap":
+                # bwrap's own command line (pid 1 of the sandbox, readable in /proc/1/cmdline) would
+                # name host paths: its options come through a pipe instead (--chdir is the last one)
+                split = full.index("--chdir") + 2
+                args_fd = _pipe_holding(b"".join(a.encode() + b"\0" for a in full[1:split]))
+                fds.append(args_fd)
+                full = ["bwrap", "--args", str(args_fd), "--", *full[split:]]
+            if cgroup is not None and self.helper is not None:
+                full = [str(self.helper), "--cgroup", str(cgroup.procs), "--", *full]
             base_env = {"PATH": SAFE_PATH, "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
             return subprocess.Popen(
                 full, cwd=cwd, env={**base_env, **(env or {})}, stdin=stdin, stdout=stdout,
-                stderr=stderr, start_new_session=True, umask=umask,
-                pass_fds=(seccomp,) if seccomp is not None else (),
+                stderr=stderr, start_new_session=True, umask=umask, pass_fds=tuple(fds),
             )
         finally:
-            if seccomp is not None:
-                os.close(seccomp)
+            for fd in (seccomp, args_fd):
+                if fd is not None:
+                    os.close(fd)
 
     def run(
         self,
@@ -415,47 +490,93 @@ class Sandbox:
         start = time.monotonic()
         deadline = start + limits.wall_s
         timed_out = limited = False
+        cgroup = self.memory.create(limits.memory_mb) if self.helper is not None else None
+        status_r, status_w = os.pipe() if self.helper is not None else (None, None)
         # nameless files (O_TMPFILE): nothing is left on disk even if the harness is killed
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
 
-            def flooded() -> bool:
-                return max(os.fstat(out.fileno()).st_size, os.fstat(err.fileno()).st_size) >= cap
+                def flooded() -> bool:
+                    return max(os.fstat(out.fileno()).st_size, os.fstat(err.fileno()).st_size) >= cap
 
-            proc = self.popen(
-                argv, cwd=cwd, limits=limits, uid=uid, env=env, ro_binds=ro_binds,
-                rw_binds=rw_binds, cwd_writable=cwd_writable, umask=umask, stdout=out, stderr=err,
-            )
-            pidfd = _pidfd(proc.pid)
-            while True:
-                remaining = deadline - time.monotonic()
-                if _wait_exit(proc, pidfd, max(0.0, min(remaining, _POLL_S))):
+                try:
+                    proc = self.popen(
+                        argv, cwd=cwd, limits=limits, uid=uid, env=env, ro_binds=ro_binds,
+                        rw_binds=rw_binds, cwd_writable=cwd_writable, umask=umask, stdout=out, stderr=err,
+                        status_fd=status_w, cgroup=cgroup,
+                    )
+                finally:
+                    if status_w is not None:
+                        os.close(status_w)
+                        status_w = None
+                pidfd = _pidfd(proc.pid)
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if _wait_exit(proc, pidfd, max(0.0, min(remaining, _POLL_S))):
+                        break
+                    if flooded():
+                        limited = True
+                    elif remaining <= _POLL_S:
+                        timed_out = True
+                    else:
+                        continue
+                    _kill_group(proc.pid)
+                    proc.wait()
                     break
-                if flooded():
-                    limited = True
-                elif remaining <= _POLL_S:
-                    timed_out = True
-                else:
-                    continue
-                _kill_group(proc.pid)
-                proc.wait()
-                break
-            if pidfd is not None:
-                os.close(pidfd)
-            _kill_group(proc.pid)  # stragglers in the group (no-op when none)
-            if self.isolation.drops_uid:
-                kill_uid(uid)
-            limited = limited or flooded()
-            wall = time.monotonic() - start
-            stdout, n_out = _read_capped(out)
-            stderr, n_err = _read_capped(err)
-        code, sig = _decode_status(proc.returncode, self.isolation.namespaces)
+                if pidfd is not None:
+                    os.close(pidfd)
+                _kill_group(proc.pid)  # stragglers in the group (no-op when none)
+                if self.isolation.drops_uid:
+                    kill_uid(uid)
+                limited = limited or flooded()
+                wall = time.monotonic() - start
+                stdout, n_out = _read_capped(out)
+                stderr, n_err = _read_capped(err)
+            reported = _read_status(status_r) if status_r is not None else None
+            oom = cgroup is not None and cgroup.oom_killed()
+        finally:
+            if status_r is not None:
+                os.close(status_r)
+            if cgroup is not None:
+                cgroup.remove()
+        if reported is not None and not timed_out and not limited:
+            code, sig = reported
+        else:
+            code, sig = _decode_status(proc.returncode, self.isolation.namespaces or self.helper is not None)
         # A SIGKILL the harness did not send, after long enough to have used the CPU budget on
         # every core: the kernel's hard RLIMIT_CPU (a program that ignores SIGXCPU), a time limit.
         cores = len(os.sched_getaffinity(0)) or 1
-        cpu_limited = (sig == signal.SIGKILL and not timed_out and not limited
+        cpu_limited = (sig == signal.SIGKILL and not timed_out and not limited and not oom
                        and wall >= limits.cpu_s / cores)
         return ExecResult(code, sig, timed_out, wall, stdout, stderr, n_out + n_err, limited,
-                          cpu_limited=cpu_limited)
+                          cpu_limited=cpu_limited, memory_limited=oom, exact_status=reported is not None)
+
+
+def _pipe_holding(data: bytes) -> int:
+    """A read end from which ``data`` can be read to EOF (written before the reader starts)."""
+    r, w = os.pipe()
+    try:
+        if len(data) > 65536:  # the pipe buffer: a larger write would block with no reader yet
+            raise ValueError(f"bubblewrap arguments too long ({len(data)} bytes)")
+        os.write(w, data)
+    finally:
+        os.close(w)
+    return r
+
+
+def _read_status(fd: int) -> tuple[int | None, int | None] | None:
+    """(exit code, signal) as geex-exec reported it, or None (it was killed before reporting)."""
+    os.set_blocking(fd, False)
+    try:
+        text = os.read(fd, 64).decode("ascii", errors="replace").split()
+    except (BlockingIOError, OSError):
+        return None
+    if len(text) == 2 and text[1].isdigit():
+        if text[0] == "exit":
+            return int(text[1]), None
+        if text[0] == "signal":
+            return None, int(text[1])
+    return None
 
 
 def _wait_exit(proc: subprocess.Popen, pidfd: int | None, timeout: float) -> bool:
@@ -477,12 +598,12 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _mount_point_dirs(path: Path, tmpfs_roots: list[Path], made: set[Path]) -> list[str]:
-    """``--dir`` arguments making the ancestors of a bind target that lie inside one of our tmpfs
-    mounts traversable (bwrap would create them 0700, unreadable for the dropped uid)."""
+def _mount_point_dirs(path: Path, made: set[Path]) -> list[str]:
+    """``--dir`` arguments creating the ancestors of a bind target in the sandbox's empty root,
+    traversable (0755: bwrap would otherwise create them 0700, unreadable for the dropped uid)."""
     out: list[str] = []
     for ancestor in reversed(path.parents):
-        if ancestor in made or not any(ancestor != r and ancestor.is_relative_to(r) for r in tmpfs_roots):
+        if ancestor in made or ancestor == Path("/") or any(ancestor == s or ancestor.is_relative_to(s) for s in SYSTEM_RO):
             continue
         made.add(ancestor)
         out += ["--perms", "0755", "--dir", str(ancestor)]

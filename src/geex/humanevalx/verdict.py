@@ -76,7 +76,8 @@ def classify_run(language: str, result: ExecResult) -> Verdict:
     In order: output cap reached (``resource_limit``, even if the program then exited 0: the run
     was stopped or truncated), wall-clock limit, SIGXCPU or the hard CPU limit's SIGKILL
     (``timeout``), SIGXFSZ
-    (``resource_limit``), exit 0 (``passed``), a resource message in the output
+    (``resource_limit``), exit 0 (``passed``), an OOM kill at the run's memory cgroup limit or a
+    resource message in the output
     (``resource_limit``), the language's failed-assertion marker (``wrong_answer``), anything else
     (``runtime_error``: exceptions, panics, crashes, non-zero exits, other signals).
     """
@@ -90,6 +91,8 @@ def classify_run(language: str, result: ExecResult) -> Verdict:
         return Verdict.RESOURCE_LIMIT
     if result.returncode == 0 and result.signal is None:
         return Verdict.PASSED
+    if result.memory_limited:
+        return Verdict.RESOURCE_LIMIT
     output = result.stderr + "\n" + result.stdout
     if _RESOURCE.search(output):
         return Verdict.RESOURCE_LIMIT
@@ -105,6 +108,7 @@ def classify_compile(result: ExecResult) -> Verdict | None:
         return None
     if result.timed_out or result.signal in _TIME_SIGNALS:
         return Verdict.TIMEOUT
-    if result.output_limited or result.signal in _RESOURCE_SIGNALS or _RESOURCE.search(result.stderr + result.stdout):
+    if (result.output_limited or result.memory_limited or result.signal in _RESOURCE_SIGNALS
+            or _RESOURCE.search(result.stderr + result.stdout)):
         return Verdict.RESOURCE_LIMIT
     return Verdict.COMPILE_ERROR

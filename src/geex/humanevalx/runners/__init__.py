@@ -67,11 +67,49 @@ def _remove_stale_jobs_roots() -> None:
 
 def make_jobs_root() -> Path:
     """A fresh directory for the work directories of one process (``geex-jobs-<pid>-*``, so that a
-    later run can remove it if this process is killed); the caller removes it when done."""
+    later run can remove it if this process is killed); the caller removes it when done.
+
+    ``mkdtemp`` creates it atomically under a random name, owned by us; 0711 lets the sandbox uids
+    reach their own work directories (in the modes without namespaces) but nobody list them."""
     _remove_stale_jobs_roots()
     root = Path(tempfile.mkdtemp(prefix=f"geex-jobs-{os.getpid()}-"))
-    root.chmod(0o755)
+    root.chmod(0o711)
     return root
+
+
+def write_file(workdir: Path, name: str, text: str) -> None:
+    """Write a harness file into a work directory: never through a link planted there, never into
+    a file that someone else still has open for writing (the old one is unlinked first), and owned
+    like the directory (whoever it was handed to)."""
+    dir_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                     dir_fd=dir_fd)
+        try:
+            os.write(fd, text.encode("utf-8"))
+            st = os.fstat(dir_fd)
+            if st.st_uid != os.geteuid():
+                os.fchown(fd, st.st_uid, st.st_gid)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
+
+
+def hand_over(workdir: Path, uid: int) -> None:
+    """Give a work directory and everything in it to ``uid`` (0700: nobody else can read it, plant a
+    link in it or swap a compiled file between compile and run). Links are changed, not followed."""
+    if os.geteuid() != 0:
+        return  # without root every step runs as ourselves: nothing to give
+    for dirpath, dirnames, filenames in os.walk(workdir):
+        for name in (*dirnames, *filenames):
+            os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
+    os.chown(workdir, uid, uid, follow_symlinks=False)
+    os.chmod(workdir, 0o700)
 
 
 @dataclass
@@ -132,9 +170,8 @@ class RunContext:
         return self._lease("helper-uid")
 
     def new_workdir(self) -> Path:
-        path = Path(tempfile.mkdtemp(prefix=f"s{self.slot}-", dir=self.jobs_root))
-        path.chmod(0o777)  # compile steps and helpers write here under their own uids
-        return path
+        """A fresh, private (0700, ours) directory: the harness writes its files, then hands it over."""
+        return Path(tempfile.mkdtemp(prefix=f"s{self.slot}-", dir=self.jobs_root))
 
     def close(self) -> None:
         for name, helper in list(self.helpers.items()):
@@ -210,7 +247,11 @@ class Runner:
         return [p for p in self.required_paths() if not _world_readable(p)]
 
     def write(self, program: Program, workdir: Path) -> None:
-        (workdir / f"{self.source_name}.{program.language.extension}").write_text(program.source, encoding="utf-8")
+        write_file(workdir, f"{self.source_name}.{program.language.extension}", program.source)
+
+    def compile_uid(self, ctx: RunContext) -> int:
+        """The uid the compile step writes the work directory as (the javac server has its own)."""
+        return ctx.uid
 
     def compile(self, workdir: Path, ctx: RunContext) -> ExecResult | None:
         return None  # interpreted
@@ -255,7 +296,11 @@ class Runner:
         try:
             self.write(program, workdir)
             t0 = time.monotonic()
+            compile_uid = self.compile_uid(ctx)
+            hand_over(workdir, compile_uid)
             compiled = self.compile(workdir, ctx)
+            if compile_uid != ctx.uid:
+                hand_over(workdir, ctx.uid)
             compile_s = time.monotonic() - t0
             if compiled is not None:
                 failure = classify_compile(compiled)

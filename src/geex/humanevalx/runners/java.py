@@ -131,6 +131,9 @@ class JavaRunner(Runner):
         subprocess.run(["javac", "-d", str(self.server_dir), str(source)], check=True, capture_output=True, timeout=300)
         self.server_dir.chmod(0o755)
 
+    def compile_uid(self, ctx: RunContext) -> int:
+        return ctx.helper_uid  # the javac server reads the sources and writes the classes
+
     def compile(self, workdir: Path, ctx: RunContext) -> ExecResult:
         """Through the worker's javac server; a server that dies (not one that is too slow: that is
         the sample's timeout) is replaced and the sample compiled once more, and if that server
