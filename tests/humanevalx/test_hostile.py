@@ -35,7 +35,7 @@ from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.evaluate import EvalConfig, evaluate
 from geex.humanevalx.runners import RunContext, cache_root, get_runner
 from geex.humanevalx.sandbox import Isolation, Sandbox, detect_isolation
-from geex.humanevalx.uids import LOCK_DIR, UID_BASE, UID_SPAN
+from geex.humanevalx.uids import UID_BASE, UID_SPAN, lease_dir_fd
 from geex.languages import get_language
 from tests.humanevalx.hostile_programs import CONTAINED, ENV_SECRET, KINDS, TASK, hostile
 
@@ -102,10 +102,13 @@ def _processes() -> list[tuple[int, int, str]]:
 
 def _lease_held(uid: int) -> bool:
     """Whether some geex process (this one included) holds the lease of ``uid`` right now."""
+    dir_fd, _ = lease_dir_fd()
     try:
-        fd = os.open(LOCK_DIR / f"{uid}.lock", os.O_RDONLY)
+        fd = os.open(f"{uid}.lock", os.O_RDONLY, dir_fd=dir_fd)
     except FileNotFoundError:
         return False
+    finally:
+        os.close(dir_fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -304,6 +307,18 @@ def test_hostile_programs_are_contained(scene: Scene):
 
 
 # -- positive controls: the same programs escape where nothing stops them ---------------------------
+def _binding(*paths: Path) -> Sandbox:
+    """The strong sandbox with ``paths`` added to its allow-list (read-only), for the controls."""
+
+    class Binding(Sandbox):
+        def command(self, argv, **kw):
+            kw["ro_binds"] = (*kw.get("ro_binds", ()), *paths)
+            return super().command(argv, **kw)
+
+    return Binding()
+
+
+
 def _run_unprotected(lang: str, kind: str, sandbox: Sandbox, jobs: Path, **params) -> str:
     problems = load_problems([get_language(lang)], None, False)
     ctx = RunContext(sandbox, jobs, slot=0, timeout_s=10)
@@ -324,7 +339,7 @@ def test_escape_programs_pass_without_protection(scene: Scene, monkeypatch):
     sandbox's doing, not a bug in the programs."""
     lang = scene.language
     jobs = scene.tmp
-    open_sandbox = Sandbox(hide=[], isolation=Isolation.RLIMITS)
+    open_sandbox = Sandbox(isolation=Isolation.RLIMITS)
     target = str(scene.visible / "written")
     got = {
         "read_secrets": _run_unprotected(lang, "read_secrets", open_sandbox, jobs, **scene.params()),
@@ -333,16 +348,16 @@ def test_escape_programs_pass_without_protection(scene: Scene, monkeypatch):
         # a closed TCP port and no outside network: only the unix socket can connect
         "network (unix)": _run_unprotected(lang, "network", open_sandbox, jobs, **scene.params(port=1, outside_host="127.0.0.1", outside_port=1)),
         "setuid": _run_unprotected(lang, "setuid", open_sandbox, jobs, **scene.params()),
-        # strong sandbox, dataset and output dir not hidden (home still is: toolchains live there)
+        # strong sandbox, dataset and output dir bound in (as an allow-list that let them in would)
         "read_secrets (not hidden)": _run_unprotected(
-            lang, "read_secrets", Sandbox(hide=[Path.home()]), jobs,
+            lang, "read_secrets", _binding(Path(scene.secrets[0]).parent, scene.out), jobs,
             **scene.params(secrets=[scene.secrets[0], str(scene.out_secret)])),
     }
     # the environment: given to the program (as a runner's own variables are), it is seen
     runner = get_runner(lang)
     monkeypatch.setattr(runner, "run_env", lambda env=runner.run_env(): {**env, ENV_SECRET: "1"})
     got["read_secrets (environment)"] = _run_unprotected(
-        lang, "read_secrets", Sandbox(hide=[Path.home()]), jobs, **scene.params(secrets=["/nonexistent"]))
+        lang, "read_secrets", Sandbox(), jobs, **scene.params(secrets=["/nonexistent"]))
     failed = {k: v for k, v in got.items() if not v.startswith("passed")}
     assert not failed, failed
     assert os.path.exists(target)
@@ -359,7 +374,7 @@ def test_worker_recovers_right_after_a_fork_bomb(scene: Scene):
     lang = scene.language
     problems = load_problems([get_language(lang)], None, False)
     runner = get_runner(lang)
-    ctx = RunContext(Sandbox(hide=[Path.home(), cache_root()]), scene.tmp, slot=0, timeout_s=TIMEOUT_S)
+    ctx = RunContext(Sandbox(), scene.tmp, slot=0, timeout_s=TIMEOUT_S)
     try:
         uid = ctx.uid
         bomb = runner.execute(assemble(problems[TASK[lang]], hostile(lang, "fork_bomb"), clean=False), ctx)
@@ -418,7 +433,7 @@ def test_uid_mode_kills_what_leaves_the_process_group(scene: Scene, problems_js)
     task = problems_js["JavaScript/53"]
     late = assemble(task, hostile("js", "outlive", **scene.params()), clean=False)
     swarm = assemble(task, _JS_SLEEPERS.replace("@SLEEP@", f"60.{scene.digits}"), clean=False)
-    uid_ctx = RunContext(Sandbox(hide=[], isolation=Isolation.UID), scene.tmp, slot=0, timeout_s=2)
+    uid_ctx = RunContext(Sandbox(isolation=Isolation.UID), scene.tmp, slot=0, timeout_s=2)
     try:
         outcomes = [get_runner("js").execute(p, uid_ctx) for p in (late, swarm)]
         uid = uid_ctx.uid
@@ -431,7 +446,7 @@ def test_uid_mode_kills_what_leaves_the_process_group(scene: Scene, problems_js)
     assert leftovers(scene.digits) == []
     assert not os.path.exists(scene.mark)
 
-    open_ctx = RunContext(Sandbox(hide=[], isolation=Isolation.RLIMITS), scene.tmp, slot=0, timeout_s=2)
+    open_ctx = RunContext(Sandbox(isolation=Isolation.RLIMITS), scene.tmp, slot=0, timeout_s=2)
     try:
         assert get_runner("js").execute(late, open_ctx).verdict.value == "passed"
     finally:
@@ -493,8 +508,8 @@ def test_seccomp_filter():
         return json.loads(r.stdout)
 
     try:
-        got = calls(Sandbox(hide=[Path.home()]))
-        unfiltered = calls(Sandbox(hide=[Path.home()], isolation=Isolation.UID))
+        got = calls(Sandbox())
+        unfiltered = calls(Sandbox(isolation=Isolation.UID))
     finally:
         lease.release()
         shutil.rmtree(work)
@@ -515,7 +530,7 @@ def test_uid_mode_unreachable_toolchain_is_a_harness_error(tmp_path):
     from geex.humanevalx.runners import _world_readable
 
     runner = get_runner("cpp")
-    sandbox = Sandbox(hide=[], isolation=Isolation.UID)
+    sandbox = Sandbox(isolation=Isolation.UID)
     runner.prepare(sandbox)
     if _world_readable(runner.pch_header.parent):
         pytest.skip(f"{runner.pch_header.parent} is world-readable here")
@@ -530,4 +545,4 @@ def test_uid_mode_unreachable_toolchain_is_a_harness_error(tmp_path):
     assert (outcome.verdict.value, outcome.phase) == ("harness_error", "harness"), outcome
     assert str(runner.pch_header.parent) in outcome.detail and "bubblewrap" in outcome.detail
     # with bubblewrap the same cache is bound in with traversable parents
-    assert runner.unreachable_paths(Sandbox(hide=[Path.home()], isolation=Isolation.BUBBLEWRAP_UID)) == []
+    assert runner.unreachable_paths(Sandbox(isolation=Isolation.BUBBLEWRAP_UID)) == []
