@@ -199,7 +199,10 @@ class Scene:
             f"/dev/shm/{tag}", str(self.out / tag), str(self.visible / tag),
         ]
         self.mark = f"/var/tmp/{tag}-late"
-        self.suid = self.visible / "id"
+        # a set-uid root copy of id where the sandbox sees it (the system directories are bound in)
+        self.suid_dir = Path("/usr/local/lib") / tag
+        self.suid_dir.mkdir(parents=True)
+        self.suid = self.suid_dir / "id"
         shutil.copy("/usr/bin/id", self.suid)
         self.suid.chmod(0o4755)
         self.listener = Listener(self.visible / "sock")
@@ -221,7 +224,7 @@ class Scene:
         for p in [*self.targets, self.mark, self.home_secret, self.cache_secret]:
             if os.path.lexists(p):
                 os.unlink(p)
-        for d in (self.out, self.visible, self.tmp):
+        for d in (self.out, self.visible, self.tmp, self.suid_dir):
             shutil.rmtree(d, ignore_errors=True)
 
 
