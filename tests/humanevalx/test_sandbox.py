@@ -1,0 +1,157 @@
+"""The sandbox's own mechanisms, one by one, each against the host's view and with a control:
+the allow-list view, the memory cgroup, the exact exit status, nested user namespaces, the uid
+lease directory and the work directories' ownership."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import pytest
+
+from geex.humanevalx import uids
+from geex.humanevalx.cgroups import MemoryControl
+from geex.humanevalx.runners import RunContext, hand_over, make_jobs_root, write_file
+from geex.humanevalx.sandbox import Isolation, Limits, Sandbox, detect_isolation
+
+
+def _strong() -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return os.geteuid() == 0 and shutil.which("bwrap") is not None and detect_isolation() is Isolation.BUBBLEWRAP_UID
+
+
+pytestmark = pytest.mark.skipif(not _strong(), reason="needs root and bubblewrap (bubblewrap+uid)")
+
+
+@pytest.fixture
+def lease():
+    lease = uids.UidLease()
+    yield lease.uid
+    lease.release()
+
+
+@pytest.fixture
+def work():
+    path = Path(tempfile.mkdtemp(prefix="geex-sbx-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def _sh(sandbox: Sandbox, script: str, work: Path, uid: int, **limits):
+    return sandbox.run(["/bin/sh", "-c", script], cwd=work, uid=uid, cwd_writable=False,
+                       limits=Limits(wall_s=20, cpu_s=20, **limits))
+
+
+def test_allow_list_view(work, lease):
+    """Only system directories, the binds and the work directory exist inside: this checkout, the
+    dataset beside it, root's home and /var do not; /proc/1/cmdline names no host path."""
+    here = Path(__file__).resolve()
+    r = _sh(Sandbox(), f"ls / ; test -e {here} && echo LE''AK-CHECKOUT; test -e /var && echo LE''AK-VAR; "
+                       f"ls -a /root 2>/dev/null | grep -v '^\\.*$' | grep -v '^.cache$' ; "
+                       f"tr '\\0' ' ' < /proc/1/cmdline", work, lease)
+    assert r.returncode == 0, r.stderr
+    top = set(r.stdout.split("\n", 20)[:12])
+    assert "LEAK" not in r.stdout
+    cmdline = r.stdout.splitlines()[-1]
+    assert str(work) not in cmdline and "--ro-bind" not in cmdline and "--bind" not in cmdline, cmdline
+    assert {"usr", "etc", "proc", "dev", "tmp"} <= top
+    # control: the uid mode (no namespaces) sees the checkout
+    r = _sh(Sandbox(isolation=Isolation.UID), f"test -e {here} && echo SEEN", work, lease)
+    assert "SEEN" in r.stdout or "Permission denied" in r.stderr or r.returncode != 0
+
+
+def test_exit_status_is_not_read_as_a_signal(work, lease):
+    sandbox = Sandbox()
+    assert sandbox.helper is not None
+    for script, expected in (("exit 137", (137, None)), ("exit 152", (152, None)), ("kill -9 $$", (None, 9)),
+                             ("kill -XCPU $$", (None, 24))):
+        r = _sh(sandbox, script, work, lease)
+        assert (r.returncode, r.signal) == expected, script
+        assert r.exact_status
+    # control: without geex-exec, bwrap's 128 + N reading turns exit 137 into SIGKILL
+    blind = Sandbox()
+    blind.__dict__["helper"] = None
+    r = _sh(blind, "exit 137", work, lease)
+    assert (r.returncode, r.signal) == (None, 9)
+
+
+def test_memory_cgroup_bounds_shared_memory(work, lease):
+    """1.5 GB in memfd files (each below RLIMIT_FSIZE, none mapped: no address space used) is
+    stopped at the run's 512 MB cgroup limit; without the cgroup the same program finishes."""
+    script = ("python3 -c 'import os\nfds = [os.memfd_create(str(i)) for i in range(48)]\n"
+              "[os.write(fd, bytes(32 << 20)) for fd in fds]\nprint(\"done\")'")
+    sandbox = Sandbox()
+    assert sandbox.memory_mechanism.startswith("cgroup"), sandbox.memory_mechanism
+    r = _sh(sandbox, script, work, lease, memory_mb=512)
+    assert r.memory_limited and r.returncode != 0 and "done" not in r.stdout, r
+    uncapped = Sandbox()
+    uncapped.__dict__["memory"] = MemoryControl(None, 0)
+    r = _sh(uncapped, script, work, lease, memory_mb=512)
+    assert r.returncode == 0 and "done" in r.stdout and not r.memory_limited, r.stderr
+
+
+def test_no_nested_user_namespace(work, lease):
+    r = _sh(Sandbox(), "unshare -U true && echo NESTED", work, lease)
+    assert "NESTED" not in r.stdout and "Operation not permitted" in r.stderr
+    r = _sh(Sandbox(isolation=Isolation.UID), "unshare -U true && echo NESTED", work, lease)
+    assert "NESTED" in r.stdout, r.stderr  # control: without the seccomp rule the kernel allows it
+
+
+def test_lease_directory_is_private_and_refuses_links(tmp_path, monkeypatch):
+    lease = uids.UidLease()
+    try:
+        st = os.stat(lease.directory)
+        assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o700
+    finally:
+        lease.release()
+    # a planted link or a world-writable directory is refused, not followed
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    link = tmp_path / "leases"
+    link.symlink_to(target)
+    monkeypatch.setattr(uids, "LOCK_DIRS", (link,))
+    with pytest.raises(uids.LeaseDirError):
+        uids.UidLease()
+    open_dir = tmp_path / "open"
+    open_dir.mkdir(mode=0o777)
+    open_dir.chmod(0o777)
+    monkeypatch.setattr(uids, "LOCK_DIRS", (open_dir / "leases",))
+    with pytest.raises(uids.LeaseDirError):
+        uids.UidLease()
+
+
+def test_work_directories_are_private(lease):
+    """The jobs root cannot be listed by others; a work directory and its files belong to the
+    sample's uid alone; the harness never writes through a planted link."""
+    root = make_jobs_root()
+    try:
+        assert stat.S_IMODE(root.stat().st_mode) == 0o711
+        ctx = RunContext(Sandbox(), root, slot=0)
+        work = ctx.new_workdir()
+        assert work.stat().st_uid == 0 and stat.S_IMODE(work.stat().st_mode) == 0o700
+        write_file(work, "main.py", "print(1)\n")
+        hand_over(work, lease)
+        for p in (work, work / "main.py"):
+            assert p.stat().st_uid == lease
+        assert stat.S_IMODE(work.stat().st_mode) == 0o700
+        # another user: cannot list the root, cannot enter the work directory
+        probe = subprocess.run(
+            ["setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", "sh", "-c",
+             f"ls {root}; ls {work}; echo x > {work}/main.py"], capture_output=True, text=True)
+        assert probe.stderr.count("Permission denied") == 3, probe.stderr
+        # a link planted where the harness writes is replaced, its target untouched
+        victim = root / "victim"
+        victim.write_text("keep")
+        (work / "testmain.go").symlink_to(victim)
+        write_file(work, "testmain.go", "package main\n")
+        assert victim.read_text() == "keep"
+        assert not (work / "testmain.go").is_symlink() and (work / "testmain.go").stat().st_uid == lease
+    finally:
+        shutil.rmtree(root)
