@@ -175,7 +175,10 @@ def main() -> int:
     ap.add_argument("--languages", default=",".join(l.name for l in HUMANEVALX_LANGUAGES))
     ap.add_argument("--skip-full", action="store_true", help="skip the end-to-end run of all 984 references")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "harness_speed"))
+    ap.add_argument("--baseline", help="a results .json of this script at another commit, measured on the same "
+                                       "machine just before: its geex medians become the 'before' column")
     args = ap.parse_args()
+    baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
 
     scratch = Path(tempfile.mkdtemp(prefix="geex-bench-"))
     scratch.chmod(0o755)
@@ -200,6 +203,8 @@ def main() -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
+    if baseline is not None:
+        results["baseline"] = {k: baseline[k] for k in ("commit", "date", "per_sample", "full_run")}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
@@ -220,6 +225,17 @@ def main() -> int:
         f = results["full_run"]
         lines += ["", f"End to end: {f['samples']} reference solutions, {f['passed']} passed, "
                       f"{f['workers']} workers, **{f['wall_s']} s** wall (no cache)."]
+    if baseline is not None:
+        b = results["baseline"]
+        lines += ["", f"Against commit {b['commit']} (measured on this machine just before, {b['date']}):", "",
+                  "| language | before median s | now median s | cost per sample |", "|---|---|---|---|"]
+        for lang, r in results["per_sample"].items():
+            if lang in b["per_sample"]:
+                old = b["per_sample"][lang]["geex_median_s"]
+                lines.append(f"| {lang} | {old:.3f} | {r['geex_median_s']:.3f} | "
+                             f"{100 * (r['geex_median_s'] / old - 1):+.1f} % |")
+        if results["full_run"] and b.get("full_run"):
+            lines += ["", f"End to end before: {b['full_run']['wall_s']} s; now {results['full_run']['wall_s']} s."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
