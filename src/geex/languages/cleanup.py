@@ -41,7 +41,7 @@ _RUST_SPECIAL = re.compile(r"""[/"'`]|(?<![\w])b?r(#*)\"""")
 _TEMPLATE_CODE_SPECIAL = re.compile(r"""[/"'`{}]""")
 _QUOTE_STOPS = {q: re.compile(rf"[\\\\{q}\n]") for q in "\"'`"}
 _TEMPLATE_STOPS = re.compile(r"[\\`\n$]")
-_FENCE = re.compile(r"```[^`\n]*")  # a Markdown fence line (from its first backtick)
+_FENCE = re.compile(r"```[ \t]*[\w+#.-]*[ \t]*(?=\r?\n|\Z)")  # a Markdown fence line, from its first backtick
 _NOT_NEWLINE = re.compile(r"[^\n]")
 _BRACE = re.compile(r"[{}]")
 _PY_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)?")
@@ -68,8 +68,7 @@ def _fence_at(text: str, i: int) -> bool:
     line_start = text.rfind("\n", 0, i) + 1
     if text[line_start:i].strip(" \t"):
         return False
-    m = _FENCE.match(text, i)
-    return m is not None and (m.end() == len(text) or text[m.end()] in "\r\n")
+    return _FENCE.match(text, i) is not None
 
 
 def _skip_quoted(name: str, text: str, spans: list[tuple[int, int]], i: int, quote: str, multiline: bool, final: bool,

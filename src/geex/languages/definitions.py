@@ -92,9 +92,9 @@ _CPP_HEADERS = (
     _h(r"(?P<typedef>typedef)\b", block=False),
     # a function (or prototype) with a return type; a qualified name (Type::name, a constructor) may have none
     _h(rf"{_TEMPLATE}(?:(?P<type>{_CPP_TYPE}){_H}*[*&]*{_H}*)?"
-       rf"(?P<name>(?:{_ID}::)*~?{_ID}|(?:{_ID}::)*operator{_H}*(?:\(\)|[^\s(]+))"
+       rf"(?<![\w$])(?P<name>(?:{_ID}::)*~?{_ID}|(?:{_ID}::)*operator{_H}*(?:\(\)|[^\s(]+))"
        rf"{_H}*{_PARAMS}{_CPP_QUALS}\s*(?P<body>[{{;])", block=True),
-    _h(rf"(?P<type>{_CPP_TYPE}){_H}*[*&]*{_H}*(?P<name>{_ID}){_H}*(?:\[[^\];{{}}\n]*\]{_H}*)*(?=[=;{{(,])",
+    _h(rf"(?P<type>{_CPP_TYPE}){_H}*[*&]*{_H}*(?<![\w$])(?P<name>{_ID}){_H}*(?:\[[^\];{{}}\n]*\]{_H}*)*(?=[=;{{(,])",
        block=False),
 )
 
