@@ -229,6 +229,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e.strerror}") from None
     else:
         prompt = args.prompt
+    # a plain prompt is the code the completion continues: cleanup never repeats its definitions
+    context = "" if args.chat else prompt
     dtype = _torch_dtype(args)
     loaded = registry.load(args.model, dtype=dtype, device=args.device, quantize=args.quantize,
                            checkpoint=args.checkpoint, tokenizer=args.tokenizer, seed=args.seed or 0)
@@ -256,7 +258,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     (out,) = generate(model, tokenizer, [prompt], args.max_new_tokens, params, language=args.language,
                       seed=args.seed, on_token=stream)
     elapsed = time.perf_counter() - start
-    final = cleanup(args.language, out.text) if args.language else out.text
+    final = cleanup(args.language, out.text, context) if args.language else out.text
     sys.stdout.write(final[printed:] + "\n")
     sys.stdout.flush()
     print(f"{len(out.token_ids)} tokens in {elapsed:.2f} s ({len(out.token_ids) / elapsed:.1f} tokens/s), "

@@ -107,11 +107,13 @@ def test_cpp_braces_in_literals_and_comments_are_ignored() -> None:
     assert cleanup("cpp", text) == body
 
 
-def test_cpp_keeps_helpers_and_cuts_own_main_and_test() -> None:
-    fn = "    return gcd(a, b) * 2;\n}"
+def test_cpp_keeps_used_helpers_and_types_cuts_own_main_and_test() -> None:
+    fn = "    Pair p{a, b};\n    return gcd(p.a, p.b) * 2;\n}"
     helpers = "\n\nstruct Pair { int a; int b; };\n\nint gcd(int a, int b) {\n    return b == 0 ? a : gcd(b, a % b);\n}"
+    unused = "\n\nstruct Other { int c; };\nint twice(int x) { return 2 * x; }"
     tail = "\n#undef NDEBUG\n#include<assert.h>\nint main(){\n    assert(f(2, 4) == 4);\n}\n"
     assert cleanup("cpp", fn + helpers + tail) == fn + helpers
+    assert cleanup("cpp", fn + unused + helpers + unused + tail) == fn + helpers
     assert cleanup("cpp", fn + helpers + "\nint main() {}\nint after_main() { return 1; }\n") == fn + helpers
     assert cleanup("cpp", fn + "\n\nsigned main() { return 0; }") == fn
     assert stop_index("cpp", fn + helpers + tail) == len(fn)
@@ -156,11 +158,14 @@ def test_java_model_closing_the_class_itself_is_closed_once() -> None:
     assert cleanup("java", text) == JAVA_METHOD + "\n}"
 
 
-def test_java_keeps_helper_methods_cuts_main() -> None:
+def test_java_keeps_used_helper_methods_cuts_unused_ones_and_main() -> None:
+    method = "        return twice(n) + 1;\n    }"
     helper = "\n\n    private static int twice(int x) {\n        return 2 * x;\n    }"
+    unused = "\n\n    private static int thrice(int x) {\n        return 3 * x;\n    }"
     main = "\n\n    public static void main(String[] args) {\n        System.out.println(new Solution().f(3));\n    }\n}\n"
-    assert cleanup("java", JAVA_METHOD + helper + main) == JAVA_METHOD + helper + "\n}"
-    assert cleanup("java", JAVA_METHOD + helper + "\n}\n") == JAVA_METHOD + helper + "\n}"
+    assert cleanup("java", method + helper + main) == method + helper + "\n}"
+    assert cleanup("java", method + unused + helper + "\n}\n") == method + helper + "\n}"
+    assert cleanup("java", JAVA_METHOD + helper + main) == JAVA_METHOD + "\n}"  # twice is not called
 
 
 def test_java_unfinished_is_unchanged() -> None:
@@ -238,8 +243,9 @@ def test_go_raw_strings_runes_and_comments() -> None:
 
 
 def test_go_keeps_helper_funcs_and_types_cuts_main_and_tests() -> None:
-    fn = "    return isPalindrome(q)\n}"
+    fn = "    p := pair{1, 2}\n    return isPalindrome(q) && p.a < p.b\n}"
     helpers = "\n\ntype pair struct {\n    a, b int\n}\n\nfunc isPalindrome(arr []int) bool {\n    return true\n}"
+    assert cleanup("go", fn + "\n\nfunc unused() int {\n    return 1\n}" + helpers) == fn + helpers
     for tail in (
         "\n\nfunc main() {\n    fmt.Println(WillItFly([]int{1}, 1))\n}\n",
         "\n\nfunc TestWillItFly(t *testing.T) {\n    assert.Equal(t, true, WillItFly([]int{1}, 1))\n}\n",
@@ -276,7 +282,7 @@ def test_rust_lifetimes_raw_strings_and_char_literals() -> None:
 
 
 def test_rust_keeps_helpers_cuts_main_and_tests() -> None:
-    fn = "    sum_of_digits(n) + 1\n}"
+    fn = "    let _k = Kind::A;\n    sum_of_digits(n) + 1\n}"
     helpers = (
         "\n\n#[derive(Debug, PartialEq)]\npub enum Kind {\n    A,\n    B,\n}\n\n"
         "pub fn sum_of_digits(n: i32) -> i32 {\n    n % 10\n}"

@@ -140,7 +140,7 @@ def program_source(problem: Problem, head: str, completion: str) -> str:
 
 def assemble(problem: Problem, completion: str, *, translation: bool = False, clean: bool = True) -> Program:
     """The program testing ``completion`` for ``problem`` (the target problem for translation)."""
-    if clean:
-        completion = cleanup(problem.language, completion)
     head = problem.declaration if translation else generation_prompt(problem)
+    if clean:  # the head's definitions (the target function first) are never repeated
+        completion = cleanup(problem.language, completion, head)
     return Program(problem.language, program_source(problem, head, completion))

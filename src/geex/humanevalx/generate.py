@@ -72,6 +72,7 @@ class Unit:
     completion_id: int
     prompt: str
     source_language: Language | None = None
+    context: str = ""  # the code the completion continues (prompt or target declaration), for cleanup
 
 
 def parse_pairs(spec: str) -> list[tuple[Language, Language]]:
@@ -108,14 +109,14 @@ def units(cfg: GenerateConfig) -> list[Unit]:
         for lang in cfg.languages:
             for p in by_lang[lang.name]:
                 prompt = generation_prompt(p, with_tag=True)
-                out += [Unit(p.task_id, lang, i, prompt) for i in range(cfg.n)]
+                out += [Unit(p.task_id, lang, i, prompt, context=prompt) for i in range(cfg.n)]
         return out
     for src, tgt in cfg.pairs:
         sources = {p.number: p for p in by_lang[src.name]}
         for target in by_lang[tgt.name]:
             if target.number in sources:
                 prompt = translation_prompt(sources[target.number], target)
-                out += [Unit(target.task_id, tgt, i, prompt, src) for i in range(cfg.n)]
+                out += [Unit(target.task_id, tgt, i, prompt, src, target.declaration) for i in range(cfg.n)]
     return out
 
 
@@ -135,7 +136,7 @@ def _record(unit: Unit, raw: str, finish: str, batch: int) -> dict:
     if unit.source_language is not None:
         rec["source_language"] = unit.source_language.name
     rec.update(completion_id=unit.completion_id, prompt=unit.prompt, raw=raw,
-               completion=cleanup(unit.language, raw), finish_reason=finish, batch=batch)
+               completion=cleanup(unit.language, raw, unit.context), finish_reason=finish, batch=batch)
     return rec
 
 
