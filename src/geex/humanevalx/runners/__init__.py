@@ -26,7 +26,7 @@ from geex.humanevalx.sandbox import ExecResult, Limits, Sandbox, kill_uid
 from geex.humanevalx.uids import UidLease
 from geex.humanevalx.verdict import Verdict, classify_compile, classify_run, excerpt
 
-RECIPE_VERSION = "runners/3"  # bump when a recipe change could change a verdict (invalidates cached ones)
+RECIPE_VERSION = "runners/4"  # bump when a recipe change could change a verdict (invalidates cached ones)
 ENV_CACHE = "GEEX_CACHE"
 
 
