@@ -16,7 +16,7 @@ import pytest
 
 from geex.humanevalx import uids
 from geex.humanevalx.cgroups import MemoryControl
-from geex.humanevalx.runners import RunContext, hand_over, make_jobs_root, write_file
+from geex.humanevalx.runners import RunContext, hand_over, make_jobs_root, remove_jobs_root, write_file
 from geex.humanevalx.sandbox import Isolation, Limits, Sandbox, detect_isolation
 
 
@@ -154,4 +154,4 @@ def test_work_directories_are_private(lease):
         assert victim.read_text() == "keep"
         assert not (work / "testmain.go").is_symlink() and (work / "testmain.go").stat().st_uid == lease
     finally:
-        shutil.rmtree(root)
+        remove_jobs_root(root)

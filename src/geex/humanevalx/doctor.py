@@ -6,7 +6,6 @@ the rand/regex/md5 crates), so a green doctor means every reference solution can
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from geex.humanevalx.assembly import Program
-from geex.humanevalx.runners import RunContext, cache_root, get_runner, make_jobs_root
+from geex.humanevalx.runners import RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
 from geex.humanevalx.sandbox import Sandbox, detect_isolation
 from geex.humanevalx.verdict import Verdict
 from geex.languages import HUMANEVALX_LANGUAGES
@@ -84,7 +83,7 @@ def doctor(console: Console | None = None) -> int:
             table.add_row(lang.display, version, cell, fix)
     finally:
         ctx.close()
-        shutil.rmtree(jobs_root, ignore_errors=True)
+        remove_jobs_root(jobs_root)
     console.print(table)
     strong = isolation.value == "bubblewrap+uid"
     colour = "green" if strong else "red"

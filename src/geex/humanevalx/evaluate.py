@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
-import shutil
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -26,7 +25,7 @@ from geex.humanevalx.assembly import Program, assemble
 from geex.humanevalx.dataset import load_problems, resolve_dataset_dir
 from geex.humanevalx.fixes import FIXES_VERSION
 from geex.humanevalx.report import build_report, write_report
-from geex.humanevalx.runners import Outcome, RunContext, cache_root, get_runner, make_jobs_root
+from geex.humanevalx.runners import Outcome, RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
 from geex.humanevalx.samples import Sample, canonical_samples, check_against_problems, read_samples
 from geex.humanevalx.sandbox import Sandbox, detect_isolation
 from geex.humanevalx.store import ResultsLog, VerdictCache
@@ -211,7 +210,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     finally:
         while not contexts.empty():
             contexts.get().close()
-        shutil.rmtree(jobs_root, ignore_errors=True)
+        remove_jobs_root(jobs_root)
         log.close()
         if cache is not None:
             cache.close()

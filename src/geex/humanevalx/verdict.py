@@ -11,8 +11,9 @@
 - ``resource_limit``: memory, processes, threads, open files or output (RLIMIT_FSIZE / SIGXFSZ,
   the output cap) ran out.
 - ``harness_error``: the harness, not the model, failed (missing toolchain, a javac server that
-  keeps dying, internal fault): such samples are left out of pass@k and reported loudly. Decided
-  by the runners from the harness's own state, never from what a program prints alone.
+  cannot compile even a known-good control program, internal fault): such samples are left out of
+  pass@k and reported loudly. Decided by the runners from the harness's own state, never from what
+  a program prints or does alone (a sample that kills the compiler is the sample's failure).
 """
 
 from __future__ import annotations

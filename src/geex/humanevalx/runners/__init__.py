@@ -4,6 +4,10 @@ A runner turns a ``Program`` into an ``Outcome``: write the files into a private
 compile (sandboxed, with the runner's caches: C++ precompiled header, prebuilt Rust crates,
 prebuilt Go packages, a long-lived javac), then run the test (sandboxed, work directory
 read-only, only a small private ``/tmp`` writable), classify, and remove the directory.
+
+A file the harness wrote that is gone when a step fails makes the outcome a ``harness_error``
+naming it (a sweep of another process, say), never the sample's verdict; after the run only where
+the sandbox kept the directory read-only, since elsewhere the program could delete its own files.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from geex.humanevalx.sandbox import ExecResult, Limits, Sandbox, kill_uid
 from geex.humanevalx.uids import UidLease
 from geex.humanevalx.verdict import Verdict, classify_compile, classify_run, excerpt
 
-RECIPE_VERSION = "runners/3"  # bump when a recipe change could change a verdict (invalidates cached ones)
+RECIPE_VERSION = "runners/4"  # bump when a recipe change could change a verdict (invalidates cached ones)
 ENV_CACHE = "GEEX_CACHE"
 
 
@@ -51,33 +55,78 @@ def tool_output(argv: list[str], timeout: float = 30) -> str | None:
     return None
 
 
+JOBS_LOCK = ".geex-jobs.lock"  # held (flock) by the process that owns a jobs root, for its lifetime
+UNLOCKED_STALE_S = 3600  # a jobs root without a lock file (an older geex's) is left alone this long
+_held_jobs_roots: dict[Path, int] = {}
+
+
 def _remove_stale_jobs_roots() -> None:
-    """Work directories of geex processes that were killed (``geex-jobs-<pid>-*`` of a dead pid)."""
+    """Work directories of geex processes that are gone (``geex-jobs-*``, e.g. after ``kill -9``).
+
+    The owner is alive while it holds the flock on the root's lock file; the kernel drops it when
+    the owner exits. A pid check would be wrong for an owner in another PID namespace (a container
+    or a sandbox sharing /tmp: its pid means nothing here, or another process), and removing a
+    live run's root makes its next compile fail on a missing file.
+    """
     for path in Path(tempfile.gettempdir()).glob("geex-jobs-*-*"):
-        pid = path.name.split("-")[2]
-        if not pid.isdigit():
-            continue
         try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+            fd = os.open(path / JOBS_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            _remove_unlocked_jobs_root(path)
+            continue
+        except OSError:
+            continue  # not ours to judge (another user's)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: the owner is alive
+        else:
             shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, another user's
+        finally:
+            os.close(fd)
+
+
+def _remove_unlocked_jobs_root(path: Path) -> None:
+    """A root without a lock file (an older geex, or an owner killed while creating it): removed only
+    when untouched for ``UNLOCKED_STALE_S`` (every sample adds and removes a work directory in it)
+    and its pid is not alive here."""
+    pid = path.name.split("-")[2]
+    try:
+        if not pid.isdigit() or time.time() - path.stat().st_mtime < UNLOCKED_STALE_S:
+            return
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass  # gone already, or alive (another user's)
 
 
 def make_jobs_root() -> Path:
-    """A fresh directory for the work directories of one process (``geex-jobs-<pid>-*``, so that a
-    later run can remove it if this process is killed); the caller removes it when done.
-
-    ``mkdtemp`` creates it atomically under a random name, owned by us; 0711 lets the sandbox uids
-    reach their own work directories (in the modes without namespaces) but nobody list them."""
+    """A fresh directory for the work directories of one process (``geex-jobs-<pid>-*``), locked
+    for as long as this process lives or until ``remove_jobs_root``; stale ones are swept first.
+    ``mkdtemp`` creates it atomically under a random name, owned by us."""
     _remove_stale_jobs_roots()
     root = Path(tempfile.mkdtemp(prefix=f"geex-jobs-{os.getpid()}-"))
+    # locked before it gets its name: a sweeper never sees the lock file free while we live
+    fd = os.open(root / (JOBS_LOCK + ".new"), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(root / (JOBS_LOCK + ".new"), root / JOBS_LOCK)
+    _held_jobs_roots[root] = fd
+    # 0711: the sandbox uids reach their own work directories (in the modes without namespaces),
+    # nobody lists them
     root.chmod(0o711)
     return root
 
 
-def write_file(workdir: Path, name: str, text: str) -> None:
+def remove_jobs_root(root: Path) -> None:
+    """Remove a root made by ``make_jobs_root`` and release its lock."""
+    shutil.rmtree(root, ignore_errors=True)
+    fd = _held_jobs_roots.pop(root, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def write_file(workdir: Path, name: str, text: str | bytes) -> None:
     """Write a harness file into a work directory: never through a link planted there, never into
     a file that someone else still has open for writing (the old one is unlinked first), and owned
     like the directory (whoever it was handed to)."""
@@ -90,7 +139,9 @@ def write_file(workdir: Path, name: str, text: str) -> None:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
                      dir_fd=dir_fd)
         try:
-            os.write(fd, text.encode("utf-8"))
+            data = text.encode("utf-8") if isinstance(text, str) else text
+            while data:
+                data = data[os.write(fd, data):]
             st = os.fstat(dir_fd)
             if st.st_uid != os.geteuid():
                 os.fchown(fd, st.st_uid, st.st_gid)
@@ -295,28 +346,50 @@ class Runner:
         workdir = ctx.new_workdir()
         try:
             self.write(program, workdir)
+            written = _files(workdir)  # everything there now is the harness's
+            lost = _lost(workdir, written, "before the compile")
+            if lost:
+                return Outcome(Verdict.HARNESS_ERROR, "harness", detail=lost)
             t0 = time.monotonic()
             compile_uid = self.compile_uid(ctx)
             hand_over(workdir, compile_uid)
-            compiled = self.compile(workdir, ctx)
+            try:
+                compiled = self.compile(workdir, ctx)
+            except OSError:  # e.g. no work directory to start the compiler in
+                lost = _lost(workdir, written, "during the compile")
+                if lost:
+                    return Outcome(Verdict.HARNESS_ERROR, "compile", time.monotonic() - t0, detail=lost)
+                raise
             if compile_uid != ctx.uid:
                 hand_over(workdir, ctx.uid)
             compile_s = time.monotonic() - t0
             if compiled is not None:
                 failure = classify_compile(compiled)
                 if failure is not None:
-                    fault = self.harness_fault(compiled)
+                    # compilers run no sample code: a file gone is someone else's doing
+                    fault = self.harness_fault(compiled) or _lost(workdir, written, "during the compile")
                     return Outcome(
                         Verdict.HARNESS_ERROR if fault else failure, "compile", compile_s,
                         exit_code=compiled.returncode, signal=compiled.signal,
                         detail=fault or excerpt(compiled.stderr + compiled.stdout),
                     )
-            result = ctx.sandbox.run(
-                self.run_argv(workdir), cwd=workdir, limits=self.run_limits(ctx.timeout_s), uid=ctx.uid,
-                env=self.run_env(), ro_binds=self.run_ro_binds(), cwd_writable=False,
-            )
+                written = _files(workdir)  # + what the compiler made
+            try:
+                result = ctx.sandbox.run(
+                    self.run_argv(workdir), cwd=workdir, limits=self.run_limits(ctx.timeout_s), uid=ctx.uid,
+                    env=self.run_env(), ro_binds=self.run_ro_binds(), cwd_writable=False,
+                )
+            except OSError:
+                lost = _lost(workdir, written, "before the run")
+                if lost:
+                    return Outcome(Verdict.HARNESS_ERROR, "run", compile_s, detail=lost)
+                raise
             verdict = classify_run(self.language, result)
-            fault = self.harness_fault(result) if verdict is not Verdict.PASSED else None
+            fault = None
+            if verdict is not Verdict.PASSED:
+                fault = self.harness_fault(result)
+                if not fault and ctx.sandbox.isolation.namespaces:  # read-only to the program there
+                    fault = _lost(workdir, written, "during the run")
             return Outcome(
                 Verdict.HARNESS_ERROR if fault else verdict, "run", compile_s, result.wall_s,
                 result.returncode, result.signal,
@@ -324,6 +397,22 @@ class Runner:
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _files(workdir: Path) -> frozenset[str]:
+    try:
+        return frozenset(os.listdir(workdir))
+    except OSError:
+        return frozenset()
+
+
+def _lost(workdir: Path, names: frozenset[str], when: str) -> str | None:
+    """A harness error if files the harness put in ``workdir`` are gone (or it is), else None."""
+    missing = sorted(names - _files(workdir)) if workdir.is_dir() else ["the work directory"]
+    if not missing:
+        return None
+    return (f"{', '.join(missing)} missing from {workdir} {when}: removed by something else than "
+            "the harness (another process sweeping the temporary directory?)")
 
 
 def _world_readable(path: Path) -> bool:

@@ -8,7 +8,10 @@ packages a program may import and Debian's testify are built once (``go list -ex
 test binary. No step needs a writable cache, and none runs generated code.
 
 Imports are decided by assembly from the generated code and the test; an import the compiler
-reports as unused is dropped and the program compiled once more (what goimports would do).
+reports as unused is dropped and the program compiled again (what goimports would do). The import is
+found by the position the compiler reports, not by its wording, which changed in Go 1.20 (1.19:
+``imported and not used: "fmt"``, ``... "strings" as str``; 1.20+: ``"fmt" imported and not used``,
+``"strings" imported as str and not used``).
 ``go vet`` is not run (the original's ``go test`` ran it, failing correct programs on style).
 """
 
@@ -25,7 +28,12 @@ from geex.humanevalx.sandbox import SAFE_PATH
 
 GOPATH = Path("/usr/share/gocode")
 TESTIFY = "github.com/stretchr/testify/assert"
-_UNUSED = re.compile(r'"([\w/.]+)" imported and not used')
+# a positioned compiler diagnostic about the sample's file, and the unused-import message of any Go
+_DIAGNOSTIC = re.compile(r"^(?:\./)?main_test\.go:(\d+):(\d+): (.*)$", re.M)
+_UNUSED_IMPORT = re.compile(r"\bimported (?:as \S+ )?and not used\b")
+# one import spec where the compiler points: optional name (alias, ".", "_"), then the quoted path
+_IMPORT_SPEC = re.compile(rb'(?:[\w.]+[ \t]+)?"[^"\n]*"[ \t]*;?[ \t]*')
+MAX_IMPORT_RETRIES = 3  # the compiler lists at most 10 errors: more unused imports need another pass
 _TEST_FUNC = re.compile(r"^func\s+(Test\w*)\s*\(\s*\w+\s+\*testing\.T\s*\)", re.M)
 _TEST_MAIN = """package main
 
@@ -98,29 +106,32 @@ class GoRunner(Runner):
         build.rename(self.pkg_dir)
 
     def write(self, program, workdir: Path) -> None:
+        """The sample, the generated test main and the linker's import config: all of them before
+        the compile, so that the runner checks they are still there when a step fails."""
         write_file(workdir, "main_test.go", program.source)
-
-    def _build(self, workdir: Path, ctx: RunContext) -> ExecResult:
-        source = (workdir / "main_test.go").read_text(encoding="utf-8")
-        entries = "".join(f'    {{"{name}", sample.{name}}},\n' for name in dict.fromkeys(_TEST_FUNC.findall(source)))
+        entries = "".join(f'    {{"{name}", sample.{name}}},\n' for name in dict.fromkeys(_TEST_FUNC.findall(program.source)))
         write_file(workdir, "testmain.go", _TEST_MAIN.format(entries=entries))
         cfg = self.pkg_dir / "importcfg"
         write_file(workdir, "importcfg.main", cfg.read_text() + f"packagefile sample={workdir / 'sample.a'}\n")
+
+    def _build(self, workdir: Path, ctx: RunContext) -> ExecResult:
         return ctx.sandbox.run(
             ["/bin/sh", "-c", _BUILD], cwd=workdir, limits=self.compile_limits, uid=ctx.uid,
-            env={"T": str(self.tooldir), "CFG": str(cfg), "GOGC": "off"},  # GOGC=off: a 12% faster link
+            env={"T": str(self.tooldir), "CFG": str(self.pkg_dir / "importcfg"), "GOGC": "off"},  # GOGC=off: a 12% faster link
             ro_binds=(self.pkg_dir,),
         )
 
     def compile(self, workdir: Path, ctx: RunContext) -> ExecResult:
         result = self._build(workdir, ctx)
-        unused = set(_UNUSED.findall(result.stderr + result.stdout)) if not result.ok else set()
-        if unused:
-            path = workdir / "main_test.go"
-            source = path.read_text(encoding="utf-8")
-            for pkg in unused:
-                source = source.replace(f'    "{pkg}"\n', "", 1)
-            write_file(workdir, "main_test.go", source)
+        path = workdir / "main_test.go"
+        for _ in range(MAX_IMPORT_RETRIES):
+            if result.ok:
+                break
+            source = path.read_bytes()
+            fixed = drop_unused_imports(source, result.stderr + "\n" + result.stdout)
+            if fixed is None or fixed == source:
+                break
+            write_file(workdir, "main_test.go", fixed)
             result = self._build(workdir, ctx)
         return result
 
@@ -129,3 +140,30 @@ class GoRunner(Runner):
 
     def run_argv(self, workdir: Path) -> list[str]:
         return ["./main.test"]
+
+
+def drop_unused_imports(source: bytes, diagnostics: str) -> bytes | None:
+    """``source`` without the import specs the compiler reported as unused, or None when the
+    diagnostics hold another error as well (the program fails to compile either way).
+
+    Positions are line and byte column (1-based), as every Go compiler prints them; a line left
+    with nothing but ``import`` (a single-spec import declaration) goes as a whole.
+    """
+    found = [(int(line), int(col), msg) for line, col, msg in _DIAGNOSTIC.findall(diagnostics)]
+    unused = [(line, col) for line, col, msg in found if _UNUSED_IMPORT.search(msg)]
+    if not unused or len(unused) < len(found):
+        return None
+    lines = source.split(b"\n")
+    for line, col in sorted(set(unused), reverse=True):
+        if not 1 <= line <= len(lines):
+            return None
+        text = lines[line - 1]
+        spec = _IMPORT_SPEC.match(text, col - 1)
+        if spec is None:
+            return None
+        rest = text[: spec.start()] + text[spec.end():]
+        if rest.strip() in (b"", b"import"):
+            del lines[line - 1]
+        else:
+            lines[line - 1] = rest
+    return b"\n".join(lines)

@@ -4,6 +4,12 @@ A fresh ``javac`` costs 1.4-2.5 s of JVM start-up and JIT warm-up per sample; th
 a sample in a fraction of that. It runs sandboxed under its own uid with annotation processing off,
 so it executes no generated code. A compile that exceeds its time budget kills the server (a new one
 starts for the next sample).
+
+A server that dies on a sample (an out-of-memory exit on a giant constant, a crash, a kill) is
+never taken for the harness's fault on its word: a fresh server compiles a known-good control
+program, and if that works the sample is to blame (``resource_limit`` when the JVM ran out of
+memory, else ``compile_error``) and the fresh server serves the next sample; only when the control
+fails as well is it a ``harness_error``. A sample cannot leave pass@k by killing the compiler.
 """
 
 from __future__ import annotations
@@ -12,30 +18,39 @@ import os
 import select
 import shutil
 import subprocess
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
 
-from geex.humanevalx.runners import ExecResult, Runner, RunContext, ToolStatus, tool_output
-from geex.humanevalx.sandbox import Limits, kill_uid
+from geex.humanevalx.runners import (ExecResult, Runner, RunContext, ToolStatus, hand_over, tool_output,
+                                     write_file)
+from geex.humanevalx.sandbox import Limits, _decode_status, kill_uid
+from geex.humanevalx.verdict import excerpt
 
 JVM_FLAGS = [
     "-Xss16m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
     "-XX:CompressedClassSpaceSize=64m", "-XX:ReservedCodeCacheSize=64m", "-XX:MaxMetaspaceSize=192m",
     "-Xshare:auto",
 ]
+# The server exits on its first OutOfMemoryError rather than going on in a state javac may have
+# left half-updated (its caches outlive a compile); VM messages go to stderr, not into the protocol.
+SERVER_FLAGS = [*JVM_FLAGS, "-XX:+ExitOnOutOfMemoryError", "-XX:+DisplayVMOutputToStderr"]
 SERVER_DIED = "javac server died"
+CONTROL_SOURCE = 'public class Main {\n    public static void main(String[] args) { System.out.println(1); }\n}\n'
 
 
 class JavacServer:
     """One sandboxed JVM running GeexJavac, fed one directory per compile."""
 
     def __init__(self, runner: "JavaRunner", ctx: RunContext) -> None:
+        self.stderr = tempfile.TemporaryFile()  # why it died, if it does (read from ``_mark`` on)
+        self._mark = 0
         self.proc = ctx.sandbox.popen(
-            ["java", *JVM_FLAGS, "-cp", str(runner.server_dir), "GeexJavac"],
+            ["java", *SERVER_FLAGS, "-cp", str(runner.server_dir), "GeexJavac"],
             cwd=ctx.jobs_root, limits=runner.server_limits, uid=ctx.helper_uid,
             ro_binds=(runner.server_dir,), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.stderr,
         )
         self.uid = ctx.helper_uid
         self.sandbox = ctx.sandbox
@@ -44,6 +59,7 @@ class JavacServer:
     def compile(self, workdir: Path, timeout: float) -> tuple[bool, str] | None:
         """(ok, diagnostics), or None if the server died or exceeded ``timeout`` (see ``timed_out``)."""
         deadline = time.monotonic() + timeout
+        self._mark = os.fstat(self.stderr.fileno()).st_size
         try:
             self.proc.stdin.write(f"{workdir}\n".encode())
             self.proc.stdin.flush()
@@ -87,13 +103,27 @@ class JavacServer:
             buf += chunk
         return buf
 
+    def death(self, wait_s: float = 5.0) -> tuple[int | None, int | None, str]:
+        """(exit code, signal, what it wrote to stderr during the last compile) of a server whose
+        answer never came; closes it. A server still running after ``wait_s`` (it broke the
+        protocol) is killed, and reads as killed by SIGKILL."""
+        try:
+            self.proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            pass
+        self.stderr.seek(self._mark)
+        said = self.stderr.read(16384).decode("utf-8", errors="replace")
+        self.close()
+        code, sig = _decode_status(self.proc.returncode, self.sandbox.isolation.namespaces)
+        return code, sig, said
+
     def close(self) -> None:
         try:
             os.killpg(self.proc.pid, 9)
         except OSError:
             pass
         self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
+        for pipe in (self.proc.stdin, self.proc.stdout, self.stderr):
             try:
                 pipe.close()
             except OSError:
@@ -134,26 +164,58 @@ class JavaRunner(Runner):
     def compile_uid(self, ctx: RunContext) -> int:
         return ctx.helper_uid  # the javac server reads the sources and writes the classes
 
+    def _server(self, ctx: RunContext) -> JavacServer:
+        server = ctx.helpers.get("javac")
+        if server is None or server.proc.poll() is not None:
+            server = ctx.helpers["javac"] = JavacServer(self, ctx)
+        return server
+
     def compile(self, workdir: Path, ctx: RunContext) -> ExecResult:
-        """Through the worker's javac server; a server that dies (not one that is too slow: that is
-        the sample's timeout) is replaced and the sample compiled once more, and if that server
-        dies too the result carries a harness error (``harness_fault`` reports it)."""
-        limit = self.compile_limits.wall_s
+        """Through the worker's javac server. A server that is too slow is the sample's timeout; one
+        that dies is judged by a control compile on a fresh server (see the module docstring)."""
         t0 = time.monotonic()
-        for _attempt in range(2):
-            server = ctx.helpers.get("javac")
-            if server is None or server.proc.poll() is not None:
-                server = ctx.helpers["javac"] = JavacServer(self, ctx)
-            answer = server.compile(workdir, limit - (time.monotonic() - t0))
-            if answer is not None:
-                ok, diagnostics = answer
-                return ExecResult(0 if ok else 1, None, False, time.monotonic() - t0, "", diagnostics)
-            server.close()  # hung or crashed: never reuse it
+        server = self._server(ctx)
+        answer = server.compile(workdir, self.compile_limits.wall_s)
+        if answer is not None:
+            ok, diagnostics = answer
+            return ExecResult(0 if ok else 1, None, False, time.monotonic() - t0, "", diagnostics)
+        del ctx.helpers["javac"]  # hung or crashed: never reuse it
+        if server.timed_out:
+            server.close()
+            return ExecResult(None, None, True, time.monotonic() - t0, "", "javac timed out")
+        code, sig, said = server.death()
+        wall = time.monotonic() - t0
+        how = f"killed by signal {sig}" if sig else f"exit status {code}"
+        control = self._control(ctx)
+        if control is not None:
+            return ExecResult(None, sig, False, wall, "", SERVER_DIED, harness_error=(
+                f"{SERVER_DIED} on this sample ({how}), and a fresh one {control} on a known-good control "
+                "program: a toolchain or sandbox problem"))
+        # the sample's doing: its verdict is read from how the JVM ended (out of memory: resource_limit)
+        return ExecResult(None if sig else (code or 1), sig, False, wall, "", excerpt(
+            f"{said.strip()}\n{SERVER_DIED} compiling this sample ({how}); "
+            "a fresh server compiled a control program"))
+
+    def _control(self, ctx: RunContext) -> str | None:
+        """None if a fresh server compiles ``CONTROL_SOURCE`` (and is kept for the next sample),
+        else what went wrong."""
+        workdir = ctx.new_workdir()
+        try:
+            write_file(workdir, "Main.java", CONTROL_SOURCE)
+            hand_over(workdir, ctx.helper_uid)
+            server = ctx.helpers["javac"] = JavacServer(self, ctx)
+            answer = server.compile(workdir, self.compile_limits.wall_s)
+            if answer is not None and answer[0] and (workdir / "Main.class").is_file():
+                return None
             del ctx.helpers["javac"]
-            if server.timed_out:
-                return ExecResult(None, None, True, time.monotonic() - t0, "", "javac timed out")
-        return ExecResult(None, None, False, time.monotonic() - t0, "", SERVER_DIED,
-                          harness_error=f"{SERVER_DIED} twice in a row (a toolchain or sandbox problem)")
+            if answer is None:
+                problem = "timed out" if server.timed_out else "died too"
+                code, sig, said = server.death()
+                return f"{problem} ({f'signal {sig}' if sig else f'exit status {code}'}: {excerpt(said, 200) or 'no message'})"
+            server.close()
+            return f"failed ({excerpt(answer[1], 200) or 'no class file written'})"
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def required_paths(self) -> tuple[Path, ...]:
         return (self.server_dir,)
