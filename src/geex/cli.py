@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
+import signal
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from geex import __version__
@@ -79,28 +82,28 @@ def _add_dataset_options(p: argparse.ArgumentParser) -> None:
                    help="use the data as published, without geex's data fixes (docs/data-fixes.md)")
 
 
+def _evaluate_out(args: argparse.Namespace) -> Path:
+    from geex.humanevalx.evaluate import CANONICAL
+
+    if args.out is not None:
+        return Path(args.out)
+    if args.samples == CANONICAL:
+        return Path("geex-out") / "humanevalx" / ("canonical-original" if args.original else "canonical")
+    return Path(args.samples).with_name(Path(args.samples).name.split(".")[0] + "-eval")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from geex.humanevalx.evaluate import CANONICAL, EvalConfig, evaluate
+    from geex.humanevalx.evaluate import EvalConfig, evaluate
     from geex.languages import parse_languages
 
     languages = parse_languages(args.languages) if args.languages else None
-    if args.out is not None:
-        out = Path(args.out)
-    elif args.samples == CANONICAL:
-        out = Path("geex-out") / "humanevalx" / ("canonical-original" if args.original else "canonical")
-    else:
-        out = Path(args.samples).with_name(Path(args.samples).name.split(".")[0] + "-eval")
+    out = _evaluate_out(args)
     cfg = EvalConfig(
         samples=args.samples, out_dir=out, languages=languages, workers=args.workers or 0,
         ks=args.k, timeout_s=args.timeout, dataset=args.dataset, original=args.original,
         use_cache=not args.no_cache, clean=not args.no_cleanup, progress=not args.quiet,
     )
-    try:
-        report = evaluate(cfg)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: results so far are in {out / 'results.jsonl'}; run the same command to resume",
-              file=sys.stderr)
-        return 130
+    report = evaluate(cfg)
     from geex.humanevalx.report import to_markdown
 
     print(to_markdown(report))
@@ -322,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip files and directories whose name matches (repeatable), e.g. site-packages, 'test*'")
     db.add_argument("--workers", "-j", type=_positive_int, help="processes (default: all cores)")
     db.add_argument("--quiet", "-q", action="store_true", help="no progress display")
-    db.set_defaults(func=_cmd_data_build)
+    db.set_defaults(func=_cmd_data_build, kept=_kept_data_build)
     dp = data_sub.add_parser(
         "pack", help="tokenize shards into packed token streams (train/valid) of fixed-length sequences",
         description="Tokenize the 'code' of every JSONL line (in parallel, a shard a process), append EOS, and "
@@ -335,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--valid", type=float, default=0.005, help="share of documents held out (default 0.005)")
     dp.add_argument("--workers", "-j", type=_positive_int, help="processes (default: all cores)")
     dp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    dp.set_defaults(func=_cmd_data_pack)
+    dp.set_defaults(func=_cmd_data_pack, kept=_kept_data_pack)
 
     tk = sub.add_parser("tokenizer", help="train a CodeGeeX-style tokenizer on a corpus",
                         description="Tokenizers (CodeGeeX's: byte-level BPE + whitespace tokens).")
@@ -366,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", help="TOML file")
     tr.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override (repeatable)")
     tr.add_argument("--quiet", "-q", action="store_true", help="no log lines on stdout")
-    tr.set_defaults(func=_cmd_train)
+    tr.set_defaults(func=_cmd_train, kept=_kept_train)
 
     gen = sub.add_parser(
         "generate", help="continue a prompt with a model (default: the embedded SmolLM2-135M-Instruct)",
@@ -454,31 +457,135 @@ def build_parser() -> argparse.ArgumentParser:
         _add_dataset_options(gp)
         if name == "generate":
             gp.add_argument("--out", "-o", required=True, help="samples file (JSONL) to write or resume")
-            gp.set_defaults(func=_cmd_hx_generate)
+            gp.set_defaults(func=_cmd_hx_generate, kept=_kept_hx_generate)
         else:
             gp.add_argument("--out", "-o", required=True, help="output directory: samples.jsonl, results.jsonl, "
                             "report.json, report.md")
             gp.add_argument("--workers", "-j", type=_positive_int, help="parallel test workers (default: all cores)")
             gp.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100)")
             gp.add_argument("--timeout", type=_positive_number, default=10.0, help="seconds per test run (default 10)")
-            gp.set_defaults(func=_cmd_hx_run, no_cache=False, no_cleanup=False)
-    ev.set_defaults(func=_cmd_evaluate)
+            gp.set_defaults(func=_cmd_hx_run, kept=_kept_hx_run, no_cache=False, no_cleanup=False)
+    ev.set_defaults(func=_cmd_evaluate, kept=_kept_evaluate)
     return parser
 
 
+def _complete_lines(path: Path) -> int:
+    """Lines of a resumable JSONL output that a re-run keeps (a torn last line is dropped then)."""
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.endswith(b"\n") and line.strip())
+    except OSError:
+        return 0
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _kept_evaluate(args: argparse.Namespace) -> str:
+    results = _evaluate_out(args) / "results.jsonl"
+    return f"{_count(_complete_lines(results), 'result')} kept in {results}"
+
+
+def _kept_hx_generate(args: argparse.Namespace) -> str:
+    out = Path(args.out)  # the first line is the header
+    return f"{_count(max(0, _complete_lines(out) - 1), 'sample')} kept in {out}"
+
+
+def _kept_hx_run(args: argparse.Namespace) -> str:
+    out = Path(args.out)
+    samples = max(0, _complete_lines(out / "samples.jsonl") - 1)
+    return (f"{_count(samples, 'sample')} and {_count(_complete_lines(out / 'results.jsonl'), 'result')} "
+            f"kept in {out}")
+
+
+def _kept_train(args: argparse.Namespace) -> str:
+    from geex.train import checkpoint
+    from geex.train.config import load_config
+
+    try:
+        out = Path(load_config(args.config, args.set).run.out)
+    except UserError:
+        return "nothing kept"
+    found = checkpoint.latest(out)
+    if found is None:
+        return f"no checkpoint in {out} yet"
+    return f"the newest checkpoint is {found.name} in {found.parent}"
+
+
+def _kept_data_build(args: argparse.Namespace) -> str:
+    return f"the sources finished are kept in {args.out}"
+
+
+def _kept_data_pack(args: argparse.Namespace) -> str:
+    return f"the shards tokenized are kept in {Path(args.out) / 'parts'}"
+
+
+class _Interrupts:
+    """Ctrl-C, the same way for every command: the first one says "stopping…" at once and raises
+    KeyboardInterrupt in the main thread, so the command ends through its own clean-up (running
+    sandboxed tests finish, files are closed); a second one quits at once. Quitting at once is safe
+    because every resumable output is written to survive a kill at any moment (results and samples
+    append whole lines, checkpoints are renamed into place when complete)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.previous = None
+
+    def __enter__(self) -> "_Interrupts":
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread (geex.cli.main called from a library's thread)
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum: int, frame) -> None:
+        self.count += 1
+        if self.count > 1:
+            sys.stderr.write("\ngeex: interrupted again: quitting now; what was written is kept\n")
+            sys.stderr.flush()
+            os._exit(130)
+        sys.stderr.write("\nstopping… (Ctrl-C again to quit at once)\n")
+        sys.stderr.flush()
+        raise KeyboardInterrupt
+
+
+def _interrupted(args: argparse.Namespace, argv: list[str]) -> int:
+    """The one-line report of a stopped command: what was kept, and the command that resumes."""
+    kept: Callable[[argparse.Namespace], str] | None = getattr(args, "kept", None)
+    command = shlex.join(["geex", *argv])
+    if kept is None:
+        print("geex: interrupted", file=sys.stderr)
+    else:
+        try:
+            what = kept(args)
+        except Exception as e:  # noqa: BLE001 - the report of an interrupt must not end in a traceback
+            what = f"(what was kept could not be read: {e})"
+        print(f"geex: interrupted: {what}; resume with: {command}", file=sys.stderr)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.simplefilter("default", RuntimeWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"WARNING: {msg}\n"
-    try:
-        return args.func(args)
-    except UserError as e:
-        print(f"geex: error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    with _Interrupts():
+        try:
+            return args.func(args)
+        except UserError as e:
+            print(f"geex: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return _interrupted(args, argv)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import pickle
 import re
 from collections import defaultdict, deque
@@ -147,7 +148,8 @@ def _results(cfg: BuildConfig, docs: Iterator[Document]) -> Iterator[Result]:
     if workers == 1:
         yield from (_process(d, cfg) for d in docs)
         return
-    with ProcessPoolExecutor(workers) as pool:
+    # workers leave Ctrl-C to the main process, which stops them (no traceback from each worker)
+    with ProcessPoolExecutor(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
         pending: deque = deque()
         for doc in docs:
             pending.append(pool.submit(_process, doc, cfg))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -84,7 +85,9 @@ def pack(inputs: list[str], tokenizer_dir: str, out: Path, seq_len: int = 2048, 
         raise UserError(f"cannot write {out}: {e.strerror or e}") from None
     jobs = [(str(s), str(tokenizer_dir), str(parts), valid, dtype) for s in shards]
     bar = Progress(TextColumn("tokenize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not progress)
-    with bar, ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+    # workers leave Ctrl-C to the main process, which stops them (no traceback from each worker)
+    with bar, ProcessPoolExecutor(workers or os.cpu_count() or 1, initializer=signal.signal,
+                                  initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
         task = bar.add_task("", total=len(jobs))
         infos = []
         for info in pool.map(_tokenize_shard, jobs):
