@@ -105,7 +105,7 @@ def add_task(dataset_dir):
 def ctx():
     jobs = Path(tempfile.mkdtemp(prefix="geex-go-test-"))
     jobs.chmod(0o755)
-    context = RunContext(Sandbox(hide=[Path.home(), cache_root()]), jobs, slot=0, timeout_s=10)
+    context = RunContext(Sandbox(), jobs, slot=0, timeout_s=10)
     yield context
     context.close()
     shutil.rmtree(jobs)

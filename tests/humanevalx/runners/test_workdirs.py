@@ -150,7 +150,7 @@ def jobs():
 
 
 def _ctx(jobs: Path, isolation: Isolation | None = None) -> RunContext:
-    sandbox = Sandbox(hide=[Path.home(), cache_root()]) if isolation is None else Sandbox(hide=[], isolation=isolation)
+    sandbox = Sandbox() if isolation is None else Sandbox(isolation=isolation)
     return RunContext(sandbox, jobs, slot=0, timeout_s=10)
 
 
