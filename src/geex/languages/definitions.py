@@ -38,7 +38,7 @@ _PARAMS = r"\((?:[^;{}()]|\((?:[^;{}()]|\([^;{}()]*\))*\))*\)"  # a parameter li
 # Words that start statements: never the name of a definition nor part of its type.
 _KEYWORDS = frozenset(
     "if else for while do switch case return sizeof new delete throw catch try goto break continue "
-    "default typeof instanceof void in of await yield".split()
+    "default typeof instanceof in of await yield".split()
 )
 
 
