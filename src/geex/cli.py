@@ -410,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--timeout", type=_positive_number, default=10.0, help="wall-clock seconds per test run (default: 10)")
     ev.add_argument("--no-cache", action="store_true", help="do not read or write the machine-wide verdict cache")
     ev.add_argument("--no-cleanup", action="store_true",
-                    help="splice completions as given (default: cut them where the function ends)")
+                    help="splice completions as given (default: cut them where the function ends, "
+                         "keeping the helpers it uses)")
     ev.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     _add_dataset_options(ev)
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from geex.errors import UserError
 from geex.humanevalx.dataset import Problem, load_language
 from geex.languages import LANGUAGE_NAMES, get_language
-from geex.languages.cleanup import cleanup, function_end, is_finished, stop_index
+from geex.humanevalx.assembly import generation_prompt
+from geex.languages.cleanup import cleanup, code_view, function_end, is_finished, stop_index
 
 BRACE_LANGUAGES = ("cpp", "java", "js", "go", "rust")
 
@@ -299,6 +300,181 @@ def test_rust_unfinished_is_unchanged() -> None:
     for text in ('    let s = r#"}"', "    if x {\n        return 1;\n    }\n", "    let s = \"}"):
         assert not is_finished("rust", text)
         assert cleanup("rust", text) == text
+
+
+# ------------------------------------------------------------- definitions after the function
+# Each case: (language, context, raw output, what cleanup keeps), written out by hand.
+DEFINITION_CASES = [
+    (  # C++: templates, static inline, a global lambda, a constant, an array; prose and an unused global cut
+        "cpp", "int f(int x){\n",
+        "    return sq(x) + power(2, 3) + helper(1) + MOD + memo[0];\n}\n\ntemplate<typename T>\nT sq(T x) { return x * x; }\n\n"
+        "static inline long long power(long long b, int e) {\n    return e == 0 ? 1 : b * power(b, e - 1);\n}\n"
+        "auto helper = [](int x) { return x; };\nconst int MOD = 1e9 + 7;\nint memo[100];\nint unused_global = 5;\n"
+        "1. The function squares x.\n2. Then it adds.\n",
+        "    return sq(x) + power(2, 3) + helper(1) + MOD + memo[0];\n}\n\ntemplate<typename T>\nT sq(T x) { return x * x; }\n\n"
+        "static inline long long power(long long b, int e) {\n    return e == 0 ? 1 : b * power(b, e - 1);\n}\n"
+        "auto helper = [](int x) { return x; };\nconst int MOD = 1e9 + 7;\nint memo[100];",
+    ),
+    (  # C++: a class used by a helper, its method defined outside; a prototype does not block the definition
+        "cpp", "int f(int x){\n",
+        "    int twice(int);\n    return twice(x);\n}\nint twice(int);\nstruct Acc {\n    int v = 0;\n    void add(int x);\n};\n"
+        "void Acc::add(int x) { v += x; }\nvoid Other::add(int x) {}\nint twice(int x) {\n    Acc a;\n    a.add(x);\n    a.add(x);\n    return a.v;\n}\n",
+        "    int twice(int);\n    return twice(x);\n}\nint twice(int);\nstruct Acc {\n    int v = 0;\n    void add(int x);\n};\n"
+        "void Acc::add(int x) { v += x; }\nint twice(int x) {\n    Acc a;\n    a.add(x);\n    a.add(x);\n    return a.v;\n}",
+    ),
+    (  # Java: a generic helper, a constant, an array field, a nested class; an unused override cut
+        "java", "class Solution {\n    public int f(List<Integer> xs) {\n",
+        "        return rev(xs).size() + K + Helper.twice(1) + memo[0];\n    }\n\n    private static <T> List<T> rev(List<T> xs) {\n"
+        "        List<T> out = new ArrayList<>(xs);\n        Collections.reverse(out);\n        return out;\n    }\n\n"
+        "    @Override\n    public String toString() { return \"x\"; }\n    private static final int K = 3;\n"
+        "    int[] memo = new int[]{1, 2};\n\n    static class Helper {\n        static int twice(int x) { return 2 * x; }\n    }\n}\n",
+        "        return rev(xs).size() + K + Helper.twice(1) + memo[0];\n    }\n\n    private static <T> List<T> rev(List<T> xs) {\n"
+        "        List<T> out = new ArrayList<>(xs);\n        Collections.reverse(out);\n        return out;\n    }\n"
+        "    private static final int K = 3;\n    int[] memo = new int[]{1, 2};\n\n"
+        "    static class Helper {\n        static int twice(int x) { return 2 * x; }\n    }\n}",
+    ),
+    (  # JS: function declarations (a generator too), a statement spanning lines, let; async and var unused
+        "js", "const f = (x) => {\n",
+        "  return helper(x) + cache.size + [...gen()].length + Big;\n}\n\nasync function helperAsync() {}\nfunction helper(x) {\n"
+        "  return x\n    .toString()\n    .length;\n}\nfunction* gen() { yield 1; }\nlet cache = new Map();\nconst Big = 10 **\n  3;\n"
+        "var unused = 1\n",
+        "  return helper(x) + cache.size + [...gen()].length + Big;\n}\nfunction helper(x) {\n"
+        "  return x\n    .toString()\n    .length;\n}\nfunction* gen() { yield 1; }\nlet cache = new Map();\nconst Big = 10 **\n  3;",
+    ),
+    (  # Go: a map var, a const, a one-line struct, a generic func; an unused var group
+        "go", "func F(x int) int {\n",
+        "    return memo[x] + MOD + pair{1, 2}.a + sq(x)\n}\n\nvar memo = map[int]int{\n    1: 2,\n}\nconst MOD = 1000000007\n"
+        "type pair struct{ a, b int }\nfunc sq[T int | float64](x T) T { return x * x }\nvar (\n    unusedA = 1\n    unusedB = 2\n)\n",
+        "    return memo[x] + MOD + pair{1, 2}.a + sq(x)\n}\n\nvar memo = map[int]int{\n    1: 2,\n}\nconst MOD = 1000000007\n"
+        "type pair struct{ a, b int }\nfunc sq[T int | float64](x T) T { return x * x }",
+    ),
+    (  # Rust: const, static, macro_rules!, a trait with impls (a generic one through the trait); unused fn cut
+        "rust", "fn f(x: i32) -> i32 {\n",
+        "    sq!(x) + MOD + PRIMES[0] + Sq(2).area()\n}\n\nconst MOD: i32 = 1_000_000_007;\nstatic PRIMES: [i32; 3] = [2, 3, 5];\n"
+        "macro_rules! sq {\n    ($x:expr) => { $x * $x };\n}\ntrait Area { fn area(&self) -> i32; }\nstruct Sq(i32);\n"
+        "impl Area for Sq {\n    fn area(&self) -> i32 { self.0 * self.0 }\n}\nimpl<T: Area> Area for Vec<T> { fn area(&self) -> i32 { 0 } }\n"
+        "fn unused() {}\n",
+        "    sq!(x) + MOD + PRIMES[0] + Sq(2).area()\n}\n\nconst MOD: i32 = 1_000_000_007;\nstatic PRIMES: [i32; 3] = [2, 3, 5];\n"
+        "macro_rules! sq {\n    ($x:expr) => { $x * $x };\n}\ntrait Area { fn area(&self) -> i32; }\nstruct Sq(i32);\n"
+        "impl Area for Sq {\n    fn area(&self) -> i32 { self.0 * self.0 }\n}\nimpl<T: Area> Area for Vec<T> { fn area(&self) -> i32 { 0 } }",
+    ),
+    (  # Rust: a use the declaration already has is a second import (E0252): cut; a new one is kept if used
+        "rust", "use std::collections::{HashSet, HashMap};\nfn f(x: i32) -> i32 {\n",
+        "    let m: BTreeMap<i32, i32> = BTreeMap::new();\n    let h: HashMap<i32, i32> = HashMap::new();\n    x\n}\n"
+        "use std::collections::HashMap;\nuse std::collections::BTreeMap;\nuse std::fmt as f;\n",
+        "    let m: BTreeMap<i32, i32> = BTreeMap::new();\n    let h: HashMap<i32, i32> = HashMap::new();\n    x\n}\n"
+        "use std::collections::BTreeMap;",
+    ),
+]
+
+
+@pytest.mark.parametrize("name,context,raw,kept", DEFINITION_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(DEFINITION_CASES)])
+def test_cleanup_keeps_exactly_the_definitions_the_function_uses(name: str, context: str, raw: str, kept: str) -> None:
+    assert cleanup(name, raw, context) == kept
+    assert cleanup(name, kept, context) == kept
+
+
+# A recursive target, then a second version of it: only the context (the prompt) says which name is
+# the target's, so without it the second version looks like a helper the body calls.
+RECURSIVE = {
+    "cpp": ("int fib(int n){\n", "    return n < 2 ? n : fib(n - 1) + fib(n - 2);\n}",
+            "\n\nint fib(int n) {\n    if (n < 2) return n;\n    return fib(n - 1) + fib(n - 2);\n}\n"),
+    "java": ("class Solution {\n    public int fib(int n) {\n", "        return n < 2 ? n : fib(n - 1) + fib(n - 2);\n    }",
+             "\n\n    public int fib(int n) {\n        return n;\n    }\n}\n"),
+    "js": ("const fib = (n) => {\n", "  return n < 2 ? n : fib(n - 1) + fib(n - 2);\n}",
+           "\n\nconst fib = (n) => {\n  return n;\n};\n"),
+    "go": ("func Fib(n int) int {\n", "    if n < 2 {\n        return n\n    }\n    return Fib(n-1) + Fib(n-2)\n}",
+           "\n\nfunc Fib(n int) int {\n    return n\n}\n"),
+    "rust": ("fn fib(n:i32) -> i32{\n", "    if n < 2 { n } else { fib(n - 1) + fib(n - 2) }\n}",
+             "\n\nfn fib(n: i32) -> i32 {\n    n\n}\n"),
+}
+
+
+@pytest.mark.parametrize("name", BRACE_LANGUAGES)
+def test_context_keeps_a_recursive_target_from_being_defined_twice(name: str) -> None:
+    context, body, second = RECURSIVE[name]
+    close = "\n}" if name == "java" else ""
+    assert cleanup(name, body + second, context) == body + close
+    assert cleanup(name, body + second) == body + second.rstrip() + ("" if name != "java" else "")  # no context: kept
+
+
+def test_a_prompt_helper_is_never_defined_again() -> None:
+    context = "bool is_even(int n){\n    return n % 2 == 0;\n}\nint count_even(vector<int> v){\n"
+    body = "    int c = 0;\n    for (int x : v) if (is_even(x)) c++;\n    return c;\n}"
+    second = "\n\nbool is_even(int n) {\n    return !(n & 1);\n}\n"
+    assert cleanup("cpp", body + second, context) == body
+
+
+def test_the_first_of_two_versions_of_a_helper_is_kept() -> None:
+    body = "  return helper(x);\n}"
+    first = "\n\nfunction helper(x) {\n  return x + 1;\n}"
+    second = "\n\nfunction helper(x) {\n  return x + 2;\n}\n"
+    assert cleanup("js", body + first + second, "const f = (x) => {\n") == body + first
+
+
+def test_names_in_comments_strings_and_prose_are_no_use() -> None:
+    body = '  // helper is not called\n  return "helper" + x;\n}'
+    tail = "\n\nThe helper below is not needed.\n\nfunction helper(x) {\n  return x;\n}\n"
+    assert cleanup("js", body + tail) == body
+    # a JS template's ${...} is code: a call there is a use
+    body = "  return `${helper(x)} and helper`;\n}"
+    assert cleanup("js", body + tail) == body + "\n\nfunction helper(x) {\n  return x;\n}"
+
+
+def test_a_local_variable_does_not_keep_a_global_of_the_same_name() -> None:
+    body = "  let result = x + 1;\n  return result;\n}"
+    tail = "\n\nconst result = f(input);\nconsole.log(result);\n"
+    assert cleanup("js", body + tail) == body
+    assert cleanup("js", "  return result;\n}" + tail) == "  return result;\n}\n\nconst result = f(input);"
+    go_body = "    result := x + 1\n    return result\n}"
+    assert cleanup("go", go_body + "\n\nvar result = F(3)\n") == go_body
+    assert cleanup("rust", "    let total = x;\n    total\n}\nconst total: i32 = 3;\n") == "    let total = x;\n    total\n}"
+
+
+def test_helpers_behind_prose_and_fences_are_found() -> None:
+    body = "    return isPrime(len(s))\n}"
+    helper = "func isPrime(n int) bool {\n    return n > 1\n}"
+    raw = body + "\n```\n\nIt's using this helper:\n\n```go\n" + helper + "\n```\n\nThat's all.\n"
+    assert cleanup("go", raw) == body + "\n" + helper  # the gap before an item is its own white space
+    # a block the prose opens hides what is inside it
+    assert cleanup("go", body + "\nfor {\n" + helper + "\n}\n") == body
+
+
+def test_an_unfinished_helper_ends_the_kept_text() -> None:
+    body = "    return helper(x) + other(x);\n}"
+    other = "\n\nint other(int x) {\n    return x;\n}"
+    assert cleanup("cpp", body + other + "\n\nint helper(int x) {\n    return x") == body + other
+
+
+def test_fence_lines_are_not_code_for_the_stop_rule_either() -> None:
+    # a fence line after the function is blanked; the function's own end is unchanged
+    text = "  return 1;\n}\n```\n\n```js\nconst g = () => {\n"
+    assert stop_index("js", text) == text.index("}") + 1
+    assert code_view("js", "x\n```js\ny\n```\n") == "x\n     \ny\n   \n"
+    # three backticks inside a line are no fence (a JS template literal, a Go raw string)
+    assert code_view("go", "s := ```\n") == "s := ```\n".replace("```", "   ")
+
+
+def test_python_helper_after_the_function_is_cut() -> None:
+    """Python keeps its rule: the body ends at the first unindented line, a helper's ``def`` too."""
+    text = "    return helper(x)\n\ndef helper(x):\n    return x\n"
+    assert cleanup("python", text) == "    return helper(x)\n\n"
+
+
+@pytest.mark.parametrize("name", BRACE_LANGUAGES)
+def test_reference_solution_followed_by_a_second_copy_cleans_to_the_solution(name: str) -> None:
+    """Every task: the reference, then the prompt's signature line and the reference again."""
+    for p in problems(name):
+        head = generation_prompt(p)
+        view = code_view(name, head, final=True)
+        lines, code_lines = head.splitlines(), view.splitlines()
+        signature = next(lines[i] for i in range(len(code_lines) - 1, -1, -1) if code_lines[i].strip())
+        canonical = p.canonical_solution
+        if name == "java":  # the copy goes inside the class, before its closing brace
+            twice = canonical.rstrip()[:-1].rstrip() + "\n\n" + signature + "\n" + canonical
+        else:
+            twice = canonical + "\n\n" + signature + "\n" + canonical
+        assert cleanup(name, twice, head).rstrip() == cleanup(name, canonical, head).rstrip(), p.task_id
 
 
 # ------------------------------------------------------------------------------ streaming stop

@@ -14,7 +14,7 @@ uninterrupted run, line for line.
 File (``docs/formats.md``): a header ``{"geex": "samples/1", ...settings}``, then one object a sample:
 ``task_id`` (the problem whose test runs: the target for translation), ``language``,
 ``source_language`` (translation), ``completion_id``, ``prompt``, ``raw`` (the model's text),
-``completion`` (cut where the function ends), ``finish_reason``, ``batch``.
+``completion`` (cut where the function ends, with the helpers it uses), ``finish_reason``, ``batch``.
 """
 
 from __future__ import annotations

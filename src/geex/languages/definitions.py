@@ -9,7 +9,8 @@ a string or a comment is not a use:
 
 - the code after the function is split into top-level *items*, each recognised by its header:
   C++ functions (``Type::name`` too), ``struct``/``class``/``union``/``enum``, ``namespace``,
-  ``using``/``typedef``, global variables; Java methods, fields and nested types of ``class
+  ``using``/``typedef``, global variables, ``#define``, ``#include``; Java methods, fields and
+  nested types of ``class
   Solution``, then the top-level types after that class is closed; JS ``function``, ``class``,
   ``const``/``let``/``var``; Go ``func``, methods, ``type``, ``var``, ``const``; Rust ``fn``,
   ``struct``/``enum``/``union``/``trait``/``mod``, ``type``, ``const``/``static``, ``impl``,
@@ -22,7 +23,11 @@ a string or a comment is not a use:
 - no item may define a name again: not one the *context* defines (the prompt or declaration the
   completion continues, which holds the target function itself: a recursive body calls it), not
   one an earlier item defines (the first version wins). Prototypes (C++ and Java declarations
-  without a body) define nothing that way, so their definition may follow.
+  without a body) define nothing that way, so their definition may follow. A C++ ``#include``
+  is kept when a kept item follows it.
+
+A C++ helper after the function compiles only if the body declared it first (``bool
+is_prime(int);`` inside the body): cleanup keeps it either way, the compiler decides.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ _PARAMS = r"\((?:[^;{}()]|\((?:[^;{}()]|\([^;{}()]*\))*\))*\)"  # a parameter li
 # Words that start statements: never the name of a definition nor part of its type.
 _KEYWORDS = frozenset(
     "if else for while do switch case return sizeof new delete throw catch try goto break continue "
-    "default typeof instanceof void in of await yield".split()
+    "default typeof instanceof in of await yield".split()
 )
 
 
@@ -47,14 +52,16 @@ class Header:
     """How one kind of top-level item starts, matched at the item's first character.
 
     ``block``: the item ends at the ``}`` closing its body (a function, a type), else it is a
-    statement ending at its ``;`` (or the end of its line in Go and JavaScript). ``kind``:
-    ``def`` defines names, ``impl`` defines methods of a type (named by the ``recv`` group or the
-    ``impl`` line), ``proto`` declares without defining.
+    statement ending at its ``;`` (or the end of its line in Go and JavaScript); ``line``: a
+    preprocessor line. ``kind``: ``def`` defines names, ``impl`` defines methods of a type (named
+    by the ``recv`` group or the ``impl`` line), ``proto`` declares without defining, ``include``
+    is kept with whatever else is kept (the ``#include`` a helper after it may need).
     """
 
     pattern: re.Pattern[str]
     block: bool
     kind: str = "def"
+    line: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,8 @@ class Item:
     trait: str | None = None  # Rust ``impl Trait for Type``
 
 
-def _h(pattern: str, block: bool, kind: str = "def") -> Header:
-    return Header(re.compile(pattern), block, kind)
+def _h(pattern: str, block: bool, kind: str = "def", line: bool = False) -> Header:
+    return Header(re.compile(pattern), block, kind, line)
 
 
 # -- C++ ----------------------------------------------------------------------------------------
@@ -85,6 +92,8 @@ _CPP_QUALS = (rf"(?:{_H}*(?:const|volatile|noexcept(?:\([^()\n]*\))?|override|fi
               rf":[^;{{\n]+))*")
 _TEMPLATE = r"(?:template\s*<[^;{}]*>\s*)?"
 _CPP_HEADERS = (
+    _h(r"#[^\S\n]*include\b", block=False, kind="include", line=True),
+    _h(rf"#[^\S\n]*define[^\S\n]+(?P<name>{_ID})", block=False, line=True),
     _h(rf"{_TEMPLATE}(?P<typedef>typedef\s+)?(?:struct|class|union|enum(?:\s+(?:class|struct))?)"
        rf"(?:\s+(?P<name>{_ID}))?(?:\s+final)?(?:\s*:[^;{{}}]*)?\s*(?P<body>[{{;])", block=False),
     _h(rf"namespace\s+(?P<name>{_ID})\s*\{{", block=True),
@@ -229,6 +238,12 @@ def extent(lang: str, code: str, start: int, block: bool) -> int | None:
     return None
 
 
+def _line_end(code: str, start: int) -> int:
+    """End of the (preprocessor) line at ``start``: lines ending in a backslash go on."""
+    m = re.compile(r"(?:[^\n]*\\\r?\n)*[^\n]*").match(code, start)
+    return len(code[: m.end()].rstrip())
+
+
 def _last_segment(path: str | None) -> str | None:
     return path.rsplit("::", 1)[-1] if path else None
 
@@ -325,7 +340,7 @@ def _item(lang: str, header: Header, m: re.Match[str], code: str, start: int, en
         return Item(start, end, names, used, "impl")
     name = g.get("name")
     names = {name} if name else set()
-    kind = "proto" if g.get("body") == ";" and (lang != "cpp" or not g.get("typedef")) else "def"
+    kind = "proto" if g.get("body") == ";" and (lang != "cpp" or not g.get("typedef")) else header.kind
     if lang == "cpp" and g.get("typedef") is not None and "body" not in g:
         names = _cpp_typedef_names(text)
     elif lang == "cpp" and "typedef" in g and g.get("body") == "{":
@@ -379,7 +394,7 @@ def items(lang: str, code: str, start: int, headers: tuple[Header, ...],
             return found, None
         if junk_depth == 0 and (hit := _header_at(lang, headers, code, q)):
             header, m = hit
-            end = extent(lang, code, q, header.block)
+            end = _line_end(code, q) if header.line else extent(lang, code, q, header.block)
             if end is None:
                 return found, None
             found.append(_item(lang, header, m, code, q, end))
@@ -406,7 +421,7 @@ def defined_names(lang: str, code: str) -> frozenset[str]:
         if hit is None:
             continue
         header, m = hit
-        end = extent(lang, code, line.end(), header.block)
+        end = _line_end(code, line.end()) if header.line else extent(lang, code, line.end(), header.block)
         if end is None:  # the target function's own header: its body continues in the completion
             eol = code.find("\n", m.end())
             end = len(code) if eol < 0 else eol
@@ -448,4 +463,7 @@ def needed(found: list[Item], used: set[str], context: frozenset[str]) -> list[I
                 if it.kind == "def":
                     kept_names |= it.names
                 changed = True
+    if kept:  # an #include is of use to the kept code after it
+        last = max(kept)
+        kept |= {k for k, it in enumerate(eligible) if it.kind == "include" and k < last}
     return [it for k, it in enumerate(eligible) if k in kept]
