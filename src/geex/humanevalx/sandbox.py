@@ -379,8 +379,14 @@ class Sandbox:
         stdin=subprocess.DEVNULL,
         stdout=None,
         stderr=None,
+        pass_fds: tuple[int, ...] = (),
     ) -> subprocess.Popen:
-        """Start a sandboxed command in a new session (its own process group); the caller waits."""
+        """Start a sandboxed command in a new session (its own process group); the caller waits.
+
+        ``pass_fds``: descriptors the program inherits under the same numbers (bwrap, with
+        ``--die-with-parent`` and ``--new-session``, prlimit and setpriv all keep them open), e.g. the
+        channel of :mod:`geex.humanevalx.proof`.
+        """
         seccomp = _seccomp_pipe() if self.isolation.namespaces else None
         try:
             full = self.command(
@@ -391,7 +397,7 @@ class Sandbox:
             return subprocess.Popen(
                 full, cwd=cwd, env={**base_env, **(env or {})}, stdin=stdin, stdout=stdout,
                 stderr=stderr, start_new_session=True, umask=umask,
-                pass_fds=(seccomp,) if seccomp is not None else (),
+                pass_fds=(*pass_fds, *((seccomp,) if seccomp is not None else ())),
             )
         finally:
             if seccomp is not None:
@@ -409,8 +415,11 @@ class Sandbox:
         rw_binds: tuple[Path, ...] = (),
         cwd_writable: bool = True,
         umask: int = 0o022,
+        stdin=subprocess.DEVNULL,
+        pass_fds: tuple[int, ...] = (),
     ) -> ExecResult:
-        """Run to completion, timeout or output cap; never raises for anything the program does."""
+        """Run to completion, timeout or output cap; never raises for anything the program does.
+        ``stdin`` and ``pass_fds`` as for :meth:`popen`."""
         cap = limits.fsize_mb * MB
         start = time.monotonic()
         deadline = start + limits.wall_s
@@ -423,7 +432,8 @@ class Sandbox:
 
             proc = self.popen(
                 argv, cwd=cwd, limits=limits, uid=uid, env=env, ro_binds=ro_binds,
-                rw_binds=rw_binds, cwd_writable=cwd_writable, umask=umask, stdout=out, stderr=err,
+                rw_binds=rw_binds, cwd_writable=cwd_writable, umask=umask, stdin=stdin, stdout=out,
+                stderr=err, pass_fds=pass_fds,
             )
             pidfd = _pidfd(proc.pid)
             while True:
