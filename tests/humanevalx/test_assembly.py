@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 import shutil
 import subprocess
@@ -12,10 +13,13 @@ import pytest
 
 from geex.humanevalx.assembly import (
     CPP_HEADERS,
+    JS_ASSERT,
+    RUST_STD_MACROS,
     assemble,
     generation_prompt,
     go_imports,
     program_source,
+    prove_rust_tests,
     translation_prompt,
 )
 from geex.humanevalx.dataset import Problem, load_language
@@ -51,6 +55,32 @@ def test_python_layout_is_helper_prompt_completion_test() -> None:
     source = assemble(p, p.canonical_solution).source
     helper = "\n".join(PY_HELPER_LINES) + "\n"
     assert source == helper + "\n" + p.prompt + p.canonical_solution + "\n" + p.test
+
+
+@pytest.mark.parametrize("translation", [False, True], ids=["generation", "translation"])
+@pytest.mark.parametrize("number", range(164))
+def test_python_layout_names_the_parts(number: int, translation: bool) -> None:
+    """What the harness runs apart: the preamble, the prompt's helpers (everything before the last
+    top-level def), the function under test (the one the test's ``check`` gets) and the test."""
+    p = problems("python")[number]
+    program = assemble(p, p.canonical_solution, translation=translation)
+    layout = json.loads(program.layout)
+    source = program.source
+    head = p.declaration if translation else p.prompt
+    prelude_end = layout["prelude"][1]
+    assert layout["prelude"][0] == 0 and source[:prelude_end].splitlines()[: len(PY_HELPER_LINES)] == PY_HELPER_LINES
+    start, end = layout["helpers"]
+    assert start == prelude_end + 1 and source[start:].startswith(head)
+    assert source[end:].startswith(f"def {layout['entry']}(")
+    assert "\ndef " not in "\n" + source[end + 1 : start + len(head)]  # the last def of the head
+    assert source[layout["test"]:] == p.test
+    assert re.search(rf"check\({layout['entry']}\)\s*$", p.test)
+
+
+def test_python_layout_without_a_function() -> None:
+    p = problems("python")[0].with_fields(prompt="x = 1\n")
+    layout = json.loads(assemble(p, "").layout)
+    assert (layout["helpers"], layout["entry"]) == (None, None)
 
 
 def test_python_numpy_only_when_used() -> None:
@@ -101,7 +131,7 @@ def test_cpp_headers_injected_only_when_missing() -> None:
     source = assemble(p, p.canonical_solution).source
     injected, rest = source.split("\n\n", 1)
     assert _includes(injected) == ["stdlib.h", "algorithm", "string", "climits", "cstring", "iostream"]
-    assert rest == p.prompt + cleanup("cpp", p.canonical_solution) + "\n" + p.test
+    assert rest == p.prompt + cleanup("cpp", p.canonical_solution) + "\n#undef main\n" + p.test
     completion = "    #include <iostream>\n" + p.canonical_solution
     assert "iostream" not in _includes(assemble(p, completion).source.split("\n\n", 1)[0])
 
@@ -127,7 +157,7 @@ def test_java_layout_and_class_close() -> None:
 
 
 # ------------------------------------------------------------------------------------------- JS
-JS_SHIM_PREFIX = 'const __geexAssert = require("node:assert");'
+JS_SHIM_PREFIX = f"const {JS_ASSERT} = "
 
 
 def test_js_layout() -> None:
@@ -135,7 +165,26 @@ def test_js_layout() -> None:
     source = assemble(p, p.canonical_solution).source
     first, rest = source.split("\n", 1)
     assert first.startswith(JS_SHIM_PREFIX) and "console.assert =" in first
-    assert rest == p.prompt + cleanup("js", p.canonical_solution) + "\n" + p.test
+    assert rest == p.prompt + cleanup("js", p.canonical_solution) + "\n" + p.test.replace("console.assert(", f"{JS_ASSERT}(")
+
+
+@pytest.mark.parametrize("number", range(164))
+def test_js_test_calls_the_assert_const(number: int) -> None:
+    """Every console.assert of the test, and nothing else, now calls the module-level const."""
+    p = problems("js")[number]
+    rest = assemble(p, p.canonical_solution).source.split("\n", 1)[1]
+    test = rest[len(p.prompt + cleanup("js", p.canonical_solution) + "\n"):]
+    assert "console.assert" not in test
+    assert test.count(f"{JS_ASSERT}(") == p.test.count("console.assert(") > 0
+
+
+def test_js_rewrite_leaves_strings_comments_and_members_alone() -> None:
+    p = problems("js")[0]
+    test = ('// console.assert(1)\nconst s = "console.assert(";\nfoo.console.assert(1)\n'
+            "console . assert(true)\nconsole.assertions = 1\n")
+    source = assemble(p.with_fields(test=test), p.canonical_solution).source
+    assert source.endswith('// console.assert(1)\nconst s = "console.assert(";\nfoo.console.assert(1)\n'
+                           f"{JS_ASSERT}(true)\nconsole.assertions = 1\n")
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
@@ -252,6 +301,35 @@ def test_rust_signature_in_generation_prompt_and_program(number: int) -> None:
     assert source.startswith("fn main(){}\n" + prompt)
     assert len(re.findall(r"^fn main\s*\(", source, re.M)) == 1
     assert source.count(signature) == 1
+
+
+@pytest.mark.parametrize("number", range(164))
+def test_rust_every_test_function_owes_a_proof(number: int) -> None:
+    p = problems("rust")[number]
+    program = assemble(p, p.canonical_solution)
+    assert program.proofs == 1 == program.source.count("let __geex_proof_guard = __geex_proof::Guard;")
+    body = program.source[program.source.index("#[test]"):]
+    assert body.index("__geex_proof") < body.index("::std::assert")  # at the start of the test's body
+    test = program.source[program.source.index("#[cfg(test)]"):]
+    bare = [m for m in re.findall(r"(?<![\w:])(\w+)!\s*[(\[{]", test) if m in RUST_STD_MACROS]
+    assert not bare  # std's macros by path: a completion's macro_rules! cannot replace them
+    assert "::std::assert" in test
+
+
+def test_rust_proof_insertion_reads_code_only() -> None:
+    test = (
+        "#[cfg(test)]\nmod tests {\n    use super::*;\n    // #[test] fn in_a_comment() {}\n"
+        '    const S: &str = "#[test] fn in_a_string() { assert!(x) }";\n'
+        "    fn helper<'a>(s: &'a str) -> &'a str { s }\n"
+        "    #[test]\n    fn first() -> () {\n        let c = '{';\n        assert!(helper(\"a\") == \"a\");\n    }\n"
+        '    #[test]\n    #[allow(unused)]\n    fn second() {\n        assert_eq!(vec![1], r#"x"#.len());\n    }\n}\n'
+    )
+    proved, count = prove_rust_tests(test)
+    assert count == 2
+    assert '"#[test] fn in_a_string() { assert!(x) }"' in proved and "// #[test] fn in_a_comment() {}" in proved
+    assert "fn first() -> () {\n// geex:" in proved and "fn second() {\n// geex:" in proved
+    assert "::std::assert!(helper" in proved and "::std::assert_eq!(::std::vec![1]" in proved
+    assert "let c = '{';" in proved
 
 
 # --------------------------------------------------------------------------------------- prompts

@@ -24,6 +24,7 @@ from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.runners import RunContext, cache_root, get_runner
 from geex.humanevalx.runners import java as java_runner
 from geex.humanevalx.runners.js import node_modules
+from geex.humanevalx.proof import Proof
 from geex.humanevalx.sandbox import ExecResult, Sandbox, _decode_status
 from geex.humanevalx.verdict import Verdict, classify_compile, classify_run
 from geex.languages import get_language
@@ -215,7 +216,21 @@ def res(code=0, sig=None, timed_out=False, stdout="", stderr="", limited=False, 
     ("rust", res(None, signal.SIGABRT, stderr="memory allocation of 8589934592 bytes failed\n"), Verdict.RESOURCE_LIMIT),
 ])
 def test_classify_run(language, result, verdict):
-    assert classify_run(language, result) is verdict
+    assert classify_run(language, result, proof=Proof.SHOWN) is verdict
+
+
+@pytest.mark.parametrize("proof", [Proof.MISSING, Proof.WRONG])
+@pytest.mark.parametrize("language", list(TASK))
+def test_exit_zero_without_the_proof_is_an_early_exit(language, proof):
+    """Status 0 passes only with the proof of completion; without it, or with a wrong one, the
+    test did not run to the end: a runtime error, whatever the output says."""
+    assert classify_run(language, res(0), proof=Proof.SHOWN) is Verdict.PASSED
+    assert classify_run(language, res(0), proof=proof) is Verdict.RUNTIME_ERROR
+    assert classify_run(language, res(0, stderr="AssertionError"), proof=proof) is Verdict.RUNTIME_ERROR
+    # the proof changes nothing for a program that failed otherwise
+    assert classify_run(language, res(None, signal.SIGKILL, timed_out=True), proof=proof) is Verdict.TIMEOUT
+    assert classify_run(language, res(0, limited=True), proof=Proof.SHOWN) is Verdict.RESOURCE_LIMIT
+    assert classify_run(language, res(1), proof=Proof.SHOWN) is Verdict.RUNTIME_ERROR
 
 
 @pytest.mark.parametrize(("result", "verdict"), [

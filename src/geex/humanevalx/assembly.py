@@ -7,19 +7,37 @@ translation prompt, which the original spliced into programs so that they could 
 Per-language preambles reproduce what the original harness added (Python's import helper, the C++
 standard headers) plus what a correct harness needs (a JS ``console.assert`` that fails the program,
 Go imports decided from the generated code *and* the test, Rust's ``fn main`` and signature).
+
+What the proof of completion needs in the program text (see ``proof.py``), so that a completion
+can neither end the program early with status 0 nor disarm the test's assertions:
+
+- Python: ``Program.layout`` says where the preamble, the prompt's helpers, the function under
+  test and the test lie; the harness runs the test apart from the completion's names.
+- C++: ``#undef main`` before the test (the link wraps the test's ``main``; a completion that
+  defines its own ``main`` and renames the test's with a macro gets a duplicate ``main``).
+- JavaScript: the test's ``console.assert`` calls go to a module-level ``const`` (a completion
+  cannot reassign or redeclare it; reassigning ``console.assert`` does nothing).
+- Rust: each ``#[test]`` function gets the proof items of ``harness/proof.rs`` (``Program.proofs``
+  counts them), and the test's standard macros are called by path (``::std::assert!``): a
+  completion's ``macro_rules! assert`` would otherwise replace them in the test.
+
+Java and Go need nothing here: their harness is a main class and a generated test main.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from geex.humanevalx.dataset import Problem
-from geex.languages import Language
+from geex.humanevalx.proof import harness_text
+from geex.languages import Language, get_language
 from geex.languages.cleanup import cleanup
 
-TEMPLATE_VERSION = "humanevalx-assembly/1"
+TEMPLATE_VERSION = "humanevalx-assembly/2"  # 2: proof of completion (layout, JS assert const, Rust proof items)
 
 _PY_IMPORTS = (
     "import math\nimport re\nimport sys\nimport copy\nimport datetime\nimport itertools\n"
@@ -34,11 +52,13 @@ CPP_HEADERS = (
     "stdlib.h", "algorithm", "math.h", "stdio.h", "vector", "string", "climits", "cstring", "iostream",
 )
 
+JS_ASSERT = "__geexAssert"  # the module-level const the test's console.assert calls become
 _JS_PREAMBLE = (
-    'const __geexAssert = require("node:assert"); '
-    "console.assert = (ok, ...msg) => { if (!ok) throw new __geexAssert.AssertionError("
-    '{ message: "console.assert failed" + (msg.length ? ": " + msg.join(" ") : "") }); };\n'
+    f"const {JS_ASSERT} = ((E) => (ok, ...msg) => {{ if (!ok) throw new E("
+    '{ message: "console.assert failed" + (msg.length ? ": " + msg.join(" ") : "") }); })'
+    f'(require("node:assert").AssertionError); console.assert = {JS_ASSERT};\n'
 )
+_JS_CONSOLE_ASSERT = r"(?<![\w$.])console\s*\.\s*assert\b"
 
 # Go packages a solution or test may use without importing them (the prompt's import block is
 # replaced). Name in code -> import path. Wider than the original's ten: unicode, container/heap …
@@ -52,18 +72,39 @@ GO_PACKAGES: dict[str, str] = {
 _GO_IMPORT_BLOCK = re.compile(r"^import\s*(\([^)]*\)|\"[^\"]*\")\s*\n?", re.MULTILINE)
 # C-family comments, string/char literals and Go raw strings: what is not code for a name search
 _COMMENT_OR_LITERAL = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|`[^`]*`|\'(?:\\.|[^\'\\\n])*\'', re.S)
+# Rust: comments, (raw, byte) strings and char literals, never a lifetime ('a)
+_RUST_NOT_CODE = (r'//[^\n]*|/\*[\s\S]*?\*/|b?r(?P<hashes>#*)"[\s\S]*?"(?P=hashes)|b?"(?:\\[\s\S]|[^"\\])*"'
+                  r"|b?'(?:\\(?:u\{[0-9a-fA-F]{1,6}\}|x[0-9a-fA-F]{2}|.)|[^\\'\n])'")
+# std's macros, called by path in Rust tests (textual macro_rules! scope would win over the prelude)
+RUST_STD_MACROS = (
+    "assert", "assert_eq", "assert_ne", "debug_assert", "debug_assert_eq", "debug_assert_ne", "panic",
+    "unreachable", "unimplemented", "todo", "vec", "format", "format_args", "print", "println", "eprint",
+    "eprintln", "write", "writeln", "matches", "dbg", "concat", "stringify", "line", "column", "file",
+    "module_path", "cfg", "env", "option_env", "include", "include_str", "include_bytes", "compile_error",
+    "thread_local",
+)
+_RUST_STD_MACRO = r"(?<![\w:$])(?:" + "|".join(RUST_STD_MACROS) + r")(?=\s*!)"
+_PY_TOP_DEF = re.compile(r"^(?:async\s+)?def\s+([A-Za-z_]\w*)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class Program:
-    """A complete source file for one sample, ready for a language runner."""
+    """A complete source file for one sample, ready for a language runner.
+
+    ``layout``: JSON for a harness that runs parts of the program apart (Python: offsets of the
+    preamble, the prompt's helpers and the test, and the name of the function under test).
+    ``proofs``: how many proofs of completion a passing run writes (Rust: one per ``#[test]``).
+    """
 
     language: Language
     source: str
+    layout: str = ""
+    proofs: int = 1
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(f"{self.language.name}\0{self.source}".encode()).hexdigest()
+        extra = f"\0{self.layout}\0{self.proofs}" if self.layout or self.proofs != 1 else ""
+        return hashlib.sha256(f"{self.language.name}\0{self.source}{extra}".encode()).hexdigest()
 
 
 def _rust_signature_start(declaration: str) -> int:
@@ -116,26 +157,74 @@ def _go_program(problem: Problem, head: str, completion: str) -> str:
     return setup + "\n" + block + body
 
 
+def _substitute_code(text: str, not_code: str, pattern: str, replace: Callable[[str], str]) -> str:
+    """Each match of ``pattern`` replaced by ``replace(match)`` where it is code, never inside a
+    comment or a literal (``not_code``)."""
+    return re.sub(f"(?P<skip>{not_code})|{pattern}",
+                  lambda m: m.group(0) if m.group("skip") is not None else replace(m.group(0)), text)
+
+
+def _rust_mask(text: str) -> str:
+    """``text`` with Rust comments and literals blanked, offsets kept."""
+    return re.sub(_RUST_NOT_CODE, lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+
+
+def prove_rust_tests(test: str) -> tuple[str, int]:
+    """The test with the proof items of ``harness/proof.rs`` at the start of the body of every
+    ``#[test]`` function and std's macros called by path; and how many functions got them."""
+    test = _substitute_code(test, _RUST_NOT_CODE, _RUST_STD_MACRO, lambda name: "::std::" + name)
+    masked = _rust_mask(test)
+    proof = "\n" + harness_text("proof.rs")
+    cuts = []
+    for attr in re.finditer(r"#\s*\[\s*test\s*\]", masked):
+        fn = re.compile(r"\bfn\s+\w+").search(masked, attr.end())
+        brace = masked.find("{", fn.end()) if fn else -1
+        if brace >= 0:
+            cuts.append(brace + 1)
+    for cut in reversed(cuts):
+        test = test[:cut] + proof + test[cut:]
+    return test, len(cuts)
+
+
+def _python_program(head: str, completion: str, test: str) -> Program:
+    code = head + completion + "\n" + test
+    prelude = _PY_IMPORTS + (_PY_NUMPY if _PY_USES_NUMPY.search(code) else "")
+    source = prelude + "\n" + code
+    head_at = len(prelude) + 1
+    entry = list(_PY_TOP_DEF.finditer(head))
+    layout = {
+        "prelude": [0, len(prelude)],
+        "helpers": [head_at, head_at + entry[-1].start()] if entry else None,
+        "entry": entry[-1].group(1) if entry else None,
+        "test": len(source) - len(test),
+    }
+    return Program(get_language("python"), source, json.dumps(layout, sort_keys=True))
+
+
+def _program(problem: Problem, head: str, completion: str) -> Program:
+    lang = problem.language
+    if lang.name == "python":
+        return _python_program(head, completion, problem.test)
+    if lang.name == "cpp":
+        code = head + completion + "\n#undef main\n" + problem.test
+        missing = [h for h in CPP_HEADERS if not re.search(rf"#\s*include\s*<{re.escape(h)}>", code)]
+        return Program(lang, "".join(f"#include<{h}>\n" for h in missing) + "\n" + code)
+    if lang.name == "java":
+        return Program(lang, head + completion + "\n" + problem.test)
+    if lang.name == "js":
+        test = _substitute_code(problem.test, _COMMENT_OR_LITERAL.pattern, _JS_CONSOLE_ASSERT, lambda _: JS_ASSERT)
+        return Program(lang, _JS_PREAMBLE + head + completion + "\n" + test)
+    if lang.name == "go":
+        return Program(lang, _go_program(problem, head, completion))
+    if lang.name == "rust":
+        test, proofs = prove_rust_tests(problem.test)
+        return Program(lang, "fn main(){}\n" + head + completion + "\n" + test, proofs=max(proofs, 1))
+    raise ValueError(f"no assembly for {lang.name}")
+
+
 def program_source(problem: Problem, head: str, completion: str) -> str:
     """Splice head (prompt or declaration) + completion + test into one program text."""
-    lang = problem.language.name
-    if lang == "python":
-        code = head + completion + "\n" + problem.test
-        numpy = _PY_NUMPY if _PY_USES_NUMPY.search(code) else ""
-        return _PY_IMPORTS + numpy + "\n" + code
-    if lang == "cpp":
-        code = head + completion + "\n" + problem.test
-        missing = [h for h in CPP_HEADERS if not re.search(rf"#\s*include\s*<{re.escape(h)}>", code)]
-        return "".join(f"#include<{h}>\n" for h in missing) + "\n" + code
-    if lang == "java":
-        return head + completion + "\n" + problem.test
-    if lang == "js":
-        return _JS_PREAMBLE + head + completion + "\n" + problem.test
-    if lang == "go":
-        return _go_program(problem, head, completion)
-    if lang == "rust":
-        return "fn main(){}\n" + head + completion + "\n" + problem.test
-    raise ValueError(f"no assembly for {lang}")
+    return _program(problem, head, completion).source
 
 
 def assemble(problem: Problem, completion: str, *, translation: bool = False, clean: bool = True) -> Program:
@@ -143,4 +232,4 @@ def assemble(problem: Problem, completion: str, *, translation: bool = False, cl
     head = problem.declaration if translation else generation_prompt(problem)
     if clean:  # the head's definitions (the target function first) are never repeated
         completion = cleanup(problem.language, completion, head)
-    return Program(problem.language, program_source(problem, head, completion))
+    return _program(problem, head, completion)

@@ -12,11 +12,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from geex.humanevalx.assembly import Program
+from geex.humanevalx.assembly import Program, prove_rust_tests
 from geex.humanevalx.runners import RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
 from geex.humanevalx.sandbox import Sandbox, detect_isolation
 from geex.humanevalx.verdict import Verdict
-from geex.languages import HUMANEVALX_LANGUAGES
+from geex.languages import HUMANEVALX_LANGUAGES, Language
 
 HELLO: dict[str, str] = {
     "python": "import hashlib\nassert hashlib.md5(b'hi').hexdigest().startswith('49f68a')\n",
@@ -45,6 +45,14 @@ HELLO: dict[str, str] = {
 }
 
 
+def hello_program(lang: Language) -> Program:
+    """The hello-world program of a language, with the proof items Rust's tests carry in their text."""
+    if lang.name == "rust":
+        source, proofs = prove_rust_tests(HELLO["rust"])
+        return Program(lang, source, proofs=proofs)
+    return Program(lang, HELLO[lang.name])
+
+
 def doctor(console: Console | None = None) -> int:
     """Print the table; 0 when every language works in the strongest sandbox, else 1."""
     console = console or Console()
@@ -67,7 +75,7 @@ def doctor(console: Console | None = None) -> int:
                 table.add_row(lang.display, f"[red]missing[/] {status.problem}", "–", status.hint or runner.install_hint)
                 continue
             try:
-                outcome = runner.execute(Program(lang, HELLO[lang.name]), ctx)
+                outcome = runner.execute(hello_program(lang), ctx)
             except Exception as e:  # doctor reports every language, whatever one of them does
                 ok = False
                 table.add_row(lang.display, status.version, f"[red]internal error[/]: {type(e).__name__}: {e}",

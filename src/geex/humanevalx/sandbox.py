@@ -439,11 +439,15 @@ class Sandbox:
         stderr=None,
         status_fd: int | None = None,
         cgroup: RunCgroup | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> subprocess.Popen:
         """Start a sandboxed command in a new session (its own process group); the caller waits.
 
         ``status_fd``: see :meth:`command`; ``cgroup``: a run cgroup (``self.memory.create``) that
-        the whole tree joins before bubblewrap starts.
+        the whole tree joins before bubblewrap starts; ``pass_fds``: descriptors the program
+        inherits under the same numbers (bwrap, with ``--die-with-parent`` and ``--new-session``,
+        geex-exec, prlimit and setpriv all keep them open), e.g. the channel of
+        :mod:`geex.humanevalx.proof`.
         """
         seccomp = _seccomp_pipe() if self.isolation.namespaces else None
         fds = [fd for fd in (seccomp, status_fd) if fd is not None]
@@ -465,7 +469,7 @@ class Sandbox:
             base_env = {"PATH": SAFE_PATH, "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
             return subprocess.Popen(
                 full, cwd=cwd, env={**base_env, **(env or {})}, stdin=stdin, stdout=stdout,
-                stderr=stderr, start_new_session=True, umask=umask, pass_fds=tuple(fds),
+                stderr=stderr, start_new_session=True, umask=umask, pass_fds=(*pass_fds, *fds),
             )
         finally:
             for fd in (seccomp, args_fd):
@@ -484,8 +488,11 @@ class Sandbox:
         rw_binds: tuple[Path, ...] = (),
         cwd_writable: bool = True,
         umask: int = 0o022,
+        stdin=subprocess.DEVNULL,
+        pass_fds: tuple[int, ...] = (),
     ) -> ExecResult:
-        """Run to completion, timeout or output cap; never raises for anything the program does."""
+        """Run to completion, timeout or output cap; never raises for anything the program does.
+        ``stdin`` and ``pass_fds`` as for :meth:`popen`."""
         cap = limits.fsize_mb * MB
         start = time.monotonic()
         deadline = start + limits.wall_s
@@ -502,8 +509,8 @@ class Sandbox:
                 try:
                     proc = self.popen(
                         argv, cwd=cwd, limits=limits, uid=uid, env=env, ro_binds=ro_binds,
-                        rw_binds=rw_binds, cwd_writable=cwd_writable, umask=umask, stdout=out, stderr=err,
-                        status_fd=status_w, cgroup=cgroup,
+                        rw_binds=rw_binds, cwd_writable=cwd_writable, umask=umask, stdin=stdin,
+                        stdout=out, stderr=err, status_fd=status_w, cgroup=cgroup, pass_fds=pass_fds,
                     )
                 finally:
                     if status_w is not None:

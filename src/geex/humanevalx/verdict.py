@@ -1,12 +1,19 @@
-"""One verdict taxonomy for every language, decided from exit codes, signals and a few markers.
+"""One verdict taxonomy for every language, decided from exit codes, signals, a few markers and
+the proof of completion (``proof.py``).
 
-- ``passed``: the test program exited 0 (within the limits).
+- ``passed``: the test program exited 0 (within the limits) *and* geex's proof of completion
+  came back: the secret that the harness's prologue read before any code of the sample ran, written
+  back by its epilogue after the test's last statement. Exit status 0 alone is not a pass.
 - ``wrong_answer``: the test's assertion failed (the language's assertion marker, no crash).
 - ``compile_error``: the compiler rejected the program (C++, Java, Go, Rust). Python and
   JavaScript have no compile step: a syntax error shows when the program runs and is a
   ``runtime_error``, like any other exception at load time.
 - ``runtime_error``: an exception, panic, crash (signal) or non-zero exit that is not one of the
-  above or below.
+  above or below; and an exit with status 0 *without* the proof (the program ended before its test
+  did: ``exit(0)`` in the function, an ``atexit``/shutdown/panic hook, a static initializer, an ELF
+  constructor, Go's ``init``…) or with a wrong one (something else on the report channel). Not
+  ``wrong_answer``: no assertion failed, the test never finished. The outcome's detail says
+  "the test did not run to the end (early exit)".
 - ``timeout``: the wall-clock limit or RLIMIT_CPU (SIGXCPU), at compile or run time.
 - ``resource_limit``: memory, processes, threads, open files or output (RLIMIT_FSIZE / SIGXFSZ,
   the output cap) ran out.
@@ -22,6 +29,7 @@ import enum
 import re
 import signal as _signal
 
+from geex.humanevalx.proof import Proof
 from geex.humanevalx.sandbox import ExecResult
 
 
@@ -71,14 +79,14 @@ def excerpt(text: str, limit: int = 600) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
-def classify_run(language: str, result: ExecResult) -> Verdict:
+def classify_run(language: str, result: ExecResult, *, proof: Proof) -> Verdict:
     """Verdict of the test run of a compiled (or interpreted) program.
 
     In order: output cap reached (``resource_limit``, even if the program then exited 0: the run
     was stopped or truncated), wall-clock limit, SIGXCPU or the hard CPU limit's SIGKILL
-    (``timeout``), SIGXFSZ
-    (``resource_limit``), exit 0 (``passed``), an OOM kill at the run's memory cgroup limit or a
-    resource message in the output
+    (``timeout``), SIGXFSZ (``resource_limit``), exit 0 with the proof of completion (``passed``)
+    or without it (``runtime_error``: an early exit), an OOM kill at the run's memory cgroup limit or
+    a resource message in the output
     (``resource_limit``), the language's failed-assertion marker (``wrong_answer``), anything else
     (``runtime_error``: exceptions, panics, crashes, non-zero exits, other signals).
     """
@@ -91,7 +99,7 @@ def classify_run(language: str, result: ExecResult) -> Verdict:
     if result.signal in _RESOURCE_SIGNALS:
         return Verdict.RESOURCE_LIMIT
     if result.returncode == 0 and result.signal is None:
-        return Verdict.PASSED
+        return Verdict.PASSED if proof is Proof.SHOWN else Verdict.RUNTIME_ERROR
     if result.memory_limited:
         return Verdict.RESOURCE_LIMIT
     output = result.stderr + "\n" + result.stdout

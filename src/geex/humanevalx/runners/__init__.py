@@ -3,7 +3,8 @@
 A runner turns a ``Program`` into an ``Outcome``: write the files into a private work directory,
 compile (sandboxed, with the runner's caches: C++ precompiled header, prebuilt Rust crates,
 prebuilt Go packages, a long-lived javac), then run the test (sandboxed, work directory
-read-only, only a small private ``/tmp`` writable), classify, and remove the directory.
+read-only, only a small private ``/tmp`` writable) with a fresh proof-of-completion channel
+(``proof.py``: exit status 0 passes only with the proof), classify, and remove the directory.
 
 A file the harness wrote that is gone when a step fails makes the outcome a ``harness_error``
 naming it (a sweep of another process, say), never the sample's verdict; after the run only where
@@ -26,11 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geex.humanevalx.assembly import TEMPLATE_VERSION, Program
+from geex.humanevalx.proof import Proof, ProofChannel, failure_detail, harness_digest, install
 from geex.humanevalx.sandbox import ExecResult, Limits, Sandbox, kill_uid
 from geex.humanevalx.uids import UidLease
 from geex.humanevalx.verdict import Verdict, classify_compile, classify_run, excerpt
 
-RECIPE_VERSION = "runners/4"  # bump when a recipe change could change a verdict (invalidates cached ones)
+RECIPE_VERSION = "runners/5"  # 5: proof of completion. Bump when a recipe change could change a verdict (invalidates cached ones)
 ENV_CACHE = "GEEX_CACHE"
 
 
@@ -257,7 +259,7 @@ class Runner:
 
     def fingerprint(self, timeout_s: float) -> str:
         """Changes whenever a verdict could change: toolchain versions, recipes, limits."""
-        parts = [RECIPE_VERSION, TEMPLATE_VERSION, self.language, self.cached_status.version,
+        parts = [RECIPE_VERSION, TEMPLATE_VERSION, harness_digest(), self.language, self.cached_status.version,
                  json.dumps(self.run_limits(timeout_s).__dict__, sort_keys=True)]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -285,6 +287,16 @@ class Runner:
     def _prepare(self, sandbox: Sandbox) -> None:
         pass
 
+    proof_files: tuple[str, ...] = ()  # files of ``harness/`` this language's harness needs at run time
+
+    @property
+    def proof_dir(self) -> Path:
+        """Where the language's proof-of-completion harness is installed (bound read-only into runs)."""
+        return self.cache_dir() / f"proof-{self.fingerprint(0)}"
+
+    def _install_proof(self, build=None) -> None:
+        install(self.proof_dir, self.proof_files, build)
+
     def required_paths(self) -> tuple[Path, ...]:
         """Host paths (after ``prepare``) without which no sample can compile or run correctly."""
         return ()
@@ -299,6 +311,8 @@ class Runner:
 
     def write(self, program: Program, workdir: Path) -> None:
         write_file(workdir, f"{self.source_name}.{program.language.extension}", program.source)
+        if program.layout:
+            write_file(workdir, f"{self.source_name}.layout.json", program.layout)
 
     def compile_uid(self, ctx: RunContext) -> int:
         """The uid the compile step writes the work directory as (the javac server has its own)."""
@@ -374,26 +388,32 @@ class Runner:
                         detail=fault or excerpt(compiled.stderr + compiled.stdout),
                     )
                 written = _files(workdir)  # + what the compiler made
-            try:
-                result = ctx.sandbox.run(
-                    self.run_argv(workdir), cwd=workdir, limits=self.run_limits(ctx.timeout_s), uid=ctx.uid,
-                    env=self.run_env(), ro_binds=self.run_ro_binds(), cwd_writable=False,
-                )
-            except OSError:
-                lost = _lost(workdir, written, "before the run")
-                if lost:
-                    return Outcome(Verdict.HARNESS_ERROR, "run", compile_s, detail=lost)
-                raise
-            verdict = classify_run(self.language, result)
+            owner = ctx.uid if ctx.sandbox.isolation.drops_uid else None
+            with ProofChannel(program.proofs, owner) as channel:
+                try:
+                    result = ctx.sandbox.run(
+                        self.run_argv(workdir), cwd=workdir, limits=self.run_limits(ctx.timeout_s), uid=ctx.uid,
+                        env={**self.run_env(), **channel.env}, ro_binds=self.run_ro_binds(), cwd_writable=False,
+                        stdin=channel.stdin, pass_fds=channel.pass_fds,
+                    )
+                except OSError:
+                    lost = _lost(workdir, written, "before the run")
+                    if lost:
+                        return Outcome(Verdict.HARNESS_ERROR, "run", compile_s, detail=lost)
+                    raise
+                proof = channel.collect()
+            verdict = classify_run(self.language, result, proof=proof)
             fault = None
             if verdict is not Verdict.PASSED:
                 fault = self.harness_fault(result)
                 if not fault and ctx.sandbox.isolation.namespaces:  # read-only to the program there
                     fault = _lost(workdir, written, "during the run")
+            detail = excerpt(result.stderr + "\n" + result.stdout)
+            if result.ok and proof is not Proof.SHOWN:
+                detail = failure_detail(proof) + (f"\n{detail}" if detail else "")
             return Outcome(
                 Verdict.HARNESS_ERROR if fault else verdict, "run", compile_s, result.wall_s,
-                result.returncode, result.signal,
-                "" if verdict is Verdict.PASSED else (fault or excerpt(result.stderr + "\n" + result.stdout)),
+                result.returncode, result.signal, "" if verdict is Verdict.PASSED else (fault or detail),
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)

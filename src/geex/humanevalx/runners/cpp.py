@@ -1,4 +1,9 @@
-"""C++: g++ with a precompiled header of the standard headers every program gets."""
+"""C++: g++ with a precompiled header of the standard headers every program gets.
+
+Linked with geex's ``geex_proof.o`` first (its ``.preinit_array`` entry reads the proof secret
+before any constructor of the program) and ``-Wl,--wrap=main`` (the test's ``main`` runs inside
+geex's, which reports the proof when it returns 0); see ``harness/geex_proof.c``.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ class CppRunner(Runner):
         return [STD, "-O0", "-w", "-pipe"]
 
     def _prepare(self, sandbox) -> None:
+        self._install_proof_object()
         header = self.pch_header
         gch = header.with_name(header.name + ".gch")
         if gch.is_file():
@@ -46,16 +52,27 @@ class CppRunner(Runner):
         tmp.rename(gch)
         header.parent.chmod(0o755)
 
+    proof_files = ("geex_proof.c",)
+
+    def _install_proof_object(self) -> None:
+        def build(tmp: Path) -> None:
+            subprocess.run(["gcc", "-O2", "-w", "-c", str(tmp / "geex_proof.c"), "-o", str(tmp / "geex_proof.o")],
+                           check=True, capture_output=True, timeout=300)
+
+        self._install_proof(build)
+
     def compile(self, workdir: Path, ctx: RunContext) -> ExecResult:
         source = (workdir / "main.cpp").read_text(encoding="utf-8")
         libs = ["-lcrypto", "-lssl"] if "openssl" in source else []
         gold = ["-fuse-ld=gold"] if shutil.which("ld.gold") else []  # links in a third of bfd's time
-        argv = ["g++", *self._flags(), "-include", str(self.pch_header), "main.cpp", "-o", "main", *gold, *libs]
+        proof = str(self.proof_dir / "geex_proof.o")  # first: its .preinit_array entry runs first
+        argv = ["g++", *self._flags(), "-include", str(self.pch_header), proof, "main.cpp", "-o", "main",
+                "-Wl,--wrap=main", *gold, *libs]
         return ctx.sandbox.run(argv, cwd=workdir, limits=self.compile_limits, uid=ctx.uid,
-                               ro_binds=(self.pch_header.parent,))
+                               ro_binds=(self.pch_header.parent, self.proof_dir))
 
     def required_paths(self) -> tuple[Path, ...]:
-        return (self.pch_header.parent,)
+        return (self.pch_header.parent, self.proof_dir)
 
     def run_argv(self, workdir: Path) -> list[str]:
         return ["./main"]

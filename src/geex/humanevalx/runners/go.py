@@ -13,6 +13,12 @@ found by the position the compiler reports, not by its wording, which changed in
 ``imported and not used: "fmt"``, ``... "strings" as str``; 1.20+: ``"fmt" imported and not used``,
 ``"strings" imported as str and not used``).
 ``go vet`` is not run (the original's ``go test`` ran it, failing correct programs on style).
+
+Proof of completion (``harness/geexproof.go``): the test file gets a blank import of package
+``geexproof`` (so its ``init`` reads the secret before any ``init`` of the sample), and the test
+main is ``testing.MainStart`` + ``m.Run()`` with ``-test.paniconexit0`` (the arguments are set by
+the test main itself, after every ``init``), reporting the proof only when ``m.Run()`` returned 0
+and every test function returned.
 """
 
 from __future__ import annotations
@@ -38,19 +44,40 @@ _TEST_FUNC = re.compile(r"^func\s+(Test\w*)\s*\(\s*\w+\s+\*testing\.T\s*\)", re.
 _TEST_MAIN = """package main
 
 import (
+    "os"
     "testing"
+    "testing/internal/testdeps"
+    "geexproof"
     sample "sample"
 )
+
+var returned [{count}]bool // set when a test function returns (not after t.FailNow or os.Exit)
 
 var tests = []testing.InternalTest{{
 {entries}}}
 
+func allReturned() bool {{
+    for _, r := range returned {{
+        if !r {{
+            return false
+        }}
+    }}
+    return len(returned) > 0 // no test function: nothing was tested
+}}
+
 func main() {{
-    testing.Main(func(pat, str string) (bool, error) {{ return true, nil }}, tests, nil, nil)
+    m := testing.MainStart(testdeps.TestDeps{{}}, tests, nil, nil, nil)
+    os.Args = []string{{os.Args[0], "-test.paniconexit0"}} // whatever an init of the sample put there
+    code := m.Run()
+    if code == 0 && allReturned() {{
+        geexproof.Report()
+    }}
+    os.Exit(code)
 }}
 """
+_PROOF_IMPORT = 'import _ "geexproof"\n'
 _BUILD = (
-    '"$T/compile" -p sample -importcfg "$CFG" -o sample.a main_test.go && '
+    '"$T/compile" -p sample -importcfg importcfg.main -o sample.a main_test.go && '
     '"$T/compile" -p main -importcfg importcfg.main -o main.a testmain.go && '
     '"$T/link" -s -w -importcfg importcfg.main -o main.test main.a'
 )
@@ -73,7 +100,7 @@ class GoRunner(Runner):
     def pkg_dir(self) -> Path:
         return self.cache_dir() / f"pkg-{self.fingerprint(0)}"
 
-    def _prepare(self, sandbox) -> None:
+    def _prepare_packages(self, sandbox) -> None:
         self.tooldir = Path(tool_output(["go", "env", "GOTOOLDIR"]) or "")
         if not (self.tooldir / "compile").exists():
             raise RuntimeError(f"go tool compile not found in {self.tooldir}")
@@ -85,7 +112,7 @@ class GoRunner(Runner):
         (build / "gocache").mkdir(parents=True)
         env = {"PATH": SAFE_PATH, "HOME": str(build), "GO111MODULE": "off",
                "GOPATH": str(GOPATH), "GOCACHE": str(build / "gocache"), "CGO_ENABLED": "0", "GOFLAGS": ""}
-        packages = sorted({"testing", TESTIFY, *GO_PACKAGES.values()})
+        packages = sorted({"testing", "testing/internal/testdeps", TESTIFY, *GO_PACKAGES.values()})
         r = subprocess.run(
             ["go", "list", "-export", "-deps", "-f", "{{if .Export}}{{.ImportPath}}={{.Export}}{{end}}", *packages],
             capture_output=True, text=True, env=env, timeout=900,
@@ -105,20 +132,40 @@ class GoRunner(Runner):
         shutil.rmtree(self.pkg_dir, ignore_errors=True)
         build.rename(self.pkg_dir)
 
+    proof_files = ("geexproof.go",)
+
+    def _prepare(self, sandbox) -> None:
+        self._prepare_packages(sandbox)
+
+        def build(tmp: Path) -> None:
+            subprocess.run([str(self.tooldir / "compile"), "-p", "geexproof", "-importcfg", str(self.pkg_dir / "importcfg"),
+                            "-o", str(tmp / "geexproof.a"), str(tmp / "geexproof.go")],
+                           check=True, capture_output=True, timeout=300, env={"PATH": SAFE_PATH, "GOGC": "off"})
+
+        self._install_proof(build)
+
     def write(self, program, workdir: Path) -> None:
-        """The sample, the generated test main and the linker's import config: all of them before
-        the compile, so that the runner checks they are still there when a step fails."""
-        write_file(workdir, "main_test.go", program.source)
-        entries = "".join(f'    {{"{name}", sample.{name}}},\n' for name in dict.fromkeys(_TEST_FUNC.findall(program.source)))
-        write_file(workdir, "testmain.go", _TEST_MAIN.format(entries=entries))
+        """The sample (with the proof package imported first), the generated test main and the
+        linker's import config: all of them before the compile, so that the runner checks they are
+        still there when a step fails."""
+        # the blank import right after the package clause: geexproof's init runs before the sample's
+        source = re.sub(r"^(package\s+\w+[^\n]*\n)", lambda m: m.group(1) + _PROOF_IMPORT, program.source,
+                        count=1, flags=re.M)
+        write_file(workdir, "main_test.go", source)
+        names = list(dict.fromkeys(_TEST_FUNC.findall(source)))
+        entries = "".join(f'    {{"{name}", func(t *testing.T) {{ sample.{name}(t); returned[{i}] = true }}}},\n'
+                          for i, name in enumerate(names))
+        write_file(workdir, "testmain.go", _TEST_MAIN.format(entries=entries, count=len(names)))
         cfg = self.pkg_dir / "importcfg"
-        write_file(workdir, "importcfg.main", cfg.read_text() + f"packagefile sample={workdir / 'sample.a'}\n")
+        write_file(workdir, "importcfg.main",
+                   cfg.read_text() + f"packagefile geexproof={self.proof_dir / 'geexproof.a'}\n"
+                   f"packagefile sample={workdir / 'sample.a'}\n")
 
     def _build(self, workdir: Path, ctx: RunContext) -> ExecResult:
         return ctx.sandbox.run(
             ["/bin/sh", "-c", _BUILD], cwd=workdir, limits=self.compile_limits, uid=ctx.uid,
-            env={"T": str(self.tooldir), "CFG": str(self.pkg_dir / "importcfg"), "GOGC": "off"},  # GOGC=off: a 12% faster link
-            ro_binds=(self.pkg_dir,),
+            env={"T": str(self.tooldir), "GOGC": "off"},  # GOGC=off: a 12% faster link
+            ro_binds=(self.pkg_dir, self.proof_dir),
         )
 
     def compile(self, workdir: Path, ctx: RunContext) -> ExecResult:
@@ -136,7 +183,7 @@ class GoRunner(Runner):
         return result
 
     def required_paths(self) -> tuple[Path, ...]:
-        return (self.pkg_dir, self.tooldir)
+        return (self.pkg_dir, self.tooldir, self.proof_dir)
 
     def run_argv(self, workdir: Path) -> list[str]:
         return ["./main.test"]

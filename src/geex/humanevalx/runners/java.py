@@ -10,6 +10,9 @@ never taken for the harness's fault on its word: a fresh server compiles a known
 program, and if that works the sample is to blame (``resource_limit`` when the JVM ran out of
 memory, else ``compile_error``) and the fresh server serves the next sample; only when the control
 fails as well is it a ``harness_error``. A sample cannot leave pass@k by killing the compiler.
+
+The test runs as ``java -cp <harness>:. GeexMain``: geex's main class (``harness/GeexMain.java``,
+compiled once, first on the class path) holds the proof of completion and calls ``Main.main``.
 """
 
 from __future__ import annotations
@@ -153,6 +156,7 @@ class JavaRunner(Runner):
         return self.cache_dir() / f"javac-server-{self.fingerprint(0)}"
 
     def _prepare(self, sandbox) -> None:
+        self._install_main()
         if (self.server_dir / "GeexJavac.class").is_file():
             return
         self.server_dir.mkdir(parents=True, exist_ok=True)
@@ -218,10 +222,22 @@ class JavaRunner(Runner):
             shutil.rmtree(workdir, ignore_errors=True)
 
     def required_paths(self) -> tuple[Path, ...]:
-        return (self.server_dir,)
+        return (self.server_dir, self.proof_dir)
+
+    proof_files = ("GeexMain.java",)
+
+    def _install_main(self) -> None:
+        def build(tmp: Path) -> None:
+            subprocess.run(["javac", "-d", str(tmp), str(tmp / "GeexMain.java")], check=True, capture_output=True,
+                           timeout=300)
+
+        self._install_proof(build)
 
     def run_argv(self, workdir: Path) -> list[str]:
-        return ["java", *JVM_FLAGS, "-cp", ".", "Main"]
+        return ["java", *JVM_FLAGS, "-cp", f"{self.proof_dir}:.", "GeexMain"]
+
+    def run_ro_binds(self) -> tuple[Path, ...]:
+        return (self.proof_dir,)
 
     def run_limits(self, timeout_s: float) -> Limits:
         return Limits(wall_s=timeout_s, cpu_s=int(timeout_s) + 2, address_space_mb=8192, nproc=128)

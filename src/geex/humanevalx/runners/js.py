@@ -1,4 +1,5 @@
-"""JavaScript: node, with js-md5 (JavaScript/162) from geex's cache."""
+"""JavaScript: node, with js-md5 (JavaScript/162) from geex's cache, running ``test.js`` through geex's
+harness script (``harness/geex_run.js``: proof of completion, a strict frozen ``console.assert``)."""
 
 from __future__ import annotations
 
@@ -33,14 +34,22 @@ class JsRunner(Runner):
             return ToolStatus(True, f"node {version} (js-md5 missing)", "js-md5 missing", self.install_hint)
         return ToolStatus(True, f"node {version}")
 
+    proof_files = ("geex_run.js",)
+
+    def _prepare(self, sandbox) -> None:
+        self._install_proof()
+
+    def required_paths(self) -> tuple[Path, ...]:
+        return (self.proof_dir,)
+
     def run_argv(self, workdir: Path) -> list[str]:
-        return [shutil.which("node") or "node", "test.js"]
+        return [shutil.which("node") or "node", str(self.proof_dir / "geex_run.js"), "test.js"]
 
     def run_env(self) -> dict[str, str]:
         return {"NODE_PATH": str(node_modules())}
 
     def run_ro_binds(self) -> tuple[Path, ...]:
-        return (node_modules(),) if node_modules().is_dir() else ()
+        return (*((node_modules(),) if node_modules().is_dir() else ()), self.proof_dir)
 
     def harness_fault(self, result: ExecResult) -> str | None:
         # only when js-md5 really is missing: a program can print the message itself

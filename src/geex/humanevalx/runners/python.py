@@ -1,4 +1,6 @@
-"""Python: the harness's own interpreter (it has numpy), started directly, isolated mode."""
+"""Python: the harness's own interpreter (it has numpy), isolated mode, running ``main.py`` through
+geex's harness script (``harness/geex_run.py``: proof of completion, the test apart from the
+completion's names, results compared as plain data)."""
 
 from __future__ import annotations
 
@@ -22,8 +24,13 @@ class PythonRunner(Runner):
             return ToolStatus(False, "", "the interpreter cannot import numpy", self.install_hint)
         return ToolStatus(True, f"Python {version}")
 
+    proof_files = ("geex_run.py",)
+
+    def _prepare(self, sandbox) -> None:
+        self._install_proof()
+
     def run_argv(self, workdir: Path) -> list[str]:
-        return [str(self.interpreter), "-I", "-B", "main.py"]
+        return [str(self.interpreter), "-I", "-B", str(self.proof_dir / "geex_run.py")]
 
     def run_env(self) -> dict[str, str]:
         # one BLAS thread: numpy's thread pool would otherwise reserve address space per core
@@ -34,4 +41,4 @@ class PythonRunner(Runner):
 
     def run_ro_binds(self) -> tuple[Path, ...]:
         prefixes = {Path(sys.prefix), Path(sys.base_prefix), self.interpreter.resolve().parent.parent}
-        return tuple(sorted(prefixes))
+        return (*sorted(prefixes), self.proof_dir)

@@ -1,0 +1,171 @@
+"""geex's Python test harness: ``python -I -B geex_run.py`` in the work directory of ``main.py``.
+
+Prologue, program, epilogue (see ``geex/humanevalx/proof.py``): the secret is read from stdin
+before any code of the sample runs, and written to the report descriptor only once the test's
+last statement has run without an exception. ``exit(0)``, ``raise SystemExit``, ``os._exit(0)``,
+``atexit`` or signal handlers all end the program before that.
+
+``main.layout.json`` (from assembly) says where the parts of ``main.py`` lie; with it:
+
+- the test runs in a namespace of its own, built *before* the sample runs: a copy of the
+  built-ins, the imports preamble and the prompt's helper functions (``poly``, ``encode_cyclic``),
+  each executed on its own. A completion that rebinds ``len``, ``sorted``, ``builtins.abs`` or a
+  helper at module level does not change what the test computes;
+- the test's view of the function under test is a proxy that turns every result into plain
+  built-in data (``int``, ``str``, ``list``, ``dict`` …; subclasses become their base type, numpy
+  scalars and arrays Python values) or raises ``TypeError``: an object whose ``__eq__`` says yes
+  to everything never reaches the test's comparisons;
+- comparisons of the test with a literal (``== 5``, ``in [1, 2]``, ``!= -1``) compare plain data
+  too (an AST rewrite), whatever the other side is.
+
+Without a layout (a program not made by assembly) the whole file runs as one module.
+
+Not covered: a sample that introspects the interpreter on purpose (frames, ``gc``, tracing) can
+reach the secret or the test; a sample that patches a shared module (``random.randint``) changes
+the test's inputs. Both are attacks, not early exits.
+"""
+
+import ast
+import builtins
+import functools
+import json
+import os
+import sys
+import types
+
+
+def _main() -> None:
+    pristine = dict(builtins.__dict__)  # before any code of the sample runs
+    fd_text = os.environ.get("GEEX_PROOF_FD")
+    secret = b""
+    if fd_text is not None:
+        while not secret.endswith(b"\n") and len(secret) < 256:
+            chunk = os.read(0, 1)
+            if not chunk:
+                break
+            secret += chunk
+        secret = secret.strip()
+        report_fd = int(fd_text)
+        os.set_inheritable(report_fd, False)  # the sample's child processes do not get it
+
+    with open("main.py", encoding="utf-8") as f:
+        source = f.read()
+    try:
+        with open("main.layout.json", encoding="utf-8") as f:
+            layout = json.load(f)
+    except FileNotFoundError:
+        layout = None
+
+    def part(start: int, end: int | None = None) -> str:
+        """``source[start:end]`` at its own line numbers (for tracebacks)."""
+        return "\n" * source.count("\n", 0, start) + source[start:end]
+
+    sample = types.ModuleType("__main__")
+    sample.__file__ = "main.py"
+    sys.modules["__main__"] = sample  # `import __main__` gives the program, not this harness
+    sys.argv = ["main.py"]
+
+    if layout is None:
+        exec(compile(source, "main.py", "exec"), sample.__dict__)
+    else:
+        test_ns = {"__name__": "__main__", "__builtins__": pristine}
+        exec(compile(part(*layout["prelude"]), "main.py", "exec"), test_ns)
+        if layout.get("helpers"):
+            exec(compile(part(*layout["helpers"]), "main.py", "exec"), test_ns)
+        exec(compile(source[: layout["test"]], "main.py", "exec"), sample.__dict__)
+        entry = layout.get("entry")
+        if entry is None:  # no function to test: the test sees the program's names (plain data still)
+            test_ns = sample.__dict__
+        elif entry in sample.__dict__:
+            test_ns[entry] = _plain_results(sample.__dict__[entry])
+        test_ns["__geex_plain__"] = _plain
+        tree = _LiteralComparisons().visit(ast.parse(part(layout["test"]), "main.py"))
+        exec(compile(ast.fix_missing_locations(tree), "main.py", "exec"), test_ns)
+
+    if fd_text is not None and secret:
+        os.write(report_fd, secret)
+
+
+# -- plain built-in data ---------------------------------------------------------------------------
+_SCALARS = (int, float, complex, str, bytes, bytearray, bool, type(None))
+# subclasses: the base type's own conversion, which ignores the subclass's overrides
+_SCALAR_BASES = (
+    (int, int.__int__), (float, float.__float__), (complex, complex.__complex__),
+    (str, str.__str__), (bytes, bytes.__bytes__), (bytearray, bytearray),
+)
+
+
+def _plain(value, _path=None):
+    """``value`` as built-in data the test can compare with built-in semantics, or TypeError."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    for base, convert in _SCALAR_BASES:
+        if isinstance(value, base):
+            return convert(value)
+    path = set() if _path is None else _path
+    if id(value) in path:
+        raise TypeError("geex: a result that contains itself is not plain data")
+    path.add(id(value))
+    try:
+        if isinstance(value, list):
+            return [_plain(x, path) for x in list.__iter__(value)]
+        if isinstance(value, tuple):
+            return tuple(_plain(x, path) for x in tuple.__iter__(value))
+        if isinstance(value, dict):
+            return {_plain(k, path): _plain(v, path) for k, v in dict.items(value)}
+        if isinstance(value, frozenset):
+            return frozenset(_plain(x, path) for x in frozenset.__iter__(value))
+        if isinstance(value, set):
+            return {_plain(x, path) for x in set.__iter__(value)}
+        np = sys.modules.get("numpy")
+        if np is not None and isinstance(value, np.ndarray):
+            return _plain(np.ndarray.tolist(value), path)
+        if np is not None and isinstance(value, np.generic):
+            return _plain(np.generic.item(value), path)
+    finally:
+        path.discard(id(value))
+    raise TypeError(
+        f"geex: the test compares only built-in data (int, float, str, list, dict, ...), "
+        f"not a {kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def _plain_results(function):
+    """``function`` for the test: each result converted by :func:`_plain`."""
+
+    @functools.wraps(function)
+    def candidate(*args, **kwargs):
+        return _plain(function(*args, **kwargs))
+
+    return candidate
+
+
+def _literal(node) -> bool:
+    """A constant, a signed number, or a list/tuple/set/dict display of literals."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return isinstance(node.operand, ast.Constant)
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return all(_literal(e) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(k is not None and _literal(k) for k in node.keys) and all(_literal(v) for v in node.values)
+    return False
+
+
+class _LiteralComparisons(ast.NodeTransformer):
+    """``x == <literal>`` (any comparison but ``is``) becomes ``__geex_plain__(x) == <literal>``."""
+
+    def visit_Compare(self, node):
+        self.generic_visit(node)
+        operands = [node.left, *node.comparators]
+        if all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops) or not any(map(_literal, operands)):
+            return node
+        wrapped = [o if _literal(o) else ast.copy_location(
+            ast.Call(ast.Name("__geex_plain__", ast.Load()), [o], []), o) for o in operands]
+        node.left, node.comparators = wrapped[0], wrapped[1:]
+        return node
+
+if __name__ == "__main__":
+    _main()

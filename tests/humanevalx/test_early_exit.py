@@ -1,0 +1,348 @@
+"""No way to pass without passing: early exits with status 0, and disarmed tests, in every language.
+
+Each program is a completion of task 53 (``add(x, y)``) evaluated through the real ``evaluate()``
+(assembly, runner, sandbox; no verdict cache, no cleanup), next to correct completions that must
+pass. Two kinds:
+
+- ``EARLY``: the program ends with status 0 before its test has run to the end (``exit(0)`` in the
+  function, ``atexit``/signal/panic/shutdown hooks, uncaught-exception handlers, static
+  initializers, Go ``init``, ELF constructors …). The old rule (status 0 = passed) passed every one
+  of them; now they are ``runtime_error`` with the early-exit detail, because geex's proof of
+  completion is missing. Control: with the classifier put back to the old exit-0 rule, the same
+  programs pass.
+- ``DISARM``: the program lets the test run but defeats its checks (an ``__eq__`` that says yes to
+  everything, rebinding built-ins, replacing ``console.assert`` or ``assert!``, renaming C++'s
+  ``main``, filtering Go's tests through ``os.Args``). Controls: each one passes once the specific
+  protection is taken out again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from geex.humanevalx import runners as runners_module
+from geex.humanevalx import verdict as verdict_module
+from geex.humanevalx.assembly import JS_ASSERT, Program, assemble
+from geex.humanevalx.dataset import load_problems
+from geex.humanevalx.evaluate import EvalConfig, evaluate
+from geex.humanevalx.proof import EARLY_EXIT, Proof, harness_text
+from geex.humanevalx.runners import RunContext, cache_root, get_runner, go as go_runner, make_jobs_root
+from geex.humanevalx.sandbox import Sandbox
+from geex.languages import get_language
+
+pytestmark = pytest.mark.toolchains
+
+TASK = {"python": "Python/53", "cpp": "CPP/53", "java": "Java/53", "js": "JavaScript/53",
+        "go": "Go/53", "rust": "Rust/53"}
+LANGUAGES = tuple(TASK)
+TIMEOUT_S = 6.0
+RT, WA, CE = "runtime_error", "wrong_answer", "compile_error"
+
+# -- correct completions: they must pass ----------------------------------------------------------
+CORRECT = {
+    "python": {
+        "plain": "    return x + y\n",
+        "numpy_int": "    import numpy\n    return numpy.int64(x + y)\n",  # turned into a Python int
+        "int_subclass": "    class Num(int):\n        pass\n    return Num(x + y)\n",  # into its base type
+        "float": "    return float(x + y)\n",
+    },
+    "cpp": {"plain": "    return x + y;\n}\n",
+            "own_constructor": "    return x + y;\n}\n__attribute__((constructor)) static void geex_hello() {}\n"},
+    "java": {"plain": "        return x + y;\n    }\n}\n"},
+    "js": {"plain": "  return x + y;\n}\n"},
+    "go": {"plain": "    return x + y\n}\n",
+           "init": "    return x + y\n}\n\nvar geexTable = map[int]int{}\n\nfunc init() {\n    geexTable[0] = 0\n}\n"},
+    "rust": {"plain": "    return x + y;\n}\n"},
+}
+
+# -- early exits with status 0: (completion, verdict) -----------------------------------------------
+EARLY: dict[str, dict[str, str]] = {
+    "python": {
+        "exit": "    exit(0)\n",
+        "sys_exit": "    import sys\n    sys.exit(0)\n",
+        "raise_systemexit": "    raise SystemExit\n",
+        "os_exit": "    import os\n    os._exit(0)\n",
+        "module_level_exit": "    return x + y + 1\n\nimport sys\nsys.exit(0)\n",
+        "atexit": "    import atexit, os\n    atexit.register(os._exit, 0)\n    return x + y + 1\n",
+        "signal_handler": (
+            "    import os, signal, time\n    signal.signal(signal.SIGALRM, lambda *_: os._exit(0))\n"
+            "    signal.setitimer(signal.ITIMER_REAL, 0.05)\n    time.sleep(5)\n"),
+        "excepthook": "    import os, sys\n    sys.excepthook = lambda *_: os._exit(0)\n    return x + y + 1\n",
+    },
+    "cpp": {
+        "exit": "    exit(0);\n}\n",
+        "_Exit": "    _Exit(0);\n}\n",
+        "quick_exit": "    quick_exit(0);\n}\n",
+        "atexit": "    atexit([] { _Exit(0); });\n    exit(3);\n}\n",
+        "signal_handler": (
+            "    int geex_arm();\n    geex_arm();\n    return x + y + 1;\n}\n#include <csignal>\n"
+            "int geex_arm() {\n    std::signal(SIGABRT, [](int) { std::_Exit(0); });\n    return 0;\n}\n"),
+        "terminate_handler": "    std::set_terminate([] { std::_Exit(0); });\n    throw 1;\n}\n",
+        "static_initializer": "    return x + y + 1;\n}\nstatic int geex_early = (exit(0), 0);\n",
+        "constructor": "    return x + y + 1;\n}\n__attribute__((constructor)) static void geex_early() { exit(0); }\n",
+        "constructor_101": "    return x + y + 1;\n}\n__attribute__((constructor(101))) static void geex_early() { exit(0); }\n",
+        "preinit_array": (
+            "    return x + y + 1;\n}\nstatic void geex_early(int, char**, char**) { _Exit(0); }\n"
+            '__attribute__((used, section(".preinit_array"))) static void (*geex_early_entry)(int, char**, char**)'
+            " = geex_early;\n"),
+    },
+    "java": {
+        "system_exit": "        System.exit(0);\n        return 0;\n    }\n}\n",
+        "runtime_halt": "        Runtime.getRuntime().halt(0);\n        return 0;\n    }\n}\n",
+        "shutdown_hook": (
+            "        Runtime.getRuntime().addShutdownHook(new Thread(() -> Runtime.getRuntime().halt(0)));\n"
+            "        return x + y + 1;\n    }\n}\n"),
+        "uncaught_handler": (
+            "        Thread.setDefaultUncaughtExceptionHandler((t, e) -> Runtime.getRuntime().halt(0));\n"
+            "        return x + y + 1;\n    }\n}\n"),
+        "static_initializer": "        return x + y + 1;\n    }\n    static {\n        System.exit(0);\n    }\n}\n",
+    },
+    "js": {
+        "process_exit": "  process.exit(0);\n}\n",
+        "really_exit": "  process.reallyExit(0);\n}\n",
+        "exit_handler": "  process.on('exit', () => process.exit(0));\n  return x + y + 1;\n}\n",
+        "exit_code_in_exit_handler": "  process.on('exit', () => { process.exitCode = 0; });\n  return x + y + 1;\n}\n",
+        "uncaught_exception": "  process.on('uncaughtException', () => { process.exitCode = 0; });\n  return x + y + 1;\n}\n",
+        "module_level_exit": "  return x + y + 1;\n}\nprocess.exit(0);\n",
+    },
+    "go": {
+        "os_exit": "    os.Exit(0)\n    return 0\n}\n",
+        "init": "    return x + y + 1\n}\n\nfunc init() {\n    os.Exit(0)\n}\n",
+        "package_variable": "    return x + y + 1\n}\n\nvar geexEarly = func() int {\n    os.Exit(0)\n    return 0\n}()\n",
+        "goroutine_exit": "    go os.Exit(0)\n    time.Sleep(5 * time.Second)\n    return x + y\n}\n",
+    },
+    "rust": {
+        "process_exit": "    std::process::exit(0);\n}\n",
+        "panic_hook": "    std::panic::set_hook(Box::new(|_| std::process::exit(0)));\n    return x + y + 1;\n}\n",
+        "libc_exit": '    extern "C" {\n        fn _exit(code: i32) -> !;\n    }\n    unsafe { _exit(0) }\n}\n',
+        "init_array": (
+            '    return x + y + 1;\n}\n#[used]\n#[link_section = ".init_array"]\n'
+            'static GEEX_EARLY: extern "C" fn() = {\n    extern "C" fn early() {\n        std::process::exit(0)\n'
+            "    }\n    early\n};\n"),
+    },
+}
+
+# -- tests disarmed while they run: (completion, the verdict it gets now) ----------------------------
+_PY_TABLE = "    return {(0, 1): 1, (1, 0): 1, (2, 3): 5, (5, 7): 12, (7, 5): 12}[(x, y)]\n"  # the literal asserts only
+DISARM: dict[str, dict[str, tuple[str, str]]] = {
+    "python": {
+        "eq_everything": ("    class Yes:\n        def __eq__(self, other):\n            return True\n"
+                          "        def __ne__(self, other):\n            return False\n"
+                          "        __hash__ = object.__hash__\n    return Yes()\n", RT),
+        "int_subclass_eq": ("    class Yes(int):\n        def __eq__(self, other):\n            return True\n"
+                            "        __hash__ = int.__hash__\n    return Yes(0)\n", WA),
+        "shadow_builtin": (_PY_TABLE + "\nrange = lambda *args: ()\n", RT),
+        "patch_builtins_module": (_PY_TABLE + "\nimport builtins\nbuiltins.range = lambda *args: ()\n", RT),
+    },
+    "cpp": {"define_main": ("    return x + y + 1;\n}\nint main() { return 0; }\n#define main geex_test_main\n", CE)},
+    "js": {
+        "console_assert_replaced": ("  return x + y + 1;\n}\nconsole.assert = () => {};\n", WA),
+        "console_replaced": ("  return x + y + 1;\n}\nglobalThis.console = { assert() {}, log() {}, error() {} };\n", WA),
+        "assert_redefined": ("  return x + y + 1;\n}\nObject.defineProperty(console, 'assert', { value: () => {} });\n", RT),
+    },
+    "go": {"test_filter": ('    return x + y + 1\n}\n\nfunc init() {\n    os.Args = append(os.Args, "-test.run=^$")\n}\n', WA)},
+    "rust": {"assert_macro": ("    return x + y + 1;\n}\nmacro_rules! assert {\n    ($($t:tt)*) => {};\n}\n", WA)},
+}
+
+
+def _rows() -> tuple[list[dict], dict[str, tuple[str, str, str]]]:
+    """Samples-file rows and sample id -> (language, kind, form)."""
+    rows, ids = [], {}
+    for kind, table in (("correct", CORRECT), ("early", EARLY), ("disarm", DISARM)):
+        for language, forms in table.items():
+            for form, value in forms.items():
+                completion = value[0] if isinstance(value, tuple) else value
+                cid = len(rows)
+                rows.append({"task_id": TASK[language], "completion": completion, "completion_id": cid})
+                ids[f"{TASK[language]}#{cid}"] = (language, kind, form)
+    return rows, ids
+
+
+def _evaluate(tmp: Path, rows: list[dict], name: str) -> dict[str, dict]:
+    samples = tmp / f"{name}.jsonl"
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp / name
+    evaluate(EvalConfig(samples=str(samples), out_dir=out, progress=False, use_cache=False, clean=False,
+                        workers=2, timeout_s=TIMEOUT_S))
+    with open(out / "results.jsonl", encoding="utf-8") as f:
+        return {r["sample_id"]: r for r in map(json.loads, f)}
+
+
+@pytest.fixture(scope="module")
+def verdicts(tmp_path_factory) -> dict[tuple[str, str, str], dict]:
+    rows, ids = _rows()
+    results = _evaluate(tmp_path_factory.mktemp("early-exit"), rows, "all")
+    assert set(results) == set(ids)
+    return {ids[sid]: rec for sid, rec in results.items()}
+
+
+def _cases(table: dict) -> list[tuple[str, str]]:
+    return [(language, form) for language, forms in table.items() for form in forms]
+
+
+@pytest.mark.parametrize(("language", "form"), _cases(CORRECT))
+def test_correct_completions_pass(verdicts, language, form):
+    rec = verdicts[(language, "correct", form)]
+    assert rec["verdict"] == "passed", rec
+
+
+@pytest.mark.parametrize(("language", "form"), _cases(EARLY))
+def test_early_exit_does_not_pass(verdicts, language, form):
+    rec = verdicts[(language, "early", form)]
+    assert not rec["passed"], rec
+    assert rec["verdict"] == RT, rec
+    if rec["exit_code"] == 0:  # Go's goroutine exit panics under -test.paniconexit0 instead
+        assert rec["detail"].startswith(EARLY_EXIT), rec
+
+
+@pytest.mark.parametrize(("language", "form"), _cases(DISARM))
+def test_disarmed_test_does_not_pass(verdicts, language, form):
+    rec = verdicts[(language, "disarm", form)]
+    assert (rec["verdict"], rec["passed"]) == (DISARM[language][form][1], False), rec
+
+
+def test_every_language_is_covered():
+    assert set(CORRECT) == set(EARLY) == set(LANGUAGES)
+
+
+# -- controls --------------------------------------------------------------------------------------
+def test_early_exits_would_pass_on_exit_status_alone(tmp_path, monkeypatch):
+    """With the classifier put back to the old rule (status 0 = passed), and Go's test main without
+    ``-test.paniconexit0`` (which turns an ``os.Exit(0)`` during a test into a panic), every early
+    exit passes: the proof is what fails them, so the tests above can fail."""
+    real = verdict_module.classify_run
+    monkeypatch.setattr(runners_module, "classify_run",
+                        lambda language, result, proof: real(language, result, proof=Proof.SHOWN))
+    template = go_runner._TEST_MAIN
+    monkeypatch.setattr(go_runner, "_TEST_MAIN", template.replace(', "-test.paniconexit0"', ""))
+    assert go_runner._TEST_MAIN != template
+    rows = [{"task_id": TASK[language], "completion": completion, "completion_id": i}
+            for i, (language, completion) in enumerate(
+                (language, completion) for language, forms in EARLY.items() for completion in forms.values())]
+    results = _evaluate(tmp_path, rows, "old-rule")
+    assert len(results) == len(rows)
+    failing = {sid: (r["verdict"], r["detail"][-200:]) for sid, r in results.items() if not r["passed"]}
+    assert not failing
+
+
+@pytest.fixture(scope="module")
+def problems(dataset_dir):
+    return load_problems([get_language(lang) for lang in LANGUAGES], dataset_dir)
+
+
+@pytest.fixture()
+def ctx():
+    sandbox = Sandbox(hide=[Path.home(), cache_root()])
+    context = RunContext(sandbox, make_jobs_root(), slot=0, timeout_s=TIMEOUT_S)
+    yield context
+    context.close()
+    shutil.rmtree(context.jobs_root, ignore_errors=True)
+
+
+def _disarm(problems, language: str, form: str) -> Program:
+    return assemble(problems[TASK[language]], DISARM[language][form][0], clean=False)
+
+
+@pytest.mark.parametrize("form", list(DISARM["python"]))
+def test_python_disarms_pass_in_one_namespace(problems, ctx, form):
+    """Without the layout (the test in the completion's namespace, results not made plain data),
+    the harness runs the program as one module: each disarming completion passes, proof and all."""
+    program = _disarm(problems, "python", form)
+    outcome = get_runner("python").execute(Program(program.language, program.source), ctx)
+    assert outcome.verdict.value == "passed", outcome
+
+
+def test_cpp_renamed_main_passes_without_undef(problems, ctx):
+    program = _disarm(problems, "cpp", "define_main")
+    assert "\n#undef main\n" in program.source
+    outcome = get_runner("cpp").execute(Program(program.language, program.source.replace("\n#undef main\n", "\n")), ctx)
+    assert outcome.verdict.value == "passed", outcome
+
+
+def _js_unrewritten(program: Program) -> Program:
+    return Program(program.language, program.source.replace(f"{JS_ASSERT}(", "console.assert("))
+
+
+def test_js_replaced_console_passes_without_the_assert_const(problems, ctx):
+    program = _js_unrewritten(_disarm(problems, "js", "console_replaced"))
+    assert get_runner("js").execute(program, ctx).verdict.value == "passed"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
+def test_js_replaced_console_assert_passes_without_the_harness(problems, tmp_path):
+    """Neither the const nor the frozen console.assert: the program alone, as node runs it, exits 0."""
+    (tmp_path / "test.js").write_text(_js_unrewritten(_disarm(problems, "js", "console_assert_replaced")).source)
+    assert subprocess.run(["node", "test.js"], cwd=tmp_path, capture_output=True, timeout=60).returncode == 0
+
+
+def test_go_test_filter_passes_without_the_test_main_checks(problems, ctx, monkeypatch):
+    """The test main without its own arguments and without the returned-functions check."""
+    template = go_runner._TEST_MAIN
+    lax = template.replace('    os.Args = []string{{os.Args[0], "-test.paniconexit0"}}', "").replace(
+        "code == 0 && allReturned()", "code == 0")
+    assert "os.Args = " not in lax and "allReturned()" not in lax.split("func main")[1]
+    monkeypatch.setattr(go_runner, "_TEST_MAIN", lax)
+    outcome = get_runner("go").execute(_disarm(problems, "go", "test_filter"), ctx)
+    assert outcome.verdict.value == "passed", outcome
+
+
+def test_rust_assert_macro_passes_without_std_paths(problems, ctx):
+    program = _disarm(problems, "rust", "assert_macro")
+    assert "::std::assert!(" in program.source
+    undone = Program(program.language, program.source.replace("::std::assert!(", "assert!("), proofs=program.proofs)
+    assert get_runner("rust").execute(undone, ctx).verdict.value == "passed"
+
+
+# -- the Python harness on its own ------------------------------------------------------------------
+def _run_harness(tmp_path: Path, source: str, layout: dict | None, secret: str = "s3cr3t") -> tuple[int, bytes, str]:
+    (tmp_path / "geex_run.py").write_text(harness_text("geex_run.py"))
+    (tmp_path / "main.py").write_text(source)
+    (tmp_path / "main.layout.json").unlink(missing_ok=True)
+    if layout is not None:
+        (tmp_path / "main.layout.json").write_text(json.dumps(layout))
+    r, w = os.pipe()
+    try:
+        proc = subprocess.run([sys.executable, "-I", "-B", "geex_run.py"], cwd=tmp_path, input=f"{secret}\n".encode(),
+                              env={"GEEX_PROOF_FD": str(w), "PATH": os.environ.get("PATH", "")}, pass_fds=(w,),
+                              capture_output=True, timeout=60)
+        os.close(w)
+        w = -1
+        report = os.read(r, 1024)
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    return proc.returncode, report, proc.stderr.decode()
+
+
+def test_python_harness_compares_literals_as_plain_data(tmp_path):
+    """Without a function under test (no entry), the test sees the program's names; its comparisons
+    with literals still refuse objects that are not built-in data (AST rewrite)."""
+    source = ("class Yes:\n    def __eq__(self, other):\n        return True\n    __hash__ = object.__hash__\n"
+              "value = Yes()\nnumbers = [Yes()]\n"
+              "assert value == 5\n")
+    test_at = source.index("assert")
+    layout = {"prelude": [0, 0], "helpers": None, "entry": None, "test": test_at}
+    code, report, err = _run_harness(tmp_path, source, layout)
+    assert code == 1 and report == b"" and "not a __main__.Yes" in err, err
+    for test, passes in [("assert numbers == [5]\n", False), ("assert -3 in numbers\n", False),
+                         ("assert value is not None\n", True), ("assert len(numbers) == 1\n", True)]:
+        code, report, err = _run_harness(tmp_path, source[:test_at] + test, {**layout})
+        assert (code == 0 and report == b"s3cr3t") is passes, (test, err)
+    # the same program in one module, as before: the test passes
+    code, report, _ = _run_harness(tmp_path, source, None)
+    assert (code, report) == (0, b"s3cr3t")
+
+
+def test_python_harness_reports_only_at_the_end(tmp_path):
+    code, report, _ = _run_harness(tmp_path, "import sys\nsys.exit(0)\n", None)
+    assert (code, report) == (0, b"")
+    code, report, _ = _run_harness(tmp_path, "x = 1\n", None, secret="abc")
+    assert (code, report) == (0, b"abc")
