@@ -75,6 +75,7 @@ class Item:
     kind: str = "def"
     owner: str | None = None  # impl: the type the methods belong to
     trait: str | None = None  # Rust ``impl Trait for Type``
+    arity: int | None = None  # a C++/Java function: overloads of one name differ in their parameters
 
 
 def _h(pattern: str, block: bool, kind: str = "def", line: bool = False) -> Header:
@@ -102,7 +103,7 @@ _CPP_HEADERS = (
     # a function (or prototype) with a return type; a qualified name (Type::name, a constructor) may have none
     _h(rf"{_TEMPLATE}(?:(?P<type>{_CPP_TYPE}){_H}*[*&]*{_H}*)?"
        rf"(?<![\w$])(?P<name>(?:{_ID}::)*~?{_ID}|(?:{_ID}::)*operator{_H}*(?:\(\)|[^\s(]+))"
-       rf"{_H}*{_PARAMS}{_CPP_QUALS}\s*(?P<body>[{{;])", block=True),
+       rf"{_H}*(?P<params>{_PARAMS}){_CPP_QUALS}\s*(?P<body>[{{;])", block=True),
     _h(rf"(?P<type>{_CPP_TYPE}){_H}*[*&]*{_H}*(?<![\w$])(?P<name>{_ID}){_H}*(?:\[[^\];{{}}\n]*\]{_H}*)*(?=[=;{{(,])",
        block=False),
 )
@@ -115,7 +116,7 @@ _JAVA_TYPE = rf"[\w.$]+(?:{_H}*<[^;{{}}()]*>)?(?:{_H}*\[{_H}*\])*"
 _JAVA_TYPES = _h(rf"{_JAVA_ANN}{_JAVA_MOD}(?:class|interface|enum|record|@interface)\s+(?P<name>{_ID})", block=True)
 _JAVA_MEMBERS = (
     _JAVA_TYPES,
-    _h(rf"{_JAVA_ANN}{_JAVA_MOD}(?:<[^;{{}}()]*>\s*)?(?:(?P<type>{_JAVA_TYPE}){_H}+)?(?P<name>{_ID}){_H}*{_PARAMS}"
+    _h(rf"{_JAVA_ANN}{_JAVA_MOD}(?:<[^;{{}}()]*>\s*)?(?:(?P<type>{_JAVA_TYPE}){_H}+)?(?P<name>{_ID}){_H}*(?P<params>{_PARAMS})"
        rf"\s*(?:throws\s+[\w.,\s]+?)?\s*(?P<body>[{{;])", block=True),
     _h(rf"{_JAVA_ANN}{_JAVA_MOD}(?P<type>{_JAVA_TYPE}){_H}+(?P<name>{_ID}){_H}*(?:\[{_H}*\]{_H}*)*(?=[=;,])",
        block=False),
@@ -356,7 +357,11 @@ def _item(lang: str, header: Header, m: re.Match[str], code: str, start: int, en
         names = _rust_use_names(rest.rstrip().removesuffix(";"))
     elif lang == "rust" and g.get("alias"):
         names = {g["alias"]}
-    return Item(start, end, frozenset(n for n in names if n not in _KEYWORDS), used, kind)
+    arity = None
+    if g.get("params") is not None:
+        inner = g["params"][1:-1].strip()
+        arity = 0 if inner in ("", "void") else len(_split_top(inner))
+    return Item(start, end, frozenset(n for n in names if n not in _KEYWORDS), used, kind, arity=arity)
 
 
 def _header_at(lang: str, headers: tuple[Header, ...], code: str, pos: int) -> tuple[Header, re.Match[str]] | None:
@@ -433,13 +438,22 @@ def defined_names(lang: str, code: str) -> frozenset[str]:
 
 def needed(found: list[Item], used: set[str], context: frozenset[str]) -> list[Item]:
     """The items the code using ``used`` needs, transitively, in text order (see the module doc)."""
-    claimed = set(context)
+    claimed = set(context)  # names defined once and for all
+    overloads: dict[str, set[int]] = {}  # C++/Java function name -> the arities defined
     eligible: list[Item] = []
     for it in found:
         if it.kind == "def":
             if it.names & claimed:
                 continue  # a redefinition: the context's or an earlier item's version stands
-            claimed |= it.names
+            if it.arity is not None and len(it.names) == 1:  # an overload (another parameter count)
+                (name,) = it.names
+                if it.arity in overloads.setdefault(name, set()):
+                    continue
+                overloads[name].add(it.arity)
+            elif it.names & overloads.keys():
+                continue
+            else:
+                claimed |= it.names
         elif it.kind == "proto" and it.names & context:
             continue
         eligible.append(it)
