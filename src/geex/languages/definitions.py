@@ -22,7 +22,8 @@ a string or a comment is not a use:
   and their type is defined;
 - no item may define a name again: not one the *context* defines (the prompt or declaration the
   completion continues, which holds the target function itself: a recursive body calls it), not
-  one an earlier item defines (the first version wins). Prototypes (C++ and Java declarations
+  one an earlier item defines (the first version wins; a C++ or Java overload with another number
+  of parameters is not a redefinition). Prototypes (C++ and Java declarations
   without a body) define nothing that way, so their definition may follow. A C++ ``#include``
   is kept when a kept item follows it.
 
