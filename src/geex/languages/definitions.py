@@ -160,6 +160,7 @@ JAVA_TOP_LEVEL: tuple[Header, ...] = (_JAVA_TYPES,)  # after class Solution is c
 _ASI = frozenset({"go", "js"})  # a statement may end at the end of its line
 _CONTINUES = tuple("=+-*/%&|^<>!?:,.([{")  # a line ending so goes on on the next one
 _TRAILING_SEMICOLON = re.compile(r"[ \t]*;")
+_BODY_NEXT = re.compile(r"[^\S\n]*\{")  # braces before a body: a Go interface{} result, a C++ a{x} initializer
 _EXTENT = re.compile(r"[()\[\]{};\n]")
 _SPACE = re.compile(r"\s*")
 _BRACE = re.compile(r"[{}]")
@@ -209,7 +210,7 @@ def extent(lang: str, code: str, start: int, block: bool) -> int | None:
     """End (exclusive) of the item that starts at ``code[start]``; None if the text ends first.
 
     Brackets of all kinds are counted. A block item ends at the ``}`` that closes its body (with a
-    ``;`` right after it); any item ends at a ``;`` outside brackets; a statement also ends at a
+    ``;`` right after it; a ``}`` followed by ``{`` on its line closed a type before the body); any item ends at a ``;`` outside brackets; a statement also ends at a
     ``}`` that ends its line (``const f = () => {...}``) and, in Go and JS, at the end of a complete
     line. A closing bracket that opens nowhere (the end of an enclosing block) also gives None.
     """
@@ -225,9 +226,11 @@ def extent(lang: str, code: str, start: int, block: bool) -> int | None:
             if depth < 0:
                 return None
             if depth == 0 and c == "}":
-                if block:
+                if block and not _BODY_NEXT.match(code, i + 1):  # interface{} {, : a{x} { go on
                     semi = _TRAILING_SEMICOLON.match(code, i + 1)
                     return semi.end() if semi else i + 1
+                if block:
+                    continue
                 eol = code.find("\n", i)
                 if not code[i + 1: n if eol < 0 else eol].strip():
                     return i + 1
