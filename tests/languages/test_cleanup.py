@@ -412,6 +412,26 @@ def test_the_first_of_two_versions_of_a_helper_is_kept() -> None:
     assert cleanup("js", body + first + second, "const f = (x) => {\n") == body + first
 
 
+def test_braces_before_a_body_do_not_end_the_definition() -> None:
+    body = "    return len(wrap(x).([]int))\n}"
+    helper = "\n\nfunc wrap(x []int) interface{} {\n    return x\n}"
+    assert cleanup("go", body + helper + "\n\nfunc main() {}\n") == body + helper
+    body = "    return Acc(x).a;\n}"
+    helpers = "\nstruct Acc { int a; Acc(int x); };\nAcc::Acc(int x) : a{x} {\n    a += 1;\n}"
+    assert cleanup("cpp", body + helpers + "\nint main(){}\n") == body + helpers
+
+
+def test_cpp_and_java_overloads_are_kept_same_parameter_count_is_a_redefinition() -> None:
+    body = "    return count(v, 0);\n}"
+    two = "\nint count(const vector<int>& v, int i) {\n    return i == (int)v.size() ? 0 : 1 + count(v, i + 1);\n}"
+    one = "\nint count(const vector<int>& v) {\n    return count(v, 0);\n}"
+    again = "\nint count(const vector<int>& w, int j) {\n    return 0;\n}\n"
+    assert cleanup("cpp", body + two + one + again, "int f(vector<int> v){\n") == body + two + one
+    method = "        return helper(1, 2);\n    }"
+    helpers = "\n    int helper(int a) { return a; }\n    int helper(int a, int b) { return helper(a) + b; }"
+    assert cleanup("java", method + helpers + "\n    int helper(int x, int y) { return 0; }\n}\n") == method + helpers + "\n}"
+
+
 def test_names_in_comments_strings_and_prose_are_no_use() -> None:
     body = '  // helper is not called\n  return "helper" + x;\n}'
     tail = "\n\nThe helper below is not needed.\n\nfunction helper(x) {\n  return x;\n}\n"

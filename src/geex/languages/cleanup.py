@@ -286,8 +286,9 @@ def cleanup(language: Language | str, text: str, context: str = "") -> str:
     Solution``. Unfinished text is returned unchanged.
 
     ``context``: the code the completion continues (the generation prompt, or the declaration for
-    translation). Names it defines, the target function's first, are never defined again: without
-    it, a recursive function followed by a second version of itself keeps that version.
+    translation; brace languages only). Names it defines, the target function's first, are never
+    defined again: without it, a recursive function followed by a second version of itself keeps
+    that version (the body calls it).
     """
     lang = _lang(language)
     if lang.name == "python":

@@ -22,7 +22,8 @@ a string or a comment is not a use:
   and their type is defined;
 - no item may define a name again: not one the *context* defines (the prompt or declaration the
   completion continues, which holds the target function itself: a recursive body calls it), not
-  one an earlier item defines (the first version wins). Prototypes (C++ and Java declarations
+  one an earlier item defines (the first version wins; a C++ or Java overload with another number
+  of parameters is not a redefinition). Prototypes (C++ and Java declarations
   without a body) define nothing that way, so their definition may follow. A C++ ``#include``
   is kept when a kept item follows it.
 
@@ -75,6 +76,7 @@ class Item:
     kind: str = "def"
     owner: str | None = None  # impl: the type the methods belong to
     trait: str | None = None  # Rust ``impl Trait for Type``
+    arity: int | None = None  # a C++/Java function: overloads of one name differ in their parameters
 
 
 def _h(pattern: str, block: bool, kind: str = "def", line: bool = False) -> Header:
@@ -102,7 +104,7 @@ _CPP_HEADERS = (
     # a function (or prototype) with a return type; a qualified name (Type::name, a constructor) may have none
     _h(rf"{_TEMPLATE}(?:(?P<type>{_CPP_TYPE}){_H}*[*&]*{_H}*)?"
        rf"(?<![\w$])(?P<name>(?:{_ID}::)*~?{_ID}|(?:{_ID}::)*operator{_H}*(?:\(\)|[^\s(]+))"
-       rf"{_H}*{_PARAMS}{_CPP_QUALS}\s*(?P<body>[{{;])", block=True),
+       rf"{_H}*(?P<params>{_PARAMS}){_CPP_QUALS}\s*(?P<body>[{{;])", block=True),
     _h(rf"(?P<type>{_CPP_TYPE}){_H}*[*&]*{_H}*(?<![\w$])(?P<name>{_ID}){_H}*(?:\[[^\];{{}}\n]*\]{_H}*)*(?=[=;{{(,])",
        block=False),
 )
@@ -115,7 +117,7 @@ _JAVA_TYPE = rf"[\w.$]+(?:{_H}*<[^;{{}}()]*>)?(?:{_H}*\[{_H}*\])*"
 _JAVA_TYPES = _h(rf"{_JAVA_ANN}{_JAVA_MOD}(?:class|interface|enum|record|@interface)\s+(?P<name>{_ID})", block=True)
 _JAVA_MEMBERS = (
     _JAVA_TYPES,
-    _h(rf"{_JAVA_ANN}{_JAVA_MOD}(?:<[^;{{}}()]*>\s*)?(?:(?P<type>{_JAVA_TYPE}){_H}+)?(?P<name>{_ID}){_H}*{_PARAMS}"
+    _h(rf"{_JAVA_ANN}{_JAVA_MOD}(?:<[^;{{}}()]*>\s*)?(?:(?P<type>{_JAVA_TYPE}){_H}+)?(?P<name>{_ID}){_H}*(?P<params>{_PARAMS})"
        rf"\s*(?:throws\s+[\w.,\s]+?)?\s*(?P<body>[{{;])", block=True),
     _h(rf"{_JAVA_ANN}{_JAVA_MOD}(?P<type>{_JAVA_TYPE}){_H}+(?P<name>{_ID}){_H}*(?:\[{_H}*\]{_H}*)*(?=[=;,])",
        block=False),
@@ -158,6 +160,7 @@ JAVA_TOP_LEVEL: tuple[Header, ...] = (_JAVA_TYPES,)  # after class Solution is c
 _ASI = frozenset({"go", "js"})  # a statement may end at the end of its line
 _CONTINUES = tuple("=+-*/%&|^<>!?:,.([{")  # a line ending so goes on on the next one
 _TRAILING_SEMICOLON = re.compile(r"[ \t]*;")
+_BODY_NEXT = re.compile(r"[^\S\n]*\{")  # braces before a body: a Go interface{} result, a C++ a{x} initializer
 _EXTENT = re.compile(r"[()\[\]{};\n]")
 _SPACE = re.compile(r"\s*")
 _BRACE = re.compile(r"[{}]")
@@ -207,7 +210,7 @@ def extent(lang: str, code: str, start: int, block: bool) -> int | None:
     """End (exclusive) of the item that starts at ``code[start]``; None if the text ends first.
 
     Brackets of all kinds are counted. A block item ends at the ``}`` that closes its body (with a
-    ``;`` right after it); any item ends at a ``;`` outside brackets; a statement also ends at a
+    ``;`` right after it; a ``}`` followed by ``{`` on its line closed a type before the body); any item ends at a ``;`` outside brackets; a statement also ends at a
     ``}`` that ends its line (``const f = () => {...}``) and, in Go and JS, at the end of a complete
     line. A closing bracket that opens nowhere (the end of an enclosing block) also gives None.
     """
@@ -223,9 +226,11 @@ def extent(lang: str, code: str, start: int, block: bool) -> int | None:
             if depth < 0:
                 return None
             if depth == 0 and c == "}":
-                if block:
+                if block and not _BODY_NEXT.match(code, i + 1):  # interface{} {, : a{x} { go on
                     semi = _TRAILING_SEMICOLON.match(code, i + 1)
                     return semi.end() if semi else i + 1
+                if block:
+                    continue
                 eol = code.find("\n", i)
                 if not code[i + 1: n if eol < 0 else eol].strip():
                     return i + 1
@@ -356,7 +361,11 @@ def _item(lang: str, header: Header, m: re.Match[str], code: str, start: int, en
         names = _rust_use_names(rest.rstrip().removesuffix(";"))
     elif lang == "rust" and g.get("alias"):
         names = {g["alias"]}
-    return Item(start, end, frozenset(n for n in names if n not in _KEYWORDS), used, kind)
+    arity = None
+    if g.get("params") is not None:
+        inner = g["params"][1:-1].strip()
+        arity = 0 if inner in ("", "void") else len(_split_top(inner))
+    return Item(start, end, frozenset(n for n in names if n not in _KEYWORDS), used, kind, arity=arity)
 
 
 def _header_at(lang: str, headers: tuple[Header, ...], code: str, pos: int) -> tuple[Header, re.Match[str]] | None:
@@ -433,13 +442,22 @@ def defined_names(lang: str, code: str) -> frozenset[str]:
 
 def needed(found: list[Item], used: set[str], context: frozenset[str]) -> list[Item]:
     """The items the code using ``used`` needs, transitively, in text order (see the module doc)."""
-    claimed = set(context)
+    claimed = set(context)  # names defined once and for all
+    overloads: dict[str, set[int]] = {}  # C++/Java function name -> the arities defined
     eligible: list[Item] = []
     for it in found:
         if it.kind == "def":
             if it.names & claimed:
                 continue  # a redefinition: the context's or an earlier item's version stands
-            claimed |= it.names
+            if it.arity is not None and len(it.names) == 1:  # an overload (another parameter count)
+                (name,) = it.names
+                if it.arity in overloads.setdefault(name, set()):
+                    continue
+                overloads[name].add(it.arity)
+            elif it.names & overloads.keys():
+                continue
+            else:
+                claimed |= it.names
         elif it.kind == "proto" and it.names & context:
             continue
         eligible.append(it)
