@@ -24,21 +24,24 @@ import re
 import secrets
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from geex.humanevalx import uids
 from geex.humanevalx.assembly import assemble
+from geex.humanevalx.cgroups import MemoryControl
 from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.evaluate import EvalConfig, evaluate
-from geex.humanevalx.cgroups import MemoryControl
 from geex.humanevalx.runners import Outcome, RunContext, cache_root, get_runner
-from geex.humanevalx.sandbox import Isolation, Sandbox, detect_isolation
+from geex.humanevalx.sandbox import SAFE_PATH, Isolation, Sandbox, detect_isolation
 from geex.humanevalx.uids import UID_BASE, UID_SPAN, lease_dir_fd
 from geex.languages import get_language
 from tests.humanevalx.hostile_programs import CONTAINED, ENV_SECRET, EXIT_STATUSES, KINDS, TASK, hostile
@@ -305,9 +308,9 @@ def _canonical(problems: dict, language: str, numbers: list[int]) -> list[dict]:
              "completion_id": 0} for n in numbers]
 
 
-def _evaluate(samples: Path, out: Path, language: str) -> dict:
+def _evaluate(samples: Path, out: Path, *languages: str) -> dict:
     cfg = EvalConfig(
-        samples=str(samples), out_dir=out, languages=[get_language(language)], workers=2,
+        samples=str(samples), out_dir=out, languages=[get_language(lang) for lang in languages], workers=2,
         timeout_s=TIMEOUT_S, use_cache=False, clean=False, progress=False,
         console=Console(file=io.StringIO()),
     )
@@ -669,3 +672,200 @@ def test_uid_mode_unreachable_toolchain_is_a_harness_error(tmp_path):
     assert str(runner.pch_header.parent) in outcome.detail and "bubblewrap" in outcome.detail
     # with bubblewrap the same cache is bound in with traversable parents
     assert runner.unreachable_paths(Sandbox(isolation=Isolation.BUBBLEWRAP_UID)) == []
+
+
+# -- a hostile local user ----------------------------------------------------------------------------
+ATTACKER_UID = 4242  # another local user: unprivileged, neither root nor a sandbox uid
+CANARY = "the victim's file\n"
+
+
+class UserScene:
+    """A harness temp directory as open as /tmp (1777), a victim's file and directory (root's, the
+    targets of the attacker's links), an output directory; all removed by ``close``."""
+
+    def __init__(self) -> None:
+        self.token = secrets.token_hex(6)
+        tag = f"geex-hostile-user-{self.token}"
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{tag}-tmp-", dir="/tmp"))
+        self.tmp.chmod(0o1777)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir="/var/tmp"))
+        self.dir.chmod(0o755)
+        self.canary = self.dir / "canary.txt"
+        self.victim_dir = self.dir / "victim"
+        self.victim_dir.mkdir(mode=0o755)
+        for f in (self.canary, self.victim_dir / "keep.txt"):
+            f.write_text(CANARY)
+            f.chmod(0o644)
+        self.out = self.dir / "out"
+        self.dead_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # no process has it
+
+    def intact(self) -> bool:
+        """Whether nothing of the victim's was written, removed or replaced through a link."""
+        return (self.canary.read_text() == CANARY and not self.canary.is_symlink()
+                and [p.name for p in self.victim_dir.iterdir()] == ["keep.txt"]
+                and (self.victim_dir / "keep.txt").read_text() == CANARY)
+
+    def close(self) -> None:
+        for d in (self.tmp, self.dir):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class HostileUser:
+    """``hostile_user.py`` running as ``ATTACKER_UID``; ``ask`` sends it a request and waits for its
+    attempts (one at a time: the harness's two workers may both call in), ``log`` keeps them all."""
+
+    def __init__(self, scene: UserScene) -> None:
+        script = scene.dir / "hostile_user.py"  # readable by the attacker (the tests may live under /root)
+        shutil.copyfile(Path(__file__).with_name("hostile_user.py"), script)
+        script.chmod(0o644)
+        self.proc = subprocess.Popen(
+            ["setpriv", f"--reuid={ATTACKER_UID}", f"--regid={ATTACKER_UID}", "--clear-groups", "--",
+             "/usr/bin/python3", "-I", str(script)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=scene.dir, env={"PATH": SAFE_PATH}, text=True,
+        )
+        self.log: list[dict] = []
+        self._lock = threading.Lock()
+
+    def ask(self, **request) -> list[dict]:
+        with self._lock:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the attacker died (exit status {self.proc.wait()})")
+            attempts = [{"phase": request["phase"], **a} for a in json.loads(line)]
+            self.log += attempts
+        return attempts
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def user_scene(monkeypatch):
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("the attacker runs under /usr/bin/python3")
+    s = UserScene()
+    monkeypatch.setattr(tempfile, "tempdir", str(s.tmp))  # the harness's jobs root and I/O files
+    yield s
+    s.close()
+
+
+def _tell_attacker(monkeypatch, attacker: HostileUser, scene: UserScene) -> set[Path]:
+    """Show the attacker every work directory as it is made (empty), and again before every command
+    that runs in it (files written, then compiled): what a real attacker could guess or watch."""
+    workdirs: set[Path] = set()
+    new_workdir, run = RunContext.new_workdir, Sandbox.run
+
+    def watched_new_workdir(self) -> Path:
+        workdir = new_workdir(self)
+        workdirs.add(workdir)
+        fd, lease_dir = uids.lease_dir_fd()
+        os.close(fd)
+        attacker.ask(phase="workdir", path=str(workdir), canary=str(scene.canary), lease_dir=str(lease_dir),
+                     uid_base=uids.UID_BASE)
+        return workdir
+
+    def watched_run(self, argv, **kw):
+        if kw.get("cwd") in workdirs:
+            attacker.ask(phase="run", path=str(kw["cwd"]))
+        return run(self, argv, **kw)
+
+    monkeypatch.setattr(RunContext, "new_workdir", watched_new_workdir)
+    monkeypatch.setattr(Sandbox, "run", watched_run)
+    return workdirs
+
+
+def _attacked_evaluation(scene: UserScene, monkeypatch, languages: tuple[str, ...], numbers: list[int]):
+    """Canonical samples of ``languages`` evaluated while the attacker strikes: (records by
+    task id, the attacker's attempts, the work directories, the bait it laid)."""
+    problems = load_problems([get_language(lang) for lang in languages], None, False)
+    rows = [row for lang in languages for row in _canonical(problems, lang, numbers)]
+    samples = scene.dir / "samples.jsonl"
+    _write_samples(samples, rows)
+    attacker = HostileUser(scene)
+    try:
+        bait = attacker.ask(phase="bait", tempdir=str(scene.tmp), victim_dir=str(scene.victim_dir),
+                            victim_file=str(scene.canary), dead_pid=scene.dead_pid)
+        workdirs = _tell_attacker(monkeypatch, attacker, scene)
+        _evaluate(samples, scene.out, *languages)
+    finally:
+        attacker.close()
+    records = {json.loads(line)["task_id"]: json.loads(line)
+               for line in (scene.out / "results.jsonl").read_text().splitlines()}
+    assert len(records) == len(rows)
+    assert [p for p in _processes() if p[1] == ATTACKER_UID] == []
+    return records, [a for a in attacker.log if a["phase"] != "bait"], workdirs, bait
+
+
+@needs_strong_sandbox
+def test_hostile_local_user_gets_nowhere(user_scene: UserScene, monkeypatch):
+    """Another local user, while canonical samples of all six languages are evaluated, tries to list
+    the jobs root, to create and link entries in it, to list, read, write, replace and plant links in
+    every work directory (told each one as it is made and before each command runs in it), to list,
+    create, hold and link uid lease files, and lays stale-looking jobs roots linking to a victim's
+    files. Every attempt fails for lack of permission, every sample keeps its verdict, and the bait
+    is removed without the victim's files being touched."""
+    from tests.humanevalx.hostile_user import HARNESS_FILES, LEASES_TRIED
+
+    records, attempts, workdirs, bait = _attacked_evaluation(user_scene, monkeypatch, LANGUAGES, [0, 1])
+
+    assert all(a["ok"] for a in bait), bait  # the temp dir is world-writable, like /tmp
+    n = len(records)
+    ops = Counter(a["op"] for a in attempts)
+    assert len(workdirs) == n
+    assert ops["list jobs root"] == ops["create in jobs root"] == ops["link in jobs root"] == n
+    assert ops["plant link"] == n * len(HARNESS_FILES)
+    assert ops["list lease dir"] == ops["link lease"] == 1 and ops["hold lease"] == LEASES_TRIED
+    # the run (and the compile, outside Java's javac server) of every sample was attacked
+    assert ops["replace"] >= n * len(HARNESS_FILES) and ops["read"] == ops["replace"]
+    denied = [a for a in attempts if a["ok"] or a["error"] != "EACCES"]
+    assert denied == [], denied[:10]
+    assert {tid: rec["verdict"] for tid, rec in records.items()} == {tid: "passed" for tid in records}
+    # the harness swept the stale directory (and the link to the victim's directory: not followed)
+    assert not (user_scene.tmp / f"geex-jobs-{user_scene.dead_pid}-dir").exists()
+    assert user_scene.intact()
+
+
+@needs_strong_sandbox
+def test_hostile_local_user_wins_with_the_old_permissions(user_scene: UserScene, monkeypatch):
+    """Positive control: the same attacker against work directories left open (0777, as before they
+    were handed to the sample's uid as 0700), a listable jobs root and a world-writable lease
+    directory (1777, as the old /tmp scheme had): it lists, reads, replaces and plants links, holds
+    leases, and the samples whose programs it replaced fail. So the test above can fail."""
+    from geex.humanevalx import runners
+
+    new_workdir, hand_over = RunContext.new_workdir, runners.hand_over
+
+    def open_workdir(self) -> Path:
+        workdir = new_workdir(self)
+        workdir.chmod(0o777)
+        workdir.parent.chmod(0o755)
+        return workdir
+
+    def open_hand_over(workdir: Path, uid: int) -> None:
+        hand_over(workdir, uid)
+        workdir.chmod(0o777)
+
+    lease_dir = user_scene.dir / "uid-leases"
+    lease_dir.mkdir()
+    lease_dir.chmod(0o1777)
+    monkeypatch.setattr(RunContext, "new_workdir", open_workdir)
+    monkeypatch.setattr(runners, "hand_over", open_hand_over)
+    monkeypatch.setattr(uids, "lease_dir_fd", lambda: (os.open(lease_dir, os.O_RDONLY | os.O_DIRECTORY), lease_dir))
+    # uids of their own: leases from this directory must not collide with the real one's holders
+    monkeypatch.setattr(uids, "UID_BASE", UID_BASE + 50 * UID_SPAN)
+
+    records, attempts, _, _ = _attacked_evaluation(user_scene, monkeypatch, ("python",), [0, 1, 2])
+
+    succeeded = Counter(a["op"] for a in attempts if a["ok"])
+    for op in ("list jobs root", "list work dir", "plant link", "read", "replace", "create in work dir",
+               "list lease dir", "hold lease", "link lease"):
+        assert succeeded[op] > 0, (op, succeeded)
+    assert [rec["verdict"] for rec in records.values()] == ["runtime_error"] * 3, records
