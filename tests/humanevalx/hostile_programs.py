@@ -7,6 +7,18 @@ made, the write succeeded); when everything was blocked it prints ``GEEX-CONTAIN
 reasons to stderr and exits with status 3 (a ``runtime_error``). Run without a sandbox (the
 positive controls in the tests) the same programs pass, so the assertions can fail.
 
+The escapes: ``read_secrets`` (the harness's environment, and files outside the allow-list: it
+passes once ``@NEED@`` of them were readable), ``write_outside``, ``network``, ``setuid``,
+``proc_cmdline`` (another process's command line or environment naming ``@TOKEN@``, a host path
+outside the allow-list; its own environment is skipped: ``PWD`` is its work directory, which it
+knows anyway), ``nested_userns`` (a new user namespace, by the system call or ``unshare -U``).
+Programs that must end at a limit: loops, bombs, floods, and ``memory_beyond_rlimit``: 1.5 GB that
+no per-process limit sees (memfd files in Python, C++ and Rust; native memory beside the JVM heap in
+Java; several processes, each small enough for its own address-space limit, in Go and JavaScript:
+neither has memfd, and the sandbox's /dev/shm is not writable), which only the run's memory cgroup
+stops. ``exit_137`` / ``exit_152``: correct programs that end with a status bubblewrap would encode
+for SIGKILL / SIGXCPU.
+
 Placeholders (``@NAME@``) are filled by :func:`hostile`; paths are string literals in every language.
 """
 
@@ -19,6 +31,15 @@ TASK = {"python": "Python/53", "cpp": "CPP/53", "java": "Java/53", "js": "JavaSc
         "go": "Go/53", "rust": "Rust/53"}
 CONTAINED = "GEEX-CONTAINED"
 ENV_SECRET = "GEEX_HOSTILE_SECRET"  # set in the harness's environment: must not reach programs
+# Exit statuses a program chooses that bubblewrap's own status would read as a signal (128 + N):
+# 137 = SIGKILL, 152 = SIGXCPU (a time limit, to the old harness)
+EXIT_STATUSES = (137, 152)
+
+
+def _exits(template: str) -> dict[str, str]:
+    """One ``exit_<status>`` kind per status of :data:`EXIT_STATUSES`."""
+    return {f"exit_{status}": template.replace("@STATUS@", str(status)) for status in EXIT_STATUSES}
+
 
 # -- Python: the body of ``def add(x: int, y: int):`` ------------------------------------------------
 PY = {
@@ -60,14 +81,16 @@ PY = {
     import os
     if os.environ.get("@ENV_SECRET@"):
         return x + y  # the harness's environment leaked in
-    errors = []
+    errors, readable = [], 0
     for path in @SECRETS@:
         try:
             with open(path, "rb") as f:
                 f.read(16)
-            return x + y  # escaped: the secret was readable
+            readable += 1  # escaped: the secret was readable
         except OSError as e:
             errors.append(f"{path}: {e.strerror}")
+    if readable >= @NEED@:
+        return x + y
     import sys
     print(*errors, "@CONTAINED@", sep="\\n", file=sys.stderr)
     sys.exit(3)
@@ -142,6 +165,58 @@ PY = {
     print("euid", out, "@CONTAINED@", file=sys.stderr)
     sys.exit(3)
 """,
+    "proc_cmdline": """\
+    import os, sys
+    me, errors, read = str(os.getpid()), [], 0
+    for pid in ["1", *sorted(p for p in os.listdir("/proc") if p.isdigit() and p != "1")]:
+        for name in ("cmdline", "environ"):
+            if name == "environ" and pid == me:
+                continue  # its own environment: PWD names its work directory, which it may know
+            try:
+                with open(f"/proc/{pid}/{name}", "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                errors.append(f"/proc/{pid}/{name}: {e.strerror}")
+                continue
+            read += 1
+            if b"@TOKEN@" in data:
+                return x + y  # another process names a host path outside the allow-list
+    print(*errors, f"{read} files read, none names @TOKEN@", "@CONTAINED@", sep="\\n", file=sys.stderr)
+    sys.exit(3)
+""",
+    "memory_beyond_rlimit": """\
+    import os
+    chunk = b"\\1" * (1 << 20)
+    fds = []
+    for i in range(@MEM_FILES@):  # memfd files: tmpfs pages, in no process's address space
+        fd = os.memfd_create(f"geex-{i}")
+        for _ in range(@MEM_FILE_MB@):  # each file below RLIMIT_FSIZE
+            if os.write(fd, chunk) != len(chunk):
+                raise OSError("short write")
+        fds.append(fd)
+    for fd in fds:
+        os.close(fd)
+    return x + y
+""",
+    "nested_userns": """\
+    import ctypes, os, subprocess, sys
+    errors = []
+    r = subprocess.run(["unshare", "-U", "true"], capture_output=True, text=True)
+    if r.returncode == 0:
+        return x + y
+    errors.append(f"unshare -U true: {r.stderr.strip()}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000) == 0:  # CLONE_NEWUSER
+        return x + y
+    errors.append(f"unshare(CLONE_NEWUSER): {os.strerror(ctypes.get_errno())}")
+    print(*errors, "@CONTAINED@", sep="\\n", file=sys.stderr)
+    sys.exit(3)
+""",
+    **_exits("""\
+    import atexit, os
+    atexit.register(os._exit, @STATUS@)  # the test passes, then the program exits with this status
+    return x + y
+"""),
 }
 
 # -- C++: the body of ``int add(int x,int y){``; the hostile part is a function defined after it --
@@ -158,6 +233,9 @@ _CPP_HEAD = """\
 #include <sys/un.h>
 #include <sys/time.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
+#include <sched.h>
+#include <cctype>
 #include <arpa/inet.h>
 #include <string>
 #include <vector>
@@ -194,12 +272,15 @@ CPP = {
 """,
     "read_secrets": """\
     if (getenv("@ENV_SECRET@")) return x + y;
+    int readable = 0;
     for (const char* path : @SECRETS@) {
         int fd = open(path, O_RDONLY);
         char buf[16];
-        if (fd >= 0 && read(fd, buf, sizeof buf) >= 0) return x + y;
-        geex_err(path);
+        if (fd >= 0 && read(fd, buf, sizeof buf) >= 0) readable++;
+        else geex_err(path);
+        if (fd >= 0) close(fd);
     }
+    if (readable >= @NEED@) return x + y;
     geex_contained();
     return 0;
 """,
@@ -268,6 +349,59 @@ CPP = {
     fprintf(stderr, "euid %s @CONTAINED@\\n", out);
     exit(3);
 """,
+    "proc_cmdline": """\
+    std::string me = std::to_string(getpid());
+    std::vector<std::string> pids = {"1"};
+    if (DIR* d = opendir("/proc")) {
+        while (dirent* e = readdir(d))
+            if (isdigit((unsigned char)e->d_name[0]) && strcmp(e->d_name, "1") != 0) pids.push_back(e->d_name);
+        closedir(d);
+    }
+    int seen = 0;
+    for (const std::string& pid : pids) {
+        for (std::string name : {"cmdline", "environ"}) {
+            if (name == "environ" && pid == me) continue;  // its own environment (PWD: its work directory)
+            std::string path = "/proc/" + pid + "/" + name;
+            int fd = open(path.c_str(), O_RDONLY);
+            if (fd < 0) { geex_err(path); continue; }
+            std::string data;
+            char buf[4096];
+            ssize_t n;
+            while ((n = read(fd, buf, sizeof buf)) > 0) data.append(buf, n);
+            if (n < 0) geex_err(path);
+            close(fd);
+            seen++;
+            if (data.find("@TOKEN@") != std::string::npos) return x + y;
+        }
+    }
+    geex_errors += std::to_string(seen) + " files read, none names @TOKEN@\\n";
+    geex_contained();
+    return 0;
+""",
+    "memory_beyond_rlimit": """\
+    static char chunk[1 << 20];
+    memset(chunk, 1, sizeof chunk);
+    for (int i = 0; i < @MEM_FILES@; i++) {  // memfd files: tmpfs pages, in no address space
+        int fd = memfd_create("geex", 0);
+        if (fd < 0) { perror("memfd_create"); exit(1); }
+        for (int j = 0; j < @MEM_FILE_MB@; j++) {  // each file below RLIMIT_FSIZE
+            if (write(fd, chunk, sizeof chunk) != (ssize_t)sizeof chunk) { perror("write"); exit(1); }
+        }
+    }
+    return x + y;
+""",
+    "nested_userns": """\
+    if (unshare(CLONE_NEWUSER) == 0) return x + y;
+    geex_err("unshare(CLONE_NEWUSER)");
+    if (system("unshare -U true") == 0) return x + y;
+    geex_errors += "unshare -U true: failed\\n";
+    geex_contained();
+    return 0;
+""",
+    **_exits("""\
+    atexit([] { _exit(@STATUS@); });  // the test passes, then the program exits with this status
+    return x + y;
+"""),
 }
 
 # -- Java: the body of ``public int add(int x, int y) {``; then a class of our own --------------------
@@ -317,12 +451,14 @@ JAVA = {
 """,
     "read_secrets": """\
         if (System.getenv("@ENV_SECRET@") != null) return x + y;
+        int readable = 0;
         for (String path : new String[] @SECRETS@) {
-            try {
-                java.nio.file.Files.newInputStream(java.nio.file.Path.of(path)).read();
-                return x + y;
+            try (java.io.InputStream in = java.nio.file.Files.newInputStream(java.nio.file.Path.of(path))) {
+                in.read();
+                readable++;
             } catch (Exception e) { errors += path + ": " + e + "\\n"; }
         }
+        if (readable >= @NEED@) return x + y;
         contained();
         return 0;
 """,
@@ -374,6 +510,53 @@ JAVA = {
         contained();
         return 0;
 """,
+    "proc_cmdline": """\
+        String me = Long.toString(ProcessHandle.current().pid());
+        java.util.List<String> pids = new java.util.ArrayList<>(java.util.List.of("1"));
+        for (String p : new java.io.File("/proc").list()) if (p.chars().allMatch(Character::isDigit) && !p.equals("1")) pids.add(p);
+        int seen = 0;
+        for (String pid : pids) {
+            for (String name : new String[] {"cmdline", "environ"}) {
+                if (name.equals("environ") && pid.equals(me)) continue;  // its own (PWD: its work directory)
+                try {
+                    byte[] data = java.nio.file.Files.readAllBytes(java.nio.file.Path.of("/proc", pid, name));
+                    seen++;
+                    if (new String(data, java.nio.charset.StandardCharsets.ISO_8859_1).contains("@TOKEN@")) return x + y;
+                } catch (Exception e) { errors += "/proc/" + pid + "/" + name + ": " + e + "\\n"; }
+            }
+        }
+        errors += seen + " files read, none names @TOKEN@";
+        contained();
+        return 0;
+""",
+    # No memfd from Java, and the sandbox's /dev/shm is not writable: native memory outside the
+    # heap (-Xmx) instead, which only the JVM's address-space limit (8 GB) would bound
+    "memory_beyond_rlimit": """\
+        try {
+            java.lang.reflect.Field field = sun.misc.Unsafe.class.getDeclaredField("theUnsafe");
+            field.setAccessible(true);
+            sun.misc.Unsafe unsafe = (sun.misc.Unsafe) field.get(null);
+            for (int i = 0; i < @MEM_FILES@; i++) {
+                long block = unsafe.allocateMemory((long) @MEM_FILE_MB@ << 20);
+                unsafe.setMemory(block, (long) @MEM_FILE_MB@ << 20, (byte) 1);
+            }
+        } catch (ReflectiveOperationException e) {
+            errors += e;
+            contained();
+        }
+        return x + y;
+""",
+    "nested_userns": """\
+        if (exec("unshare", "-U", "true")) return x + y;
+        errors += "unshare -U true: failed";
+        contained();
+        return 0;
+""",
+    **_exits("""\
+        // the test passes, then the program exits with this status
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> Runtime.getRuntime().halt(@STATUS@)));
+        return x + y;
+"""),
 }
 
 # -- JavaScript: the body of ``const add = (x, y) => {``; a hoisted function after it -----------------
@@ -396,6 +579,13 @@ _JS_CONNECT = (
     "const n=require('net');const a=JSON.parse(process.argv[1]);"
     "const s=n.connect(a,()=>process.exit(0));s.on('error',e=>{console.error(e.message);process.exit(1)});"
     "setTimeout(()=>process.exit(1),1000)"
+)
+# A memory holder: fills its share, says so with a marker file (in the sandbox's private /tmp), holds,
+# and answers SIGUSR2 with a second marker (SIGUSR1 would start node's inspector).
+_JS_MEMORY_CHILD = (
+    "const f=require('fs'),m=process.argv[1],b=Buffer.alloc(@MEM_CHILD_MB@*1048576,1);"
+    "process.on('SIGUSR2',()=>f.writeFileSync(m+'-held',String(b[b.length-1])));"
+    "f.writeFileSync(m,'');setInterval(()=>{},1000)"
 )
 JS = {
     "infinite_loop": "  while (true) {}\n",
@@ -420,9 +610,11 @@ JS = {
 """,
     "read_secrets": """\
   if (process.env["@ENV_SECRET@"]) return x + y;
+  let readable = 0;
   for (const path of @SECRETS@) {
-    try { geexFs.readFileSync(path); return x + y; } catch (e) { geexErrors.push(path + ": " + e.message); }
+    try { geexFs.readFileSync(path); readable++; } catch (e) { geexErrors.push(path + ": " + e.message); }
   }
+  if (readable >= @NEED@) return x + y;
   geexContained();
 """,
     "write_outside": """\
@@ -461,6 +653,64 @@ JS = {
   geexErrors.push("euid " + out);
   geexContained();
 """,
+    "proc_cmdline": """\
+  const me = String(process.pid);
+  const pids = ["1", ...geexFs.readdirSync("/proc").filter(p => /^[0-9]+$/.test(p) && p !== "1")];
+  let seen = 0;
+  for (const pid of pids) {
+    for (const name of ["cmdline", "environ"]) {
+      if (name === "environ" && pid === me) continue;  // its own environment (PWD: its work directory)
+      let data;
+      try { data = geexFs.readFileSync(`/proc/${pid}/${name}`); }
+      catch (e) { geexErrors.push(`/proc/${pid}/${name}: ${e.message}`); continue; }
+      seen++;
+      if (data.includes("@TOKEN@")) return x + y;
+    }
+  }
+  geexErrors.push(`${seen} files read, none names @TOKEN@`);
+  geexContained();
+""",
+    # No memfd from JavaScript, and the sandbox's /dev/shm is not writable: child processes, each
+    # well below its own address-space limit, holding the memory together. Two rounds (as in Go):
+    # every holder marks that it filled its share, then every one must still be alive to answer
+    # SIGUSR2 once all allocations are done.
+    "memory_beyond_rlimit": """\
+  const kids = [];
+  for (let i = 0; i < @MEM_CHILDREN@; i++) {
+    kids.push(geexCp.spawn(process.execPath, ["-e", @JS_MEMORY_CHILD@, `@MEM_MARK@-${i}`],
+                           {stdio: ["ignore", "ignore", "inherit"]}));
+  }
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  const waitFor = suffix => {
+    while (!kids.every((k, i) => geexFs.existsSync(`@MEM_MARK@-${i}${suffix}`))) {
+      const dead = kids.filter(k => {  // a killed holder stays a zombie: this loop never reaps it
+        try { return geexFs.readFileSync(`/proc/${k.pid}/stat`, "utf8").split(") ").pop()[0] === "Z"; }
+        catch (e) { return true; }
+      });
+      if (dead.length) {
+        kids.forEach(k => k.kill("SIGKILL"));
+        geexErrors.push(`${dead.length} memory holder(s) died`);
+        geexContained();
+      }
+      Atomics.wait(pause, 0, 0, 20);
+    }
+  };
+  waitFor("");
+  kids.forEach(k => k.kill("SIGUSR2"));
+  waitFor("-held");
+  kids.forEach(k => k.kill("SIGKILL"));
+  return x + y;
+""",
+    "nested_userns": """\
+  const r = geexCp.spawnSync("unshare", ["-U", "true"], {encoding: "utf8"});
+  if (r.status === 0) return x + y;
+  geexErrors.push("unshare -U true: " + (r.error || (r.stderr || "").trim()));
+  geexContained();
+""",
+    **_exits("""\
+  process.on("exit", () => process.exit(@STATUS@));  // the test passes, then this exit status
+  return x + y;
+"""),
 }
 
 # -- Go: the body of ``func Add(x int, y int) int {``. Only the packages assembly imports are usable
@@ -526,12 +776,16 @@ GO = {
     if os.Getenv("@ENV_SECRET@") != "" {
         return x + y
     }
+    readable := 0
     for _, path := range []string@SECRETS@ {
         if _, err := os.ReadFile(path); err == nil {
-            return x + y
+            readable++
         } else {
             geexErrors = append(geexErrors, err.Error())
         }
+    }
+    if readable >= @NEED@ {
+        return x + y
     }
     geexContained()
     return 0
@@ -603,6 +857,102 @@ GO = {
     geexContained()
     return 0
 """,
+    "proc_cmdline": """\
+    me := fmt.Sprint(os.Getpid())
+    pids := []string{"1"}
+    entries, _ := os.ReadDir("/proc")
+    for _, e := range entries {
+        if strings.Trim(e.Name(), "0123456789") == "" && e.Name() != "1" {
+            pids = append(pids, e.Name())
+        }
+    }
+    seen := 0
+    for _, pid := range pids {
+        for _, name := range []string{"cmdline", "environ"} {
+            if name == "environ" && pid == me {
+                continue // its own environment (PWD: its work directory)
+            }
+            data, err := os.ReadFile("/proc/" + pid + "/" + name)
+            if err != nil {
+                geexErrors = append(geexErrors, err.Error())
+                continue
+            }
+            seen++
+            if strings.Contains(string(data), "@TOKEN@") {
+                return x + y
+            }
+        }
+    }
+    geexErrors = append(geexErrors, fmt.Sprint(seen, " files read, none names @TOKEN@"))
+    geexContained()
+    return 0
+""",
+    # No memfd without the syscall package (assembly imports only what GO_PACKAGES names), and the
+    # sandbox's /dev/shm is not writable: copies of the test binary, each well below its own
+    # address-space limit, holding the memory together. Two rounds: every holder says it filled its
+    # share, then (all allocations done) every holder must still be alive to answer again; a holder
+    # killed at the memory limit after its first answer would otherwise go unnoticed.
+    "memory_beyond_rlimit": """\
+    if os.Getenv("GEEX_MEMORY_HOLDER") != "" {
+        block := make([]byte, @MEM_CHILD_MB@<<20)
+        for i := 0; i < len(block); i += 4096 {
+            block[i] = 1
+        }
+        os.Stdout.Write([]byte("ok"))
+        os.Stdin.Read(make([]byte, 1))
+        os.Stdout.Write([]byte{'o', block[len(block)-4096]}) // still held
+        os.Stdin.Read(make([]byte, 1))
+        os.Exit(0)
+    }
+    exe, _ := os.Executable()
+    var holders []*os.Process
+    var answers, asks []*os.File
+    for i := 0; i < @MEM_CHILDREN@; i++ {
+        inR, inW, _ := os.Pipe()
+        outR, outW, _ := os.Pipe()
+        p, err := os.StartProcess(exe, []string{exe}, &os.ProcAttr{
+            Env: append(os.Environ(), "GEEX_MEMORY_HOLDER=1"), Files: []*os.File{inR, outW, os.Stderr}})
+        inR.Close()
+        outW.Close()
+        if err != nil {
+            geexErrors = append(geexErrors, err.Error())
+            geexContained()
+        }
+        holders, answers, asks = append(holders, p), append(answers, outR), append(asks, inW)
+    }
+    died := 0
+    for round := 0; round < 2; round++ {
+        for i, answer := range answers {
+            if round == 1 {
+                asks[i].Write([]byte("?"))
+            }
+            if n, _ := answer.Read(make([]byte, 2)); n == 0 { // end of file: the holder died
+                died++
+            }
+        }
+    }
+    for i, p := range holders {
+        asks[i].Close()
+        p.Wait()
+    }
+    if died > 0 {
+        geexErrors = append(geexErrors, fmt.Sprint(died, " memory holder answer(s) missing"))
+        geexContained()
+    }
+    return x + y
+""",
+    "nested_userns": """\
+    if geexRun("/usr/bin/unshare", "-U", "true") {
+        return x + y
+    }
+    geexErrors = append(geexErrors, "unshare -U true: failed")
+    geexContained()
+    return 0
+""",
+    **_exits("""\
+    os.Exit(@STATUS@) // Go has no exit hook: the program stops here, with this status
+    return x + y
+"""),
 }
 
 # -- Rust: the body of ``fn add(x:i32, y:i32) -> i32{``; a function of our own after it --------------
@@ -657,11 +1007,15 @@ RUST = {
     if std::env::var_os("@ENV_SECRET@").is_some() {
         return x + y;
     }
+    let mut readable = 0;
     for path in @SECRETS@ {
         match std::fs::read(path) {
-            Ok(_) => return x + y,
+            Ok(_) => readable += 1,
             Err(e) => errors.push(format!("{}: {}", path, e)),
         }
+    }
+    if readable >= @NEED@ {
+        return x + y;
     }
     geex_contained(&errors);
 """,
@@ -714,6 +1068,77 @@ RUST = {
     errors.push(format!("euid {}", text));
     geex_contained(&errors);
 """,
+    "proc_cmdline": """\
+    let me = std::process::id().to_string();
+    let mut pids = vec!["1".to_string()];
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.chars().all(|c| c.is_ascii_digit()) && name != "1" {
+                pids.push(name);
+            }
+        }
+    }
+    let mut seen = 0;
+    for pid in &pids {
+        for name in ["cmdline", "environ"] {
+            if name == "environ" && *pid == me {
+                continue; // its own environment (PWD: its work directory)
+            }
+            let path = format!("/proc/{}/{}", pid, name);
+            match std::fs::read(&path) {
+                Ok(data) => {
+                    seen += 1;
+                    if String::from_utf8_lossy(&data).contains("@TOKEN@") {
+                        return x + y;
+                    }
+                }
+                Err(e) => errors.push(format!("{}: {}", path, e)),
+            }
+        }
+    }
+    errors.push(format!("{} files read, none names @TOKEN@", seen));
+    geex_contained(&errors);
+""",
+    "memory_beyond_rlimit": """\
+    extern "C" {
+        fn memfd_create(name: *const std::os::raw::c_char, flags: std::os::raw::c_uint) -> std::os::raw::c_int;
+    }
+    use std::io::Write;
+    use std::os::unix::io::FromRawFd;
+    let chunk = vec![1u8; 1 << 20];
+    let mut files = Vec::new();
+    for _ in 0..@MEM_FILES@ { // memfd files: tmpfs pages, in no process's address space
+        let fd = unsafe { memfd_create(b"geex\\0".as_ptr() as *const _, 0) };
+        if fd < 0 {
+            errors.push(format!("memfd_create: {}", std::io::Error::last_os_error()));
+            geex_contained(&errors);
+        }
+        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+        for _ in 0..@MEM_FILE_MB@ { // each file below RLIMIT_FSIZE
+            file.write_all(&chunk).unwrap();
+        }
+        files.push(file);
+    }
+    return x + y;
+""",
+    "nested_userns": """\
+    extern "C" {
+        fn unshare(flags: std::os::raw::c_int) -> std::os::raw::c_int;
+    }
+    if unsafe { unshare(0x10000000) } == 0 { // CLONE_NEWUSER
+        return x + y;
+    }
+    errors.push(format!("unshare(CLONE_NEWUSER): {}", std::io::Error::last_os_error()));
+    match std::process::Command::new("unshare").args(["-U", "true"]).status() {
+        Ok(status) if status.success() => return x + y,
+        other => errors.push(format!("unshare -U true: {:?}", other)),
+    }
+    geex_contained(&errors);
+""",
+    **_exits("""\
+    std::process::exit(@STATUS@); // no exit hook in Rust's test harness: it stops here
+"""),
 }
 
 _BODIES = {"python": PY, "cpp": CPP, "java": JAVA, "js": JS, "go": GO, "rust": RUST}
@@ -739,7 +1164,8 @@ def _string_list(language: str, items: list[str]) -> str:
 def hostile(language: str, kind: str, **params: object) -> str:
     """The completion of ``kind`` for ``language`` with its placeholders filled in."""
     text = _HEADS[language] + _BODIES[language][kind] + _TAILS[language]
-    values = {"CONTAINED": CONTAINED, "JS_CONNECT": json.dumps(_JS_CONNECT), "ENV_SECRET": ENV_SECRET}
+    values = {"CONTAINED": CONTAINED, "JS_CONNECT": json.dumps(_JS_CONNECT),
+              "JS_MEMORY_CHILD": json.dumps(_JS_MEMORY_CHILD), "ENV_SECRET": ENV_SECRET}
     for key, value in params.items():
         values[key.upper()] = _string_list(language, value) if isinstance(value, list) else str(value)
     for key, value in values.items():

@@ -3,10 +3,12 @@
 Each program of ``hostile_programs.py`` is a completion for task 53 (``add``) in a samples file that
 ``evaluate`` runs like any other (two workers, 4 s timeout, no verdict cache), next to correct
 samples that must still pass. Then: the verdict of every program, that none of the escapes worked
-(the program would have *passed*), that no process of a sandbox uid and no child of a program is
-left, and that no file was left behind (jobs root, I/O files, the write targets, the late write of a
-detached child). Positive controls run the escape programs with the protection removed, to show
-that they do escape when they can, so the assertions here can fail.
+(the program would have *passed*), the exit status a program chose (137, 152) recorded as such, the
+memory limit recorded, that no process of a sandbox uid and no child of a program is left, and that
+no file was left behind (jobs root, I/O files, the write targets, the late write of a detached
+child). Positive controls run the escape programs with the protection removed (no namespaces, a
+wider allow-list, bubblewrap's options on its command line, no seccomp filter, no memory cgroup,
+no geex-exec), to show that they do escape when they can, so the assertions here can fail.
 
 Needs root and bubblewrap (``bubblewrap+uid``): a fork bomb must never run without the uid drop.
 """
@@ -14,6 +16,7 @@ Needs root and bubblewrap (``bubblewrap+uid``): a fork bomb must never run witho
 from __future__ import annotations
 
 import fcntl
+import glob
 import io
 import json
 import os
@@ -21,41 +24,52 @@ import re
 import secrets
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from geex.humanevalx import uids
 from geex.humanevalx.assembly import assemble
+from geex.humanevalx.cgroups import MemoryControl
 from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.evaluate import EvalConfig, evaluate
-from geex.humanevalx.runners import RunContext, cache_root, get_runner
-from geex.humanevalx.sandbox import Isolation, Sandbox, detect_isolation
+from geex.humanevalx.runners import Outcome, RunContext, cache_root, get_runner
+from geex.humanevalx.sandbox import SAFE_PATH, Isolation, Sandbox, detect_isolation
 from geex.humanevalx.uids import UID_BASE, UID_SPAN, lease_dir_fd
 from geex.languages import get_language
-from tests.humanevalx.hostile_programs import CONTAINED, ENV_SECRET, KINDS, TASK, hostile
+from tests.humanevalx.hostile_programs import CONTAINED, ENV_SECRET, EXIT_STATUSES, KINDS, TASK, hostile
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = ("python", "cpp", "java", "js", "go", "rust")
 TIMEOUT_S = 4.0  # enough for a JVM to start and flood 64 MB on a busy 2-core machine
 OUTLIVE_SLEEP_S = 1  # the detached child sleeps 1.xxxxxx s before its late write
+# memory_beyond_rlimit: 1.5 GB (above the run's 1 GB memory cgroup, below the machine's free memory)
+# as 32 memfd files / native blocks of 48 MB (each below RLIMIT_FSIZE), or 4 processes of 400 MB
+# (each far below its own RLIMIT_AS)
+MEMORY = {"mem_files": 32, "mem_file_mb": 48, "mem_children": 4, "mem_child_mb": 400}
 
 pytestmark = pytest.mark.toolchains
 
 # Verdicts. Escape attempts fail with runtime_error (status 3) and the CONTAINED marker.
-ESCAPES = ("read_secrets", "write_outside", "network", "setuid")
+ESCAPES = ("read_secrets", "write_outside", "network", "setuid", "proc_cmdline", "nested_userns")
 EXPECTED = {
     "infinite_loop": {"timeout"},
     "sleep_forever": {"timeout"},
     "memory_bomb": {"resource_limit"},
+    "memory_beyond_rlimit": {"resource_limit"},  # the run's memory cgroup: an OOM kill
     "huge_output": {"resource_limit"},
     "huge_stderr": {"resource_limit"},
     "outlive": {"passed"},  # the program itself is correct; its child must not survive
     **{kind: {"runtime_error"} for kind in ESCAPES},
+    # correct, but ends with 137 / 152: an exit status (not SIGKILL, not a SIGXCPU time limit)
+    **{f"exit_{status}": {"runtime_error"} for status in EXIT_STATUSES},
 }
 # A fork bomb that retries forever never ends on its own: timeout. Where the language runtime
 # needs threads of its own (JVM, Go, V8, Rust's test harness) it may instead die of EAGAIN.
@@ -194,6 +208,10 @@ class Scene:
             str(dataset_dir / f"humaneval_{language}.jsonl.gz"), str(self.out / "results.jsonl"),
             str(self.out_secret), str(self.home_secret), str(self.cache_secret),
         ]
+        # World-readable files that the old sandbox (``/`` read-only minus a few hidden directories)
+        # showed to every program; only the allow-list keeps them out now.
+        self.elsewhere = self._world_readable_elsewhere(tag, dataset_dir)
+        self.secrets += [str(f) for f in self.elsewhere.values()]
         self.targets = [
             f"/etc/{tag}", str(ROOT / tag), str(Path.home() / tag), f"/tmp/{tag}", f"/var/tmp/{tag}",
             f"/dev/shm/{tag}", str(self.out / tag), str(self.visible / tag),
@@ -207,25 +225,68 @@ class Scene:
         self.suid.chmod(0o4755)
         self.listener = Listener(self.visible / "sock")
 
+    def _world_readable_elsewhere(self, tag: str, dataset_dir: Path) -> dict[str, Path]:
+        """A copy of the dataset in another directory, a source file of another checkout (next to
+        this one), a file in another local user's home and another model's samples file: each
+        0644 in 0755 directories (``self.roots`` lists what ``close`` removes)."""
+        self.made_home = not Path("/home").exists()
+        try:
+            checkout = Path(tempfile.mkdtemp(prefix=f"{tag}-checkout-", dir=ROOT.parent))
+        except OSError:  # the checkout's parent is not ours to write: elsewhere then
+            checkout = Path(tempfile.mkdtemp(prefix=f"{tag}-checkout-", dir="/var/tmp"))
+        self.roots = [
+            Path(tempfile.mkdtemp(prefix=f"{tag}-data-", dir="/var/tmp")), checkout,
+            Path("/home") / tag, Path(tempfile.mkdtemp(prefix=f"{tag}-runs-", dir="/var/tmp")),
+        ]
+        files = {
+            "dataset copy": self.roots[0] / "humaneval-x" / f"humaneval_{self.language}.jsonl.gz",
+            "other checkout": checkout / "src" / "geex" / "cli.py",
+            "other user's home": self.roots[2] / "secret",
+            "other model's samples": self.roots[3] / "other-model" / "samples.jsonl",
+        }
+        for f in files.values():
+            f.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(dataset_dir / f"humaneval_{self.language}.jsonl.gz", files["dataset copy"])
+        shutil.copyfile(ROOT / "src" / "geex" / "cli.py", files["other checkout"])
+        files["other user's home"].write_text(self.token)
+        files["other model's samples"].write_text(json.dumps({"task_id": TASK[self.language], "completion": self.token}) + "\n")
+        for root in self.roots:
+            for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+                d.chmod(0o755)
+        for f in files.values():
+            f.chmod(0o644)
+        return files
+
     def params(self, **override) -> dict:
         return {
-            "secrets": self.secrets, "targets": self.targets, "port": self.listener.port,
+            "secrets": self.secrets, "need": 1, "targets": self.targets, "port": self.listener.port,
             "outside_host": "1.1.1.1", "outside_port": 53, "unix": str(self.visible / "sock"),
             "sleep": f"{OUTLIVE_SLEEP_S}.{self.digits}", "mark": self.mark, "suid": str(self.suid),
+            "token": self.token, **MEMORY, "mem_mark": self.mem_mark,
             **override,
         }
 
+    @property
+    def mem_mark(self) -> str:
+        """Prefix of the JavaScript memory holders' marker files (in the sandbox's private /tmp)."""
+        return f"/tmp/geex-hostile-{self.token}-mem"
+
     def written(self) -> list[str]:
         """Host files the programs created (the host's /tmp included: the sandbox's is private)."""
-        return [p for p in [*self.targets, self.mark] if os.path.lexists(p)]
+        return [p for p in [*self.targets, self.mark, *glob.glob(self.mem_mark + "*")] if os.path.lexists(p)]
 
     def close(self) -> None:
         self.listener.close()
-        for p in [*self.targets, self.mark, self.home_secret, self.cache_secret]:
+        for p in [*self.targets, self.mark, self.home_secret, self.cache_secret, *glob.glob(self.mem_mark + "*")]:
             if os.path.lexists(p):
                 os.unlink(p)
-        for d in (self.out, self.visible, self.tmp, self.suid_dir):
+        for d in (self.out, self.visible, self.tmp, self.suid_dir, *self.roots):
             shutil.rmtree(d, ignore_errors=True)
+        if self.made_home:
+            try:
+                os.rmdir("/home")
+            except OSError:
+                pass
 
 
 @pytest.fixture
@@ -247,9 +308,9 @@ def _canonical(problems: dict, language: str, numbers: list[int]) -> list[dict]:
              "completion_id": 0} for n in numbers]
 
 
-def _evaluate(samples: Path, out: Path, language: str) -> dict:
+def _evaluate(samples: Path, out: Path, *languages: str) -> dict:
     cfg = EvalConfig(
-        samples=str(samples), out_dir=out, languages=[get_language(language)], workers=2,
+        samples=str(samples), out_dir=out, languages=[get_language(lang) for lang in languages], workers=2,
         timeout_s=TIMEOUT_S, use_cache=False, clean=False, progress=False,
         console=Console(file=io.StringIO()),
     )
@@ -275,6 +336,9 @@ def test_hostile_programs_are_contained(scene: Scene):
     report = _evaluate(samples, scene.out, lang)
 
     assert report["isolation"] == "bubblewrap+uid"
+    # the memory limit in force (what stops memory_beyond_rlimit) is a cgroup, and recorded as such
+    assert report["memory_limit"] in ("cgroup1", "cgroup2")
+    assert report["memory_limit"] == Sandbox().memory_mechanism
     records = {}
     for line in (scene.out / "results.jsonl").read_text().splitlines():
         rec = json.loads(line)
@@ -293,6 +357,10 @@ def test_hostile_programs_are_contained(scene: Scene):
         if kind in ESCAPES and CONTAINED not in details[kind]:
             problems_.append(f"{kind}: no {CONTAINED} marker, so not blocked as designed: {details[kind][-400:]}")
     assert not problems_, "\n".join(problems_)
+    # the status the program chose, recorded as such
+    for status in EXIT_STATUSES:
+        rec = records[(task, kinds.index(f"exit_{status}"))]
+        assert (rec["exit_code"], rec["signal"]) == (status, None), rec
 
     # the correct samples, before and after, all passed
     for r in rows:
@@ -321,41 +389,94 @@ def _binding(*paths: Path) -> Sandbox:
     return Binding()
 
 
+class _ArgsOnCommandLine(Sandbox):
+    """The strong sandbox as before ``--args``: bubblewrap's options (binds of host paths, the work
+    directory) on its own command line, which every process inside reads as /proc/1/cmdline.
+    (``popen`` moves the options of a command that starts with the bare name ``bwrap`` only.)"""
 
-def _run_unprotected(lang: str, kind: str, sandbox: Sandbox, jobs: Path, **params) -> str:
+    def command(self, argv, **kw):
+        full = super().command(argv, **kw)
+        if full[0] == "bwrap":
+            full[0] = shutil.which("bwrap")
+        return full
+
+
+class _NoSeccomp(Sandbox):
+    """The strong sandbox without its seccomp filter."""
+
+    def command(self, argv, **kw):
+        kw["seccomp_fd"] = None
+        return super().command(argv, **kw)
+
+
+class _NoCgroup(Sandbox):
+    """The strong sandbox without a memory cgroup (as with ``GEEX_SANDBOX_CGROUP=off``, which
+    ``memory_control`` reads once per process): only the per-process rlimits bound memory."""
+
+    memory = MemoryControl(None, 0)
+
+
+class _NoHelper(Sandbox):
+    """The strong sandbox without geex-exec: the exit status is bubblewrap's (128 + N for signal N)."""
+
+    helper = None
+
+
+def _outcome(lang: str, kind: str, sandbox: Sandbox, jobs: Path, **params) -> Outcome:
     problems = load_problems([get_language(lang)], None, False)
     ctx = RunContext(sandbox, jobs, slot=0, timeout_s=10)
     try:
         program = assemble(problems[TASK[lang]], hostile(lang, kind, **params), clean=False)
-        outcome = get_runner(lang).execute(program, ctx)
+        return get_runner(lang).execute(program, ctx)
     finally:
         ctx.close()
+
+
+def _run_unprotected(lang: str, kind: str, sandbox: Sandbox, jobs: Path, **params) -> str:
+    outcome = _outcome(lang, kind, sandbox, jobs, **params)
     return outcome.verdict.value + " " + outcome.detail[-300:]
 
 
 @needs_strong_sandbox
 @pytest.mark.parametrize("scene", LANGUAGES, indirect=True)
 def test_escape_programs_pass_without_protection(scene: Scene, monkeypatch):
-    """Without namespaces (``rlimits``: the harness's own rights) the escape programs pass: the
-    secret is read, the connections made, the file written; with the strong sandbox but nothing
-    hidden, the dataset and the output directory are readable. So their failing above is the
-    sandbox's doing, not a bug in the programs."""
+    """Without namespaces (``rlimits``: the harness's own rights) the escape programs pass: every
+    secret is read, the connections made, the file written; with the strong sandbox but a wider
+    allow-list, the dataset, the output directory and the world-readable files elsewhere (another
+    checkout, another user's home, ...) are all readable by the sandbox uid; with bubblewrap's
+    options on its command line the work directory's path (the token) is in /proc/1/cmdline;
+    without the seccomp filter a nested user namespace is created; without the memory cgroup 1.5 GB
+    of memfd files, native memory or processes fit. So their failing above is the sandbox's doing,
+    not a bug in the programs."""
     lang = scene.language
     jobs = scene.tmp
     open_sandbox = Sandbox(isolation=Isolation.RLIMITS)
     target = str(scene.visible / "written")
+    (scene.out / "results.jsonl").write_text("{}\n")  # what an evaluation writes there
+    shown = [scene.secrets[0], str(scene.out_secret), *map(str, scene.elsewhere.values())]
     got = {
-        "read_secrets": _run_unprotected(lang, "read_secrets", open_sandbox, jobs, **scene.params()),
+        "read_secrets (every one)": _run_unprotected(
+            lang, "read_secrets", open_sandbox, jobs, **scene.params(need=len(scene.secrets))),
         "write_outside": _run_unprotected(lang, "write_outside", open_sandbox, jobs, **scene.params(targets=[target])),
         "network (tcp)": _run_unprotected(lang, "network", open_sandbox, jobs, **scene.params()),
         # a closed TCP port and no outside network: only the unix socket can connect
         "network (unix)": _run_unprotected(lang, "network", open_sandbox, jobs, **scene.params(port=1, outside_host="127.0.0.1", outside_port=1)),
         "setuid": _run_unprotected(lang, "setuid", open_sandbox, jobs, **scene.params()),
-        # strong sandbox, dataset and output dir bound in (as an allow-list that let them in would)
-        "read_secrets (not hidden)": _run_unprotected(
-            lang, "read_secrets", _binding(Path(scene.secrets[0]).parent, scene.out), jobs,
-            **scene.params(secrets=[scene.secrets[0], str(scene.out_secret)])),
+        # strong sandbox, the secrets' directories bound in (as an allow-list that let them in would)
+        "read_secrets (not hidden, every one)": _run_unprotected(
+            lang, "read_secrets", _binding(Path(scene.secrets[0]).parent, scene.out, *scene.roots), jobs,
+            **scene.params(secrets=shown, need=len(shown))),
+        "proc_cmdline (bubblewrap options on its command line)": _run_unprotected(
+            lang, "proc_cmdline", _ArgsOnCommandLine(), jobs, **scene.params()),
+        "nested_userns (no seccomp filter)": _run_unprotected(
+            lang, "nested_userns", _NoSeccomp(), jobs, **scene.params()),
+        "memory_beyond_rlimit (no memory cgroup)": _run_unprotected(
+            lang, "memory_beyond_rlimit", _NoCgroup(), jobs, **scene.params()),
     }
+    # without geex-exec, a chosen exit status of 128 + N reads as signal N: 137 as SIGKILL, 152 as
+    # SIGXCPU (a timeout verdict)
+    misread = {status: _outcome(lang, f"exit_{status}", _NoHelper(), jobs, **scene.params())
+               for status in EXIT_STATUSES}
     # the environment: given to the program (as a runner's own variables are), it is seen
     runner = get_runner(lang)
     monkeypatch.setattr(runner, "run_env", lambda env=runner.run_env(): {**env, ENV_SECRET: "1"})
@@ -366,6 +487,8 @@ def test_escape_programs_pass_without_protection(scene: Scene, monkeypatch):
     assert os.path.exists(target)
     assert any(a.startswith("AF_INET ") for a in scene.listener.accepted), scene.listener.accepted
     assert any(a.startswith("AF_UNIX ") for a in scene.listener.accepted), scene.listener.accepted
+    assert {s: (o.exit_code, o.signal) for s, o in misread.items()} == {s: (None, s - 128) for s in EXIT_STATUSES}
+    assert misread[152].verdict.value == "timeout", misread[152]
 
 
 @needs_strong_sandbox
@@ -549,3 +672,200 @@ def test_uid_mode_unreachable_toolchain_is_a_harness_error(tmp_path):
     assert str(runner.pch_header.parent) in outcome.detail and "bubblewrap" in outcome.detail
     # with bubblewrap the same cache is bound in with traversable parents
     assert runner.unreachable_paths(Sandbox(isolation=Isolation.BUBBLEWRAP_UID)) == []
+
+
+# -- a hostile local user ----------------------------------------------------------------------------
+ATTACKER_UID = 4242  # another local user: unprivileged, neither root nor a sandbox uid
+CANARY = "the victim's file\n"
+
+
+class UserScene:
+    """A harness temp directory as open as /tmp (1777), a victim's file and directory (root's, the
+    targets of the attacker's links), an output directory; all removed by ``close``."""
+
+    def __init__(self) -> None:
+        self.token = secrets.token_hex(6)
+        tag = f"geex-hostile-user-{self.token}"
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{tag}-tmp-", dir="/tmp"))
+        self.tmp.chmod(0o1777)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir="/var/tmp"))
+        self.dir.chmod(0o755)
+        self.canary = self.dir / "canary.txt"
+        self.victim_dir = self.dir / "victim"
+        self.victim_dir.mkdir(mode=0o755)
+        for f in (self.canary, self.victim_dir / "keep.txt"):
+            f.write_text(CANARY)
+            f.chmod(0o644)
+        self.out = self.dir / "out"
+        self.dead_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # no process has it
+
+    def intact(self) -> bool:
+        """Whether nothing of the victim's was written, removed or replaced through a link."""
+        return (self.canary.read_text() == CANARY and not self.canary.is_symlink()
+                and [p.name for p in self.victim_dir.iterdir()] == ["keep.txt"]
+                and (self.victim_dir / "keep.txt").read_text() == CANARY)
+
+    def close(self) -> None:
+        for d in (self.tmp, self.dir):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class HostileUser:
+    """``hostile_user.py`` running as ``ATTACKER_UID``; ``ask`` sends it a request and waits for its
+    attempts (one at a time: the harness's two workers may both call in), ``log`` keeps them all."""
+
+    def __init__(self, scene: UserScene) -> None:
+        script = scene.dir / "hostile_user.py"  # readable by the attacker (the tests may live under /root)
+        shutil.copyfile(Path(__file__).with_name("hostile_user.py"), script)
+        script.chmod(0o644)
+        self.proc = subprocess.Popen(
+            ["setpriv", f"--reuid={ATTACKER_UID}", f"--regid={ATTACKER_UID}", "--clear-groups", "--",
+             "/usr/bin/python3", "-I", str(script)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=scene.dir, env={"PATH": SAFE_PATH}, text=True,
+        )
+        self.log: list[dict] = []
+        self._lock = threading.Lock()
+
+    def ask(self, **request) -> list[dict]:
+        with self._lock:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the attacker died (exit status {self.proc.wait()})")
+            attempts = [{"phase": request["phase"], **a} for a in json.loads(line)]
+            self.log += attempts
+        return attempts
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def user_scene(monkeypatch):
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("the attacker runs under /usr/bin/python3")
+    s = UserScene()
+    monkeypatch.setattr(tempfile, "tempdir", str(s.tmp))  # the harness's jobs root and I/O files
+    yield s
+    s.close()
+
+
+def _tell_attacker(monkeypatch, attacker: HostileUser, scene: UserScene) -> set[Path]:
+    """Show the attacker every work directory as it is made (empty), and again before every command
+    that runs in it (files written, then compiled): what a real attacker could guess or watch."""
+    workdirs: set[Path] = set()
+    new_workdir, run = RunContext.new_workdir, Sandbox.run
+
+    def watched_new_workdir(self) -> Path:
+        workdir = new_workdir(self)
+        workdirs.add(workdir)
+        fd, lease_dir = uids.lease_dir_fd()
+        os.close(fd)
+        attacker.ask(phase="workdir", path=str(workdir), canary=str(scene.canary), lease_dir=str(lease_dir),
+                     uid_base=uids.UID_BASE)
+        return workdir
+
+    def watched_run(self, argv, **kw):
+        if kw.get("cwd") in workdirs:
+            attacker.ask(phase="run", path=str(kw["cwd"]))
+        return run(self, argv, **kw)
+
+    monkeypatch.setattr(RunContext, "new_workdir", watched_new_workdir)
+    monkeypatch.setattr(Sandbox, "run", watched_run)
+    return workdirs
+
+
+def _attacked_evaluation(scene: UserScene, monkeypatch, languages: tuple[str, ...], numbers: list[int]):
+    """Canonical samples of ``languages`` evaluated while the attacker strikes: (records by
+    task id, the attacker's attempts, the work directories, the bait it laid)."""
+    problems = load_problems([get_language(lang) for lang in languages], None, False)
+    rows = [row for lang in languages for row in _canonical(problems, lang, numbers)]
+    samples = scene.dir / "samples.jsonl"
+    _write_samples(samples, rows)
+    attacker = HostileUser(scene)
+    try:
+        bait = attacker.ask(phase="bait", tempdir=str(scene.tmp), victim_dir=str(scene.victim_dir),
+                            victim_file=str(scene.canary), dead_pid=scene.dead_pid)
+        workdirs = _tell_attacker(monkeypatch, attacker, scene)
+        _evaluate(samples, scene.out, *languages)
+    finally:
+        attacker.close()
+    records = {json.loads(line)["task_id"]: json.loads(line)
+               for line in (scene.out / "results.jsonl").read_text().splitlines()}
+    assert len(records) == len(rows)
+    assert [p for p in _processes() if p[1] == ATTACKER_UID] == []
+    return records, [a for a in attacker.log if a["phase"] != "bait"], workdirs, bait
+
+
+@needs_strong_sandbox
+def test_hostile_local_user_gets_nowhere(user_scene: UserScene, monkeypatch):
+    """Another local user, while canonical samples of all six languages are evaluated, tries to list
+    the jobs root, to create and link entries in it, to list, read, write, replace and plant links in
+    every work directory (told each one as it is made and before each command runs in it), to list,
+    create, hold and link uid lease files, and lays stale-looking jobs roots linking to a victim's
+    files. Every attempt fails for lack of permission, every sample keeps its verdict, and the bait
+    is removed without the victim's files being touched."""
+    from tests.humanevalx.hostile_user import HARNESS_FILES, LEASES_TRIED
+
+    records, attempts, workdirs, bait = _attacked_evaluation(user_scene, monkeypatch, LANGUAGES, [0, 1])
+
+    assert all(a["ok"] for a in bait), bait  # the temp dir is world-writable, like /tmp
+    n = len(records)
+    ops = Counter(a["op"] for a in attempts)
+    assert len(workdirs) == n
+    assert ops["list jobs root"] == ops["create in jobs root"] == ops["link in jobs root"] == n
+    assert ops["plant link"] == n * len(HARNESS_FILES)
+    assert ops["list lease dir"] == ops["link lease"] == 1 and ops["hold lease"] == LEASES_TRIED
+    # the run (and the compile, outside Java's javac server) of every sample was attacked
+    assert ops["replace"] >= n * len(HARNESS_FILES) and ops["read"] == ops["replace"]
+    denied = [a for a in attempts if a["ok"] or a["error"] != "EACCES"]
+    assert denied == [], denied[:10]
+    assert {tid: rec["verdict"] for tid, rec in records.items()} == {tid: "passed" for tid in records}
+    # the harness swept the stale directory (and the link to the victim's directory: not followed)
+    assert not (user_scene.tmp / f"geex-jobs-{user_scene.dead_pid}-dir").exists()
+    assert user_scene.intact()
+
+
+@needs_strong_sandbox
+def test_hostile_local_user_wins_with_the_old_permissions(user_scene: UserScene, monkeypatch):
+    """Positive control: the same attacker against work directories left open (0777, as before they
+    were handed to the sample's uid as 0700), a listable jobs root and a world-writable lease
+    directory (1777, as the old /tmp scheme had): it lists, reads, replaces and plants links, holds
+    leases, and the samples whose programs it replaced fail. So the test above can fail."""
+    from geex.humanevalx import runners
+
+    new_workdir, hand_over = RunContext.new_workdir, runners.hand_over
+
+    def open_workdir(self) -> Path:
+        workdir = new_workdir(self)
+        workdir.chmod(0o777)
+        workdir.parent.chmod(0o755)
+        return workdir
+
+    def open_hand_over(workdir: Path, uid: int) -> None:
+        hand_over(workdir, uid)
+        workdir.chmod(0o777)
+
+    lease_dir = user_scene.dir / "uid-leases"
+    lease_dir.mkdir()
+    lease_dir.chmod(0o1777)
+    monkeypatch.setattr(RunContext, "new_workdir", open_workdir)
+    monkeypatch.setattr(runners, "hand_over", open_hand_over)
+    monkeypatch.setattr(uids, "lease_dir_fd", lambda: (os.open(lease_dir, os.O_RDONLY | os.O_DIRECTORY), lease_dir))
+    # uids of their own: leases from this directory must not collide with the real one's holders
+    monkeypatch.setattr(uids, "UID_BASE", UID_BASE + 50 * UID_SPAN)
+
+    records, attempts, _, _ = _attacked_evaluation(user_scene, monkeypatch, ("python",), [0, 1, 2])
+
+    succeeded = Counter(a["op"] for a in attempts if a["ok"])
+    for op in ("list jobs root", "list work dir", "plant link", "read", "replace", "create in work dir",
+               "list lease dir", "hold lease", "link lease"):
+        assert succeeded[op] > 0, (op, succeeded)
+    assert [rec["verdict"] for rec in records.values()] == ["runtime_error"] * 3, records
