@@ -10,6 +10,7 @@ single run: ``flaky.py`` decides how often a program runs and what its copies ge
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import queue
 import time
@@ -27,6 +28,7 @@ from geex.humanevalx.dataset import load_problems, resolve_dataset_dir
 from geex.humanevalx.fixes import FIXES_VERSION
 from geex.humanevalx.flaky import ProgramRuns
 from geex.humanevalx.identity import harness_identity
+from geex.humanevalx.outdir import OutDir
 from geex.humanevalx.report import build_report, write_report
 from geex.humanevalx.runners import Outcome, RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
 from geex.humanevalx.samples import Sample, canonical_samples, check_against_problems, read_samples
@@ -99,14 +101,40 @@ def _progress(cfg: EvalConfig) -> Progress:
     return progress
 
 
+def _identity(cfg: EvalConfig, samples: list[Sample]) -> dict:
+    """What the results in OUT are of (``outdir.py``): a new evaluation into OUT must match it."""
+    if cfg.samples == CANONICAL:
+        digest = hashlib.sha256(json.dumps([[s.sample_id, s.completion] for s in samples]).encode()).hexdigest()
+    else:
+        h = hashlib.sha256()
+        with open(cfg.samples, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = h.hexdigest()
+    return {
+        "samples": cfg.samples,
+        "samples_sha256": digest,
+        "dataset_variant": "original" if cfg.original else FIXES_VERSION,
+        "languages": sorted(lang.name for lang in cfg.languages) if cfg.languages else None,
+        "cleanup": cfg.clean,
+    }
+
+
 def evaluate(cfg: EvalConfig) -> dict:
-    """Run the evaluation described by ``cfg``; returns the report (also written to OUT)."""
+    """Run the evaluation described by ``cfg``; returns the report (also written to OUT).
+
+    OUT is locked for the whole evaluation and must hold results of the same evaluation, if any
+    (``outdir.py``)."""
     samples, problems = _load(cfg)
-    try:
-        cfg.out_dir.mkdir(parents=True, exist_ok=True)
-        (cfg.out_dir / "results.jsonl").touch()
-    except OSError as e:
-        raise UserError(f"cannot write the output directory {cfg.out_dir}: {e.strerror or e}") from None
+    with OutDir(cfg.out_dir, _identity(cfg, samples)):
+        try:
+            (cfg.out_dir / "results.jsonl").touch()
+        except OSError as e:
+            raise UserError(f"cannot write the output directory {cfg.out_dir}: {e.strerror or e}") from None
+        return _evaluate(cfg, samples, problems)
+
+
+def _evaluate(cfg: EvalConfig, samples: list[Sample], problems: dict) -> dict:
     sandbox_isolation = detect_isolation()
     dataset_dir = resolve_dataset_dir(cfg.dataset)
     hide = [Path.home(), cfg.out_dir.resolve(), cache_root()]

@@ -3,7 +3,8 @@
 ``results.jsonl`` gets one line per sample, written with a single ``write`` and flushed as soon as
 the sample finishes. After a crash (even ``kill -9``) at most the line being written is torn; it
 is dropped on the next open, and samples already recorded are not run again. A line is only valid
-for the same sample *and* the same program (hash), so editing the samples file re-runs what changed.
+for the same sample *and* the same program (hash) and fingerprint: a result never answers for
+another program (the samples file itself cannot change under an OUT: ``outdir.py``).
 
 The cache (SQLite, shared by all runs of a machine) maps (program hash, fingerprint) to an outcome
 and the number of runs that agreed on it. The fingerprint covers the toolchain, recipes, limits,
