@@ -374,7 +374,7 @@ def test_hostile_programs_are_contained(scene: Scene):
     assert scene.written() == []
     assert list(scene.tmp.iterdir()) == [], "jobs root or I/O files left in the harness's temp dir"
     assert sorted(p.name for p in scene.out.iterdir()) == sorted(
-        ["results.jsonl", "report.json", "report.md", "secret.txt"]), list(scene.out.iterdir())
+        ["results.jsonl", "report.json", "report.md", "run.json", "secret.txt"]), list(scene.out.iterdir())
 
 
 # -- positive controls: the same programs escape where nothing stops them ---------------------------

@@ -1,14 +1,16 @@
 """``geex humanevalx evaluate``: samples → programs → sandboxed runs → results.jsonl → report.
 
 Resume and caching: a sample already in ``OUT/results.jsonl`` with the same program hash and
-fingerprint (toolchain, recipes, limits, isolation) is not run again (harness errors are retried);
-a program already in the machine-wide cache under the same fingerprint is not run again either;
-identical programs inside one run are run once.
+fingerprint (toolchain, recipes, limits, isolation, the harness's own code) is not run again
+(harness errors are retried). Identical programs inside one run share their runs, and a program in
+the machine-wide cache under the same fingerprint is served from it, but neither on the word of a
+single run: ``flaky.py`` decides how often a program runs and what its copies get.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import queue
 import time
@@ -24,6 +26,9 @@ from geex.errors import UserError
 from geex.humanevalx.assembly import Program, assemble
 from geex.humanevalx.dataset import load_problems, resolve_dataset_dir
 from geex.humanevalx.fixes import FIXES_VERSION
+from geex.humanevalx.flaky import ProgramRuns
+from geex.humanevalx.identity import harness_identity
+from geex.humanevalx.outdir import OutDir
 from geex.humanevalx.report import build_report, write_report
 from geex.humanevalx.runners import Outcome, RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
 from geex.humanevalx.samples import Sample, canonical_samples, check_against_problems, read_samples
@@ -68,8 +73,8 @@ def _load(cfg: EvalConfig) -> tuple[list[Sample], dict]:
     return samples, problems
 
 
-def _record(sample: Sample, program_sha256: str, outcome: dict, fingerprint: str, cached: bool) -> dict:
-    return {
+def _record(sample: Sample, program_sha256: str, outcome: dict, fingerprint: str, runs: ProgramRuns) -> dict:
+    rec = {
         "sample_id": sample.sample_id,
         "task_id": sample.task_id,
         "language": sample.language.name,
@@ -79,8 +84,12 @@ def _record(sample: Sample, program_sha256: str, outcome: dict, fingerprint: str
         **outcome,
         "passed": outcome["verdict"] == Verdict.PASSED.value,
         "fingerprint": fingerprint,
-        "cached": cached,
+        "cached": runs.trusted,
+        "flaky": runs.flaky,
     }
+    if runs.flaky:
+        rec["verdicts_seen"] = runs.verdicts_seen()
+    return rec
 
 
 def _progress(cfg: EvalConfig) -> Progress:
@@ -92,14 +101,40 @@ def _progress(cfg: EvalConfig) -> Progress:
     return progress
 
 
+def _identity(cfg: EvalConfig, samples: list[Sample]) -> dict:
+    """What the results in OUT are of (``outdir.py``): a new evaluation into OUT must match it."""
+    if cfg.samples == CANONICAL:
+        digest = hashlib.sha256(json.dumps([[s.sample_id, s.completion] for s in samples]).encode()).hexdigest()
+    else:
+        h = hashlib.sha256()
+        with open(cfg.samples, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = h.hexdigest()
+    return {
+        "samples": cfg.samples,
+        "samples_sha256": digest,
+        "dataset_variant": "original" if cfg.original else FIXES_VERSION,
+        "languages": sorted(lang.name for lang in cfg.languages) if cfg.languages else None,
+        "cleanup": cfg.clean,
+    }
+
+
 def evaluate(cfg: EvalConfig) -> dict:
-    """Run the evaluation described by ``cfg``; returns the report (also written to OUT)."""
+    """Run the evaluation described by ``cfg``; returns the report (also written to OUT).
+
+    OUT is locked for the whole evaluation and must hold results of the same evaluation, if any
+    (``outdir.py``)."""
     samples, problems = _load(cfg)
-    try:
-        cfg.out_dir.mkdir(parents=True, exist_ok=True)
-        (cfg.out_dir / "results.jsonl").touch()
-    except OSError as e:
-        raise UserError(f"cannot write the output directory {cfg.out_dir}: {e.strerror or e}") from None
+    with OutDir(cfg.out_dir, _identity(cfg, samples)):
+        try:
+            (cfg.out_dir / "results.jsonl").touch()
+        except OSError as e:
+            raise UserError(f"cannot write the output directory {cfg.out_dir}: {e.strerror or e}") from None
+        return _evaluate(cfg, samples, problems)
+
+
+def _evaluate(cfg: EvalConfig, samples: list[Sample], problems: dict) -> dict:
     sandbox_isolation = detect_isolation()
     dataset_dir = resolve_dataset_dir(cfg.dataset)
     # an allow-list view: the output directory, the dataset, homes and caches are simply not there
@@ -107,10 +142,12 @@ def evaluate(cfg: EvalConfig) -> dict:
 
     languages = list(dict.fromkeys(s.language.name for s in samples))
     runners = {lang: get_runner(lang) for lang in languages}
-    # a verdict is reusable only under the same toolchain, recipe, limits, isolation and memory limit
+    # a verdict is reusable only under the same toolchain, recipe, limits, isolation, memory limit *and*
+    # harness code
     fingerprints = {
         lang: hashlib.sha256(
-            f"{r.fingerprint(cfg.timeout_s)}|{sandbox_isolation.value}|{sandbox.memory_mechanism}".encode()
+            f"{r.fingerprint(cfg.timeout_s)}|{sandbox_isolation.value}|{sandbox.memory_mechanism}"
+            f"|{harness_identity()}".encode()
         ).hexdigest()[:16]
         for lang, r in runners.items()
     }
@@ -171,38 +208,58 @@ def evaluate(cfg: EvalConfig) -> dict:
                 for lang in languages
             }
 
-            def finish(sha: str, outcome: dict, cached: bool) -> None:
+            def finish(sha: str, runs: ProgramRuns) -> None:
                 lang = first_sample[sha].language.name
-                for s in pending.pop(sha):
-                    rec = _record(s, sha, outcome, fingerprints[lang], cached)
+                for s, outcome in zip(pending.pop(sha), runs.outcomes()):
+                    rec = _record(s, sha, outcome, fingerprints[lang], runs)
                     log.append(rec)
                     done_counts[lang][rec["passed"]] += 1
                     progress.update(bars[lang], advance=1, ok=done_counts[lang][True], bad=done_counts[lang][False])
 
-            to_run = []
-            for sha in list(pending):
-                hit = cache.get(sha, fingerprints[first_sample[sha].language.name]) if cache else None
-                if hit is not None:
-                    finish(sha, hit, cached=True)
-                else:
-                    to_run.append(sha)
+            def settle(sha: str, runs: ProgramRuns) -> None:
+                if cache is not None and not runs.trusted:
+                    update = runs.cache_update()
+                    fingerprint = fingerprints[first_sample[sha].language.name]
+                    if update is None:
+                        cache.drop(sha, fingerprint)  # flaky: never frozen
+                    elif update is not runs.cached:
+                        cache.put(sha, fingerprint, *update)
+                finish(sha, runs)
+
+            programs: dict[str, ProgramRuns] = {}
+            for sha, copies in list(pending.items()):
+                hit = cache.lookup(sha, fingerprints[first_sample[sha].language.name]) if cache else None
+                programs[sha] = ProgramRuns(len(copies), hit)
+                if programs[sha].trusted:
+                    settle(sha, programs[sha])
+            to_run = [sha for sha, runs in programs.items() if not runs.trusted]
             for lang in {first_sample[sha].language.name for sha in to_run}:
                 try:
                     runners[lang].prepare(sandbox)
                 except RuntimeError as e:
                     cfg.console.print(f"[red]HARNESS ERROR[/]: {e}")
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geex-eval") as pool:
-                futures: dict[Future, str] = {pool.submit(run_one, sha): sha for sha in to_run}
+                futures: dict[Future, str] = {}
+
+                def submit(sha: str, n: int) -> set[Future]:
+                    new = {pool.submit(run_one, sha) for _ in range(n)}
+                    futures.update(dict.fromkeys(new, sha))
+                    return new
+
                 try:
-                    not_done = set(futures)
+                    not_done: set[Future] = set()
+                    for sha in to_run:
+                        not_done |= submit(sha, programs[sha].first_runs())
                     while not_done:
                         finished, not_done = wait(not_done, return_when=FIRST_COMPLETED)
                         for fut in finished:
-                            sha = futures[fut]
-                            outcome = fut.result().as_dict()
-                            if cache is not None:
-                                cache.put(sha, fingerprints[first_sample[sha].language.name], outcome)
-                            finish(sha, outcome, cached=False)
+                            sha = futures.pop(fut)
+                            runs = programs[sha]
+                            more = runs.add(fut.result().as_dict())
+                            if more:  # flaky: every copy gets a run of its own
+                                not_done |= submit(sha, more)
+                            if runs.done:
+                                settle(sha, runs)
                 except BaseException:
                     for fut in futures:
                         fut.cancel()

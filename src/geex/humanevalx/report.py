@@ -55,7 +55,14 @@ def build_report(records: list[dict], ks: tuple[int, ...], meta: dict) -> dict:
     report["overall"] = summarize(records, ks)
     harness = report["overall"]["verdicts"][Verdict.HARNESS_ERROR.value]
     report["harness_errors"] = harness
+    flaky = [rec for rec in records if rec.get("flaky")]
+    report["flaky"] = {"samples": len(flaky), "task_ids": sorted({rec["task_id"] for rec in flaky}, key=_task_order)}
     return report
+
+
+def _task_order(task_id: str) -> tuple:
+    prefix, _, number = task_id.rpartition("/")
+    return (prefix, int(number)) if number.isdigit() else (task_id, -1)
 
 
 def to_markdown(report: dict) -> str:
@@ -86,6 +93,11 @@ def to_markdown(report: dict) -> str:
     lines.append(row("**overall**", report["overall"]))
     if report.get("harness_errors"):
         lines += ["", f"**{report['harness_errors']} harness errors** (excluded from pass@k): see results.jsonl."]
+    flaky = report.get("flaky") or {}
+    if flaky.get("samples"):
+        lines += ["", f"**{flaky['samples']} flaky samples** in {len(flaky['task_ids'])} tasks (runs of the same "
+                  "program gave different verdicts; each sample was run and kept its own verdict): "
+                  + ", ".join(flaky["task_ids"])]
     lines += ["", "## Toolchains", ""]
     lines += [f"- {lang}: {ver}" for lang, ver in report.get("toolchains", {}).items()]
     return "\n".join(lines) + "\n"

@@ -3,11 +3,15 @@
 ``results.jsonl`` gets one line per sample, written with a single ``write`` and flushed as soon as
 the sample finishes. After a crash (even ``kill -9``) at most the line being written is torn; it
 is dropped on the next open, and samples already recorded are not run again. A line is only valid
-for the same sample *and* the same program (hash), so editing the samples file re-runs what changed.
+for the same sample *and* the same program (hash) and fingerprint: a result never answers for
+another program (the samples file itself cannot change under an OUT: ``outdir.py``).
 
-The cache (SQLite, shared by all runs of a machine) maps (program hash, toolchain fingerprint) to an
-outcome, so a program seen before (duplicates at low temperature, a re-run into a new directory)
-is not executed again. Timeouts and harness errors are never cached: they may be transient.
+The cache (SQLite, shared by all runs of a machine) maps (program hash, fingerprint) to an outcome
+and the number of runs that agreed on it. The fingerprint covers the toolchain, recipes, limits,
+isolation and the harness's own code (``identity.py``). A verdict seen once is not trusted yet: the
+next evaluation that would reuse it runs the program again (``flaky.py``); once two runs agreed it
+is served without running. A program whose runs disagreed is flaky: its entry is dropped, never
+frozen. Timeouts and harness errors are never cached: they may be transient.
 """
 
 from __future__ import annotations
@@ -75,33 +79,49 @@ class ResultsLog:
         self._file.close()
 
 
+CONFIRMED_RUNS = 2  # agreeing runs after which a cached verdict is served without running again
+
+
 class VerdictCache:
-    """(program hash, fingerprint) → outcome dict, in SQLite (safe across threads and processes)."""
+    """(program hash, fingerprint) → (outcome dict, agreeing runs), in SQLite (safe across threads and
+    processes). Table ``verdicts``; the ``outcomes`` table of earlier versions is left to them."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, timeout=60, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS outcomes (program TEXT, fingerprint TEXT, outcome TEXT, "
-            "PRIMARY KEY (program, fingerprint))"
+            "CREATE TABLE IF NOT EXISTS verdicts (program TEXT, fingerprint TEXT, outcome TEXT, "
+            "runs INTEGER NOT NULL, PRIMARY KEY (program, fingerprint))"
         )
         self._lock = threading.Lock()
 
-    def get(self, program: str, fingerprint: str) -> dict | None:
+    def lookup(self, program: str, fingerprint: str) -> tuple[dict, int] | None:
+        """The cached outcome and how many runs agreed on it."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT outcome FROM outcomes WHERE program = ? AND fingerprint = ?", (program, fingerprint)
+                "SELECT outcome, runs FROM verdicts WHERE program = ? AND fingerprint = ?", (program, fingerprint)
             ).fetchone()
-        return json.loads(row[0]) if row else None
+        return (json.loads(row[0]), int(row[1])) if row else None
 
-    def put(self, program: str, fingerprint: str, outcome: dict) -> None:
+    def get(self, program: str, fingerprint: str) -> dict | None:
+        hit = self.lookup(program, fingerprint)
+        return hit[0] if hit else None
+
+    def put(self, program: str, fingerprint: str, outcome: dict, runs: int = 1) -> None:
+        """Record ``outcome`` as seen by ``runs`` agreeing runs (transient verdicts are not kept)."""
         if outcome["verdict"] in _NOT_CACHED:
             return
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?)", (program, fingerprint, json.dumps(outcome))
+                "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
+                (program, fingerprint, json.dumps(outcome), runs),
             )
+
+    def drop(self, program: str, fingerprint: str) -> None:
+        """Forget a program's verdict (its runs disagreed)."""
+        with self._lock:
+            self._conn.execute("DELETE FROM verdicts WHERE program = ? AND fingerprint = ?", (program, fingerprint))
 
     def close(self) -> None:
         self._conn.close()
