@@ -239,7 +239,7 @@ def problems(dataset_dir):
 
 @pytest.fixture()
 def ctx():
-    sandbox = Sandbox(hide=[Path.home(), cache_root()])
+    sandbox = Sandbox()
     context = RunContext(sandbox, make_jobs_root(), slot=0, timeout_s=TIMEOUT_S)
     yield context
     context.close()

@@ -520,8 +520,26 @@ def fresh_isolation():
     detect_isolation.cache_clear()
 
 
+@pytest.fixture
+def reachable_js(monkeypatch):
+    """A JS runner whose caches (the proof wrapper) the sandbox uid can read without namespaces: the
+    uid modes bind nothing in, and root's home, where the default cache lives, is private. Built
+    under a world-readable $GEEX_CACHE, and used by evaluate() too."""
+    from geex.humanevalx import evaluate as evaluate_mod
+    from geex.humanevalx.runners.js import JsRunner
+
+    cache = Path(tempfile.mkdtemp(prefix="geex-uid-cache-", dir="/var/tmp"))
+    cache.chmod(0o755)
+    monkeypatch.setenv("GEEX_CACHE", str(cache))
+    runner = JsRunner()
+    monkeypatch.setattr(evaluate_mod, "get_runner", lambda lang: runner if lang == "js" else get_runner(lang))
+    yield runner
+    shutil.rmtree(cache, ignore_errors=True)
+
+
 @pytest.mark.parametrize(("forced", "recorded"), [("uid", "uid+rlimits"), ("rlimits", "rlimits")])
-def test_degraded_mode_warns_and_is_recorded(forced, recorded, problems_js, tmp_path, monkeypatch, fresh_isolation):
+def test_degraded_mode_warns_and_is_recorded(forced, recorded, problems_js, tmp_path, monkeypatch, fresh_isolation,
+                                             reachable_js):
     """Forcing a weaker sandbox still evaluates, but warns loudly and says so in the report."""
     if forced == "uid" and (os.geteuid() != 0 or not shutil.which("setpriv")):
         pytest.skip("the uid mode needs root and setpriv")
@@ -552,7 +570,7 @@ _JS_SLEEPERS = """\
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="the uid mode needs root and setpriv")
 @pytest.mark.parametrize("scene", ["js"], indirect=True)
-def test_uid_mode_kills_what_leaves_the_process_group(scene: Scene, problems_js):
+def test_uid_mode_kills_what_leaves_the_process_group(scene: Scene, problems_js, reachable_js):
     """Without namespaces only the uid drop finds children that ``setsid``: a detached child's late
     write and a swarm of detached sleepers (up to RLIMIT_NPROC) must both be gone after the run.
     Control: under ``rlimits`` (no uid to sweep) the detached child survives and writes."""
@@ -561,7 +579,7 @@ def test_uid_mode_kills_what_leaves_the_process_group(scene: Scene, problems_js)
     swarm = assemble(task, _JS_SLEEPERS.replace("@SLEEP@", f"60.{scene.digits}"), clean=False)
     uid_ctx = RunContext(Sandbox(isolation=Isolation.UID), scene.tmp, slot=0, timeout_s=2)
     try:
-        outcomes = [get_runner("js").execute(p, uid_ctx) for p in (late, swarm)]
+        outcomes = [reachable_js.execute(p, uid_ctx) for p in (late, swarm)]
         uid = uid_ctx.uid
         assert [p for p in _processes() if p[1] == uid] == []
     finally:
@@ -574,7 +592,7 @@ def test_uid_mode_kills_what_leaves_the_process_group(scene: Scene, problems_js)
 
     open_ctx = RunContext(Sandbox(isolation=Isolation.RLIMITS), scene.tmp, slot=0, timeout_s=2)
     try:
-        assert get_runner("js").execute(late, open_ctx).verdict.value == "passed"
+        assert reachable_js.execute(late, open_ctx).verdict.value == "passed"
     finally:
         open_ctx.close()
     deadline = time.monotonic() + OUTLIVE_SLEEP_S + 3

@@ -8,7 +8,6 @@ inside every sandbox). Without a compiler the sandbox works on without it, and s
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shutil
@@ -22,9 +21,9 @@ def _source() -> bytes:
     return resources.files("geex.humanevalx").joinpath("native/geex_exec.c").read_bytes()
 
 
-@functools.cache
 def geex_exec() -> Path | None:
-    """Path of the built helper, or None when no C compiler is available."""
+    """Path of the built helper, or None when no C compiler is available. Checked on every call (a
+    few stats: each Sandbox asks once) since the cache directory may move or be cleaned."""
     from geex.humanevalx.runners import cache_root
 
     source = _source()
