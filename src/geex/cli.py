@@ -67,10 +67,12 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
 
 
 def _torch_dtype(args: argparse.Namespace):
+    """The dtype of ``--dtype`` (default by device); ``args.device`` is checked and normalized first."""
     import torch
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here")
+    from geex.devices import resolve_device
+
+    args.device = resolve_device(args.device)
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
         args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")]
 
@@ -129,8 +131,9 @@ def _generate_samples(args: argparse.Namespace, out: Path) -> Path:
         params=SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy),
         max_new_tokens=args.max_new_tokens, seed=args.seed or 0, batch_size=args.batch_size, limit=args.limit,
         dataset=args.dataset, original=args.original)
+    dtype = _torch_dtype(args)  # also checks --device
     backend = make_backend(args.backend, args.model, device=args.device,
-                           dtype=_torch_dtype(args) if args.backend != "openai" else None, quantize=args.quantize,
+                           dtype=dtype if args.backend != "openai" else None, quantize=args.quantize,
                            base_url=args.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
                            concurrency=args.concurrency)
     return run_generate(cfg, backend, out, progress=not args.quiet)
@@ -230,6 +233,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             prompt = Path(args.prompt_file).read_text(encoding="utf-8")
         except OSError as e:
             raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"--prompt-file {args.prompt_file} is not UTF-8 text ({e.reason} at byte {e.start + 1}): "
+                            "convert it, e.g. with iconv -t UTF-8") from None
     else:
         prompt = args.prompt
     dtype = _torch_dtype(args)

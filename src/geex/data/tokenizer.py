@@ -17,24 +17,22 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from geex import jsonl
+from geex.data.sources import document_text
 from geex.errors import UserError
 from geex.models.tokenizer import EOS, WS_MAX, CodeGeeXTokenizer, _space_token
 
 _WS_TOKEN = re.compile(r"<\|extratoken_\d+\|>")
 
 
-def corpus_texts(shards: list[Path], field: str = "code") -> Iterator[str]:
-    """Documents of JSONL shards (``geex data build``'s, or any with a ``code`` field), whitespace-encoded."""
+def corpus_texts(shards: list[Path]) -> Iterator[str]:
+    """Documents of JSONL shards (``geex data build``'s ``code``, or ``content`` / ``text``), whitespace-encoded."""
     for path in shards:
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                try:
-                    text = json.loads(line)[field]
-                except (ValueError, KeyError, TypeError):
-                    raise UserError(f"{path}:{i}: expected a JSON object with a {field!r} string") from None
-                # as the tokenizer will see it: a whitespace token splits the text like a newline would
-                # (BPE never merges across it), so it is a newline while training
-                yield _WS_TOKEN.sub("\n", CodeGeeXTokenizer.encode_whitespace(text))
+        for i, obj in jsonl.objects(path):
+            text = document_text(obj, f"{path}:{i}")
+            # as the tokenizer will see it: a whitespace token splits the text like a newline would
+            # (BPE never merges across it), so it is a newline while training
+            yield _WS_TOKEN.sub("\n", CodeGeeXTokenizer.encode_whitespace(text))
 
 
 def shard_files(inputs: list[str]) -> list[Path]:
