@@ -336,3 +336,59 @@ def test_bigcode_generations_whose_language_cannot_be_told(capsys, tmp_path):
 def test_bigcode_generations_malformed(capsys, tmp_path, content, message):
     path = _bigcode(tmp_path / "generations_python.json", content)
     fails(capsys, _evaluate(tmp_path, path), message)
+
+
+# ------------------------------------------------------------------------------ geex train --set
+@pytest.mark.parametrize("setting, message", [
+    ("optim.lr=abc", "--set optim.lr=abc: expected a number"),
+    ("optim.lr=nan", "--set optim.lr=nan: expected a finite number"),
+    ("optim.lr=-1", "config: optim.lr = -1.0 (must be a positive number)"),
+    ("optim.lr=0", "config: optim.lr = 0.0 (must be a positive number)"),
+    ("optim.min_lr=1", "config: optim.min_lr = 1.0 (must be between 0 and optim.lr)"),
+    ("optim.eps=0", "config: optim.eps = 0.0 (must be a positive number)"),
+    ("optim.eps=-1e-8", "config: optim.eps = -1e-08 (must be a positive number)"),
+    ("optim.betas=0.9", "--set optim.betas=0.9: expected 2 comma-separated numbers, e.g. 0.9,0.95"),
+    ("optim.betas=0.9,x", "--set optim.betas=0.9,x: expected a number"),
+    ("optim.betas=1.5,0.9", "config: optim.betas = [1.5, 0.9] (must be two numbers in [0, 1)"),
+    ("optim.grad_clip=-1", "config: optim.grad_clip = -1.0 (must be 0 (off) or more)"),
+    ("optim.weight_decay=-0.1", "config: optim.weight_decay = -0.1 (must be 0 or more)"),
+    ("optim.warmup_steps=1.5", "--set optim.warmup_steps=1.5: expected a whole number"),
+    ("optim.warmup_steps=-1", "config: optim.warmup_steps = -1 (must be 0 or more)"),
+    ("optim.max_steps=0", "config: optim.max_steps = 0 (must be at least 1)"),
+    ("optim.max_steps=ten", "--set optim.max_steps=ten: expected a whole number"),
+    ("data.batch_size=0", "config: data.batch_size = 0 (must be at least 1)"),
+    ("run.eval_sequences=0", "config: run.eval_sequences = 0 (must be at least 1)"),
+    ("data.seed=-1", "config: data.seed = -1 (must be 0 or more)"),
+    ("run.compile=maybe", "--set run.compile=maybe: expected true or false (also 1/0, yes/no, on/off)"),
+    ("run.compile=2", "--set run.compile=2: expected true or false"),
+    ("model.preset=codegeex-7b", "config: model.preset = 'codegeex-7b' (known: codegeex-13b"),
+    ("optim.learning_rate=1", "config: unknown field optim.learning_rate (known: betas, eps"),
+    ("optimizer.lr=1", "--set 'optimizer.lr=1': unknown section 'optimizer'"),
+    ("lr=1", "--set 'lr=1': expected section.field=value"),
+])
+def test_train_set_values(capsys, tmp_path, setting, message):
+    fails(capsys, ["train", "--set", f"data.path={tmp_path}", "--set", setting], message)
+
+
+@pytest.mark.parametrize("toml, message", [
+    ("[optim]\nmax_steps = true\n", "config: optim.max_steps should be a whole number, got True"),
+    ("[optim]\nbetas = [\"a\", 0.9]\n", "config: optim.betas should be a list of 2 numbers, got ['a', 0.9]"),
+    ("[optim]\nbetas = [0.9]\n", "config: optim.betas should be a list of 2 numbers, got [0.9]"),
+    ("[optim]\nlr = nan\n", "config: optim.lr = nan (must be a positive number)"),
+    ("[run]\ncompile = 1\n", "config: run.compile should be true or false, got 1"),
+    ("[run]\ndevice = 3\n", "config: run.device should be a string, got 3"),
+])
+def test_train_config_file_values(capsys, tmp_path, toml, message):
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    fails(capsys, ["train", "--config", path, "--set", f"data.path={tmp_path}"], message)
+
+
+def test_train_booleans_accept_the_usual_spellings_in_any_case():
+    from geex.train.config import load_config
+
+    for text, value in [("true", True), ("TRUE", True), ("1", True), ("Yes", True), ("on", True), ("ON", True),
+                        ("false", False), ("False", False), ("0", False), ("no", False), ("NO", False), ("off", False)]:
+        assert load_config(None, [f"run.compile={text}"]).run.compile is value, text
+    assert load_config(None, ["optim.betas=(0.8, 0.99)"]).optim.betas == (0.8, 0.99)
+    assert load_config(None, ["optim.betas=[0.8,0.99]"]).optim.betas == (0.8, 0.99)
