@@ -392,3 +392,113 @@ def test_train_booleans_accept_the_usual_spellings_in_any_case():
         assert load_config(None, [f"run.compile={text}"]).run.compile is value, text
     assert load_config(None, ["optim.betas=(0.8, 0.99)"]).optim.betas == (0.8, 0.99)
     assert load_config(None, ["optim.betas=[0.8,0.99]"]).optim.betas == (0.8, 0.99)
+
+
+# ------------------------------------------------------------------------------ model directories and files
+LLAMA = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+         "intermediate_size": 96, "vocab_size": 50}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"hidden_size": 100, "num_attention_heads": 3}, "hidden_size 100 is not divisible by num_attention_heads 3"),
+    ({"num_key_value_heads": 3}, "num_attention_heads 4 is not divisible by num_key_value_heads 3"),
+    ({"num_hidden_layers": "2"}, "num_hidden_layers must be a whole number, got '2'"),
+    ({"hidden_size": -64}, "hidden_size must be at least 1, got -64"),
+    ({"vocab_size": 0}, "vocab_size must be at least 1, got 0"),
+    ({"num_attention_heads": 0}, "num_attention_heads must be at least 1, got 0"),
+    ({"intermediate_size": 96.5}, "intermediate_size must be a whole number, got 96.5"),
+    ({"num_hidden_layers": True}, "num_hidden_layers must be a whole number, got True"),
+    ({"rms_norm_eps": "1e-5"}, "rms_norm_eps must be a number, got '1e-5'"),
+    ({"rms_norm_eps": -1}, "rms_norm_eps must be above 0, got -1"),
+    ({"rope_theta": 0}, "rope_theta must be above 0, got 0"),
+    ({"tie_word_embeddings": "yes"}, "tie_word_embeddings must be true or false, got 'yes'"),
+    ({"head_dim": 15}, "the head size 15 is odd"),
+    ({"rope_scaling": [1]}, "rope_scaling must be an object, got [1]"),
+])
+def test_hf_config_json_with_wrong_types_or_impossible_shapes(capsys, tmp_path, changes, message):
+    directory = tmp_path / "model"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps({**LLAMA, **changes}))
+    fails(capsys, ["generate", "--prompt", "x", "--model", directory], f"{directory / 'config.json'}: {message}")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"n_embd": 100, "n_head": 3}, "n_embd 100 is not divisible by n_head 3"),
+    ({"n_layer": "2"}, "n_layer must be a whole number, got '2'"),
+    ({"n_positions": -1}, "n_positions must be at least 1, got -1"),
+    ({"vocab_size": 100, "padded_vocab_size": 64}, "padded_vocab_size 64 is smaller than vocab_size 100"),
+    ({"layernorm_eps": "small"}, "layernorm_eps must be a number, got 'small'"),
+])
+def test_geex_config_json_with_wrong_types_or_impossible_shapes(capsys, tmp_path, changes, message):
+    directory = tmp_path / "model"
+    directory.mkdir()
+    config = {"format": "geex/codegeex/1", "architecture": "codegeex", "n_layer": 2, "n_embd": 64, "n_head": 4,
+              "n_positions": 128, "vocab_size": 100, "padded_vocab_size": 128}
+    (directory / "config.json").write_text(json.dumps({**config, **changes}))
+    fails(capsys, ["generate", "--prompt", "x", "--model", directory], f"{directory / 'config.json'}: {message}")
+
+
+def test_config_json_that_is_not_an_object(capsys, tmp_path):
+    (tmp_path / "config.json").write_text("[1, 2]")
+    fails(capsys, ["generate", "--prompt", "x", "--model", tmp_path], f"{tmp_path / 'config.json'}: expected a JSON object")
+
+
+@pytest.fixture(scope="module")
+def default_gguf() -> Path:
+    from geex.models.registry import default_model_path
+
+    return default_model_path()
+
+
+@pytest.mark.parametrize("keep, message", [
+    (10, "it ends inside its header, at byte 10"),
+    (100_000, "it ends inside its metadata, at byte 100,000"),
+])
+def test_gguf_cut_inside_its_header(capsys, tmp_path, default_gguf, keep, message):
+    path = tmp_path / "model.gguf"
+    with open(default_gguf, "rb") as f:
+        path.write_bytes(f.read(keep))
+    fails(capsys, ["generate", "--prompt", "x", "--model", path], f"truncated GGUF file {path}: {message}")
+
+
+@pytest.mark.parametrize("missing", [1000, 90_000_000])
+def test_gguf_cut_inside_its_tensors(capsys, tmp_path, default_gguf, missing):
+    size = default_gguf.stat().st_size  # a complete file's tensors end where it ends
+    path = tmp_path / "model.gguf"
+    with open(default_gguf, "rb") as f:
+        path.write_bytes(f.read(size - missing))
+    fails(capsys, ["generate", "--prompt", "x", "--model", path],
+          f"truncated GGUF file {path}: {size - missing:,} bytes, but its tensors end at byte {size:,} "
+          f"({missing:,} bytes missing")
+
+
+@pytest.mark.parametrize("content", [bytes(random.Random(1).randrange(256) for _ in range(5000)), b"hello\n", b""],
+                         ids=["random", "text", "empty"])
+def test_a_file_that_is_no_model(capsys, tmp_path, content):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(content)
+    fails(capsys, ["generate", "--prompt", "x", "--model", path],
+          f"{path} is not a model geex reads: not a GGUF file (no 'GGUF' signature), not a PyTorch checkpoint")
+    named = tmp_path / "weights.gguf"
+    named.write_bytes(content)
+    fails(capsys, ["generate", "--prompt", "x", "--model", named], f"{named} is not a GGUF file")
+
+
+def test_int4_where_groups_do_not_divide_a_layer(capsys, tmp_path, tokenizer_dir):
+    """A width of 96: INT4's groups of 128 (or of 96, not a power of two) do not tile it; INT8 does."""
+    import torch
+
+    from geex.models.checkpoint import save_geex
+    from geex.models.codegeex import CodeGeeXConfig
+
+    cfg = CodeGeeXConfig(n_layer=1, n_embd=96, n_head=4, n_positions=64, vocab_size=50400, padded_vocab_size=50432)
+    model = cfg.build()
+    model.init_weights(torch.Generator().manual_seed(0))
+    directory = save_geex(model.state_dict(), cfg, tmp_path / "model")
+    for name in ("vocab.json", "merges.txt", "added_tokens.json"):
+        (directory / name).write_bytes((tokenizer_dir / name).read_bytes())
+    fails(capsys, ["generate", "--prompt", "x", "--model", directory, "--quantize", "int4"],
+          "--quantize int4: layer transformer.layers.0.attention.query has 96 input features",
+          "use --quantize int8 instead")
+    assert main(["generate", "--prompt", "def f():", "--model", str(directory), "--quantize", "int8",
+                 "--max-new-tokens", "2", "--greedy"]) == 0
