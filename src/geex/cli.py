@@ -36,6 +36,26 @@ def _positive_number(text: str) -> float:
     return value
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1: {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
+    return value
+
+
 def _ks(text: str) -> tuple[int, ...]:
     try:
         ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
@@ -48,17 +68,21 @@ def _ks(text: str) -> tuple[int, ...]:
 
 def _add_sampling_options(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
     p.add_argument("--max-new-tokens", type=_positive_int, default=max_new_tokens,
-                   help=f"(default {max_new_tokens})")
+                   help=f"most tokens generated after the prompt (default {max_new_tokens})")
     p.add_argument("--temperature", type=_positive_number, default=0.2,
-                   help="(default 0.2, CodeGeeX's setting for pass@1; 0.8 for diverse samples)")
-    p.add_argument("--top-p", type=float, default=0.95, help="(default 0.95)")
-    p.add_argument("--top-k", type=int, default=0, help="(default 0: off)")
+                   help="sampling temperature: lower is more deterministic (default 0.2, CodeGeeX's setting for "
+                        "pass@1; 0.8 for diverse samples)")
+    p.add_argument("--top-p", type=_probability, default=0.95,
+                   help="nucleus sampling: sample from the most likely tokens that make up this much probability "
+                        "(default 0.95; 1: off)")
+    p.add_argument("--top-k", type=_count, default=0,
+                   help="sample from the k most likely tokens only (default 0: off)")
     p.add_argument("--seed", type=int, help="seed for reproducible sampling")
     p.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
 
 
 def _add_device_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                    help="weights and activations (default: bfloat16 on cuda, float32 on cpu)")
     p.add_argument("--quantize", choices=("int8", "int4"),
@@ -181,7 +205,8 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
 def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     from geex.data.tokenizer import train_tokenizer
 
-    out = train_tokenizer(args.shards, Path(args.out), vocab_size=args.vocab_size, min_frequency=args.min_frequency)
+    out = train_tokenizer(args.shards, Path(args.out), vocab_size=args.vocab_size, min_frequency=args.min_frequency,
+                          progress=not args.quiet)
     print(f"wrote {out}/vocab.json, merges.txt, added_tokens.json (load with --tokenizer {out})", file=sys.stderr)
     return 0
 
@@ -199,11 +224,16 @@ def _cmd_data_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` items, with ``--out DIR`` as ``run.out=DIR`` (last, so it wins)."""
+    return [*args.set, *([f"run.out={args.out}"] if args.out else [])]
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from geex.train.config import load_config
     from geex.train.loop import train
 
-    cfg = load_config(args.config, args.set)
+    cfg = load_config(args.config, _train_overrides(args))
     last = train(cfg, progress=not args.quiet)
     print(f"step {last.get('step')}: loss {last.get('loss', float('nan')):.4f}; logs and checkpoint in {cfg.run.out}",
           file=sys.stderr)
@@ -268,15 +298,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     final = cleanup(args.language, out.text) if args.language else out.text
     sys.stdout.write(final[printed:] + "\n")
     sys.stdout.flush()
-    print(f"{len(out.token_ids)} tokens in {elapsed:.2f} s ({len(out.token_ids) / elapsed:.1f} tokens/s), "
-          f"finish: {out.finish_reason}, model: {loaded.name}", file=sys.stderr)
+    if not args.quiet:
+        print(f"{len(out.token_ids)} tokens in {elapsed:.2f} s ({len(out.token_ids) / elapsed:.1f} tokens/s), "
+              f"finish: {out.finish_reason}, model: {loaded.name}", file=sys.stderr)
     return 0
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from geex.humanevalx.doctor import doctor
+    from geex.languages import parse_languages
 
-    return doctor()
+    return doctor(languages=parse_languages(args.languages) if args.languages else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("doctor", help="check every HumanEval-X toolchain and the sandbox",
                          description="Per language: the toolchain, its version, and whether a hello-world "
                                      "test compiles and runs in the sandbox; install hints when not.")
+    doc.add_argument("--languages", "-l", help="comma-separated subset: python,cpp,java,js,go,rust (default: all)")
     doc.set_defaults(func=_cmd_doctor)
 
     md = sub.add_parser("model", help="model checkpoints (convert the official format)",
@@ -327,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--shard-docs", type=_positive_int, default=10_000, help="documents a shard (default 10000)")
     db.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                     help="skip files and directories whose name matches (repeatable), e.g. site-packages, 'test*'")
-    db.add_argument("--workers", "-j", type=_positive_int, help="processes (default: all cores)")
+    db.add_argument("--workers", "-j", type=_positive_int, help="parallel worker processes (default: all cores)")
     db.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     db.set_defaults(func=_cmd_data_build, kept=_kept_data_build)
     dp = data_sub.add_parser(
@@ -340,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--out", "-o", required=True, help="output directory")
     dp.add_argument("--seq-len", type=_positive_int, default=2048, help="tokens a sequence (default 2048)")
     dp.add_argument("--valid", type=float, default=0.005, help="share of documents held out (default 0.005)")
-    dp.add_argument("--workers", "-j", type=_positive_int, help="processes (default: all cores)")
+    dp.add_argument("--workers", "-j", type=_positive_int, help="parallel worker processes (default: all cores)")
     dp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     dp.set_defaults(func=_cmd_data_pack, kept=_kept_data_pack)
 
@@ -356,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--out", "-o", required=True, help="output directory")
     tt.add_argument("--vocab-size", type=_positive_int, default=50_000, help="tokens in all (default 50000)")
     tt.add_argument("--min-frequency", type=_positive_int, default=2, help="least count of a merged pair (default 2)")
+    tt.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     tt.set_defaults(func=_cmd_tokenizer_train)
 
     tr = sub.add_parser(
@@ -370,8 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "re-running the same command continues with bitwise the same losses, and a run may also "
                     "continue on another number of processes (resharded) if the global batch stays the same. "
                     "Logs: OUT/log.jsonl, OUT/tensorboard (loss, lr, tokens/s, MFU, memory), OUT/loss.png.")
-    tr.add_argument("--config", help="TOML file")
-    tr.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override (repeatable)")
+    tr.add_argument("--config", help="TOML file of settings, sections [model] [data] [optim] [run] (default: "
+                    "geex's defaults)")
+    tr.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="override one setting, e.g. optim.lr=1e-4 or run.compile=true (repeatable)")
+    tr.add_argument("--out", "-o", metavar="DIR", help="checkpoints and logs (the same as --set run.out=DIR)")
     tr.add_argument("--quiet", "-q", action="store_true", help="no log lines on stdout")
     tr.set_defaults(func=_cmd_train, kept=_kept_train)
 
@@ -392,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--language", help="stop when the function is complete (python, cpp, java, js, go, rust)")
     _add_sampling_options(gen, max_new_tokens=128)
     _add_device_options(gen)
+    gen.add_argument("--quiet", "-q", action="store_true", help="no statistics line (tokens/s) on stderr")
     gen.set_defaults(func=_cmd_generate)
 
     hx = sub.add_parser("humanevalx", help="the HumanEval-X benchmark (evaluate samples)",
@@ -448,7 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
         gp.add_argument("--base-url", help="openai: the endpoint's base URL, e.g. http://localhost:8000/v1 "
                         "($OPENAI_API_KEY is sent if set)")
         gp.add_argument("--concurrency", type=_positive_int, default=8, help="openai: requests at a time (default 8)")
-        gp.add_argument("--task", choices=("generation", "translation"), default="generation")
+        gp.add_argument("--task", choices=("generation", "translation"), default="generation",
+                        help="generation (complete each problem's prompt, default) or translation (rewrite a "
+                             "solution in another language: --pairs)")
         gp.add_argument("--languages", "-l", help="generation: comma-separated subset (default: all six)")
         gp.add_argument("--pairs", help="translation: SRC:TGT,... or 'all' (the 30 ordered pairs)")
         gp.add_argument("--n", type=_positive_int, default=1, help="samples per problem (default 1)")
@@ -468,7 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
             gp.add_argument("--workers", "-j", type=_positive_int, help="parallel test workers (default: all cores)")
             gp.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100)")
             gp.add_argument("--timeout", type=_positive_number, default=10.0, help="seconds per test run (default 10)")
-            gp.set_defaults(func=_cmd_hx_run, kept=_kept_hx_run, no_cache=False, no_cleanup=False)
+            gp.add_argument("--no-cache", action="store_true",
+                            help="do not read or write the machine-wide verdict cache")
+            gp.set_defaults(func=_cmd_hx_run, kept=_kept_hx_run, no_cleanup=False)
     ev.set_defaults(func=_cmd_evaluate, kept=_kept_evaluate)
     return parser
 
@@ -508,7 +550,7 @@ def _kept_train(args: argparse.Namespace) -> str:
     from geex.train.config import load_config
 
     try:
-        out = Path(load_config(args.config, args.set).run.out)
+        out = Path(load_config(args.config, _train_overrides(args)).run.out)
     except UserError:
         return "nothing kept"
     found = checkpoint.latest(out)

@@ -51,7 +51,8 @@ def shard_files(inputs: list[str]) -> list[Path]:
     return files
 
 
-def train_tokenizer(inputs: list[str], out: Path, vocab_size: int = 50_000, min_frequency: int = 2) -> Path:
+def train_tokenizer(inputs: list[str], out: Path, vocab_size: int = 50_000, min_frequency: int = 2,
+                    progress: bool = True) -> Path:
     """Train on the shards' ``code`` texts; write the CodeGeeX tokenizer layout into ``out``."""
     space_tokens = [_space_token(n) for n in range(2, WS_MAX + 1)]
     if vocab_size < 256 + 1 + len(space_tokens):
@@ -61,7 +62,7 @@ def train_tokenizer(inputs: list[str], out: Path, vocab_size: int = 50_000, min_
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(space_tokens), min_frequency=min_frequency, special_tokens=[EOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=True)
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=progress)
     tok.train_from_iterator(corpus_texts(shard_files(inputs)), trainer=trainer)
     try:
         out.mkdir(parents=True, exist_ok=True)

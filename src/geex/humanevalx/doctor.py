@@ -17,7 +17,7 @@ from geex.humanevalx.assembly import Program
 from geex.humanevalx.runners import RunContext, cache_root, get_runner, make_jobs_root
 from geex.humanevalx.sandbox import Sandbox, detect_isolation
 from geex.humanevalx.verdict import Verdict
-from geex.languages import HUMANEVALX_LANGUAGES
+from geex.languages import HUMANEVALX_LANGUAGES, Language
 
 HELLO: dict[str, str] = {
     "python": "import hashlib\nassert hashlib.md5(b'hi').hexdigest().startswith('49f68a')\n",
@@ -46,8 +46,8 @@ HELLO: dict[str, str] = {
 }
 
 
-def doctor(console: Console | None = None) -> int:
-    """Print the table; 0 when every language works in the strongest sandbox, else 1."""
+def doctor(console: Console | None = None, languages: list[Language] | None = None) -> int:
+    """Print the table (of ``languages``, default all six); 0 when each works in the strongest sandbox, else 1."""
     console = console or Console()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -60,7 +60,7 @@ def doctor(console: Console | None = None) -> int:
     sandbox = Sandbox(hide=[Path.home(), cache_root()], isolation=isolation)
     ctx = RunContext(sandbox, jobs_root, slot=0, timeout_s=30)
     try:
-        for lang in HUMANEVALX_LANGUAGES:
+        for lang in languages or HUMANEVALX_LANGUAGES:
             runner = get_runner(lang.name)
             status = runner.cached_status
             if not status.available:
