@@ -502,3 +502,28 @@ def test_int4_where_groups_do_not_divide_a_layer(capsys, tmp_path, tokenizer_dir
           "use --quantize int8 instead")
     assert main(["generate", "--prompt", "def f():", "--model", str(directory), "--quantize", "int8",
                  "--max-new-tokens", "2", "--greedy"]) == 0
+
+
+# ------------------------------------------------------------------------------ option values out of range
+@pytest.mark.parametrize("args, message", [
+    (["data", "build", "src", "-o", "out", "--near-dup", "2"], "argument --near-dup: must be above 0 and at most 1: 2"),
+    (["data", "build", "src", "-o", "out", "--min-bytes", "-5"], "argument --min-bytes: must be at least 0: -5"),
+    (["data", "build", "src", "-o", "out", "--min-alpha", "1.5"], "argument --min-alpha: must be at least 0 and at most 1"),
+    (["data", "build", "src", "-o", "out", "--max-mean-line", "0"], "argument --max-mean-line: must be above 0: 0"),
+    (["data", "pack", "s", "--tokenizer", "t", "-o", "o", "--valid", "1"], "argument --valid: must be at least 0 and below 1"),
+    (["data", "pack", "s", "--tokenizer", "t", "-o", "o", "--valid", "nan"], "argument --valid: must be at least 0"),
+    (["generate", "--prompt", "x", "--top-p", "0"], "argument --top-p: must be above 0 and at most 1: 0"),
+    (["generate", "--prompt", "x", "--top-k", "-1"], "argument --top-k: must be at least 0: -1"),
+    (["generate", "--prompt", "x", "--top-k", "many"], "argument --top-k: not an integer: 'many'"),
+])
+def test_option_values_out_of_range(capsys, args, message):
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_model_convert_of_a_file_that_is_no_checkpoint(capsys, tmp_path):
+    path = tmp_path / "codegeex_13b.pt"
+    path.write_bytes(b"<html>this download failed</html>")
+    fails(capsys, ["model", "convert", path, tmp_path / "out"], f"{path} is not a PyTorch checkpoint (neither zip nor pickle")

@@ -36,24 +36,27 @@ def _positive_number(text: str) -> float:
     return value
 
 
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1: {text}")
-    return value
+def _within(kind: type, low: float, high: float = math.inf, *, above: bool = False, below: bool = False):
+    """An argparse type: a ``kind`` (int or float) from ``low`` to ``high`` (``above``/``below``: the
+    bound itself excluded), finite; the error says the range."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        ok = math.isfinite(value) and (value > low if above else value >= low) and \
+            (value < high if below else value <= high)
+        if not ok:
+            lo = f"above {low:g}" if above else f"at least {low:g}"
+            hi = "" if high == math.inf else f" and {'below' if below else 'at most'} {high:g}"
+            raise argparse.ArgumentTypeError(f"must be {lo}{hi}: {text}")
+        return value
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
-    return value
+_probability = _within(float, 0, 1, above=True)
+_count = _within(int, 0)
+_fraction = _within(float, 0, 1)
 
 
 def _ks(text: str) -> tuple[int, ...]:
@@ -350,12 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "language tag, and write JSONL shards with a stats report. Resumable: re-run the same command.")
     db.add_argument("sources", nargs="+", help="directories, zip/tar archives or JSONL files (code|content|text)")
     db.add_argument("--out", "-o", required=True, help="output directory")
-    db.add_argument("--min-bytes", type=int, default=1024, help="drop smaller files (default 1024)")
-    db.add_argument("--max-bytes", type=int, default=100 * 1024, help="drop larger files (default 102400)")
-    db.add_argument("--max-mean-line", type=float, default=100.0, help="drop files whose mean line is longer (default 100)")
-    db.add_argument("--min-alpha", type=float, default=0.40, help="drop files with fewer letters (default 0.40)")
+    db.add_argument("--min-bytes", type=_count, default=1024, help="drop smaller files (default 1024)")
+    db.add_argument("--max-bytes", type=_within(int, 1), default=100 * 1024, help="drop larger files (default 102400)")
+    db.add_argument("--max-mean-line", type=_within(float, 0, above=True), default=100.0, help="drop files whose mean line is longer (default 100)")
+    db.add_argument("--min-alpha", type=_fraction, default=0.40, help="drop files with fewer letters (default 0.40)")
     db.add_argument("--keep-generated", action="store_true", help="keep files marked as auto-generated")
-    db.add_argument("--near-dup", type=float, default=0.85,
+    db.add_argument("--near-dup", type=_within(float, 0, 1, above=True), default=0.85,
                     help="MinHash Jaccard threshold for near duplicates (default 0.85; 1 = exact dedup only)")
     db.add_argument("--shard-docs", type=_positive_int, default=10_000, help="documents a shard (default 10000)")
     db.add_argument("--exclude", action="append", default=[], metavar="GLOB",
@@ -372,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--tokenizer", required=True, help="tokenizer directory (vocab.json, merges.txt, added_tokens.json)")
     dp.add_argument("--out", "-o", required=True, help="output directory")
     dp.add_argument("--seq-len", type=_positive_int, default=2048, help="tokens a sequence (default 2048)")
-    dp.add_argument("--valid", type=float, default=0.005, help="share of documents held out (default 0.005)")
+    dp.add_argument("--valid", type=_within(float, 0, 1, below=True), default=0.005, help="share of documents held out (default 0.005)")
     dp.add_argument("--workers", "-j", type=_positive_int, help="parallel worker processes (default: all cores)")
     dp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     dp.set_defaults(func=_cmd_data_pack, kept=_kept_data_pack)
@@ -524,24 +527,24 @@ def _complete_lines(path: Path) -> int:
         return 0
 
 
-def _count(n: int, what: str) -> str:
+def _plural(n: int, what: str) -> str:
     return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _kept_evaluate(args: argparse.Namespace) -> str:
     results = _evaluate_out(args) / "results.jsonl"
-    return f"{_count(_complete_lines(results), 'result')} kept in {results}"
+    return f"{_plural(_complete_lines(results), 'result')} kept in {results}"
 
 
 def _kept_hx_generate(args: argparse.Namespace) -> str:
     out = Path(args.out)  # the first line is the header
-    return f"{_count(max(0, _complete_lines(out) - 1), 'sample')} kept in {out}"
+    return f"{_plural(max(0, _complete_lines(out) - 1), 'sample')} kept in {out}"
 
 
 def _kept_hx_run(args: argparse.Namespace) -> str:
     out = Path(args.out)
     samples = max(0, _complete_lines(out / "samples.jsonl") - 1)
-    return (f"{_count(samples, 'sample')} and {_count(_complete_lines(out / 'results.jsonl'), 'result')} "
+    return (f"{_plural(samples, 'sample')} and {_plural(_complete_lines(out / 'results.jsonl'), 'result')} "
             f"kept in {out}")
 
 

@@ -135,9 +135,18 @@ def read_official(path: str | Path) -> dict[str, torch.Tensor]:
     return _unwrap(_torch_load(path), str(path))
 
 
+def is_torch_file(path: Path) -> bool:
+    """``torch.save``'s formats: a zip archive (since PyTorch 1.6) or a pickle (protocol 2 and later)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
+
+
 def _torch_load(path: Path) -> object:
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
+    if not is_torch_file(path):
+        raise UserError(f"{path} is not a PyTorch checkpoint (neither zip nor pickle: what torch.save writes)")
     try:  # mmap: tensors stay in the page cache, not copied into process memory
         return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file

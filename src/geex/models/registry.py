@@ -89,7 +89,7 @@ def _load_path(path: Path, dtype, device, quantize, tokenizer, name: str | None 
         return _load_gguf(path, name, dtype, device, quantize)
     if path.suffix.lower() == ".gguf":
         raise UserError(f"{path} is not a GGUF file (it does not start with 'GGUF')")
-    if path.is_file() and not _looks_like_torch_file(path):
+    if path.is_file() and not checkpoint.is_torch_file(path):
         raise UserError(f"{path} is not a model geex reads: not a GGUF file (no 'GGUF' signature), not a PyTorch "
                         "checkpoint (neither zip nor pickle), and not a model directory")
     if path.is_dir() and hf.is_hf_dir(path):
@@ -148,13 +148,6 @@ def _codegeex_tokenizer(directory: Path):
         raise UserError(f"no tokenizer files in {directory}: pass --tokenizer DIR "
                         "(a directory with vocab.json, merges.txt, added_tokens.json)")
     return CodeGeeXTokenizer(directory)
-
-
-def _looks_like_torch_file(path: Path) -> bool:
-    """``torch.save``'s formats: a zip archive (since PyTorch 1.6) or a pickle (protocol 2 and later)."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def _looks_like_hub_id(spec: str) -> bool:
