@@ -1,4 +1,8 @@
-"""The ``geex`` command. Subcommands map to components; this module only parses, calls and prints."""
+"""The ``geex`` command. Subcommands map to components; this module only parses, calls and prints.
+
+It is also the one place where a ``UserError`` becomes ``geex: error: ...`` on one line (exit status
+2) and where Ctrl-C is handled for every command ("stopping…", then what was kept and the command
+that resumes; exit status 130)."""
 
 from __future__ import annotations
 
@@ -368,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=_cmd_data_build, kept=_kept_data_build)
     dp = data_sub.add_parser(
         "pack", help="tokenize shards into packed token streams (train/valid) of fixed-length sequences",
-        description="Tokenize the 'code' of every JSONL line (in parallel, a shard a process), append EOS, and "
+        description="Tokenize the 'code' (else 'content' or 'text') of every JSONL line (in parallel, a shard a process), append EOS, and "
                     "concatenate documents into train.bin / valid.bin, read as sequences of --seq-len + 1 tokens "
                     "(no padding). A document's hash decides its split. Re-running reuses the shards done.")
     dp.add_argument("shards", nargs="+", help="JSONL files or directories of them (e.g. a `data build` output)")
@@ -385,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     tk_sub = tk.add_subparsers(dest="tokenizer_command", metavar="COMMAND", required=True)
     tt = tk_sub.add_parser(
         "train", help="byte-level BPE with CodeGeeX's whitespace tokens, trained on JSONL shards",
-        description="Train a byte-level BPE (Hugging Face tokenizers) on the 'code' texts of JSONL shards (e.g. "
+        description="Train a byte-level BPE (Hugging Face tokenizers) on the 'code' (else 'content' or 'text') of JSONL shards (e.g. "
                     "from `geex data build`), with runs of 2-10 spaces as CodeGeeX's whitespace tokens. Writes "
                     "vocab.json, merges.txt and added_tokens.json (the original's layout: --tokenizer DIR loads it).")
     tt.add_argument("shards", nargs="+", help="JSONL files or directories of them")

@@ -1,9 +1,10 @@
 """``geex data pack``: corpus shards -> one token stream per split, cut into fixed-length sequences.
 
-Each document (the ``code`` of a JSONL line) is tokenized with the CodeGeeX tokenizer (or any
-trained with ``geex tokenizer train``) and followed by EOS; documents are concatenated in input
-order into ``train.bin`` / ``valid.bin`` (``uint16`` while the vocabulary fits, else ``uint32``),
-and sequence ``i`` of length L is ``tokens[i*L : i*L + L + 1]`` (inputs and shifted targets). Unlike
+Each document (the ``code`` of a JSONL line, else its ``content`` or ``text``) is tokenized with
+the CodeGeeX tokenizer (or any trained with ``geex tokenizer train``) and followed by EOS;
+documents are concatenated in input order into ``train.bin`` / ``valid.bin`` (``uint16`` while the
+vocabulary fits, else ``uint32``), and sequence ``i`` of length L is ``tokens[i*L : i*L + L + 1]``
+(inputs and shifted targets). Unlike
 the original, which padded every document to 2049 tokens with EOS and trained on the padding,
 nothing is padded. A document goes to ``valid`` when its hash falls under ``--valid`` (so the split
 does not depend on order or workers). Shards are tokenized in parallel, one file each, and a
