@@ -4,7 +4,8 @@ Every source yields ``Document(origin, path, data, language)`` in a fixed order 
 archive order, line order), so a build is deterministic. JSONL lines carry the text in ``code``
 (CodeGeeX's key), ``content`` or ``text``, and optionally ``path`` and ``language``; a line that
 is not so is an error naming the file and line. A truncated or corrupt archive is an error naming
-the member; an unreadable or binary file inside a tree is not (the build counts it as dropped).
+the member; a binary file inside a tree is not (the build drops it as ``not_utf8``), nor is an
+unreadable one (skipped).
 """
 
 from __future__ import annotations
