@@ -53,9 +53,7 @@ def _parse_line(obj: object, where: str, lineno: int, counters: Counter) -> Samp
     text = obj.get("generation", obj.get("completion"))
     if not isinstance(text, str):
         raise UserError(f"{where}: needs a string 'generation' or 'completion' field")
-    # JSON may carry lone surrogates ("\ud800"), which no file or hash can hold: the sample gets
-    # "?" in their place and is evaluated like any other
-    text = text.encode("utf-8", "replace").decode("utf-8")
+    text = _storable(text)
     source = obj.get("source_language", obj.get("src_lang"))
     if source is not None and not isinstance(source, str):
         raise UserError(f"{where}: 'source_language' must be a language name")
@@ -77,6 +75,12 @@ def _parse_line(obj: object, where: str, lineno: int, counters: Counter) -> Samp
         raise UserError(f"{where}: 'completion_id' must be a non-negative integer")
     counters[key] = max(counters[key], cid) + 1
     return Sample(task_id, language, text, cid, source_language, lineno)
+
+
+def _storable(text: str) -> str:
+    """JSON may carry lone surrogates ("\ud800"), which no file or hash can hold: the sample gets "?"
+    in their place and is evaluated like any other."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _whole_json(path: Path) -> object | None:
@@ -151,7 +155,7 @@ def read_bigcode(path: Path, data: list, languages: list[Language] | None = None
     for i, generations in enumerate(data):
         prompts = {problems[i].prompt, published[i].prompt}
         for j, text in enumerate(generations):
-            samples.append(Sample(problems[i].task_id, language, _without_prompt(text, prompts), j))
+            samples.append(Sample(problems[i].task_id, language, _storable(_without_prompt(text, prompts)), j))
     if not samples:
         raise UserError(f"{path} holds no samples")
     return samples
