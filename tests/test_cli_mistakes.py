@@ -240,7 +240,9 @@ def _rows(dataset_dir: Path, lang: str) -> list[dict]:
 
 
 def _evaluate(tmp_path: Path, samples: Path, *extra: str) -> list[str]:
-    return ["humanevalx", "evaluate", str(samples), "--out", str(tmp_path / "eval"), "-q", "-j", "1", *extra]
+    # --no-cache: every verdict comes from running the program here, not from an earlier run's cache
+    return ["humanevalx", "evaluate", str(samples), "--out", str(tmp_path / "eval"), "-q", "-j", "1", "--no-cache",
+            *extra]
 
 
 def _verdicts(tmp_path: Path) -> dict[str, str]:
