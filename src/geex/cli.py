@@ -1,4 +1,8 @@
-"""The ``geex`` command. Subcommands map to components; this module only parses, calls and prints."""
+"""The ``geex`` command. Subcommands map to components; this module only parses, calls and prints.
+
+It is also the one place where a ``UserError`` becomes ``geex: error: ...`` on one line (exit status
+2) and where Ctrl-C is handled for every command ("stopping…", then what was kept and the command
+that resumes; exit status 130)."""
 
 from __future__ import annotations
 
@@ -36,6 +40,29 @@ def _positive_number(text: str) -> float:
     return value
 
 
+def _within(kind: type, low: float, high: float = math.inf, *, above: bool = False, below: bool = False):
+    """An argparse type: a ``kind`` (int or float) from ``low`` to ``high`` (``above``/``below``: the
+    bound itself excluded), finite; the error says the range."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        ok = math.isfinite(value) and (value > low if above else value >= low) and \
+            (value < high if below else value <= high)
+        if not ok:
+            lo = f"above {low:g}" if above else f"at least {low:g}"
+            hi = "" if high == math.inf else f" and {'below' if below else 'at most'} {high:g}"
+            raise argparse.ArgumentTypeError(f"must be {lo}{hi}: {text}")
+        return value
+    return parse
+
+
+_probability = _within(float, 0, 1, above=True)
+_count = _within(int, 0)
+_fraction = _within(float, 0, 1)
+
+
 def _ks(text: str) -> tuple[int, ...]:
     try:
         ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
@@ -48,17 +75,21 @@ def _ks(text: str) -> tuple[int, ...]:
 
 def _add_sampling_options(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
     p.add_argument("--max-new-tokens", type=_positive_int, default=max_new_tokens,
-                   help=f"(default {max_new_tokens})")
+                   help=f"most tokens generated after the prompt (default {max_new_tokens})")
     p.add_argument("--temperature", type=_positive_number, default=0.2,
-                   help="(default 0.2, CodeGeeX's setting for pass@1; 0.8 for diverse samples)")
-    p.add_argument("--top-p", type=float, default=0.95, help="(default 0.95)")
-    p.add_argument("--top-k", type=int, default=0, help="(default 0: off)")
+                   help="sampling temperature: lower is more deterministic (default 0.2, CodeGeeX's setting for "
+                        "pass@1; 0.8 for diverse samples)")
+    p.add_argument("--top-p", type=_probability, default=0.95,
+                   help="nucleus sampling: sample from the most likely tokens that make up this much probability "
+                        "(default 0.95; 1: off)")
+    p.add_argument("--top-k", type=_count, default=0,
+                   help="sample from the k most likely tokens only (default 0: off)")
     p.add_argument("--seed", type=int, help="seed for reproducible sampling")
     p.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
 
 
 def _add_device_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                    help="weights and activations (default: bfloat16 on cuda, float32 on cpu)")
     p.add_argument("--quantize", choices=("int8", "int4"),
@@ -67,10 +98,12 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
 
 
 def _torch_dtype(args: argparse.Namespace):
+    """The dtype of ``--dtype`` (default by device); ``args.device`` is checked and normalized first."""
     import torch
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here")
+    from geex.devices import resolve_device
+
+    args.device = resolve_device(args.device)
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
         args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")]
 
@@ -129,8 +162,9 @@ def _generate_samples(args: argparse.Namespace, out: Path) -> Path:
         params=SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy),
         max_new_tokens=args.max_new_tokens, seed=args.seed or 0, batch_size=args.batch_size, limit=args.limit,
         dataset=args.dataset, original=args.original)
+    dtype = _torch_dtype(args)  # also checks --device
     backend = make_backend(args.backend, args.model, device=args.device,
-                           dtype=_torch_dtype(args) if args.backend != "openai" else None, quantize=args.quantize,
+                           dtype=dtype if args.backend != "openai" else None, quantize=args.quantize,
                            base_url=args.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
                            concurrency=args.concurrency)
     return run_generate(cfg, backend, out, progress=not args.quiet)
@@ -178,7 +212,8 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
 def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     from geex.data.tokenizer import train_tokenizer
 
-    out = train_tokenizer(args.shards, Path(args.out), vocab_size=args.vocab_size, min_frequency=args.min_frequency)
+    out = train_tokenizer(args.shards, Path(args.out), vocab_size=args.vocab_size, min_frequency=args.min_frequency,
+                          progress=not args.quiet)
     print(f"wrote {out}/vocab.json, merges.txt, added_tokens.json (load with --tokenizer {out})", file=sys.stderr)
     return 0
 
@@ -196,11 +231,16 @@ def _cmd_data_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` items, with ``--out DIR`` as ``run.out=DIR`` (last, so it wins)."""
+    return [*args.set, *([f"run.out={args.out}"] if args.out else [])]
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from geex.train.config import load_config
     from geex.train.loop import train
 
-    cfg = load_config(args.config, args.set)
+    cfg = load_config(args.config, _train_overrides(args))
     last = train(cfg, progress=not args.quiet)
     print(f"step {last.get('step')}: loss {last.get('loss', float('nan')):.4f}; logs and checkpoint in {cfg.run.out}",
           file=sys.stderr)
@@ -230,6 +270,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             prompt = Path(args.prompt_file).read_text(encoding="utf-8")
         except OSError as e:
             raise UserError(f"cannot read --prompt-file {args.prompt_file}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"--prompt-file {args.prompt_file} is not UTF-8 text ({e.reason} at byte {e.start + 1}): "
+                            "convert it, e.g. with iconv -t UTF-8") from None
     else:
         prompt = args.prompt
     # a plain prompt is the code the completion continues: cleanup never repeats its definitions
@@ -264,15 +307,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     final = cleanup(args.language, out.text, context) if args.language else out.text
     sys.stdout.write(final[printed:] + "\n")
     sys.stdout.flush()
-    print(f"{len(out.token_ids)} tokens in {elapsed:.2f} s ({len(out.token_ids) / elapsed:.1f} tokens/s), "
-          f"finish: {out.finish_reason}, model: {loaded.name}", file=sys.stderr)
+    if not args.quiet:
+        print(f"{len(out.token_ids)} tokens in {elapsed:.2f} s ({len(out.token_ids) / elapsed:.1f} tokens/s), "
+              f"finish: {out.finish_reason}, model: {loaded.name}", file=sys.stderr)
     return 0
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from geex.humanevalx.doctor import doctor
+    from geex.languages import parse_languages
 
-    return doctor()
+    return doctor(languages=parse_languages(args.languages) if args.languages else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("doctor", help="check every HumanEval-X toolchain and the sandbox",
                          description="Per language: the toolchain, its version, and whether a hello-world "
                                      "test compiles and runs in the sandbox; install hints when not.")
+    doc.add_argument("--languages", "-l", help="comma-separated subset: python,cpp,java,js,go,rust (default: all)")
     doc.set_defaults(func=_cmd_doctor)
 
     md = sub.add_parser("model", help="model checkpoints (convert the official format)",
@@ -313,30 +359,30 @@ def build_parser() -> argparse.ArgumentParser:
                     "language tag, and write JSONL shards with a stats report. Resumable: re-run the same command.")
     db.add_argument("sources", nargs="+", help="directories, zip/tar archives or JSONL files (code|content|text)")
     db.add_argument("--out", "-o", required=True, help="output directory")
-    db.add_argument("--min-bytes", type=int, default=1024, help="drop smaller files (default 1024)")
-    db.add_argument("--max-bytes", type=int, default=100 * 1024, help="drop larger files (default 102400)")
-    db.add_argument("--max-mean-line", type=float, default=100.0, help="drop files whose mean line is longer (default 100)")
-    db.add_argument("--min-alpha", type=float, default=0.40, help="drop files with fewer letters (default 0.40)")
+    db.add_argument("--min-bytes", type=_count, default=1024, help="drop smaller files (default 1024)")
+    db.add_argument("--max-bytes", type=_within(int, 1), default=100 * 1024, help="drop larger files (default 102400)")
+    db.add_argument("--max-mean-line", type=_within(float, 0, above=True), default=100.0, help="drop files whose mean line is longer (default 100)")
+    db.add_argument("--min-alpha", type=_fraction, default=0.40, help="drop files with fewer letters (default 0.40)")
     db.add_argument("--keep-generated", action="store_true", help="keep files marked as auto-generated")
-    db.add_argument("--near-dup", type=float, default=0.85,
+    db.add_argument("--near-dup", type=_within(float, 0, 1, above=True), default=0.85,
                     help="MinHash Jaccard threshold for near duplicates (default 0.85; 1 = exact dedup only)")
     db.add_argument("--shard-docs", type=_positive_int, default=10_000, help="documents a shard (default 10000)")
     db.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                     help="skip files and directories whose name matches (repeatable), e.g. site-packages, 'test*'")
-    db.add_argument("--workers", "-j", type=_positive_int, help="processes (default: all cores)")
+    db.add_argument("--workers", "-j", type=_positive_int, help="parallel worker processes (default: all cores)")
     db.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     db.set_defaults(func=_cmd_data_build, kept=_kept_data_build)
     dp = data_sub.add_parser(
         "pack", help="tokenize shards into packed token streams (train/valid) of fixed-length sequences",
-        description="Tokenize the 'code' of every JSONL line (in parallel, a shard a process), append EOS, and "
+        description="Tokenize the 'code' (else 'content' or 'text') of every JSONL line (in parallel, a shard a process), append EOS, and "
                     "concatenate documents into train.bin / valid.bin, read as sequences of --seq-len + 1 tokens "
                     "(no padding). A document's hash decides its split. Re-running reuses the shards done.")
     dp.add_argument("shards", nargs="+", help="JSONL files or directories of them (e.g. a `data build` output)")
     dp.add_argument("--tokenizer", required=True, help="tokenizer directory (vocab.json, merges.txt, added_tokens.json)")
     dp.add_argument("--out", "-o", required=True, help="output directory")
     dp.add_argument("--seq-len", type=_positive_int, default=2048, help="tokens a sequence (default 2048)")
-    dp.add_argument("--valid", type=float, default=0.005, help="share of documents held out (default 0.005)")
-    dp.add_argument("--workers", "-j", type=_positive_int, help="processes (default: all cores)")
+    dp.add_argument("--valid", type=_within(float, 0, 1, below=True), default=0.005, help="share of documents held out (default 0.005)")
+    dp.add_argument("--workers", "-j", type=_positive_int, help="parallel worker processes (default: all cores)")
     dp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     dp.set_defaults(func=_cmd_data_pack, kept=_kept_data_pack)
 
@@ -345,13 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     tk_sub = tk.add_subparsers(dest="tokenizer_command", metavar="COMMAND", required=True)
     tt = tk_sub.add_parser(
         "train", help="byte-level BPE with CodeGeeX's whitespace tokens, trained on JSONL shards",
-        description="Train a byte-level BPE (Hugging Face tokenizers) on the 'code' texts of JSONL shards (e.g. "
+        description="Train a byte-level BPE (Hugging Face tokenizers) on the 'code' (else 'content' or 'text') of JSONL shards (e.g. "
                     "from `geex data build`), with runs of 2-10 spaces as CodeGeeX's whitespace tokens. Writes "
                     "vocab.json, merges.txt and added_tokens.json (the original's layout: --tokenizer DIR loads it).")
     tt.add_argument("shards", nargs="+", help="JSONL files or directories of them")
     tt.add_argument("--out", "-o", required=True, help="output directory")
     tt.add_argument("--vocab-size", type=_positive_int, default=50_000, help="tokens in all (default 50000)")
     tt.add_argument("--min-frequency", type=_positive_int, default=2, help="least count of a merged pair (default 2)")
+    tt.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     tt.set_defaults(func=_cmd_tokenizer_train)
 
     tr = sub.add_parser(
@@ -366,8 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "re-running the same command continues with bitwise the same losses, and a run may also "
                     "continue on another number of processes (resharded) if the global batch stays the same. "
                     "Logs: OUT/log.jsonl, OUT/tensorboard (loss, lr, tokens/s, MFU, memory), OUT/loss.png.")
-    tr.add_argument("--config", help="TOML file")
-    tr.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override (repeatable)")
+    tr.add_argument("--config", help="TOML file of settings, sections [model] [data] [optim] [run] (default: "
+                    "geex's defaults)")
+    tr.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="override one setting, e.g. optim.lr=1e-4 or run.compile=true (repeatable)")
+    tr.add_argument("--out", "-o", metavar="DIR", help="checkpoints and logs (the same as --set run.out=DIR)")
     tr.add_argument("--quiet", "-q", action="store_true", help="no log lines on stdout")
     tr.set_defaults(func=_cmd_train, kept=_kept_train)
 
@@ -388,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--language", help="stop when the function is complete (python, cpp, java, js, go, rust)")
     _add_sampling_options(gen, max_new_tokens=128)
     _add_device_options(gen)
+    gen.add_argument("--quiet", "-q", action="store_true", help="no statistics line (tokens/s) on stderr")
     gen.set_defaults(func=_cmd_generate)
 
     hx = sub.add_parser("humanevalx", help="the HumanEval-X benchmark (evaluate samples)",
@@ -445,7 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
         gp.add_argument("--base-url", help="openai: the endpoint's base URL, e.g. http://localhost:8000/v1 "
                         "($OPENAI_API_KEY is sent if set)")
         gp.add_argument("--concurrency", type=_positive_int, default=8, help="openai: requests at a time (default 8)")
-        gp.add_argument("--task", choices=("generation", "translation"), default="generation")
+        gp.add_argument("--task", choices=("generation", "translation"), default="generation",
+                        help="generation (complete each problem's prompt, default) or translation (rewrite a "
+                             "solution in another language: --pairs)")
         gp.add_argument("--languages", "-l", help="generation: comma-separated subset (default: all six)")
         gp.add_argument("--pairs", help="translation: SRC:TGT,... or 'all' (the 30 ordered pairs)")
         gp.add_argument("--n", type=_positive_int, default=1, help="samples per problem (default 1)")
@@ -465,7 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
             gp.add_argument("--workers", "-j", type=_positive_int, help="parallel test workers (default: all cores)")
             gp.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100)")
             gp.add_argument("--timeout", type=_positive_number, default=10.0, help="seconds per test run (default 10)")
-            gp.set_defaults(func=_cmd_hx_run, kept=_kept_hx_run, no_cache=False, no_cleanup=False)
+            gp.add_argument("--no-cache", action="store_true",
+                            help="do not read or write the machine-wide verdict cache")
+            gp.set_defaults(func=_cmd_hx_run, kept=_kept_hx_run, no_cleanup=False)
     ev.set_defaults(func=_cmd_evaluate, kept=_kept_evaluate)
     return parser
 
@@ -479,24 +534,24 @@ def _complete_lines(path: Path) -> int:
         return 0
 
 
-def _count(n: int, what: str) -> str:
+def _plural(n: int, what: str) -> str:
     return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _kept_evaluate(args: argparse.Namespace) -> str:
     results = _evaluate_out(args) / "results.jsonl"
-    return f"{_count(_complete_lines(results), 'result')} kept in {results}"
+    return f"{_plural(_complete_lines(results), 'result')} kept in {results}"
 
 
 def _kept_hx_generate(args: argparse.Namespace) -> str:
     out = Path(args.out)  # the first line is the header
-    return f"{_count(max(0, _complete_lines(out) - 1), 'sample')} kept in {out}"
+    return f"{_plural(max(0, _complete_lines(out) - 1), 'sample')} kept in {out}"
 
 
 def _kept_hx_run(args: argparse.Namespace) -> str:
     out = Path(args.out)
     samples = max(0, _complete_lines(out / "samples.jsonl") - 1)
-    return (f"{_count(samples, 'sample')} and {_count(_complete_lines(out / 'results.jsonl'), 'result')} "
+    return (f"{_plural(samples, 'sample')} and {_plural(_complete_lines(out / 'results.jsonl'), 'result')} "
             f"kept in {out}")
 
 
@@ -505,7 +560,7 @@ def _kept_train(args: argparse.Namespace) -> str:
     from geex.train.config import load_config
 
     try:
-        out = Path(load_config(args.config, args.set).run.out)
+        out = Path(load_config(args.config, _train_overrides(args)).run.out)
     except UserError:
         return "nothing kept"
     found = checkpoint.latest(out)

@@ -162,8 +162,10 @@ def test_missing_file_and_broken_gzip(tmp_path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         read_samples(tmp_path / "nope.jsonl")
     path = tmp_path / "broken.jsonl.gz"
-    path.write_bytes(b"this is not gzip data")
-    with pytest.raises(UserError, match=rf"cannot read {path}"):
+    data = gzip.compress("".join(json.dumps({"task_id": f"Python/{i}", "generation": "x" * 50}) + "\n"
+                                 for i in range(50)).encode())
+    path.write_bytes(data[: len(data) // 2])  # a download cut short
+    with pytest.raises(UserError, match=rf"^{path}: truncated or corrupt gzip data"):
         read_samples(path)
 
 

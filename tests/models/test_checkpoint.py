@@ -80,9 +80,12 @@ def test_bad_inputs_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         read_official(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="cannot read checkpoint"):
+    with pytest.raises(UserError, match="is not a PyTorch checkpoint"):
         read_official(tmp_path / "junk.pt")
     torch.save({"module": {"something": torch.zeros(1)}}, tmp_path / "other.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "other.pt").read_bytes()[:300])  # a zip without its end
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        read_official(tmp_path / "cut.pt")
     with pytest.raises(UserError, match="no 'transformer' weights"):
         read_official(tmp_path / "other.pt")
     assert main(["model", "convert", str(tmp_path / "missing.pt"), str(tmp_path / "out")]) == 2

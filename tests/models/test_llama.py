@@ -328,7 +328,7 @@ def test_an_old_style_rope_scaling_key_is_read(tmp_path, written, vocab):
     (dict(model_type="gpt2"), "gpt2"),
     (dict(model_type="falcon"), "falcon"),
     (dict(hidden_act="gelu"), "gelu"),
-    (dict(num_key_value_heads=3), "3 key/value heads"),  # 4 query heads cannot share 3
+    (dict(num_key_value_heads=3), "num_attention_heads 4 is not divisible by num_key_value_heads 3"),
 ])
 def test_an_unsupported_model_is_a_user_error(changes, words, tmp_path, written):
     directory = copy_of(written("llama-mha-untied")[1], tmp_path / "m")

@@ -51,7 +51,7 @@ def test_config_file_overrides_and_errors(tmp_path):
     assert (cfg.optim.lr, cfg.optim.betas, cfg.run.seed, cfg.optim.max_steps, cfg.run.dtype) == \
         (1e-3, (0.9, 0.99), 4, 7, "bfloat16")
     for bad, match in [('[optimizer]\nlr = 1\n', "unknown section"), ('[optim]\nlearning_rate = 1\n', "unknown field"),
-                       ('[optim]\nlr = "fast"\n', "should be a float"), ("[optim\n", "cannot read")]:
+                       ('[optim]\nlr = "fast"\n', "should be a number"), ("[optim\n", "cannot read")]:
         path.write_text(bad)
         with pytest.raises(UserError, match=match):
             load_config(path)

@@ -1,9 +1,10 @@
 """``geex data pack``: corpus shards -> one token stream per split, cut into fixed-length sequences.
 
-Each document (the ``code`` of a JSONL line) is tokenized with the CodeGeeX tokenizer (or any
-trained with ``geex tokenizer train``) and followed by EOS; documents are concatenated in input
-order into ``train.bin`` / ``valid.bin`` (``uint16`` while the vocabulary fits, else ``uint32``),
-and sequence ``i`` of length L is ``tokens[i*L : i*L + L + 1]`` (inputs and shifted targets). Unlike
+Each document (the ``code`` of a JSONL line, else its ``content`` or ``text``) is tokenized with
+the CodeGeeX tokenizer (or any trained with ``geex tokenizer train``) and followed by EOS;
+documents are concatenated in input order into ``train.bin`` / ``valid.bin`` (``uint16`` while the
+vocabulary fits, else ``uint32``), and sequence ``i`` of length L is ``tokens[i*L : i*L + L + 1]``
+(inputs and shifted targets). Unlike
 the original, which padded every document to 2049 tokens with EOS and trained on the padding,
 nothing is padded. A document goes to ``valid`` when its hash falls under ``--valid`` (so the split
 does not depend on order or workers). Shards are tokenized in parallel, one file each, and a
@@ -21,11 +22,14 @@ import hashlib
 import json
 import os
 import signal
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from geex import jsonl
+from geex.data.sources import document_text
 from geex.data.tokenizer import shard_files
 from geex.errors import UserError
 
@@ -51,13 +55,12 @@ def _tokenize_shard(args: tuple[str, str, str, float, str]) -> dict:
         return json.loads(done.read_text())
     out = {s: [] for s in SPLITS}
     docs = {s: 0 for s in SPLITS}
-    with open(shard, encoding="utf-8") as f:
-        for line in f:
-            code = json.loads(line)["code"]
-            split = "valid" if _is_valid(code, valid) else "train"
-            # literal: a document that spells <|endoftext|> must not end there
-            out[split].append(np.asarray(tok.encode(code, literal=True) + [tok.eos_id], dtype=dtype))
-            docs[split] += 1
+    for i, obj in jsonl.objects(shard):
+        code = document_text(obj, f"{shard}:{i}")
+        split = "valid" if _is_valid(code, valid) else "train"
+        # literal: a document that spells <|endoftext|> must not end there
+        out[split].append(np.asarray(tok.encode(code, literal=True) + [tok.eos_id], dtype=dtype))
+        docs[split] += 1
     info = {"name": name, "documents": docs, "tokens": {}}
     for s in SPLITS:
         arr = np.concatenate(out[s]) if out[s] else np.zeros(0, dtype=dtype)
@@ -104,6 +107,13 @@ def pack(inputs: list[str], tokenizer_dir: str, out: Path, seq_len: int = 2048, 
         index[s] = {"tokens": n, "documents": sum(i["documents"][s] for i in infos),
                     "sequences": max(0, (n - 1) // seq_len)}
     (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    for s, advice in (("valid", "geex train will need run.eval_every=0; pack with a larger --valid to evaluate on "
+                                "held-out data"),
+                      ("train", "geex train cannot use it; pack more documents or a smaller --seq-len")):
+        if index[s]["sequences"] == 0:
+            warnings.warn(f"the {'validation' if s == 'valid' else 'training'} split is empty: "
+                          f"{index[s]['documents']} documents, {index[s]['tokens']} tokens, and a sequence needs "
+                          f"{seq_len + 1} (--valid {valid}); {advice}", RuntimeWarning, stacklevel=2)
     return index
 
 
@@ -128,10 +138,15 @@ class PackedDataset:
         if self.index.get("format") != FORMAT or split not in SPLITS:
             raise UserError(f"{directory}: not a {FORMAT} dataset, or no split {split!r}")
         self.seq_len = self.index["seq_len"]
-        self.tokens = np.memmap(directory / f"{split}.bin", dtype=self.index["dtype"], mode="r")
         self.n = self.index[split]["sequences"]
+        if self.n == 0 and split == "valid":
+            raise UserError(f"{directory}: the validation split is empty (it holds no sequence of {self.seq_len + 1} "
+                            f"tokens; packed with --valid {self.index.get('valid_fraction')}): set run.eval_every=0 "
+                            "to train without held-out evaluation, or pack again with a larger --valid")
         if self.n == 0:
-            raise UserError(f"{directory}: split {split!r} has fewer than {self.seq_len + 1} tokens")
+            raise UserError(f"{directory}: the {split} split has fewer than {self.seq_len + 1} tokens: pack more "
+                            "documents or a smaller --seq-len")
+        self.tokens = np.memmap(directory / f"{split}.bin", dtype=self.index["dtype"], mode="r")
         self.seed, self.epoch, self.position = seed, 0, 0
         self._order = self._permutation(0)
 

@@ -17,24 +17,22 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from geex import jsonl
+from geex.data.sources import document_text
 from geex.errors import UserError
 from geex.models.tokenizer import EOS, WS_MAX, CodeGeeXTokenizer, _space_token
 
 _WS_TOKEN = re.compile(r"<\|extratoken_\d+\|>")
 
 
-def corpus_texts(shards: list[Path], field: str = "code") -> Iterator[str]:
-    """Documents of JSONL shards (``geex data build``'s, or any with a ``code`` field), whitespace-encoded."""
+def corpus_texts(shards: list[Path]) -> Iterator[str]:
+    """Documents of JSONL shards (``geex data build``'s ``code``, or ``content`` / ``text``), whitespace-encoded."""
     for path in shards:
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                try:
-                    text = json.loads(line)[field]
-                except (ValueError, KeyError, TypeError):
-                    raise UserError(f"{path}:{i}: expected a JSON object with a {field!r} string") from None
-                # as the tokenizer will see it: a whitespace token splits the text like a newline would
-                # (BPE never merges across it), so it is a newline while training
-                yield _WS_TOKEN.sub("\n", CodeGeeXTokenizer.encode_whitespace(text))
+        for i, obj in jsonl.objects(path):
+            text = document_text(obj, f"{path}:{i}")
+            # as the tokenizer will see it: a whitespace token splits the text like a newline would
+            # (BPE never merges across it), so it is a newline while training
+            yield _WS_TOKEN.sub("\n", CodeGeeXTokenizer.encode_whitespace(text))
 
 
 def shard_files(inputs: list[str]) -> list[Path]:
@@ -53,7 +51,8 @@ def shard_files(inputs: list[str]) -> list[Path]:
     return files
 
 
-def train_tokenizer(inputs: list[str], out: Path, vocab_size: int = 50_000, min_frequency: int = 2) -> Path:
+def train_tokenizer(inputs: list[str], out: Path, vocab_size: int = 50_000, min_frequency: int = 2,
+                    progress: bool = True) -> Path:
     """Train on the shards' ``code`` texts; write the CodeGeeX tokenizer layout into ``out``."""
     space_tokens = [_space_token(n) for n in range(2, WS_MAX + 1)]
     if vocab_size < 256 + 1 + len(space_tokens):
@@ -63,7 +62,7 @@ def train_tokenizer(inputs: list[str], out: Path, vocab_size: int = 50_000, min_
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(space_tokens), min_frequency=min_frequency, special_tokens=[EOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=True)
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=progress)
     tok.train_from_iterator(corpus_texts(shard_files(inputs)), trainer=trainer)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -7,13 +7,11 @@ Where the data comes from, in order: ``--dataset DIR``, ``$GEEX_HUMANEVALX``, th
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from geex import jsonl
 from geex.errors import UserError
 from geex.languages import Language, language_of_task
 
@@ -75,24 +73,7 @@ def _problem_from_row(row: dict, where: str) -> Problem:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-                    if not isinstance(row, dict):
-                        raise UserError(f"{path}:{lineno}: expected a JSON object per line")
-                    rows.append(row)
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason})") from None
-    except (OSError, EOFError, zlib.error) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
-    return rows
+    return [row for _, row in jsonl.objects(path)]
 
 
 def _local_file(directory: Path, lang: Language) -> Path:

@@ -53,8 +53,8 @@ def hello_program(lang: Language) -> Program:
     return Program(lang, HELLO[lang.name])
 
 
-def doctor(console: Console | None = None) -> int:
-    """Print the table; 0 when every language works in the strongest sandbox, else 1."""
+def doctor(console: Console | None = None, languages: list[Language] | None = None) -> int:
+    """Print the table (of ``languages``, default all six); 0 when each works in the strongest sandbox, else 1."""
     console = console or Console()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -67,7 +67,7 @@ def doctor(console: Console | None = None) -> int:
     sandbox = Sandbox(isolation=isolation)
     ctx = RunContext(sandbox, jobs_root, slot=0, timeout_s=30)
     try:
-        for lang in HUMANEVALX_LANGUAGES:
+        for lang in languages or HUMANEVALX_LANGUAGES:
             runner = get_runner(lang.name)
             status = runner.cached_status
             if not status.available:

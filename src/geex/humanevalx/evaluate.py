@@ -61,7 +61,7 @@ def _load(cfg: EvalConfig) -> tuple[list[Sample], dict]:
         languages = cfg.languages or parse_languages(None)
         problems = load_problems(languages, cfg.dataset, cfg.original)
         return canonical_samples(problems), problems
-    samples = read_samples(cfg.samples)
+    samples = read_samples(cfg.samples, cfg.languages, cfg.dataset, cfg.original)
     if cfg.languages:
         wanted = set(cfg.languages)
         samples = [s for s in samples if s.language in wanted]

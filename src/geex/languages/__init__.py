@@ -68,9 +68,28 @@ def parse_languages(spec: str | list[str] | None) -> list[Language]:
     return out
 
 
+def _split_task_id(task_id: str) -> tuple[str, int]:
+    prefix, sep, number = task_id.strip().partition("/")
+    if not sep or not (number.isascii() and number.isdigit()):
+        raise UserError(f"malformed task id {task_id!r} (expected e.g. 'Python/0', 'CPP/12')")
+    return prefix, int(number)
+
+
 def language_of_task(task_id: str) -> Language:
     """``"CPP/12"`` → cpp. Raises UserError for a malformed id."""
-    prefix, sep, number = task_id.partition("/")
-    if not sep or not number.isdigit():
-        raise UserError(f"malformed task id {task_id!r} (expected e.g. 'Python/0', 'CPP/12')")
-    return get_language(prefix)
+    return get_language(_split_task_id(task_id)[0])
+
+
+def canonical_task_id(task_id: str) -> str:
+    """HumanEval-X's spelling of a task id. The prefix may be any name or alias of a language in any
+    case (``python/0``, ``PYTHON/0``, ``cpp/3``, ``js/7`` → ``Python/0``, ``CPP/3``, ``JavaScript/7``):
+    it names one language whatever its spelling, so accepting it is safe. ``HumanEval/N`` (OpenAI's
+    Python-only benchmark) is refused with the id HumanEval-X uses, rather than guessed."""
+    prefix, number = _split_task_id(task_id)
+    if prefix.lower() == "humaneval":
+        raise UserError(f"unknown task id {task_id!r}: HumanEval-X calls it 'Python/{number}' "
+                        "(ids are Python/N, CPP/N, Java/N, JavaScript/N, Go/N, Rust/N)")
+    try:
+        return f"{get_language(prefix).task_prefix}/{number}"
+    except UserError as e:
+        raise UserError(f"unknown task id {task_id!r}: {e}") from None

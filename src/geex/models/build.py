@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from geex.errors import UserError
-from geex.models.quantize import DEFAULT_GROUP, QuantizedEmbedding, QuantizedLinear, linear_names, replace_module
+from geex.models.quantize import (DEFAULT_GROUP, QuantizedEmbedding, QuantizedLinear, check_quantizable, linear_names,
+                                  replace_module)
 
 
 class ModelConfig(Protocol):
@@ -30,6 +31,8 @@ def build_model(cfg: ModelConfig, sd: Mapping[str, torch.Tensor], dtype: torch.d
     """
     with torch.device("meta"):
         model = cfg.build()
+    if quantize is not None:
+        check_quantizable(model, quantize, group_size)  # before a weight is read
     expected = list(model.state_dict())
     missing = sorted(set(expected) - set(sd.keys()))
     unexpected = sorted(set(sd.keys()) - set(expected))

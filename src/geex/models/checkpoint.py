@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from geex.errors import UserError
 from geex.models.codegeex import CodeGeeX, CodeGeeXConfig
 from geex.models.build import build_model
+from geex.models.config_fields import Fields
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -135,9 +135,18 @@ def read_official(path: str | Path) -> dict[str, torch.Tensor]:
     return _unwrap(_torch_load(path), str(path))
 
 
+def is_torch_file(path: Path) -> bool:
+    """``torch.save``'s formats: a zip archive (since PyTorch 1.6) or a pickle (protocol 2 and later)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
+
+
 def _torch_load(path: Path) -> object:
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
+    if not is_torch_file(path):
+        raise UserError(f"{path} is not a PyTorch checkpoint (neither zip nor pickle: what torch.save writes)")
     try:  # mmap: tensors stay in the page cache, not copied into process memory
         return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
@@ -170,11 +179,32 @@ def save_geex(sd: dict[str, torch.Tensor], cfg: CodeGeeXConfig, directory: str |
 def load_geex(directory: str | Path) -> tuple[CodeGeeXConfig, dict[str, torch.Tensor]]:
     directory = Path(directory)
     cfg_path, weights = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    if not cfg_path.is_file() or not weights.is_file():
+    if not cfg_path.is_file():
         raise UserError(f"{directory} is not a geex model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    raw = json.loads(cfg_path.read_text())
-    known = {f.name for f in fields(CodeGeeXConfig)}
-    return CodeGeeXConfig(**{k: v for k, v in raw.items() if k in known}), load_file(str(weights))
+    cfg = read_geex_config(cfg_path)  # first: a mistake in it is what the user must fix
+    if not weights.is_file():
+        raise UserError(f"{directory} is not a geex model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+    try:
+        return cfg, load_file(str(weights))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
+        raise UserError(f"cannot read {weights}: {e}") from None
+
+
+def read_geex_config(path: Path) -> CodeGeeXConfig:
+    """A geex ``config.json``: every field typed and the sizes checked for fitting together."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    f = Fields(raw, str(path))
+    default = CodeGeeXConfig()
+    sizes = {k: f.size(k, getattr(default, k)) for k in
+             ("n_layer", "n_embd", "n_head", "n_positions", "vocab_size", "padded_vocab_size")}
+    f.divides(("n_embd", sizes["n_embd"]), ("n_head", sizes["n_head"]))
+    if sizes["padded_vocab_size"] < sizes["vocab_size"]:
+        raise UserError(f"{path}: padded_vocab_size {sizes['padded_vocab_size']} is smaller than vocab_size "
+                        f"{sizes['vocab_size']}")
+    return CodeGeeXConfig(**sizes, layernorm_eps=f.number("layernorm_eps", default.layernorm_eps))
 
 
 def load_model(path: str | Path, n_head: int | None = None, dtype: torch.dtype | None = None,

@@ -9,6 +9,7 @@ sees Hugging Face's layout ("rotate half").
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from geex.errors import UserError
+from geex.models.config_fields import Fields
 from geex.models.hf_tokenizer import HFTokenizer
 from geex.models.llama import LlamaConfig
 
@@ -72,7 +74,7 @@ class GGUFModel:
         try:
             reader = gguf.GGUFReader(self.path)
         except Exception as e:  # noqa: BLE001 - a corrupt file raises anything from struct to numpy
-            raise UserError(f"cannot read GGUF file {self.path}: {e}") from None
+            raise UserError(diagnose(self.path) or f"corrupt GGUF file {self.path}: {e}") from None
         self.fields = {name: _value(field) for name, field in reader.fields.items()}
         self.architecture = self.fields.get("general.architecture")
         if self.architecture not in ARCHITECTURES:
@@ -85,28 +87,26 @@ class GGUFModel:
 
     def _config(self) -> LlamaConfig:
         f, a = self.fields, self.architecture
-
-        def need(key: str):
-            if f"{a}.{key}" not in f:
-                raise UserError(f"{self.path}: metadata {a}.{key} missing")
-            return f[f"{a}.{key}"]
-
-        n_head = need("attention.head_count")
-        n_embd = need("embedding_length")
-        vocab = f.get(f"{a}.vocab_size") or len(f.get("tokenizer.ggml.tokens", [])) or \
+        meta = Fields(f, f"{self.path}: metadata")
+        n_head, n_embd = meta.size(f"{a}.attention.head_count"), meta.size(f"{a}.embedding_length")
+        n_kv_head = meta.size(f"{a}.attention.head_count_kv", n_head)
+        meta.divides((f"{a}.attention.head_count", n_head), (f"{a}.attention.head_count_kv", n_kv_head))
+        key_length = meta.size(f"{a}.attention.key_length", 0)
+        if not key_length:
+            meta.divides((f"{a}.embedding_length", n_embd), (f"{a}.attention.head_count", n_head))
+        vocab = meta.size(f"{a}.vocab_size", 0) or len(f.get("tokenizer.ggml.tokens") or []) or \
             self._tensors["token_embd.weight"].shape[-1]
-        key_length = f.get(f"{a}.attention.key_length")
         scaling = _rope_scaling(f, a)
         if "rope_freqs.weight" in self._tensors:  # Llama 3.1-style per-frequency factors, stored as a tensor
             factors = _dequantize(self._tensors["rope_freqs.weight"]).reshape(-1).tolist()
             scaling = {**(scaling or {"rope_type": "default"}), "freq_factors": factors}
         return LlamaConfig(
-            n_layer=need("block_count"), n_embd=n_embd, n_head=n_head,
-            n_kv_head=f.get(f"{a}.attention.head_count_kv", n_head), intermediate_size=need("feed_forward_length"),
-            vocab_size=int(vocab), n_positions=need("context_length"),
+            n_layer=meta.size(f"{a}.block_count"), n_embd=n_embd, n_head=n_head, n_kv_head=n_kv_head,
+            intermediate_size=meta.size(f"{a}.feed_forward_length"),
+            vocab_size=int(vocab), n_positions=meta.size(f"{a}.context_length"),
             head_size=key_length if key_length and key_length != n_embd // n_head else 0,
-            rms_eps=float(need("attention.layer_norm_rms_epsilon")),
-            rope_theta=float(f.get(f"{a}.rope.freq_base", 10000.0)), rope_scaling=scaling,
+            rms_eps=meta.number(f"{a}.attention.layer_norm_rms_epsilon"),
+            rope_theta=meta.number(f"{a}.rope.freq_base", 10000.0), rope_scaling=scaling,
             tie_embeddings="output.weight" not in self._tensors,
             qkv_bias="blk.0.attn_q.bias" in self._tensors, o_bias="blk.0.attn_output.bias" in self._tensors,
         )
@@ -137,6 +137,94 @@ class _Weights(Mapping):
 
     def __len__(self) -> int:
         return len(self._model._names())
+
+
+_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value types
+_STRING, _ARRAY = 8, 9
+
+
+class _Short(Exception):
+    """The file ended where the format says more bytes follow."""
+
+
+def diagnose(path: Path) -> str | None:
+    """Why a GGUF file cannot be read, when it is because it is cut short: the header and tensor table
+    are walked as the format lays them out (``magic, version, counts, key/values, tensor infos``, then
+    aligned tensor data), so the message can say where the file ends and what is missing. None when
+    the file is complete (its fault is something else)."""
+    import mmap
+    import struct
+
+    import gguf
+
+    size = path.stat().st_size
+    if size < 4:
+        return f"truncated GGUF file {path}: {size} bytes, not even the 'GGUF' signature"
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        pos = 4
+        order = "<"
+
+        def take(n: int) -> bytes:
+            nonlocal pos
+            if pos + n > size:
+                raise _Short
+            pos += n
+            return data[pos - n:pos]
+
+        def number(fmt: str) -> int:
+            return struct.unpack(order + fmt, take(struct.calcsize(fmt)))[0]
+
+        def string() -> bytes:
+            return take(number("Q"))
+
+        def skip_value(kind: int) -> object:
+            if kind in _SCALAR_BYTES:
+                raw = take(_SCALAR_BYTES[kind])
+                return struct.unpack(order + "I", raw)[0] if kind == 4 else None
+            if kind == _STRING:
+                string()
+                return None
+            if kind == _ARRAY:
+                item, count = number("I"), number("Q")
+                if item in _SCALAR_BYTES:
+                    take(_SCALAR_BYTES[item] * count)
+                else:
+                    for _ in range(count):
+                        skip_value(item)
+                return None
+            raise ValueError(f"unknown value type {kind}")
+
+        where = "its header"
+        try:
+            if number("I") & 0xFFFF == 0:  # written on a machine of the other byte order
+                order = ">"
+            n_tensors, n_kv = number("Q"), number("Q")
+            if n_tensors > size or n_kv > size:
+                return None  # counts no file of this size could hold: corrupt, not cut short
+            alignment = 32
+            where = "its metadata"
+            for _ in range(n_kv):
+                key = string()
+                value = skip_value(number("I"))
+                if key == b"general.alignment" and isinstance(value, int) and value:
+                    alignment = value
+            where = "its tensor table"
+            need = 0
+            for _ in range(n_tensors):
+                string()
+                dims = [number("Q") for _ in range(number("I"))]
+                kind, offset = number("I"), number("Q")
+                block, type_bytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(kind)]
+                need = max(need, offset + math.prod(dims) // block * type_bytes)
+        except _Short:
+            return f"truncated GGUF file {path}: it ends inside {where}, at byte {size:,}"
+        except (ValueError, KeyError, struct.error):
+            return None
+        start = -(-pos // alignment) * alignment
+        if start + need > size:
+            return (f"truncated GGUF file {path}: {size:,} bytes, but its tensors end at byte {start + need:,} "
+                    f"({start + need - size:,} bytes missing: a download cut short?)")
+    return None
 
 
 def _dequantize(t) -> np.ndarray:

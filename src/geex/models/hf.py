@@ -16,6 +16,7 @@ import torch
 from safetensors import safe_open
 
 from geex.errors import UserError
+from geex.models.config_fields import Fields
 from geex.models.llama import LlamaConfig
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
@@ -27,33 +28,44 @@ def is_hf_dir(path: Path) -> bool:
 
 
 def read_config(directory: str | Path) -> LlamaConfig:
-    raw = read_json(Path(directory) / "config.json")
+    """The model's ``config.json``, every field checked for its type and the sizes for fitting
+    together (errors name the field as the file does)."""
+    path = Path(directory) / "config.json"
+    raw = read_json(path)
+    f = Fields(raw, str(path))
     kind = raw.get("model_type")
     if kind not in MODEL_TYPES:
         raise UserError(f"{directory}: model type {kind!r} is not supported (supported: {', '.join(MODEL_TYPES)})")
-    if raw.get("hidden_act", "silu") != "silu":
+    if f.text("hidden_act", "silu") != "silu":
         raise UserError(f"{directory}: activation {raw['hidden_act']!r} (the Llama family uses silu)")
-    missing = [k for k in _REQUIRED if k not in raw]
+    missing = [k for k in _REQUIRED if raw.get(k) is None]
     if missing:
-        raise UserError(f"{directory}/config.json lacks {', '.join(missing)}")
-    rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
-    theta = raw.get("rope_theta") or rope.get("rope_theta") or 10000.0
+        raise UserError(f"{path} lacks {', '.join(missing)}")
+    hidden, n_head = f.size("hidden_size"), f.size("num_attention_heads")
+    n_kv_head = f.size("num_key_value_heads", n_head)
+    head_dim = f.size("head_dim", 0)
+    if not head_dim:  # the usual case: heads split the width
+        f.divides(("hidden_size", hidden), ("num_attention_heads", n_head), " (or give head_dim)")
+    f.divides(("num_attention_heads", n_head), ("num_key_value_heads", n_kv_head))
+    if (head_dim or hidden // n_head) % 2:
+        raise UserError(f"{path}: the head size {head_dim or hidden // n_head} is odd; rotary positions need "
+                        "an even one")
+    rope = f.mapping("rope_parameters") or f.mapping("rope_scaling") or {}
+    theta = f.number("rope_theta", None) or Fields(rope, f"{path}: rope").number("rope_theta", 10000.0)
     scaling = {k: v for k, v in rope.items() if k != "rope_theta"} or None
     if scaling is not None and scaling.get("rope_type", scaling.get("type", "default")) == "default":
         scaling = None
-    n_head = raw["num_attention_heads"]
-    positions = raw.get("max_position_embeddings", 4096)
-    window = raw.get("sliding_window")
-    if window and (kind == "mistral" or raw.get("use_sliding_window")) and window < positions:
+    positions = f.size("max_position_embeddings", 4096)
+    window = f.size("sliding_window", 0)
+    if window and (kind == "mistral" or f.flag("use_sliding_window")) and window < positions:
         positions = window  # attention is exact up to the window; sliding windows are not implemented
-    bias = raw.get("attention_bias", False)
+    bias = f.flag("attention_bias")
     return LlamaConfig(
-        n_layer=raw["num_hidden_layers"], n_embd=raw["hidden_size"], n_head=n_head,
-        n_kv_head=raw.get("num_key_value_heads") or n_head, intermediate_size=raw["intermediate_size"],
-        vocab_size=raw["vocab_size"], n_positions=positions,
-        head_size=raw.get("head_dim") or 0, rms_eps=raw.get("rms_norm_eps", 1e-6), rope_theta=float(theta),
-        rope_scaling=scaling, tie_embeddings=raw.get("tie_word_embeddings", False),
-        qkv_bias=kind == "qwen2" or bias, o_bias=bias and kind != "qwen2", mlp_bias=raw.get("mlp_bias", False),
+        n_layer=f.size("num_hidden_layers"), n_embd=hidden, n_head=n_head, n_kv_head=n_kv_head,
+        intermediate_size=f.size("intermediate_size"), vocab_size=f.size("vocab_size"), n_positions=positions,
+        head_size=head_dim, rms_eps=f.number("rms_norm_eps", 1e-6), rope_theta=theta,
+        rope_scaling=scaling, tie_embeddings=f.flag("tie_word_embeddings"),
+        qkv_bias=kind == "qwen2" or bias, o_bias=bias and kind != "qwen2", mlp_bias=f.flag("mlp_bias"),
     )
 
 
@@ -98,4 +110,6 @@ def read_json(path: Path, required: bool = True) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read {path}: {e}") from None
+    if required and not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object of settings")
     return data if isinstance(data, dict) else {}

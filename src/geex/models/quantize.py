@@ -195,11 +195,28 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, attr, new)
 
 
+def check_quantizable(model: nn.Module, mode: str, group_size: int = DEFAULT_GROUP) -> None:
+    """Whether every linear layer of ``model`` (on any device, meta included) can be quantized as
+    ``mode``, checked before any weight is read: INT4 needs each layer's input width to be a whole
+    number of groups the kernels can tile. The message names the layer and the mode that works."""
+    if mode not in MODES:
+        raise UserError(f"unknown quantization {mode!r} (known: {', '.join(MODES)})")
+    if mode != "int4":
+        return
+    for name in linear_names(model):
+        k = model.get_submodule(name).in_features
+        try:
+            check_kernel_group(int4_group(k, group_size))
+        except UserError:
+            raise UserError(f"--quantize int4: layer {name} has {k} input features, which INT4 groups of "
+                            f"{min(group_size, k)} do not divide (a group must be a power of two of at least 32); "
+                            "use --quantize int8 instead (per output channel: any width)") from None
+
+
 def quantize_model(model: nn.Module, mode: str, group_size: int = DEFAULT_GROUP) -> nn.Module:
     """Replace every ``nn.Linear`` of ``model`` (and a word embedding that is also the output head,
     named by ``model.tied_embedding``; see the module's docstring) in place, one at a time (peak memory: one float matrix)."""
-    if mode not in MODES:
-        raise UserError(f"unknown quantization {mode!r} (known: {', '.join(MODES)})")
+    check_quantizable(model, mode, group_size)
     for name in linear_names(model):
         linear = model.get_submodule(name)
         with torch.no_grad():

@@ -89,6 +89,9 @@ def _load_path(path: Path, dtype, device, quantize, tokenizer, name: str | None 
         return _load_gguf(path, name, dtype, device, quantize)
     if path.suffix.lower() == ".gguf":
         raise UserError(f"{path} is not a GGUF file (it does not start with 'GGUF')")
+    if path.is_file() and not checkpoint.is_torch_file(path):
+        raise UserError(f"{path} is not a model geex reads: not a GGUF file (no 'GGUF' signature), not a PyTorch "
+                        "checkpoint (neither zip nor pickle), and not a model directory")
     if path.is_dir() and hf.is_hf_dir(path):
         cfg = hf.read_config(path)
         model = build_model(cfg, hf.read_weights(path, cfg), dtype, device, quantize)

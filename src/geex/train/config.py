@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -89,22 +90,38 @@ class TrainConfig:
         return asdict(self)
 
     def check(self) -> None:
-        """Values no run can use, as one clear error."""
-        positive = {"data.batch_size": self.data.batch_size, "optim.grad_accum": self.optim.grad_accum,
-                    "optim.max_steps": self.optim.max_steps, "run.log_every": self.run.log_every,
-                    "run.checkpoint_every": self.run.checkpoint_every,
-                    "run.keep_checkpoints": self.run.keep_checkpoints,
-                    "run.activation_checkpointing_every": self.run.activation_checkpointing_every}
-        bad = [f"{k} = {v}" for k, v in positive.items() if v < 1]
-        bad += [f"{k} = {v}" for k, v in {"optim.warmup_steps": self.optim.warmup_steps,
-                                          "run.eval_every": self.run.eval_every}.items() if v < 0]
-        if self.run.activation_checkpointing_every > 1 and not self.run.activation_checkpointing:
+        """Values no run can use, as one clear error naming each field and what it must be."""
+        o, r = self.optim, self.run
+        rules = [  # (field, value, acceptable, what it must be)
+            *[(k, v, v >= 1, "at least 1") for k, v in {
+                "data.batch_size": self.data.batch_size, "optim.grad_accum": o.grad_accum,
+                "optim.max_steps": o.max_steps, "run.log_every": r.log_every,
+                "run.checkpoint_every": r.checkpoint_every, "run.keep_checkpoints": r.keep_checkpoints,
+                "run.activation_checkpointing_every": r.activation_checkpointing_every,
+                "run.eval_sequences": r.eval_sequences, "run.tensor_parallel": r.tensor_parallel}.items()],
+            *[(k, v, v >= 0, "0 or more") for k, v in {
+                "optim.warmup_steps": o.warmup_steps, "run.eval_every": r.eval_every, "model.seq_len": self.model.seq_len,
+                "data.seed": self.data.seed, "run.seed": r.seed}.items()],
+            ("optim.lr", o.lr, lr_ok := math.isfinite(o.lr) and o.lr > 0, "a positive number"),
+            ("optim.min_lr", o.min_lr, math.isfinite(o.min_lr) and 0 <= o.min_lr and (o.min_lr <= o.lr or not lr_ok),
+             "between 0 and optim.lr"),
+            ("optim.eps", o.eps, math.isfinite(o.eps) and o.eps > 0, "a positive number"),
+            ("optim.betas", o.betas, len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
+             "two numbers in [0, 1), e.g. 0.9,0.95"),
+            ("optim.weight_decay", o.weight_decay, math.isfinite(o.weight_decay) and o.weight_decay >= 0, "0 or more"),
+            ("optim.grad_clip", o.grad_clip, math.isfinite(o.grad_clip) and o.grad_clip >= 0, "0 (off) or more"),
+            ("run.peak_tflops", r.peak_tflops, math.isfinite(r.peak_tflops) and r.peak_tflops >= 0, "0 (known GPUs) or more"),
+            ("run.dtype", r.dtype, r.dtype in ("float32", "bfloat16"), "float32 or bfloat16"),
+        ]
+        bad = list(dict.fromkeys(f"{k} = {_plain(v)!r} (must be {must})" for k, v, ok, must in rules if not ok))
+        if r.activation_checkpointing_every > 1 and not r.activation_checkpointing:
             bad.append("run.activation_checkpointing_every > 1 needs run.activation_checkpointing = true")
-        if self.run.dtype not in ("float32", "bfloat16"):
-            bad.append(f"run.dtype = {self.run.dtype!r} (float32 or bfloat16)")
+        from geex.models.codegeex import PRESETS
+
+        if self.model.preset not in PRESETS:
+            bad.append(f"model.preset = {self.model.preset!r} (known: {', '.join(PRESETS)})")
         if bad:
-            raise UserError("config: " + "; ".join(bad) + " (counts must be at least 1; eval_every and "
-                            "warmup_steps may be 0)")
+            raise UserError("config: " + "; ".join(bad))
 
     def sequences_per_step(self, world: int) -> int:
         """The global batch: micro-batch x accumulation x ``world`` data-parallel ranks."""
@@ -130,12 +147,41 @@ def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _coerce(value: str, current):
+BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def _coerce(text: str, current, key: str):
+    """A ``--set`` value (text) as the type of the field's default; a UserError naming the field when
+    it is not one. Ranges are checked later, with the TOML values, by ``TrainConfig.check``."""
+    value = text.strip()
     if isinstance(current, bool):
-        return value.lower() in ("1", "true", "yes", "on")
+        if value.lower() not in BOOLEANS:
+            raise UserError(f"--set {key}={text}: expected true or false (also 1/0, yes/no, on/off)")
+        return BOOLEANS[value.lower()]
+    if isinstance(current, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise UserError(f"--set {key}={text}: expected a whole number") from None
+    if isinstance(current, float):
+        return _number(value, key, text)
     if isinstance(current, tuple):
-        return tuple(float(v) for v in value.strip("()[]").split(","))
-    return type(current)(value)
+        parts = [p for p in value.strip("()[]").split(",") if p.strip()]
+        if len(parts) != len(current):
+            raise UserError(f"--set {key}={text}: expected {len(current)} comma-separated numbers, e.g. "
+                            f"{','.join(str(v) for v in current)}")
+        return tuple(_number(p.strip(), key, text) for p in parts)
+    return value
+
+
+def _number(value: str, key: str, text: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise UserError(f"--set {key}={text}: expected a number") from None
+    if not math.isfinite(number):
+        raise UserError(f"--set {key}={text}: expected a finite number")
+    return number
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
@@ -146,6 +192,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise UserError(f"cannot read config {path}: {e}") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"cannot read config {path}: not UTF-8 text ({e.reason} at byte {e.start + 1})") from None
     cfg = TrainConfig()
     sections = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
     for name, values in raw.items():
@@ -160,18 +208,51 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
             raise UserError(f"--set {item!r}: expected section.field=value")
         if section not in sections:
             raise UserError(f"--set {item!r}: unknown section {section!r}")
-        _set(sections, section, name, _coerce(value, getattr(sections[section], name, "")), strict_type=False)
+        if name not in {f.name for f in fields(sections[section])}:
+            _set(sections, section, name, value)  # the unknown-field error, with the known fields
+        _set(sections, section, name, _coerce(value, getattr(sections[section], name), key.strip()))
     return TrainConfig(**sections)
 
 
-def _set(sections: dict, section: str, key: str, value, strict_type: bool = True) -> None:
+def _kind(default) -> str:
+    """What a field takes, as a user reads it."""
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, tuple):
+        return f"a list of {len(default)} numbers"
+    return "a string"
+
+
+def _typed(value, default):
+    """``value`` (from TOML, or coerced from ``--set``) as the default's type, or None if it is not one.
+    A bool is not a number here (TOML ``max_steps = true`` is a mistake), an int is a float."""
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(default, int):
+        return value if isinstance(value, int) else None
+    if isinstance(default, float):
+        return float(value) if isinstance(value, (int, float)) else None
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(default):
+            return None
+        items = [_typed(v, 0.0) for v in value]
+        return None if any(v is None for v in items) else tuple(items)
+    return value if isinstance(value, str) else None
+
+
+def _set(sections: dict, section: str, key: str, value) -> None:
     current = sections[section]
     known = {f.name for f in fields(current)}
     if key not in known:
         raise UserError(f"config: unknown field {section}.{key} (known: {', '.join(sorted(known))})")
     old = getattr(current, key)
-    if isinstance(old, tuple) and isinstance(value, list):
-        value = tuple(value)
-    if strict_type and not isinstance(value, type(old)) and not (isinstance(old, float) and isinstance(value, int)):
-        raise UserError(f"config: {section}.{key} should be a {type(old).__name__}, got {value!r}")
-    sections[section] = replace(current, **{key: type(old)(value) if not isinstance(old, tuple) else value})
+    typed = _typed(value, old)
+    if typed is None:
+        raise UserError(f"config: {section}.{key} should be {_kind(old)}, got {value!r}")
+    sections[section] = replace(current, **{key: typed})

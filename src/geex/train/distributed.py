@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from geex.devices import resolve_device
 from geex.errors import UserError
 
 
@@ -54,10 +55,7 @@ def setup(device: str, tp: int = 1, cpu_offload: bool = False) -> Topology:
     rank = int(os.environ.get("RANK", "0"))
     if tp < 1 or world % tp:
         raise UserError(f"run.tensor_parallel {tp} must divide the {world} processes")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("run.device cuda: no CUDA device is available here")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UserError(f"run.device must be cpu or cuda, got {device!r}")
+    device = resolve_device(device, "run.device")
     if world == 1:
         return Topology(0, 1, torch.device(device))
     if device.startswith("cuda"):
