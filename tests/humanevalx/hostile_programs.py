@@ -893,25 +893,19 @@ GO = {
     # share, then (all allocations done) every holder must still be alive to answer again; a holder
     # killed at the memory limit after its first answer would otherwise go unnoticed.
     "memory_beyond_rlimit": """\
-    if os.Getenv("GEEX_MEMORY_HOLDER") != "" {
-        block := make([]byte, @MEM_CHILD_MB@<<20)
-        for i := 0; i < len(block); i += 4096 {
-            block[i] = 1
-        }
-        os.Stdout.Write([]byte("ok"))
-        os.Stdin.Read(make([]byte, 1))
-        os.Stdout.Write([]byte{'o', block[len(block)-4096]}) // still held
-        os.Stdin.Read(make([]byte, 1))
-        os.Exit(0)
-    }
-    exe, _ := os.Executable()
+    // the holders are other processes (python3 from the system directories): a copy of this test
+    // binary would start with geex's proof prologue, which reads the standard input first
+    holder := "import sys\\nb = bytearray(@MEM_CHILD_MB@ << 20)\\nfor i in range(0, len(b), 4096): b[i] = 1\\n" +
+        "sys.stdout.write('ok'); sys.stdout.flush(); sys.stdin.read(1)\\n" +
+        "sys.stdout.write('o' + chr(b[-4096] + 48)); sys.stdout.flush(); sys.stdin.read(1)\\n"
+    exe := "/usr/bin/python3"
     var holders []*os.Process
     var answers, asks []*os.File
     for i := 0; i < @MEM_CHILDREN@; i++ {
         inR, inW, _ := os.Pipe()
         outR, outW, _ := os.Pipe()
-        p, err := os.StartProcess(exe, []string{exe}, &os.ProcAttr{
-            Env: append(os.Environ(), "GEEX_MEMORY_HOLDER=1"), Files: []*os.File{inR, outW, os.Stderr}})
+        p, err := os.StartProcess(exe, []string{exe, "-c", holder}, &os.ProcAttr{
+            Files: []*os.File{inR, outW, os.Stderr}})
         inR.Close()
         outW.Close()
         if err != nil {

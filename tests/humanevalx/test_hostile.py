@@ -846,8 +846,10 @@ def test_hostile_local_user_gets_nowhere(user_scene: UserScene, monkeypatch):
     denied = [a for a in attempts if a["ok"] or a["error"] != "EACCES"]
     assert denied == [], denied[:10]
     assert {tid: rec["verdict"] for tid, rec in records.items()} == {tid: "passed" for tid in records}
-    # the harness swept the stale directory (and the link to the victim's directory: not followed)
-    assert not (user_scene.tmp / f"geex-jobs-{user_scene.dead_pid}-dir").exists()
+    # the harness leaves another user's stale-looking roots alone (never follows or removes what it
+    # does not own), and the victim's files behind the links are intact
+    bait = user_scene.tmp / f"geex-jobs-{user_scene.dead_pid}-dir"
+    assert bait.is_dir() and bait.stat().st_uid == ATTACKER_UID
     assert user_scene.intact()
 
 

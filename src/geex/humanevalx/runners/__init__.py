@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -71,7 +72,10 @@ def _remove_stale_jobs_roots() -> None:
     live run's root makes its next compile fail on a missing file.
     """
     for path in Path(tempfile.gettempdir()).glob("geex-jobs-*-*"):
-        try:
+        try:  # only our own directories: another user's (a planted bait) is not ours to judge or follow
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                continue
             fd = os.open(path / JOBS_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             _remove_unlocked_jobs_root(path)
