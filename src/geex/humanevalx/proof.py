@@ -56,6 +56,7 @@ from pathlib import Path
 
 ENV_FD = "GEEX_PROOF_FD"  # the report channel's descriptor number in the program
 _MAX_REPORT = 1 << 16  # more than this is not a proof anyway
+_MAX_PROOFS = 1000  # their lines must fit in the stdin pipe's buffer (written before the program starts)
 
 
 class Proof(str, enum.Enum):
@@ -84,20 +85,24 @@ class ProofChannel:
     """
 
     def __init__(self, proofs: int = 1, owner: int | None = None) -> None:
-        if proofs < 1:
-            raise ValueError("a program owes at least one proof")
+        if not 1 <= proofs <= _MAX_PROOFS:
+            raise ValueError(f"a program owes 1 to {_MAX_PROOFS} proofs, not {proofs}")
         self.proofs = proofs
         self.secret = secrets.token_hex(16).encode()
         self._fds: list[int] = []
-        stdin_r, stdin_w = self._pipe()
-        self.report_r, self.report_w = self._pipe()
-        os.write(stdin_w, (self.secret + b"\n") * proofs)  # < PIPE_BUF: never blocks
-        os.close(stdin_w)
-        self._fds.remove(stdin_w)
-        self.stdin = stdin_r
-        if owner is not None and owner != os.geteuid():
-            os.fchown(self.report_w, owner, owner)
-        os.set_blocking(self.report_r, False)
+        try:
+            stdin_r, stdin_w = self._pipe()
+            self.report_r, self.report_w = self._pipe()
+            os.write(stdin_w, (self.secret + b"\n") * proofs)  # a few hundred bytes: never blocks
+            os.close(stdin_w)
+            self._fds.remove(stdin_w)
+            self.stdin = stdin_r
+            if owner is not None and owner != os.geteuid():
+                os.fchown(self.report_w, owner, owner)
+            os.set_blocking(self.report_r, False)
+        except BaseException:
+            self.close()
+            raise
 
     def _pipe(self) -> tuple[int, int]:
         r, w = os.pipe()
