@@ -25,10 +25,9 @@ reach the secret or the test; a sample that patches a shared module (``random.ra
 the test's inputs. Both are attacks, not early exits.
 """
 
-import ast
+import _ast  # the C node classes only: the ``ast`` and ``json`` modules cost milliseconds per sample
 import builtins
 import functools
-import json
 import os
 import sys
 import types
@@ -52,7 +51,7 @@ def _main() -> None:
         source = f.read()
     try:
         with open("main.layout.json", encoding="utf-8") as f:
-            layout = json.load(f)
+            layout = _json_value(_parse(f.read(), "main.layout.json", "eval").body)
     except FileNotFoundError:
         layout = None
 
@@ -79,8 +78,8 @@ def _main() -> None:
         elif entry in sample.__dict__:
             test_ns[entry] = _plain_results(sample.__dict__[entry])
         test_ns["__geex_plain__"] = _plain
-        tree = _LiteralComparisons().visit(ast.parse(part(layout["test"]), "main.py"))
-        exec(compile(ast.fix_missing_locations(tree), "main.py", "exec"), test_ns)
+        tree = _plain_comparisons(_parse(part(layout["test"]), "main.py", "exec"))
+        exec(compile(tree, "main.py", "exec"), test_ns)
 
     if fd_text is not None and secret:
         os.write(report_fd, secret)
@@ -141,31 +140,59 @@ def _plain_results(function):
     return candidate
 
 
+def _parse(text: str, filename: str, mode: str):
+    return compile(text, filename, mode, _ast.PyCF_ONLY_AST)
+
+
+def _json_value(node):
+    """The value of a JSON document parsed as a Python expression (objects, arrays, strings,
+    numbers, null): what assembly writes to ``main.layout.json``."""
+    if isinstance(node, _ast.Constant):
+        return node.value
+    if isinstance(node, _ast.List):
+        return [_json_value(e) for e in node.elts]
+    if isinstance(node, _ast.Dict):
+        return {_json_value(k): _json_value(v) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, _ast.Name) and node.id in ("null", "true", "false"):
+        return {"null": None, "true": True, "false": False}[node.id]
+    raise ValueError("geex: main.layout.json is not the layout assembly writes")
+
+
 def _literal(node) -> bool:
     """A constant, a signed number, or a list/tuple/set/dict display of literals."""
-    if isinstance(node, ast.Constant):
+    if isinstance(node, _ast.Constant):
         return True
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        return isinstance(node.operand, ast.Constant)
-    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+    if isinstance(node, _ast.UnaryOp) and isinstance(node.op, (_ast.USub, _ast.UAdd)):
+        return isinstance(node.operand, _ast.Constant)
+    if isinstance(node, (_ast.List, _ast.Tuple, _ast.Set)):
         return all(_literal(e) for e in node.elts)
-    if isinstance(node, ast.Dict):
+    if isinstance(node, _ast.Dict):
         return all(k is not None and _literal(k) for k in node.keys) and all(_literal(v) for v in node.values)
     return False
 
 
-class _LiteralComparisons(ast.NodeTransformer):
-    """``x == <literal>`` (any comparison but ``is``) becomes ``__geex_plain__(x) == <literal>``."""
+def _plain_call(operand):
+    """``__geex_plain__(operand)``, at the operand's place in the source."""
+    where = {k: getattr(operand, k) for k in ("lineno", "col_offset", "end_lineno", "end_col_offset")}
+    return _ast.Call(_ast.Name("__geex_plain__", _ast.Load(), **where), [operand], [], **where)
 
-    def visit_Compare(self, node):
-        self.generic_visit(node)
+
+def _plain_comparisons(node):
+    """The tree with every comparison against a literal (any operator but ``is``) comparing
+    plain data: ``x == <literal>`` becomes ``__geex_plain__(x) == <literal>``."""
+    for field in node._fields:
+        value = getattr(node, field, None)
+        if isinstance(value, list):
+            value[:] = [_plain_comparisons(v) if isinstance(v, _ast.AST) else v for v in value]
+        elif isinstance(value, _ast.AST):
+            setattr(node, field, _plain_comparisons(value))
+    if isinstance(node, _ast.Compare):
         operands = [node.left, *node.comparators]
-        if all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops) or not any(map(_literal, operands)):
-            return node
-        wrapped = [o if _literal(o) else ast.copy_location(
-            ast.Call(ast.Name("__geex_plain__", ast.Load()), [o], []), o) for o in operands]
-        node.left, node.comparators = wrapped[0], wrapped[1:]
-        return node
+        if any(not isinstance(op, (_ast.Is, _ast.IsNot)) for op in node.ops) and any(map(_literal, operands)):
+            wrapped = [o if _literal(o) else _plain_call(o) for o in operands]
+            node.left, node.comparators = wrapped[0], wrapped[1:]
+    return node
+
 
 if __name__ == "__main__":
     _main()
