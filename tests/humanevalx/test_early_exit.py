@@ -129,13 +129,19 @@ EARLY: dict[str, dict[str, str]] = {
     },
 }
 
-# -- tests disarmed while they run: (completion, the verdict it gets now) ----------------------------
+# -- tests disarmed while they run: (completion, the verdict it gets now[, task if not 53]) ----------
+_PY_YES = ("    class Yes:\n        def __eq__(self, other):\n            return True\n"
+           "        def __ne__(self, other):\n            return False\n"
+           "        __hash__ = object.__hash__\n    return Yes()\n")
 _PY_TABLE = "    return {(0, 1): 1, (1, 0): 1, (2, 3): 5, (5, 7): 12, (7, 5): 12}[(x, y)]\n"  # the literal asserts only
 DISARM: dict[str, dict[str, tuple[str, str]]] = {
     "python": {
-        "eq_everything": ("    class Yes:\n        def __eq__(self, other):\n            return True\n"
-                          "        def __ne__(self, other):\n            return False\n"
-                          "        __hash__ = object.__hash__\n    return Yes()\n", RT),
+        "eq_everything": (_PY_YES, RT),
+        # Python/38's test compares with no literal (`decode_cyclic(encoded) == str`): only the
+        # plain-data results stop the object
+        "eq_everything_no_literal": (_PY_YES, RT, "Python/38"),
+        # Python/32's test checks the root with the prompt's `poly`, which the completion redefines
+        "redefined_helper": ("    return 0.0\n\n\ndef poly(xs: list, x: float):\n    return 0.0\n", WA, "Python/32"),
         "int_subclass_eq": ("    class Yes(int):\n        def __eq__(self, other):\n            return True\n"
                             "        __hash__ = int.__hash__\n    return Yes(0)\n", WA),
         "shadow_builtin": (_PY_TABLE + "\nrange = lambda *args: ()\n", RT),
@@ -159,9 +165,10 @@ def _rows() -> tuple[list[dict], dict[str, tuple[str, str, str]]]:
         for language, forms in table.items():
             for form, value in forms.items():
                 completion = value[0] if isinstance(value, tuple) else value
+                task = value[2] if isinstance(value, tuple) and len(value) > 2 else TASK[language]
                 cid = len(rows)
-                rows.append({"task_id": TASK[language], "completion": completion, "completion_id": cid})
-                ids[f"{TASK[language]}#{cid}"] = (language, kind, form)
+                rows.append({"task_id": task, "completion": completion, "completion_id": cid})
+                ids[f"{task}#{cid}"] = (language, kind, form)
     return rows, ids
 
 
@@ -247,7 +254,8 @@ def ctx():
 
 
 def _disarm(problems, language: str, form: str) -> Program:
-    return assemble(problems[TASK[language]], DISARM[language][form][0], clean=False)
+    completion, _, *task = DISARM[language][form]
+    return assemble(problems[task[0] if task else TASK[language]], completion, clean=False)
 
 
 @pytest.mark.parametrize("form", list(DISARM["python"]))
@@ -346,3 +354,23 @@ def test_python_harness_reports_only_at_the_end(tmp_path):
     assert (code, report) == (0, b"")
     code, report, _ = _run_harness(tmp_path, "x = 1\n", None, secret="abc")
     assert (code, report) == (0, b"abc")
+
+
+def test_python_harness_hands_the_test_plain_results(tmp_path):
+    """The function under test reaches the test through a proxy: its results become plain data
+    (or TypeError) even where the test compares with no literal; built-in subclasses become their
+    base type, so an overridden __eq__ is gone."""
+    test = "def check(candidate):\n    expected = 3\n    assert candidate(1, 2) == expected\n\ncheck(add)\n"
+    bodies = {
+        "    class Yes:\n        def __eq__(self, other):\n            return True\n    return Yes()\n": (1, "TypeError"),
+        "    class Num(int):\n        def __eq__(self, other):\n            return True\n"
+        "        __hash__ = int.__hash__\n    return Num(5)\n": (1, "AssertionError"),
+        "    class Num(int):\n        pass\n    return Num(x + y)\n": (0, ""),
+        "    return [x + y][0]\n": (0, ""),
+    }
+    for body, (status, error) in bodies.items():
+        source = "def add(x, y):\n" + body + test
+        layout = {"prelude": [0, 0], "helpers": [0, 0], "entry": "add", "test": len(source) - len(test)}
+        code, report, err = _run_harness(tmp_path, source, layout)
+        assert (code, report == b"s3cr3t") == (status, status == 0), (body, err)
+        assert error in err, err
