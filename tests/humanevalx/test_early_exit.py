@@ -146,6 +146,9 @@ DISARM: dict[str, dict[str, tuple[str, str]]] = {
                             "        __hash__ = int.__hash__\n    return Yes(0)\n", WA),
         "shadow_builtin": (_PY_TABLE + "\nrange = lambda *args: ()\n", RT),
         "patch_builtins_module": (_PY_TABLE + "\nimport builtins\nbuiltins.range = lambda *args: ()\n", RT),
+        # the harness's own checks must not use the built-ins the sample can rebind
+        "patch_harness_builtins": ("    import builtins\n    builtins.type = lambda *args: int\n"
+                                   "    builtins.isinstance = lambda *args: False\n" + _PY_YES.split("\n", 0)[0], RT),
     },
     "cpp": {"define_main": ("    return x + y + 1;\n}\nint main() { return 0; }\n#define main geex_test_main\n", CE)},
     "js": {

@@ -18,6 +18,9 @@ last statement has run without an exception. ``exit(0)``, ``raise SystemExit``, 
 - comparisons of the test with a literal (``== 5``, ``in [1, 2]``, ``!= -1``) compare plain data
   too (an AST rewrite), whatever the other side is.
 
+The test's code is compiled, and this file's functions see the built-ins, as they were before the
+sample ran (the sample's ``__main__`` keeps the real ``builtins`` module).
+
 Without a layout (a program not made by assembly) the whole file runs as one module.
 
 Not covered: a sample that introspects the interpreter on purpose (frames, ``gc``, tracing) can
@@ -27,14 +30,16 @@ the test's inputs. Both are attacks, not early exits.
 
 import _ast  # the C node classes only: the ``ast`` and ``json`` modules cost milliseconds per sample
 import builtins
-import functools
 import os
 import sys
 import types
 
+# This file's functions look built-ins up in this copy, taken before the sample runs: a sample that
+# rebinds ``builtins.type`` or ``builtins.isinstance`` changes nothing for the harness.
+__builtins__ = dict(builtins.__dict__)
+
 
 def _main() -> None:
-    pristine = dict(builtins.__dict__)  # before any code of the sample runs
     fd_text = os.environ.get("GEEX_PROOF_FD")
     secret = b""
     if fd_text is not None:
@@ -46,6 +51,7 @@ def _main() -> None:
         secret = secret.strip()
         report_fd = int(fd_text)
         os.set_inheritable(report_fd, False)  # the sample's child processes do not get it
+    write = os.write
 
     with open("main.py", encoding="utf-8") as f:
         source = f.read()
@@ -61,28 +67,32 @@ def _main() -> None:
 
     sample = types.ModuleType("__main__")
     sample.__file__ = "main.py"
+    sample.__builtins__ = builtins  # the real module, as any __main__ has (not this file's copy)
     sys.modules["__main__"] = sample  # `import __main__` gives the program, not this harness
     sys.argv = ["main.py"]
 
     if layout is None:
         exec(compile(source, "main.py", "exec"), sample.__dict__)
     else:
-        test_ns = {"__name__": "__main__", "__builtins__": pristine}
+        # everything of the test's is made before the sample runs
+        test_ns = {"__name__": "__main__", "__builtins__": dict(__builtins__)}
         exec(compile(part(*layout["prelude"]), "main.py", "exec"), test_ns)
         if layout.get("helpers"):
             exec(compile(part(*layout["helpers"]), "main.py", "exec"), test_ns)
-        exec(compile(source[: layout["test"]], "main.py", "exec"), sample.__dict__)
+        test = compile(_plain_comparisons(_parse(part(layout["test"]), "main.py", "exec")), "main.py", "exec")
         entry = layout.get("entry")
+
+        exec(compile(source[: layout["test"]], "main.py", "exec"), sample.__dict__)
+
         if entry is None:  # no function to test: the test sees the program's names (plain data still)
             test_ns = sample.__dict__
         elif entry in sample.__dict__:
             test_ns[entry] = _plain_results(sample.__dict__[entry])
         test_ns["__geex_plain__"] = _plain
-        tree = _plain_comparisons(_parse(part(layout["test"]), "main.py", "exec"))
-        exec(compile(tree, "main.py", "exec"), test_ns)
+        exec(test, test_ns)
 
     if fd_text is not None and secret:
-        os.write(report_fd, secret)
+        write(report_fd, secret)
 
 
 # -- plain built-in data ---------------------------------------------------------------------------
@@ -133,7 +143,6 @@ def _plain(value, _path=None):
 def _plain_results(function):
     """``function`` for the test: each result converted by :func:`_plain`."""
 
-    @functools.wraps(function)
     def candidate(*args, **kwargs):
         return _plain(function(*args, **kwargs))
 

@@ -171,8 +171,8 @@ class Runner:
 
     def fingerprint(self, timeout_s: float) -> str:
         """Changes whenever a verdict could change: toolchain versions, recipes, limits."""
-        parts = [RECIPE_VERSION, TEMPLATE_VERSION, harness_digest(), self.language, self.cached_status.version,
-                 json.dumps(self.run_limits(timeout_s).__dict__, sort_keys=True)]
+        parts = [RECIPE_VERSION, TEMPLATE_VERSION, harness_digest(self.proof_files), self.language,
+                 self.cached_status.version, json.dumps(self.run_limits(timeout_s).__dict__, sort_keys=True)]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     def cache_dir(self) -> Path:
