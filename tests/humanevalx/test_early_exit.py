@@ -155,6 +155,8 @@ DISARM: dict[str, dict[str, tuple[str, str]]] = {
         "console_assert_replaced": ("  return x + y + 1;\n}\nconsole.assert = () => {};\n", WA),
         "console_replaced": ("  return x + y + 1;\n}\nglobalThis.console = { assert() {}, log() {}, error() {} };\n", WA),
         "assert_redefined": ("  return x + y + 1;\n}\nObject.defineProperty(console, 'assert', { value: () => {} });\n", RT),
+        # a CommonJS module may return from its top level: the test never runs, require returns
+        "top_level_return": ("  return x + y + 1;\n}\nreturn;\n", RT),
     },
     "go": {"test_filter": ('    return x + y + 1\n}\n\nfunc init() {\n    os.Args = append(os.Args, "-test.run=^$")\n}\n', WA)},
     "rust": {"assert_macro": ("    return x + y + 1;\n}\nmacro_rules! assert {\n    ($($t:tt)*) => {};\n}\n", WA)},
@@ -377,3 +379,26 @@ def test_python_harness_hands_the_test_plain_results(tmp_path):
         code, report, err = _run_harness(tmp_path, source, layout)
         assert (code, report == b"s3cr3t") == (status, status == 0), (body, err)
         assert error in err, err
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
+def test_js_top_level_return_passes_without_the_script_check(problems, tmp_path):
+    """geex_run.js without its check that the program compiles as a script: the completion's
+    top-level return ends the module before the test, require returns, and the proof is written."""
+    wrapper = harness_text("geex_run.js")
+    lax = wrapper.replace("if (functionBody) {", "if (false) {")
+    assert lax != wrapper
+    (tmp_path / "geex_run.js").write_text(lax)
+    (tmp_path / "test.js").write_text(_disarm(problems, "js", "top_level_return").source)
+    r, w = os.pipe()
+    try:
+        proc = subprocess.run(["node", "geex_run.js", "test.js"], cwd=tmp_path, input=b"s3cr3t\n",
+                              env={"GEEX_PROOF_FD": str(w), "PATH": os.environ.get("PATH", "")}, pass_fds=(w,),
+                              capture_output=True, timeout=60)
+        os.close(w)
+        w = -1
+        assert (proc.returncode, os.read(r, 1024)) == (0, b"s3cr3t"), proc.stderr
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
