@@ -150,7 +150,13 @@ DISARM: dict[str, dict[str, tuple[str, str]]] = {
         "patch_harness_builtins": ("    import builtins\n    builtins.type = lambda *args: int\n"
                                    "    builtins.isinstance = lambda *args: False\n" + _PY_YES.split("\n", 0)[0], RT),
     },
-    "cpp": {"define_main": ("    return x + y + 1;\n}\nint main() { return 0; }\n#define main geex_test_main\n", CE)},
+    "cpp": {
+        "define_main": ("    return x + y + 1;\n}\nint main() { return 0; }\n#define main geex_test_main\n", CE),
+        # an __assert_fail that returns makes every assert() of the test a no-op
+        "assert_fail": ("    return x + y + 1;\n}\n#include <assert.h>\n"
+                        'extern "C" void __assert_fail(const char*, const char*, unsigned int, const char*) noexcept {}\n',
+                        CE),
+    },
     "js": {
         "console_assert_replaced": ("  return x + y + 1;\n}\nconsole.assert = () => {};\n", WA),
         "console_replaced": ("  return x + y + 1;\n}\nglobalThis.console = { assert() {}, log() {}, error() {} };\n", WA),
@@ -402,3 +408,13 @@ def test_js_top_level_return_passes_without_the_script_check(problems, tmp_path)
         os.close(r)
         if w >= 0:
             os.close(w)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_cpp_own_assert_fail_disarms_the_test_without_geex_definition(problems, tmp_path):
+    """Linked without geex_proof.o (libc's __assert_fail only), the completion's __assert_fail,
+    which returns, turns every failed assert() of the test into a no-op: the program exits 0."""
+    (tmp_path / "main.cpp").write_text(_disarm(problems, "cpp", "assert_fail").source)
+    subprocess.run(["g++", "-std=c++17", "-O0", "-w", "main.cpp", "-o", "main"], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=300)
+    assert subprocess.run(["./main"], cwd=tmp_path, capture_output=True, timeout=60).returncode == 0
