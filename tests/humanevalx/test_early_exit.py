@@ -34,6 +34,7 @@ from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.evaluate import EvalConfig, evaluate
 from geex.humanevalx.proof import EARLY_EXIT, Proof, harness_text
 from geex.humanevalx.runners import RunContext, cache_root, get_runner, go as go_runner, make_jobs_root
+from geex.humanevalx.runners import java as java_runner
 from geex.humanevalx.sandbox import Sandbox
 from geex.languages import get_language
 
@@ -156,6 +157,13 @@ DISARM: dict[str, dict[str, tuple[str, str]]] = {
         "assert_fail": ("    return x + y + 1;\n}\n#include <assert.h>\n"
                         'extern "C" void __assert_fail(const char*, const char*, unsigned int, const char*) noexcept {}\n',
                         CE),
+    },
+    "java": {
+        # Java/0's test collects its checks with Arrays.asList and fails if one is false: a class
+        # Arrays of the program would replace java.util.Arrays for the test (no checks, no failure)
+        "shadow_jdk_class": ("        return false;\n    }\n}\nclass Arrays {\n    @SafeVarargs\n"
+                             "    static <T> java.util.List<T> asList(T... values) {\n"
+                             "        return new java.util.ArrayList<>();\n    }\n}\n", CE, "Java/0"),
     },
     "js": {
         "console_assert_replaced": ("  return x + y + 1;\n}\nconsole.assert = () => {};\n", WA),
@@ -418,3 +426,23 @@ def test_cpp_own_assert_fail_disarms_the_test_without_geex_definition(problems, 
     subprocess.run(["g++", "-std=c++17", "-O0", "-w", "main.cpp", "-o", "main"], cwd=tmp_path, check=True,
                    capture_output=True, timeout=300)
     assert subprocess.run(["./main"], cwd=tmp_path, capture_output=True, timeout=60).returncode == 0
+
+
+def test_java_shadowing_class_passes_without_the_imports(problems, ctx, monkeypatch):
+    """Without the single-type imports of the classes the test names, the completion's Arrays
+    replaces java.util.Arrays in the test, which then checks nothing."""
+    monkeypatch.setattr(java_runner, "test_class_imports", lambda head, test, classes: "")
+    outcome = get_runner("java").execute(_disarm(problems, "java", "shadow_jdk_class"), ctx)
+    assert outcome.verdict.value == "passed", outcome
+
+
+def test_java_test_class_imports_name_only_the_tests_jdk_classes():
+    classes = {"Arrays": {"java.util"}, "List": {"java.util", "java.awt"}, "String": {"java.lang"},
+               "Objects": {"java.util"}, "Solution": {"java.util"}, "Random": {"java.util"}, "Map": {"java.util"}}
+    head = "import java.util.*;\nimport java.awt.*;\nclass Solution {\n"
+    test = ('public class Main {\n    // Random in a comment\n    String s = "Objects in a string";\n'
+            "    List<String> l = Arrays.asList(java.util.Map.of());\n}\n")
+    imports = java_runner.test_class_imports(head, test, classes)
+    # List is ambiguous (java.util and java.awt on demand), Solution is the program's own, Map qualified
+    assert imports == "import java.util.Arrays; import java.lang.String; "
+    assert "\n" not in imports  # the program's line numbers stay
