@@ -22,8 +22,9 @@ cache at preparation and bound read-only into the sandbox):
   that the report follows the test's ``main`` returning 0.
 - Java: ``GeexMain`` (first on the class path) reads the secret in its static initializer, calls
   ``Main.main`` and reports.
-- JavaScript: ``geex_run.js`` reads the secret, freezes a strict ``console.assert``, ``require``\\ s
-  the program (whose test calls a module-level ``const`` assert, see ``assembly.py``), reports.
+- JavaScript: ``geex_run.js`` reads the secret, freezes a strict ``console.assert``, refuses a
+  program that returns from its top level, ``require``-s the program (whose test calls a
+  module-level ``const`` assert, see ``assembly.py``), reports.
 - Go: package ``geexproof``, imported by the sample's package (so initialized before it), reads the
   secret; the generated test main runs the tests (``-test.paniconexit0``) and reports only if
   every test function returned and ``m.Run()`` gave 0.
@@ -37,9 +38,9 @@ system calls, so a sample that defines its own ``read``/``write`` does not see t
 
 Residual, deliberate attacks (documented in ``docs/architecture.md``): code that runs before the
 prologue (an IFUNC resolver or a ``.preinit_array`` entry of the sample's own placed before geex's,
-in C++ or Rust), or that finds the secret in the process's memory afterwards (Python frames or
-``gc``, Java reflection into ``GeexMain``, ``/proc/self/mem``, a debugger), forges the proof. Such a
-sample is no longer an accidental early exit but an attack on the harness.
+in C++ or Rust), or that finds the secret in the process's memory afterwards or rewrites its stack
+(Python frames or ``gc``, Java reflection into ``GeexMain``, ``/proc/self/mem``, a debugger),
+forges the proof. Such a sample is no longer an accidental early exit but an attack on the harness.
 """
 
 from __future__ import annotations
