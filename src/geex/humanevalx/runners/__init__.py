@@ -28,7 +28,7 @@ from geex.humanevalx.sandbox import ExecResult, Limits, Sandbox, kill_uid
 from geex.humanevalx.uids import UidLease
 from geex.humanevalx.verdict import Verdict, classify_compile, classify_run, excerpt
 
-RECIPE_VERSION = "runners/4"  # 4: proof of completion. Bump when a recipe change could change a verdict (invalidates cached ones)
+RECIPE_VERSION = "runners/4"  # bump when a recipe change could change a verdict (4: proof of completion)
 ENV_CACHE = "GEEX_CACHE"
 
 
@@ -155,6 +155,7 @@ class Runner:
     source_name: str = "main"
     install_hint: str = "run scripts/setup.sh"
     compile_limits = Limits(wall_s=60, cpu_s=60, address_space_mb=4096, nproc=256, fsize_mb=256, tmp_mb=256)
+    proof_files: tuple[str, ...] = ()  # files of ``harness/`` the language's proof of completion needs
 
     def __init__(self) -> None:
         self._prepared = False
@@ -198,8 +199,6 @@ class Runner:
 
     def _prepare(self, sandbox: Sandbox) -> None:
         pass
-
-    proof_files: tuple[str, ...] = ()  # files of ``harness/`` this language's harness needs at run time
 
     @property
     def proof_dir(self) -> Path:
