@@ -11,8 +11,9 @@ any code of the sample runs (the *prologue*) and writes the secret to the report
 test's last statement (the *epilogue*); the harness reads the channel after the program is gone.
 Passed = exit status 0 **and** exactly the expected proof (:class:`Proof`).
 
-Where the prologue and epilogue live (``harness/`` holds the files, installed into the runner's
-cache at preparation and bound read-only into the sandbox):
+Where the prologue and epilogue live (``harness/`` holds the files: the Python and JS scripts are
+copied next to the program, the others built into the runner's cache at preparation and bound
+read-only into the sandbox):
 
 - Python: ``geex_run.py`` reads the secret, then runs the program's parts (see ``assembly.py``:
   the test in a namespace of its own, the completion's results turned into built-in data),
@@ -149,6 +150,7 @@ class ProofChannel:
 
 
 # -- the harness's own files ----------------------------------------------------------------------
+@functools.cache
 def harness_text(name: str) -> str:
     """A file of ``geex/humanevalx/harness``."""
     return resources.files("geex.humanevalx").joinpath("harness", name).read_text(encoding="utf-8")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geex.humanevalx.assembly import TEMPLATE_VERSION, Program
-from geex.humanevalx.proof import Proof, ProofChannel, failure_detail, harness_digest, install
+from geex.humanevalx.proof import Proof, ProofChannel, failure_detail, harness_digest, harness_text, install
 from geex.humanevalx.sandbox import ExecResult, Limits, Sandbox, kill_uid
 from geex.humanevalx.uids import UidLease
 from geex.humanevalx.verdict import Verdict, classify_compile, classify_run, excerpt
@@ -156,6 +156,9 @@ class Runner:
     install_hint: str = "run scripts/setup.sh"
     compile_limits = Limits(wall_s=60, cpu_s=60, address_space_mb=4096, nproc=256, fsize_mb=256, tmp_mb=256)
     proof_files: tuple[str, ...] = ()  # files of ``harness/`` the language's proof of completion needs
+    # of those, scripts copied next to the program (readable by the program's uid in every sandbox
+    # mode, no bind mount); the others are installed, built, into ``proof_dir`` at preparation
+    proof_scripts: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self._prepared = False
@@ -224,6 +227,8 @@ class Runner:
         (workdir / f"{self.source_name}.{program.language.extension}").write_text(program.source, encoding="utf-8")
         if program.layout:
             (workdir / f"{self.source_name}.layout.json").write_text(program.layout, encoding="utf-8")
+        for name in self.proof_scripts:
+            (workdir / name).write_text(harness_text(name), encoding="utf-8")
 
     def compile(self, workdir: Path, ctx: RunContext) -> ExecResult | None:
         return None  # interpreted

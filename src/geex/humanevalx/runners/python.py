@@ -24,13 +24,10 @@ class PythonRunner(Runner):
             return ToolStatus(False, "", "the interpreter cannot import numpy", self.install_hint)
         return ToolStatus(True, f"Python {version}")
 
-    proof_files = ("geex_run.py",)
-
-    def _prepare(self, sandbox) -> None:
-        self._install_proof()
+    proof_files = proof_scripts = ("geex_run.py",)
 
     def run_argv(self, workdir: Path) -> list[str]:
-        return [str(self.interpreter), "-I", "-B", str(self.proof_dir / "geex_run.py")]
+        return [str(self.interpreter), "-I", "-B", "geex_run.py"]
 
     def run_env(self) -> dict[str, str]:
         # one BLAS thread: numpy's thread pool would otherwise reserve address space per core
@@ -41,4 +38,4 @@ class PythonRunner(Runner):
 
     def run_ro_binds(self) -> tuple[Path, ...]:
         prefixes = {Path(sys.prefix), Path(sys.base_prefix), self.interpreter.resolve().parent.parent}
-        return (*sorted(prefixes), self.proof_dir)
+        return tuple(sorted(prefixes))
