@@ -172,7 +172,7 @@ def install(dest: Path, names: tuple[str, ...], build=None) -> Path:
     if dest.is_dir():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+    with open(dest.parent / ".proof.lock", "w") as lock:  # one lock file per cache directory
         fcntl.flock(lock, fcntl.LOCK_EX)
         if dest.is_dir():
             return dest
