@@ -34,6 +34,7 @@ from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.evaluate import EvalConfig, evaluate
 from geex.humanevalx.proof import EARLY_EXIT, Proof, harness_text
 from geex.humanevalx.runners import RunContext, cache_root, get_runner, go as go_runner, make_jobs_root
+from geex.humanevalx.runners import java as java_runner
 from geex.humanevalx.sandbox import Sandbox
 from geex.languages import get_language
 
@@ -129,23 +130,47 @@ EARLY: dict[str, dict[str, str]] = {
     },
 }
 
-# -- tests disarmed while they run: (completion, the verdict it gets now) ----------------------------
+# -- tests disarmed while they run: (completion, the verdict it gets now[, task if not 53]) ----------
+_PY_YES = ("    class Yes:\n        def __eq__(self, other):\n            return True\n"
+           "        def __ne__(self, other):\n            return False\n"
+           "        __hash__ = object.__hash__\n    return Yes()\n")
 _PY_TABLE = "    return {(0, 1): 1, (1, 0): 1, (2, 3): 5, (5, 7): 12, (7, 5): 12}[(x, y)]\n"  # the literal asserts only
 DISARM: dict[str, dict[str, tuple[str, str]]] = {
     "python": {
-        "eq_everything": ("    class Yes:\n        def __eq__(self, other):\n            return True\n"
-                          "        def __ne__(self, other):\n            return False\n"
-                          "        __hash__ = object.__hash__\n    return Yes()\n", RT),
+        "eq_everything": (_PY_YES, RT),
+        # Python/38's test compares with no literal (`decode_cyclic(encoded) == str`): only the
+        # plain-data results stop the object
+        "eq_everything_no_literal": (_PY_YES, RT, "Python/38"),
+        # Python/32's test checks the root with the prompt's `poly`, which the completion redefines
+        "redefined_helper": ("    return 0.0\n\n\ndef poly(xs: list, x: float):\n    return 0.0\n", WA, "Python/32"),
         "int_subclass_eq": ("    class Yes(int):\n        def __eq__(self, other):\n            return True\n"
                             "        __hash__ = int.__hash__\n    return Yes(0)\n", WA),
         "shadow_builtin": (_PY_TABLE + "\nrange = lambda *args: ()\n", RT),
         "patch_builtins_module": (_PY_TABLE + "\nimport builtins\nbuiltins.range = lambda *args: ()\n", RT),
+        # the harness's own checks must not use the built-ins the sample can rebind
+        "patch_harness_builtins": ("    import builtins\n    builtins.type = lambda *args: int\n"
+                                   "    builtins.isinstance = lambda *args: False\n" + _PY_YES.split("\n", 0)[0], RT),
     },
-    "cpp": {"define_main": ("    return x + y + 1;\n}\nint main() { return 0; }\n#define main geex_test_main\n", CE)},
+    "cpp": {
+        "define_main": ("    return x + y + 1;\n}\nint main() { return 0; }\n#define main geex_test_main\n", CE),
+        # an __assert_fail that returns makes every assert() of the test a no-op
+        "assert_fail": ("    return x + y + 1;\n}\n#include <assert.h>\n"
+                        'extern "C" void __assert_fail(const char*, const char*, unsigned int, const char*) noexcept {}\n',
+                        CE),
+    },
+    "java": {
+        # Java/0's test collects its checks with Arrays.asList and fails if one is false: a class
+        # Arrays of the program would replace java.util.Arrays for the test (no checks, no failure)
+        "shadow_jdk_class": ("        return false;\n    }\n}\nclass Arrays {\n    @SafeVarargs\n"
+                             "    static <T> java.util.List<T> asList(T... values) {\n"
+                             "        return new java.util.ArrayList<>();\n    }\n}\n", CE, "Java/0"),
+    },
     "js": {
         "console_assert_replaced": ("  return x + y + 1;\n}\nconsole.assert = () => {};\n", WA),
         "console_replaced": ("  return x + y + 1;\n}\nglobalThis.console = { assert() {}, log() {}, error() {} };\n", WA),
         "assert_redefined": ("  return x + y + 1;\n}\nObject.defineProperty(console, 'assert', { value: () => {} });\n", RT),
+        # a CommonJS module may return from its top level: the test never runs, require returns
+        "top_level_return": ("  return x + y + 1;\n}\nreturn;\n", RT),
     },
     "go": {"test_filter": ('    return x + y + 1\n}\n\nfunc init() {\n    os.Args = append(os.Args, "-test.run=^$")\n}\n', WA)},
     "rust": {"assert_macro": ("    return x + y + 1;\n}\nmacro_rules! assert {\n    ($($t:tt)*) => {};\n}\n", WA)},
@@ -159,9 +184,10 @@ def _rows() -> tuple[list[dict], dict[str, tuple[str, str, str]]]:
         for language, forms in table.items():
             for form, value in forms.items():
                 completion = value[0] if isinstance(value, tuple) else value
+                task = value[2] if isinstance(value, tuple) and len(value) > 2 else TASK[language]
                 cid = len(rows)
-                rows.append({"task_id": TASK[language], "completion": completion, "completion_id": cid})
-                ids[f"{TASK[language]}#{cid}"] = (language, kind, form)
+                rows.append({"task_id": task, "completion": completion, "completion_id": cid})
+                ids[f"{task}#{cid}"] = (language, kind, form)
     return rows, ids
 
 
@@ -247,7 +273,8 @@ def ctx():
 
 
 def _disarm(problems, language: str, form: str) -> Program:
-    return assemble(problems[TASK[language]], DISARM[language][form][0], clean=False)
+    completion, _, *task = DISARM[language][form]
+    return assemble(problems[task[0] if task else TASK[language]], completion, clean=False)
 
 
 @pytest.mark.parametrize("form", list(DISARM["python"]))
@@ -346,3 +373,76 @@ def test_python_harness_reports_only_at_the_end(tmp_path):
     assert (code, report) == (0, b"")
     code, report, _ = _run_harness(tmp_path, "x = 1\n", None, secret="abc")
     assert (code, report) == (0, b"abc")
+
+
+def test_python_harness_hands_the_test_plain_results(tmp_path):
+    """The function under test reaches the test through a proxy: its results become plain data
+    (or TypeError) even where the test compares with no literal; built-in subclasses become their
+    base type, so an overridden __eq__ is gone."""
+    test = "def check(candidate):\n    expected = 3\n    assert candidate(1, 2) == expected\n\ncheck(add)\n"
+    bodies = {
+        "    class Yes:\n        def __eq__(self, other):\n            return True\n    return Yes()\n": (1, "TypeError"),
+        "    class Num(int):\n        def __eq__(self, other):\n            return True\n"
+        "        __hash__ = int.__hash__\n    return Num(5)\n": (1, "AssertionError"),
+        "    class Num(int):\n        pass\n    return Num(x + y)\n": (0, ""),
+        "    return [x + y][0]\n": (0, ""),
+    }
+    for body, (status, error) in bodies.items():
+        source = "def add(x, y):\n" + body + test
+        layout = {"prelude": [0, 0], "helpers": [0, 0], "entry": "add", "test": len(source) - len(test)}
+        code, report, err = _run_harness(tmp_path, source, layout)
+        assert (code, report == b"s3cr3t") == (status, status == 0), (body, err)
+        assert error in err, err
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
+def test_js_top_level_return_passes_without_the_script_check(problems, tmp_path):
+    """geex_run.js without its check that the program compiles as a script: the completion's
+    top-level return ends the module before the test, require returns, and the proof is written."""
+    wrapper = harness_text("geex_run.js")
+    lax = wrapper.replace("if (functionBody) {", "if (false) {")
+    assert lax != wrapper
+    (tmp_path / "geex_run.js").write_text(lax)
+    (tmp_path / "test.js").write_text(_disarm(problems, "js", "top_level_return").source)
+    r, w = os.pipe()
+    try:
+        proc = subprocess.run(["node", "geex_run.js", "test.js"], cwd=tmp_path, input=b"s3cr3t\n",
+                              env={"GEEX_PROOF_FD": str(w), "PATH": os.environ.get("PATH", "")}, pass_fds=(w,),
+                              capture_output=True, timeout=60)
+        os.close(w)
+        w = -1
+        assert (proc.returncode, os.read(r, 1024)) == (0, b"s3cr3t"), proc.stderr
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_cpp_own_assert_fail_disarms_the_test_without_geex_definition(problems, tmp_path):
+    """Linked without geex_proof.o (libc's __assert_fail only), the completion's __assert_fail,
+    which returns, turns every failed assert() of the test into a no-op: the program exits 0."""
+    (tmp_path / "main.cpp").write_text(_disarm(problems, "cpp", "assert_fail").source)
+    subprocess.run(["g++", "-std=c++17", "-O0", "-w", "main.cpp", "-o", "main"], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=300)
+    assert subprocess.run(["./main"], cwd=tmp_path, capture_output=True, timeout=60).returncode == 0
+
+
+def test_java_shadowing_class_passes_without_the_imports(problems, ctx, monkeypatch):
+    """Without the single-type imports of the classes the test names, the completion's Arrays
+    replaces java.util.Arrays in the test, which then checks nothing."""
+    monkeypatch.setattr(java_runner, "test_class_imports", lambda head, test, classes: "")
+    outcome = get_runner("java").execute(_disarm(problems, "java", "shadow_jdk_class"), ctx)
+    assert outcome.verdict.value == "passed", outcome
+
+
+def test_java_test_class_imports_name_only_the_tests_jdk_classes():
+    classes = {"Arrays": {"java.util"}, "List": {"java.util", "java.awt"}, "String": {"java.lang"},
+               "Objects": {"java.util"}, "Solution": {"java.util"}, "Random": {"java.util"}, "Map": {"java.util"}}
+    head = "import java.util.*;\nimport java.awt.*;\nclass Solution {\n"
+    test = ('public class Main {\n    // Random in a comment\n    String s = "Objects in a string";\n'
+            "    List<String> l = Arrays.asList(java.util.Map.of());\n}\n")
+    imports = java_runner.test_class_imports(head, test, classes)
+    # List is ambiguous (java.util and java.awt on demand), Solution is the program's own, Map qualified
+    assert imports == "import java.util.Arrays; import java.lang.String; "
+    assert "\n" not in imports  # the program's line numbers stay

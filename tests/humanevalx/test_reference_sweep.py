@@ -25,6 +25,7 @@ import pytest
 
 from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.evaluate import EvalConfig, evaluate
+from geex.humanevalx.proof import EARLY_EXIT
 from geex.languages import HUMANEVALX_LANGUAGES
 
 pytestmark = [pytest.mark.slow, pytest.mark.toolchains]
@@ -160,7 +161,9 @@ def test_every_reference_passes_as_a_translation(translation_sweep):
 def test_the_sweep_catches_the_published_defects(tmp_path, dataset_dir):
     """Positive control: on the published data the same checks fail where the fixes apply."""
     published = load_problems(list(HUMANEVALX_LANGUAGES), dataset_dir, original=True)
-    must_pass = ["CPP/23", "Rust/32"]  # vacuous tests: the stand-in passes
+    must_pass = ["CPP/23"]  # a vacuous test: the stand-in passes
+    # a test that never runs (Rust/32's is commented out): exit 0 without the proof of completion
+    never_runs = ["Rust/32"]
     must_fail = ["JavaScript/112", "JavaScript/155", "Rust/50"]  # references that fail
     uncompilable = ["Rust/10", "Rust/38", "Rust/137"]  # stand-in cannot even compile
     # Go/162's unused crypto/md5 import in test_setup: the harness drops it (goimports-like), so
@@ -168,7 +171,7 @@ def test_the_sweep_catches_the_published_defects(tmp_path, dataset_dir):
     absorbed = ["Go/162"]
     untranslatable = ["Go/10", "Go/32", "Go/38", "Go/50"]  # the reference as a translation: ditto
     rows = [{"task_id": t, "completion": STAND_IN[published[t].language.name]}
-            for t in must_pass + uncompilable + absorbed]
+            for t in must_pass + never_runs + uncompilable + absorbed]
     rows += [{"task_id": t, "completion": published[t].canonical_solution} for t in must_fail]
     rows += [{"task_id": t, "completion": published[t].canonical_solution, "source_language": "python"}
              for t in untranslatable]
@@ -176,6 +179,9 @@ def test_the_sweep_catches_the_published_defects(tmp_path, dataset_dir):
     translated = {r["task_id"]: r for r in results.values() if r["source_language"]}
     results = {r["task_id"]: r for r in results.values() if not r["source_language"]}
     assert [t for t in must_pass if not results[t]["passed"]] == [], _describe([results[t] for t in must_pass])
+    assert [(results[t]["verdict"], results[t]["exit_code"], results[t]["detail"].startswith(EARLY_EXIT))
+            for t in never_runs] == [("runtime_error", 0, True)] * len(never_runs), _describe(
+        [results[t] for t in never_runs])
     assert [t for t in must_fail if results[t]["passed"]] == [], _describe([results[t] for t in must_fail])
     assert {t: results[t]["verdict"] for t in uncompilable} == {t: "compile_error" for t in uncompilable}
     assert {t: results[t]["verdict"] for t in absorbed} == {t: "runtime_error" for t in absorbed}

@@ -17,11 +17,14 @@ can neither end the program early with status 0 nor disarm the test's assertions
   defines its own ``main`` and renames the test's with a macro gets a duplicate ``main``).
 - JavaScript: the test's ``console.assert`` calls go to a module-level ``const`` (a completion
   cannot reassign or redeclare it; reassigning ``console.assert`` does nothing).
+- Java: ``Program.layout`` says where the head and the test lie; the Java runner imports the JDK
+  classes the test names by single-type imports (a completion's ``class Arrays`` cannot replace
+  ``java.util.Arrays`` in the test).
 - Rust: each ``#[test]`` function gets the proof items of ``harness/proof.rs`` (``Program.proofs``
   counts them), and the test's standard macros are called by path (``::std::assert!``): a
   completion's ``macro_rules! assert`` would otherwise replace them in the test.
 
-Java and Go need nothing here: their harness is a main class and a generated test main.
+Go needs nothing here: its harness is a generated test main and a package the runner imports.
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def generation_prompt(problem: Problem, with_tag: bool = False) -> str:
     docstring goes between the ``use`` lines and the signature, so the model sees what to write.
     """
     text = problem.prompt
-    if problem.language.name == "rust" and "fn " not in _code_only(problem.prompt):
+    if problem.language.name == "rust" and "fn " not in code_only(problem.prompt):
         cut = _rust_signature_start(problem.declaration)
         text = problem.declaration[:cut] + problem.prompt.lstrip("\n") + problem.declaration[cut:]
     return f"{problem.language.tag}\n{text}" if with_tag else text
@@ -137,14 +140,14 @@ def translation_prompt(source: Problem, target: Problem) -> str:
     )
 
 
-def _code_only(text: str) -> str:
-    """``text`` with comments and literals blanked (one space each)."""
+def code_only(text: str) -> str:
+    """``text`` (C family, Go, Java, JS) with comments and literals blanked (one space each)."""
     return _COMMENT_OR_LITERAL.sub(" ", text)
 
 
 def go_imports(code: str, already: str) -> list[str]:
     """Import paths for the packages ``code`` refers to (``pkg.Name``) and ``already`` lacks."""
-    used = set(re.findall(r"(?<![\w.])([a-z][a-z0-9]*)\.[A-Za-z_]", _code_only(code)))
+    used = set(re.findall(r"(?<![\w.])([a-z][a-z0-9]*)\.[A-Za-z_]", code_only(code)))
     return sorted(path for name, path in GO_PACKAGES.items() if name in used and f'"{path}"' not in already)
 
 
@@ -210,7 +213,9 @@ def _program(problem: Problem, head: str, completion: str) -> Program:
         missing = [h for h in CPP_HEADERS if not re.search(rf"#\s*include\s*<{re.escape(h)}>", code)]
         return Program(lang, "".join(f"#include<{h}>\n" for h in missing) + "\n" + code)
     if lang.name == "java":
-        return Program(lang, head + completion + "\n" + problem.test)
+        source = head + completion + "\n" + problem.test
+        layout = {"head": len(head), "test": len(source) - len(problem.test)}
+        return Program(lang, source, json.dumps(layout, sort_keys=True))
     if lang.name == "js":
         test = _substitute_code(problem.test, _COMMENT_OR_LITERAL.pattern, _JS_CONSOLE_ASSERT, lambda _: JS_ASSERT)
         return Program(lang, _JS_PREAMBLE + head + completion + "\n" + test)

@@ -11,8 +11,9 @@ any code of the sample runs (the *prologue*) and writes the secret to the report
 test's last statement (the *epilogue*); the harness reads the channel after the program is gone.
 Passed = exit status 0 **and** exactly the expected proof (:class:`Proof`).
 
-Where the prologue and epilogue live (``harness/`` holds the files, installed into the runner's
-cache at preparation and bound read-only into the sandbox):
+Where the prologue and epilogue live (``harness/`` holds the files: the Python and JS scripts are
+copied next to the program, the others built into the runner's cache at preparation and bound
+read-only into the sandbox):
 
 - Python: ``geex_run.py`` reads the secret, then runs the program's parts (see ``assembly.py``:
   the test in a namespace of its own, the completion's results turned into built-in data),
@@ -22,8 +23,9 @@ cache at preparation and bound read-only into the sandbox):
   that the report follows the test's ``main`` returning 0.
 - Java: ``GeexMain`` (first on the class path) reads the secret in its static initializer, calls
   ``Main.main`` and reports.
-- JavaScript: ``geex_run.js`` reads the secret, freezes a strict ``console.assert``, ``require``\\ s
-  the program (whose test calls a module-level ``const`` assert, see ``assembly.py``), reports.
+- JavaScript: ``geex_run.js`` reads the secret, freezes a strict ``console.assert``, refuses a
+  program that returns from its top level, ``require``-s the program (whose test calls a
+  module-level ``const`` assert, see ``assembly.py``), reports.
 - Go: package ``geexproof``, imported by the sample's package (so initialized before it), reads the
   secret; the generated test main runs the tests (``-test.paniconexit0``) and reports only if
   every test function returned and ``m.Run()`` gave 0.
@@ -37,9 +39,9 @@ system calls, so a sample that defines its own ``read``/``write`` does not see t
 
 Residual, deliberate attacks (documented in ``docs/architecture.md``): code that runs before the
 prologue (an IFUNC resolver or a ``.preinit_array`` entry of the sample's own placed before geex's,
-in C++ or Rust), or that finds the secret in the process's memory afterwards (Python frames or
-``gc``, Java reflection into ``GeexMain``, ``/proc/self/mem``, a debugger), forges the proof. Such a
-sample is no longer an accidental early exit but an attack on the harness.
+in C++ or Rust), or that finds the secret in the process's memory afterwards or rewrites its stack
+(Python frames or ``gc``, Java reflection into ``GeexMain``, ``/proc/self/mem``, a debugger),
+forges the proof. Such a sample is no longer an accidental early exit but an attack on the harness.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from pathlib import Path
 
 ENV_FD = "GEEX_PROOF_FD"  # the report channel's descriptor number in the program
 _MAX_REPORT = 1 << 16  # more than this is not a proof anyway
+_MAX_PROOFS = 1000  # their lines must fit in the stdin pipe's buffer (written before the program starts)
 
 
 class Proof(str, enum.Enum):
@@ -84,20 +87,24 @@ class ProofChannel:
     """
 
     def __init__(self, proofs: int = 1, owner: int | None = None) -> None:
-        if proofs < 1:
-            raise ValueError("a program owes at least one proof")
+        if not 1 <= proofs <= _MAX_PROOFS:
+            raise ValueError(f"a program owes 1 to {_MAX_PROOFS} proofs, not {proofs}")
         self.proofs = proofs
         self.secret = secrets.token_hex(16).encode()
         self._fds: list[int] = []
-        stdin_r, stdin_w = self._pipe()
-        self.report_r, self.report_w = self._pipe()
-        os.write(stdin_w, (self.secret + b"\n") * proofs)  # < PIPE_BUF: never blocks
-        os.close(stdin_w)
-        self._fds.remove(stdin_w)
-        self.stdin = stdin_r
-        if owner is not None and owner != os.geteuid():
-            os.fchown(self.report_w, owner, owner)
-        os.set_blocking(self.report_r, False)
+        try:
+            stdin_r, stdin_w = self._pipe()
+            self.report_r, self.report_w = self._pipe()
+            os.write(stdin_w, (self.secret + b"\n") * proofs)  # a few hundred bytes: never blocks
+            os.close(stdin_w)
+            self._fds.remove(stdin_w)
+            self.stdin = stdin_r
+            if owner is not None and owner != os.geteuid():
+                os.fchown(self.report_w, owner, owner)
+            os.set_blocking(self.report_r, False)
+        except BaseException:
+            self.close()
+            raise
 
     def _pipe(self) -> tuple[int, int]:
         r, w = os.pipe()
@@ -143,18 +150,19 @@ class ProofChannel:
 
 
 # -- the harness's own files ----------------------------------------------------------------------
+@functools.cache
 def harness_text(name: str) -> str:
     """A file of ``geex/humanevalx/harness``."""
     return resources.files("geex.humanevalx").joinpath("harness", name).read_text(encoding="utf-8")
 
 
 @functools.cache
-def harness_digest() -> str:
-    """Changes whenever any harness file does (part of every runner's fingerprint)."""
+def harness_digest(names: tuple[str, ...]) -> str:
+    """Changes whenever one of these harness files does (part of a runner's fingerprint; Rust's
+    ``proof.rs`` is in the program text, so in the program's hash instead)."""
     h = hashlib.sha256()
-    for entry in sorted(resources.files("geex.humanevalx").joinpath("harness").iterdir(), key=lambda e: e.name):
-        if entry.is_file() and not entry.name.startswith("."):
-            h.update(entry.name.encode() + b"\0" + entry.read_bytes() + b"\0")
+    for name in names:
+        h.update(name.encode() + b"\0" + harness_text(name).encode() + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -164,7 +172,7 @@ def install(dest: Path, names: tuple[str, ...], build=None) -> Path:
     if dest.is_dir():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+    with open(dest.parent / ".proof.lock", "w") as lock:  # one lock file per cache directory
         fcntl.flock(lock, fcntl.LOCK_EX)
         if dest.is_dir():
             return dest

@@ -32,7 +32,7 @@ public final class GeexMain {
                     line[n++] = (byte) b;
                 }
                 secret = java.util.Arrays.copyOf(line, n);
-                report = new FileOutputStream("/proc/self/fd/" + Integer.parseInt(fd.trim()));
+                report = new FileOutputStream("/proc/self/fd/".concat(Integer.toString(Integer.parseInt(fd.trim()))));
             } catch (IOException | NumberFormatException e) {
                 System.err.println("geex: cannot open the proof channel: " + e);
                 secret = null;

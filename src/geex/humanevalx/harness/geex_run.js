@@ -6,6 +6,10 @@
 // `process.exit(0)`, an 'exit' or 'uncaughtException' handler, or a `process.exitCode` rewrite
 // all end the program without it.
 //
+// A CommonJS module may `return` from its top level, which would end the program's module code
+// before its test, `require` returning normally: the program must also compile as a script (where
+// such a return is a syntax error); one that compiles only as a function body is refused.
+//
 // console.assert becomes a strict, non-writable, non-configurable assert before the program loads,
 // and assembly makes the test call a module-level `const` of the same strictness, which a
 // completion can neither reassign nor redeclare. Everything lives in this closure: the program
@@ -14,6 +18,7 @@
 (() => {
   const fs = require("fs");
   const path = require("path");
+  const vm = require("vm");
   const { AssertionError } = require("assert");
   const writeSync = fs.writeSync;
   const fdText = process.env.GEEX_PROOF_FD;
@@ -42,7 +47,27 @@
     }
   };
   Object.defineProperty(console, "assert", { value: strict, writable: false, configurable: false, enumerable: true });
-  require(path.resolve(process.argv[2] || "test.js"));
+  const program = path.resolve(process.argv[2] || "test.js");
+  const source = fs.readFileSync(program, "utf8");
+  let scriptError = null;
+  try {
+    new vm.Script(source, { filename: program });
+  } catch (e) {
+    scriptError = e;
+  }
+  if (scriptError !== null) {
+    let functionBody = true;
+    try {
+      vm.compileFunction(source, ["exports", "require", "module", "__filename", "__dirname"], { filename: program });
+    } catch (e) {
+      functionBody = false; // a plain syntax error: require reports it as usual
+    }
+    if (functionBody) {
+      throw new Error("geex: the program ends its module code early (" + scriptError.message +
+        "), before its test could run");
+    }
+  }
+  require(program);
   if (secret !== null && secret.length > 0) {
     writeSync(reportFd, secret);
   }

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geex.humanevalx.assembly import TEMPLATE_VERSION, Program
-from geex.humanevalx.proof import Proof, ProofChannel, failure_detail, harness_digest, install
+from geex.humanevalx.proof import Proof, ProofChannel, failure_detail, harness_digest, harness_text, install
 from geex.humanevalx.sandbox import ExecResult, Limits, Sandbox, kill_uid
 from geex.humanevalx.uids import UidLease
 from geex.humanevalx.verdict import Verdict, classify_compile, classify_run, excerpt
@@ -247,6 +247,10 @@ class Runner:
     source_name: str = "main"
     install_hint: str = "run scripts/setup.sh"
     compile_limits = Limits(wall_s=60, cpu_s=60, address_space_mb=4096, nproc=256, fsize_mb=256, tmp_mb=256)
+    proof_files: tuple[str, ...] = ()  # files of ``harness/`` the language's proof of completion needs
+    # of those, scripts copied next to the program (readable by the program's uid in every sandbox
+    # mode, no bind mount); the others are installed, built, into ``proof_dir`` at preparation
+    proof_scripts: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self._prepared = False
@@ -263,8 +267,8 @@ class Runner:
 
     def fingerprint(self, timeout_s: float) -> str:
         """Changes whenever a verdict could change: toolchain versions, recipes, limits."""
-        parts = [RECIPE_VERSION, TEMPLATE_VERSION, harness_digest(), self.language, self.cached_status.version,
-                 json.dumps(self.run_limits(timeout_s).__dict__, sort_keys=True)]
+        parts = [RECIPE_VERSION, TEMPLATE_VERSION, harness_digest(self.proof_files), self.language,
+                 self.cached_status.version, json.dumps(self.run_limits(timeout_s).__dict__, sort_keys=True)]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     def cache_dir(self) -> Path:
@@ -291,8 +295,6 @@ class Runner:
     def _prepare(self, sandbox: Sandbox) -> None:
         pass
 
-    proof_files: tuple[str, ...] = ()  # files of ``harness/`` this language's harness needs at run time
-
     @property
     def proof_dir(self) -> Path:
         """Where the language's proof-of-completion harness is installed (bound read-only into runs)."""
@@ -317,6 +319,8 @@ class Runner:
         write_file(workdir, f"{self.source_name}.{program.language.extension}", program.source)
         if program.layout:
             write_file(workdir, f"{self.source_name}.layout.json", program.layout)
+        for name in self.proof_scripts:
+            write_file(workdir, name, harness_text(name))
 
     def compile_uid(self, ctx: RunContext) -> int:
         """The uid the compile step writes the work directory as (the javac server has its own)."""

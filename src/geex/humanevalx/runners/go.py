@@ -138,8 +138,8 @@ class GoRunner(Runner):
         self._prepare_packages(sandbox)
 
         def build(tmp: Path) -> None:
-            subprocess.run([str(self.tooldir / "compile"), "-p", "geexproof", "-importcfg", str(self.pkg_dir / "importcfg"),
-                            "-o", str(tmp / "geexproof.a"), str(tmp / "geexproof.go")],
+            subprocess.run([str(self.tooldir / "compile"), "-p", "geexproof", "-importcfg",
+                            str(self.pkg_dir / "importcfg"), "-o", str(tmp / "geexproof.a"), str(tmp / "geexproof.go")],
                            check=True, capture_output=True, timeout=300, env={"PATH": SAFE_PATH, "GOGC": "off"})
 
         self._install_proof(build)

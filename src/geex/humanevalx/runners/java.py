@@ -13,11 +13,20 @@ fails as well is it a ``harness_error``. A sample cannot leave pass@k by killing
 
 The test runs as ``java -cp <harness>:. GeexMain``: geex's main class (``harness/GeexMain.java``,
 compiled once, first on the class path) holds the proof of completion and calls ``Main.main``.
+
+A class of the program shadows, for the test too, a class of a package imported on demand
+(``import java.util.*``, ``java.lang``): a completion's ``class Arrays`` whose ``asList`` returns an
+empty list disarms almost every Java test. So the JDK classes the test names are imported by
+single-type imports (written on the program's first line; the list of each package's public
+classes comes from the JDK at preparation, ``harness/GeexClasses.java``): such a completion is a
+compile error.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -26,6 +35,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from geex.humanevalx.assembly import code_only
 from geex.humanevalx.runners import (ExecResult, Runner, RunContext, ToolStatus, hand_over, tool_output,
                                      write_file)
 from geex.humanevalx.sandbox import Limits, _decode_status, kill_uid
@@ -41,6 +51,27 @@ JVM_FLAGS = [
 SERVER_FLAGS = [*JVM_FLAGS, "-XX:+ExitOnOutOfMemoryError", "-XX:+DisplayVMOutputToStderr"]
 SERVER_DIED = "javac server died"
 CONTROL_SOURCE = 'public class Main {\n    public static void main(String[] args) { System.out.println(1); }\n}\n'
+# packages whose classes a test may name through an on-demand import (java.lang: always)
+JDK_PACKAGES = ("java.lang", "java.util", "java.util.function", "java.util.stream", "java.math", "java.security",
+                "java.io", "java.text")
+CLASS_LIST = "jdk-classes.txt"
+_ON_DEMAND = re.compile(r"^\s*import\s+([\w.]+)\.\*\s*;", re.MULTILINE)
+_DECLARED = re.compile(r"\b(?:class|interface|enum|record)\s+([A-Za-z_$][\w$]*)")
+_IDENTIFIER = re.compile(r"(?<![\w$.])[A-Za-z_$][\w$]*")
+
+
+def test_class_imports(head: str, test: str, jdk_classes: dict[str, set[str]]) -> str:
+    """Single-type imports (one line, no newline: line numbers stay) of the JDK classes the test
+    names through an on-demand import of the head or the test, but does not declare itself."""
+    trusted = code_only(head + "\n" + test)
+    packages = {"java.lang", *_ON_DEMAND.findall(trusted)}
+    declared = set(_DECLARED.findall(trusted))
+    imports = []
+    for name in sorted(set(_IDENTIFIER.findall(code_only(test))) - declared):
+        found = jdk_classes.get(name, set()) & packages
+        if len(found) == 1:  # two would make the test's own name ambiguous: leave it as it is
+            imports.append(f"import {found.pop()}.{name}; ")
+    return "".join(imports)
 
 
 class JavacServer:
@@ -224,14 +255,39 @@ class JavaRunner(Runner):
     def required_paths(self) -> tuple[Path, ...]:
         return (self.server_dir, self.proof_dir)
 
-    proof_files = ("GeexMain.java",)
+    proof_files = ("GeexMain.java", "GeexClasses.java")
 
     def _install_main(self) -> None:
         def build(tmp: Path) -> None:
-            subprocess.run(["javac", "-d", str(tmp), str(tmp / "GeexMain.java")], check=True, capture_output=True,
-                           timeout=300)
+            # inline string concatenation: the default (invokedynamic) spins up java.lang.invoke,
+            # 30-80 ms at every JVM start
+            subprocess.run(["javac", "-XDstringConcat=inline", "-d", str(tmp), str(tmp / "GeexMain.java"),
+                            str(tmp / "GeexClasses.java")], check=True, capture_output=True, timeout=300)
+            listed = subprocess.run(["java", "-cp", str(tmp), "GeexClasses", *JDK_PACKAGES], check=True,
+                                    capture_output=True, text=True, timeout=300)
+            (tmp / CLASS_LIST).write_text(listed.stdout)
 
         self._install_proof(build)
+        self._jdk_classes = None
+
+    @property
+    def jdk_classes(self) -> dict[str, set[str]]:
+        """Simple name -> the packages of :data:`JDK_PACKAGES` with a public class of that name."""
+        if getattr(self, "_jdk_classes", None) is None:
+            classes: dict[str, set[str]] = {}
+            for line in (self.proof_dir / CLASS_LIST).read_text().split():
+                package, _, name = line.rpartition(".")
+                classes.setdefault(name, set()).add(package)
+            self._jdk_classes = classes
+        return self._jdk_classes
+
+    def write(self, program, workdir: Path) -> None:
+        source = program.source
+        if program.layout:
+            layout = json.loads(program.layout)
+            head, test = source[: layout["head"]], source[layout["test"]:]
+            source = test_class_imports(head, test, self.jdk_classes) + source
+        (workdir / "Main.java").write_text(source, encoding="utf-8")
 
     def run_argv(self, workdir: Path) -> list[str]:
         return ["java", *JVM_FLAGS, "-cp", f"{self.proof_dir}:.", "GeexMain"]

@@ -34,22 +34,16 @@ class JsRunner(Runner):
             return ToolStatus(True, f"node {version} (js-md5 missing)", "js-md5 missing", self.install_hint)
         return ToolStatus(True, f"node {version}")
 
-    proof_files = ("geex_run.js",)
-
-    def _prepare(self, sandbox) -> None:
-        self._install_proof()
-
-    def required_paths(self) -> tuple[Path, ...]:
-        return (self.proof_dir,)
+    proof_files = proof_scripts = ("geex_run.js",)
 
     def run_argv(self, workdir: Path) -> list[str]:
-        return [shutil.which("node") or "node", str(self.proof_dir / "geex_run.js"), "test.js"]
+        return [shutil.which("node") or "node", "geex_run.js", "test.js"]
 
     def run_env(self) -> dict[str, str]:
         return {"NODE_PATH": str(node_modules())}
 
     def run_ro_binds(self) -> tuple[Path, ...]:
-        return (*((node_modules(),) if node_modules().is_dir() else ()), self.proof_dir)
+        return (node_modules(),) if node_modules().is_dir() else ()
 
     def harness_fault(self, result: ExecResult) -> str | None:
         # only when js-md5 really is missing: a program can print the message itself
