@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from geex import __version__
+from geex import interrupts
 from geex.errors import UserError
 
 
@@ -607,6 +608,8 @@ class _Interrupts:
             os._exit(130)
         sys.stderr.write("\nstopping… (Ctrl-C again to quit at once)\n")
         sys.stderr.flush()
+        if interrupts.defer_now():  # a critical write (a checkpoint) finishes first, then it stops
+            return
         raise KeyboardInterrupt
 
 

@@ -5,6 +5,8 @@ Q8_0 dequantization, numpy's float16 rounding, hand-computed token ids and ``tra
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import gguf
@@ -449,5 +451,7 @@ def test_a_truncated_gguf_is_a_user_error(keep, untied, tmp_path):
     path = tmp_path / "cut.gguf"
     path.write_bytes(data[:n])
     assert is_gguf(path)
-    with pytest.raises(UserError, match="cannot read GGUF file"):
+    with pytest.raises(UserError, match=rf"truncated GGUF file {re.escape(str(path))}: ") as e:
         registry.load(str(path))
+    # where it is cut (a header cut) or how much is missing (the original file's size is the oracle)
+    assert f"at byte {n}" in str(e.value) or f"({len(data) - n:,} bytes missing" in str(e.value), e.value

@@ -20,6 +20,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+from geex.interrupts import deferred as deferred_interrupts
 from geex.train.distributed import Topology, barrier
 
 TRAINER = "trainer.pt"
@@ -61,15 +62,17 @@ def save(out: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Op
         tmp.mkdir(parents=True)
     barrier(topo)
     model_sd, optim_sd = get_state_dict(model, optimizer)
-    with _quiet():
-        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp)
-    if topo.main:
-        torch.save(trainer, tmp / TRAINER)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        for old in sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    barrier(topo)
+    # Ctrl-C waits until the checkpoint is in place (DCP would turn it into a CheckpointException)
+    with deferred_interrupts():
+        with _quiet():
+            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp)
+        if topo.main:
+            torch.save(trainer, tmp / TRAINER)
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            for old in sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        barrier(topo)
     return final
 
 
