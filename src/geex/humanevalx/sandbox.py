@@ -545,7 +545,9 @@ class Sandbox:
             if status_r is not None:
                 os.close(status_r)
             if cgroup is not None:
-                cgroup.remove()
+                # every process of the run is gone (PID namespace or uid sweep); any other would
+                # be killed by the retry's remove at close
+                self.memory.retire(cgroup)
         if reported is not None and not timed_out and not limited:
             code, sig = reported
         else:
