@@ -18,7 +18,7 @@ from geex.humanevalx import runners as runners_mod
 from geex.humanevalx.dataset import load_language
 from geex.humanevalx.evaluate import EvalConfig, evaluate
 from geex.humanevalx.flaky import ProgramRuns
-from geex.humanevalx.runners import Outcome, cache_root, get_runner
+from geex.humanevalx.runners import Outcome, cache_root
 from geex.humanevalx.store import VerdictCache
 from geex.humanevalx.verdict import Verdict
 from geex.languages import get_language
@@ -121,15 +121,6 @@ def test_harness_errors_are_no_observation(cached, verdicts, copies, expected, u
 
 
 # -- whole evaluations, runner outcomes scripted per program -------------------------------------
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "geex-cache"
-    monkeypatch.setenv("GEEX_CACHE", str(path))
-    get_runner.cache_clear()
-    yield path
-    get_runner.cache_clear()
-
-
 @pytest.fixture
 def script(monkeypatch) -> dict:
     """``script[task_id]``: an iterator of verdicts the runner returns for that task's program,

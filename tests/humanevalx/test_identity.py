@@ -11,11 +11,9 @@ import pytest
 
 import geex
 from geex.humanevalx import evaluate as evaluate_mod
-from geex.humanevalx import runners as runners_mod
 from geex.humanevalx.dataset import load_language
 from geex.humanevalx.evaluate import EvalConfig, evaluate
 from geex.humanevalx.identity import closure, harness_identity, identity
-from geex.humanevalx.runners import get_runner
 from geex.languages import get_language
 
 PACKAGE = Path(geex.__file__).resolve().parent
@@ -79,17 +77,8 @@ def test_a_new_module_imported_by_a_runner_joins_without_a_list(copy):
 
 
 @pytest.mark.toolchains
-def test_a_harness_change_is_not_masked_by_a_warm_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GEEX_CACHE", str(tmp_path / "cache"))
-    get_runner.cache_clear()
-    executed: list[str] = []
-    original = runners_mod.Runner.execute
-
-    def spy(self, program, ctx):
-        executed.append(program.sha256)
-        return original(self, program, ctx)
-
-    monkeypatch.setattr(runners_mod.Runner, "execute", spy)
+def test_a_harness_change_is_not_masked_by_a_warm_cache(tmp_path, monkeypatch, cache_dir, executions):
+    executed = executions
     task = next(p for p in load_language(get_language("python")) if p.task_id == "Python/0")
     samples = tmp_path / "s.jsonl"
     samples.write_text(json.dumps({"task_id": "Python/0", "completion": task.canonical_solution}) + "\n")
@@ -98,13 +87,10 @@ def test_a_harness_change_is_not_masked_by_a_warm_cache(tmp_path, monkeypatch):
         evaluate(EvalConfig(samples=str(samples), out_dir=tmp_path / out, workers=1, progress=False))
         return json.loads((tmp_path / out / "results.jsonl").read_text())
 
-    try:
-        for out in ("a", "b"):  # seen, then confirmed: the cache now answers without running
-            run(out)
-        executed.clear()
-        assert run("c")["cached"] and executed == []
-        monkeypatch.setattr(evaluate_mod, "harness_identity", lambda: "a-changed-harness")
-        again = run("d")
-        assert executed and not again["cached"] and again["verdict"] == "passed"
-    finally:
-        get_runner.cache_clear()
+    for out in ("a", "b"):  # seen, then confirmed: the cache now answers without running
+        run(out)
+    executed.clear()
+    assert run("c")["cached"] and executed == []
+    monkeypatch.setattr(evaluate_mod, "harness_identity", lambda: "a-changed-harness")
+    again = run("d")
+    assert executed and not again["cached"] and again["verdict"] == "passed"

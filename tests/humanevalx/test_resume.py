@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from geex.humanevalx import runners as runners_mod
 from geex.humanevalx.dataset import load_language
 from geex.humanevalx.evaluate import EvalConfig, evaluate
 from geex.humanevalx.runners import get_runner
@@ -29,29 +28,6 @@ from geex.languages import get_language
 
 TIMEOUT_S = 2.0
 INFINITE_LOOP = "    while True:\n        pass\n"
-
-
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "geex-cache"
-    monkeypatch.setenv("GEEX_CACHE", str(path))
-    get_runner.cache_clear()
-    yield path
-    get_runner.cache_clear()
-
-
-@pytest.fixture
-def executions(monkeypatch) -> list[str]:
-    """Program hashes actually executed by a runner (not served from the log or the cache)."""
-    calls: list[str] = []
-    original = runners_mod.Runner.execute
-
-    def spy(self, program, ctx):
-        calls.append(program.sha256)
-        return original(self, program, ctx)
-
-    monkeypatch.setattr(runners_mod.Runner, "execute", spy)
-    return calls
 
 
 def canonical(task_id: str) -> str:
