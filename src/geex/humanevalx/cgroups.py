@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-_ROOT = Path("/sys/fs/cgroup")
 _counter = itertools.count()
 
 
@@ -54,13 +53,6 @@ class RunCgroup:
         except (OSError, ValueError):
             pass
         return False
-
-    def peak_bytes(self) -> int | None:
-        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
-        try:
-            return int((self.path / name).read_text())
-        except (OSError, ValueError):
-            return None
 
     def try_remove(self) -> bool:
         """Remove it if the kernel lets us now (it refuses while the run's last processes are being
