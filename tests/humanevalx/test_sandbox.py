@@ -97,6 +97,39 @@ def test_memory_cgroup_bounds_shared_memory(work, lease):
     assert r.returncode == 0 and "done" in r.stdout and not r.memory_limited, r.stderr
 
 
+_MEMFD_MB = "python3 -c 'import os\nfds = [os.memfd_create(str(i)) for i in range({n})]\n" \
+            "[os.write(fd, bytes(16 << 20)) for fd in fds]\nprint(\"done\")'"
+
+
+def test_memory_limit_and_oom_are_each_runs_own(work, lease):
+    """Runs reuse cgroups (v1 slots): each run gets its own limit, lowered or raised, and its own
+    OOM reading; a run beside an OOM-killed one, or after it, is not reported as killed."""
+    import threading
+
+    sandbox = Sandbox()
+    assert sandbox.memory_mechanism.startswith("cgroup"), sandbox.memory_mechanism
+    hog = _MEMFD_MB.format(n=24)  # 384 MB
+    assert _sh(sandbox, hog, work, lease, memory_mb=256).memory_limited
+    after = _sh(sandbox, hog, work, lease, memory_mb=768)  # raised: fits now
+    assert after.returncode == 0 and "done" in after.stdout and not after.memory_limited, after
+    again = _sh(sandbox, hog, work, lease, memory_mb=256)  # lowered again
+    assert again.memory_limited and "done" not in again.stdout, again
+    results = {}
+    other = uids.UidLease()
+    try:
+        threads = [threading.Thread(target=lambda: results.update(hog=_sh(sandbox, hog, work, lease, memory_mb=256))),
+                   threading.Thread(target=lambda: results.update(calm=_sh(sandbox, "sleep 1; echo calm", work, other.uid,
+                                                                           memory_mb=256)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        other.release()
+    assert results["hog"].memory_limited
+    assert results["calm"].returncode == 0 and results["calm"].stdout.strip() == "calm", results["calm"]
+    assert not results["calm"].memory_limited
+
 def test_no_nested_user_namespace(work, lease):
     r = _sh(Sandbox(), "unshare -U true && echo NESTED", work, lease)
     assert "NESTED" not in r.stdout and "Operation not permitted" in r.stderr

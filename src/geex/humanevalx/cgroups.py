@@ -14,8 +14,20 @@ Mechanisms, best first (``MemoryControl.mechanism`` is recorded in every report)
 - ``cgroup1``: a child of the harness's cgroup in the v1 ``memory`` hierarchy;
 - ``rlimit``: none could be created (not root, no cgroup file system): only RLIMIT_AS per process.
 
-Joining happens in ``geex-exec`` (``native.py``) before bubblewrap starts, so nothing of the run
-is ever outside the cgroup.
+How a run gets into its cgroup, cheapest first:
+
+- **born inside** (v1): a *slot* is a cgroup with one thread of the harness in it (v1 places threads,
+  not only processes); a run started by that thread is in the slot's cgroup from its first
+  instruction. Slots are reused run after run (one run at a time each); the OOM counter is read
+  before and after. Moving a task into a cgroup takes the kernel's ``cgroup_threadgroup_rwsem``
+  for writing, which waits for an RCU grace period: 10-15 ms a run on 2 cores, more than the whole
+  rest of the sandbox. The slot thread's own memory is the harness's (v1 charges a process's memory
+  to the cgroup of its leader thread; only small kernel objects of the slot thread count there).
+- **joined** (v2, or when a slot cannot be made): a fresh cgroup per run that ``geex-exec``
+  (``native.py``) joins before bubblewrap starts (v2 keeps all threads of a process in one memory
+  cgroup).
+
+Either way nothing of the run is ever outside the cgroup.
 """
 
 from __future__ import annotations
@@ -23,36 +35,67 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import queue
 import threading
 import time
+import warnings
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 _counter = itertools.count()
 
 
 @dataclass
 class RunCgroup:
-    """One run's cgroup (a directory per hierarchy used)."""
+    """One run's cgroup: its own directory (joined by ``geex-exec``), or a slot's (born inside)."""
 
     path: Path
     version: int
+    slot: "Slot | None" = None  # start the run with ``slot.call``; it is born in the cgroup
+    oom_base: int = 0  # the cgroup's OOM kills before the run (a slot's count goes on across runs)
 
     @property
     def procs(self) -> Path:
         return self.path / "cgroup.procs"
 
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed in this cgroup for reaching its memory limit."""
+        return _oom_kills(self.path, self.version)
+
     def oom_killed(self) -> bool:
         """Whether the kernel killed a process of the run for reaching the memory limit."""
-        name = "memory.events" if self.version == 2 else "memory.oom_control"
-        try:
-            for line in (self.path / name).read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill" and int(value) > 0:
-                    return True
-        except (OSError, ValueError):
-            pass
-        return False
+        return self.oom_kills() > self.oom_base
+
+    def others(self) -> list[int]:
+        """Processes in the cgroup other than the harness (whose slot thread is a member)."""
+        own = os.getpid()
+        return [pid for pid in _read_pids(self.procs) if pid != own]
+
+    def clear(self, wait_s: float = 10.0) -> None:
+        """SIGKILL every process of the cgroup but the harness, until none is left (a dying or
+        zombie process still counts against RLIMIT_NPROC of the next run). A process cannot leave
+        the cgroup (its files are root's), so this finds all of a run's, ``setsid`` or not."""
+        deadline = time.monotonic() + wait_s
+        delay = 0.001
+        while True:
+            pids = self.others()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                warnings.warn(f"{len(pids)} process(es) of {self.path} survived SIGKILL for {wait_s} s",
+                              RuntimeWarning, stacklevel=2)
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def try_remove(self) -> bool:
         """Remove it if the kernel lets us now (it refuses while the run's last processes are being
@@ -75,7 +118,7 @@ class RunCgroup:
             if self.version == 2 and kill.exists():
                 _write(kill, "1")
             else:
-                for pid in _read_pids(self.procs):
+                for pid in self.others():
                     try:
                         os.kill(pid, 9)
                     except OSError:
@@ -83,6 +126,69 @@ class RunCgroup:
             if time.monotonic() > deadline:
                 return  # left for the next start's sweep (remove_stale)
             time.sleep(0.01)
+
+
+def _oom_kills(path: Path, version: int) -> int:
+    name = "memory.events" if version == 2 else "memory.oom_control"
+    try:
+        for line in (path / name).read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class Slot:
+    """A v1 memory cgroup with a thread of the harness in it that starts runs (``call``): a process
+    that thread starts is born in the cgroup, so no run pays for moving a task (see the module's
+    docstring). One run at a time: ``MemoryControl.acquire`` hands a slot to one run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.limit_mb: int | None = None
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        joined: Future[bool] = Future()
+        self._thread = threading.Thread(target=self._serve, args=(joined,), name=f"geex-{path.name}", daemon=True)
+        self._thread.start()
+        self.joined = joined.result()
+
+    def _serve(self, joined: Future) -> None:
+        joined.set_result(_write(self.path / "tasks", str(threading.get_native_id())))
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, result = job
+            try:
+                result.set_result(fn())
+            except BaseException as e:  # handed to the caller
+                result.set_exception(e)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in the slot's thread (e.g. ``subprocess.Popen``: the child is born inside)."""
+        result: Future = Future()
+        self._jobs.put((fn, result))
+        return result.result()
+
+    def set_limit(self, memory_mb: int) -> bool:
+        """The memory limit for the next run (v1: memory+swap never below memory)."""
+        if self.limit_mb == memory_mb:
+            return True
+        limit = str(memory_mb * 1024 * 1024)
+        files = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+        if self.limit_mb is not None and memory_mb > self.limit_mb:
+            files.reverse()  # raising: memory+swap first
+        ok = _write(self.path / files[0], limit)
+        if (self.path / "memory.memsw.limit_in_bytes").exists():  # only with swap accounting
+            ok = _write(self.path / files[1], limit) and ok
+        self.limit_mb = memory_mb if ok else None
+        return ok
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=5)
 
 
 def _write(path: Path, text: str) -> bool:
@@ -146,6 +252,49 @@ class MemoryControl:
         self.version = version
         self._lock = threading.Lock()
         self._retired: list[RunCgroup] = []  # finished runs whose directory the kernel still held
+        self._slots: list[Slot] = []  # every slot made (v1)
+        self._free: list[Slot] = []  # of those, not in use by a run
+        self.use_slots = version == 1
+
+    def acquire(self, memory_mb: int) -> RunCgroup | None:
+        """A cgroup for one run limited to ``memory_mb``: a free slot where the hierarchy places
+        threads (v1), else a fresh cgroup (``create``); None without cgroups. Give it back with
+        ``release`` once every process of the run is gone."""
+        if self.parent is None:
+            return None
+        if self.use_slots:
+            slot = self._checkout()
+            if slot is not None:
+                if slot.set_limit(memory_mb):
+                    return RunCgroup(slot.path, 1, slot=slot, oom_base=_oom_kills(slot.path, 1))
+                with self._lock:
+                    self._free.append(slot)
+        return self.create(memory_mb)
+
+    def release(self, cgroup: RunCgroup) -> None:
+        if cgroup.slot is not None:
+            with self._lock:
+                self._free.append(cgroup.slot)
+        else:
+            self.retire(cgroup)
+
+    def _checkout(self) -> Slot | None:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            path = self.parent / f"slot-{next(_counter)}"
+            try:
+                path.mkdir()
+            except OSError:
+                return None
+            slot = Slot(path)
+            if not slot.joined:  # this hierarchy does not take threads: a cgroup per run instead
+                slot.stop()
+                RunCgroup(path, self.version).remove()
+                self.use_slots = False
+                return None
+            self._slots.append(slot)
+            return slot
 
     def retire(self, cgroup: RunCgroup) -> None:
         """Remove a finished run's cgroup now if possible, else later (``create`` and ``close``
@@ -179,8 +328,12 @@ class MemoryControl:
         return RunCgroup(path, self.version)
 
     def close(self) -> None:
+        with self._lock:
+            slots, self._slots, self._free = self._slots, [], []
+        for slot in slots:
+            slot.stop()  # its thread gone, the slot can be removed
         if self.parent is not None:
-            for child in self.parent.glob("run-*"):
+            for child in (*self.parent.glob("run-*"), *self.parent.glob("slot-*")):
                 RunCgroup(child, self.version).remove()
             try:
                 self.parent.rmdir()

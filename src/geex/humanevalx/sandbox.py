@@ -23,7 +23,9 @@ Layers, strongest first (``Isolation``):
 
 Memory: a cgroup per run (``cgroups.py``: v2 or v1, whatever the machine offers to root) bounds
 the whole process tree, ``memfd``/shared memory/tmpfs included; without one only RLIMIT_AS per
-process bounds it. ``memory_mechanism`` is recorded in the report.
+process bounds it. ``memory_mechanism`` is recorded in the report. On v1 a run is started by a
+slot's thread and born in the slot's cgroup (moving a process into a cgroup costs the kernel an RCU
+grace period, 10-15 ms a run); on v2 ``geex-exec`` joins a fresh cgroup per run.
 
 Exit status: bubblewrap reports a child killed by signal N as exit status 128 + N. The native
 helper ``geex-exec`` (``native.py``) runs inside the sandbox between bubblewrap and the program and
@@ -443,8 +445,8 @@ class Sandbox:
     ) -> subprocess.Popen:
         """Start a sandboxed command in a new session (its own process group); the caller waits.
 
-        ``status_fd``: see :meth:`command`; ``cgroup``: a run cgroup (``self.memory.create``) that
-        the whole tree joins before bubblewrap starts; ``pass_fds``: descriptors the program
+        ``status_fd``: see :meth:`command`; ``cgroup``: a run cgroup (``self.memory.acquire``) that
+        the whole tree is born in or joins before bubblewrap starts; ``pass_fds``: descriptors the program
         inherits under the same numbers (bwrap, with ``--die-with-parent`` and ``--new-session``,
         geex-exec, prlimit and setpriv all keep them open), e.g. the channel of
         :mod:`geex.humanevalx.proof`.
@@ -464,13 +466,18 @@ class Sandbox:
                 args_fd = _pipe_holding(b"".join(a.encode() + b"\0" for a in full[1:split]))
                 fds.append(args_fd)
                 full = ["bwrap", "--args", str(args_fd), "--", *full[split:]]
-            if cgroup is not None and self.helper is not None:
+            if cgroup is not None and cgroup.slot is None and self.helper is not None:
                 full = [str(self.helper), "--cgroup", str(cgroup.procs), "--", *full]
             base_env = {"PATH": SAFE_PATH, "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
-            return subprocess.Popen(
-                full, cwd=cwd, env={**base_env, **(env or {})}, stdin=stdin, stdout=stdout,
-                stderr=stderr, start_new_session=True, umask=umask, pass_fds=(*pass_fds, *fds),
-            )
+
+            def start() -> subprocess.Popen:
+                return subprocess.Popen(
+                    full, cwd=cwd, env={**base_env, **(env or {})}, stdin=stdin, stdout=stdout,
+                    stderr=stderr, start_new_session=True, umask=umask, pass_fds=(*pass_fds, *fds),
+                )
+
+            # a slot's thread starts it: born in the cgroup
+            return cgroup.slot.call(start) if cgroup is not None and cgroup.slot is not None else start()
         finally:
             for fd in (seccomp, args_fd):
                 if fd is not None:
@@ -497,7 +504,7 @@ class Sandbox:
         start = time.monotonic()
         deadline = start + limits.wall_s
         timed_out = limited = False
-        cgroup = self.memory.create(limits.memory_mb) if self.helper is not None else None
+        cgroup = self.memory.acquire(limits.memory_mb) if self.helper is not None else None
         status_r, status_w = os.pipe() if self.helper is not None else (None, None)
         # nameless files (O_TMPFILE): nothing is left on disk even if the harness is killed
         try:
@@ -533,7 +540,12 @@ class Sandbox:
                 if pidfd is not None:
                     os.close(pidfd)
                 _kill_group(proc.pid)  # stragglers in the group (no-op when none)
-                if self.isolation.drops_uid:
+                if cgroup is not None and cgroup.slot is not None and self.isolation.namespaces:
+                    # every process of the run is in the slot: no /proc scan. (Only in a PID
+                    # namespace: an orphan outside one is adopted by the host's init, which may
+                    # move it to another cgroup; the uid sweep finds it.)
+                    cgroup.clear()
+                elif self.isolation.drops_uid:
                     kill_uid(uid)
                 limited = limited or flooded()
                 wall = time.monotonic() - start
@@ -545,9 +557,8 @@ class Sandbox:
             if status_r is not None:
                 os.close(status_r)
             if cgroup is not None:
-                # every process of the run is gone (PID namespace or uid sweep); any other would
-                # be killed by the retry's remove at close
-                self.memory.retire(cgroup)
+                # every process of the run is gone (PID namespace, cgroup or uid sweep)
+                self.memory.release(cgroup)
         if reported is not None and not timed_out and not limited:
             code, sig = reported
         else:
