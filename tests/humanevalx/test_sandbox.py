@@ -130,6 +130,44 @@ def test_memory_limit_and_oom_are_each_runs_own(work, lease):
     assert results["calm"].returncode == 0 and results["calm"].stdout.strip() == "calm", results["calm"]
     assert not results["calm"].memory_limited
 
+def _proc_self(sandbox: Sandbox, work: Path, uid: int, limits: Limits) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """The program's own /proc/self/status fields and /proc/self/limits rows, as the kernel sees them."""
+    r = sandbox.run(["/bin/sh", "-c", "cat /proc/self/status; echo ===; cat /proc/self/limits"],
+                    cwd=work, uid=uid, cwd_writable=False, limits=limits)
+    assert r.returncode == 0, r.stderr
+    status_text, limits_text = r.stdout.split("===\n")
+    status = dict(line.split(":", 1) for line in status_text.splitlines() if ":" in line)
+    rows = {}
+    for line in limits_text.splitlines()[1:]:
+        name, soft, hard = line[:26].strip(), *line[26:].split()[:2]
+        rows[name] = (soft, hard)
+    return {k: v.strip() for k, v in status.items()}, rows
+
+
+@pytest.mark.parametrize("mode", ["bubblewrap+uid", "uid+rlimits", "bubblewrap+uid, no geex-exec"])
+def test_program_runs_unprivileged_with_its_limits(mode, work, lease):
+    """What the kernel says of the program: the leased uid and gid in all four slots, no
+    supplementary groups, no capability in any set (the bounding set included), no_new_privs, and
+    every rlimit of ``Limits`` (CPU soft/hard one second apart, no core files)."""
+    sandbox = Sandbox(isolation=Isolation.UID if mode.startswith("uid") else Isolation.BUBBLEWRAP_UID)
+    if "no geex-exec" in mode:
+        sandbox.__dict__["helper"] = None
+    limits = Limits(wall_s=20, cpu_s=7, address_space_mb=1536, nproc=77, fsize_mb=33, nofile=99)
+    status, rows = _proc_self(sandbox, work, lease, limits)
+    assert status["Uid"].split() == [str(lease)] * 4 and status["Gid"].split() == [str(lease)] * 4, status
+    assert status["Groups"] == ""
+    for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[caps], 16) == 0, (caps, status[caps])
+    assert status["NoNewPrivs"] == "1"
+    mb = 1024 * 1024
+    assert rows["Max cpu time"] == ("7", "8")
+    assert rows["Max address space"] == (str(1536 * mb),) * 2
+    assert rows["Max file size"] == (str(33 * mb),) * 2
+    assert rows["Max processes"] == ("77", "77")
+    assert rows["Max open files"] == ("99", "99")
+    assert rows["Max core file size"] == ("0", "0")
+
+
 def test_no_nested_user_namespace(work, lease):
     r = _sh(Sandbox(), "unshare -U true && echo NESTED", work, lease)
     assert "NESTED" not in r.stdout and "Operation not permitted" in r.stderr

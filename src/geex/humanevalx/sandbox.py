@@ -12,8 +12,9 @@ Layers, strongest first (``Isolation``):
   socket would reach host daemons; the network namespace does not cover AF_UNIX or AF_VSOCK),
   io_uring, the keyring calls and new user namespaces (``clone``/``unshare`` with
   ``CLONE_NEWUSER``; ``clone3``, whose flags seccomp cannot read, fails with ENOSYS so that the C
-  library falls back to ``clone``). Then ``prlimit`` and ``setpriv`` drop to a leased uid with no
-  capabilities and ``no_new_privs``, so RLIMIT_NPROC (ignored for root) really caps processes.
+  library falls back to ``clone``). Then ``geex-exec`` sets the rlimits and drops to a leased uid
+  with no groups, no capabilities and ``no_new_privs`` (``prlimit`` and ``setpriv`` do it where
+  it could not be built), so RLIMIT_NPROC (ignored for root) really caps processes.
   When the program exits, the PID namespace dies and takes every leftover child with it.
 - ``bubblewrap`` (not root): the same namespaces through a user namespace (``--disable-userns``
   keeps the program from nesting another), no uid drop (RLIMIT_NPROC does not stop a fork bomb
@@ -334,6 +335,24 @@ SYSTEM_RO = (Path("/usr"), Path("/etc"), Path("/bin"), Path("/sbin"), Path("/lib
 _POLL_S = 0.05  # how often a running program's output size is checked
 
 
+@functools.cache
+def _system_view() -> tuple[str, ...]:
+    """bwrap options recreating ``SYSTEM_RO`` (the host's layout does not change under a run)."""
+    out: list[str] = []
+    for path in SYSTEM_RO:
+        if path.is_symlink():
+            out += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            out += ["--ro-bind", str(path), str(path)]
+    return tuple(out)
+
+
+def _in_system(path: Path) -> bool:
+    """Whether ``path`` (absolute, normalized) is one of ``SYSTEM_RO`` or below one."""
+    text = str(path)
+    return any(text == s or text.startswith(s + "/") for s in map(str, SYSTEM_RO))
+
+
 @dataclass
 class Sandbox:
     """Builds and runs sandboxed commands. The program sees the system directories, the paths a
@@ -373,28 +392,33 @@ class Sandbox:
         seccomp_fd: int | None = None,
         status_fd: int | None = None,
     ) -> list[str]:
-        """The full argv: bwrap (if any) → geex-exec (status) → prlimit → setpriv (if root) → the program.
+        """The full argv: bwrap (if any) → geex-exec (status, limits, uid drop) → the program.
 
+        Without geex-exec (no C compiler): bwrap → prlimit → setpriv (if root) → the program.
         ``seccomp_fd``: a file descriptor holding :func:`seccomp_filter`; ``status_fd``: the write end
         of the pipe geex-exec reports the wait status to; both inherited by bwrap (use :meth:`popen`).
         """
-        rl = [
-            "prlimit",
-            f"--as={limits.address_space_mb * MB}",
-            f"--cpu={limits.cpu_s}:{limits.cpu_s + 1}",
-            f"--fsize={limits.fsize_mb * MB}",
-            f"--nofile={limits.nofile}",
-            f"--nproc={limits.nproc}",
-            "--core=0",
-            "--",
-        ]
-        drop = (
-            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
-             "--bounding-set=-all", "--inh-caps=-all", "--"]
-            if self.isolation.drops_uid else []
-        )
-        status = ([str(self.helper), "--status-fd", str(status_fd), "--"]
-                  if status_fd is not None and self.helper is not None else [])
+        rlimits = {
+            "as": f"{limits.address_space_mb * MB}", "cpu": f"{limits.cpu_s}:{limits.cpu_s + 1}",
+            "fsize": f"{limits.fsize_mb * MB}", "nofile": f"{limits.nofile}", "nproc": f"{limits.nproc}",
+            "core": "0",
+        }
+        if self.helper is not None:
+            status = [str(self.helper)] + (["--status-fd", str(status_fd)] if status_fd is not None else [])
+            for name, value in rlimits.items():
+                status += ["--rlimit", f"{name}={value}"]
+            if self.isolation.drops_uid:
+                status += ["--drop", str(uid)]
+            rl, drop = [], []
+            status.append("--")
+        else:
+            status = []
+            rl = ["prlimit", *(f"--{name}={value}" for name, value in rlimits.items()), "--"]
+            drop = (
+                ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+                 "--bounding-set=-all", "--inh-caps=-all", "--"]
+                if self.isolation.drops_uid else []
+            )
         if not self.isolation.namespaces:
             return status + rl + drop + argv
         bw = [
@@ -403,21 +427,17 @@ class Sandbox:
         ]
         if self.isolation is Isolation.BUBBLEWRAP:
             bw += ["--unshare-user", "--disable-userns"]
-        for path in SYSTEM_RO:
-            if path.is_symlink():
-                bw += ["--symlink", os.readlink(path), str(path)]
-            elif path.is_dir():
-                bw += ["--ro-bind", str(path), str(path)]
+        bw += _system_view()
         bw += ["--dev", "/dev", "--proc", "/proc",
                "--size", str(limits.tmp_mb * MB), "--perms", "1777", "--tmpfs", "/tmp"]
         if seccomp_fd is not None:
             bw += ["--seccomp", str(seccomp_fd)]
-        helper_dir = (self.helper.parent,) if status else ()
+        helper_dir = (self.helper.parent,) if self.helper is not None else ()
         binds = [("--ro-bind", p) for p in (*helper_dir, *ro_binds)] + [("--bind", p) for p in rw_binds]
         binds.append(("--bind" if cwd_writable else "--ro-bind", cwd))
         made: set[Path] = set()
         for flag, path in binds:
-            if any(path == s or path.is_relative_to(s) for s in SYSTEM_RO):
+            if _in_system(path):
                 continue  # already visible, read-only
             bw += _mount_point_dirs(path, made)
             bw += [flag, str(path), str(path)]
@@ -623,7 +643,7 @@ def _mount_point_dirs(path: Path, made: set[Path]) -> list[str]:
     traversable (0755: bwrap would otherwise create them 0700, unreadable for the dropped uid)."""
     out: list[str] = []
     for ancestor in reversed(path.parents):
-        if ancestor in made or ancestor == Path("/") or any(ancestor == s or ancestor.is_relative_to(s) for s in SYSTEM_RO):
+        if ancestor in made or ancestor == Path("/") or _in_system(ancestor):
             continue
         made.add(ancestor)
         out += ["--perms", "0755", "--dir", str(ancestor)]
