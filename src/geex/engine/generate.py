@@ -65,6 +65,15 @@ class TextStream:
         self.text += piece
         return piece
 
+    def flush(self) -> str:
+        """At the end: tokens still waiting for the rest of a character decode as they are."""
+        if not self._pending:
+            return ""
+        piece = self.tokenizer.decode(self._pending)
+        self._pending = []
+        self.text += piece
+        return piece
+
 
 def _stopped(text: str, stop: Sequence[str], language: Language | None) -> bool:
     return any(s in text for s in stop) or (language is not None and is_finished(language, text))

@@ -3,9 +3,11 @@ the static KV cache (the fused one-token GPU kernel, or SDPA).
 
 A step is ``ids[B, T]`` at cache slots ``start..start+T-1``. With ``pad`` (left padding per row, for
 batched prompts of different lengths) a row's positions start at its first real token and it never
-attends to its padding. A tensor ``start`` makes a *static* step: attention spans every cache slot
-under a mask, so shapes and control flow do not depend on the position (one CUDA graph serves every
-step).
+attends to its padding. A 0-dim tensor ``start`` makes a *static* step: attention spans every cache
+slot under a mask, so shapes and control flow do not depend on the position (one CUDA graph serves
+every step). A 1-dim tensor ``start[B]`` gives every row *its own* position (continuous batching:
+rows hold unrelated requests, each at its own length); attention spans the slots up to the furthest
+row, each row masked to its own.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ def step_inputs(ids: torch.Tensor, cache: KVCache | None, start: int | torch.Ten
     ``dtype`` (None: plain causal attention); ``at``, what each layer gets as its start (a static
     step's slots, computed once)."""
     b, t = ids.shape
+    if isinstance(start, torch.Tensor) and start.dim() == 1:
+        return _per_row_inputs(ids, cache, start, pad, dtype)
     static = isinstance(start, torch.Tensor)
     if static and cache is None:
         raise ValueError("a static step (tensor start) needs a cache")
@@ -44,13 +48,39 @@ def step_inputs(ids: torch.Tensor, cache: KVCache | None, start: int | torch.Ten
     return pos, mask, slots if static else start
 
 
+def _per_row_inputs(ids: torch.Tensor, cache: KVCache | None, start: torch.Tensor, pad: torch.Tensor | None,
+                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``step_inputs`` for per-row positions ``start[B]``: each row writes slots start[r]..+T-1 and
+    attends to its own slots up to its position (from ``pad[r]`` on, if given); ``at`` is the
+    slots [B, T]."""
+    b, t = ids.shape
+    if cache is None:
+        raise ValueError("per-row positions need a cache")
+    if start.shape != (b,):
+        raise ValueError(f"per-row start of shape {tuple(start.shape)} for a batch of {b}")
+    slots = start[:, None] + torch.arange(t, device=ids.device)  # [B, T]
+    span = int(slots.max()) + 1
+    if span > cache.max_len:
+        raise ValueError(f"sequence of {span} tokens exceeds the context of {cache.max_len}")
+    keys = torch.arange(span, device=ids.device)
+    allowed = keys[None, None, :] <= slots[:, :, None]
+    pos = slots
+    if pad is not None:
+        pos = (slots - pad[:, None]).clamp(min=0)
+        allowed &= keys[None, None, :] >= pad[:, None, None]
+        allowed |= keys[None, None, :] == slots[:, :, None]
+    mask = torch.zeros((b, 1, t, span), dtype=dtype, device=ids.device)
+    mask.masked_fill_(~allowed[:, None], float("-inf"))
+    return pos, mask, slots
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: LayerCache | None,
            start: int | torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Attention of ``q[B, H, T, D]`` over the cached keys/values plus the new ``k, v[B, Hkv, T, D]``
     (stored into ``cache``); ``H`` a multiple of ``Hkv`` (grouped-query attention). Returns
     [B, T, H * D], heads concatenated, ready for the output projection."""
     b, h, t, d = q.shape
-    if cache is not None and isinstance(start, torch.Tensor) and t == 1:  # a static decode step
+    if cache is not None and isinstance(start, torch.Tensor) and start.dim() == 0 and t == 1:  # a static decode step
         y = ops.cached_attention_step(q, k, v, cache, start, mask)
         if y is not None:
             return y

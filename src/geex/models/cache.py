@@ -30,7 +30,14 @@ class LayerCache:
     def store(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write the new positions; return keys/values of positions 0..start+t-1 -- or, for a tensor
         ``start`` (a static step, as CUDA graphs need: the slots of the new positions, which the
-        model computes once a step), of every slot: shapes never change."""
+        model computes once a step), of every slot: shapes never change; for per-row slots
+        ``start[B, T]`` (continuous batching), of slots 0..max(start)."""
+        if isinstance(start, torch.Tensor) and start.dim() == 2:  # per-row slots [B, T]
+            rows = torch.arange(k.shape[0], device=k.device)[:, None]
+            self.k[rows, :, start] = k.transpose(1, 2)
+            self.v[rows, :, start] = v.transpose(1, 2)
+            span = int(start.max()) + 1
+            return self.k[:, :, :span], self.v[:, :, :span]
         if isinstance(start, torch.Tensor):
             self.k.index_copy_(2, start, k)
             self.v.index_copy_(2, start, v)
@@ -58,3 +65,19 @@ class KVCache:
 
     def layer(self, i: int) -> LayerCache:
         return LayerCache(self.k[i], self.v[i], self.counts[i])
+
+    def rows(self, first: int, end: int) -> "KVCache":
+        """Rows ``first..end-1`` as a cache of their own that shares this one's memory (a view: what
+        a step writes through it lands here). The engine's scheduler steps only the rows it needs."""
+        view = object.__new__(KVCache)
+        view.k, view.v = self.k[:, first:end], self.v[:, first:end]
+        heads = self.counts.shape[1] // self.k.shape[1]
+        view.counts = self.counts[:, first * heads:end * heads]
+        view.max_len = self.max_len
+        return view
+
+    def copy_prefix(self, src: int, dst: int, length: int) -> None:
+        """Row ``dst`` gets row ``src``'s first ``length`` positions (a shared prompt prefix: a copy
+        costs far less than computing it again)."""
+        self.k[:, dst, :, :length] = self.k[:, src, :, :length]
+        self.v[:, dst, :, :length] = self.v[:, src, :, :length]

@@ -216,9 +216,10 @@ class CodeGeeX(nn.Module):
             init_parameter(name, p, self.config.n_layer, generator)
 
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: int | torch.Tensor = 0,
-                pad: torch.Tensor | None = None) -> torch.Tensor:
+                pad: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
         """Logits of slots ``start..start+T-1``; with a cache, earlier slots come from it (``start`` =
-        how many are already cached) and the new keys/values are stored.
+        how many are already cached) and the new keys/values are stored. ``last_only``: logits of the
+        last slot alone ([B, 1, V]: a prompt's prefill needs no more, and the head is a large matmul).
 
         ``pad``: per-row count of left-padding slots ([B]); a row's tokens then get positions from 0
         at its first real slot and never attend to its padding (batched prompts of any length).
@@ -234,4 +235,6 @@ class CodeGeeX(nn.Module):
         query = self.topQueryEmbedding.top_query_embeddings(pos).expand_as(f)
         top_cache = cache.layer(cfg.n_layer) if cache is not None else None
         out = self.transformer.topQueryLayer(f, query=query, cache=top_cache, start=at, mask=mask)
+        if last_only:
+            out = out[:, -1:]
         return ops.tied_head(out, self.embedding.word_embeddings)  # no LN before the head

@@ -304,14 +304,16 @@ class Llama(nn.Module):
                     p.normal_(0.0, 0.02, generator=generator)
 
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: int | torch.Tensor = 0,
-                pad: torch.Tensor | None = None) -> torch.Tensor:
+                pad: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
         """Logits of slots ``start..start+T-1`` (see ``geex.models.attention`` for ``pad`` and a
-        tensor ``start``)."""
+        tensor ``start``); ``last_only``: of the last slot alone ([B, 1, V], what a prefill needs)."""
         pos, mask, at = step_inputs(ids, cache, start, pad, self.config.n_positions, self.dtype)
         x = self.model.embed_tokens(ids)
         cos, sin = self.rotary(pos, x.dtype)
         for i, layer in enumerate(self.model.layers):
             x = layer(x, cos, sin, cache.layer(i) if cache is not None else None, at, mask)
+        if last_only:
+            x = x[:, -1:]
         x = self.model.norm(x)
         if self.config.tie_embeddings:
             return ops.tied_head(x, self.model.embed_tokens)

@@ -1,0 +1,284 @@
+"""Continuous batching (``geex.engine.scheduler``) against independent references: the model run on
+each whole sequence alone (per-row positions), ``generate`` on each prompt alone (greedy and seeded
+sampling), and the scheduler's own bookkeeping (cached tokens, freed slots, finish details)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from geex.engine.generate import generate
+from geex.engine.sampling import SamplingParams
+from geex.engine.scheduler import QueueFull, Request, Scheduler
+from geex.engine.streaming import HeldText
+from geex.models.cache import KVCache
+from geex.models.llama import Llama, get_config as llama_config
+from tests.models.tiny import random_tiny_codegeex, random_tiny_llama
+
+
+class ByteTokenizer:
+    """Bytes as tokens (id 0 ends a sequence): an independent, trivially correct tokenizer."""
+
+    eos_id = 0
+    stop_ids = frozenset({0})
+    vocab_size = 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode())
+
+    def encode_batch(self, texts):
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids) -> str:
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return ByteTokenizer()
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A tiny random Llama whose greedy choices vary and are far from ties (an untied, sharpened
+    head: random tied models only repeat their last token, which would hide position mistakes)."""
+    m = Llama(llama_config("llama-tiny", tie_embeddings=False))
+    m.init_weights(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        m.lm_head.weight.mul_(30)
+    return m.eval()
+
+
+PROMPTS = ["def add(a, b):\n", "int main() {\n    return", "x", "import os\n\ndef walk(path):\n    \"\"\"Walk.\"\"\"\n"]
+
+
+class Collector:
+    """Events of several requests, and a wait for all of them to finish."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, list] = {}
+        self.done = threading.Event()
+        self.open = 0
+        self.lock = threading.Lock()
+
+    def request(self, prompt: list[int], max_new: int, **kw) -> Request:
+        req = Request(prompt, max_new, self.emit, **kw)
+        with self.lock:
+            self.open += 1
+            self.events[req.id] = []
+        return req
+
+    def emit(self, ev) -> None:
+        with self.lock:
+            self.events[ev.request.id].append(ev)
+            if ev.kind == "finished":
+                self.open -= 1
+                if self.open == 0:
+                    self.done.set()
+
+    def wait(self, timeout: float = 60) -> None:
+        assert self.done.wait(timeout), "requests did not finish"
+
+    def tokens(self, req: Request) -> list[int]:
+        return [e.token_id for e in self.events[req.id] if e.kind == "token"]
+
+    def final(self, req: Request):
+        return self.events[req.id][-1]
+
+
+@pytest.mark.parametrize("make", [random_tiny_llama, random_tiny_codegeex])
+def test_per_row_positions_equal_each_whole_sequence(make):
+    """Rows at different lengths step together, each at its own position: the logits equal those
+    of each whole sequence run alone without a cache (the model's plain causal forward)."""
+    m = make(1)
+    g = torch.Generator().manual_seed(0)
+    seqs = [torch.randint(0, 100, (n,), generator=g) for n in (5, 9, 3)]
+    with torch.no_grad():
+        whole = [m(s[None])[0] for s in seqs]
+        cache = KVCache(m.config, 3, 32)
+        for r, s in enumerate(seqs):  # each row's prompt through a view of its own row
+            out = m(s[None, :-2], cache.rows(r, r + 1), start=0, last_only=True)
+            assert out.shape[1] == 1
+            torch.testing.assert_close(out[0, -1], whole[r][len(s) - 3], rtol=1e-5, atol=1e-5)
+        for k in (2, 1):
+            ids = torch.stack([s[-k] for s in seqs])[:, None]
+            out = m(ids, cache, start=torch.tensor([len(s) - k for s in seqs]))
+            for r, s in enumerate(seqs):
+                torch.testing.assert_close(out[r, 0], whole[r][len(s) - k], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_greedy_output_equals_each_prompt_alone(model, tok, slots):
+    """Submitted together, queued behind each other (1 slot) or batched (3 slots), each request
+    generates what ``generate`` does for its prompt alone."""
+    alone = [generate(model, tok, [p], 10)[0] for p in PROMPTS]
+    sched = Scheduler(model, tok, slots=slots, ctx=128, prefill_chunk=8)
+    try:
+        c = Collector()
+        reqs = [c.request(tok.encode(p), 10) for p in PROMPTS]
+        for r in reqs:
+            sched.submit(r)
+        c.wait()
+        for r, ref in zip(reqs, alone):
+            assert c.tokens(r) == ref.token_ids
+            final = c.final(r)
+            assert final.finish_detail == ("eos" if ref.finish_reason == "eos" else "length")
+            text = "".join(e.text for e in c.events[r.id] if e.kind in ("token", "finished"))
+            assert text == ref.text
+        assert sched.stats()["running"] == 0
+    finally:
+        sched.close()
+
+
+def test_seeded_sampling_does_not_depend_on_the_batch(model, tok):
+    """A request's own seed decides its samples: alone or beside other requests, the same tokens."""
+    params = SamplingParams(temperature=0.9, top_p=0.95)
+    sched = Scheduler(model, tok, slots=3, ctx=128)
+    try:
+        c = Collector()
+        alone = c.request(tok.encode(PROMPTS[0]), 12, params=params, seed=11)
+        sched.submit(alone)
+        c.wait()
+        c2 = Collector()
+        crowd = [c2.request(tok.encode(p), 12, params=params, seed=s) for p, s in zip(PROMPTS, (11, 3, 4))]
+        for r in crowd:
+            sched.submit(r)
+        c2.wait()
+        assert c2.tokens(crowd[0]) == c.tokens(alone)
+        assert c2.tokens(crowd[1]) != c2.tokens(crowd[0]) or c2.tokens(crowd[2]) != c2.tokens(crowd[0])
+    finally:
+        sched.close()
+
+
+def test_prefix_reuse_computes_only_the_new_tail(model, tok):
+    """A prompt extending an earlier one finds its tokens in the cache (``cached_tokens``), and
+    generates what it generates alone; a copy from a busy slot serves a prompt being computed."""
+    first = tok.encode(PROMPTS[3])
+    longer = first + tok.encode("    for root in os.walk(path):\n")
+    sched = Scheduler(model, tok, slots=2, ctx=128, prefill_chunk=4)
+    try:
+        c = Collector()
+        a = c.request(first, 4)
+        sched.submit(a)
+        c.wait()
+        c = Collector()
+        b = c.request(longer, 6)
+        sched.submit(b)
+        c.wait()
+        assert c.events[b.id][0].cached_tokens == len(first)
+        assert c.tokens(b) == generate(model, tok, [longer], 6)[0].token_ids
+        # the same prompt twice at once: the second waits for the first's prefill and copies it
+        fresh = tok.encode("def unrelated_function(x, y, z):\n    return x * y + z\n\n")
+        c = Collector()
+        pair = [c.request(fresh, 5), c.request(fresh, 5)]
+        for r in pair:
+            sched.submit(r)
+        c.wait()
+        cached = sorted(c.events[r.id][0].cached_tokens for r in pair)
+        assert cached == [0, len(fresh) - 1]
+        ref = generate(model, tok, [fresh], 5)[0].token_ids
+        assert [c.tokens(r) for r in pair] == [ref, ref]
+    finally:
+        sched.close()
+
+
+def _wait_for(cond, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.002)
+
+
+def test_cancellation_frees_the_slot_in_every_phase(model, tok):
+    """Cancelled while queued, while its prompt is read (chunk by chunk), or while generating: the
+    request ends with ``cancelled`` and the phase, and its slot is free for the next request."""
+    sched = Scheduler(model, tok, slots=1, ctx=128, prefill_chunk=4)
+    try:
+        c = Collector()
+        long_prompt = tok.encode("# " + "numbers, words " * 7)
+        busy = c.request(tok.encode("def f():\n"), 100, ignore_eos=True)
+        queued = c.request(tok.encode("x = 1\n"), 5)
+        sched.submit(busy)
+        sched.submit(queued)
+        _wait_for(lambda: any(e.kind == "token" for e in c.events[busy.id]))
+        queued.cancel()
+        _wait_for(lambda: c.events[queued.id] and c.events[queued.id][-1].kind == "finished")
+        busy.cancel()
+        c.wait()
+        assert (c.final(queued).finish_detail, c.final(queued).phase) == ("cancelled", "queued")
+        assert (c.final(busy).finish_detail, c.final(busy).phase) == ("cancelled", "decode")
+        assert len(c.tokens(busy)) < 100
+        c = Collector()
+        reading = c.request(long_prompt, 5)
+        sched.submit(reading)
+        _wait_for(lambda: 0 < len(sched.history[0]) < len(long_prompt) and sched.running)
+        reading.cancel()
+        c.wait()
+        assert (c.final(reading).finish_detail, c.final(reading).phase) == ("cancelled", "prefill")
+        assert sched.stats()["running"] == 0 and sched.stats()["waiting"] == 0
+        c = Collector()
+        after = c.request(tok.encode(PROMPTS[0]), 6)
+        sched.submit(after)
+        c.wait()
+        assert c.tokens(after) == generate(model, tok, [PROMPTS[0]], 6)[0].token_ids
+    finally:
+        sched.close()
+
+
+def test_stop_strings_tokens_and_limits(model, tok):
+    ref = generate(model, tok, [PROMPTS[0]], 12)[0]
+    assert len(ref.text) > 6
+    stop = ref.text[3:6]
+    sched = Scheduler(model, tok, slots=2, ctx=64, max_queue=1)
+    try:
+        c = Collector()
+        by_string = c.request(tok.encode(PROMPTS[0]), 12, stop=(stop,))
+        k = next(i for i, t in enumerate(ref.token_ids) if i > 0 and t not in ref.token_ids[:i])
+        by_token = c.request(tok.encode(PROMPTS[0]), 12, stop_token_ids=frozenset({ref.token_ids[k]}))
+        sched.submit(by_string)
+        _wait_for(lambda: not sched.queue)
+        sched.submit(by_token)
+        c.wait()
+        text = "".join(e.text for e in c.events[by_string.id] if e.kind in ("token", "finished"))
+        assert text == ref.text[:ref.text.find(stop)]
+        assert c.final(by_string).finish_detail == "stop_string"
+        assert c.tokens(by_token) == ref.token_ids[:k]
+        assert c.final(by_token).finish_detail == "stop_token"
+        with pytest.raises(ValueError, match="context"):
+            sched.submit(Request(list(range(1, 65)), 4, lambda ev: None))
+        # the bound of the waiting queue: two slots busy, one waiting, the next refused
+        c = Collector()
+        reqs = [c.request(tok.encode(p), 50, ignore_eos=True) for p in PROMPTS[:3]]
+        for r in reqs[:2]:
+            sched.submit(r)
+            _wait_for(lambda: not sched.queue)
+        _wait_for(lambda: sched.stats()["running"] == 2)
+        sched.submit(reqs[2])
+        with pytest.raises(QueueFull):
+            sched.submit(Request(tok.encode("y"), 2, lambda ev: None))
+        for r in reqs:
+            r.cancel()
+        c.wait()
+    finally:
+        sched.close()
+
+
+def test_held_text_never_shows_a_split_stop_string(codegeex_tokenizer):
+    """A stop string arriving over several tokens is never released in part; text that only looked
+    like a stop string's start is released once the next token decides."""
+    tok = codegeex_tokenizer
+    ids = tok.encode("a = 1\n\nb = 2\n")
+    held = HeldText(tok, stop=("\n\n",))
+    shown = "".join(held.add(t) for t in ids)
+    assert shown == "a = 1" and held.stopped == "stop_string"
+    held = HeldText(tok, stop=("\n\nX",))
+    shown = "".join(held.add(t) for t in ids)
+    assert shown + held.finish() == "a = 1\n\nb = 2\n" and held.stopped is None
+    partial = HeldText(tok, stop=("= 2!",))
+    for t in ids:
+        out = partial.add(t)
+        assert "= 2" not in partial.text or partial.text.endswith("\n")
+    assert partial.finish() != "" or partial.text.endswith("\n")
