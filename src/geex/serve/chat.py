@@ -1,0 +1,118 @@
+"""``POST /v1/chat/completions``: the model's own chat template (``tokenizer_config.json`` or GGUF
+``tokenizer.chat_template``) renders the conversation; generation is a completion of that prompt."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Request as HttpRequest
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse
+
+from geex.engine.scheduler import Event
+from geex.errors import UserError
+from geex.serve.completions import (
+    _check_failed, check_model, engine, new_requests, server_timing, summary, usage,
+)
+from geex.serve.engine_client import ClientGone, EngineClient, Generation
+from geex.serve.errors import ApiError
+from geex.serve.protocol import ChatCompletionRequest
+
+router = APIRouter()
+DEFAULT_MAX_TOKENS = 512  # OpenAI's chat has no small default; bounded by the context anyway
+
+
+def _render(client: EngineClient, body: ChatCompletionRequest) -> list[int]:
+    tok = client.tokenizer
+    if not client.chat_template or not hasattr(tok, "apply_chat_template"):
+        raise ApiError(400, f"{client.name} has no chat template: use /v1/completions", param="messages",
+                       code="no_chat_template")
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    try:
+        return tok.encode_chat(tok.apply_chat_template(messages))
+    except UserError as e:
+        raise ApiError(400, str(e), param="messages") from None
+
+
+def _logprob_entry(client: EngineClient, token: int, logprob: float | None, top) -> dict:
+    def one(t: int, lp: float | None) -> dict:
+        text = client.tokenizer.decode([t])
+        return {"token": text, "logprob": lp, "bytes": list(text.encode())}
+
+    return {**one(token, logprob), "top_logprobs": [one(t, lp) for t, lp in (top or [])]}
+
+
+@router.post("/v1/chat/completions")
+async def create_chat_completion(body: ChatCompletionRequest, http: HttpRequest,
+                                 client: EngineClient = Depends(engine)) -> Response:
+    check_model(body, client)
+    prompt = _render(client, body)
+    if http.app.state.geex.config.log_prompts:
+        http.state.prompt = [m.text() for m in body.messages]
+    max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    requests = new_requests(client, body, [prompt], max_tokens, DEFAULT_MAX_TOKENS, logprobs)
+    gen = client.generation(requests, "chat")
+    rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return EventSourceResponse(_stream(gen, client, rid, created, body, include_usage, http.state),
+                                   ping=15, sep="\n", headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+    try:
+        events = await gen.collect(http)
+    except ClientGone:
+        return Response(status_code=499)
+    choices, finals = [], []
+    for i, evs in enumerate(events):
+        text = "".join(ev.text for ev in evs if ev.kind in ("token", "finished"))
+        final = evs[-1]
+        _check_failed(final)
+        finals.append(final)
+        content = [_logprob_entry(client, ev.token_id, ev.logprob, ev.top_logprobs)
+                   for ev in evs if ev.kind == "token"] if body.logprobs else None
+        choices.append({"index": i, "message": {"role": "assistant", "content": text},
+                        "logprobs": {"content": content} if content is not None else None,
+                        "finish_reason": final.finish_reason})
+    block = summary(finals)
+    http.state.geex = block | {"prompt_tokens": len(prompt) * len(requests),
+                               "generated_tokens": usage(finals)["completion_tokens"]}
+    return JSONResponse({"id": rid, "object": "chat.completion", "created": created, "model": client.name,
+                         "choices": choices, "usage": usage(finals), "geex": block},
+                        headers={"Server-Timing": server_timing(block)})
+
+
+async def _stream(gen: Generation, client: EngineClient, rid: str, created: int, body: ChatCompletionRequest,
+                  include_usage: bool, state) -> AsyncIterator[str]:
+    finals: list[Event] = []
+
+    def chunk(i: int, delta: dict, finish: str | None, logprobs: dict | None = None) -> str:
+        return json.dumps({"id": rid, "object": "chat.completion.chunk", "created": created, "model": client.name,
+                           "choices": [{"index": i, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]})
+
+    try:
+        async for i, ev in gen.events():
+            if ev.kind == "started":
+                yield chunk(i, {"role": "assistant", "content": ""}, None)
+            elif ev.kind == "token":
+                lp = ({"content": [_logprob_entry(client, ev.token_id, ev.logprob, ev.top_logprobs)]}
+                      if body.logprobs else None)
+                if ev.text or lp is not None:
+                    yield chunk(i, {"content": ev.text}, None, lp)
+            else:
+                if ev.finish_detail == "error":
+                    yield json.dumps({"error": {"message": "the engine stopped while generating",
+                                                "type": "server_error", "param": None, "code": "engine_unavailable"}})
+                    return
+                finals.append(ev)
+                yield chunk(i, {"content": ev.text} if ev.text else {}, ev.finish_reason)
+        if include_usage:
+            yield json.dumps({"id": rid, "object": "chat.completion.chunk", "created": created, "model": client.name,
+                              "choices": [], "usage": usage(finals), "geex": summary(finals)})
+        yield "[DONE]"
+    finally:
+        gen.cancel()
+        if finals:
+            state.geex = summary(finals) | {"generated_tokens": usage(finals)["completion_tokens"]}

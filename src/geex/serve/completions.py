@@ -1,0 +1,252 @@
+"""``POST /v1/completions``: OpenAI's text completions, streamed (server-sent events ending in
+``[DONE]``) or not, over the scheduler. Every response carries a ``geex`` block with the request's
+timings (queue, prefill, time to first token, decode), its cached prompt tokens and why it ended."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+from fastapi import APIRouter, Depends, Request as HttpRequest
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse
+
+from geex.engine.sampling import SamplingParams
+from geex.engine.scheduler import Event, Request
+from geex.errors import UserError
+from geex.serve.engine_client import ClientGone, EngineClient, Generation
+from geex.serve.errors import ApiError
+from geex.serve.protocol import CompletionRequest, SamplingFields
+
+router = APIRouter()
+
+
+def engine(http: HttpRequest) -> EngineClient:
+    """The loaded engine (503 while the model loads or after the engine died)."""
+    state = http.app.state.geex
+    if state.client is None:
+        http.app.state.geex.metrics_reject("loading")
+        if state.error is not None:
+            raise ApiError(503, f"the model failed to load: {state.error}", code="engine_unavailable")
+        raise ApiError(503, "the model is loading; retry shortly", code="model_loading", headers={"Retry-After": "2"})
+    if state.client.scheduler.error is not None:
+        raise ApiError(503, f"the engine stopped: {state.client.scheduler.error}", code="engine_unavailable")
+    return state.client
+
+
+def check_model(body: SamplingFields, client: EngineClient) -> None:
+    if body.model not in (None, "", client.name, *client.meta.get("aliases", ())):
+        raise ApiError(404, f"model {body.model!r} is not served here (this server serves {client.name!r})",
+                       param="model", code="model_not_found")
+
+
+def sampling(body: SamplingFields) -> SamplingParams:
+    temperature = 1.0 if body.temperature is None else body.temperature
+    top_k = body.top_k if body.top_k is not None and body.top_k > 0 else 0
+    top_p = 1.0 if body.top_p is None else body.top_p
+    try:
+        if temperature == 0:
+            return SamplingParams(greedy=True)
+        return SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)
+    except UserError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def budget(max_tokens: int | None, default: int, prompt_len: int, ctx: int, param: str = "max_tokens") -> int:
+    """The token budget: the request's (clamped to what the context leaves), or the default."""
+    if max_tokens is not None and max_tokens < 1:
+        raise ApiError(400, f"{param} must be at least 1, got {max_tokens}", param=param)
+    room = ctx - prompt_len
+    if room < 1:
+        raise ApiError(400, f"the prompt has {prompt_len} tokens; the context holds {ctx} (at least one must be "
+                            "left to generate)", param="prompt", code="context_length_exceeded")
+    return min(default if max_tokens is None else max_tokens, room)
+
+
+def new_requests(client: EngineClient, body: SamplingFields, prompts: Sequence[list[int]], max_tokens: int | None,
+                 default_max: int, logprobs: int | None) -> list[Request]:
+    """One scheduler request per prompt and choice (``n``), in OpenAI's choice order. With a seed,
+    choice j of a prompt uses seed + j: distinct samples, reproducible."""
+    params = sampling(body)
+    stop = body.stop_list()
+    if any(not s for s in stop):
+        raise ApiError(400, "stop strings must not be empty", param="stop")
+    out = []
+    for prompt in prompts:
+        if not prompt:
+            raise ApiError(400, "the prompt is empty", param="prompt")
+        vocab = client.tokenizer.vocab_size
+        if any(not 0 <= t < vocab for t in prompt):
+            raise ApiError(400, f"token ids must be in [0, {vocab})", param="prompt")
+        n_tokens = budget(max_tokens, default_max, len(prompt), client.scheduler.ctx)
+        for j in range(body.n):
+            out.append(Request(
+                prompt=list(prompt), max_new_tokens=n_tokens, emit=lambda ev: None, params=params, stop=stop,
+                stop_token_ids=frozenset(body.stop_token_ids or ()),
+                seed=None if body.seed is None else body.seed + j, ignore_eos=body.ignore_eos, logprobs=logprobs,
+            ))
+    return out
+
+
+def geex_block(finished: Event) -> dict:
+    t = finished.timings or {}
+
+    def ms(key: str) -> float | None:
+        return None if t.get(key) is None else round(t[key] * 1000, 2)
+
+    return {"queue_ms": ms("queue_s"), "prefill_ms": ms("prefill_s"), "ttft_ms": ms("ttft_s"),
+            "decode_ms": ms("decode_s"), "e2e_ms": ms("e2e_s"), "prompt_tokens_cached": finished.cached_tokens,
+            "finish_detail": finished.finish_detail}
+
+
+def usage(finals: Sequence[Event]) -> dict:
+    prompt = sum(len(ev.request.prompt) for ev in finals)
+    done = sum((ev.timings or {}).get("generated_tokens", 0) for ev in finals)
+    cached = sum(ev.cached_tokens for ev in finals)
+    return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done,
+            "prompt_tokens_details": {"cached_tokens": cached}}
+
+
+def summary(finals: Sequence[Event]) -> dict:
+    """The ``geex`` block of a whole response (one choice: its own; several: the slowest)."""
+    blocks = [geex_block(ev) for ev in finals]
+    if len(blocks) == 1:
+        return blocks[0]
+    worst = max(blocks, key=lambda b: b["e2e_ms"] or 0)
+    return {**worst, "choices": blocks}
+
+
+def server_timing(block: dict) -> str:
+    return ", ".join(f"{k.removesuffix('_ms')};dur={v}" for k, v in block.items()
+                     if k in ("queue_ms", "prefill_ms", "decode_ms") and v is not None)
+
+
+class TokenLog:
+    """OpenAI's completions ``logprobs`` object for one choice."""
+
+    def __init__(self, client: EngineClient) -> None:
+        self.client = client
+        self.tokens: list[str] = []
+        self.token_logprobs: list[float | None] = []
+        self.top_logprobs: list[dict | None] = []
+        self.text_offset: list[int] = []
+        self._offset = 0
+
+    def add(self, token: int, logprob: float | None, top: list[tuple[int, float]] | None) -> dict:
+        piece = self.client.tokenizer.decode([token])
+        entry = {"tokens": [piece], "token_logprobs": [logprob],
+                 "top_logprobs": [None if top is None else {self.client.tokenizer.decode([t]): lp for t, lp in top}],
+                 "text_offset": [self._offset]}
+        for key, value in entry.items():
+            getattr(self, key).extend(value)
+        self._offset += len(piece)
+        return entry
+
+    def start_at(self, offset: int) -> None:
+        self._offset = offset
+
+    def as_dict(self) -> dict:
+        return {"tokens": self.tokens, "token_logprobs": self.token_logprobs, "top_logprobs": self.top_logprobs,
+                "text_offset": self.text_offset}
+
+
+def _prompts(client: EngineClient, prompt) -> tuple[list[list[int]], list[str]]:
+    """Token ids and texts of the request's prompt(s)."""
+    if isinstance(prompt, str):
+        prompt = [prompt]
+    if prompt and all(isinstance(p, int) for p in prompt):
+        prompt = [prompt]
+    if not prompt:
+        raise ApiError(400, "the prompt is empty", param="prompt")
+    ids = [client.encode(p) if isinstance(p, str) else list(p) for p in prompt]
+    texts = [p if isinstance(p, str) else client.tokenizer.decode(p) for p in prompt]
+    return ids, texts
+
+
+@router.post("/v1/completions")
+async def create_completion(body: CompletionRequest, http: HttpRequest,
+                            client: EngineClient = Depends(engine)) -> Response:
+    check_model(body, client)
+    if body.suffix:
+        raise ApiError(400, "suffix (fill-in-the-middle) is not supported by this server yet", param="suffix")
+    ids, texts = _prompts(client, body.prompt)
+    if http.app.state.geex.config.log_prompts:
+        http.state.prompt = texts
+    requests = new_requests(client, body, ids, body.max_tokens, 16, body.logprobs)
+    prompt_of = [texts[i // body.n] for i in range(len(requests))]
+    gen = client.generation(requests, "completions")
+    rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return EventSourceResponse(_stream(gen, client, rid, created, body, prompt_of, include_usage, http.state),
+                                   ping=15, sep="\n", headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+    try:
+        events = await gen.collect(http)
+    except ClientGone:
+        return Response(status_code=499)
+    choices, finals = [], []
+    for i, evs in enumerate(events):
+        log = TokenLog(client) if body.logprobs is not None else None
+        text = prompt_of[i] if body.echo else ""
+        if log is not None:
+            log.start_at(len(text))
+        for ev in evs:
+            if ev.kind == "token" and log is not None:
+                log.add(ev.token_id, ev.logprob, ev.top_logprobs)
+            if ev.kind in ("token", "finished"):
+                text += ev.text
+        final = evs[-1]
+        finals.append(final)
+        _check_failed(final)
+        choices.append({"index": i, "text": text, "logprobs": log.as_dict() if log else None,
+                        "finish_reason": final.finish_reason})
+    block = summary(finals)
+    http.state.geex = block | {"prompt_tokens": sum(len(r.prompt) for r in requests),
+                               "generated_tokens": usage(finals)["completion_tokens"]}
+    return JSONResponse({"id": rid, "object": "text_completion", "created": created, "model": client.name,
+                         "choices": choices, "usage": usage(finals), "geex": block},
+                        headers={"Server-Timing": server_timing(block)})
+
+
+def _check_failed(final: Event) -> None:
+    if final.finish_detail == "error":
+        raise ApiError(503, "the engine stopped while generating", code="engine_unavailable")
+
+
+async def _stream(gen: Generation, client: EngineClient, rid: str, created: int, body: CompletionRequest,
+                  prompt_of: list[str], include_usage: bool, state) -> AsyncIterator[str]:
+    logs = [TokenLog(client) if body.logprobs is not None else None for _ in prompt_of]
+    finals: list[Event] = []
+
+    def chunk(i: int, text: str, logprobs: dict | None, finish: str | None) -> str:
+        return json.dumps({"id": rid, "object": "text_completion", "created": created, "model": client.name,
+                           "choices": [{"index": i, "text": text, "logprobs": logprobs, "finish_reason": finish}]})
+
+    try:
+        async for i, ev in gen.events():
+            if ev.kind == "started":
+                if body.echo:
+                    if logs[i] is not None:
+                        logs[i].start_at(len(prompt_of[i]))
+                    yield chunk(i, prompt_of[i], None, None)
+            elif ev.kind == "token":
+                entry = logs[i].add(ev.token_id, ev.logprob, ev.top_logprobs) if logs[i] is not None else None
+                if ev.text or entry is not None:
+                    yield chunk(i, ev.text, entry, None)
+            else:
+                if ev.finish_detail == "error":
+                    yield json.dumps({"error": {"message": "the engine stopped while generating",
+                                                "type": "server_error", "param": None, "code": "engine_unavailable"}})
+                    return
+                finals.append(ev)
+                yield chunk(i, ev.text, None, ev.finish_reason)
+        if include_usage:
+            yield json.dumps({"id": rid, "object": "text_completion", "created": created, "model": client.name,
+                              "choices": [], "usage": usage(finals), "geex": summary(finals)})
+        yield "[DONE]"
+    finally:
+        gen.cancel()
+        if finals:
+            state.geex = summary(finals) | {"generated_tokens": usage(finals)["completion_tokens"]}

@@ -1,0 +1,170 @@
+"""The bridge between the scheduler's thread and the endpoints' asyncio loop.
+
+A :class:`Generation` is the scheduler requests of one HTTP request (each prompt × ``n`` choices),
+their events arriving through one asyncio queue in order. Leaving it any way but through the last
+``finished`` event (the client went away, the task was cancelled, an exception) cancels every
+request still in the scheduler: its slot is free within one step. Metrics are counted here, once,
+for every endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from starlette.requests import Request as HttpRequest
+
+from geex.engine.scheduler import Event, QueueFull, Request, Scheduler, SchedulerStopped
+from geex.serve.errors import ApiError
+from geex.serve.metrics import Metrics
+
+
+@dataclass
+class EngineClient:
+    """A loaded model behind its scheduler, as the endpoints see it."""
+
+    name: str
+    scheduler: Scheduler
+    tokenizer: object
+    metrics: Metrics
+    meta: dict = field(default_factory=dict)
+    chat_template: str | None = None
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode_batch([text])[0]
+
+    def generation(self, requests: list[Request], endpoint: str) -> "Generation":
+        return Generation(self, requests, endpoint)
+
+
+class Generation:
+    """Submit ``requests`` now (429 if the queue cannot take all of them, 400 if a prompt does not
+    fit, 503 if the engine is gone); iterate ``(index, event)`` pairs until all are finished."""
+
+    def __init__(self, client: EngineClient, requests: list[Request], endpoint: str) -> None:
+        self.client = client
+        self.requests = requests
+        self.endpoint = endpoint
+        self._queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
+        self._open = set(range(len(requests)))
+        self._last_token: dict[int, float] = {}
+        loop = asyncio.get_running_loop()
+        for i, req in enumerate(requests):  # counted on arrival: also what nobody reads any more
+            req.emit = (lambda i: lambda ev: loop.call_soon_threadsafe(self._arrived, i, ev))(i)
+        submitted = []
+        try:
+            for req in requests:
+                client.scheduler.submit(req)
+                submitted.append(req)
+        except QueueFull as e:
+            self._abandon(submitted)
+            client.metrics.reject("queue_full")
+            raise ApiError(429, f"the server is busy: {e}; retry shortly", code="queue_full",
+                           headers={"Retry-After": "1"}) from None
+        except ValueError as e:
+            self._abandon(submitted)
+            client.metrics.reject("too_long")
+            raise ApiError(400, str(e), param="prompt", code="context_length_exceeded") from None
+        except SchedulerStopped:
+            self._abandon(submitted)
+            raise ApiError(503, "the engine is not running", code="engine_unavailable") from None
+        m = client.metrics
+        for req in requests:
+            m.prompt_tokens.labels(m.model).inc(len(req.prompt))
+            m.prompt_size.labels(m.model).observe(len(req.prompt))
+
+    def _arrived(self, i: int, ev: Event) -> None:
+        self._count(i, ev)
+        self._queue.put_nowait((i, ev))
+
+    def _abandon(self, submitted: list[Request]) -> None:
+        for req in submitted:
+            req.cancel()
+        self._open.clear()
+        self.client.scheduler.wake()
+
+    def cancel(self) -> None:
+        """Cancel whatever is still running (idempotent)."""
+        for i in self._open:
+            self.requests[i].cancel()
+        if self._open:
+            self.client.scheduler.wake()
+
+    async def events(self) -> AsyncIterator[tuple[int, Event]]:
+        try:
+            while self._open:
+                i, ev = await self._queue.get()
+                if ev.kind == "finished":
+                    self._open.discard(i)
+                yield i, ev
+        finally:
+            self.cancel()  # left early: the client is gone or the task was cancelled
+
+    async def collect(self, http: HttpRequest | None = None) -> list[list[Event]]:
+        """Every request's events (non-streaming), cancelling all when the client disconnects."""
+        out: list[list[Event]] = [[] for _ in self.requests]
+
+        async def gather() -> None:
+            async for i, ev in self.events():
+                out[i].append(ev)
+
+        if http is None:
+            await gather()
+            return out
+        work = asyncio.ensure_future(gather())
+        watch = asyncio.ensure_future(_disconnected(http))
+        try:
+            done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if work not in done:  # the client went away first
+                work.cancel()
+                try:
+                    await work
+                except asyncio.CancelledError:
+                    pass
+                raise ClientGone()
+            work.result()
+            return out
+        finally:
+            watch.cancel()
+            work.cancel()
+            self.cancel()
+
+    def _count(self, i: int, ev: Event) -> None:
+        m, model = self.client.metrics, self.client.metrics.model
+        now = time.perf_counter()
+        if ev.kind == "started":
+            m.queue_time.labels(model).observe(ev.queue_s)
+            m.cached_tokens.labels(model).inc(ev.cached_tokens)
+        elif ev.kind == "token":
+            last = self._last_token.get(i)
+            if last is None:
+                m.ttft.labels(model).observe(now - self.requests[i].submitted)
+            else:
+                m.itl.labels(model).observe(now - last)
+            self._last_token[i] = now
+            m.generation_tokens.labels(model).inc()
+        elif ev.kind == "finished":
+            t = ev.timings or {}
+            m.requests.labels(model, self.endpoint, ev.finish_detail).inc()
+            if ev.finish_detail == "cancelled":
+                m.cancelled.labels(model, ev.phase or "decode").inc()
+                if t.get("cancel_latency_s") is not None:
+                    m.cancel_latency.labels(model).observe(t["cancel_latency_s"])
+            else:
+                m.e2e.labels(model).observe(t.get("e2e_s", 0.0))
+                m.prefill_time.labels(model).observe(t.get("prefill_s", 0.0))
+                m.generation_size.labels(model).observe(t.get("generated_tokens", 0))
+
+
+class ClientGone(Exception):
+    """The client disconnected before the response was ready (nothing is sent)."""
+
+
+async def _disconnected(http: HttpRequest) -> None:
+    """Returns when the client closes its connection (ASGI ``http.disconnect``)."""
+    while True:
+        message = await http.receive()
+        if message["type"] == "http.disconnect":
+            return

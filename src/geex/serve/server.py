@@ -1,0 +1,51 @@
+"""Listening: the socket (bound before uvicorn starts, so ``--port 0`` can print the port it got),
+the loopback rule, uvicorn, and a shutdown that lets in-flight requests finish for a few seconds
+and then cancels the rest."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+
+import uvicorn
+
+from geex.errors import UserError
+from geex.serve.app import create_app
+from geex.serve.config import ServeConfig, is_loopback
+
+
+def check_exposure(config: ServeConfig) -> None:
+    if not is_loopback(config.host) and not config.api_keys and not config.insecure:
+        raise UserError(f"refusing to listen on {config.host} without an API key: anyone who can reach it could use "
+                        "the model. Pass --api-key (or set GEEX_API_KEY), or --insecure to do it anyway")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as e:
+        sock.close()
+        why = "is in use (pick another with --port, or --port 0 for a free one)" if e.errno == 98 else e.strerror
+        raise UserError(f"cannot listen on {host}:{port}: {why}") from None
+    sock.listen(512)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(config: ServeConfig) -> int:
+    check_exposure(config)
+    sock = bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    print(f"geex serve: listening on http://{shown}:{port} (model loading; /health says when it is ready)",
+          flush=True)
+    app = create_app(config)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                           timeout_graceful_shutdown=config.shutdown_grace_s, lifespan="on"))
+    server.run(sockets=[sock])
+    return 0

@@ -1,0 +1,93 @@
+"""Servers for the tests: the real app under uvicorn on 127.0.0.1 (a free port), in a thread of the
+test process, over a tiny model (fast) or the default model (what users run)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import torch
+import uvicorn
+
+from geex.engine.scheduler import Scheduler
+from geex.serve.app import create_app
+from geex.serve.config import ServeConfig
+from geex.serve.engine_client import EngineClient
+from geex.serve.metrics import Metrics
+
+
+@dataclass
+class Running:
+    url: str
+    app: object
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def client(self) -> EngineClient:
+        return self.app.state.geex.client
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def start_server(config: ServeConfig, engine: EngineClient | None = None, wait_ready: bool = True) -> Running:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    app = create_app(config, engine=engine)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                           timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    deadline = time.monotonic() + 300
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.01)
+    if wait_ready:
+        while httpx.get(url + "/health").status_code != 200:
+            assert time.monotonic() < deadline, "model did not load"
+            time.sleep(0.1)
+    return Running(url, app, server, thread)
+
+
+def tiny_engine(slots: int = 2, ctx: int = 2048, max_queue: int | None = None, prefill_chunk: int = 256,
+                tokenizer=None, gate: threading.Event | None = None) -> EngineClient:
+    """A tiny random CodeGeeX behind a scheduler, with the real CodeGeeX tokenizer. With ``gate``,
+    every model step waits until the gate is set (the test decides when work progresses)."""
+    from geex.models.codegeex import CodeGeeX, get_config
+
+    model = CodeGeeX(get_config("codegeex-tiny", padded_vocab_size=50432, vocab_size=50400, n_positions=ctx))
+    model.init_weights(torch.Generator().manual_seed(0))
+    model.eval()
+    if gate is not None:
+        model.register_forward_pre_hook(lambda *_: gate.wait(60) and None)
+    sched = Scheduler(model, tokenizer, slots=slots, ctx=ctx, max_queue=max_queue, prefill_chunk=prefill_chunk)
+    meta = {"context_length": ctx, "max_concurrency": slots, "aliases": ["tiny"]}
+    return EngineClient("codegeex-tiny", sched, tokenizer, Metrics("codegeex-tiny"), meta)
+
+
+@pytest.fixture(scope="module")
+def tiny(codegeex_tokenizer) -> Iterator[Running]:
+    engine = tiny_engine(tokenizer=codegeex_tokenizer, slots=2, max_queue=4, prefill_chunk=16)
+    running = start_server(ServeConfig(port=0, max_concurrency=2), engine=engine)
+    yield running
+    running.stop()
+
+
+def metric(url: str, name: str, **labels) -> float:
+    """A sample's value from /metrics (0 if absent)."""
+    text = httpx.get(url + "/metrics").text
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            head, _, value = line.rpartition(" ")
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                return float(value)
+    return 0.0
