@@ -48,8 +48,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _generate_samples(args: argparse.Namespace, out: Path) -> Path:
-    from geex.engine.backends import make_backend
     from geex.engine.sampling import SamplingParams
+    from geex.humanevalx.backends import make_backend
     from geex.humanevalx.generate import GenerateConfig, parse_pairs, run_generate
     from geex.languages import HUMANEVALX_LANGUAGES, parse_languages
 

@@ -10,6 +10,8 @@
 ``complete(prompts, language, params, max_new_tokens, seed)`` returns one ``Completion`` a prompt.
 The same prompts, seed and batch give the same completions (the native and hf backends seed their
 generators from ``seed``; an endpoint receives it as ``seed``).
+
+It is the benchmark's adapter, so it lives with the harness: only ``native`` uses geex's engine.
 """
 
 from __future__ import annotations
