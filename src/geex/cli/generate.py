@@ -39,7 +39,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         if loaded.chat_template is None:
             raise UserError(f"--chat: {loaded.name} has no chat template (use plain completion)")
         prompt = tokenizer.encode_chat(tokenizer.apply_chat_template([{"role": "user", "content": prompt}]))
-    model = loaded.model.eval().fuse_projections()
+    model = registry.prepare_for_inference(loaded.model)
     params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
     shown = TextStream(tokenizer)
     printed = 0  # with --language, whole lines are printed as they come; the line that ends the

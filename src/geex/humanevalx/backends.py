@@ -58,7 +58,7 @@ class NativeBackend:
         from geex.models import registry
 
         self.loaded = registry.load(model, dtype=dtype, device=device, quantize=quantize)
-        self.loaded.model.eval().fuse_projections()
+        registry.prepare_for_inference(self.loaded.model)
         self.model = self.loaded.name
 
     def complete(self, prompts, language, params, max_new_tokens, seed):
