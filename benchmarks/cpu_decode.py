@@ -65,7 +65,7 @@ def best_tokens_per_s(run, new: int, repeats: int) -> tuple[float, list[int]]:
 
 def time_geex(dtype: torch.dtype, quantize: str | None, new: int, repeats: int) -> tuple[float, list[int]]:
     loaded = registry.load(dtype=dtype, quantize=quantize)
-    model = loaded.model.eval().fuse_projections()
+    model = registry.prepare_for_inference(loaded.model)
     PROMPT_TOKENS.append(len(loaded.tokenizer.encode(PROMPT)))
 
     def run(n: int) -> list[int]:

@@ -134,7 +134,7 @@ def test_shared_options_are_spelt_the_same_everywhere():
 
 
 def test_train_out_is_run_out():
-    from geex.cli import _train_overrides
+    from geex.cli.train import _train_overrides
     from geex.train.config import load_config
 
     args = build_parser().parse_args(["train", "--set", "run.out=a", "-o", "b", "--set", "optim.lr=0.1"])

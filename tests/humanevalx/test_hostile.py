@@ -240,14 +240,14 @@ class Scene:
         ]
         files = {
             "dataset copy": self.roots[0] / "humaneval-x" / f"humaneval_{self.language}.jsonl.gz",
-            "other checkout": checkout / "src" / "geex" / "cli.py",
+            "other checkout": checkout / "src" / "geex" / "cli" / "__init__.py",
             "other user's home": self.roots[2] / "secret",
             "other model's samples": self.roots[3] / "other-model" / "samples.jsonl",
         }
         for f in files.values():
             f.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(dataset_dir / f"humaneval_{self.language}.jsonl.gz", files["dataset copy"])
-        shutil.copyfile(ROOT / "src" / "geex" / "cli.py", files["other checkout"])
+        shutil.copyfile(ROOT / "src" / "geex" / "cli" / "__init__.py", files["other checkout"])
         files["other user's home"].write_text(self.token)
         files["other model's samples"].write_text(json.dumps({"task_id": TASK[self.language], "completion": self.token}) + "\n")
         for root in self.roots:

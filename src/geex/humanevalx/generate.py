@@ -28,10 +28,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from geex.engine.backends import Backend
 from geex.engine.sampling import SamplingParams
 from geex.errors import UserError
 from geex.humanevalx.assembly import generation_prompt, translation_prompt
+from geex.humanevalx.backends import Backend
 from geex.humanevalx.dataset import Problem, load_problems
 from geex.languages import Language, get_language
 from geex.languages.cleanup import cleanup

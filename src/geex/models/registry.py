@@ -80,6 +80,14 @@ def load(spec: str | None = None, *, dtype: torch.dtype | None = None, device: s
     raise UserError(f"--model {spec!r} is not a preset ({', '.join(preset_names())}), a local path or a Hub id")
 
 
+def prepare_for_inference(model: nn.Module) -> nn.Module:
+    """``model`` (a loaded CodeGeeX or Llama, changed in place and returned) as it decodes fastest:
+    eval mode (no dropout) and fused projections, so a layer computes its q/k/v (CodeGeeX's top
+    query layer: k/v) in one matrix product and a Llama MLP its gate/up in one: fewer, larger
+    products per token. Not for a model to train or save: fusing renames the state dict's tensors."""
+    return model.eval().fuse_projections()
+
+
 def _load_path(path: Path, dtype, device, quantize, tokenizer, name: str | None = None) -> LoadedModel:
     from geex.models import checkpoint, gguf_loader, hf
     from geex.models.hf_tokenizer import HFTokenizer

@@ -16,10 +16,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from geex.engine import backends
-from geex.engine.backends import HFBackend, NativeBackend, OpenAIBackend, make_backend
 from geex.engine.sampling import SamplingParams
 from geex.errors import UserError
+from geex.humanevalx import backends
+from geex.humanevalx.backends import HFBackend, NativeBackend, OpenAIBackend, make_backend
 from geex.languages import get_language
 from geex.languages.cleanup import is_finished
 

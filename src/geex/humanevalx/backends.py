@@ -10,6 +10,8 @@
 ``complete(prompts, language, params, max_new_tokens, seed)`` returns one ``Completion`` a prompt.
 The same prompts, seed and batch give the same completions (the native and hf backends seed their
 generators from ``seed``; an endpoint receives it as ``seed``).
+
+It is the benchmark's adapter, so it lives with the harness: only ``native`` uses geex's engine.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class NativeBackend:
         from geex.models import registry
 
         self.loaded = registry.load(model, dtype=dtype, device=device, quantize=quantize)
-        self.loaded.model.eval().fuse_projections()
+        registry.prepare_for_inference(self.loaded.model)
         self.model = self.loaded.name
 
     def complete(self, prompts, language, params, max_new_tokens, seed):

@@ -1,0 +1,208 @@
+"""``geex humanevalx evaluate|report|generate|run``: the benchmark (``geex.humanevalx``). One module
+because ``run`` is ``generate`` then ``evaluate`` into one output directory, and the three
+interrupt reports count the same resumable files' complete lines (``_complete_lines``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from geex.cli.options import (_add_dataset_options, _add_device_options, _add_sampling_options, _ks, _positive_int,
+                              _positive_number, _torch_dtype)
+from geex.errors import UserError
+
+
+def _evaluate_out(args: argparse.Namespace) -> Path:
+    from geex.humanevalx.evaluate import CANONICAL
+
+    if args.out is not None:
+        return Path(args.out)
+    if args.samples == CANONICAL:
+        return Path("geex-out") / "humanevalx" / ("canonical-original" if args.original else "canonical")
+    return Path(args.samples).with_name(Path(args.samples).name.split(".")[0] + "-eval")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from geex.humanevalx.evaluate import EvalConfig, evaluate
+    from geex.languages import parse_languages
+
+    languages = parse_languages(args.languages) if args.languages else None
+    out = _evaluate_out(args)
+    cfg = EvalConfig(
+        samples=args.samples, out_dir=out, languages=languages, workers=args.workers or 0,
+        ks=args.k, timeout_s=args.timeout, dataset=args.dataset, original=args.original,
+        use_cache=not args.no_cache, clean=not args.no_cleanup, progress=not args.quiet,
+    )
+    report = evaluate(cfg)
+    from geex.humanevalx.report import to_markdown
+
+    print(to_markdown(report))
+    print(f"wrote {out / 'results.jsonl'}, {out / 'report.json'}, {out / 'report.md'}", file=sys.stderr)
+    if report["harness_errors"]:
+        print(f"WARNING: {report['harness_errors']} harness errors (not counted in pass@k); "
+              "run `geex doctor`", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _generate_samples(args: argparse.Namespace, out: Path) -> Path:
+    from geex.engine.sampling import SamplingParams
+    from geex.humanevalx.backends import make_backend
+    from geex.humanevalx.generate import GenerateConfig, parse_pairs, run_generate
+    from geex.languages import HUMANEVALX_LANGUAGES, parse_languages
+
+    if args.task == "translation" and not args.pairs:
+        raise UserError("--task translation needs --pairs (SRC:TGT,... or all)")
+    cfg = GenerateConfig(
+        task=args.task, languages=parse_languages(args.languages) if args.languages else list(HUMANEVALX_LANGUAGES),
+        pairs=parse_pairs(args.pairs) if args.pairs else [], n=args.n,
+        params=SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy),
+        max_new_tokens=args.max_new_tokens, seed=args.seed or 0, batch_size=args.batch_size, limit=args.limit,
+        dataset=args.dataset, original=args.original)
+    dtype = _torch_dtype(args)  # also checks --device
+    backend = make_backend(args.backend, args.model, device=args.device,
+                           dtype=dtype if args.backend != "openai" else None, quantize=args.quantize,
+                           base_url=args.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
+                           concurrency=args.concurrency)
+    return run_generate(cfg, backend, out, progress=not args.quiet)
+
+
+def _cmd_hx_generate(args: argparse.Namespace) -> int:
+    out = _generate_samples(args, Path(args.out))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_hx_run(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out)
+    samples = _generate_samples(args, out_dir / "samples.jsonl")
+    args.samples, args.out = str(samples), str(out_dir)
+    return _cmd_evaluate(args)
+
+
+def _cmd_hx_report(args: argparse.Namespace) -> int:
+    from geex.humanevalx.summary import summarize_runs
+
+    out = Path(args.out)
+    summary = summarize_runs(args.dirs, out, ks=args.k, budgets=args.budgets, iterations=args.bootstrap)
+    print((out / "summary.md").read_text())
+    print(f"wrote {out / 'summary.md'}, {out / 'summary.json'} and {len(summary['figures'])} figures",
+          file=sys.stderr)
+    return 0
+
+
+def _complete_lines(path: Path) -> int:
+    """Lines of a resumable JSONL output that a re-run keeps (a torn last line is dropped then)."""
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.endswith(b"\n") and line.strip())
+    except OSError:
+        return 0
+
+
+def _plural(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _kept_evaluate(args: argparse.Namespace) -> str:
+    results = _evaluate_out(args) / "results.jsonl"
+    return f"{_plural(_complete_lines(results), 'result')} kept in {results}"
+
+
+def _kept_hx_generate(args: argparse.Namespace) -> str:
+    out = Path(args.out)  # the first line is the header
+    return f"{_plural(max(0, _complete_lines(out) - 1), 'sample')} kept in {out}"
+
+
+def _kept_hx_run(args: argparse.Namespace) -> str:
+    out = Path(args.out)
+    samples = max(0, _complete_lines(out / "samples.jsonl") - 1)
+    return (f"{_plural(samples, 'sample')} and {_plural(_complete_lines(out / 'results.jsonl'), 'result')} "
+            f"kept in {out}")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``geex humanevalx`` and its four subcommands."""
+    hx = subparsers.add_parser("humanevalx", help="the HumanEval-X benchmark (evaluate samples)",
+                              description="The multilingual HumanEval-X benchmark.")
+    hx_sub = hx.add_subparsers(dest="hx_command", metavar="COMMAND", required=True)
+    ev = hx_sub.add_parser(
+        "evaluate", help="run samples' tests in the sandbox and compute pass@k",
+        description="Evaluate completions (a JSONL file with task_id and generation|completion per line; "
+                    "see docs/formats.md) or the reference solutions ('canonical'). Results stream to "
+                    "OUT/results.jsonl; re-running the same command resumes. Writes OUT/report.json and "
+                    "OUT/report.md.",
+    )
+    ev.add_argument("samples", help="samples JSONL(.gz) file, or 'canonical' for the reference solutions")
+    ev.add_argument("--languages", "-l", help="comma-separated subset: python,cpp,java,js,go,rust (default: all)")
+    ev.add_argument("--out", "-o", help="output directory (default: geex-out/humanevalx/canonical, "
+                    "or <samples>-eval next to the samples file)")
+    ev.add_argument("--workers", "-j", type=_positive_int, help="parallel workers (default: all cores)")
+    ev.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100; "
+                    "only those ≤ the samples per problem are reported)")
+    ev.add_argument("--timeout", type=_positive_number, default=10.0, help="wall-clock seconds per test run (default: 10)")
+    ev.add_argument("--no-cache", action="store_true", help="do not read or write the machine-wide verdict cache")
+    ev.add_argument("--no-cleanup", action="store_true",
+                    help="splice completions as given (default: cut them where the function ends, "
+                         "keeping the helpers it uses)")
+    ev.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    _add_dataset_options(ev)
+    ev.set_defaults(func=_cmd_evaluate, kept=_kept_evaluate)
+
+    rp = hx_sub.add_parser(
+        "report", help="evaluated runs side by side: tables with confidence intervals, figures, budget allocation",
+        description="Summarize evaluated runs (directories with results.jsonl, e.g. from `geex humanevalx run`): "
+                    "pass@k per language and translation pair with 95% bootstrap intervals over problems, the "
+                    "translation matrix, per-problem pass rates across languages, verdicts, and the multilingual "
+                    "budget allocation. Writes OUT/summary.md, OUT/summary.json and PNG figures.")
+    rp.add_argument("dirs", nargs="+", help="evaluation directories")
+    rp.add_argument("--out", "-o", required=True, help="output directory")
+    rp.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100)")
+    rp.add_argument("--budgets", type=_ks, default=(1, 2, 3, 4, 6, 8, 12),
+                    help="total samples per problem for budget allocation (default: 1,2,3,4,6,8,12)")
+    rp.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    rp.set_defaults(func=_cmd_hx_report)
+
+    for name in ("generate", "run"):
+        what = ("generate a model's samples (resumable JSONL)" if name == "generate" else
+                "generate samples, then evaluate them (one output directory)")
+        gp = hx_sub.add_parser(
+            name, help=what,
+            description=f"{what[0].upper()}{what[1:]}. Prompts as CodeGeeX's (generation: the language tag line + "
+                        "prompt; translation: CodeGeeX's translation format); the language's stop rule ends a "
+                        "sample while it is decoded. Re-running the same command resumes: the finished file "
+                        "equals an uninterrupted run's. Format: docs/formats.md.")
+        gp.add_argument("--model", help="native: smollm2-135m-instruct (default), a preset, a directory, a .gguf "
+                        "file or a Hub id; hf: a transformers directory or Hub id; openai: the served model's name")
+        gp.add_argument("--backend", choices=("native", "hf", "openai"), default="native",
+                        help="native (geex's engine, default), hf (transformers), openai (a /v1/completions endpoint)")
+        gp.add_argument("--base-url", help="openai: the endpoint's base URL, e.g. http://localhost:8000/v1 "
+                        "($OPENAI_API_KEY is sent if set)")
+        gp.add_argument("--concurrency", type=_positive_int, default=8, help="openai: requests at a time (default 8)")
+        gp.add_argument("--task", choices=("generation", "translation"), default="generation",
+                        help="generation (complete each problem's prompt, default) or translation (rewrite a "
+                             "solution in another language: --pairs)")
+        gp.add_argument("--languages", "-l", help="generation: comma-separated subset (default: all six)")
+        gp.add_argument("--pairs", help="translation: SRC:TGT,... or 'all' (the 30 ordered pairs)")
+        gp.add_argument("--n", type=_positive_int, default=1, help="samples per problem (default 1)")
+        gp.add_argument("--limit", type=_positive_int, help="only the first N problems of each language")
+        gp.add_argument("--batch-size", type=_positive_int, default=8,
+                        help="prompts decoded together (default 8); part of the file's identity")
+        _add_sampling_options(gp, max_new_tokens=512)
+        _add_device_options(gp)
+        gp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+        _add_dataset_options(gp)
+        if name == "generate":
+            gp.add_argument("--out", "-o", required=True, help="samples file (JSONL) to write or resume")
+            gp.set_defaults(func=_cmd_hx_generate, kept=_kept_hx_generate)
+        else:
+            gp.add_argument("--out", "-o", required=True, help="output directory: samples.jsonl, results.jsonl, "
+                            "report.json, report.md")
+            gp.add_argument("--workers", "-j", type=_positive_int, help="parallel test workers (default: all cores)")
+            gp.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100)")
+            gp.add_argument("--timeout", type=_positive_number, default=10.0, help="seconds per test run (default 10)")
+            gp.add_argument("--no-cache", action="store_true",
+                            help="do not read or write the machine-wide verdict cache")
+            gp.set_defaults(func=_cmd_hx_run, kept=_kept_hx_run, no_cleanup=False)
