@@ -21,10 +21,10 @@ from collections.abc import Callable
 
 from geex import __version__
 from geex import interrupts
-from geex.cli import data, doctor, generate, humanevalx, model, train
+from geex.cli import data, doctor, generate, humanevalx, model, serve, train
 from geex.errors import UserError
 
-COMMANDS = (doctor, model, data, train, generate, humanevalx)  # in the order --help lists them
+COMMANDS = (doctor, model, data, train, generate, serve, humanevalx)  # in the order --help lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,9 @@ from geex.errors import UserError
 def _cmd_generate(args: argparse.Namespace) -> int:
     import time
 
-    from geex.engine.generate import TextStream, generate
+    from geex.engine.generate import generate
+    from geex.engine.streaming import HeldText
+    from geex.languages import get_language
     from geex.engine.sampling import SamplingParams
     from geex.languages.cleanup import cleanup
     from geex.models import registry
@@ -41,25 +43,22 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         prompt = tokenizer.encode_chat(tokenizer.apply_chat_template([{"role": "user", "content": prompt}]))
     model = registry.prepare_for_inference(loaded.model)
     params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
-    shown = TextStream(tokenizer)
-    printed = 0  # with --language, whole lines are printed as they come; the line that ends the
-    # function (where the stop rule cuts) is held back, so what is printed is the completion
+    # with --language, whole lines are printed as they come (the engine's hold-back): the line where
+    # the stop rule cuts is not shown, so what is printed is the completion
+    shown = HeldText(tokenizer, language=get_language(args.language) if args.language else None)
 
     def stream(_row: int, token: int) -> None:
-        nonlocal printed
-        if shown.add(token):
-            upto = shown.text.rfind("\n") + 1 if args.language else len(shown.text)
-            if upto > printed:
-                sys.stdout.write(shown.text[printed:upto])
-                sys.stdout.flush()
-                printed = upto
+        piece = shown.add(token)
+        if piece:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
 
     start = time.perf_counter()
     (out,) = generate(model, tokenizer, [prompt], args.max_new_tokens, params, language=args.language,
                       seed=args.seed, on_token=stream)
     elapsed = time.perf_counter() - start
     final = cleanup(args.language, out.text, context) if args.language else out.text
-    sys.stdout.write(final[printed:] + "\n")
+    sys.stdout.write(final[len(shown.text):] + "\n")
     sys.stdout.flush()
     if not args.quiet:
         print(f"{len(out.token_ids)} tokens in {elapsed:.2f} s ({len(out.token_ids) / elapsed:.1f} tokens/s), "

@@ -62,9 +62,9 @@ class HeldText:
                 self._end, self.stop_string = min(found)
                 self.stopped = "stop_string"
                 return self._release(self._end)
-        if self.language is not None and "\n" in text[before:] and is_finished(self.language, text):
-            self.stopped = "language"
-            self._end = len(text)
+        if self.language is not None and is_finished(self.language, text):
+            self.stopped = "language"  # whole lines only: a started line after the function is not its
+            self._end = text.rfind("\n") + 1
             return self._release(self._end)
         return self._release(self._safe_end(text))
 

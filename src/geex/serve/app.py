@@ -31,6 +31,7 @@ class ServeState:
     error: str | None = None
     started: float = field(default_factory=time.time)
     loader: threading.Thread | None = None
+    on_load_error: object = None  # called with the message when loading fails (the CLI stops the server)
 
     def metrics_reject(self, reason: str) -> None:
         self.metrics.reject(reason)
@@ -62,7 +63,7 @@ def load_engine(config: ServeConfig, metrics: Metrics) -> EngineClient:
     from geex.models import registry
 
     loaded = registry.load(config.model, dtype=_dtype(config.dtype), device=config.device, quantize=config.quantize)
-    model = loaded.model.eval().fuse_projections()
+    model = registry.prepare_for_inference(loaded.model)
     ctx = config.ctx or default_ctx(model, config.slots, config.device)
     scheduler = Scheduler(model, loaded.tokenizer, slots=config.slots, ctx=ctx, max_queue=config.max_queue,
                           prefill_chunk=config.prefill_chunk)
@@ -102,6 +103,8 @@ def create_app(config: ServeConfig, engine: EngineClient | None = None) -> FastA
                 except Exception as e:  # a bad model path, out of memory ...: /health says why
                     state.error = str(e) or type(e).__name__
                     log.error("loading the model failed: %s", state.error)
+                    if state.on_load_error is not None:
+                        state.on_load_error(state.error)
 
             state.loader = threading.Thread(target=load, name="geex-load", daemon=True)
             state.loader.start()

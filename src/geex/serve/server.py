@@ -47,5 +47,14 @@ def serve(config: ServeConfig) -> int:
     app = create_app(config)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=config.shutdown_grace_s, lifespan="on"))
+    failed: list[str] = []
+
+    def stop(message: str) -> None:  # nothing to serve: the command fails with the loader's message
+        failed.append(message)
+        server.should_exit = True
+
+    app.state.geex.on_load_error = stop
     server.run(sockets=[sock])
+    if failed:
+        raise UserError(f"cannot serve {config.model or 'the default model'}: {failed[0]}")
     return 0
