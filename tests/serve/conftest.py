@@ -74,6 +74,22 @@ def tiny_engine(slots: int = 2, ctx: int = 2048, max_queue: int | None = None, p
     return EngineClient("codegeex-tiny", sched, tokenizer, Metrics("codegeex-tiny"), meta)
 
 
+@pytest.fixture(scope="session")
+def default_model():
+    """The embedded default model, prepared as ``geex generate`` prepares it (loaded once)."""
+    from geex.models import registry
+
+    loaded = registry.load(None)
+    registry.prepare_for_inference(loaded.model)
+    return loaded
+
+
+def default_engine(loaded, slots: int = 2) -> EngineClient:
+    sched = Scheduler(loaded.model, loaded.tokenizer, slots=slots, ctx=2048)
+    meta = {"context_length": 2048, "max_concurrency": slots, "aliases": []}
+    return EngineClient(loaded.name, sched, loaded.tokenizer, Metrics(loaded.name), meta, loaded.chat_template)
+
+
 @pytest.fixture(scope="module")
 def tiny(codegeex_tokenizer) -> Iterator[Running]:
     engine = tiny_engine(tokenizer=codegeex_tokenizer, slots=2, max_queue=4, prefill_chunk=16)

@@ -17,18 +17,15 @@ import openai
 import pytest
 
 from geex.engine.generate import generate
-from geex.models import registry
 
 PROMPT = "def is_palindrome(text: str) -> bool:\n"
 OTHERS = ["# " + "x" * n + "\n" for n in (3, 40, 7, 90, 1, 25, 60, 12)]
 
 
 @pytest.fixture(scope="module")
-def reference():
+def reference(default_model):
     """The engine as ``geex generate`` runs it: the default model, prepared, greedy, batch 1."""
-    loaded = registry.load(None)
-    model = registry.prepare_for_inference(loaded.model)
-    tok = loaded.tokenizer
+    model, tok = default_model.model, default_model.tokenizer
     text = generate(model, tok, [PROMPT], 24)[0].text
     chat_ids = tok.encode_chat(tok.apply_chat_template([{"role": "user", "content": "Say hello in Python."}]))
     chat = generate(model, tok, [chat_ids], 16)[0].text
