@@ -76,6 +76,9 @@ def test_n_echo_logprobs_stop_and_token_prompts(tiny):
     (json.dumps({"prompt": ""}).encode(), 400, "prompt"),
     (json.dumps({"prompt": "x" * (3 << 20)}).encode(), 413, None),
     (json.dumps({"messages": "hi"}).encode(), 422, None),
+    (json.dumps({"prompt": "x", "seed": 2**70, "temperature": 0.5}).encode(), 422, "seed"),
+    (b'{"prompt": "\\udcff"}', 400, "prompt"),
+    (json.dumps({"messages": [{"role": "wizard", "content": "hi"}]}).encode(), 422, "messages"),
 ])
 def test_bad_requests_get_openai_errors_and_the_server_goes_on(tiny, body, status, param):
     path = "/v1/chat/completions" if b"messages" in body else "/v1/completions"

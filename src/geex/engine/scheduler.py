@@ -82,7 +82,8 @@ class Event:
     """``kind``: ``"started"`` (the request got a slot: ``cached_tokens``, ``queue_s``), ``"token"``
     (``token_id``, ``text``: newly released text, maybe "", ``logprob``, ``top_logprobs``) or
     ``"finished"`` (``finish_reason``: "stop" or "length"; ``finish_detail``: "eos", "stop_token",
-    "stop_string", "language", "length" or "cancelled"; ``text``: the released rest; ``timings``)."""
+    "stop_string", "language", "length", "cancelled" or "error"; ``text``: the released rest;
+    ``timings``)."""
 
     kind: str
     request: Request
@@ -96,6 +97,7 @@ class Event:
     finish_detail: str | None = None
     phase: str | None = None  # where a cancelled request was: "queued", "prefill" or "decode"
     timings: dict | None = None
+    error: str | None = None  # finish_detail "error": what went wrong (the request alone, or the engine)
 
 
 @dataclass
@@ -211,11 +213,11 @@ class Scheduler:
                             self._lock.wait(timeout=0.5)
                             continue
                     self._step()
-        except BaseException as e:  # the engine died: every request learns it
+        except BaseException as e:  # the engine died (a model step failed): every request learns it
             self._error = e
             with self._lock:
                 for req in (*self.queue, *(r.request for r in self.running.values())):
-                    self._finish_now(req, "error")
+                    self._finish_now(req, "error", error=f"the engine stopped: {e}")
                 self.queue.clear()
                 self.running.clear()
             raise
@@ -233,28 +235,36 @@ class Scheduler:
         waiting = []  # requests that wait for a prefix another request is computing now
         while self.queue and len(self.running) < self.n_slots:
             req = self.queue.popleft()
-            slot, common, source = self._place(req.prompt)
-            if self._coming(req.prompt) > common + self.prefill_chunk // 4:
-                waiting.append(req)
-                continue
-            # at least the prompt's last token is computed: its logits give the first new token
-            common = min(common, len(req.prompt) - 1)
-            if source != slot and common > 0:
-                self.cache.copy_prefix(source, slot, common)
-            self.history[slot] = list(req.prompt[:common]) if source != slot else self.history[slot][:common]
-            budget = min(req.max_new_tokens, self.ctx - len(req.prompt))
-            generator = None
-            if not req.params.greedy:
-                generator = torch.Generator(device=self.device)
-                if req.seed is not None:
-                    generator.manual_seed(req.seed)
-                else:
-                    generator.seed()  # a fresh nondeterministic seed
-            run = _Running(req, slot, common, HeldText(self.tokenizer, req.stop, req.language), generator,
-                           admitted=time.perf_counter(), budget=max(budget, 1))
-            self.running[slot] = run
-            req.emit(Event("started", req, cached_tokens=common, queue_s=run.admitted - req.submitted))
+            try:
+                if not self._start(req):
+                    waiting.append(req)
+            except Exception as e:  # this request's own fault (a seed out of range ...): it alone fails
+                self._finish_now(req, "error", error=f"{type(e).__name__}: {e}")
         self.queue.extendleft(reversed(waiting))
+
+    def _start(self, req: Request) -> bool:
+        """Give ``req`` a slot (False: it should wait for a prefix being computed)."""
+        generator = None
+        if not req.params.greedy:
+            generator = torch.Generator(device=self.device)
+            if req.seed is not None:
+                generator.manual_seed(req.seed)
+            else:
+                generator.seed()  # a fresh nondeterministic seed
+        slot, common, source = self._place(req.prompt)
+        if self._coming(req.prompt) > common + self.prefill_chunk // 4:
+            return False
+        # at least the prompt's last token is computed: its logits give the first new token
+        common = min(common, len(req.prompt) - 1)
+        if source != slot and common > 0:
+            self.cache.copy_prefix(source, slot, common)
+        self.history[slot] = list(req.prompt[:common]) if source != slot else self.history[slot][:common]
+        budget = min(req.max_new_tokens, self.ctx - len(req.prompt))
+        run = _Running(req, slot, common, HeldText(self.tokenizer, req.stop, req.language), generator,
+                       admitted=time.perf_counter(), budget=max(budget, 1))
+        self.running[slot] = run
+        req.emit(Event("started", req, cached_tokens=common, queue_s=run.admitted - req.submitted))
+        return True
 
     def _coming(self, prompt: list[int]) -> int:
         """The longest prefix of ``prompt`` that a request still reading its own prompt will have
@@ -316,20 +326,32 @@ class Scheduler:
             starts.append(min(len(self.history[slot]), self.ctx - 1))
         logits = self.model(torch.tensor(ids, device=self.device)[:, None], self.cache.rows(0, rows),
                             start=torch.tensor(starts, device=self.device))[:, -1]
+        # greedy rows choose together: one argmax and one copy to the host, not one a row
+        plain = [r for r in runs if r.request.params.greedy and r.request.logprobs is None]
+        chosen = {}
+        if plain:
+            rows_t = torch.tensor([r.slot for r in plain], device=self.device)
+            chosen = dict(zip((r.slot for r in plain), logits[rows_t, :self.vocab].argmax(-1).tolist()))
         for run in runs:
-            self._advance(run, logits[run.slot])
+            self._advance(run, logits[run.slot], chosen.get(run.slot))
 
-    def _advance(self, run: _Running, logits: torch.Tensor) -> None:
-        """The row's pending token is in its cache now; ``logits`` [V] choose the next one."""
+    def _advance(self, run: _Running, logits: torch.Tensor, token: int | None = None) -> None:
+        """The row's pending token is in its cache now; ``logits`` [V] choose the next one (or
+        ``token``, already chosen from them)."""
         self.history[run.slot].append(run.pending)
         run.pending = None
         if not run.request.cancelled.is_set():
-            self._accept(run, logits)
+            self._accept(run, logits, token)
 
-    def _accept(self, run: _Running, logits: torch.Tensor) -> None:
-        """Sample the row's next token from ``logits`` [V] and emit it, or finish the request."""
+    def _accept(self, run: _Running, logits: torch.Tensor, token: int | None = None) -> None:
+        """Sample the row's next token from ``logits`` [V] (unless given) and emit it, or finish the
+        request."""
         req = run.request
-        token = int(sample(logits[None], req.params, vocab_size=self.vocab, generator=run.generator)[0])
+        if token is None:
+            try:
+                token = int(sample(logits[None], req.params, vocab_size=self.vocab, generator=run.generator)[0])
+            except Exception as e:  # e.g. parameters that make the distribution NaN: this request fails
+                return self._end(run, "error", error=f"sampling failed: {type(e).__name__}: {e}")
         now = time.perf_counter()
         if run.first_token is None:
             run.first_token = now
@@ -353,12 +375,12 @@ class Scheduler:
             return self._end(run, "length")
         run.pending = token
 
-    def _end(self, run: _Running, detail: str) -> None:
+    def _end(self, run: _Running, detail: str, error: str | None = None) -> None:
         with self._lock:
             self.running.pop(run.slot, None)
-        self._finished(run, detail)
+        self._finished(run, detail, error=error)
 
-    def _finished(self, run: _Running, detail: str, phase: str | None = None) -> None:
+    def _finished(self, run: _Running, detail: str, phase: str | None = None, error: str | None = None) -> None:
         req = run.request
         now = time.perf_counter()
         rest = run.held.finish() if detail not in ("cancelled", "error") else ""
@@ -373,15 +395,16 @@ class Scheduler:
         }
         reason = "length" if detail == "length" else "stop"
         req.emit(Event("finished", req, text=rest, finish_reason=reason, finish_detail=detail, phase=phase,
-                       cached_tokens=run.cached, timings=timings))
+                       cached_tokens=run.cached, timings=timings, error=error))
 
-    def _finish_now(self, req: Request, detail: str, phase: str | None = None) -> None:
+    def _finish_now(self, req: Request, detail: str, phase: str | None = None, error: str | None = None) -> None:
         now = time.perf_counter()
         timings = {"queue_s": now - req.submitted, "prefill_s": 0.0, "ttft_s": None, "decode_s": 0.0,
                    "e2e_s": now - req.submitted, "prompt_tokens": len(req.prompt), "cached_tokens": 0,
                    "generated_tokens": 0,
                    "cancel_latency_s": (now - req.cancel_time) if req.cancel_time else None}
-        req.emit(Event("finished", req, finish_reason="stop", finish_detail=detail, phase=phase, timings=timings))
+        req.emit(Event("finished", req, finish_reason="stop", finish_detail=detail, phase=phase, timings=timings,
+                       error=error))
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse
 from geex.engine.scheduler import Event
 from geex.errors import UserError
 from geex.serve.completions import (
-    _check_failed, check_model, engine, new_requests, server_timing, summary, usage,
+    _check_failed, check_model, engine, error_frame, new_requests, server_timing, summary, usage,
 )
 from geex.serve.engine_client import ClientGone, EngineClient, Generation
 from geex.serve.errors import ApiError
@@ -35,6 +35,9 @@ def _render(client: EngineClient, body: ChatCompletionRequest) -> list[int]:
         return tok.encode_chat(tok.apply_chat_template(messages))
     except UserError as e:
         raise ApiError(400, str(e), param="messages") from None
+    except Exception as e:  # the template's own failure on these messages (jinja): the request's problem
+        raise ApiError(400, f"the chat template cannot render these messages: {type(e).__name__}: {e}",
+                       param="messages") from None
 
 
 def _logprob_entry(client: EngineClient, token: int, logprob: float | None, top) -> dict:
@@ -103,8 +106,7 @@ async def _stream(gen: Generation, client: EngineClient, rid: str, created: int,
                     yield chunk(i, {"content": ev.text}, None, lp)
             else:
                 if ev.finish_detail == "error":
-                    yield json.dumps({"error": {"message": "the engine stopped while generating",
-                                                "type": "server_error", "param": None, "code": "engine_unavailable"}})
+                    yield error_frame(ev)
                     return
                 finals.append(ev)
                 yield chunk(i, {"content": ev.text} if ev.text else {}, ev.finish_reason)

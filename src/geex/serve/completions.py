@@ -85,7 +85,8 @@ def new_requests(client: EngineClient, body: SamplingFields, prompts: Sequence[l
             out.append(Request(
                 prompt=list(prompt), max_new_tokens=n_tokens, emit=lambda ev: None, params=params, stop=stop,
                 stop_token_ids=frozenset(body.stop_token_ids or ()),
-                seed=None if body.seed is None else body.seed + j, ignore_eos=body.ignore_eos, logprobs=logprobs,
+                seed=None if body.seed is None else (body.seed + j) % 2**63, ignore_eos=body.ignore_eos,
+                logprobs=logprobs,
             ))
     return out
 
@@ -212,7 +213,19 @@ async def create_completion(body: CompletionRequest, http: HttpRequest,
 
 def _check_failed(final: Event) -> None:
     if final.finish_detail == "error":
-        raise ApiError(503, "the engine stopped while generating", code="engine_unavailable")
+        raise ApiError(*failure(final))
+
+
+def failure(final: Event) -> tuple[int, str]:
+    """Status and message of a request that failed: 503 when the engine stopped, else 500."""
+    message = final.error or "generation failed"
+    return (503 if message.startswith("the engine stopped") else 500), message
+
+
+def error_frame(final: Event) -> str:
+    status, message = failure(final)
+    return json.dumps({"error": {"message": message, "type": "server_error", "param": None,
+                                 "code": "engine_unavailable" if status == 503 else "generation_failed"}})
 
 
 async def _stream(gen: Generation, client: EngineClient, rid: str, created: int, body: CompletionRequest,
@@ -237,8 +250,7 @@ async def _stream(gen: Generation, client: EngineClient, rid: str, created: int,
                     yield chunk(i, ev.text, entry, None)
             else:
                 if ev.finish_detail == "error":
-                    yield json.dumps({"error": {"message": "the engine stopped while generating",
-                                                "type": "server_error", "param": None, "code": "engine_unavailable"}})
+                    yield error_frame(ev)
                     return
                 finals.append(ev)
                 yield chunk(i, ev.text, None, ev.finish_reason)

@@ -33,6 +33,10 @@ class EngineClient:
     chat_template: str | None = None
 
     def encode(self, text: str) -> list[int]:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # JSON may carry a lone surrogate ("\udcff"): no text is made of it
+            raise ApiError(400, "the prompt is not valid Unicode text (a lone surrogate)", param="prompt") from None
         return self.tokenizer.encode_batch([text])[0]
 
     def generation(self, requests: list[Request], endpoint: str) -> "Generation":

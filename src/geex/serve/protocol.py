@@ -33,7 +33,7 @@ class SamplingFields(_Body):
     n: int = Field(default=1, ge=1, le=MAX_N)
     stop: str | list[str] | None = None
     stop_token_ids: list[int] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
     stream: bool = False
     stream_options: StreamOptions | None = None
     ignore_eos: bool = False

@@ -1,0 +1,395 @@
+"""How fast does ``geex serve`` answer, against the engine's own offline batch step and a baseline
+measured in the same run?
+
+``gpu``: Qwen2.5-Coder-1.5B- and 7B-shaped Llama models with random weights (bf16), token-id
+requests over HTTP from a separate client process (so the clients do not share the server's
+interpreter): throughput at 1/8/32/64 concurrent streams, TTFT p50/p99, inter-token latency p50/p99;
+TTFT of a 1.5K-token prompt on the idle server; the server's time per decode step at 32 streams
+against ``generate``'s offline step at batch 32 (the server and scheduler overhead); baseline:
+``transformers`` ``generate`` with its static cache at the same batch sizes on the same GPU.
+
+``cpu``: the embedded default model on this machine's cores, end to end over HTTP: a cold
+512-token prompt + 32 tokens, and a keystroke (the same prompt plus a few characters: cached prefix)
++ 32 tokens, TTFT and total; optionally against llama.cpp's ``llama-server`` on the same GGUF and the
+same requests (``--llama-server PATH``: build it yourself, see ``docs/serving.md``).
+
+Writes benchmarks/results/serve_{gpu,cpu}.{json,md} with the card, date and commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = {  # Qwen2.5-Coder configs (config.json of the released models)
+    "qwen2.5-coder-1.5b": dict(n_layer=28, n_embd=1536, n_head=12, n_kv_head=2, intermediate_size=8960,
+                               vocab_size=151936, rope_theta=1e6, qkv_bias=True, tie_embeddings=True),
+    "qwen2.5-coder-7b": dict(n_layer=28, n_embd=3584, n_head=28, n_kv_head=4, intermediate_size=18944,
+                             vocab_size=152064, rope_theta=1e6, qkv_bias=True, tie_embeddings=False),
+}
+
+
+class IdTokenizer:
+    """Token-id requests: text is irrelevant, so decoding is a cheap stand-in (one letter a token)."""
+
+    def __init__(self, vocab: int) -> None:
+        self.vocab_size = vocab
+        self.eos_id = vocab - 1
+        self.stop_ids = frozenset({vocab - 1})
+
+    def encode_batch(self, texts):
+        return [[ord(c) % 1000 + 1 for c in t] for t in texts]
+
+    def decode(self, ids) -> str:
+        return "".join(chr(97 + i % 26) for i in ids)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+# -- the client process ---------------------------------------------------------------------------------
+async def _stream(client, url: str, body: dict) -> dict:
+    import httpx  # noqa: F401  (the client's own import, in its own process)
+
+    start = time.perf_counter()
+    stamps = []
+    async with client.stream("POST", url + "/v1/completions", json=body) as r:
+        if r.status_code != 200:
+            return {"error": r.status_code}
+        async for line in r.aiter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                chunk = json.loads(line[6:])
+                if chunk.get("choices") and chunk["choices"][0].get("text"):
+                    stamps.append(time.perf_counter())
+    if not stamps:
+        return {"error": "no tokens"}
+    return {"ttft": stamps[0] - start, "itl": [b - a for a, b in zip(stamps, stamps[1:])], "tokens": len(stamps),
+            "e2e": time.perf_counter() - start}
+
+
+def clients_main(args: argparse.Namespace) -> None:
+    """``serve.py _clients``: ``--streams`` concurrent clients, each sending ``--requests`` in turn."""
+    import httpx
+
+    rng = random.Random(0)
+
+    async def one_client(k: int, out: list) -> None:
+        async with httpx.AsyncClient(timeout=600) as c:
+            for i in range(args.requests):
+                prompt = [rng.randrange(1, 30000) for _ in range(args.prompt_len)]
+                out.append(await _stream(c, args.url, {"prompt": prompt, "max_tokens": args.new, "temperature": 0,
+                                                        "ignore_eos": True, "stream": True}))
+
+    async def main() -> dict:
+        out: list = []
+        start = time.perf_counter()
+        await asyncio.gather(*(one_client(k, out) for k in range(args.streams)))
+        wall = time.perf_counter() - start
+        ok = [r for r in out if "error" not in r]
+        itl = [x for r in ok for x in r["itl"]]
+        return {"streams": args.streams, "requests": len(out), "errors": len(out) - len(ok),
+                "tokens_per_s": sum(r["tokens"] for r in ok) / wall, "wall_s": wall,
+                "ttft_p50_ms": 1000 * pct([r["ttft"] for r in ok], 0.5), "ttft_p99_ms": 1000 * pct([r["ttft"] for r in ok], 0.99),
+                "itl_p50_ms": 1000 * pct(itl, 0.5), "itl_p99_ms": 1000 * pct(itl, 0.99)}
+
+    print(json.dumps(asyncio.run(main())))
+
+
+def run_clients(url: str, streams: int, requests: int, prompt_len: int, new: int) -> dict:
+    r = subprocess.run([sys.executable, __file__, "_clients", "--url", url, "--streams", str(streams),
+                        "--requests", str(requests), "--prompt-len", str(prompt_len), "--new", str(new)],
+                       capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# -- the server, in this process --------------------------------------------------------------------------
+def start_server(engine):
+    import socket
+
+    import uvicorn
+
+    from geex.serve.app import create_app
+    from geex.serve.config import ServeConfig
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(512)
+    app = create_app(ServeConfig(port=0), engine=engine)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    while not server.started:
+        time.sleep(0.01)
+    return server, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def engine_for(model, tokenizer, name: str, slots: int, ctx: int):
+    from geex.engine.scheduler import Scheduler
+    from geex.serve.engine_client import EngineClient
+    from geex.serve.metrics import Metrics
+
+    sched = Scheduler(model, tokenizer, slots=slots, ctx=ctx, prefill_chunk=512)
+    return EngineClient(name, sched, tokenizer, Metrics(name), {"context_length": ctx})
+
+
+# -- gpu ---------------------------------------------------------------------------------------------------
+def offline_step_ms(model, batch: int, prompt: int, new: int) -> float:
+    """``generate``'s time per decode step at ``batch`` (eager step, as the scheduler's)."""
+    import torch
+
+    from geex.engine.generate import generate
+
+    ids = [[random.randrange(1, 30000) for _ in range(prompt)] for _ in range(batch)]
+    tok = IdTokenizer(model.config.vocab_size)
+    generate(model, tok, ids, 4, ignore_eos=True, step="eager")
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    generate(model, tok, ids, 2, ignore_eos=True, step="eager")
+    torch.cuda.synchronize()
+    prefill = time.perf_counter() - t
+    t = time.perf_counter()
+    generate(model, tok, ids, new, ignore_eos=True, step="eager")
+    torch.cuda.synchronize()
+    return 1000 * (time.perf_counter() - t - prefill) / (new - 2)
+
+
+def transformers_baseline(shape: dict, batches: list[int], prompt: int, new: int) -> dict:
+    """``transformers`` ``generate`` with its static cache (compiled decode where it works)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(hidden_size=shape["n_embd"], num_hidden_layers=shape["n_layer"],
+                      num_attention_heads=shape["n_head"], num_key_value_heads=shape["n_kv_head"],
+                      intermediate_size=shape["intermediate_size"], vocab_size=shape["vocab_size"],
+                      rope_theta=shape["rope_theta"], tie_word_embeddings=shape["tie_embeddings"],
+                      max_position_embeddings=4096)
+    with torch.device("cuda"):
+        model = Qwen2ForCausalLM(cfg).to(torch.bfloat16).eval()
+    out = {}
+    for b in batches:
+        ids = torch.randint(1, 30000, (b, prompt), device="cuda")
+        kw = dict(max_new_tokens=new, min_new_tokens=new, do_sample=False, cache_implementation="static",
+                  pad_token_id=0)
+        model.generate(ids, **{**kw, "max_new_tokens": 4, "min_new_tokens": 4})
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        model.generate(ids, **kw)
+        torch.cuda.synchronize()
+        out[b] = b * new / (time.perf_counter() - t)
+    del model
+    torch.cuda.empty_cache()
+    return out
+
+
+def gpu_main(args: argparse.Namespace) -> dict:
+    import torch
+
+    from geex.models.llama import LlamaConfig
+    from geex.models.registry import prepare_for_inference
+
+    streams = [int(s) for s in args.streams.split(",")]
+    results = {"mode": "gpu", "card": torch.cuda.get_device_name(), "shapes": {}}
+    for name in args.shapes.split(","):
+        shape = SHAPES[name]
+        cfg = LlamaConfig(n_positions=4096, **shape)
+        with torch.device("cuda"):
+            model = cfg.build()
+        model.init_weights(torch.Generator(device="cuda").manual_seed(0))
+        model = prepare_for_inference(model.to(torch.bfloat16))
+        tok = IdTokenizer(cfg.vocab_size)
+        row = {"streams": {}}
+        engine = engine_for(model, tok, name, slots=max(streams), ctx=args.prompt_len + args.new + 8)
+        server, url = start_server(engine)
+        run_clients(url, 1, 2, args.prompt_len, 8)  # warm-up
+        for s in streams:
+            row["streams"][s] = run_clients(url, s, args.requests, args.prompt_len, args.new)
+            print(name, s, row["streams"][s], file=sys.stderr, flush=True)
+        server.should_exit = True
+        engine.scheduler.close()
+        # TTFT of a 1.5K-token prompt on an idle server (one slot, long context)
+        engine = engine_for(model, tok, name, slots=1, ctx=2048)
+        server, url = start_server(engine)
+        run_clients(url, 1, 1, 1500, 2)
+        row["ttft_1500_idle"] = run_clients(url, 1, 5, 1500, 2)
+        server.should_exit = True
+        engine.scheduler.close()
+        if 32 in streams:
+            step = offline_step_ms(model, 32, args.prompt_len, args.new)
+            served = 1000 * 32 / row["streams"][32]["tokens_per_s"]
+            row["offline_step_ms_b32"] = step
+            row["server_step_ms_b32"] = served
+            row["overhead_b32"] = served / step - 1
+        del model, engine
+        torch.cuda.empty_cache()
+        if not args.no_baseline:
+            row["transformers_tokens_per_s"] = transformers_baseline(shape, streams, args.prompt_len, args.new)
+        results["shapes"][name] = row
+    return results
+
+
+# -- cpu ---------------------------------------------------------------------------------------------------
+def cpu_main(args: argparse.Namespace) -> dict:
+    import httpx
+
+    from geex.models import registry
+
+    loaded = registry.load(None)
+    registry.prepare_for_inference(loaded.model)
+    engine = engine_for(loaded.model, loaded.tokenizer, loaded.name, slots=1, ctx=2048)
+    server, url = start_server(engine)
+    code = (ROOT / "src/geex/engine/scheduler.py").read_text()
+    ids = loaded.tokenizer.encode_batch([code])[0][:512]
+    cold = loaded.tokenizer.decode(ids)
+
+    def timed(base: str, body: dict, path: str = "/v1/completions") -> dict:
+        start = time.perf_counter()
+        first = None
+        with httpx.Client(timeout=600) as c, c.stream("POST", base + path, json=body) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: ") and first is None and '"text": ""' not in line and "[DONE]" not in line:
+                    first = time.perf_counter()
+        return {"ttft_ms": 1000 * (first - start), "e2e_ms": 1000 * (time.perf_counter() - start)}
+
+    results = {"mode": "cpu", "cores": os.cpu_count(), "geex": {}, "llama.cpp": None}
+    body = {"prompt": cold, "max_tokens": 32, "temperature": 0, "stream": True, "ignore_eos": True}
+    runs = []
+    for k in range(args.repeats):  # cold: a different first token each time, so nothing is cached
+        runs.append(timed(url, {**body, "prompt": f"# {k}\n" + cold}))
+    results["geex"]["cold_512_32"] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    keys = []
+    typed = cold
+    for k in range(args.repeats):
+        typed += "x"
+        keys.append(timed(url, {**body, "prompt": typed}))
+    results["geex"]["keystroke_32"] = {key: statistics.median(r[key] for r in keys) for key in keys[0]}
+    server.should_exit = True
+    engine.scheduler.close()
+    if args.llama_server:
+        results["llama.cpp"] = llama_cpp(args, cold, timed)
+    return results
+
+
+def llama_cpp(args, cold: str, timed) -> dict:
+    import socket
+
+    import httpx
+
+    from geex.models.registry import default_model_path
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen([args.llama_server, "-m", str(default_model_path()), "--port", str(port), "-np", "1",
+                             "-c", "2048", "-t", str(os.cpu_count())], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        body = {"prompt": cold, "max_tokens": 32, "temperature": 0, "stream": True, "ignore_eos": True}
+        runs = [timed(base, {**body, "prompt": f"# {k}\n" + cold}) for k in range(args.repeats)]
+        typed, keys = cold, []
+        for _ in range(args.repeats):
+            typed += "x"
+            keys.append(timed(base, {**body, "prompt": typed}))
+        return {"cold_512_32": {k: statistics.median(r[k] for r in runs) for k in runs[0]},
+                "keystroke_32": {k: statistics.median(r[k] for r in keys) for k in keys[0]}}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+# -- results ------------------------------------------------------------------------------------------------
+def write(results: dict, out: Path) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    results |= {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
+                "machine": {"platform": platform.platform(), "cores": os.cpu_count()}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [f"# geex serve — {results['mode']}, {results['date']}, commit {commit}", ""]
+    if results["mode"] == "gpu":
+        lines.append(f"Card: {results['card']}. Random weights, bf16, token-id requests over HTTP from a separate "
+                     "client process; greedy, EOS ignored.")
+        for name, row in results["shapes"].items():
+            lines += ["", f"## {name}", "", "| streams | tokens/s | transformers tokens/s | ratio | TTFT p50 / p99 ms | "
+                      "ITL p50 / p99 ms | errors |", "|---|---|---|---|---|---|---|"]
+            base = row.get("transformers_tokens_per_s", {})
+            for s, r in row["streams"].items():
+                b = base.get(s) or base.get(str(s))
+                ratio = f"{r['tokens_per_s'] / b:.2f}×" if b else "—"
+                lines.append(f"| {s} | {r['tokens_per_s']:.0f} | {b:.0f} | {ratio} | {r['ttft_p50_ms']:.1f} / "
+                             f"{r['ttft_p99_ms']:.1f} | {r['itl_p50_ms']:.1f} / {r['itl_p99_ms']:.1f} | {r['errors']} |"
+                             if b else f"| {s} | {r['tokens_per_s']:.0f} | — | — | {r['ttft_p50_ms']:.1f} / "
+                             f"{r['ttft_p99_ms']:.1f} | {r['itl_p50_ms']:.1f} / {r['itl_p99_ms']:.1f} | {r['errors']} |")
+            t = row["ttft_1500_idle"]
+            lines.append(f"\nTTFT of a 1500-token prompt, idle server: p50 {t['ttft_p50_ms']:.1f} ms.")
+            if "overhead_b32" in row:
+                lines.append(f"At 32 streams: {row['server_step_ms_b32']:.2f} ms a step served against "
+                             f"{row['offline_step_ms_b32']:.2f} ms offline (`generate`, eager step): overhead "
+                             f"{100 * row['overhead_b32']:.0f} %.")
+    else:
+        lines.append(f"{results['cores']} CPU cores, the default model (SmolLM2-135M-Instruct), one slot, HTTP "
+                     "streaming; medians.")
+        lines += ["", "| request | geex TTFT ms | geex total ms | llama.cpp TTFT ms | llama.cpp total ms |", "|---|---|---|---|---|"]
+        for key, label in (("cold_512_32", "cold 512-token prompt + 32 tokens"),
+                           ("keystroke_32", "keystroke (cached prefix + 1 char) + 32 tokens")):
+            g, l = results["geex"][key], (results["llama.cpp"] or {}).get(key)
+            lines.append(f"| {label} | {g['ttft_ms']:.0f} | {g['e2e_ms']:.0f} | "
+                         + (f"{l['ttft_ms']:.0f} | {l['e2e_ms']:.0f} |" if l else "— | — |"))
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="mode", required=True)
+    g = sub.add_parser("gpu")
+    g.add_argument("--shapes", default=",".join(SHAPES))
+    g.add_argument("--streams", default="1,8,32,64")
+    g.add_argument("--requests", type=int, default=3, help="requests each stream sends in turn")
+    g.add_argument("--prompt-len", type=int, default=512)
+    g.add_argument("--new", type=int, default=128)
+    g.add_argument("--no-baseline", action="store_true")
+    g.add_argument("--out", default=str(ROOT / "benchmarks/results/serve_gpu"))
+    c = sub.add_parser("cpu")
+    c.add_argument("--repeats", type=int, default=3)
+    c.add_argument("--llama-server", help="a llama-server binary for the baseline")
+    c.add_argument("--out", default=str(ROOT / "benchmarks/results/serve_cpu"))
+    cl = sub.add_parser("_clients")
+    for flag in ("--streams", "--requests", "--prompt-len", "--new"):
+        cl.add_argument(flag, type=int, required=True)
+    cl.add_argument("--url", required=True)
+    args = ap.parse_args()
+    if args.mode == "_clients":
+        return clients_main(args)
+    results = gpu_main(args) if args.mode == "gpu" else cpu_main(args)
+    write(results, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
