@@ -38,7 +38,16 @@ SHAPES = {  # Qwen2.5-Coder configs (config.json of the released models)
                                vocab_size=151936, rope_theta=1e6, qkv_bias=True, tie_embeddings=True),
     "qwen2.5-coder-7b": dict(n_layer=28, n_embd=3584, n_head=28, n_kv_head=4, intermediate_size=18944,
                              vocab_size=152064, rope_theta=1e6, qkv_bias=True, tie_embeddings=False),
+    "tiny": dict(n_layer=2, n_embd=64, n_head=4, n_kv_head=2, intermediate_size=128, vocab_size=32000,
+                 rope_theta=1e6, qkv_bias=True, tie_embeddings=True),  # a smoke test of this script
 }
+
+
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        sync()
 
 
 class IdTokenizer:
@@ -159,18 +168,18 @@ def offline_step_ms(model, batch: int, prompt: int, new: int) -> float:
     ids = [[random.randrange(1, 30000) for _ in range(prompt)] for _ in range(batch)]
     tok = IdTokenizer(model.config.vocab_size)
     generate(model, tok, ids, 4, ignore_eos=True, step="eager")
-    torch.cuda.synchronize()
+    sync()
     t = time.perf_counter()
     generate(model, tok, ids, 2, ignore_eos=True, step="eager")
-    torch.cuda.synchronize()
+    sync()
     prefill = time.perf_counter() - t
     t = time.perf_counter()
     generate(model, tok, ids, new, ignore_eos=True, step="eager")
-    torch.cuda.synchronize()
+    sync()
     return 1000 * (time.perf_counter() - t - prefill) / (new - 2)
 
 
-def transformers_baseline(shape: dict, batches: list[int], prompt: int, new: int) -> dict:
+def transformers_baseline(shape: dict, batches: list[int], prompt: int, new: int, device: str = "cuda") -> dict:
     """``transformers`` ``generate`` with its static cache (compiled decode where it works)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -180,21 +189,22 @@ def transformers_baseline(shape: dict, batches: list[int], prompt: int, new: int
                       intermediate_size=shape["intermediate_size"], vocab_size=shape["vocab_size"],
                       rope_theta=shape["rope_theta"], tie_word_embeddings=shape["tie_embeddings"],
                       max_position_embeddings=4096)
-    with torch.device("cuda"):
+    with torch.device(device):
         model = Qwen2ForCausalLM(cfg).to(torch.bfloat16).eval()
     out = {}
     for b in batches:
-        ids = torch.randint(1, 30000, (b, prompt), device="cuda")
+        ids = torch.randint(1, 30000, (b, prompt), device=device)
         kw = dict(max_new_tokens=new, min_new_tokens=new, do_sample=False, cache_implementation="static",
                   pad_token_id=0)
         model.generate(ids, **{**kw, "max_new_tokens": 4, "min_new_tokens": 4})
-        torch.cuda.synchronize()
+        sync()
         t = time.perf_counter()
         model.generate(ids, **kw)
-        torch.cuda.synchronize()
+        sync()
         out[b] = b * new / (time.perf_counter() - t)
     del model
-    torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return out
 
 
@@ -205,13 +215,15 @@ def gpu_main(args: argparse.Namespace) -> dict:
     from geex.models.registry import prepare_for_inference
 
     streams = [int(s) for s in args.streams.split(",")]
-    results = {"mode": "gpu", "card": torch.cuda.get_device_name(), "shapes": {}}
+    device = args.device
+    card = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "cpu"
+    results = {"mode": "gpu", "card": card, "shapes": {}}
     for name in args.shapes.split(","):
         shape = SHAPES[name]
         cfg = LlamaConfig(n_positions=4096, **shape)
-        with torch.device("cuda"):
+        with torch.device(device):
             model = cfg.build()
-        model.init_weights(torch.Generator(device="cuda").manual_seed(0))
+        model.init_weights(torch.Generator(device=device).manual_seed(0))
         model = prepare_for_inference(model.to(torch.bfloat16))
         tok = IdTokenizer(cfg.vocab_size)
         row = {"streams": {}}
@@ -237,10 +249,12 @@ def gpu_main(args: argparse.Namespace) -> dict:
             row["server_step_ms_b32"] = served
             row["overhead_b32"] = served / step - 1
         del model, engine
-        torch.cuda.empty_cache()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         if not args.no_baseline:
-            row["transformers_tokens_per_s"] = transformers_baseline(shape, streams, args.prompt_len, args.new)
+            row["transformers_tokens_per_s"] = transformers_baseline(shape, streams, args.prompt_len, args.new, device)
         results["shapes"][name] = row
+        write(dict(results), Path(args.out))  # what is measured so far survives a later failure
     return results
 
 
@@ -325,6 +339,7 @@ def llama_cpp(args, cold: str, timed) -> dict:
 
 # -- results ------------------------------------------------------------------------------------------------
 def write(results: dict, out: Path) -> None:
+    results = dict(results)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     results |= {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
@@ -375,6 +390,7 @@ def main() -> None:
     g.add_argument("--prompt-len", type=int, default=512)
     g.add_argument("--new", type=int, default=128)
     g.add_argument("--no-baseline", action="store_true")
+    g.add_argument("--device", default="cuda")
     g.add_argument("--out", default=str(ROOT / "benchmarks/results/serve_gpu"))
     c = sub.add_parser("cpu")
     c.add_argument("--repeats", type=int, default=3)

@@ -282,3 +282,20 @@ def test_held_text_never_shows_a_split_stop_string(codegeex_tokenizer):
         out = partial.add(t)
         assert "= 2" not in partial.text or partial.text.endswith("\n")
     assert partial.finish() != "" or partial.text.endswith("\n")
+
+
+def test_a_request_that_fails_alone_does_not_stop_the_engine(model, tok):
+    """A seed torch cannot take fails that request ("error", with the reason); the next one runs."""
+    sched = Scheduler(model, tok, slots=2, ctx=128)
+    try:
+        c = Collector()
+        bad = c.request(tok.encode("x"), 4, params=SamplingParams(temperature=0.7), seed=2**70)
+        good = c.request(tok.encode(PROMPTS[0]), 5)
+        sched.submit(bad)
+        sched.submit(good)
+        c.wait()
+        assert c.final(bad).finish_detail == "error" and "Overflow" in c.final(bad).error
+        assert c.tokens(good) == generate(model, tok, [PROMPTS[0]], 5)[0].token_ids
+        assert sched.error is None and sched.stats()["alive"]
+    finally:
+        sched.close()
