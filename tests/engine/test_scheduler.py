@@ -105,7 +105,12 @@ def test_per_row_positions_equal_each_whole_sequence(make):
             torch.testing.assert_close(out[0, -1], whole[r][len(s) - 3], rtol=1e-5, atol=1e-5)
         for k in (2, 1):
             ids = torch.stack([s[-k] for s in seqs])[:, None]
-            out = m(ids, cache, start=torch.tensor([len(s) - k for s in seqs]))
+            starts = torch.tensor([len(s) - k for s in seqs])
+            # the fixed-shape form a CUDA graph captures (every slot under the mask) agrees, and
+            # writes the same keys/values
+            static = m(ids, cache.rows(0, 3, static=True), start=starts)
+            out = m(ids, cache, start=starts)
+            torch.testing.assert_close(static, out, rtol=1e-5, atol=1e-5)
             for r, s in enumerate(seqs):
                 torch.testing.assert_close(out[r, 0], whole[r][len(s) - k], rtol=1e-5, atol=1e-5)
 
@@ -297,5 +302,23 @@ def test_a_request_that_fails_alone_does_not_stop_the_engine(model, tok):
         assert c.final(bad).finish_detail == "error" and "Overflow" in c.final(bad).error
         assert c.tokens(good) == generate(model, tok, [PROMPTS[0]], 5)[0].token_ids
         assert sched.error is None and sched.stats()["alive"]
+    finally:
+        sched.close()
+
+
+def test_graph_steps_fall_back_to_eager_where_capture_fails(model, tok):
+    """Without CUDA the graph capture fails: the scheduler says so once and decodes eagerly, with
+    the same tokens."""
+    sched = Scheduler(model, tok, slots=3, ctx=128, graphs=True)
+    try:
+        c = Collector()
+        reqs = [c.request(tok.encode(p), 6) for p in PROMPTS[:3]]
+        with pytest.warns(RuntimeWarning, match="eagerly"):
+            for r in reqs:
+                sched.submit(r)
+            c.wait()
+        for r, p in zip(reqs, PROMPTS):
+            assert c.tokens(r) == generate(model, tok, [p], 6)[0].token_ids
+        assert not sched.graphs and sched.error is None
     finally:
         sched.close()

@@ -40,3 +40,31 @@ class GraphedDecodeStep:
         self.slot.fill_(slot)
         self.graph.replay()
         return self.logits
+
+
+class GraphedRowsStep:
+    """``step(ids[B], starts[B]) -> logits[B, V]``: one token for each of rows 0..B-1 of a static
+    cache view, each at its own position (continuous batching), captured once and replayed. The
+    scheduler keeps one for each batch-size bucket."""
+
+    def __init__(self, model: nn.Module, view: KVCache, warmup: int = 2) -> None:
+        device = view.k.device
+        batch = view.k.shape[1]
+        self.ids = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        # warm-up and capture write into each row's last slot: never read before it is written
+        self.start = torch.full((batch,), view.max_len - 1, dtype=torch.long, device=device)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                model(self.ids, view, start=self.start)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = model(self.ids, view, start=self.start)[:, -1]
+
+    def __call__(self, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        self.ids.copy_(ids.view(-1, 1))
+        self.start.copy_(starts)
+        self.graph.replay()
+        return self.logits

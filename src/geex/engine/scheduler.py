@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -123,7 +124,7 @@ class Scheduler:
     """Continuous batching over ``slots`` KV rows of ``ctx`` positions for one model."""
 
     def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, slots: int = 1, ctx: int | None = None,
-                 max_queue: int | None = None, prefill_chunk: int = 256) -> None:
+                 max_queue: int | None = None, prefill_chunk: int = 256, graphs: bool | None = None) -> None:
         if slots < 1:
             raise ValueError("slots must be at least 1")
         self.model = model
@@ -137,6 +138,9 @@ class Scheduler:
         self.cache = KVCache(cfg, slots, self.ctx, device=self.device, dtype=model.dtype)
         self.vocab = min(cfg.vocab_size, tokenizer.vocab_size)
         self.history: list[list[int]] = [[] for _ in range(slots)]  # tokens each row's cache holds
+        # decode steps of several rows: a CUDA graph per batch-size bucket (captured on first use), or eager
+        self.graphs = self.device.type == "cuda" if graphs is None else graphs
+        self._graphs: dict[int, object] = {}
         self.running: dict[int, _Running] = {}  # slot -> request
         self.queue: deque[Request] = deque()
         self._lock = threading.Condition()
@@ -324,8 +328,7 @@ class Scheduler:
             # real token overwrites it
             ids.append(run.pending if run is not None else self.tokenizer.eos_id)
             starts.append(min(len(self.history[slot]), self.ctx - 1))
-        logits = self.model(torch.tensor(ids, device=self.device)[:, None], self.cache.rows(0, rows),
-                            start=torch.tensor(starts, device=self.device))[:, -1]
+        logits = self._rows_step(rows, ids, starts)
         # greedy rows choose together: one argmax and one copy to the host, not one a row
         plain = [r for r in runs if r.request.params.greedy and r.request.logprobs is None]
         chosen = {}
@@ -334,6 +337,29 @@ class Scheduler:
             chosen = dict(zip((r.slot for r in plain), logits[rows_t, :self.vocab].argmax(-1).tolist()))
         for run in runs:
             self._advance(run, logits[run.slot], chosen.get(run.slot))
+
+    def _rows_step(self, rows: int, ids: list[int], starts: list[int]) -> torch.Tensor:
+        """Logits [rows, V] of one token for each of rows 0..rows-1 at its own position: the
+        bucket's CUDA graph (rows padded to a power of two with dummy rows), or an eager step."""
+        if not self.graphs:
+            return self.model(torch.tensor(ids, device=self.device)[:, None], self.cache.rows(0, rows),
+                              start=torch.tensor(starts, device=self.device))[:, -1]
+        from geex.engine.cuda_graph import GraphedRowsStep
+
+        bucket = min(1 << (rows - 1).bit_length(), self.n_slots)
+        for slot in range(rows, bucket):  # dummy rows: just past what their cache holds, as idle rows
+            ids.append(self.tokenizer.eos_id)
+            starts.append(min(len(self.history[slot]), self.ctx - 1))
+        step = self._graphs.get(bucket)
+        if step is None:
+            try:
+                step = self._graphs[bucket] = GraphedRowsStep(self.model, self.cache.rows(0, bucket, static=True))
+            except Exception as e:  # a model or kernel that cannot be captured: eager steps, said once
+                warnings.warn(f"decode steps run eagerly: capturing a CUDA graph failed ({e})", RuntimeWarning,
+                              stacklevel=2)
+                self.graphs = False
+                return self._rows_step(rows, ids[:rows], starts[:rows])
+        return step(torch.tensor(ids, device=self.device), torch.tensor(starts, device=self.device))[:rows]
 
     def _advance(self, run: _Running, logits: torch.Tensor, token: int | None = None) -> None:
         """The row's pending token is in its cache now; ``logits`` [V] choose the next one (or

@@ -7,7 +7,8 @@ attends to its padding. A 0-dim tensor ``start`` makes a *static* step: attentio
 slot under a mask, so shapes and control flow do not depend on the position (one CUDA graph serves
 every step). A 1-dim tensor ``start[B]`` gives every row *its own* position (continuous batching:
 rows hold unrelated requests, each at its own length); attention spans the slots up to the furthest
-row, each row masked to its own.
+row (every slot, for a cache view made ``static``: what a CUDA graph captures), each row masked to
+its own.
 """
 
 from __future__ import annotations
@@ -59,9 +60,12 @@ def _per_row_inputs(ids: torch.Tensor, cache: KVCache | None, start: torch.Tenso
     if start.shape != (b,):
         raise ValueError(f"per-row start of shape {tuple(start.shape)} for a batch of {b}")
     slots = start[:, None] + torch.arange(t, device=ids.device)  # [B, T]
-    span = int(slots.max()) + 1
-    if span > cache.max_len:
-        raise ValueError(f"sequence of {span} tokens exceeds the context of {cache.max_len}")
+    if getattr(cache, "static", False):  # fixed shapes (a CUDA graph): every slot, under the mask
+        span = cache.max_len
+    else:
+        span = int(slots.max()) + 1
+        if span > cache.max_len:
+            raise ValueError(f"sequence of {span} tokens exceeds the context of {cache.max_len}")
     keys = torch.arange(span, device=ids.device)
     allowed = keys[None, None, :] <= slots[:, :, None]
     pos = slots

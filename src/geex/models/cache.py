@@ -24,8 +24,9 @@ class LayerCache:
     """One layer's slice: [batch, kv heads, max_len, head_dim] (``counts``: scratch counters of the GPU
     decode-attention kernel)."""
 
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, counts: torch.Tensor | None = None) -> None:
-        self.k, self.v, self.counts = k, v, counts
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, counts: torch.Tensor | None = None,
+                 static: bool = False) -> None:
+        self.k, self.v, self.counts, self.static = k, v, counts, static
 
     def store(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write the new positions; return keys/values of positions 0..start+t-1 -- or, for a tensor
@@ -36,6 +37,8 @@ class LayerCache:
             rows = torch.arange(k.shape[0], device=k.device)[:, None]
             self.k[rows, :, start] = k.transpose(1, 2)
             self.v[rows, :, start] = v.transpose(1, 2)
+            if self.static:
+                return self.k, self.v
             span = int(start.max()) + 1
             return self.k[:, :, :span], self.v[:, :, :span]
         if isinstance(start, torch.Tensor):
@@ -62,18 +65,21 @@ class KVCache:
         heads = getattr(cfg, "n_head", cfg.n_kv_head)
         self.counts = torch.zeros(cfg.cache_layers, batch * heads, device=device, dtype=torch.int32)
         self.max_len = max_len
+        self.static = False  # per-row steps attend over every slot (fixed shapes for a CUDA graph)
 
     def layer(self, i: int) -> LayerCache:
-        return LayerCache(self.k[i], self.v[i], self.counts[i])
+        return LayerCache(self.k[i], self.v[i], self.counts[i], self.static)
 
-    def rows(self, first: int, end: int) -> "KVCache":
+    def rows(self, first: int, end: int, static: bool = False) -> "KVCache":
         """Rows ``first..end-1`` as a cache of their own that shares this one's memory (a view: what
-        a step writes through it lands here). The engine's scheduler steps only the rows it needs."""
+        a step writes through it lands here). The engine's scheduler steps only the rows it needs;
+        ``static``: per-row steps through the view have fixed shapes (CUDA graphs)."""
         view = object.__new__(KVCache)
         view.k, view.v = self.k[:, first:end], self.v[:, first:end]
         heads = self.counts.shape[1] // self.k.shape[1]
         view.counts = self.counts[:, first * heads:end * heads]
         view.max_len = self.max_len
+        view.static = static
         return view
 
     def copy_prefix(self, src: int, dst: int, length: int) -> None:
