@@ -15,7 +15,8 @@ from sse_starlette import EventSourceResponse
 from geex.engine.scheduler import Event
 from geex.errors import UserError
 from geex.serve.completions import (
-    _check_failed, check_model, engine, error_frame, new_requests, server_timing, summary, usage,
+    _check_failed, check_model, engine, error_frame, log_stream, new_requests, server_timing, summary, usage,
+    usage_frame,
 )
 from geex.serve.engine_client import ClientGone, EngineClient, Generation
 from geex.serve.errors import ApiError
@@ -111,10 +112,8 @@ async def _stream(gen: Generation, client: EngineClient, rid: str, created: int,
                 finals.append(ev)
                 yield chunk(i, {"content": ev.text} if ev.text else {}, ev.finish_reason)
         if include_usage:
-            yield json.dumps({"id": rid, "object": "chat.completion.chunk", "created": created, "model": client.name,
-                              "choices": [], "usage": usage(finals), "geex": summary(finals)})
+            yield usage_frame("chat.completion.chunk", rid, created, client.name, finals)
         yield "[DONE]"
     finally:
         gen.cancel()
-        if finals:
-            state.geex = summary(finals) | {"generated_tokens": usage(finals)["completion_tokens"]}
+        log_stream(state, finals)

@@ -255,10 +255,20 @@ async def _stream(gen: Generation, client: EngineClient, rid: str, created: int,
                 finals.append(ev)
                 yield chunk(i, ev.text, None, ev.finish_reason)
         if include_usage:
-            yield json.dumps({"id": rid, "object": "text_completion", "created": created, "model": client.name,
-                              "choices": [], "usage": usage(finals), "geex": summary(finals)})
+            yield usage_frame("text_completion", rid, created, client.name, finals)
         yield "[DONE]"
     finally:
         gen.cancel()
-        if finals:
-            state.geex = summary(finals) | {"generated_tokens": usage(finals)["completion_tokens"]}
+        log_stream(state, finals)
+
+
+def usage_frame(kind: str, rid: str, created: int, model: str, finals: Sequence[Event]) -> str:
+    """The last frame before ``[DONE]`` with ``stream_options.include_usage``: usage and timings."""
+    return json.dumps({"id": rid, "object": kind, "created": created, "model": model, "choices": [],
+                       "usage": usage(finals), "geex": summary(finals)})
+
+
+def log_stream(state, finals: Sequence[Event]) -> None:
+    """What the access log says of a streamed response (it ends after the endpoint returned)."""
+    if finals:
+        state.geex = summary(finals) | {"generated_tokens": usage(finals)["completion_tokens"]}
