@@ -111,6 +111,7 @@ WHERE = {  # the shared options each command takes: those that apply to it
     "tokenizer train": {"--out", "--quiet"},
     "train": {"--out", "--quiet"},
     "generate": {"--quiet"},
+    "serve": set(),
     "humanevalx evaluate": {"--out", "--quiet", "--workers", "--languages"},
     "humanevalx report": {"--out"},
     "humanevalx generate": {"--out", "--quiet", "--languages"},

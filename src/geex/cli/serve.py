@@ -65,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; "
                    "another address needs --api-key)")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT,
-                   help=f"port (default {DEFAULT_PORT}; 0 picks a free one and prints it)")
+                   help=f"TCP port to listen on (default {DEFAULT_PORT}; 0 picks a free one and prints it)")
     p.add_argument("--api-key", help="require this key (Authorization: Bearer KEY or x-api-key: KEY) on every "
                    "endpoint but /health and /metrics; also read from $GEEX_API_KEY")
     p.add_argument("--api-key-file", metavar="FILE", help="more keys, one a line")

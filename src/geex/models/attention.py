@@ -5,10 +5,10 @@ A step is ``ids[B, T]`` at cache slots ``start..start+T-1``. With ``pad`` (left 
 batched prompts of different lengths) a row's positions start at its first real token and it never
 attends to its padding. A 0-dim tensor ``start`` makes a *static* step: attention spans every cache
 slot under a mask, so shapes and control flow do not depend on the position (one CUDA graph serves
-every step). A 1-dim tensor ``start[B]`` gives every row *its own* position (continuous batching:
-rows hold unrelated requests, each at its own length); attention spans the slots up to the furthest
-row (every slot, for a cache view made ``static``: what a CUDA graph captures), each row masked to
-its own.
+every step; a 1-element tensor is the same). A tensor ``start[B]`` of B > 1 positions gives every
+row *its own* position (continuous batching: rows hold unrelated requests, each at its own length);
+attention spans the slots up to the furthest row (every slot, for a cache view made ``static``: what
+a CUDA graph captures), each row masked to its own.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def step_inputs(ids: torch.Tensor, cache: KVCache | None, start: int | torch.Ten
     ``dtype`` (None: plain causal attention); ``at``, what each layer gets as its start (a static
     step's slots, computed once)."""
     b, t = ids.shape
-    if isinstance(start, torch.Tensor) and start.dim() == 1:
+    if isinstance(start, torch.Tensor) and start.dim() == 1 and start.numel() == b > 1:
         return _per_row_inputs(ids, cache, start, pad, dtype)
     static = isinstance(start, torch.Tensor)
     if static and cache is None:
@@ -84,7 +84,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: LayerCache 
     (stored into ``cache``); ``H`` a multiple of ``Hkv`` (grouped-query attention). Returns
     [B, T, H * D], heads concatenated, ready for the output projection."""
     b, h, t, d = q.shape
-    if cache is not None and isinstance(start, torch.Tensor) and start.dim() == 0 and t == 1:  # a static decode step
+    if cache is not None and isinstance(start, torch.Tensor) and start.dim() <= 1 and t == 1:  # a static decode step
         y = ops.cached_attention_step(q, k, v, cache, start, mask)
         if y is not None:
             return y
