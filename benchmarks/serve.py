@@ -130,9 +130,13 @@ def run_clients(url: str, streams: int, requests: int, prompt_len: int, new: int
 
 
 # -- the server, in this process --------------------------------------------------------------------------
-def start_server(engine):
+def start_server(engine=None, config=None):
+    """The real app under uvicorn in a thread: over ``engine``, or loading ``config``'s model as
+    ``geex serve`` does (in a loader thread: on CPU, a torch thread pool left on another live thread,
+    e.g. the main one after loading there, halves the scheduler thread's speed)."""
     import socket
 
+    import httpx
     import uvicorn
 
     from geex.serve.app import create_app
@@ -141,12 +145,16 @@ def start_server(engine):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(512)
-    app = create_app(ServeConfig(port=0), engine=engine)
+    app = create_app(config or ServeConfig(port=0), engine=engine)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     while not server.started:
         time.sleep(0.01)
-    return server, f"http://127.0.0.1:{sock.getsockname()[1]}"
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    while httpx.get(url + "/health").status_code != 200:
+        time.sleep(0.1)
+    server.app_state = app.state.geex
+    return server, url
 
 
 def engine_for(model, tokenizer, name: str, slots: int, ctx: int, graphs: bool | None = None):
@@ -287,15 +295,7 @@ def gpu_main(args: argparse.Namespace) -> dict:
 def cpu_main(args: argparse.Namespace) -> dict:
     import httpx
 
-    from geex.models import registry
-
-    loaded = registry.load(None)
-    registry.prepare_for_inference(loaded.model)
-    engine = engine_for(loaded.model, loaded.tokenizer, loaded.name, slots=1, ctx=2048)
-    server, url = start_server(engine)
     code = (ROOT / "src/geex/engine/scheduler.py").read_text()
-    ids = loaded.tokenizer.encode_batch([code])[0][:512]
-    cold = loaded.tokenizer.decode(ids)
 
     def timed(base: str, body: dict, path: str = "/v1/completions") -> dict:
         start = time.perf_counter()
@@ -306,26 +306,36 @@ def cpu_main(args: argparse.Namespace) -> dict:
                     first = time.perf_counter()
         return {"ttft_ms": 1000 * (first - start), "e2e_ms": 1000 * (time.perf_counter() - start)}
 
+    def measure(base: str, cold: str) -> dict:
+        body = {"prompt": cold, "max_tokens": 32, "temperature": 0, "stream": True, "ignore_eos": True}
+        # cold: a different first line each time, so nothing is cached
+        runs = [timed(base, {**body, "prompt": f"# {k}\n" + cold}) for k in range(args.repeats)]
+        typed, keys = cold, []
+        for _ in range(args.repeats):  # keystrokes: the last prompt plus one character
+            typed += "x"
+            keys.append(timed(base, {**body, "prompt": typed}))
+        return {"cold_512_32": {k: statistics.median(r[k] for r in runs) for k in runs[0]},
+                "keystroke_32": {k: statistics.median(r[k] for r in keys) for k in keys[0]}}
+
+    from geex.serve.config import ServeConfig
+
     results = {"mode": "cpu", "cores": os.cpu_count(), "geex": {}, "llama.cpp": None}
-    body = {"prompt": cold, "max_tokens": 32, "temperature": 0, "stream": True, "ignore_eos": True}
-    runs = []
-    for k in range(args.repeats):  # cold: a different first token each time, so nothing is cached
-        runs.append(timed(url, {**body, "prompt": f"# {k}\n" + cold}))
-    results["geex"]["cold_512_32"] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-    keys = []
-    typed = cold
-    for k in range(args.repeats):
-        typed += "x"
-        keys.append(timed(url, {**body, "prompt": typed}))
-    results["geex"]["keystroke_32"] = {key: statistics.median(r[key] for r in keys) for key in keys[0]}
-    server.should_exit = True
-    engine.scheduler.close()
+    for dtype, quantize in (("float32", None), ("bfloat16", "int8")):
+        server, url = start_server(config=ServeConfig(port=0, dtype=dtype, quantize=quantize, ctx=2048))
+        tokenizer = server.app_state.client.tokenizer
+        cold = tokenizer.decode(tokenizer.encode_batch([code])[0][:512])
+        timed(url, {"prompt": "def f():", "max_tokens": 4, "stream": True})  # warm-up
+        name = dtype + (f" + {quantize}" if quantize else "")
+        results["geex"][name] = measure(url, cold)
+        server.should_exit = True
+        time.sleep(1)
     if args.llama_server:
-        results["llama.cpp"] = llama_cpp(args, cold, timed)
+        results["llama.cpp"] = llama_cpp(args, cold, measure)
     return results
 
 
-def llama_cpp(args, cold: str, timed) -> dict:
+def llama_cpp(args, cold: str, measure) -> dict:
+    """The same requests against ``llama-server`` on the same GGUF file (Q4_1 weights), one slot."""
     import socket
 
     import httpx
@@ -349,14 +359,7 @@ def llama_cpp(args, cold: str, timed) -> dict:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        body = {"prompt": cold, "max_tokens": 32, "temperature": 0, "stream": True, "ignore_eos": True}
-        runs = [timed(base, {**body, "prompt": f"# {k}\n" + cold}) for k in range(args.repeats)]
-        typed, keys = cold, []
-        for _ in range(args.repeats):
-            typed += "x"
-            keys.append(timed(base, {**body, "prompt": typed}))
-        return {"cold_512_32": {k: statistics.median(r[k] for r in runs) for k in runs[0]},
-                "keystroke_32": {k: statistics.median(r[k] for r in keys) for k in keys[0]}}
+        return measure(base, cold)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -396,12 +399,15 @@ def write(results: dict, out: Path) -> None:
     else:
         lines.append(f"{results['cores']} CPU cores, the default model (SmolLM2-135M-Instruct), one slot, HTTP "
                      "streaming; medians.")
-        lines += ["", "| request | geex TTFT ms | geex total ms | llama.cpp TTFT ms | llama.cpp total ms |", "|---|---|---|---|---|"]
+        lines += ["", "| request | server | TTFT ms | total ms | total vs llama.cpp |", "|---|---|---|---|---|"]
         for key, label in (("cold_512_32", "cold 512-token prompt + 32 tokens"),
                            ("keystroke_32", "keystroke (cached prefix + 1 char) + 32 tokens")):
-            g, l = results["geex"][key], (results["llama.cpp"] or {}).get(key)
-            lines.append(f"| {label} | {g['ttft_ms']:.0f} | {g['e2e_ms']:.0f} | "
-                         + (f"{l['ttft_ms']:.0f} | {l['e2e_ms']:.0f} |" if l else "— | — |"))
+            base = (results["llama.cpp"] or {}).get(key)
+            servers = [(f"geex {name}", r[key]) for name, r in results["geex"].items()]
+            servers += [("llama.cpp (Q4_1)", base)] if base else []
+            for who, r in servers:
+                ratio = f"{r['e2e_ms'] / base['e2e_ms']:.2f}×" if base else "—"
+                lines.append(f"| {label} | {who} | {r['ttft_ms']:.0f} | {r['e2e_ms']:.0f} | {ratio} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
