@@ -107,3 +107,12 @@ def metric(url: str, name: str, **labels) -> float:
             if all(f'{k}="{v}"' in head for k, v in labels.items()):
                 return float(value)
     return 0.0
+
+
+def metric_sum(url: str, name: str) -> float:
+    """The sum of a metric's samples over all label values."""
+    total = 0.0
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rpartition(" ")[2])
+    return total

@@ -12,7 +12,7 @@ import time
 import httpx
 
 from geex.serve.config import ServeConfig
-from tests.serve.conftest import metric, start_server, tiny_engine
+from tests.serve.conftest import metric, metric_sum, start_server, tiny_engine
 
 CLIENTS = 16
 SECONDS = 8.0
@@ -67,6 +67,9 @@ def test_sixteen_streaming_clients(codegeex_tokenizer):
         stats = running.client.scheduler.stats()
         assert stats["running"] == 0 and stats["waiting"] == 0 and not any(s["busy"] for s in stats["slots"])
         assert metric(running.url, "geex_requests_rejected_total", reason="queue_full") == 0
+        # the metrics add up: every request made was counted once, finished normally
+        assert metric_sum(running.url, "geex_requests_total") == len(warm) + len(results)
+        assert metric_sum(running.url, "geex_requests_cancelled_total") == 0
         assert rss_after - rss_warm < 64, (rss_warm, rss_after)  # stable: not growing with requests
     finally:
         running.stop()
