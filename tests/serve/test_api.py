@@ -114,6 +114,16 @@ def test_models_health_request_id_and_cors(tiny):
         assert (pre.headers.get("access-control-allow-origin") == origin) is allowed, (origin, pre.headers)
 
 
+def test_a_loopback_server_answers_only_loopback_names(tiny):
+    """DNS rebinding: a page at http://evil.example:PORT whose name resolves to 127.0.0.1 is its
+    own origin (CORS does not apply); a loopback server refuses hosts that are not loopback names."""
+    body = {"prompt": "x", "max_tokens": 1}
+    port = tiny.url.rsplit(":", 1)[1]
+    assert httpx.post(tiny.url + "/v1/completions", json=body, headers={"Host": f"evil.example:{port}"}).status_code == 400
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert httpx.post(tiny.url + "/v1/completions", json=body, headers={"Host": host}).status_code == 200
+
+
 def test_api_key_is_required_when_set(codegeex_tokenizer):
     running = start_server(ServeConfig(port=0, api_keys=("s3cret",)), engine=tiny_engine(tokenizer=codegeex_tokenizer))
     try:
