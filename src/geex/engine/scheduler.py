@@ -301,7 +301,12 @@ class Scheduler:
     def _prefill_chunk(self, run: _Running) -> None:
         slot, prompt = run.slot, run.request.prompt
         done = len(self.history[slot])
-        chunk = prompt[done:done + self.prefill_chunk]
+        size = self.prefill_chunk
+        if self.device.type == "cuda" and not any(r.pending is not None for r in self.running.values()):
+            # nobody waits for a decode step: one large chunk (one launch sequence, not several);
+            # cancellation is still checked between chunks of this size (a few ms on a GPU)
+            size = max(size, 4096)
+        chunk = prompt[done:done + size]
         ids = torch.tensor([chunk], device=self.device)
         logits = self.model(ids, self.cache.rows(slot, slot + 1), start=done, last_only=True)[:, -1]
         self.history[slot].extend(chunk)
