@@ -322,3 +322,24 @@ def test_graph_steps_fall_back_to_eager_where_capture_fails(model, tok):
         assert not sched.graphs and sched.error is None
     finally:
         sched.close()
+
+
+def test_a_failing_receiver_cancels_its_request_only(model, tok):
+    """A request whose ``emit`` raises (its client's event loop is gone) is cancelled; the others
+    and the scheduler go on."""
+    sched = Scheduler(model, tok, slots=2, ctx=128)
+    try:
+        def broken(ev):
+            raise RuntimeError("event loop is closed")
+
+        c = Collector()
+        good = c.request(tok.encode(PROMPTS[0]), 6)
+        with pytest.warns(RuntimeWarning, match="receiver failed"):
+            sched.submit(Request(tok.encode(PROMPTS[1]), 50, broken, ignore_eos=True))
+            sched.submit(good)
+            c.wait()
+            _wait_for(lambda: sched.stats()["running"] == 0)
+        assert c.tokens(good) == generate(model, tok, [PROMPTS[0]], 6)[0].token_ids
+        assert sched.error is None and sched.stats()["alive"]
+    finally:
+        sched.close()

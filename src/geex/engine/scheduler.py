@@ -267,7 +267,7 @@ class Scheduler:
         run = _Running(req, slot, common, HeldText(self.tokenizer, req.stop, req.language), generator,
                        admitted=time.perf_counter(), budget=max(budget, 1))
         self.running[slot] = run
-        req.emit(Event("started", req, cached_tokens=common, queue_s=run.admitted - req.submitted))
+        _emit(req, Event("started", req, cached_tokens=common, queue_s=run.admitted - req.submitted))
         return True
 
     def _coming(self, prompt: list[int]) -> int:
@@ -399,7 +399,7 @@ class Scheduler:
                 top = list(zip(ids.tolist(), values.tolist()))
         text = run.held.add(token)
         run.generated += 1
-        req.emit(Event("token", req, token_id=token, text=text, logprob=logprob, top_logprobs=top))
+        _emit(req, Event("token", req, token_id=token, text=text, logprob=logprob, top_logprobs=top))
         if run.held.stopped is not None:
             return self._end(run, run.held.stopped)
         if run.generated >= run.budget:
@@ -425,7 +425,7 @@ class Scheduler:
             "cancel_latency_s": (now - req.cancel_time) if detail == "cancelled" and req.cancel_time else None,
         }
         reason = "length" if detail == "length" else "stop"
-        req.emit(Event("finished", req, text=rest, finish_reason=reason, finish_detail=detail, phase=phase,
+        _emit(req, Event("finished", req, text=rest, finish_reason=reason, finish_detail=detail, phase=phase,
                        cached_tokens=run.cached, timings=timings, error=error))
 
     def _finish_now(self, req: Request, detail: str, phase: str | None = None, error: str | None = None) -> None:
@@ -434,8 +434,20 @@ class Scheduler:
                    "e2e_s": now - req.submitted, "prompt_tokens": len(req.prompt), "cached_tokens": 0,
                    "generated_tokens": 0,
                    "cancel_latency_s": (now - req.cancel_time) if req.cancel_time else None}
-        req.emit(Event("finished", req, finish_reason="stop", finish_detail=detail, phase=phase, timings=timings,
+        _emit(req, Event("finished", req, finish_reason="stop", finish_detail=detail, phase=phase, timings=timings,
                        error=error))
+
+
+def _emit(req: Request, event: Event) -> None:
+    """Deliver an event; a receiver that fails (e.g. its event loop is closed) cancels its own
+    request and never stops the scheduler."""
+    try:
+        req.emit(event)
+    except Exception as e:
+        if not req.cancelled.is_set():
+            warnings.warn(f"request {req.id}: its receiver failed ({type(e).__name__}: {e}); cancelled",
+                          RuntimeWarning, stacklevel=2)
+        req.cancel()
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
