@@ -10,13 +10,12 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse
 
 from geex.engine.scheduler import Event
 from geex.errors import UserError
 from geex.serve.completions import (
-    _check_failed, check_model, engine, error_frame, log_stream, new_requests, server_timing, summary, usage,
-    usage_frame,
+    _check_failed, check_model, engine, error_frame, log_stream, new_requests, server_timing, sse, summary, usage,
+    usage_frame, wants_usage,
 )
 from geex.serve.engine_client import ClientGone, EngineClient, Generation
 from geex.serve.errors import ApiError
@@ -62,9 +61,7 @@ async def create_chat_completion(body: ChatCompletionRequest, http: HttpRequest,
     gen = client.generation(requests, "chat")
     rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return EventSourceResponse(_stream(gen, client, rid, created, body, include_usage, http.state),
-                                   ping=15, sep="\n", headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+        return sse(_stream(gen, client, rid, created, body, wants_usage(body), http.state))
     try:
         events = await gen.collect(http)
     except ClientGone:

@@ -91,6 +91,16 @@ def new_requests(client: EngineClient, body: SamplingFields, prompts: Sequence[l
     return out
 
 
+def sse(frames: AsyncIterator[str]) -> EventSourceResponse:
+    """A server-sent event stream: ``data: …`` frames, a ``: ping`` every 15 s, no proxy buffering."""
+    return EventSourceResponse(frames, ping=15, sep="\n",
+                               headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+
+
+def wants_usage(body: SamplingFields) -> bool:
+    return bool(body.stream_options and body.stream_options.include_usage)
+
+
 def geex_block(finished: Event) -> dict:
     t = finished.timings or {}
 
@@ -180,9 +190,7 @@ async def create_completion(body: CompletionRequest, http: HttpRequest,
     gen = client.generation(requests, "completions")
     rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return EventSourceResponse(_stream(gen, client, rid, created, body, prompt_of, include_usage, http.state),
-                                   ping=15, sep="\n", headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+        return sse(_stream(gen, client, rid, created, body, prompt_of, wants_usage(body), http.state))
     try:
         events = await gen.collect(http)
     except ClientGone:
