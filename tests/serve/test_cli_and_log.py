@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -44,6 +45,9 @@ def test_access_log_has_counts_and_timings_never_the_prompt_unless_asked(codegee
             streamed = httpx.post(running.url + "/v1/completions",
                                   json={"prompt": secret, "max_tokens": 2, "stream": True})
             assert streamed.text.rstrip().endswith("data: [DONE]")
+            deadline = time.monotonic() + 10  # a stream's line is written once its response has ended
+            while len(_access_lines(caplog)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
         lines = _access_lines(caplog)
     finally:
         running.stop()
