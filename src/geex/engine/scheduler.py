@@ -315,7 +315,7 @@ class Scheduler:
             self._accept(run, logits[0])
 
     def _decode(self, runs: list[_Running]) -> None:
-        if len(runs) == 1:  # one row: its own cache row at a plain position (no mask to build)
+        if len(runs) == 1 and not self.graphs:  # one row: its own cache row at a plain position (no mask)
             run = runs[0]
             at = len(self.history[run.slot])
             logits = self.model(torch.tensor([[run.pending]], device=self.device),
