@@ -47,7 +47,7 @@ def _run(argv: list[str], env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
 
 
-def _sleepy(n: int, seconds: float = 0.3) -> list[dict]:
+def _sleepy(n: int, seconds: float = 0.1) -> list[dict]:
     return [{"task_id": p.task_id, "completion": f"    import time\n    time.sleep({seconds})\n" + p.canonical_solution}
             for p in _problems(n)]
 
