@@ -43,6 +43,15 @@ def codegeex_tokenizer(tokenizer_dir):
     return CodeGeeXTokenizer(tokenizer_dir)
 
 
+@pytest.fixture(scope="session")
+def default_model_fp32():
+    """The embedded default model as ``registry.load()`` returns it (fp32, not prepared), loaded once
+    for the session (~5 s a load). Shared: tests must not change it (copy it first)."""
+    from geex.models import registry
+
+    return registry.load(dtype=torch.float32)
+
+
 def free_port() -> int:
     """A TCP port free now on 127.0.0.1 (torchrun's rendezvous in multi-process tests)."""
     import socket

@@ -102,7 +102,8 @@ def test_evaluate_says_stopping_at_once_then_keeps_the_results_done(tmp_path, en
     samples.write_text("".join(json.dumps({"task_id": f"Python/{i}", "completion": b}) + "\n"
                                for i, b in bodies.items()))
     out = tmp_path / "eval"
-    args = ["humanevalx", "evaluate", str(samples), "--out", str(out), "--timeout", "6", "-j", "1", "--no-cache", "-q"]
+    # --timeout 3: Ctrl-C comes ~0.5 s into the looping sample; the resume runs it to its timeout
+    args = ["humanevalx", "evaluate", str(samples), "--out", str(out), "--timeout", "3", "-j", "1", "--no-cache", "-q"]
     g = Geex(args, tmp_path, env)
     g.wait_for(lambda: len(_lines(out / "results.jsonl")) == 2, timeout=120)
     time.sleep(0.5)  # into the looping sample

@@ -363,10 +363,12 @@ def tiny_llama(tmp_path_factory):
     return SimpleNamespace(dir=directory, no_pad=no_pad, lm=lm, tok=tok)
 
 
-def expected_greedy(t, prompt: str, n: int, language=None) -> tuple[str, str]:
-    """(text, finish) the backend must give, from transformers' unconstrained greedy tokens: cut at EOS,
-    or at the first token after which the language's stop rule holds."""
-    ids = reference_new_tokens(t.lm, t.tok, prompt, n)
+def expected_greedy(t, prompt: str, n: int, language=None, ids: list[int] | None = None) -> tuple[str, str]:
+    """(text, finish) the backend must give, from transformers' unconstrained greedy tokens (``ids``, if
+    the caller has them already): cut at EOS, or at the first token after which the language's stop
+    rule holds."""
+    if ids is None:
+        ids = reference_new_tokens(t.lm, t.tok, prompt, n)
     for k in range(1, len(ids) + 1):
         if ids[k - 1] == t.tok.eos_token_id:
             return t.tok.decode(ids[:k - 1], skip_special_tokens=True), "eos"
@@ -416,10 +418,12 @@ def test_hf_language_stop_rule(tiny_llama, hf_backend):
     seen = set()
     for n in (4, 24):
         out = hf_backend.complete(PY_PROMPTS, python, GREEDY, n, seed=0)
-        want = [expected_greedy(tiny_llama, p, n, python) for p in PY_PROMPTS]
+        # transformers' greedy tokens of each prompt, computed once for both checks below
+        reference = [reference_new_tokens(tiny_llama.lm, tiny_llama.tok, p, n) for p in PY_PROMPTS]
+        want = [expected_greedy(tiny_llama, p, n, python, ids) for p, ids in zip(PY_PROMPTS, reference)]
         assert [(c.text, c.finish_reason) for c in out] == want
-        for c, p in zip(out, PY_PROMPTS):
-            ended_by_eos = tiny_llama.tok.eos_token_id in reference_new_tokens(tiny_llama.lm, tiny_llama.tok, p, n)
+        for c, ids in zip(out, reference):
+            ended_by_eos = tiny_llama.tok.eos_token_id in ids
             if c.finish_reason == "length":
                 assert not is_finished(python, c.text) and not ended_by_eos
             else:

@@ -195,8 +195,8 @@ def test_kill_9_mid_run_then_resume(tmp_path, cache_dir) -> None:
     probs = load_language(get_language("python"))[:20]
     rows = []
     for p in probs:  # 40 distinct programs, each sleeping a little so that the kill lands mid-run
-        rows.append({"task_id": p.task_id, "generation": "    import time\n    time.sleep(0.2)\n" + p.canonical_solution})
-        rows.append({"task_id": p.task_id, "generation": "    import time\n    time.sleep(0.2)\n    return None\n"})
+        rows.append({"task_id": p.task_id, "generation": "    import time\n    time.sleep(0.05)\n" + p.canonical_solution})
+        rows.append({"task_id": p.task_id, "generation": "    import time\n    time.sleep(0.1)\n    return None\n"})
     samples = write_samples(tmp_path / "samples.jsonl", rows)
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "geex", "humanevalx", "evaluate", str(samples), "--out", str(out),

@@ -69,8 +69,9 @@ TOKENIZER_TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def geex_default():
-    return registry.load(dtype=torch.float32)
+def geex_default(default_model_fp32):
+    """``registry.load(dtype=torch.float32)``, shared with the serve tests (tests/conftest.py)."""
+    return default_model_fp32
 
 
 @pytest.fixture(scope="module")
