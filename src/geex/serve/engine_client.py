@@ -10,6 +10,7 @@ for every endpoint.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,6 +20,37 @@ from starlette.requests import Request as HttpRequest
 from geex.engine.scheduler import Event, QueueFull, Request, Scheduler, SchedulerStopped
 from geex.serve.errors import ApiError
 from geex.serve.metrics import Metrics
+
+
+class Mailbox:
+    """Calls from the scheduler's thread into the event loop, delivered in batches: the first call
+    of a batch wakes the loop (``call_soon_threadsafe``: a write to its self-pipe), the rest of the
+    step's events ride along. At 64 streams a step makes 64 events, not 64 wake-ups."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._pending: list = []
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def post(self, fn, *args) -> None:
+        with self._lock:
+            self._pending.append((fn, args))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed (shutting down): the caller cancels its request
+            with self._lock:
+                self._scheduled = False
+            raise
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._pending, self._scheduled = self._pending, [], False
+        for fn, args in items:
+            fn(*args)
 
 
 @dataclass
@@ -31,6 +63,14 @@ class EngineClient:
     metrics: Metrics
     meta: dict = field(default_factory=dict)
     chat_template: str | None = None
+
+    _mailboxes: dict = field(default_factory=dict)
+
+    def mailbox(self, loop: asyncio.AbstractEventLoop) -> Mailbox:
+        box = self._mailboxes.get(loop)
+        if box is None:
+            box = self._mailboxes[loop] = Mailbox(loop)
+        return box
 
     def encode(self, text: str) -> list[int]:
         try:
@@ -54,9 +94,9 @@ class Generation:
         self._queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
         self._open = set(range(len(requests)))
         self._last_token: dict[int, float] = {}
-        loop = asyncio.get_running_loop()
+        box = client.mailbox(asyncio.get_running_loop())
         for i, req in enumerate(requests):  # counted on arrival: also what nobody reads any more
-            req.emit = (lambda i: lambda ev: loop.call_soon_threadsafe(self._arrived, i, ev))(i)
+            req.emit = (lambda i: lambda ev: box.post(self._arrived, i, ev))(i)
         submitted = []
         try:
             for req in requests:
