@@ -13,7 +13,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from starlette.requests import Request as HttpRequest
 
@@ -137,14 +137,31 @@ class Generation:
             self.client.scheduler.wake()
 
     async def events(self) -> AsyncIterator[tuple[int, Event]]:
+        """``(index, event)`` in order. Tokens of one request that have piled up while the client was
+        being served (a busy loop, a slow socket) come as one event with their texts joined (not
+        for requests that report logprobs): fewer frames, none of them later than before."""
         try:
             while self._open:
-                i, ev = await self._queue.get()
-                if ev.kind == "finished":
-                    self._open.discard(i)
-                yield i, ev
+                batch = [await self._queue.get()]
+                while not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                for i, ev in self._joined(batch):
+                    if ev.kind == "finished":
+                        self._open.discard(i)
+                    yield i, ev
         finally:
             self.cancel()  # left early: the client is gone or the task was cancelled
+
+    def _joined(self, batch: list[tuple[int, Event]]) -> list[tuple[int, Event]]:
+        out: list[tuple[int, Event]] = []
+        for i, ev in batch:
+            if out and ev.kind == "token" and self.requests[i].logprobs is None:
+                j, prev = out[-1]
+                if j == i and prev.kind == "token":
+                    out[-1] = (i, replace(prev, token_id=ev.token_id, text=prev.text + ev.text))
+                    continue
+            out.append((i, ev))
+        return out
 
     async def collect(self, http: HttpRequest | None = None) -> list[list[Event]]:
         """Every request's events (non-streaming), cancelling all when the client disconnects."""
