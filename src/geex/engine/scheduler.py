@@ -221,7 +221,7 @@ class Scheduler:
             self._error = e
             with self._lock:
                 for req in (*self.queue, *(r.request for r in self.running.values())):
-                    self._finish_now(req, "error", error=f"the engine stopped: {e}")
+                    self._finish(req, "error", error=f"the engine stopped: {e}")
                 self.queue.clear()
                 self.running.clear()
             raise
@@ -229,11 +229,11 @@ class Scheduler:
     def _drop_cancelled(self) -> None:
         for req in [r for r in self.queue if r.cancelled.is_set()]:
             self.queue.remove(req)
-            self._finish_now(req, "cancelled", phase="queued")
+            self._finish(req, "cancelled", phase="queued")
         for slot, run in list(self.running.items()):
             if run.request.cancelled.is_set():
                 del self.running[slot]
-                self._finished(run, "cancelled", phase=run.phase)
+                self._finish(run.request, "cancelled", run, phase=run.phase)
 
     def _admit(self) -> None:
         waiting = []  # requests that wait for a prefix another request is computing now
@@ -243,7 +243,7 @@ class Scheduler:
                 if not self._start(req):
                     waiting.append(req)
             except Exception as e:  # this request's own fault (a seed out of range ...): it alone fails
-                self._finish_now(req, "error", error=f"{type(e).__name__}: {e}")
+                self._finish(req, "error", error=f"{type(e).__name__}: {e}")
         self.queue.extendleft(reversed(waiting))
 
     def _start(self, req: Request) -> bool:
@@ -262,7 +262,7 @@ class Scheduler:
         common = min(common, len(req.prompt) - 1)
         if source != slot and common > 0:
             self.cache.copy_prefix(source, slot, common)
-        self.history[slot] = list(req.prompt[:common]) if source != slot else self.history[slot][:common]
+        self.history[slot] = list(req.prompt[:common])  # what its row holds now (copied or kept)
         budget = min(req.max_new_tokens, self.ctx - len(req.prompt))
         run = _Running(req, slot, common, HeldText(self.tokenizer, req.stop, req.language), generator,
                        admitted=time.perf_counter(), budget=max(budget, 1))
@@ -274,9 +274,8 @@ class Scheduler:
         """The longest prefix of ``prompt`` that a request still reading its own prompt will have
         computed (``n`` choices of one prompt, a burst of similar requests): worth waiting for and
         copying rather than computing twice."""
-        return max((min(_common_prefix(run.request.prompt, prompt), len(run.request.prompt))
-                    for run in self.running.values() if run.pending is None and run.prefill_done is None),
-                   default=0)
+        return max((_common_prefix(run.request.prompt, prompt)
+                    for run in self.running.values() if run.phase == "prefill"), default=0)
 
     def _place(self, prompt: list[int]) -> tuple[int, int, int]:
         """(free slot to run in, prompt tokens whose keys/values exist already, the row holding
@@ -291,7 +290,7 @@ class Scheduler:
         return (source if source in free else free[0]), common, source
 
     def _step(self) -> None:
-        prefilling = [r for r in self.running.values() if r.pending is None]
+        prefilling = [r for r in self.running.values() if r.phase == "prefill"]
         if prefilling:
             self._prefill_chunk(min(prefilling, key=lambda r: r.admitted))
         decoding = sorted((r for r in self.running.values() if r.pending is not None), key=lambda r: r.slot)
@@ -302,7 +301,7 @@ class Scheduler:
         slot, prompt = run.slot, run.request.prompt
         done = len(self.history[slot])
         size = self.prefill_chunk
-        if self.device.type == "cuda" and not any(r.pending is not None for r in self.running.values()):
+        if self.device.type == "cuda" and all(r.phase == "prefill" for r in self.running.values()):
             # nobody waits for a decode step: one large chunk (one launch sequence, not several);
             # cancellation is still checked between chunks of this size (a few ms on a GPU)
             size = max(size, 4096)
@@ -327,12 +326,8 @@ class Scheduler:
         ids, starts = [], []
         for slot in range(rows):
             run = by_slot.get(slot)
-            if run is None and len(self.history[slot]) >= self.ctx:
-                self.history[slot] = self.history[slot][:self.ctx - 1]  # its dummy write lands on the last
-            # an idle row writes a dummy token just past what its cache holds: never read before a
-            # real token overwrites it
             ids.append(run.pending if run is not None else self.tokenizer.eos_id)
-            starts.append(min(len(self.history[slot]), self.ctx - 1))
+            starts.append(self._next_position(slot))
         logits = self._rows_step(rows, ids, starts)
         # greedy rows choose together: one argmax and one copy to the host, not one a row
         plain = [r for r in runs if r.request.params.greedy and r.request.logprobs is None]
@@ -343,6 +338,13 @@ class Scheduler:
         for run in runs:
             self._advance(run, logits[run.slot], chosen.get(run.slot))
 
+    def _next_position(self, slot: int) -> int:
+        """Where a row's next token goes: just past what its cache holds. A row with no token to
+        decode (idle, or still reading its prompt) writes a dummy token there, never read before a
+        real one overwrites it. A row holds at most ctx - 1 tokens (the last sampled token is never
+        fed back), so this stays inside the cache."""
+        return len(self.history[slot])
+
     def _rows_step(self, rows: int, ids: list[int], starts: list[int]) -> torch.Tensor:
         """Logits [rows, V] of one token for each of rows 0..rows-1 at its own position: the
         bucket's CUDA graph (rows padded to a power of two with dummy rows), or an eager step."""
@@ -352,9 +354,9 @@ class Scheduler:
         from geex.engine.cuda_graph import GraphedRowsStep
 
         bucket = min(1 << (rows - 1).bit_length(), self.n_slots)
-        for slot in range(rows, bucket):  # dummy rows: just past what their cache holds, as idle rows
+        for slot in range(rows, bucket):  # dummy rows, as idle rows
             ids.append(self.tokenizer.eos_id)
-            starts.append(min(len(self.history[slot]), self.ctx - 1))
+            starts.append(self._next_position(slot))
         step = self._graphs.get(bucket)
         if step is None:
             try:
@@ -409,33 +411,29 @@ class Scheduler:
     def _end(self, run: _Running, detail: str, error: str | None = None) -> None:
         with self._lock:
             self.running.pop(run.slot, None)
-        self._finished(run, detail, error=error)
+        self._finish(run.request, detail, run, error=error)
 
-    def _finished(self, run: _Running, detail: str, phase: str | None = None, error: str | None = None) -> None:
-        req = run.request
+    def _finish(self, req: Request, detail: str, run: _Running | None = None, phase: str | None = None,
+                error: str | None = None) -> None:
+        """The request's last event (``run``: its slot's record, if it got one)."""
         now = time.perf_counter()
-        rest = run.held.finish() if detail not in ("cancelled", "error") else ""
+        admitted = run.admitted if run else now
+        prefill_done = run.prefill_done if run else None
+        first_token = run.first_token if run else None
         timings = {
-            "queue_s": run.admitted - req.submitted,
-            "prefill_s": (run.prefill_done or now) - run.admitted,
-            "ttft_s": (run.first_token - req.submitted) if run.first_token else None,
-            "decode_s": (now - run.prefill_done) if run.prefill_done else 0.0,
+            "queue_s": admitted - req.submitted,
+            "prefill_s": (prefill_done or now) - admitted,
+            "ttft_s": (first_token - req.submitted) if first_token else None,
+            "decode_s": (now - prefill_done) if prefill_done else 0.0,
             "e2e_s": now - req.submitted,
-            "prompt_tokens": len(req.prompt), "cached_tokens": run.cached, "generated_tokens": run.generated,
+            "prompt_tokens": len(req.prompt), "cached_tokens": run.cached if run else 0,
+            "generated_tokens": run.generated if run else 0,
             "cancel_latency_s": (now - req.cancel_time) if detail == "cancelled" and req.cancel_time else None,
         }
+        rest = run.held.finish() if run and detail not in ("cancelled", "error") else ""
         reason = "length" if detail == "length" else "stop"
         _emit(req, Event("finished", req, text=rest, finish_reason=reason, finish_detail=detail, phase=phase,
-                       cached_tokens=run.cached, timings=timings, error=error))
-
-    def _finish_now(self, req: Request, detail: str, phase: str | None = None, error: str | None = None) -> None:
-        now = time.perf_counter()
-        timings = {"queue_s": now - req.submitted, "prefill_s": 0.0, "ttft_s": None, "decode_s": 0.0,
-                   "e2e_s": now - req.submitted, "prompt_tokens": len(req.prompt), "cached_tokens": 0,
-                   "generated_tokens": 0,
-                   "cancel_latency_s": (now - req.cancel_time) if req.cancel_time else None}
-        _emit(req, Event("finished", req, finish_reason="stop", finish_detail=detail, phase=phase, timings=timings,
-                       error=error))
+                         cached_tokens=timings["cached_tokens"], timings=timings, error=error))
 
 
 def _emit(req: Request, event: Event) -> None:
