@@ -34,13 +34,9 @@ class ServeState:
     loader: threading.Thread | None = None
     on_load_error: object = None  # called with the message when loading fails (the CLI stops the server)
 
-    def metrics_reject(self, reason: str) -> None:
-        self.metrics.reject(reason)
-
 
 def _dtype(name: str | None) -> torch.dtype | None:
-    return None if name is None else {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                                      "float16": torch.float16}[name]
+    return None if name is None else getattr(torch, name)  # float32, bfloat16, float16
 
 
 def default_ctx(model, slots: int, device: str, share: float = 0.25) -> int:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from geex.engine.scheduler import Event
 from geex.errors import UserError
 from geex.serve.completions import (
-    _check_failed, check_model, engine, error_frame, log_stream, new_requests, server_timing, sse, summary, usage,
+    check_failed, check_model, engine, error_frame, log_stream, new_requests, server_timing, sse, summary, usage,
     usage_frame, wants_usage,
 )
 from geex.serve.engine_client import ClientGone, EngineClient, Generation
@@ -70,7 +70,7 @@ async def create_chat_completion(body: ChatCompletionRequest, http: HttpRequest,
     for i, evs in enumerate(events):
         text = "".join(ev.text for ev in evs if ev.kind in ("token", "finished"))
         final = evs[-1]
-        _check_failed(final)
+        check_failed(final)
         finals.append(final)
         content = [_logprob_entry(client, ev.token_id, ev.logprob, ev.top_logprobs)
                    for ev in evs if ev.kind == "token"] if body.logprobs else None

@@ -27,7 +27,7 @@ def engine(http: HttpRequest) -> EngineClient:
     """The loaded engine (503 while the model loads or after the engine died)."""
     state = http.app.state.geex
     if state.client is None:
-        http.app.state.geex.metrics_reject("loading")
+        state.metrics.reject("loading")
         if state.error is not None:
             raise ApiError(503, f"the model failed to load: {state.error}", code="engine_unavailable")
         raise ApiError(503, "the model is loading; retry shortly", code="model_loading", headers={"Retry-After": "2"})
@@ -208,7 +208,7 @@ async def create_completion(body: CompletionRequest, http: HttpRequest,
                 text += ev.text
         final = evs[-1]
         finals.append(final)
-        _check_failed(final)
+        check_failed(final)
         choices.append({"index": i, "text": text, "logprobs": log.as_dict() if log else None,
                         "finish_reason": final.finish_reason})
     block = summary(finals)
@@ -219,7 +219,7 @@ async def create_completion(body: CompletionRequest, http: HttpRequest,
                         headers={"Server-Timing": server_timing(block)})
 
 
-def _check_failed(final: Event) -> None:
+def check_failed(final: Event) -> None:
     if final.finish_detail == "error":
         raise ApiError(*failure(final))
 
