@@ -131,30 +131,19 @@ def run_clients(url: str, streams: int, requests: int, prompt_len: int, new: int
 
 # -- the server, in this process --------------------------------------------------------------------------
 def start_server(engine=None, config=None):
-    """The real app under uvicorn in a thread: over ``engine``, or loading ``config``'s model as
-    ``geex serve`` does (in a loader thread: on CPU, a torch thread pool left on another live thread,
-    e.g. the main one after loading there, halves the scheduler thread's speed)."""
-    import socket
-
+    """The real app in a thread (``geex.serve.server.start_in_thread``), once /health says 200: over
+    ``engine``, or loading ``config``'s model as ``geex serve`` does (in a loader thread: on CPU, a
+    torch thread pool left on another live thread, e.g. the main one after loading there, halves
+    the scheduler thread's speed)."""
     import httpx
-    import uvicorn
 
-    from geex.serve.app import create_app
     from geex.serve.config import ServeConfig
+    from geex.serve.server import start_in_thread
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(512)
-    app = create_app(config or ServeConfig(port=0), engine=engine)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    while not server.started:
-        time.sleep(0.01)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    while httpx.get(url + "/health").status_code != 200:
+    running = start_in_thread(config or ServeConfig(port=0), engine=engine)
+    while httpx.get(running.url + "/health").status_code != 200:
         time.sleep(0.1)
-    server.app_state = app.state.geex
-    return server, url
+    return running
 
 
 def engine_for(model, tokenizer, name: str, slots: int, ctx: int, graphs: bool | None = None):
@@ -261,19 +250,19 @@ def gpu_main(args: argparse.Namespace) -> dict:
         tok = IdTokenizer(cfg.vocab_size)
         row = {"streams": {}, "graphs_match_eager": graphs_match_eager(model, tok) if device.startswith("cuda") else None}
         engine = engine_for(model, tok, name, slots=max(streams), ctx=args.prompt_len + args.new + 8)
-        server, url = start_server(engine)
-        run_clients(url, 1, 2, args.prompt_len, 8)  # warm-up
+        server = start_server(engine)
+        run_clients(server.url, 1, 2, args.prompt_len, 8)  # warm-up
         for s in streams:
-            row["streams"][s] = run_clients(url, s, args.requests, args.prompt_len, args.new)
+            row["streams"][s] = run_clients(server.url, s, args.requests, args.prompt_len, args.new)
             print(name, s, row["streams"][s], file=sys.stderr, flush=True)
-        server.should_exit = True
+        server.stop()
         engine.scheduler.close()
         # TTFT of a 1.5K-token prompt on an idle server (one slot, long context)
         engine = engine_for(model, tok, name, slots=1, ctx=2048)
-        server, url = start_server(engine)
-        run_clients(url, 1, 1, 1500, 2)
-        row["ttft_1500_idle"] = run_clients(url, 1, 5, 1500, 2)
-        server.should_exit = True
+        server = start_server(engine)
+        run_clients(server.url, 1, 1, 1500, 2)
+        row["ttft_1500_idle"] = run_clients(server.url, 1, 5, 1500, 2)
+        server.stop()
         engine.scheduler.close()
         if 32 in streams:
             step = offline_step_ms(model, 32, args.prompt_len, args.new)
@@ -321,14 +310,13 @@ def cpu_main(args: argparse.Namespace) -> dict:
 
     results = {"mode": "cpu", "cores": os.cpu_count(), "geex": {}, "llama.cpp": None}
     for dtype, quantize in (("float32", None), ("bfloat16", "int8")):
-        server, url = start_server(config=ServeConfig(port=0, dtype=dtype, quantize=quantize, ctx=2048))
-        tokenizer = server.app_state.client.tokenizer
+        server = start_server(config=ServeConfig(port=0, dtype=dtype, quantize=quantize, ctx=2048))
+        url, tokenizer = server.url, server.client.tokenizer
         cold = tokenizer.decode(tokenizer.encode_batch([code])[0][:512])
         timed(url, {"prompt": "def f():", "max_tokens": 4, "stream": True})  # warm-up
         name = dtype + (f" + {quantize}" if quantize else "")
         results["geex"][name] = measure(url, cold)
-        server.should_exit = True
-        time.sleep(1)
+        server.stop()
     if args.llama_server:
         results["llama.cpp"] = llama_cpp(args, cold, measure)
     return results

@@ -3,59 +3,34 @@ test process, over a tiny model (fast) or the default model (what users run)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 
 import httpx
 import pytest
 import torch
-import uvicorn
 
 from geex.engine.scheduler import Scheduler
-from geex.serve.app import create_app
 from geex.serve.config import ServeConfig
 from geex.serve.engine_client import EngineClient
 from geex.serve.metrics import Metrics
+from geex.serve.server import Background, start_in_thread
 
 
-@dataclass
-class Running:
-    url: str
-    app: object
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    @property
-    def client(self) -> EngineClient:
-        return self.app.state.geex.client
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
+Running = Background
 
 
 def start_server(config: ServeConfig, engine: EngineClient | None = None, wait_ready: bool = True) -> Running:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    app = create_app(config, engine=engine)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    """The app on 127.0.0.1 (a free port) in a thread; with ``wait_ready``, once /health says 200."""
+    running = start_in_thread(replace(config, port=0, shutdown_grace_s=2), engine)
     deadline = time.monotonic() + 300
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.01)
     if wait_ready:
-        while httpx.get(url + "/health").status_code != 200:
+        while httpx.get(running.url + "/health").status_code != 200:
             assert time.monotonic() < deadline, "model did not load"
             time.sleep(0.1)
-    return Running(url, app, server, thread)
+    return running
 
 
 def tiny_engine(slots: int = 2, ctx: int = 2048, max_queue: int | None = None, prefill_chunk: int = 256,

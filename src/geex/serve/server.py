@@ -7,6 +7,9 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+import threading
+import time
+from dataclasses import dataclass
 
 import uvicorn
 
@@ -36,6 +39,47 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _uvicorn(app, config: ServeConfig) -> uvicorn.Server:
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                         timeout_graceful_shutdown=config.shutdown_grace_s, lifespan="on"))
+
+
+@dataclass
+class Background:
+    """A server running in a thread of this process (tests, benchmarks)."""
+
+    url: str
+    app: object
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def client(self):
+        """The engine client once the model is loaded (None before)."""
+        return self.app.state.geex.client
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def start_in_thread(config: ServeConfig, engine=None, timeout: float = 300) -> Background:
+    """``create_app(config, engine)`` under uvicorn in a daemon thread, listening once this returns
+    (the model may still be loading: ``/health`` says when it is ready)."""
+    sock = bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    app = create_app(config, engine=engine)
+    server = _uvicorn(app, config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.01)
+    return Background(f"http://{f'[{host}]' if ':' in host else host}:{port}", app, server, thread)
+
+
 def serve(config: ServeConfig) -> int:
     check_exposure(config)
     sock = bind(config.host, config.port)
@@ -45,8 +89,7 @@ def serve(config: ServeConfig) -> int:
     print(f"geex serve: listening on http://{shown}:{port} (model loading; /health says when it is ready)",
           flush=True)
     app = create_app(config)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=config.shutdown_grace_s, lifespan="on"))
+    server = _uvicorn(app, config)
     failed: list[str] = []
 
     def stop(message: str) -> None:  # nothing to serve: the command fails with the loader's message
