@@ -299,6 +299,7 @@ def cpu_main(args: argparse.Namespace) -> dict:
         body = {"prompt": cold, "max_tokens": 32, "temperature": 0, "stream": True, "ignore_eos": True}
         # cold: a different first line each time, so nothing is cached
         runs = [timed(base, {**body, "prompt": f"# {k}\n" + cold}) for k in range(args.repeats)]
+        timed(base, {**body, "prompt": cold})  # the file as typed so far: what the keystrokes extend
         typed, keys = cold, []
         for _ in range(args.repeats):  # keystrokes: the last prompt plus one character
             typed += "x"
