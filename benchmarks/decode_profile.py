@@ -6,7 +6,12 @@ step as a CUDA graph: graph time minus the sum of kernel times is what launching
 ``--attention`` / ``--layernorm`` time those kernels alone in a graph (against SDPA and PyTorch's
 LayerNorm); the matrix-vector products alone are ``gemv_sweep.py``'s.
 
+``--rows qwen2.5-coder-1.5b`` (a ``serve.py`` shape): the continuous-batching step instead, rows at
+their own positions (the scheduler's ``GraphedRowsStep``) against the same batch at one shared
+position (``generate``'s static step), at ``--batches``, with the kernel breakdown of one row step.
+
 Usage: PYTHONPATH=src python benchmarks/decode_profile.py [--quantize int8|int4] [--attention] [--layernorm]
+       PYTHONPATH=src python benchmarks/decode_profile.py --rows qwen2.5-coder-1.5b [--batches 1,8,32,64]
 """
 
 from __future__ import annotations
@@ -63,28 +68,13 @@ def graph_ms(fn, reps: int = 20) -> float:
     return replay_ms(g, reps)
 
 
-@torch.no_grad()
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="codegeex-13b")
-    ap.add_argument("--quantize", choices=["int8", "int4"])
-    ap.add_argument("--slots", type=int, default=384)
-    ap.add_argument("--attention", action="store_true", help="time the decode-attention kernel against SDPA")
-    ap.add_argument("--layernorm", action="store_true", help="time the one-row LayerNorm kernel's warp counts")
-    args = ap.parse_args()
-    cfg = get_config(args.preset)
-    model = build_model(cfg, RandomWeights(cfg, torch.bfloat16), device="cuda", quantize=args.quantize)
-    model.fuse_projections()
-    cache = KVCache(cfg, 1, args.slots, device="cuda", dtype=torch.bfloat16)
-    model(torch.randint(0, cfg.vocab_size, (1, 128), device="cuda"), cache, start=0)
-    ids = torch.zeros(1, 1, dtype=torch.long, device="cuda")
-    slot = torch.full((), 200, dtype=torch.long, device="cuda")
-    step = lambda: model(ids, cache, start=slot)  # noqa: E731
+def kernel_table(step, reps: int = 3, top: int = 25) -> float:
+    """Print the kernels of ``step`` (eager) by time and by kind; the kernel time of one step (ms)."""
     for _ in range(3):
         step()
     sync()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        for _ in range(3):
+        for _ in range(reps):
             step()
         sync()
     per_kernel: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
@@ -94,18 +84,95 @@ def main() -> None:
             per_kernel[ev.name][1] += ev.device_time_total if hasattr(ev, "device_time_total") else ev.cuda_time_total
     by_kind: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     for name, (n, us) in per_kernel.items():
-        by_kind[kind(name)][0] += n / 3
-        by_kind[kind(name)][1] += us / 3
-    total = sum(us for _, us in by_kind.values())
+        by_kind[kind(name)][0] += n / reps
+        by_kind[kind(name)][1] += us / reps
     print("\ntop kernels (per step): count, µs")
-    for name, (n, us) in sorted(per_kernel.items(), key=lambda kv: -kv[1][1])[:25]:
-        print(f"{n / 3:8.0f} {us / 3:10.1f}  {name[:110]}")
+    for name, (n, us) in sorted(per_kernel.items(), key=lambda kv: -kv[1][1])[:top]:
+        print(f"{n / reps:8.0f} {us / reps:10.1f}  {name[:110]}")
     print("\nby kind (per step): kernels, µs")
     for k, (n, us) in sorted(by_kind.items(), key=lambda kv: -kv[1][1]):
         print(f"{k:12} {n:8.0f} {us:10.1f}")
+    return sum(us for _, us in by_kind.values()) / 1e3
+
+
+@torch.no_grad()
+def rows_main(shape_name: str, batches: list[int], ctx: int, prompt: int) -> None:
+    """Rows at their own positions (continuous batching) against one shared position, per batch."""
+    from serve import SHAPES  # noqa: E402 - benchmarks/ is on sys.path
+
+    from geex.engine.cuda_graph import GraphedRowsStep
+    from geex.models.llama import LlamaConfig
+    from geex.models.registry import prepare_for_inference
+
+    cfg = LlamaConfig(n_positions=max(ctx, 4096), **SHAPES[shape_name])
+    with torch.device("cuda"):
+        model = cfg.build()
+    model.init_weights(torch.Generator(device="cuda").manual_seed(0))
+    model = prepare_for_inference(model.to(torch.bfloat16))
+    table = []
+    for b in batches:
+        cache = KVCache(cfg, b, ctx, device="cuda", dtype=torch.bfloat16)
+        lengths = torch.randint(prompt // 2, prompt + 1, (b,)).tolist()
+        for r, n in enumerate(lengths):  # each row's prompt, as the scheduler reads them
+            model(torch.randint(0, 30000, (1, n), device="cuda"), cache.rows(r, r + 1), start=0, last_only=True)
+        ids = torch.randint(0, 30000, (b,), device="cuda")
+        starts = torch.tensor(lengths, device="cuda")
+        rows = GraphedRowsStep(model, cache.rows(0, b, static=True))
+        a, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        rows(ids, starts)
+        sync()
+        a.record()
+        for _ in range(20):
+            rows(ids, starts)
+        e.record()
+        sync()
+        rows_ms = a.elapsed_time(e) / 20
+        shared = GraphedDecodeStep(model, cache, None)
+        shared.ids.copy_(ids.view(-1, 1))
+        shared.slot.fill_(max(lengths))
+        shared_ms = replay_ms(shared.graph)
+        kernel_ms = None
+        if b == 32 or b == batches[-1]:
+            print(f"\n== {shape_name}, {b} rows at their own positions (eager, the graph's kernels) ==")
+            view = cache.rows(0, b, static=True)
+            kernel_ms = kernel_table(lambda: model(ids[:, None], view, start=starts))
+        table.append((b, rows_ms, shared_ms, kernel_ms))
+        del rows, shared, cache
+        torch.cuda.empty_cache()
+    print(f"\n{shape_name}, ctx {ctx}, prompts {prompt // 2}..{prompt} tokens: ms a step")
+    print("| rows | own positions (graph) | one position (graph) | kernel sum (eager) |")
+    print("|---|---|---|---|")
+    for b, r, sh, k in table:
+        print(f"| {b} | {r:.2f} | {sh:.2f} | {'' if k is None else f'{k:.2f}'} |")
+
+
+@torch.no_grad()
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="codegeex-13b")
+    ap.add_argument("--quantize", choices=["int8", "int4"])
+    ap.add_argument("--slots", type=int, default=384)
+    ap.add_argument("--attention", action="store_true", help="time the decode-attention kernel against SDPA")
+    ap.add_argument("--layernorm", action="store_true", help="time the one-row LayerNorm kernel's warp counts")
+    ap.add_argument("--rows", metavar="SHAPE", help="a serve.py shape: the continuous-batching step")
+    ap.add_argument("--batches", default="1,8,32,64")
+    ap.add_argument("--ctx", type=int, default=648)
+    ap.add_argument("--prompt", type=int, default=512)
+    args = ap.parse_args()
+    if args.rows:
+        return rows_main(args.rows, [int(b) for b in args.batches.split(",")], args.ctx, args.prompt)
+    cfg = get_config(args.preset)
+    model = build_model(cfg, RandomWeights(cfg, torch.bfloat16), device="cuda", quantize=args.quantize)
+    model.fuse_projections()
+    cache = KVCache(cfg, 1, args.slots, device="cuda", dtype=torch.bfloat16)
+    model(torch.randint(0, cfg.vocab_size, (1, 128), device="cuda"), cache, start=0)
+    ids = torch.zeros(1, 1, dtype=torch.long, device="cuda")
+    slot = torch.full((), 200, dtype=torch.long, device="cuda")
+    step = lambda: model(ids, cache, start=slot)  # noqa: E731
+    total_ms = kernel_table(step)
     g = GraphedDecodeStep(model, cache, None)
     ms = replay_ms(g.graph)
-    print(f"\nkernel sum {total / 1e3:.2f} ms; graph replay {ms:.2f} ms; launch gaps {ms - total / 1e3:.2f} ms")
+    print(f"\nkernel sum {total_ms:.2f} ms; graph replay {ms:.2f} ms; launch gaps {ms - total_ms:.2f} ms")
 
     if args.attention:
         from geex.kernels.decode_attention import decode_attention

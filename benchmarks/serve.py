@@ -72,12 +72,20 @@ def pct(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
+def ms(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile of seconds, in ms (None: nothing measured)."""
+    v = pct(values, q)
+    return None if v is None else 1000 * v
+
+
 # -- the client process ---------------------------------------------------------------------------------
 async def _stream(client, url: str, body: dict) -> dict:
     import httpx  # noqa: F401  (the client's own import, in its own process)
 
     start = time.perf_counter()
-    stamps = []
+    stamps = []  # arrivals of text (a frame may carry several tokens that piled up: ITL is between frames)
+    tokens = None
+    body = {**body, "stream_options": {"include_usage": True}}
     async with client.stream("POST", url + "/v1/completions", json=body) as r:
         if r.status_code != 200:
             return {"error": r.status_code}
@@ -86,10 +94,12 @@ async def _stream(client, url: str, body: dict) -> dict:
                 chunk = json.loads(line[6:])
                 if chunk.get("choices") and chunk["choices"][0].get("text"):
                     stamps.append(time.perf_counter())
-    if not stamps:
+                if chunk.get("usage"):
+                    tokens = chunk["usage"]["completion_tokens"]
+    if not stamps or tokens is None:
         return {"error": "no tokens"}
-    return {"ttft": stamps[0] - start, "itl": [b - a for a, b in zip(stamps, stamps[1:])], "tokens": len(stamps),
-            "e2e": time.perf_counter() - start}
+    return {"ttft": stamps[0] - start, "itl": [b - a for a, b in zip(stamps, stamps[1:])], "tokens": tokens,
+            "frames": len(stamps), "e2e": time.perf_counter() - start}
 
 
 def clients_main(args: argparse.Namespace) -> None:
@@ -101,7 +111,7 @@ def clients_main(args: argparse.Namespace) -> None:
     async def one_client(k: int, out: list) -> None:
         async with httpx.AsyncClient(timeout=600) as c:
             for i in range(args.requests):
-                prompt = [rng.randrange(1, 30000) for _ in range(args.prompt_len)]
+                prompt = [rng.randrange(1, args.vocab) for _ in range(args.prompt_len)]
                 out.append(await _stream(c, args.url, {"prompt": prompt, "max_tokens": args.new, "temperature": 0,
                                                         "ignore_eos": True, "stream": True}))
 
@@ -114,15 +124,17 @@ def clients_main(args: argparse.Namespace) -> None:
         itl = [x for r in ok for x in r["itl"]]
         return {"streams": args.streams, "requests": len(out), "errors": len(out) - len(ok),
                 "tokens_per_s": sum(r["tokens"] for r in ok) / wall, "wall_s": wall,
-                "ttft_p50_ms": 1000 * pct([r["ttft"] for r in ok], 0.5), "ttft_p99_ms": 1000 * pct([r["ttft"] for r in ok], 0.99),
-                "itl_p50_ms": 1000 * pct(itl, 0.5), "itl_p99_ms": 1000 * pct(itl, 0.99)}
+                "tokens_per_frame": sum(r["tokens"] for r in ok) / max(1, sum(r["frames"] for r in ok)),
+                "ttft_p50_ms": ms([r["ttft"] for r in ok], 0.5), "ttft_p99_ms": ms([r["ttft"] for r in ok], 0.99),
+                "itl_p50_ms": ms(itl, 0.5), "itl_p99_ms": ms(itl, 0.99)}
 
     print(json.dumps(asyncio.run(main())))
 
 
-def run_clients(url: str, streams: int, requests: int, prompt_len: int, new: int) -> dict:
+def run_clients(url: str, streams: int, requests: int, prompt_len: int, new: int, vocab: int = 30000) -> dict:
     r = subprocess.run([sys.executable, __file__, "_clients", "--url", url, "--streams", str(streams),
-                        "--requests", str(requests), "--prompt-len", str(prompt_len), "--new", str(new)],
+                        "--requests", str(requests), "--prompt-len", str(prompt_len), "--new", str(new),
+                        "--vocab", str(vocab)],
                        capture_output=True, text=True, timeout=1800)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:])
@@ -420,6 +432,7 @@ def main() -> None:
     cl = sub.add_parser("_clients")
     for flag in ("--streams", "--requests", "--prompt-len", "--new"):
         cl.add_argument(flag, type=int, required=True)
+    cl.add_argument("--vocab", type=int, default=30000, help="prompt token ids are drawn below this")
     cl.add_argument("--url", required=True)
     args = ap.parse_args()
     if args.mode == "_clients":

@@ -36,6 +36,19 @@ class ByteTokenizer:
         return bytes(ids).decode("utf-8", errors="replace")
 
 
+@pytest.fixture(params=["in order", "overlapped"], autouse=True)
+def overlap(request, monkeypatch):
+    """Every test twice: a step's tokens read right after it (the CPU's way), and read while the
+    next step is already queued (the GPU's way: ended requests are stepped once more, in vain)."""
+    init = Scheduler.__init__
+
+    def patched(self, *args, overlap=None, **kwargs):
+        init(self, *args, overlap=(request.param == "overlapped") if overlap is None else overlap, **kwargs)
+
+    monkeypatch.setattr(Scheduler, "__init__", patched)
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def tok():
     return ByteTokenizer()
@@ -89,10 +102,24 @@ class Collector:
         return self.events[req.id][-1]
 
 
-@pytest.mark.parametrize("make", [random_tiny_llama, random_tiny_codegeex])
-def test_per_row_positions_equal_each_whole_sequence(make):
+@pytest.mark.parametrize("make, kernels", [(random_tiny_llama, "never"), (random_tiny_codegeex, "never"),
+                                           (random_tiny_llama, "always")])  # codegeex's other kernels: minutes
+def test_per_row_positions_equal_each_whole_sequence(make, kernels, monkeypatch):
     """Rows at different lengths step together, each at its own position: the logits equal those
-    of each whole sequence run alone without a cache (the model's plain causal forward)."""
+    of each whole sequence run alone without a cache (the model's plain causal forward). "always":
+    the one-token steps attend through the fused decode-attention kernel (one slot a row), as on a
+    GPU, here through Triton's interpreter."""
+    if kernels == "always":
+        pytest.importorskip("triton")
+        from geex.kernels import decode_attention, quant_matmul
+        from geex.models import ops
+
+        if not quant_matmul.INTERPRET:
+            pytest.skip("the fused kernels run on CPU tensors only through Triton's interpreter")
+        monkeypatch.setattr(ops, "KERNELS", "always")
+        calls = []
+        real = decode_attention.decode_attention
+        monkeypatch.setattr(decode_attention, "decode_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
     m = make(1)
     g = torch.Generator().manual_seed(0)
     seqs = [torch.randint(0, 100, (n,), generator=g) for n in (5, 9, 3)]
@@ -113,6 +140,8 @@ def test_per_row_positions_equal_each_whole_sequence(make):
             torch.testing.assert_close(static, out, rtol=1e-5, atol=1e-5)
             for r, s in enumerate(seqs):
                 torch.testing.assert_close(out[r, 0], whole[r][len(s) - k], rtol=1e-5, atol=1e-5)
+    if kernels == "always":
+        assert len(calls) == 2 * 2 * m.config.cache_layers  # every layer of every one-token step
 
 
 @pytest.mark.parametrize("slots", [1, 3])
@@ -188,6 +217,35 @@ def test_prefix_reuse_computes_only_the_new_tail(model, tok):
         assert [c.tokens(r) for r in pair] == [ref, ref]
     finally:
         sched.close()
+
+
+def test_a_continuation_reuses_what_an_ended_request_generated(model, tok):
+    """A request ends (its budget, or a stop token) while another keeps stepping in a higher row,
+    so its row is stepped along as a dummy (and, overlapped, once more in vain); the next request,
+    its prompt plus what it generated (an editor's next completion), finds all of it cached and
+    generates what it generates alone: no dummy or discarded step overwrote a cached token."""
+    prompt = tok.encode(PROMPTS[0])
+    ref = generate(model, tok, [prompt], 8)[0].token_ids
+    stop = next(i for i in range(3, 8) if ref[i] not in ref[:i])
+    for kw, n in ((dict(max_new=6), 6), (dict(max_new=8, stop_token_ids=frozenset({ref[stop]})), stop)):
+        sched = Scheduler(model, tok, slots=3, ctx=128, prefill_chunk=64)
+        try:
+            c = Collector()
+            a = c.request(prompt, kw.pop("max_new"), **kw)
+            long = c.request(tok.encode(PROMPTS[1]), 40)
+            sched.submit(a)
+            _wait_for(lambda: sched.stats()["running"] == 1)
+            sched.submit(long)  # row 1: row 0 is stepped along with it once ``a`` is done
+            _wait_for(lambda: c.final(a).kind == "finished" if c.events[a.id] else False)
+            assert c.tokens(a) == ref[:n]
+            follow = prompt + ref[:n]
+            b = c.request(follow, 5)
+            sched.submit(b)
+            c.wait()
+            assert c.events[b.id][0].cached_tokens == len(follow) - 1
+            assert c.tokens(b) == generate(model, tok, [follow], 5)[0].token_ids
+        finally:
+            sched.close()
 
 
 def _wait_for(cond, timeout=30.0):

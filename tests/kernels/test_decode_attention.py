@@ -55,7 +55,7 @@ def _reference(q, k, v, k_cache, v_cache, slot: int, mask):
     b, h, _, d = q.shape
     keys = slot + 1
     y = F.scaled_dot_product_attention(q.double(), kc[:, :, :keys].double(), vc[:, :, :keys].double(),
-                                       attn_mask=mask[..., :keys].double())
+                                       attn_mask=mask[..., :keys].double(), enable_gqa=q.shape[1] != kc.shape[1])
     return y.transpose(1, 2).reshape(b, 1, h * d), kc, vc
 
 
@@ -97,6 +97,40 @@ def test_matches_sdpa_over_the_written_cache(dtype, b, h, d, s, slot, pad):
     _assert_close(y, expected, dtype)
     assert torch.equal(caches[0], ref_caches[0]) and torch.equal(caches[1], ref_caches[1])
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_each_row_at_its_own_slot(dtype):
+    """Continuous batching: one slot a row (chunk boundaries crossed, one row at slot 0, one at the
+    cache's last slot). Every row equals the kernel run on that row alone at its slot, and the
+    float64 reference; each row writes its key/value at its own slot and nowhere else; rows
+    past a short row's slot hold huge values the row must never read."""
+    g = torch.Generator().manual_seed(11)
+    b, h, hkv, d, s = 4, 4, 2, 32, 2 * CHUNK + 8
+    slots = [5, CHUNK + 3, 0, s - 1]
+    q = torch.randn(b, h, 1, d, generator=g).to(dtype)
+    k, v = (torch.randn(b, hkv, 1, d, generator=g).to(dtype) for _ in range(2))
+    k_cache = torch.randn(b, hkv, s, d, generator=g).to(dtype)
+    v_cache = torch.randn(b, hkv, s, d, generator=g).to(dtype)
+    for r, slot in enumerate(slots):  # beyond each row's slot: garbage a correct kernel never reads
+        k_cache[r, :, slot + 1:] = 1e4
+        v_cache[r, :, slot + 1:] = 1e4
+    j = torch.arange(s)
+    allowed = j[None] <= torch.tensor(slots)[:, None]
+    mask = torch.zeros(b, 1, 1, s, dtype=dtype).masked_fill(~allowed[:, None, None], float("-inf"))
+    kc, vc = k_cache.clone(), v_cache.clone()
+    counts = _counts(b, h)
+    y = decode_attention(q, k, v, kc, vc, counts, torch.tensor(slots), mask)
+    assert not counts.any()
+    for r, slot in enumerate(slots):
+        one = [t[r:r + 1] for t in (q, k, v, k_cache, v_cache)]
+        expected, kr, vr = _reference(*one, slot, mask[r:r + 1])
+        _assert_close(y[r:r + 1], expected, dtype)
+        assert torch.equal(kc[r], kr[0]) and torch.equal(vc[r], vr[0])
+        alone = _attend(*one, slot, mask[r:r + 1])
+        assert torch.equal(y[r:r + 1], alone)
+    with pytest.raises(ValueError, match="3 slots for 4 rows"):
+        decode_attention(q, k, v, kc, vc, counts, torch.tensor(slots[:3]), mask)
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_contiguous_inputs(dtype):

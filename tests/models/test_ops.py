@@ -233,7 +233,7 @@ def test_always_attention_step(monkeypatch, interpreter, kernel_calls):
         assert ops.cached_attention_step(q24, k24, v24, cache24, torch.tensor([slot]), mask) is None  # head dim 24
         assert ops.cached_attention_step(q, k, v, untouched, torch.tensor([slot]), allowed[:, None, None]) is None
         assert ops.cached_attention_step(q, k, v, untouched, torch.tensor([slot]), None) is None
-        assert ops.cached_attention_step(q, k, v, untouched, torch.tensor([slot, slot + 1]), mask) is None
+        assert ops.cached_attention_step(q, k, v, untouched, torch.tensor([slot, slot + 1, slot]), mask) is None
         two = torch.cat([q, q], dim=2)
         assert ops.cached_attention_step(two, two, two, untouched, torch.tensor([slot]), mask) is None
         assert kernel_calls["decode_attention"] == 1

@@ -14,7 +14,16 @@ One loop, in a thread of its own, repeats:
 2. compute one chunk (``prefill_chunk`` tokens) of the oldest prompt still being read, so that a
    long prompt delays the others' next token by one chunk at most;
 3. one decode step for every row that is generating, each at its own position
-   (``geex.models.attention``: per-row positions), then sample each row with its own parameters.
+   (``geex.models.attention``: per-row positions), and each row's next token chosen with its own
+   parameters -- on the device: the chosen tokens are the next step's input where they are (no
+   round trip through the host), and a copy travels to the host behind the step;
+4. read the tokens of a step and act on them: text, stop strings, EOS, budget, events.
+
+On a GPU (``overlap``) step 4 reads the *previous* iteration's tokens, after this one's step is
+queued: the host's work for one step (and the HTTP layer's, which shares the interpreter) runs
+while the GPU computes the next, instead of between steps. The price: a request that ends (EOS, a
+stop string) is stepped once more, and that token is discarded. On the CPU the model runs in this
+thread, so step 4 follows its own step (overlapping would delay every token by a step).
 
 Results leave through each request's ``emit`` callback, called from the loop's thread with
 :class:`Event` objects; the HTTP layer (``geex.serve``) turns them into responses. Nothing here
@@ -111,20 +120,43 @@ class _Running:
     admitted: float
     first_token: float | None = None
     prefill_done: float | None = None
-    pending: int | None = None  # the sampled token the next decode step feeds
-    generated: int = 0
     budget: int = 0  # max new tokens, clamped to the context
+    chosen: int = 0  # new tokens chosen on the device (the host may not know them yet)
+    fed: int = 0  # chosen tokens fed back as a step's input: their keys/values are (being) written
+    tokens: list[int] = field(default_factory=list)  # the new tokens the host has read, in order
+    done: bool = False  # finished or cancelled: tokens still in flight for it are dropped
 
     @property
     def phase(self) -> str:
         return "decode" if self.prefill_done is not None else "prefill"
+
+    @property
+    def generated(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def position(self) -> int:
+        """The cache slot the row's next fed token goes to."""
+        return len(self.request.prompt) + self.fed
+
+
+@dataclass
+class _Launch:
+    """Tokens chosen by one iteration, in the order the host reads them: ``entries`` pairs a row
+    with its index in ``tokens`` (on the host once ``ready`` has passed), its log-probabilities
+    (if asked for) or an error of its own."""
+
+    entries: list[tuple[_Running, int, tuple | None, str | None]]
+    tokens: torch.Tensor
+    ready: torch.cuda.Event | None
 
 
 class Scheduler:
     """Continuous batching over ``slots`` KV rows of ``ctx`` positions for one model."""
 
     def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, slots: int = 1, ctx: int | None = None,
-                 max_queue: int | None = None, prefill_chunk: int = 256, graphs: bool | None = None) -> None:
+                 max_queue: int | None = None, prefill_chunk: int = 256, graphs: bool | None = None,
+                 overlap: bool | None = None) -> None:
         if slots < 1:
             raise ValueError("slots must be at least 1")
         self.model = model
@@ -141,6 +173,11 @@ class Scheduler:
         # decode steps of several rows: a CUDA graph per batch-size bucket (captured on first use), or eager
         self.graphs = self.device.type == "cuda" if graphs is None else graphs
         self._graphs: dict[int, object] = {}
+        # read a step's tokens while the next step runs (a device that computes asynchronously)
+        self.overlap = self.device.type == "cuda" if overlap is None else overlap
+        self._in_flight: _Launch | None = None
+        # each row's next input token, chosen on the device and fed from there
+        self.next_ids = torch.zeros(slots, dtype=torch.long, device=self.device)
         self.running: dict[int, _Running] = {}  # slot -> request
         self.queue: deque[Request] = deque()
         self._lock = threading.Condition()
@@ -211,12 +248,16 @@ class Scheduler:
                     with self._lock:
                         self._drop_cancelled()
                         self._admit()
-                        if not self.running:
+                        if not self.running and self._in_flight is None:
                             if self._stopping and not self.queue:
                                 return
                             self._lock.wait(timeout=0.5)
                             continue
-                    self._step()
+                    launch = self._launch()
+                    if self.overlap:  # read the previous iteration's tokens while this one's step runs
+                        launch, self._in_flight = self._in_flight, launch
+                    if launch is not None:
+                        self._read(launch)
         except BaseException as e:  # the engine died (a model step failed): every request learns it
             self._error = e
             with self._lock:
@@ -233,6 +274,7 @@ class Scheduler:
         for slot, run in list(self.running.items()):
             if run.request.cancelled.is_set():
                 del self.running[slot]
+                run.done = True
                 self._finish(run.request, "cancelled", run, phase=run.phase)
 
     def _admit(self) -> None:
@@ -289,15 +331,42 @@ class Scheduler:
                 common, source = n, i
         return (source if source in free else free[0]), common, source
 
-    def _step(self) -> None:
+    def _launch(self) -> _Launch | None:
+        """Queue this iteration's work on the device: a chunk of the oldest prompt being read, one
+        decode step of the generating rows, each row's next token chosen; None if nothing to do."""
+        entries: list = []
+        chosen: list[torch.Tensor] = []
         prefilling = [r for r in self.running.values() if r.phase == "prefill"]
         if prefilling:
-            self._prefill_chunk(min(prefilling, key=lambda r: r.admitted))
-        decoding = sorted((r for r in self.running.values() if r.pending is not None), key=lambda r: r.slot)
+            run = min(prefilling, key=lambda r: r.admitted)
+            logits = self._prefill_chunk(run)
+            if logits is not None:  # the prompt is read: its last logits choose the first token
+                token, extra, error = self._choose(run, logits)
+                self.next_ids[run.slot:run.slot + 1] = token
+                run.prefill_done = time.perf_counter()
+                run.chosen = 1
+                entries.append((run, 0, extra, error))
+                chosen.append(token.view(1))
+        decoding = sorted((r for r in self.running.values()
+                           if r.phase == "decode" and not r.done and r.chosen < r.budget), key=lambda r: r.slot)
         if decoding:
-            self._decode(decoding)
+            tokens, extras = self._decode(decoding)
+            offset = sum(t.numel() for t in chosen)
+            for i, run in enumerate(decoding):
+                entries.append((run, offset + i, *extras[i]))
+            chosen.append(tokens)
+        if not entries:
+            return None
+        tokens = torch.cat(chosen) if len(chosen) > 1 else chosen[0]
+        if self.device.type != "cuda":
+            return _Launch(entries, tokens, None)
+        host = tokens.to("cpu", non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        return _Launch(entries, host, ready)
 
-    def _prefill_chunk(self, run: _Running) -> None:
+    def _prefill_chunk(self, run: _Running) -> torch.Tensor | None:
+        """Compute the next chunk of the row's prompt; the last position's logits [V] once it is all read."""
         slot, prompt = run.slot, run.request.prompt
         done = len(self.history[slot])
         size = self.prefill_chunk
@@ -309,54 +378,86 @@ class Scheduler:
         ids = torch.tensor([chunk], device=self.device)
         logits = self.model(ids, self.cache.rows(slot, slot + 1), start=done, last_only=True)[:, -1]
         self.history[slot].extend(chunk)
-        if len(self.history[slot]) == len(prompt):
-            run.prefill_done = time.perf_counter()
-            self._accept(run, logits[0])
+        return logits[0] if len(self.history[slot]) == len(prompt) else None
 
-    def _decode(self, runs: list[_Running]) -> None:
+    def _decode(self, runs: list[_Running]) -> tuple[torch.Tensor, list[tuple]]:
+        """One step of ``runs`` (sorted by slot), each feeding its chosen token at its position:
+        their next tokens [len(runs)] on the device, and each one's (log-probabilities, error)."""
         if len(runs) == 1 and not self.graphs:  # one row: its own cache row at a plain position (no mask)
             run = runs[0]
-            at = len(self.history[run.slot])
-            logits = self.model(torch.tensor([[run.pending]], device=self.device),
-                                self.cache.rows(run.slot, run.slot + 1), start=at)[:, -1]
-            self._advance(run, logits[0])
-            return
-        rows = runs[-1].slot + 1  # rows 0..highest generating one; the rest are written harmlessly
-        by_slot = {r.slot: r for r in runs}
-        ids, starts = [], []
-        for slot in range(rows):
-            run = by_slot.get(slot)
-            ids.append(run.pending if run is not None else self.tokenizer.eos_id)
-            starts.append(self._next_position(slot))
-        logits = self._rows_step(rows, ids, starts)
-        # greedy rows choose together: one argmax and one copy to the host, not one a row
-        plain = [r for r in runs if r.request.params.greedy and r.request.logprobs is None]
-        chosen = {}
-        if plain:
-            rows_t = torch.tensor([r.slot for r in plain], device=self.device)
-            chosen = dict(zip((r.slot for r in plain), logits[rows_t, :self.vocab].argmax(-1).tolist()))
+            logits = self.model(self.next_ids[run.slot:run.slot + 1, None], self.cache.rows(run.slot, run.slot + 1),
+                                start=run.position)[:, -1]
+            index = {run.slot: 0}
+        else:
+            rows = runs[-1].slot + 1  # rows 0..highest generating one; the rest are written harmlessly
+            by_slot = {r.slot: r for r in runs}
+            starts = [by_slot[i].position if i in by_slot else self._next_position(i) for i in range(rows)]
+            logits = self._rows_step(rows, starts)
+            index = {r.slot: r.slot for r in runs}
         for run in runs:
-            self._advance(run, logits[run.slot], chosen.get(run.slot))
+            run.fed += 1
+            self._sync_history(run)
+        # greedy rows choose together: one argmax for every row; the others are sampled over it
+        tokens = logits[:, :self.vocab].argmax(-1)
+        extras = []
+        for run in runs:
+            i = index[run.slot]
+            extra = error = None
+            if not run.request.params.greedy or run.request.logprobs is not None:
+                token, extra, error = self._choose(run, logits[i])
+                tokens[i:i + 1] = token
+            extras.append((extra, error))
+            run.chosen += 1
+        if len(runs) == 1 and not self.graphs:
+            self.next_ids[runs[0].slot:runs[0].slot + 1] = tokens
+            return tokens, extras
+        self.next_ids[:tokens.numel()] = tokens
+        return tokens[torch.tensor([r.slot for r in runs], device=self.device)] if len(runs) < tokens.numel() \
+            else tokens, extras
+
+    def _choose(self, run: _Running, logits: torch.Tensor) -> tuple[torch.Tensor, tuple | None, str | None]:
+        """The row's next token [1] from its ``logits`` [V], on the device; its log-probability and
+        top ones (host tensors, ready with the step) if asked for; or the error that ends it."""
+        req = run.request
+        try:
+            token = sample(logits[None], req.params, vocab_size=self.vocab, generator=run.generator)
+        except Exception as e:  # e.g. parameters that make the distribution NaN: this request fails
+            return torch.zeros(1, dtype=torch.long, device=logits.device), None, \
+                f"sampling failed: {type(e).__name__}: {e}"
+        extra = None
+        if req.logprobs is not None:
+            logp = torch.log_softmax(logits[:self.vocab].float(), dim=-1)
+            values, ids = torch.topk(logp, min(req.logprobs, logp.numel())) if req.logprobs > 0 else (None, None)
+            extra = tuple(None if t is None else t.to("cpu", non_blocking=True)
+                          for t in (logp.gather(0, token), values, ids))
+        return token, extra, None
 
     def _next_position(self, slot: int) -> int:
-        """Where a row's next token goes: just past what its cache holds. A row with no token to
-        decode (idle, or still reading its prompt) writes a dummy token there, never read before a
-        real one overwrites it. A row holds at most ctx - 1 tokens (the last sampled token is never
-        fed back), so this stays inside the cache."""
-        return len(self.history[slot])
+        """Where a row that is not generating writes a dummy token when it is stepped with the
+        others: past what its cache holds (for a request that waits to read its last token: past
+        the tokens it fed, which its history may not list yet), never read before a real token
+        overwrites it (a row holds at most ctx - 1 tokens, so this stays inside the cache)."""
+        run = self.running.get(slot)
+        return run.position if run is not None and run.phase == "decode" else len(self.history[slot])
 
-    def _rows_step(self, rows: int, ids: list[int], starts: list[int]) -> torch.Tensor:
-        """Logits [rows, V] of one token for each of rows 0..rows-1 at its own position: the
-        bucket's CUDA graph (rows padded to a power of two with dummy rows), or an eager step."""
+    def _sync_history(self, run: _Running) -> None:
+        """The row's history holds the prompt and the new tokens that are both fed and read."""
+        have = len(self.history[run.slot]) - len(run.request.prompt)
+        upto = min(run.fed, len(run.tokens))
+        if upto > have:
+            self.history[run.slot].extend(run.tokens[have:upto])
+
+    def _rows_step(self, rows: int, starts: list[int]) -> torch.Tensor:
+        """Logits [rows, V] of one token for each of rows 0..rows-1 (its ``next_ids``) at its own
+        position: the bucket's CUDA graph (rows padded to a power of two with dummy rows), or an
+        eager step."""
         if not self.graphs:
-            return self.model(torch.tensor(ids, device=self.device)[:, None], self.cache.rows(0, rows),
+            return self.model(self.next_ids[:rows, None], self.cache.rows(0, rows),
                               start=torch.tensor(starts, device=self.device))[:, -1]
         from geex.engine.cuda_graph import GraphedRowsStep
 
         bucket = min(1 << (rows - 1).bit_length(), self.n_slots)
-        for slot in range(rows, bucket):  # dummy rows, as idle rows
-            ids.append(self.tokenizer.eos_id)
-            starts.append(self._next_position(slot))
+        starts = starts + [self._next_position(slot) for slot in range(rows, bucket)]  # dummy rows, as idle rows
         step = self._graphs.get(bucket)
         if step is None:
             try:
@@ -365,26 +466,26 @@ class Scheduler:
                 warnings.warn(f"decode steps run eagerly: capturing a CUDA graph failed ({e})", RuntimeWarning,
                               stacklevel=2)
                 self.graphs = False
-                return self._rows_step(rows, ids[:rows], starts[:rows])
-        return step(torch.tensor(ids, device=self.device), torch.tensor(starts, device=self.device))[:rows]
+                return self._rows_step(rows, starts[:rows])
+        return step(self.next_ids[:bucket], torch.tensor(starts, device=self.device))[:rows]
 
-    def _advance(self, run: _Running, logits: torch.Tensor, token: int | None = None) -> None:
-        """The row's pending token is in its cache now; ``logits`` [V] choose the next one (or
-        ``token``, already chosen from them)."""
-        self.history[run.slot].append(run.pending)
-        run.pending = None
-        if not run.request.cancelled.is_set():
-            self._accept(run, logits, token)
+    def _read(self, launch: _Launch) -> None:
+        """Act on a launch's tokens, in order: events, stops, budgets (rows ended or cancelled since
+        it was queued are skipped)."""
+        if launch.ready is not None:
+            launch.ready.synchronize()
+        tokens = launch.tokens.tolist()
+        for run, i, extra, error in launch.entries:
+            if run.done:
+                continue
+            if error is not None:
+                self._end(run, "error", error=error)
+            elif not run.request.cancelled.is_set():
+                self._accept(run, tokens[i], extra)
 
-    def _accept(self, run: _Running, logits: torch.Tensor, token: int | None = None) -> None:
-        """Sample the row's next token from ``logits`` [V] (unless given) and emit it, or finish the
-        request."""
+    def _accept(self, run: _Running, token: int, extra: tuple | None) -> None:
+        """The row's next token, read: emit it, or finish the request."""
         req = run.request
-        if token is None:
-            try:
-                token = int(sample(logits[None], req.params, vocab_size=self.vocab, generator=run.generator)[0])
-            except Exception as e:  # e.g. parameters that make the distribution NaN: this request fails
-                return self._end(run, "error", error=f"sampling failed: {type(e).__name__}: {e}")
         now = time.perf_counter()
         if run.first_token is None:
             run.first_token = now
@@ -393,22 +494,21 @@ class Scheduler:
         if token in req.stop_token_ids:
             return self._end(run, "stop_token")
         logprob = top = None
-        if req.logprobs is not None:
-            logp = torch.log_softmax(logits[:self.vocab].float(), dim=-1)
-            logprob = float(logp[token])
-            if req.logprobs > 0:
-                values, ids = torch.topk(logp, min(req.logprobs, logp.numel()))
-                top = list(zip(ids.tolist(), values.tolist()))
+        if extra is not None:
+            logprob = float(extra[0])
+            if extra[1] is not None:
+                top = list(zip(extra[2].tolist(), extra[1].tolist()))
         text = run.held.add(token)
-        run.generated += 1
+        run.tokens.append(token)
         _emit(req, Event("token", req, token_id=token, text=text, logprob=logprob, top_logprobs=top))
         if run.held.stopped is not None:
             return self._end(run, run.held.stopped)
         if run.generated >= run.budget:
             return self._end(run, "length")
-        run.pending = token
+        self._sync_history(run)
 
     def _end(self, run: _Running, detail: str, error: str | None = None) -> None:
+        run.done = True
         with self._lock:
             self.running.pop(run.slot, None)
         self._finish(run.request, detail, run, error=error)

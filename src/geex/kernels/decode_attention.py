@@ -9,7 +9,9 @@ launches first. Here, in one launch (split-K "flash decoding"):
    the cache size;
 2. the last program of a (row, head) to finish (a per-(row, head) counter) stores the new key/value,
    adds the new token's own score and merges the partials.
-The additive mask applies as in SDPA (left padding).
+The additive mask applies as in SDPA (left padding). The slot is one for every row (a batch of
+prompts decoded together) or one a row (continuous batching: unrelated requests, each at its own
+length); either way a row reads only the chunks below its own slot.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ NUM_WARPS = 2  # with CHUNK, the best of 1-8 warps x 16-128 slots on an H100 (de
 @triton.jit
 def _attention(
     q_ptr, k_ptr, v_ptr, kc_ptr, vc_ptr, mask_ptr, slot_ptr, m_ptr, l_ptr, acc_ptr, count_ptr, y_ptr,
-    H, NSPLIT, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
+    H, NSPLIT, stride_slot, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh,
     stride_cb, stride_ch, stride_cs, stride_mb, stride_ms, stride_yb, scale,
     D: tl.constexpr, CHUNK: tl.constexpr, SPLITS: tl.constexpr, GROUP: tl.constexpr,
 ):
@@ -34,7 +36,7 @@ def _attention(
     b = bh // H
     h = bh % H
     hkv = h // GROUP  # grouped-query attention: GROUP query heads share a key/value head
-    slot = tl.load(slot_ptr)
+    slot = tl.load(slot_ptr + b * stride_slot)  # stride 0: one slot for every row
     used = tl.maximum(tl.cdiv(slot, CHUNK), 1)  # chunks holding slots before the new one (at least one)
     if split < used:
         d = tl.arange(0, D)
@@ -89,8 +91,9 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache:
                      chunk: int = CHUNK, num_warps: int = NUM_WARPS) -> torch.Tensor:
     """``q``: [B, H, 1, D], ``k, v``: [B, Hkv, 1, D] (any strides, last dim contiguous; H a multiple of
     Hkv); caches [B, Hkv, S, D]; ``counts``:
-    B * H int32 zeros (left at zero after each call; ``KVCache`` owns them); ``slot``: a one-element
-    long tensor, where the new key/value go; ``mask``: additive, [B, 1, 1, S]. Returns the attention
+    B * H int32 zeros (left at zero after each call; ``KVCache`` owns them); ``slot``: a long tensor
+    of one element (every row's slot) or of B (each row's), where the new key/value go; ``mask``:
+    additive, [B, 1, 1, S]. Returns the attention
     output as [B, 1, H * D] (heads concatenated, ready for the output projection)."""
     b, h, _, d = q.shape
     hkv = k.shape[1]
@@ -100,13 +103,17 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache:
         raise ValueError("decode_attention needs contiguous head dimensions and caches of one layout")
     if counts.numel() < b * h or counts.dtype != torch.int32:
         raise ValueError(f"decode_attention needs {b * h} int32 counters")
+    if slot.numel() not in (1, b):
+        raise ValueError(f"{slot.numel()} slots for {b} rows (one for all, or one a row)")
+    slot = slot.reshape(-1).contiguous()
     nsplit = triton.cdiv(k_cache.shape[2], chunk)
     m = torch.empty(b * h * nsplit, device=q.device, dtype=torch.float32)
     l_ = torch.empty_like(m)
     acc = torch.empty(b * h * nsplit, d, device=q.device, dtype=torch.float32)
     y = torch.empty(b, 1, h * d, device=q.device, dtype=q.dtype)
     _attention[(b * h, nsplit)](
-        q, k, v, k_cache, v_cache, mask, slot, m, l_, acc, counts, y, h, nsplit, q.stride(0), q.stride(1),
+        q, k, v, k_cache, v_cache, mask, slot, m, l_, acc, counts, y, h, nsplit, 0 if slot.numel() == 1 else 1,
+        q.stride(0), q.stride(1),
         k.stride(0), k.stride(1), v.stride(0), v.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         mask.stride(0), mask.stride(-1), y.stride(0), 1.0 / d ** 0.5,
         D=d, CHUNK=chunk, SPLITS=triton.next_power_of_2(nsplit), GROUP=h // hkv, num_warps=num_warps)

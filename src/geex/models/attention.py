@@ -84,7 +84,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: LayerCache 
     (stored into ``cache``); ``H`` a multiple of ``Hkv`` (grouped-query attention). Returns
     [B, T, H * D], heads concatenated, ready for the output projection."""
     b, h, t, d = q.shape
-    if cache is not None and isinstance(start, torch.Tensor) and start.dim() <= 1 and t == 1:  # a static decode step
+    if cache is not None and isinstance(start, torch.Tensor) and t == 1:  # a decode step: static or per row
         y = ops.cached_attention_step(q, k, v, cache, start, mask)
         if y is not None:
             return y

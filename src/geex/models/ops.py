@@ -70,11 +70,12 @@ def layer_norm(module: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
 
 def cached_attention_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache, slots: torch.Tensor,
                           mask: torch.Tensor | None) -> torch.Tensor | None:
-    """One new token per row of a static step (``q, k, v``: [B, H, 1, D]) attending over its layer's
-    ``cache`` (a ``LayerCache``) and stored into it, as one kernel: the output [B, 1, H * D]. None
-    where the fused path does not apply (the caller then stores and runs SDPA)."""
+    """One new token per row (``q, k, v``: [B, H, 1, D]) attending over its layer's ``cache`` (a
+    ``LayerCache``) and stored into it, as one kernel: the output [B, 1, H * D]. ``slots``: one
+    element (a static step: every row at that slot) or B (each row at its own). None where the fused
+    path does not apply (the caller then stores and runs SDPA)."""
     if not (_fusable(q, k, v) and q.shape[2] == 1 and mask is not None and mask.is_floating_point()
-            and slots.numel() == 1 and cache.counts is not None):
+            and slots.numel() in (1, q.shape[0]) and cache.counts is not None):
         return None
     from geex.kernels.decode_attention import decode_attention, supported
 
