@@ -65,11 +65,12 @@ def interpreter():
 def kernel_calls(monkeypatch) -> Counter:
     """Counts the calls of each Triton kernel entry point (ops imports them at call time)."""
     pytest.importorskip("triton")
-    from geex.kernels import decode_attention, layer_norm, quant_matmul
+    from geex.kernels import decode_attention, layer_norm, quant_matmul, rms_norm, rotary, swiglu
 
     calls: Counter = Counter()
     for module, name in ((quant_matmul, "wq_matmul"), (layer_norm, "layer_norm"),
-                         (decode_attention, "decode_attention")):
+                         (decode_attention, "decode_attention"), (rms_norm, "rms_norm"),
+                         (rotary, "rotate_heads_"), (swiglu, "swiglu")):
         real = getattr(module, name)
 
         def spy(*args, _real=real, _name=name, **kwargs):
@@ -329,6 +330,9 @@ def test_always_llama_matches_never(monkeypatch, interpreter, kernel_calls, quan
         assert _rel(got, want) < 1e-5
     assert not cache.counts.any()
     assert kernel_calls["decode_attention"] == 2 * cfg.n_layer
+    passes = 1 + len(steps)  # every pass, prefill too: one RMSNorm kernel a norm, one rotation and one
+    assert kernel_calls["rms_norm"] == passes * (2 * cfg.n_layer + 1)  # SwiGLU gate a layer
+    assert kernel_calls["rotate_heads_"] == kernel_calls["swiglu"] == passes * cfg.n_layer
     if quant is not None:
         assert kernel_calls["wq_matmul"] > 0
 

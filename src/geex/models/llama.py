@@ -170,12 +170,6 @@ class Rotary:
         return (emb.cos() * self.attention_factor).to(dtype), (emb.sin() * self.attention_factor).to(dtype)
 
 
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """``x[B, H, T, D]`` rotated ("rotate half": dimension i pairs with i + D/2)."""
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
-
-
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -183,8 +177,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """In fp32, rounded to x's dtype before the weight (as ``transformers``); one fused op."""
-        return self.weight * F.rms_norm(x.float(), self.weight.shape, eps=self.eps).to(x.dtype)
+        """In fp32, rounded to x's dtype before the weight (as ``transformers``)."""
+        return ops.rms_norm(x, self.weight, self.eps)
 
 
 class Attention(nn.Module):
@@ -201,16 +195,20 @@ class Attention(nn.Module):
                 start: int | torch.Tensor, mask: torch.Tensor | None, residual: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
         d = self.head_dim
+        rotated = False
         if hasattr(self, "qkv"):
-            q, k, v = ops.linear(self.qkv, x).split([self.n_head * d, self.n_kv_head * d, self.n_kv_head * d], -1)
+            qkv = ops.linear(self.qkv, x)
+            rotated = ops.rotate_projection_(qkv, self.n_head + self.n_kv_head, d, cos, sin)  # one launch on a GPU
+            q, k, v = qkv.split([self.n_head * d, self.n_kv_head * d, self.n_kv_head * d], -1)
         else:
             q, k, v = (ops.linear(m, x) for m in (self.q_proj, self.k_proj, self.v_proj))
         q = q.view(b, t, self.n_head, d).transpose(1, 2)
         k = k.view(b, t, self.n_kv_head, d).transpose(1, 2)
         v = v.view(b, t, self.n_kv_head, d).transpose(1, 2)
-        if cos.dim() == 3:  # per-row positions (padded batches): [B, T, D] -> [B, 1, T, D]
-            cos, sin = cos[:, None], sin[:, None]
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        if not rotated:
+            if cos.dim() == 3:  # per-row positions (padded batches): [B, T, D] -> [B, 1, T, D]
+                cos, sin = cos[:, None], sin[:, None]
+            q, k = ops.rotate_half(q, cos, sin), ops.rotate_half(k, cos, sin)
         return ops.linear(self.o_proj, attend(q, k, v, cache, start, mask), residual=residual)
 
     def fuse(self) -> None:
@@ -231,10 +229,10 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         if hasattr(self, "gate_up"):
-            gate, up = ops.linear(self.gate_up, x).chunk(2, dim=-1)
+            hidden = ops.swiglu(ops.linear(self.gate_up, x))  # one launch on a GPU
         else:
-            gate, up = ops.linear(self.gate_proj, x), ops.linear(self.up_proj, x)
-        return ops.linear(self.down_proj, F.silu(gate) * up, residual=residual)
+            hidden = F.silu(ops.linear(self.gate_proj, x)) * ops.linear(self.up_proj, x)
+        return ops.linear(self.down_proj, hidden, residual=residual)
 
     def fuse(self) -> None:
         if not hasattr(self, "gate_up"):

@@ -13,6 +13,7 @@ against.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 KERNELS = "auto"  # "auto": fused kernels on CUDA; "never": PyTorch only; "always": also on CPU (tests,
@@ -66,6 +67,48 @@ def layer_norm(module: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
 
         return kernel(x, module.weight, module.bias, module.eps)
     return module(x)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """``weight * rms_norm(x)``: normalised in fp32, rounded to x's dtype before the weight (as
+    ``transformers``)."""
+    if _fusable(x, weight):
+        from geex.kernels.rms_norm import rms_norm as kernel
+
+        return kernel(x, weight, eps)
+    return weight * F.rms_norm(x.float(), weight.shape, eps=eps).to(x.dtype)
+
+
+def rotate_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of ``x[B, H, T, D]`` ("rotate half": dimension i pairs with i + D/2)."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def rotate_projection_(qkv: torch.Tensor, heads: int, head_dim: int, cos: torch.Tensor, sin: torch.Tensor) -> bool:
+    """Rotate the query and key heads of a fused projection's output ``qkv[B, T, (heads + ...) * D]``
+    in place, in one launch; False (nothing done) where the fused path does not apply: the caller
+    then rotates the split heads with ``rotate_half``."""
+    if not _fusable(qkv, cos):
+        return False
+    from geex.kernels.rotary import rotate_heads_, supported
+
+    b, t, width = qkv.shape
+    if (not supported(head_dim) or cos.shape[-1] != head_dim or width < heads * head_dim or qkv.stride(-1) != 1
+            or qkv.stride(0) != t * qkv.stride(1)):
+        return False
+    rotate_heads_(qkv, heads, head_dim, cos, sin)
+    return True
+
+
+def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
+    """``silu(gate) * up`` of a fused gate/up projection's output (gate first)."""
+    if _fusable(gate_up):
+        from geex.kernels.swiglu import swiglu as kernel
+
+        return kernel(gate_up)
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
 
 
 def cached_attention_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache, slots: torch.Tensor,
