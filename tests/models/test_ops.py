@@ -195,6 +195,20 @@ def test_always_dispatch_by_rows(monkeypatch, interpreter, kernel_calls):
             assert _rel(ops.tied_head(head_rows, qemb), head_rows.double() @ qemb.dequantized(torch.float64).T) < 1e-5
         assert kernel_calls["wq_matmul"] == 4
 
+        # several rows, no bias, a residual: one addmm adds it (the o/down projections of a batch)
+        plain = nn.Linear(64, 48, bias=False)
+        plain.weight.copy_(lin.weight)
+        residual = _randn(2, rows, 48, seed=7)
+        addmm_calls = []
+        real_addmm = torch.addmm
+        monkeypatch.setattr(torch, "addmm", lambda *a, **k: addmm_calls.append(1) or real_addmm(*a, **k))
+        got = ops.linear(plain, _randn(2, rows, 64, seed=8), residual=residual)
+        want = _randn(2, rows, 64, seed=8).double() @ plain.weight.double().T + residual.double()
+        assert got.shape == (2, rows, 48) and _rel(got, want) < 1e-6 and len(addmm_calls) == 1
+        ops.linear(lin, x, residual=residual[0])  # a bias: the plain sequence
+        monkeypatch.setattr(torch, "addmm", real_addmm)
+        assert len(addmm_calls) == 1 and kernel_calls["wq_matmul"] == 4
+
         few = _randn(ops.LAYER_NORM_ROWS, 64, seed=6)
         ref = F.layer_norm(few.double(), (64,), ln.weight.double(), ln.bias.double(), 1e-5)
         assert _rel(ops.layer_norm(ln, few), ref) < 1e-5

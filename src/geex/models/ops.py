@@ -52,6 +52,12 @@ def linear(module: nn.Module, x: torch.Tensor, act: str | None = None,
         if quantized:
             return wq_matmul(x, weight, module.scale, module.bias, module.group, act=act, residual=residual)
         return wq_matmul(x, weight, None, module.bias, kernel="gemv", act=act, residual=residual)
+    if (residual is not None and act is None and not quantized and module.bias is None and _fusable(x, weight)
+            and residual.shape[:-1] == x.shape[:-1]):
+        # one cuBLAS call adds the residual in its epilogue (a decode step's o/down projections at
+        # several rows): one launch fewer each, and the sum is rounded once
+        out = torch.addmm(residual.reshape(-1, residual.shape[-1]), x.reshape(-1, x.shape[-1]), weight.t())
+        return out.view(*x.shape[:-1], weight.shape[0])
     y = module(x)
     if act == "gelu":
         y = fast_gelu(y)
