@@ -168,8 +168,11 @@ def engine_for(model, tokenizer, name: str, slots: int, ctx: int, graphs: bool |
 
 
 # -- gpu ---------------------------------------------------------------------------------------------------
-def graphs_match_eager(model, tok, n: int = 6, new: int = 24) -> bool:
-    """Greedy tokens of ``n`` concurrent requests: the scheduler's CUDA-graph steps against eager ones."""
+def graphs_match_eager(model, tok, n: int = 6, new: int = 24) -> str:
+    """Greedy tokens of ``n`` concurrent requests: the scheduler's CUDA-graph steps against eager ones
+    ("k of n requests the same"; random bf16 weights are full of near-ties, and a graph's padded
+    batch runs other GEMM kernels than the eager step, so a late divergence is not a bug by itself:
+    ``tests/engine/test_cuda.py`` checks the logits within bf16 rounding)."""
     from geex.engine.scheduler import Request, Scheduler
 
     rng = random.Random(1)
@@ -190,7 +193,9 @@ def graphs_match_eager(model, tok, n: int = 6, new: int = 24) -> bool:
             done.acquire(timeout=300)
         sched.close()
         outs.append(got)
-    return outs[0] == outs[1]
+    same = sum(outs[0][i] == outs[1][i] for i in range(n))
+    first = min((next((k for k, (a, b) in enumerate(zip(outs[0][i], outs[1][i])) if a != b), new) for i in range(n)))
+    return f"{same} of {n} requests the same" + (f" (the first difference at token {first} of {new})" if same < n else "")
 
 
 def offline_step_ms(model, batch: int, prompt: int, new: int) -> float:
@@ -390,7 +395,7 @@ def write(results: dict, out: Path) -> None:
                              f"{r['ttft_p99_ms']:.1f} | {r['itl_p50_ms']:.1f} / {r['itl_p99_ms']:.1f} | {r['errors']} |"
                              if b else f"| {s} | {r['tokens_per_s']:.0f} | — | — | {r['ttft_p50_ms']:.1f} / "
                              f"{r['ttft_p99_ms']:.1f} | {r['itl_p50_ms']:.1f} / {r['itl_p99_ms']:.1f} | {r['errors']} |")
-            lines.append(f"\nCUDA-graph decode steps give the eager steps' greedy tokens: {row.get('graphs_match_eager')}.")
+            lines.append(f"\nGreedy tokens, CUDA-graph steps against eager steps: {row.get('graphs_match_eager')}.")
             t = row["ttft_1500_idle"]
             lines.append(f"\nTTFT of a 1500-token prompt, idle server: p50 {t['ttft_p50_ms']:.1f} ms.")
             if "overhead_b32" in row:

@@ -79,6 +79,14 @@ def test_n_echo_logprobs_stop_and_token_prompts(tiny):
     (json.dumps({"prompt": "x", "seed": 2**70, "temperature": 0.5}).encode(), 422, "seed"),
     (b'{"prompt": "\\udcff"}', 400, "prompt"),
     (json.dumps({"messages": [{"role": "wizard", "content": "hi"}]}).encode(), 422, "messages"),
+    # ids out of range are refused before anything decodes them (they crashed the decoder: 500)
+    (json.dumps({"prompt": [-1, 5]}).encode(), 400, "prompt"),
+    (json.dumps({"prompt": [[10**20]]}).encode(), 400, "prompt"),
+    (json.dumps({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}).encode(), 422, "messages"),
+    (b'{"messages": [{"role": "user", "content": "\\udcff"}]}', 400, "messages"),
+    (json.dumps({"prompt": "x", "stop": [f"s{i}" for i in range(33)]}).encode(), 400, "stop"),
+    (json.dumps({"prompt": "x", "stop": ["y" * 1001]}).encode(), 400, "stop"),
+    (json.dumps({"prompt": ["x"] * 17}).encode(), 400, "prompt"),
 ])
 def test_bad_requests_get_openai_errors_and_the_server_goes_on(tiny, body, status, param):
     path = "/v1/chat/completions" if b"messages" in body else "/v1/completions"
@@ -88,8 +96,71 @@ def test_bad_requests_get_openai_errors_and_the_server_goes_on(tiny, body, statu
     assert set(err) == {"message", "type", "param", "code"} and err["message"]
     if param is not None:
         assert (err["param"] or "").startswith(param), err
+    if b"udcff" in body:
+        assert "lone surrogate" in err["message"]
     ok = httpx.post(tiny.url + "/v1/completions", json={"prompt": "x", "max_tokens": 2}, timeout=30)
     assert ok.status_code == 200
+
+
+def test_a_bad_request_keeps_the_connection_usable(tiny):
+    """A refused request is an answer like any other: the next one on the same keep-alive
+    connection is served (an exception escaping to uvicorn used to close it)."""
+    with httpx.Client(base_url=tiny.url, timeout=30) as c:
+        for body in ({"prompt": [-1, 5]}, {"prompt": [[10**20]]}):
+            assert c.post("/v1/completions", json=body).status_code == 400
+            assert c.post("/v1/completions", json={"prompt": "x", "max_tokens": 1}).status_code == 200
+
+
+def test_a_tiny_temperature_is_greedy(tiny):
+    """Dividing logits by 1e-300 overflows: such a temperature means greedy (as vLLM), not a 500."""
+    body = {"prompt": "def add(a, b):\n", "max_tokens": 6}
+    greedy = httpx.post(tiny.url + "/v1/completions", json=body | {"temperature": 0}, timeout=60).json()
+    tiny_t = httpx.post(tiny.url + "/v1/completions", json=body | {"temperature": 1e-300}, timeout=60)
+    assert tiny_t.status_code == 200 and tiny_t.json()["choices"][0]["text"] == greedy["choices"][0]["text"]
+
+
+def test_more_choices_than_the_queue_bound_are_served_when_idle(codegeex_tokenizer):
+    """One request's choices enter the queue together: n=8 on a server whose queue holds 1 is
+    served (it could never fit, yet was told to retry: 429 forever); a request that does not fit
+    behind others is refused whole, and counts as rejected, not as cancellations."""
+    running = start_server(ServeConfig(port=0), engine=tiny_engine(tokenizer=codegeex_tokenizer, slots=1, max_queue=1))
+    try:
+        r = httpx.post(running.url + "/v1/completions", json={"prompt": "x", "max_tokens": 2, "n": 8}, timeout=120)
+        assert r.status_code == 200 and len(r.json()["choices"]) == 8
+        assert metric(running.url, "geex_requests_cancelled_total", phase="queued") == 0
+    finally:
+        running.stop()
+
+
+def test_an_unexpected_error_is_an_openai_shaped_500(tiny, monkeypatch, caplog):
+    """A bug (here: a failing timing summary) answers 500 in OpenAI's shape, logged once with the
+    request id, and the access log says 500; the connection stays usable."""
+    from geex.serve import completions
+
+    def broken(finals):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(completions, "summary", broken)
+    with caplog.at_level("INFO"), httpx.Client(base_url=tiny.url, timeout=30) as c:
+        r = c.post("/v1/completions", json={"prompt": "x", "max_tokens": 1}, headers={"X-Request-Id": "bug-1"})
+        assert r.status_code == 500
+        assert r.json()["error"] == {"message": "internal error (RuntimeError)", "type": "server_error",
+                                     "param": None, "code": "internal_error"}
+        monkeypatch.undo()
+        assert c.post("/v1/completions", json={"prompt": "x", "max_tokens": 1}).status_code == 200
+    errors = [rec for rec in caplog.records if rec.name == "geex.serve" and "unexpected error" in rec.getMessage()]
+    assert len(errors) == 1 and "bug-1" in errors[0].getMessage()
+    access = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "geex.serve.access"]
+    assert [a["status"] for a in access if a["request_id"] == "bug-1"] == [500]
+
+
+def test_the_access_log_ignores_forwarded_addresses(tiny, caplog):
+    """X-Forwarded-For is the client's to write: a loopback server does not take it as the address."""
+    with caplog.at_level("INFO"):
+        httpx.get(tiny.url + "/v1/models", headers={"X-Forwarded-For": "6.6.6.6", "X-Request-Id": "xff-1"})
+    line = next(json.loads(r.getMessage()) for r in caplog.records
+                if r.name == "geex.serve.access" and "xff-1" in r.getMessage())
+    assert line["client"] == "127.0.0.1"
 
 
 def test_huge_max_tokens_is_clamped_to_the_context(tiny):

@@ -30,6 +30,9 @@ def _api_keys(args: argparse.Namespace) -> tuple[str, ...]:
         keys += [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
         if not keys:
             raise UserError(f"--api-key-file {args.api_key_file} holds no key (one a line)")
+    for key in keys:  # HTTP headers carry bytes: a key outside printable ASCII could never be sent reliably
+        if not (key.isascii() and key.isprintable()) or " " in key:
+            raise UserError("an API key must be printable ASCII without spaces")
     return tuple(keys)
 
 
@@ -37,6 +40,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from geex.serve.config import ServeConfig
     from geex.serve.server import serve
 
+    if args.model is not None and not args.model.strip():
+        raise UserError("--model is empty (leave it out to serve the default model)")
     dtype = _torch_dtype(args)  # also checks --device
     config = ServeConfig(
         model=args.model, device=args.device, dtype=str(dtype).removeprefix("torch."), quantize=args.quantize,

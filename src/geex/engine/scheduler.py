@@ -190,18 +190,27 @@ class Scheduler:
     def submit(self, request: Request) -> None:
         """Queue a request; ``QueueFull`` when the queue is at its bound, ``ValueError`` when its
         prompt does not fit the context."""
-        if not request.prompt:
-            raise ValueError("empty prompt")
-        if len(request.prompt) >= self.ctx:
-            raise ValueError(f"prompt of {len(request.prompt)} tokens does not fit the context of {self.ctx} "
-                             "tokens (at least one must be left to generate)")
+        self.submit_all([request])
+
+    def submit_all(self, requests: Sequence[Request]) -> None:
+        """Queue requests that belong together (the choices and prompts of one HTTP request) as a
+        unit: all of them, or none (``QueueFull`` / ``ValueError`` as ``submit``). A group always
+        enters an empty queue, so a request of more sequences than the bound is still served."""
+        for request in requests:
+            if not request.prompt:
+                raise ValueError("empty prompt")
+            if len(request.prompt) >= self.ctx:
+                raise ValueError(f"prompt of {len(request.prompt)} tokens does not fit the context of {self.ctx} "
+                                 "tokens (at least one must be left to generate)")
         with self._lock:
             if self._stopping or self._error is not None:
                 raise SchedulerStopped("the scheduler is not running")
-            if len(self.queue) >= self.max_queue:
+            if self.queue and len(self.queue) + len(requests) > self.max_queue:
                 raise QueueFull(f"{len(self.queue)} requests are waiting (the bound is {self.max_queue})")
-            request.submitted = time.perf_counter()
-            self.queue.append(request)
+            now = time.perf_counter()
+            for request in requests:
+                request.submitted = now
+                self.queue.append(request)
             self._lock.notify()
 
     def wake(self) -> None:

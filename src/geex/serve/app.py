@@ -99,9 +99,10 @@ def create_app(config: ServeConfig, engine: EngineClient | None = None) -> FastA
                     log.info("model %s ready", state.client.name)
                 except Exception as e:  # a bad model path, out of memory ...: /health says why
                     state.error = str(e) or type(e).__name__
-                    log.error("loading the model failed: %s", state.error)
-                    if state.on_load_error is not None:
+                    if state.on_load_error is not None:  # `geex serve` exits with the message
                         state.on_load_error(state.error)
+                    else:
+                        log.error("loading the model failed: %s", state.error)
 
             state.loader = threading.Thread(target=load, name="geex-load", daemon=True)
             state.loader.start()

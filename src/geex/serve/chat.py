@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -14,8 +15,8 @@ from fastapi.responses import JSONResponse, Response
 from geex.engine.scheduler import Event
 from geex.errors import UserError
 from geex.serve.completions import (
-    check_failed, check_model, engine, error_frame, log_stream, new_requests, server_timing, sse, summary, usage,
-    usage_frame, wants_usage,
+    Shutdown, check_failed, check_model, engine, error_frame, log_stream, new_requests, off_loop, server_timing, sse, summary,
+    usage, usage_frame, wants_usage,
 )
 from geex.serve.engine_client import ClientGone, EngineClient, Generation
 from geex.serve.errors import ApiError
@@ -27,10 +28,15 @@ DEFAULT_MAX_TOKENS = 512  # OpenAI's chat has no small default; bounded by the c
 
 def _render(client: EngineClient, body: ChatCompletionRequest) -> list[int]:
     tok = client.tokenizer
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    for m in messages:
+        try:
+            m["content"].encode("utf-8")
+        except UnicodeEncodeError:  # JSON may carry a lone surrogate ("\udcff"): no text is made of it
+            raise ApiError(400, "a message is not valid Unicode text (a lone surrogate)", param="messages") from None
     if not client.chat_template or not hasattr(tok, "apply_chat_template"):
         raise ApiError(400, f"{client.name} has no chat template: use /v1/completions", param="messages",
                        code="no_chat_template")
-    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
     try:
         return tok.encode_chat(tok.apply_chat_template(messages))
     except UserError as e:
@@ -52,7 +58,7 @@ def _logprob_entry(client: EngineClient, token: int, logprob: float | None, top)
 async def create_chat_completion(body: ChatCompletionRequest, http: HttpRequest,
                                  client: EngineClient = Depends(engine)) -> Response:
     check_model(body, client)
-    prompt = _render(client, body)
+    prompt = await off_loop(_render, client, body, size=sum(len(m.text()) for m in body.messages))
     if http.app.state.geex.config.log_prompts:
         http.state.prompt = [m.text() for m in body.messages]
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
@@ -61,7 +67,8 @@ async def create_chat_completion(body: ChatCompletionRequest, http: HttpRequest,
     gen = client.generation(requests, "chat")
     rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
-        return sse(_stream(gen, client, rid, created, body, wants_usage(body), http.state))
+        shutdown = Shutdown(http.app.state.geex.config.shutdown_grace_s)
+        return sse(_stream(gen, client, rid, created, body, wants_usage(body), http.state, shutdown), shutdown)
     try:
         events = await gen.collect(http)
     except ClientGone:
@@ -86,8 +93,9 @@ async def create_chat_completion(body: ChatCompletionRequest, http: HttpRequest,
 
 
 async def _stream(gen: Generation, client: EngineClient, rid: str, created: int, body: ChatCompletionRequest,
-                  include_usage: bool, state) -> AsyncIterator[str]:
+                  include_usage: bool, state, shutdown: Shutdown) -> AsyncIterator[str]:
     finals: list[Event] = []
+    watcher = asyncio.ensure_future(shutdown.watch(gen))
 
     def chunk(i: int, delta: dict, finish: str | None, logprobs: dict | None = None) -> str:
         return json.dumps({"id": rid, "object": "chat.completion.chunk", "created": created, "model": client.name,
@@ -103,8 +111,8 @@ async def _stream(gen: Generation, client: EngineClient, rid: str, created: int,
                 if ev.text or lp is not None:
                     yield chunk(i, {"content": ev.text}, None, lp)
             else:
-                if ev.finish_detail == "error":
-                    yield error_frame(ev)
+                if ev.finish_detail == "error" or (shutdown.cut and ev.finish_detail == "cancelled"):
+                    yield shutdown.frame() if shutdown.cut else error_frame(ev)
                     return
                 finals.append(ev)
                 yield chunk(i, {"content": ev.text} if ev.text else {}, ev.finish_reason)
@@ -112,5 +120,6 @@ async def _stream(gen: Generation, client: EngineClient, rid: str, created: int,
             yield usage_frame("chat.completion.chunk", rid, created, client.name, finals)
         yield "[DONE]"
     finally:
+        watcher.cancel()
         gen.cancel()
         log_stream(state, finals)

@@ -4,21 +4,24 @@ timings (queue, prefill, time to first token, decode), its cached prompt tokens 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
+import anyio
 from fastapi import APIRouter, Depends, Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
 
 from geex.engine.sampling import SamplingParams
 from geex.engine.scheduler import Event, Request
 from geex.errors import UserError
 from geex.serve.engine_client import ClientGone, EngineClient, Generation
-from geex.serve.errors import ApiError
-from geex.serve.protocol import CompletionRequest, SamplingFields
+from geex.serve.errors import ApiError, error_body
+from geex.serve.protocol import MAX_PROMPTS, MAX_STOP, MAX_STOP_CHARS, CompletionRequest, SamplingFields
 
 router = APIRouter()
 
@@ -42,12 +45,15 @@ def check_model(body: SamplingFields, client: EngineClient) -> None:
                        param="model", code="model_not_found")
 
 
+GREEDY_BELOW = 1e-5  # a temperature this small is greedy (as vLLM): dividing by it overflows the logits
+
+
 def sampling(body: SamplingFields) -> SamplingParams:
     temperature = 1.0 if body.temperature is None else body.temperature
     top_k = body.top_k if body.top_k is not None and body.top_k > 0 else 0
     top_p = 1.0 if body.top_p is None else body.top_p
     try:
-        if temperature == 0:
+        if temperature < GREEDY_BELOW:
             return SamplingParams(greedy=True)
         return SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)
     except UserError as e:
@@ -73,13 +79,12 @@ def new_requests(client: EngineClient, body: SamplingFields, prompts: Sequence[l
     stop = body.stop_list()
     if any(not s for s in stop):
         raise ApiError(400, "stop strings must not be empty", param="stop")
+    if len(stop) > MAX_STOP or any(len(s) > MAX_STOP_CHARS for s in stop):
+        raise ApiError(400, f"at most {MAX_STOP} stop strings of at most {MAX_STOP_CHARS} characters", param="stop")
     out = []
     for prompt in prompts:
         if not prompt:
             raise ApiError(400, "the prompt is empty", param="prompt")
-        vocab = client.tokenizer.vocab_size
-        if any(not 0 <= t < vocab for t in prompt):
-            raise ApiError(400, f"token ids must be in [0, {vocab})", param="prompt")
         n_tokens = budget(max_tokens, default_max, len(prompt), client.scheduler.ctx)
         for j in range(body.n):
             out.append(Request(
@@ -91,9 +96,29 @@ def new_requests(client: EngineClient, body: SamplingFields, prompts: Sequence[l
     return out
 
 
-def sse(frames: AsyncIterator[str]) -> EventSourceResponse:
+class Shutdown:
+    """A stream's view of the server shutting down: it keeps streaming for the grace period (less a
+    second), then its requests are cancelled and it ends with an error frame, not mid-air."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.event = anyio.Event()  # set by sse-starlette when the server is told to stop
+        self.grace_s = grace_s
+        self.cut = False
+
+    async def watch(self, gen: Generation) -> None:
+        await self.event.wait()
+        await anyio.sleep(max(0.0, self.grace_s - 1.0))
+        self.cut = True
+        gen.cancel()
+
+    def frame(self) -> str:
+        return json.dumps(error_body(503, "the server is shutting down", code="server_shutdown"))
+
+
+def sse(frames: AsyncIterator[str], shutdown: Shutdown) -> EventSourceResponse:
     """A server-sent event stream: ``data: …`` frames, a ``: ping`` every 15 s, no proxy buffering."""
-    return EventSourceResponse(frames, ping=15, sep="\n",
+    return EventSourceResponse(frames, ping=15, sep="\n", shutdown_event=shutdown.event,
+                               shutdown_grace_period=max(0.0, shutdown.grace_s - 0.5),
                                headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
 
 
@@ -163,6 +188,23 @@ class TokenLog:
                 "text_offset": self.text_offset}
 
 
+OFF_LOOP_CHARS = 8192  # texts longer than this are tokenized in a worker thread
+
+
+async def off_loop(fn, *args, size: int):
+    """``fn(*args)``, in a worker thread when ``size`` (characters to tokenize) is large: a
+    megabyte prompt takes seconds to tokenize, which on the event loop would stall every stream."""
+    if size <= OFF_LOOP_CHARS:
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
+
+
+def _chars(prompt) -> int:
+    if isinstance(prompt, str):
+        return len(prompt)
+    return sum(len(p) for p in prompt if isinstance(p, str))
+
+
 def _prompts(client: EngineClient, prompt) -> tuple[list[list[int]], list[str]]:
     """Token ids and texts of the request's prompt(s)."""
     if isinstance(prompt, str):
@@ -171,6 +213,12 @@ def _prompts(client: EngineClient, prompt) -> tuple[list[list[int]], list[str]]:
         prompt = [prompt]
     if not prompt:
         raise ApiError(400, "the prompt is empty", param="prompt")
+    if len(prompt) > MAX_PROMPTS:
+        raise ApiError(400, f"at most {MAX_PROMPTS} prompts a request", param="prompt")
+    vocab = client.tokenizer.vocab_size
+    for p in prompt:
+        if not isinstance(p, str) and any(not 0 <= t < vocab for t in p):  # before anything decodes them
+            raise ApiError(400, f"token ids must be in [0, {vocab})", param="prompt")
     ids = [client.encode(p) if isinstance(p, str) else list(p) for p in prompt]
     texts = [p if isinstance(p, str) else client.tokenizer.decode(p) for p in prompt]
     return ids, texts
@@ -182,7 +230,7 @@ async def create_completion(body: CompletionRequest, http: HttpRequest,
     check_model(body, client)
     if body.suffix:
         raise ApiError(400, "suffix (fill-in-the-middle) is not supported by this server yet", param="suffix")
-    ids, texts = _prompts(client, body.prompt)
+    ids, texts = await off_loop(_prompts, client, body.prompt, size=_chars(body.prompt))
     if http.app.state.geex.config.log_prompts:
         http.state.prompt = texts
     requests = new_requests(client, body, ids, body.max_tokens, 16, body.logprobs)
@@ -190,7 +238,9 @@ async def create_completion(body: CompletionRequest, http: HttpRequest,
     gen = client.generation(requests, "completions")
     rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
-        return sse(_stream(gen, client, rid, created, body, prompt_of, wants_usage(body), http.state))
+        shutdown = Shutdown(http.app.state.geex.config.shutdown_grace_s)
+        return sse(_stream(gen, client, rid, created, body, prompt_of, wants_usage(body), http.state, shutdown),
+                   shutdown)
     try:
         events = await gen.collect(http)
     except ClientGone:
@@ -237,9 +287,10 @@ def error_frame(final: Event) -> str:
 
 
 async def _stream(gen: Generation, client: EngineClient, rid: str, created: int, body: CompletionRequest,
-                  prompt_of: list[str], include_usage: bool, state) -> AsyncIterator[str]:
+                  prompt_of: list[str], include_usage: bool, state, shutdown: Shutdown) -> AsyncIterator[str]:
     logs = [TokenLog(client) if body.logprobs is not None else None for _ in prompt_of]
     finals: list[Event] = []
+    watcher = asyncio.ensure_future(shutdown.watch(gen))
 
     def chunk(i: int, text: str, logprobs: dict | None, finish: str | None) -> str:
         return json.dumps({"id": rid, "object": "text_completion", "created": created, "model": client.name,
@@ -257,8 +308,8 @@ async def _stream(gen: Generation, client: EngineClient, rid: str, created: int,
                 if ev.text or entry is not None:
                     yield chunk(i, ev.text, entry, None)
             else:
-                if ev.finish_detail == "error":
-                    yield error_frame(ev)
+                if ev.finish_detail == "error" or (shutdown.cut and ev.finish_detail == "cancelled"):
+                    yield shutdown.frame() if shutdown.cut else error_frame(ev)
                     return
                 finals.append(ev)
                 yield chunk(i, ev.text, None, ev.finish_reason)
@@ -266,6 +317,7 @@ async def _stream(gen: Generation, client: EngineClient, rid: str, created: int,
             yield usage_frame("text_completion", rid, created, client.name, finals)
         yield "[DONE]"
     finally:
+        watcher.cancel()
         gen.cancel()
         log_stream(state, finals)
 

@@ -28,6 +28,7 @@ class ServeConfig:
     log_prompts: bool = False
     metrics_auth: bool = False
     shutdown_grace_s: float = 5.0
+    max_connections: int = 1024  # open connections (and requests) at once; more get 503
     extra: dict = field(default_factory=dict)
 
     @property

@@ -97,22 +97,19 @@ class Generation:
         box = client.mailbox(asyncio.get_running_loop())
         for i, req in enumerate(requests):  # counted on arrival: also what nobody reads any more
             req.emit = (lambda i: lambda ev: box.post(self._arrived, i, ev))(i)
-        submitted = []
-        try:
-            for req in requests:
-                client.scheduler.submit(req)
-                submitted.append(req)
+        try:  # all of them or none: a refused request leaves nothing queued (and no cancellations counted)
+            client.scheduler.submit_all(requests)
         except QueueFull as e:
-            self._abandon(submitted)
+            self._open.clear()
             client.metrics.reject("queue_full")
             raise ApiError(429, f"the server is busy: {e}; retry shortly", code="queue_full",
                            headers={"Retry-After": "1"}) from None
         except ValueError as e:
-            self._abandon(submitted)
+            self._open.clear()
             client.metrics.reject("too_long")
             raise ApiError(400, str(e), param="prompt", code="context_length_exceeded") from None
         except SchedulerStopped:
-            self._abandon(submitted)
+            self._open.clear()
             raise ApiError(503, "the engine is not running", code="engine_unavailable") from None
         m = client.metrics
         for req in requests:
@@ -122,12 +119,6 @@ class Generation:
     def _arrived(self, i: int, ev: Event) -> None:
         self._count(i, ev)
         self._queue.put_nowait((i, ev))
-
-    def _abandon(self, submitted: list[Request]) -> None:
-        for req in submitted:
-            req.cancel()
-        self._open.clear()
-        self.client.scheduler.wake()
 
     def cancel(self) -> None:
         """Cancel whatever is still running (idempotent)."""

@@ -6,14 +6,11 @@ loading or the engine died. Nothing the client sent ever produces a traceback or
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-log = logging.getLogger("geex.serve")
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
@@ -62,7 +59,3 @@ def install(app: FastAPI) -> None:
         message = "no such endpoint" if e.status_code == 404 else str(e.detail)
         return error_response(e.status_code, message, headers=getattr(e, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, e: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return error_response(500, f"internal error ({type(e).__name__})")

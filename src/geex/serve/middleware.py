@@ -2,7 +2,8 @@
 
 - :class:`AccessLog`: a request id (the client's ``X-Request-Id`` echoed, else a new one) on every
   response, and one JSON line per request with its status, duration and, for generation endpoints,
-  token counts and timings. Never the prompt's text unless ``--log-prompts``.
+  token counts and timings. Never the prompt's text unless ``--log-prompts``. An unexpected
+  exception becomes an OpenAI-shaped 500 here (logged once; the connection stays usable).
 - :class:`ApiKey`: ``Authorization: Bearer <key>`` or ``x-api-key: <key>`` (Continue and Anthropic
   clients send the latter), compared in constant time against SHA-256 digests (as vLLM does); the
   health check, the metrics (unless asked) and CORS preflights are open.
@@ -22,6 +23,7 @@ from collections.abc import Iterable
 from geex.serve.errors import error_body
 
 access_log = logging.getLogger("geex.serve.access")
+log = logging.getLogger("geex.serve")
 
 
 async def _send_error(send, status: int, message: str, code: str, extra_headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
@@ -62,6 +64,11 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as e:  # a bug, not the client's fault: logged once, answered in OpenAI's shape
+            log.exception("unexpected error (request %s)", request_id)
+            if status["code"]:
+                raise  # the response has started: only closing the connection tells the client
+            await _send_error(send_with_id, 500, f"internal error ({type(e).__name__})", "internal_error")
         finally:
             if scope.get("path") not in ("/health", "/metrics"):
                 line = {"request_id": request_id, "method": scope.get("method"), "path": scope.get("path"),

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MAX_N = 8  # choices per prompt (they share the prompt's prefill through the prefix cache)
 MAX_LOGPROBS = 20
+MAX_PROMPTS = 16  # prompts a completions request (with n choices each, they enter the queue as one unit)
+MAX_STOP = 32  # stop strings a request (every token checks each: the scheduler's thread pays for them)
+MAX_STOP_CHARS = 1000  # characters a stop string
 
 
 class _Body(BaseModel):
@@ -55,9 +58,16 @@ class CompletionRequest(SamplingFields):
     suffix: str | None = None
 
 
+class ContentPart(_Body):
+    """One of OpenAI's content parts; only text parts carry text (images are ignored)."""
+
+    type: str = "text"
+    text: str | None = None
+
+
 class ChatMessage(_Body):
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict] | None = None
+    content: str | list[ContentPart] | None = None
 
     def text(self) -> str:
         """The message's text (OpenAI's content parts: the ``text`` of each text part)."""
@@ -65,7 +75,7 @@ class ChatMessage(_Body):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(p.get("text", "") for p in self.content if p.get("type", "text") == "text")
+        return "".join(p.text or "" for p in self.content if p.type == "text")
 
 
 class ChatCompletionRequest(SamplingFields):

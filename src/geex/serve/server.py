@@ -40,7 +40,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def _uvicorn(app, config: ServeConfig) -> uvicorn.Server:
-    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+    # proxy_headers off: uvicorn would trust X-Forwarded-For from 127.0.0.1, which on a loopback
+    # server is every client (the access log's address would be theirs to choose);
+    # limit_concurrency: connections beyond it get 503 instead of piling up (idle or slow clients)
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False,
+                                         limit_concurrency=config.max_connections,
                                          timeout_graceful_shutdown=config.shutdown_grace_s, lifespan="on"))
 
 
