@@ -78,6 +78,7 @@ def test_n_echo_logprobs_stop_and_token_prompts(tiny):
     (json.dumps({"messages": "hi"}).encode(), 422, None),
     (json.dumps({"prompt": "x", "seed": 2**70, "temperature": 0.5}).encode(), 422, "seed"),
     (b'{"prompt": "\\udcff"}', 400, "prompt"),
+    (b'{"prompt": "\xff\xfe"}', 400, None),  # not UTF-8
     (json.dumps({"messages": [{"role": "wizard", "content": "hi"}]}).encode(), 422, "messages"),
     # ids out of range are refused before anything decodes them (they crashed the decoder: 500)
     (json.dumps({"prompt": [-1, 5]}).encode(), 400, "prompt"),
@@ -190,8 +191,11 @@ def test_a_loopback_server_answers_only_loopback_names(tiny):
     own origin (CORS does not apply); a loopback server refuses hosts that are not loopback names."""
     body = {"prompt": "x", "max_tokens": 1}
     port = tiny.url.rsplit(":", 1)[1]
-    assert httpx.post(tiny.url + "/v1/completions", json=body, headers={"Host": f"evil.example:{port}"}).status_code == 400
-    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+    r = httpx.post(tiny.url + "/v1/completions", json=body, headers={"Host": f"evil.example:{port}"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_host"
+    for host in ("localhost.evil.example", "127.0.0.1.evil.example:80", "[::1].evil"):
+        assert httpx.post(tiny.url + "/v1/completions", json=body, headers={"Host": host}).status_code == 400
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST", f"[::1]:{port}"):
         assert httpx.post(tiny.url + "/v1/completions", json=body, headers={"Host": host}).status_code == 200
 
 

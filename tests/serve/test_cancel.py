@@ -57,8 +57,9 @@ def test_disconnect_during_a_long_prefill_frees_the_slot(server):
     prompt = "x = [" + ", ".join(str(i) for i in range(900)) + "]\n"  # ~1800 tokens, 2 a chunk
     n = len(server.client.encode(prompt))
     with httpx.Client(timeout=30) as c, c.stream("POST", server.url + "/v1/completions",
-                                                 json={**LONG, "prompt": prompt}):
+                                                 json={**LONG, "prompt": prompt}, headers={"X-Request-Id": "long-1"}):
         _until(lambda: any(s["busy"] and 0 < s["n_ctx"] < n for s in _slots(server.url)), timeout=30)
+        assert [s["request_id"] for s in _slots(server.url) if s["busy"]] == ["long-1"]  # as in the access log
     _until(lambda: _idle(server.url))
     assert metric(server.url, "geex_requests_cancelled_total", phase="prefill") == before + 1
     assert max(s["n_ctx"] for s in _slots(server.url)) < n  # it really stopped reading

@@ -13,13 +13,12 @@ from fastapi import FastAPI, Request as HttpRequest
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from geex.serve import chat, completions, errors
 from geex.serve.config import ServeConfig, is_loopback
 from geex.serve.engine_client import EngineClient
 from geex.serve.metrics import Metrics
-from geex.serve.middleware import AccessLog, ApiKey, BodyLimit
+from geex.serve.middleware import AccessLog, ApiKey, BodyLimit, LoopbackHost
 
 log = logging.getLogger("geex.serve")
 
@@ -155,7 +154,7 @@ def create_app(config: ServeConfig, engine: EngineClient | None = None) -> FastA
     if is_loopback(config.host):
         # DNS rebinding: a web page whose name resolves to 127.0.0.1 would reach a loopback server
         # as its own origin (no CORS check applies): only loopback names are answered
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["localhost", "127.0.0.1", "[::1]", "::1"])
+        app.add_middleware(LoopbackHost)
     app.add_middleware(AccessLog, log_prompts=config.log_prompts)
     return app
 

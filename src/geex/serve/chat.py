@@ -64,7 +64,7 @@ async def create_chat_completion(body: ChatCompletionRequest, http: HttpRequest,
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     requests = new_requests(client, body, [prompt], max_tokens, DEFAULT_MAX_TOKENS, logprobs)
-    gen = client.generation(requests, "chat")
+    gen = client.generation(requests, "chat", getattr(http.state, "request_id", None))
     rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
         shutdown = Shutdown(http.app.state.geex.config.shutdown_grace_s)

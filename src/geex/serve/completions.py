@@ -235,7 +235,7 @@ async def create_completion(body: CompletionRequest, http: HttpRequest,
         http.state.prompt = texts
     requests = new_requests(client, body, ids, body.max_tokens, 16, body.logprobs)
     prompt_of = [texts[i // body.n] for i in range(len(requests))]
-    gen = client.generation(requests, "completions")
+    gen = client.generation(requests, "completions", getattr(http.state, "request_id", None))
     rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
         shutdown = Shutdown(http.app.state.geex.config.shutdown_grace_s)

@@ -79,7 +79,12 @@ class EngineClient:
             raise ApiError(400, "the prompt is not valid Unicode text (a lone surrogate)", param="prompt") from None
         return self.tokenizer.encode_batch([text])[0]
 
-    def generation(self, requests: list[Request], endpoint: str) -> "Generation":
+    def generation(self, requests: list[Request], endpoint: str, request_id: str | None = None) -> "Generation":
+        """``request_id``: the HTTP request's (``X-Request-Id``): its sequences are named after it in
+        ``/slots`` (``ID``, or ``ID/0``, ``ID/1`` ... for several), as in the access log."""
+        if request_id:
+            for i, req in enumerate(requests):
+                req.id = request_id if len(requests) == 1 else f"{request_id}/{i}"
         return Generation(self, requests, endpoint)
 
 

@@ -56,6 +56,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        if e.status_code == 400 and "parsing the body" in str(e.detail):  # FastAPI's own JSON failure
+            return error_response(400, "the body is not valid JSON", code="invalid_json")
         message = "no such endpoint" if e.status_code == 404 else str(e.detail)
         return error_response(e.status_code, message, headers=getattr(e, "headers", None))
 

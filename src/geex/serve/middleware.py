@@ -8,6 +8,7 @@
   clients send the latter), compared in constant time against SHA-256 digests (as vLLM does); the
   health check, the metrics (unless asked) and CORS preflights are open.
 - :class:`BodyLimit`: 413 for a body over the limit, declared or streamed.
+- :class:`LoopbackHost`: a loopback server refuses other host names (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -166,3 +167,24 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class LoopbackHost:
+    """A loopback server answers only loopback names in ``Host`` (DNS rebinding: a web page whose
+    name resolves to 127.0.0.1 reaches the server as its own origin, where no CORS check applies);
+    the refusal is an OpenAI-shaped 400."""
+
+    NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        host = (_header(scope, b"host") or "").lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name in self.NAMES:
+            return await self.app(scope, receive, send)
+        await _send_error(send, 400, "this server answers only loopback host names (localhost, 127.0.0.1, [::1])",
+                          "invalid_host")
