@@ -250,9 +250,22 @@ class Scheduler:
         self._thread.join(timeout)
 
     # -- the loop ---------------------------------------------------------------------------------
+    def _capture_all(self) -> None:
+        """Capture every batch-size bucket's graph now, before the first request (a capture takes
+        tens of ms: under load it would stall every running request once per new bucket)."""
+        bucket = 1
+        while self.graphs:
+            if bucket not in self._graphs:
+                self._graph(bucket)
+            if bucket >= self.n_slots:
+                return
+            bucket = min(2 * bucket, self.n_slots)
+
     def _loop(self) -> None:
         try:
             with torch.inference_mode():
+                if self.graphs and self.device.type == "cuda":
+                    self._capture_all()
                 while True:
                     with self._lock:
                         self._drop_cancelled()
@@ -463,20 +476,26 @@ class Scheduler:
         if not self.graphs:
             return self.model(self.next_ids[:rows, None], self.cache.rows(0, rows),
                               start=torch.tensor(starts, device=self.device))[:, -1]
-        from geex.engine.cuda_graph import GraphedRowsStep
-
         bucket = min(1 << (rows - 1).bit_length(), self.n_slots)
         starts = starts + [self._next_position(slot) for slot in range(rows, bucket)]  # dummy rows, as idle rows
-        step = self._graphs.get(bucket)
+        step = self._graphs.get(bucket) or self._graph(bucket)
         if step is None:
-            try:
-                step = self._graphs[bucket] = GraphedRowsStep(self.model, self.cache.rows(0, bucket, static=True))
-            except Exception as e:  # a model or kernel that cannot be captured: eager steps, said once
-                warnings.warn(f"decode steps run eagerly: capturing a CUDA graph failed ({e})", RuntimeWarning,
-                              stacklevel=2)
-                self.graphs = False
-                return self._rows_step(rows, starts[:rows])
+            return self._rows_step(rows, starts[:rows])
         return step(self.next_ids[:bucket], torch.tensor(starts, device=self.device))[:rows]
+
+    def _graph(self, bucket: int):
+        """The CUDA graph of a decode step of rows 0..bucket-1, captured now; None (and eager steps
+        from now on, said once) for a model or kernel that cannot be captured."""
+        from geex.engine.cuda_graph import GraphedRowsStep
+
+        try:
+            step = self._graphs[bucket] = GraphedRowsStep(self.model, self.cache.rows(0, bucket, static=True))
+            return step
+        except Exception as e:
+            warnings.warn(f"decode steps run eagerly: capturing a CUDA graph failed ({e})", RuntimeWarning,
+                          stacklevel=2)
+            self.graphs = False
+            return None
 
     def _read(self, launch: _Launch) -> None:
         """Act on a launch's tokens, in order: events, stops, budgets (rows ended or cancelled since
