@@ -20,7 +20,7 @@ One loop, in a thread of its own, repeats:
 4. read the tokens of a step and act on them: text, stop strings, EOS, budget, events.
 
 On a GPU (``overlap``) step 4 reads the *previous* iteration's tokens, after this one's step is
-queued: the host's work for one step (and the HTTP layer's, which shares the interpreter) runs
+queued (a request's first token, from its prompt, is read at once): the host's work for one step (and the HTTP layer's, which shares the interpreter) runs
 while the GPU computes the next, instead of between steps. The price: a request that ends (EOS, a
 stop string) is stepped once more, and that token is discarded. On the CPU the model runs in this
 thread, so step 4 follows its own step (overlapping would delay every token by a step).
@@ -354,10 +354,10 @@ class Scheduler:
         return (source if source in free else free[0]), common, source
 
     def _launch(self) -> _Launch | None:
-        """Queue this iteration's work on the device: a chunk of the oldest prompt being read, one
-        decode step of the generating rows, each row's next token chosen; None if nothing to do."""
-        entries: list = []
-        chosen: list[torch.Tensor] = []
+        """Queue this iteration's work on the device: a chunk of the oldest prompt being read (its
+        first token, once the prompt is read, is read at once: the time to first token waits for no
+        decode step), then one decode step of the generating rows with each row's next token
+        chosen; None if no row decodes."""
         prefilling = [r for r in self.running.values() if r.phase == "prefill"]
         if prefilling:
             run = min(prefilling, key=lambda r: r.admitted)
@@ -367,22 +367,19 @@ class Scheduler:
                 self.next_ids[run.slot:run.slot + 1] = token
                 run.prefill_done = time.perf_counter()
                 run.chosen = 1
-                entries.append((run, 0, extra, error))
-                chosen.append(token.view(1))
+                self._read(self._ship([(run, 0, extra, error)], token.view(1)))
         decoding = sorted((r for r in self.running.values()
                            if r.phase == "decode" and not r.done and r.chosen < r.budget), key=lambda r: r.slot)
-        if decoding:
-            tokens, extras = self._decode(decoding)
-            offset = sum(t.numel() for t in chosen)
-            for i, run in enumerate(decoding):
-                entries.append((run, offset + i, *extras[i]))
-            chosen.append(tokens)
-        if not entries:
+        if not decoding:
             return None
-        tokens = torch.cat(chosen) if len(chosen) > 1 else chosen[0]
+        tokens, extras = self._decode(decoding)
+        return self._ship([(run, i, *extras[i]) for i, run in enumerate(decoding)], tokens)
+
+    def _ship(self, entries: list, tokens: torch.Tensor) -> _Launch:
+        """The launch's tokens on their way to the host (behind the work queued so far)."""
         if self.device.type != "cuda":
             return _Launch(entries, tokens, None)
-        host = tokens.to("cpu", non_blocking=True)
+        host = tokens.to("cpu", non_blocking=True)  # into pinned memory: the copy is asynchronous
         ready = torch.cuda.Event()
         ready.record()
         return _Launch(entries, host, ready)
