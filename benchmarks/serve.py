@@ -8,12 +8,15 @@ TTFT of a 1.5K-token prompt on the idle server; the server's time per decode ste
 against ``generate``'s offline step at batch 32 (the server and scheduler overhead); baseline:
 ``transformers`` ``generate`` with its static cache at the same batch sizes on the same GPU.
 
+``overhead``: the server's own cost a token, no GPU needed: a model whose step costs nothing, or
+sleeps as long as a GPU step (``--step-ms``), served at ``--streams``.
+
 ``cpu``: the embedded default model on this machine's cores, end to end over HTTP: a cold
 512-token prompt + 32 tokens, and a keystroke (the same prompt plus a few characters: cached prefix)
 + 32 tokens, TTFT and total; optionally against llama.cpp's ``llama-server`` on the same GGUF and the
 same requests (``--llama-server PATH``: build it yourself, see ``docs/serving.md``).
 
-Writes benchmarks/results/serve_{gpu,cpu}.{json,md} with the card, date and commit.
+Writes benchmarks/results/serve_{gpu,cpu,overhead}.{json,md} with the card, date and commit.
 """
 
 from __future__ import annotations
@@ -297,6 +300,59 @@ def gpu_main(args: argparse.Namespace) -> dict:
     return results
 
 
+# -- overhead ----------------------------------------------------------------------------------------------
+class NullModel:
+    """A model whose step costs nothing (or sleeps ``step_s``, as long as a GPU step, with the GIL
+    released as a GPU wait releases it): what remains is the server's own cost a token. Its next
+    token is a fixed function of the last (ids below 250; 255 = EOS is never chosen)."""
+
+    def __new__(cls, step_s: float = 0.0):
+        import torch
+        from torch import nn
+
+        class _Null(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.config = type("Config", (), dict(n_positions=8192, vocab_size=256, cache_layers=1, n_kv_head=1,
+                                                      head_dim=1, n_head=1))()
+                self.anchor = nn.Parameter(torch.zeros(1))
+                table = torch.full((256, 256), -10.0)
+                table[torch.arange(256), (torch.arange(256) * 7 + 1) % 250] = 10.0
+                self.register_buffer("table", table)
+
+            @property
+            def dtype(self):
+                return torch.float32
+
+            def forward(self, ids, cache=None, start=0, pad=None, last_only=False):
+                if step_s:
+                    time.sleep(step_s)
+                return self.table[ids[:, -1:] if last_only else ids]
+
+        return _Null()
+
+
+def overhead_main(args: argparse.Namespace) -> dict:
+    """Tokens a second through the whole server with a model that costs nothing or sleeps."""
+    import torch
+
+    torch.set_num_threads(1)
+    results = {"mode": "overhead", "cores": os.cpu_count(), "streams": args.streams, "rows": []}
+    for step_ms in (float(x) for x in args.step_ms.split(",")):
+        engine = engine_for(NullModel(step_ms / 1000), IdTokenizer(256), "null", slots=args.streams, ctx=4096,
+                            graphs=False)
+        server = start_server(engine)
+        run_clients(server.url, 2, 1, 16, 8, vocab=250)  # warm-up
+        r = run_clients(server.url, args.streams, args.requests, 16, args.new, vocab=250)
+        server.stop()
+        engine.scheduler.close()
+        r |= {"model_step_ms": step_ms, "us_per_token": 1e6 / r["tokens_per_s"],
+              "served_step_ms": 1e3 * args.streams / r["tokens_per_s"]}
+        results["rows"].append(r)
+        print(json.dumps(r), file=sys.stderr, flush=True)
+    return results
+
+
 # -- cpu ---------------------------------------------------------------------------------------------------
 def cpu_main(args: argparse.Namespace) -> dict:
     import httpx
@@ -381,7 +437,15 @@ def write(results: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [f"# geex serve — {results['mode']}, {results['date']}, commit {commit}", ""]
-    if results["mode"] == "gpu":
+    if results["mode"] == "overhead":
+        lines.append(f"{results['cores']} CPU cores; a model whose step costs nothing or sleeps as long as a GPU step; "
+                     f"{results['streams']} streams of 16-token prompts, greedy, over HTTP from a separate process.")
+        lines += ["", "| model step ms | tokens/s | µs a token | served step ms | tokens a frame | errors |",
+                  "|---|---|---|---|---|---|"]
+        for r in results["rows"]:
+            lines.append(f"| {r['model_step_ms']:g} | {r['tokens_per_s']:.0f} | {r['us_per_token']:.1f} | "
+                         f"{r['served_step_ms']:.2f} | {r['tokens_per_frame']:.2f} | {r['errors']} |")
+    elif results["mode"] == "gpu":
         lines.append(f"Card: {results['card']}. Random weights, bf16, token-id requests over HTTP from a separate "
                      "client process; greedy, EOS ignored.")
         for name, row in results["shapes"].items():
@@ -430,6 +494,12 @@ def main() -> None:
     g.add_argument("--no-baseline", action="store_true")
     g.add_argument("--device", default="cuda")
     g.add_argument("--out", default=str(ROOT / "benchmarks/results/serve_gpu"))
+    o = sub.add_parser("overhead")
+    o.add_argument("--streams", type=int, default=32)
+    o.add_argument("--step-ms", default="0,5", help="the null model's step times (ms), comma-separated")
+    o.add_argument("--requests", type=int, default=4)
+    o.add_argument("--new", type=int, default=256)
+    o.add_argument("--out", default=str(ROOT / "benchmarks/results/serve_overhead"))
     c = sub.add_parser("cpu")
     c.add_argument("--repeats", type=int, default=3)
     c.add_argument("--llama-server", help="a llama-server binary for the baseline")
@@ -442,7 +512,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.mode == "_clients":
         return clients_main(args)
-    results = gpu_main(args) if args.mode == "gpu" else cpu_main(args)
+    results = {"gpu": gpu_main, "cpu": cpu_main, "overhead": overhead_main}[args.mode](args)
     write(results, Path(args.out))
 
 
