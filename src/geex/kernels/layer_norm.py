@@ -25,14 +25,21 @@ def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, stride_x, stride_y, eps, B
     tl.store(y_ptr + row * stride_y + cols, (centered * rstd * w + b).to(y_ptr.dtype.element_ty), mask=ok)
 
 
-def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """``F.layer_norm(x, x.shape[-1:], weight, bias, eps)``."""
+def rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """A row-wise kernel's launch: ``x`` as rows [R, N] with a unit last stride, an empty output
+    like them, the block (N rounded up to a power of two) and the warps (16: fastest for one wide
+    row on an H100)."""
     n = x.shape[-1]
     x2 = x.reshape(-1, n)
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
-    y = torch.empty(x2.shape, device=x.device, dtype=x.dtype)
     block = triton.next_power_of_2(n)
-    _layer_norm_kernel[(x2.shape[0],)](x2, weight, bias, y, n, x2.stride(0), y.stride(0), eps, BLOCK=block,
-                                      num_warps=16 if block >= 4096 else 4)  # 16 warps: fastest for one wide row on an H100
+    return x2, torch.empty(x2.shape, device=x.device, dtype=x.dtype), block, 16 if block >= 4096 else 4
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """``F.layer_norm(x, x.shape[-1:], weight, bias, eps)``."""
+    x2, y, block, warps = rows(x)
+    _layer_norm_kernel[(x2.shape[0],)](x2, weight, bias, y, x.shape[-1], x2.stride(0), y.stride(0), eps, BLOCK=block,
+                                      num_warps=warps)
     return y.reshape(x.shape)

@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from geex.kernels.layer_norm import rows
+
 
 @triton.jit
 def _rms_norm_kernel(x_ptr, w_ptr, y_ptr, N, stride_x, stride_y, eps, BLOCK: tl.constexpr):
@@ -28,12 +30,7 @@ def _rms_norm_kernel(x_ptr, w_ptr, y_ptr, N, stride_x, stride_y, eps, BLOCK: tl.
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """``weight * F.rms_norm(x.float(), x.shape[-1:], eps=eps).to(x.dtype)`` (``weight`` in x's dtype)."""
-    n = x.shape[-1]
-    x2 = x.reshape(-1, n)
-    if x2.stride(-1) != 1:
-        x2 = x2.contiguous()
-    y = torch.empty(x2.shape, device=x.device, dtype=x.dtype)
-    block = triton.next_power_of_2(n)
-    _rms_norm_kernel[(x2.shape[0],)](x2, weight, y, n, x2.stride(0), y.stride(0), eps, BLOCK=block,
-                                    num_warps=16 if block >= 4096 else 4)
+    x2, y, block, warps = rows(x)
+    _rms_norm_kernel[(x2.shape[0],)](x2, weight, y, x.shape[-1], x2.stride(0), y.stride(0), eps, BLOCK=block,
+                                    num_warps=warps)
     return y.reshape(x.shape)
