@@ -247,3 +247,22 @@ def _wait(cond, timeout: float = 30.0) -> None:
     while not cond():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.005)
+
+
+def test_tokenize_detokenize_and_version(tiny, codegeex_tokenizer):
+    """Both shapes clients use (vLLM's ``prompt``, llama.cpp's ``content``), against the tokenizer
+    itself; ids outside the vocabulary are refused before decoding."""
+    import geex
+
+    text = "def add(a, b):\n    return a + b\n"
+    want = codegeex_tokenizer.encode_batch([text])[0]
+    for key in ("prompt", "content"):
+        r = httpx.post(tiny.url + "/tokenize", json={key: text}).json()
+        assert r == {"tokens": want, "count": len(want), "max_model_len": 2048}
+    back = httpx.post(tiny.url + "/detokenize", json={"tokens": want}).json()
+    assert back == {"prompt": text, "content": text}
+    bad = httpx.post(tiny.url + "/detokenize", json={"tokens": [-1]})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "tokens"
+    assert httpx.post(tiny.url + "/tokenize", json={}).status_code == 400
+    assert httpx.post(tiny.url + "/tokenize", json={"prompt": "x", "model": "gpt-9"}).status_code == 404
+    assert httpx.get(tiny.url + "/version").json() == {"version": geex.__version__}

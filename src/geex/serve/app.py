@@ -14,7 +14,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from geex.serve import chat, completions, errors
+import geex
+from geex.serve import chat, completions, errors, tokens
 from geex.serve.config import ServeConfig, is_loopback
 from geex.serve.engine_client import EngineClient
 from geex.serve.metrics import Metrics
@@ -111,11 +112,12 @@ def create_app(config: ServeConfig, engine: EngineClient | None = None) -> FastA
         if state.client is not None:
             state.client.scheduler.close(cancel=True)
 
-    app = FastAPI(title="geex serve", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="geex serve", version=geex.__version__, lifespan=lifespan)
     app.state.geex = state
     errors.install(app)
     app.include_router(completions.router)
     app.include_router(chat.router)
+    app.include_router(tokens.router)
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -86,3 +86,16 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
+
+
+class TokenizeRequest(_Body):
+    """``POST /tokenize``: vLLM's ``prompt`` or llama.cpp's ``content``."""
+
+    model: str | None = None
+    prompt: str | None = None
+    content: str | None = None
+
+
+class DetokenizeRequest(_Body):
+    model: str | None = None
+    tokens: list[int]
