@@ -183,6 +183,41 @@ def test_seeded_sampling_does_not_depend_on_the_batch(model, tok):
         c2.wait()
         assert c2.tokens(crowd[0]) == c.tokens(alone)
         assert c2.tokens(crowd[1]) != c2.tokens(crowd[0]) or c2.tokens(crowd[2]) != c2.tokens(crowd[0])
+        # and they are what ``generate`` samples with the same seed, not the greedy choice
+        # (a hot temperature: this sharpened model's samples then leave its argmax)
+        hot = SamplingParams(temperature=40.0)
+        c3 = Collector()
+        hot_req = c3.request(tok.encode(PROMPTS[1]), 12, params=hot, seed=5)
+        sched.submit(hot_req)
+        c3.wait()
+        ref = generate(model, tok, [PROMPTS[1]], 12, hot, seed=5, ignore_eos=False)[0].token_ids
+        assert c3.tokens(hot_req) == ref[:len(c3.tokens(hot_req))] and len(ref) == len(c3.tokens(hot_req))
+        assert ref != generate(model, tok, [PROMPTS[1]], 12)[0].token_ids
+    finally:
+        sched.close()
+
+
+def test_a_budget_up_to_the_context_ends_at_its_edge(model, tok):
+    """max_new_tokens far beyond the context: the request generates exactly what the context
+    leaves and ends with "length"; no step writes past the cache (overlapped, a request at its
+    budget is not stepped again), and the engine serves the next request."""
+    prompt = tok.encode(PROMPTS[3])
+    ctx = len(prompt) + 9
+    sched = Scheduler(model, tok, slots=2, ctx=ctx)
+    try:
+        c = Collector()
+        reqs = [c.request(prompt, 10**6, ignore_eos=True), c.request(prompt[:5], 10**6, ignore_eos=True)]
+        for r in reqs:
+            sched.submit(r)
+        c.wait()
+        assert [len(c.tokens(r)) for r in reqs] == [9, ctx - 5]
+        assert [c.final(r).finish_detail for r in reqs] == ["length", "length"]
+        assert sched.error is None
+        c = Collector()
+        again = c.request(prompt[:3], 2)
+        sched.submit(again)
+        c.wait()
+        assert len(c.tokens(again)) == 2
     finally:
         sched.close()
 
