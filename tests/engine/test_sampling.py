@@ -51,6 +51,33 @@ def test_top_p_keeps_the_nucleus(p, support):
     assert set(_draw(SamplingParams(top_p=p)).unique().tolist()) == support
 
 
+# the same distribution shuffled: ids 0..5 hold probabilities 0.05, 0.30, 0.02, 0.50, 0.13, 0.00 (a
+# sampler that forgot to map its sorted-order mask back to the ids would keep the wrong ones)
+SHUFFLED = torch.tensor([0.05, 0.30, 0.02, 0.50, 0.13, 1e-9])
+
+
+@pytest.mark.parametrize("p, support, freqs", [
+    (0.6, {3, 1}, {3: 0.5 / 0.8, 1: 0.3 / 0.8}),  # 0.50 < 0.6: the token crossing p (0.30) is kept
+    (0.85, {3, 1, 4}, {3: 0.5 / 0.93, 1: 0.3 / 0.93, 4: 0.13 / 0.93}),
+    (0.4, {3}, {3: 1.0}),
+])
+def test_top_p_on_an_unsorted_distribution(p, support, freqs):
+    """Hand-computed nuclei of a distribution whose ids are not in probability order, and the
+    renormalised frequencies inside them."""
+    drawn = _draw(SamplingParams(top_p=p), SHUFFLED.log().repeat(20000, 1))
+    assert set(drawn.unique().tolist()) == support
+    counts = torch.bincount(drawn, minlength=6).float() / len(drawn)
+    for token, f in freqs.items():
+        assert abs(counts[token].item() - f) < 0.015, (token, counts[token].item(), f)
+
+
+def test_top_k_on_an_unsorted_distribution():
+    drawn = _draw(SamplingParams(top_k=3), SHUFFLED.log().repeat(20000, 1))
+    assert set(drawn.unique().tolist()) == {3, 1, 4}
+    counts = torch.bincount(drawn, minlength=6).float() / len(drawn)
+    torch.testing.assert_close(counts[[3, 1, 4]], torch.tensor([0.5, 0.3, 0.13]) / 0.93, atol=0.015, rtol=0)
+
+
 def test_same_seed_same_samples():
     a = _draw(SamplingParams(temperature=0.8, top_p=0.95))
     b = _draw(SamplingParams(temperature=0.8, top_p=0.95))
