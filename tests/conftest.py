@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,15 @@ if not torch.cuda.is_available():
 
 if "GEEX_HUMANEVALX" not in os.environ and SHARED_DATASET.is_dir():
     os.environ["GEEX_HUMANEVALX"] = str(SHARED_DATASET)
+
+# The suite's own cache (toolchain caches and the verdict cache), fresh every session: a warm
+# machine-wide cache must never answer for the code under test. Subprocesses inherit it.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="geex-test-cache-"))
+os.environ["GEEX_CACHE"] = str(SESSION_CACHE)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
