@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -226,3 +227,25 @@ def test_work_directories_are_private(lease):
         assert not (work / "testmain.go").is_symlink() and (work / "testmain.go").stat().st_uid == lease
     finally:
         remove_jobs_root(root)
+
+
+def test_private_tmp_is_size_capped(work, lease):
+    """``Limits.tmp_mb``: /tmp is a tmpfs of that size. 3 MB into a 2 MB /tmp fails with ENOSPC,
+    1 MB fits (control); the file size limit (64 MB) is not what stops it."""
+    write = "head -c {n} /dev/zero > /tmp/big; echo rc=$?"
+    r = _sh(Sandbox(), write.format(n=3 * 1024 * 1024), work, lease, tmp_mb=2)
+    assert "rc=0" not in r.stdout and "No space left on device" in r.stderr, (r.stdout, r.stderr)
+    r = _sh(Sandbox(), write.format(n=1024 * 1024), work, lease, tmp_mb=2)
+    assert "rc=0" in r.stdout, r.stderr
+
+
+def test_cpu_time_limit_stops_a_spinning_program(work, lease):
+    """``Limits.cpu_s``: a program that only burns CPU is stopped by the kernel after about that
+    much CPU time (SIGXCPU, or SIGKILL at the hard limit for one that ignores it), long before the
+    wall-clock limit, and the result says so (the verdict is then a timeout)."""
+    sandbox = Sandbox()
+    for script in ("while :; do :; done", "trap '' XCPU; while :; do :; done"):
+        r = sandbox.run(["/bin/sh", "-c", script], cwd=work, uid=lease, cwd_writable=False,
+                        limits=Limits(wall_s=30, cpu_s=1))
+        assert not r.timed_out and r.wall_s < 10, r
+        assert r.signal == signal.SIGXCPU or r.cpu_limited, r
