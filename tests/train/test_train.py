@@ -1,7 +1,8 @@
-"""geex train on the CPU: the schedule, the config, learning on real code, exact resume."""
+"""geex train on the CPU: the schedule, the config, learning on real code (a fixed corpus), exact resume."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from pathlib import Path
@@ -15,18 +16,23 @@ from geex.errors import UserError
 from geex.train.config import load_config
 from geex.train.loop import lr_at, train
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "geex"
+ROOT = Path(__file__).resolve().parents[2]
+LANGUAGES = {"python": "Python", "cpp": "C++", "java": "Java", "js": "JavaScript", "go": "Go", "rust": "Rust"}
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory) -> Path:
-    """A slice of a real corpus: geex's own Python sources, a 600-token BPE, sequences of 64."""
+def packed(tmp_path_factory, dataset_dir) -> Path:
+    """A fixed slice of real code that no commit of this project changes: HumanEval-X's six
+    languages from ../shared (prompt, solution and tests of every problem), a 600-token BPE,
+    sequences of 64."""
     d = tmp_path_factory.mktemp("train")
     with open(d / "code.jsonl", "w") as f:
-        for p in sorted(SRC.rglob("*.py")):
-            text = p.read_text()
-            if "<|" not in text:
-                f.write(json.dumps({"code": "# language: Python\n" + text}) + "\n")
+        for lang, name in LANGUAGES.items():
+            with gzip.open(dataset_dir / f"humaneval_{lang}.jsonl.gz", "rt") as src:
+                for line in src:
+                    r = json.loads(line)
+                    code = r["prompt"] + r["canonical_solution"] + "\n" + r["test"]
+                    f.write(json.dumps({"code": f"# language: {name}\n" + code}) + "\n")
     tok = train_tokenizer([str(d / "code.jsonl")], d / "tok", vocab_size=600)
     pack([str(d / "code.jsonl")], str(tok), d / "packed", seq_len=64, valid=0.1, workers=1, progress=False)
     return d / "packed"
@@ -66,8 +72,9 @@ def test_held_out_loss_falls_well_below_the_unigram_entropy(packed, tmp_path):
     cfg = _cfg(packed, tmp_path / "run", "optim.max_steps=300", "optim.lr=0.01", "optim.min_lr=0.001",
                "optim.warmup_steps=20", "data.batch_size=16", "run.eval_every=300", "run.eval_sequences=32")
     last = train(cfg, progress=False)
-    # 0.5 nats below: perplexity 40 % under the unigram model's (measured: 4.69 against 5.44)
-    assert last["eval_loss"] < unigram - 0.5, (last["eval_loss"], unigram)
+    # 0.8 nats below: perplexity 55 % under the unigram model's (measured on this fixed corpus: 4.14
+    # against 5.33, so 0.39 nats of slack for numeric drift)
+    assert last["eval_loss"] < unigram - 0.8, (last["eval_loss"], unigram)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").open()]
     assert log[0]["loss"] > unigram > log[-1]["loss"] and [r["step"] for r in log] == list(range(1, 301))
 
@@ -141,7 +148,7 @@ def test_checkpoint_at_end_false_saves_only_every_n_steps(packed, tmp_path):
     assert _losses(tmp_path / "run") == _losses(tmp_path / "whole")
 
 
-@pytest.mark.parametrize("path", sorted((SRC.parents[1] / "configs").glob("*.toml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_configs_load_and_name_a_preset(path):
     from geex.models.codegeex import PRESETS
 
