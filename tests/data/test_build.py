@@ -48,6 +48,22 @@ def test_each_filter_and_its_threshold():
     assert reject_reason(late, len(late)) is None
 
 
+def test_filter_thresholds_are_inclusive_where_the_paper_says_at_least():
+    """Each threshold at its edge, by hand: 1 KB and 100 KB are kept, a byte beyond is not; a mean
+    line of exactly 100 characters is kept, 100.5 is not; exactly 40 % letters is kept, less is not."""
+    text = "abcde\n"  # passes every other filter
+    assert reject_reason(text, 1024) is None and reject_reason(text, 1023) == "too_small"
+    assert reject_reason(text, 100 * 1024) is None and reject_reason(text, 100 * 1024 + 1) == "too_large"
+    hundred = ("x" * 100 + "\n") * 20  # every line 100 characters
+    assert reject_reason(hundred, len(hundred)) is None
+    longer = ("x" * 100 + "\n") * 19 + "x" * 110 + "\n"  # a mean of 100.5
+    assert reject_reason(longer, len(longer)) == "long_lines"
+    at_edge = ("abcd" + "12345" + "\n") * 110  # 4 letters in 10 characters: exactly 40 %
+    assert reject_reason(at_edge, len(at_edge)) is None
+    below = at_edge[:-10] + "a123456789"  # 3 letters fewer
+    assert len(below) == len(at_edge) and reject_reason(below, len(below)) == "low_alpha"
+
+
 # --- a whole build -----------------------------------------------------------------------------------
 
 @pytest.fixture
