@@ -305,3 +305,25 @@ def test_verdict_cache_persists_and_skips_transient_outcomes(tmp_path) -> None:
     assert cache.get("p2", "fp") is None and cache.get("p3", "fp") is None
     assert cache.get("p1", "other-toolchain") is None
     cache.close()
+
+
+def test_evaluate_exits_3_when_the_harness_failed(tmp_path, cache_dir, monkeypatch, capsys):
+    """``geex humanevalx evaluate``: 0 when every sample was judged, 3 when the harness itself failed
+    on some (a broken step here: every run reports a harness error), with the count on stderr;
+    harness errors never count as failures in pass@k."""
+    from geex.cli import main
+    from geex.humanevalx import runners as runners_mod
+    from geex.humanevalx.verdict import Verdict
+
+    samples = write_samples(tmp_path / "s.jsonl", [{"task_id": "Python/0", "generation": canonical("Python/0")}])
+    assert main(["humanevalx", "evaluate", str(samples), "--out", str(tmp_path / "ok"), "-q"]) == 0
+
+    def broken(self, program, ctx):  # as when a toolchain is gone or a sandbox step fails
+        return runners_mod.Outcome(Verdict.HARNESS_ERROR, "harness", detail="the harness broke (test)")
+
+    monkeypatch.setattr(runners_mod.Runner, "execute", broken)
+    capsys.readouterr()
+    assert main(["humanevalx", "evaluate", str(samples), "--out", str(tmp_path / "broken"), "--no-cache", "-q"]) == 3
+    assert "1 harness errors" in capsys.readouterr().err
+    report = json.loads((tmp_path / "broken" / "report.json").read_text())
+    assert report["harness_errors"] == 1
