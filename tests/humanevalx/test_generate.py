@@ -98,14 +98,16 @@ def test_parse_pairs_rejects_bad_specs(spec):
         parse_pairs(spec)
 
 
-def test_repeated_pair_is_rejected_or_merged(dataset_dir):
-    try:
-        pairs = parse_pairs("python:cpp,python:cpp")
-    except UserError:
-        return
-    cfg = GenerateConfig(task="translation", languages=[], pairs=pairs, limit=1, dataset=str(dataset_dir))
-    ids = [(u.source_language.name, u.task_id, u.completion_id) for u in units(cfg)]
-    assert len(ids) == len(set(ids))
+def test_a_repeated_pair_is_generated_once(dataset_dir):
+    """A pair named twice is merged into its first place (not rejected, not generated twice)."""
+    pairs = parse_pairs("python:cpp,js:go,Python:C++")
+    assert [(s.name, t.name) for s, t in pairs] == [("python", "cpp"), ("js", "go")]
+    twice = GenerateConfig(task="translation", languages=[], pairs=pairs, limit=1, dataset=str(dataset_dir))
+    once = GenerateConfig(task="translation", languages=[], pairs=parse_pairs("python:cpp,js:go"), limit=1,
+                          dataset=str(dataset_dir))
+    ids = [(u.source_language.name, u.task_id, u.completion_id) for u in units(twice)]
+    assert len(ids) == len(set(ids)) == 2
+    assert ids == [(u.source_language.name, u.task_id, u.completion_id) for u in units(once)]
 
 
 # -- units and batches ---------------------------------------------------------------------------
