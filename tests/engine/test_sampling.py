@@ -84,7 +84,8 @@ def test_same_seed_same_samples():
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("kw", [{"temperature": 0}, {"top_k": -1}, {"top_p": 0}, {"top_p": 1.5}])
+@pytest.mark.parametrize("kw", [{"temperature": 0}, {"temperature": -0.5}, {"top_k": -1}, {"top_p": 0}, {"top_p": -0.1},
+                                {"top_p": 1.5}])
 def test_bad_parameters(kw):
     with pytest.raises(UserError):
         SamplingParams(**kw)
