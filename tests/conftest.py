@@ -22,10 +22,11 @@ if not torch.cuda.is_available():
 if "GEEX_HUMANEVALX" not in os.environ and SHARED_DATASET.is_dir():
     os.environ["GEEX_HUMANEVALX"] = str(SHARED_DATASET)
 
-# The suite's own cache (toolchain caches and the verdict cache), fresh every session: a warm
-# machine-wide cache must never answer for the code under test. Subprocesses inherit it.
+# The suite's own verdict cache, fresh every session: a warm machine-wide cache must never answer
+# for the code under test. Subprocesses inherit it. (The toolchain caches stay the machine's: set-up
+# installs into them, e.g. js-md5.)
 SESSION_CACHE = Path(tempfile.mkdtemp(prefix="geex-test-cache-"))
-os.environ["GEEX_CACHE"] = str(SESSION_CACHE)
+os.environ["GEEX_VERDICT_CACHE"] = str(SESSION_CACHE / "verdicts.sqlite")
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

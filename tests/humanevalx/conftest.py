@@ -15,6 +15,7 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     """A fresh $GEEX_CACHE (toolchain caches and the verdict cache) and fresh runners using it."""
     path = tmp_path / "geex-cache"
     monkeypatch.setenv("GEEX_CACHE", str(path))
+    monkeypatch.setenv("GEEX_VERDICT_CACHE", str(path / "humanevalx" / "verdicts.sqlite"))
     get_runner.cache_clear()
     yield path
     get_runner.cache_clear()

@@ -73,6 +73,13 @@ def _load(cfg: EvalConfig) -> tuple[list[Sample], dict]:
     return samples, problems
 
 
+def verdict_cache_path() -> Path:
+    """The machine's verdict cache (under ``$GEEX_CACHE``), or ``$GEEX_VERDICT_CACHE`` (the test
+    suite's own, fresh every session: a warm cache must never answer for the code under test)."""
+    env = os.environ.get("GEEX_VERDICT_CACHE")
+    return Path(env) if env else cache_root() / "humanevalx" / "verdicts.sqlite"
+
+
 def _record(sample: Sample, program_sha256: str, outcome: dict, fingerprint: str, runs: ProgramRuns) -> dict:
     rec = {
         "sample_id": sample.sample_id,
@@ -166,7 +173,7 @@ def _evaluate(cfg: EvalConfig, samples: list[Sample], problems: dict) -> dict:
         sample_program.append((s, sha))
 
     log = ResultsLog(cfg.out_dir / "results.jsonl")
-    cache = VerdictCache(cache_root() / "humanevalx" / "verdicts.sqlite") if cfg.use_cache else None
+    cache = VerdictCache(verdict_cache_path()) if cfg.use_cache else None
     pending: dict[str, list[Sample]] = defaultdict(list)  # program → samples waiting for it
     totals: Counter = Counter(s.language.name for s in samples)
     done_counts: dict[str, Counter] = defaultdict(Counter)
