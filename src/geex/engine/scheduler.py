@@ -20,8 +20,9 @@ One loop, in a thread of its own, repeats:
 4. read the tokens of a step and act on them: text, stop strings, EOS, budget, events.
 
 On a GPU (``overlap``) step 4 reads the *previous* iteration's tokens, after this one's step is
-queued (a request's first token, from its prompt, is read at once): the host's work for one step (and the HTTP layer's, which shares the interpreter) runs
-while the GPU computes the next, instead of between steps. The price: a request that ends (EOS, a
+queued (a request's first token, from its prompt, is read at once): the host's work for one step
+(and the HTTP layer's, which shares the interpreter) runs while the GPU computes the next, instead
+of between steps. The price: a request that ends (EOS, a
 stop string) is stepped once more, and that token is discarded. On the CPU the model runs in this
 thread, so step 4 follows its own step (overlapping would delay every token by a step).
 
@@ -121,7 +122,6 @@ class _Running:
     first_token: float | None = None
     prefill_done: float | None = None
     budget: int = 0  # max new tokens, clamped to the context
-    chosen: int = 0  # new tokens chosen on the device (the host may not know them yet)
     fed: int = 0  # chosen tokens fed back as a step's input: their keys/values are (being) written
     tokens: list[int] = field(default_factory=list)  # the new tokens the host has read, in order
     done: bool = False  # finished or cancelled: tokens still in flight for it are dropped
@@ -133,6 +133,12 @@ class _Running:
     @property
     def generated(self) -> int:
         return len(self.tokens)
+
+    @property
+    def chosen(self) -> int:
+        """New tokens chosen on the device (the host may not know them yet): the prompt's last
+        logits chose one, and every step since feeds one and chooses the next."""
+        return self.fed + 1 if self.prefill_done is not None else 0
 
     @property
     def position(self) -> int:
@@ -366,7 +372,6 @@ class Scheduler:
                 token, extra, error = self._choose(run, logits)
                 self.next_ids[run.slot:run.slot + 1] = token
                 run.prefill_done = time.perf_counter()
-                run.chosen = 1
                 self._read(self._ship([(run, 0, extra, error)], token.view(1)))
         decoding = sorted((r for r in self.running.values()
                            if r.phase == "decode" and not r.done and r.chosen < r.budget), key=lambda r: r.slot)
@@ -402,7 +407,8 @@ class Scheduler:
     def _decode(self, runs: list[_Running]) -> tuple[torch.Tensor, list[tuple]]:
         """One step of ``runs`` (sorted by slot), each feeding its chosen token at its position:
         their next tokens [len(runs)] on the device, and each one's (log-probabilities, error)."""
-        if len(runs) == 1 and not self.graphs:  # one row: its own cache row at a plain position (no mask)
+        single = len(runs) == 1 and not self.graphs
+        if single:  # one row: its own cache row at a plain position (no mask)
             run = runs[0]
             logits = self.model(self.next_ids[run.slot:run.slot + 1, None], self.cache.rows(run.slot, run.slot + 1),
                                 start=run.position)[:, -1]
@@ -426,13 +432,13 @@ class Scheduler:
                 token, extra, error = self._choose(run, logits[i])
                 tokens[i:i + 1] = token
             extras.append((extra, error))
-            run.chosen += 1
-        if len(runs) == 1 and not self.graphs:
+        if single:
             self.next_ids[runs[0].slot:runs[0].slot + 1] = tokens
             return tokens, extras
         self.next_ids[:tokens.numel()] = tokens
-        return tokens[torch.tensor([r.slot for r in runs], device=self.device)] if len(runs) < tokens.numel() \
-            else tokens, extras
+        if len(runs) < tokens.numel():  # idle rows among 0..rows-1: only the generating rows' tokens
+            tokens = tokens[torch.tensor([r.slot for r in runs], device=self.device)]
+        return tokens, extras
 
     def _choose(self, run: _Running, logits: torch.Tensor) -> tuple[torch.Tensor, tuple | None, str | None]:
         """The row's next token [1] from its ``logits`` [V], on the device; its log-probability and
