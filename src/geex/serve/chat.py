@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from geex.engine.scheduler import Event
 from geex.errors import UserError
 from geex.serve.completions import (
-    Shutdown, check_failed, check_model, engine, error_frame, log_stream, new_requests, off_loop, server_timing, sse, summary,
+    Shutdown, check_failed, check_model, engine, log_stream, new_requests, off_loop, server_timing, sse, summary,
     usage, usage_frame, wants_usage,
 )
 from geex.serve.engine_client import ClientGone, EngineClient, Generation
@@ -111,8 +111,8 @@ async def _stream(gen: Generation, client: EngineClient, rid: str, created: int,
                 if ev.text or lp is not None:
                     yield chunk(i, {"content": ev.text}, None, lp)
             else:
-                if ev.finish_detail == "error" or (shutdown.cut and ev.finish_detail == "cancelled"):
-                    yield shutdown.frame() if shutdown.cut else error_frame(ev)
+                if (last := shutdown.last_frame(ev)) is not None:
+                    yield last
                     return
                 finals.append(ev)
                 yield chunk(i, {"content": ev.text} if ev.text else {}, ev.finish_reason)

@@ -111,8 +111,12 @@ class Shutdown:
         self.cut = True
         gen.cancel()
 
-    def frame(self) -> str:
-        return json.dumps(error_body(503, "the server is shutting down", code="server_shutdown"))
+    def last_frame(self, finished: Event) -> str | None:
+        """The frame that ends a stream at this ``finished`` event, if it must end there: the
+        request's own failure, or the shutdown's cut; None for a normal finish."""
+        if self.cut and finished.finish_detail == "cancelled":
+            return json.dumps(error_body(503, "the server is shutting down", code="server_shutdown"))
+        return error_frame(finished) if finished.finish_detail == "error" else None
 
 
 def sse(frames: AsyncIterator[str], shutdown: Shutdown) -> EventSourceResponse:
@@ -308,8 +312,8 @@ async def _stream(gen: Generation, client: EngineClient, rid: str, created: int,
                 if ev.text or entry is not None:
                     yield chunk(i, ev.text, entry, None)
             else:
-                if ev.finish_detail == "error" or (shutdown.cut and ev.finish_detail == "cancelled"):
-                    yield shutdown.frame() if shutdown.cut else error_frame(ev)
+                if (last := shutdown.last_frame(ev)) is not None:
+                    yield last
                     return
                 finals.append(ev)
                 yield chunk(i, ev.text, None, ev.finish_reason)
