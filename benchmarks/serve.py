@@ -301,35 +301,34 @@ def gpu_main(args: argparse.Namespace) -> dict:
 
 
 # -- overhead ----------------------------------------------------------------------------------------------
-class NullModel:
+def null_model(step_s: float = 0.0):
     """A model whose step costs nothing (or sleeps ``step_s``, as long as a GPU step, with the GIL
     released as a GPU wait releases it): what remains is the server's own cost a token. Its next
-    token is a fixed function of the last (ids below 250; 255 = EOS is never chosen)."""
+    token is a fixed function of the last (ids below 250; 255 = EOS is never chosen). Built here,
+    not at import: the script's other modes import torch only when they need it."""
+    import torch
+    from torch import nn
 
-    def __new__(cls, step_s: float = 0.0):
-        import torch
-        from torch import nn
+    class _Null(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.config = type("Config", (), dict(n_positions=8192, vocab_size=256, cache_layers=1, n_kv_head=1,
+                                                  head_dim=1, n_head=1))()
+            self.anchor = nn.Parameter(torch.zeros(1))
+            table = torch.full((256, 256), -10.0)
+            table[torch.arange(256), (torch.arange(256) * 7 + 1) % 250] = 10.0
+            self.register_buffer("table", table)
 
-        class _Null(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.config = type("Config", (), dict(n_positions=8192, vocab_size=256, cache_layers=1, n_kv_head=1,
-                                                      head_dim=1, n_head=1))()
-                self.anchor = nn.Parameter(torch.zeros(1))
-                table = torch.full((256, 256), -10.0)
-                table[torch.arange(256), (torch.arange(256) * 7 + 1) % 250] = 10.0
-                self.register_buffer("table", table)
+        @property
+        def dtype(self):
+            return torch.float32
 
-            @property
-            def dtype(self):
-                return torch.float32
+        def forward(self, ids, cache=None, start=0, pad=None, last_only=False):
+            if step_s:
+                time.sleep(step_s)
+            return self.table[ids[:, -1:] if last_only else ids]
 
-            def forward(self, ids, cache=None, start=0, pad=None, last_only=False):
-                if step_s:
-                    time.sleep(step_s)
-                return self.table[ids[:, -1:] if last_only else ids]
-
-        return _Null()
+    return _Null()
 
 
 def overhead_main(args: argparse.Namespace) -> dict:
@@ -339,7 +338,7 @@ def overhead_main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     results = {"mode": "overhead", "cores": os.cpu_count(), "streams": args.streams, "rows": []}
     for step_ms in (float(x) for x in args.step_ms.split(",")):
-        engine = engine_for(NullModel(step_ms / 1000), IdTokenizer(256), "null", slots=args.streams, ctx=4096,
+        engine = engine_for(null_model(step_ms / 1000), IdTokenizer(256), "null", slots=args.streams, ctx=4096,
                             graphs=False)
         server = start_server(engine)
         run_clients(server.url, 2, 1, 16, 8, vocab=250)  # warm-up
