@@ -1,60 +1,11 @@
-"""The training recipe against hand-computed answers, not against another run of the same code:
-which parameters decay, what clipping does to a known gradient, and that every epoch reads the
-sequences in a new order."""
+"""The training data order against hand-computed answers, not against another run of the same code:
+every epoch reads every sequence once, in a new order (the optimizer and schedule: test_optim.py)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
-import torch
-from torch import nn
 
 from geex.data.pack import PackedDataset
-from geex.models.codegeex import CodeGeeX, get_config
-from geex.train.config import OptimSection, TrainConfig
-from geex.train.loop import Trainee, lr_at, param_groups
-
-
-def test_weight_decay_is_on_matrices_only():
-    """CodeGeeX's recipe: AdamW decay on the weight matrices and embeddings, none on biases and
-    LayerNorm parameters. The oracle: in CodeGeeX every 1-D parameter is a bias or a LayerNorm's,
-    every matrix is a projection or an embedding."""
-    model = CodeGeeX(get_config("codegeex-tiny"))
-    decay, no_decay = param_groups(model, 0.1)
-    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    matrices = {id(p) for p in model.parameters() if p.dim() >= 2}
-    vectors = {id(p) for p in model.parameters() if p.dim() == 1}
-    assert {id(p) for p in decay["params"]} == matrices and {id(p) for p in no_decay["params"]} == vectors
-    assert matrices and vectors
-
-
-def _trainee(grad_clip: float, weights: list[float], grads: list[float]):
-    """A Trainee of one bias-free linear layer with the given gradient, and SGD (lr = the
-    schedule's), so one step's update is plain arithmetic."""
-    layer = nn.Linear(len(weights), 1, bias=False)
-    with torch.no_grad():
-        layer.weight.copy_(torch.tensor([weights]))
-    layer.weight.grad = torch.tensor([grads])
-    cfg = TrainConfig(optim=OptimSection(grad_clip=grad_clip, warmup_steps=4, lr=0.5))
-    trainee = SimpleNamespace(model=layer, device=torch.device("cpu"), cfg=cfg,
-                              optimizer=torch.optim.SGD(layer.parameters(), lr=0.0))
-    trainee.clip_gradients = lambda max_norm: Trainee.clip_gradients(trainee, max_norm)
-    return trainee, layer
-
-
-def test_clipping_scales_a_known_gradient_to_the_limit():
-    """Gradient (30, 40): norm 50. With grad_clip 1 the step moves the weights by lr x (0.6, 0.8);
-    with clipping off, by lr x (30, 40). lr at step 0 of a 4-step warm-up: 0.5 / 4."""
-    lr = 0.5 / 4
-    assert lr_at(0, TrainConfig(optim=OptimSection(warmup_steps=4, lr=0.5))) == lr
-    for clip, moved in ((1.0, [0.6, 0.8]), (0.0, [30.0, 40.0]), (100.0, [30.0, 40.0])):
-        trainee, layer = _trainee(clip, [1.0, 2.0], [30.0, 40.0])
-        norm = Trainee.optimizer_step(trainee, 0)
-        assert abs(float(norm) - 50.0) < 1e-9
-        want = torch.tensor([[1.0, 2.0]]) - lr * torch.tensor([moved])
-        torch.testing.assert_close(layer.weight.detach(), want, rtol=1e-5, atol=1e-6)
-        assert layer.weight.grad is None  # cleared for the next accumulation
 
 
 def _dataset(n: int, seed: int) -> PackedDataset:

@@ -14,7 +14,8 @@ from geex.data.pack import pack
 from geex.data.tokenizer import train_tokenizer
 from geex.errors import UserError
 from geex.train.config import load_config
-from geex.train.loop import lr_at, train
+from geex.train.loop import train
+from geex.train.optim import lr_at
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = {"python": "Python", "cpp": "C++", "java": "Java", "js": "JavaScript", "go": "Go", "rust": "Rust"}

@@ -1,7 +1,7 @@
 """``geex train``: CodeGeeX's recipe on packed data, from one CPU process to FSDP2 across GPUs.
 
 AdamW (β 0.9/0.95, weight decay 0.1, none on biases and LayerNorms), linear warm-up then cosine to
-``min_lr``, gradient accumulation and clipping, bf16 (autocast in one process, FSDP2 mixed
+``min_lr``, gradient clipping (all in ``geex.train.optim``), gradient accumulation, bf16 (autocast in one process, FSDP2 mixed
 precision across several), optional ``torch.compile`` of each layer and the loss, optional
 activation checkpointing. Loss: cross-entropy of the next token over every position (EOS included,
 as the original trained).
@@ -34,22 +34,7 @@ from geex.train.config import TrainConfig, resume_conflicts
 from geex.train.distributed import (Topology, all_reduce_max, all_reduce_sum, make_mesh, setup, shard, teardown,
                                     tensor_parallel, units)
 from geex.train.flops import flops_per_token, mfu, peak_flops
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate of optimizer step ``step`` (0-based): linear warm-up, then cosine to min_lr."""
-    o = cfg.optim
-    if step < o.warmup_steps:
-        return o.lr * (step + 1) / o.warmup_steps
-    progress = min(1.0, (step - o.warmup_steps) / max(1, o.max_steps - o.warmup_steps))
-    return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * progress))
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if name.endswith("bias") or "layernorm" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+from geex.train.optim import adamw, lr_at, optimizer_step
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, vocab: int) -> torch.Tensor:
@@ -121,13 +106,7 @@ class Trainee:
         model.to_empty(device="cpu" if cfg.run.cpu_offload else topo.device)  # FSDP2 offload: host shards
         initialize(model, self.model_config.n_layer, topo.device, cfg.run.seed)
         self.model = model
-        o = cfg.optim
-        # fused: one kernel on CUDA and CPU alike. It cannot mix tensor-parallel DTensors with other
-        # meshes: FSDP2 x TP takes foreach; pure TP (plain replicated embeddings beside DTensors) the
-        # per-tensor loop, as foreach cannot mix them either
-        kernel = {"fused": True} if topo.tp == 1 else {"foreach": topo.dp_world > 1}
-        self.optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=tuple(o.betas),
-                                           eps=o.eps, **kernel)
+        self.optimizer = adamw(model, cfg.optim, topo.tp, topo.dp_world)
         if cfg.run.cpu_offload and topo.main and torch.get_num_threads() == 1:
             print("geex train: run.cpu_offload runs AdamW on the CPU with 1 thread a process; set "
                   "OMP_NUM_THREADS (torchrun sets it to 1) to about cores / processes", flush=True)
@@ -147,41 +126,9 @@ class Trainee:
         loss.backward()
 
     def optimizer_step(self, step: int) -> torch.Tensor:
-        """Optimizer step ``step`` (0-based) on the accumulated gradients: clip, the schedule's lr,
-        AdamW, clear. Returns the gradient norm before clipping."""
-        norm = self.clip_gradients(self.cfg.optim.grad_clip)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(step, self.cfg)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return norm
-
-    def clip_gradients(self, max_norm: float) -> torch.Tensor:
-        """Clip to ``max_norm`` (0: only measure); returns the global norm before clipping. Gradients
-        are grouped by how they are distributed (plain, FSDP-sharded, also tensor-parallel): one
-        norm a group (``_total_norm``), combined across processes."""
-        groups: dict = {}
-        for p in self.model.parameters():
-            if p.grad is not None:
-                key = (p.grad.device_mesh, tuple(p.grad.placements)) if hasattr(p.grad, "device_mesh") else None
-                groups.setdefault(key, []).append(p)
-        squares = []
-        for key, params in groups.items():
-            norm = _total_norm([p.grad for p in params])
-            squares.append((norm.full_tensor() if key is not None else norm).double() ** 2)
-        total = torch.stack(squares).sum().sqrt() if squares else torch.zeros((), device=self.device)
-        if max_norm:
-            for params in groups.values():
-                torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
-        return total
-
-
-def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
-    """``torch.nn.utils.get_total_norm``, but host-resident gradients (CPU runs, run.cpu_offload) are
-    summed in float64: PyTorch's CPU float32 norm comes out 0.4 % low over 50M elements."""
-    if grads[0].device.type != "cpu":
-        return torch.nn.utils.get_total_norm(grads)
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for g in grads]))
+        """Optimizer step ``step`` (0-based) on the accumulated gradients (``optim.optimizer_step``);
+        returns the gradient norm before clipping."""
+        return optimizer_step(self.optimizer, self.model.parameters(), step, self.cfg, self.device)
 
 
 @torch.no_grad()
