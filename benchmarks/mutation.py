@@ -3,28 +3,42 @@ at a time (cosmic-ray's operators: comparisons, arithmetic, constants, booleans,
 that should cover it, and count the mutants no test kills.
 
 Runs like a benchmark, not in CI time: in a copy of the tree (cosmic-ray edits files on disk), each
-module with its own test command. Writes ``benchmarks/results/mutation.{json,md}``: the kill rate of
-each module and every surviving mutant (file, line, operator), to be explained or killed.
+module with its own test command, after checking that command passes on the unmutated copy (a
+failing baseline would count every mutant as killed). Mutants inside type annotations are skipped
+before any test runs: every module here has ``from __future__ import annotations``, so an
+annotation is a string nothing evaluates, and a changed one is the same program.
+
+Each survivor is matched against ``benchmarks/mutation_survivors.toml`` (module, a piece of the
+mutated line's text, operator patterns, and why): an *equivalent* mutant is the same program for
+every input the module's contract allows; an *unseen* one is a real difference that no test can
+observe (the reason says why). A survivor matching neither is listed as unexplained: a missing test.
+
+Writes ``benchmarks/results/mutation.{json,md}``; a run of some modules replaces only their rows.
 
 Needs the ``mutation`` extra: ``.venv/bin/pip install -e '.[mutation]'``.
 
-Usage: python benchmarks/mutation.py [--modules engine/sampling.py,humanevalx/metrics.py] [--timeout 120]
+Usage: python benchmarks/mutation.py [--modules engine/sampling.py,humanevalx/metrics.py|all]
+       [--jobs 2] [--timeout 300]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import concurrent.futures
 import datetime as dt
+import fnmatch
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SURVIVORS = ROOT / "benchmarks" / "mutation_survivors.toml"
 
 # module (under src/geex) -> the tests that should kill its mutants
 MODULES = {
@@ -32,80 +46,185 @@ MODULES = {
     "engine/sampling.py": ["tests/engine/test_sampling.py"],
     "humanevalx/verdict.py": ["tests/humanevalx/test_verdicts.py"],
     "languages/cleanup.py": ["tests/languages"],
-    "models/attention.py": ["tests/models/test_llama.py", "tests/models/test_codegeex.py",
-                            "tests/engine/test_scheduler.py"],
+    "models/attention.py": ["tests/models/test_attention.py", "tests/models/test_llama.py",
+                            "tests/models/test_codegeex.py"],
     "models/gguf_loader.py": ["tests/models/test_gguf_loader.py", "tests/models/test_gguf_blocks.py"],
-    "data/pack.py": ["tests/data/test_pack.py", "tests/train/test_recipe.py"],
-    "train/loop.py": ["tests/train/test_train.py", "tests/train/test_recipe.py"],
+    "data/pack.py": ["tests/data/test_pack.py"],
+    "train/optim.py": ["tests/train/test_optim.py", "tests/train/test_recipe.py"],
     "humanevalx/sandbox.py": ["tests/humanevalx/test_sandbox.py", "tests/humanevalx/test_hostile.py"],
 }
 
 
-def run_module(module: str, tests: list[str], tree: Path, timeout: float) -> dict:
-    config = tree / "cr.toml"
-    config.write_text(
-        "[cosmic-ray]\n"
-        f'module-path = "src/geex/{module}"\n'
-        f"timeout = {timeout}\n"
-        "excluded-modules = []\n"
-        f'test-command = "{sys.executable} -m pytest -x -q -p no:cacheprovider {" ".join(tests)}"\n'
-        "[cosmic-ray.distributor]\n"
-        'name = "local"\n')
-    session = tree / f"{module.replace('/', '_')}.sqlite"
-    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
-    cr = [sys.executable, "-m", "cosmic_ray.cli"]
-    subprocess.run([*cr, "init", str(config), str(session)], cwd=tree, env=env, check=True)
-    subprocess.run([*cr, "exec", str(config), str(session)], cwd=tree, env=env, check=True)
-    return _summary(session, module)
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) positions (1-based rows, 0-based columns, as cosmic-ray records them) of every
+    annotation in ``source``, or none if annotations are evaluated (no ``from __future__ import
+    annotations``: then a mutated annotation may change behaviour, e.g. in pydantic models)."""
+    tree = ast.parse(source)
+    postponed = any(isinstance(n, ast.ImportFrom) and n.module == "__future__"
+                    and any(a.name == "annotations" for a in n.names) for n in tree.body)
+    if not postponed:
+        return []
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            args = [*a.posonlyargs, *a.args, *a.kwonlyargs, *(x for x in (a.vararg, a.kwarg) if x)]
+            found += [arg.annotation for arg in args if arg.annotation is not None]
+            if node.returns is not None:
+                found.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            found.append(node.annotation)
+    return [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in found]
 
 
-def _summary(session: Path, module: str) -> dict:
-    """Kill counts and the survivors, read from cosmic-ray's session database."""
-    db = sqlite3.connect(session)
-    rows = db.execute(
-        "SELECT m.operator_name, m.start_pos_row, r.test_outcome FROM mutation_specs m "
-        "JOIN work_results r ON m.job_id = r.job_id").fetchall()
-    killed = [r for r in rows if str(r[2]).lower() != "survived"]
-    survivors = sorted({(op, line) for op, line, outcome in rows if str(outcome).lower() == "survived"},
-                       key=lambda x: x[1])
-    return {"module": module, "mutants": len(rows), "killed": len(killed),
-            "kill_rate": len(killed) / len(rows) if rows else None,
-            "survivors": [{"line": line, "operator": op} for op, line in survivors]}
+def _skip_annotations(session: Path, source: str) -> int:
+    """Mark the mutants inside annotations SKIPPED in cosmic-ray's session; returns how many."""
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    spans = annotation_spans(source)
+    skipped = 0
+    with use_db(str(session)) as db:
+        for item in db.work_items:
+            m = item.mutations[0]
+            if any(start <= tuple(m.start_pos) and tuple(m.end_pos) <= end for start, end in spans):
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+                skipped += 1
+    return skipped
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--modules", default="engine/sampling.py,humanevalx/metrics.py",
-                    help=f"comma-separated, of: {', '.join(MODULES)} (or 'all')")
-    ap.add_argument("--timeout", type=float, default=300.0, help="seconds a test run (longer: killed)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/mutation"))
-    args = ap.parse_args()
-    modules = list(MODULES) if args.modules == "all" else args.modules.split(",")
+def run_module(module: str, tests: list[str], timeout: float) -> dict:
+    """Mutate one module in its own copy of the tree and run its tests against every mutant."""
     tree = Path(tempfile.mkdtemp(prefix="geex-mutation-"))
     try:
         for part in ("src", "tests", "pyproject.toml"):
             (shutil.copytree if (ROOT / part).is_dir() else shutil.copy2)(ROOT / part, tree / part)
-        results = [run_module(m, MODULES[m], tree, args.timeout) for m in modules]
+        test_command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+        env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+        baseline = subprocess.run(test_command, cwd=tree, env=env, capture_output=True, text=True)
+        if baseline.returncode != 0:
+            raise SystemExit(f"{module}: its tests fail on the unmutated tree, so every mutant would "
+                             f"count as killed:\n{baseline.stdout[-3000:]}")
+        config = tree / "cr.toml"
+        config.write_text(
+            "[cosmic-ray]\n"
+            f'module-path = "src/geex/{module}"\n'
+            f"timeout = {timeout}\n"
+            "excluded-modules = []\n"
+            f"test-command = {json.dumps(' '.join(test_command))}\n"
+            "[cosmic-ray.distributor]\n"
+            'name = "local"\n')
+        session = tree / "session.sqlite"
+        cr = [sys.executable, "-m", "cosmic_ray.cli"]
+        subprocess.run([*cr, "init", str(config), str(session)], cwd=tree, env=env, check=True)
+        source = (tree / "src/geex" / module).read_text()
+        skipped = _skip_annotations(session, source)
+        subprocess.run([*cr, "exec", str(config), str(session)], cwd=tree, env=env, check=True)
+        return _summary(session, module, source, skipped)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+
+
+def _summary(session: Path, module: str, source: str, skipped: int) -> dict:
+    """Counts and the survivors (each with its explanation, if any), from cosmic-ray's session."""
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    lines = source.splitlines()
+    entries = explanations()
+    killed, survivors = 0, []
+    with use_db(str(session)) as db:
+        for item, result in db.completed_work_items:
+            if result.worker_outcome == WorkerOutcome.SKIPPED:
+                continue
+            if result.test_outcome != TestOutcome.SURVIVED:
+                killed += 1
+                continue
+            m = item.mutations[0]
+            text = lines[m.start_pos[0] - 1].strip()
+            survivors.append({"line": m.start_pos[0], "text": text, "operator": m.operator_name,
+                              **explain(entries, module, text, m.operator_name)})
+    survivors.sort(key=lambda s: (s["line"], s["operator"]))
+    tested = killed + len(survivors)
+    equivalent = sum(s["kind"] == "equivalent" for s in survivors)
+    return {"module": module, "mutants": tested + skipped, "skipped_annotations": skipped, "tested": tested,
+            "killed": killed, "equivalent": equivalent,
+            "unexplained": sum(s["kind"] == "unexplained" for s in survivors),
+            "kill_rate": killed / tested if tested else None,
+            "score": killed / (tested - equivalent) if tested > equivalent else None,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
+            "survivors": survivors}
+
+
+def explanations(path: Path = SURVIVORS) -> list[dict]:
+    return tomllib.loads(path.read_text()).get("survivor", []) if path.exists() else []
+
+
+def explain(entries: list[dict], module: str, text: str, operator: str) -> dict:
+    """The first of ``entries`` (the survivors file's) whose module, line text and operator pattern
+    match; else "unexplained"."""
+    for e in entries:
+        if e["module"] == module and e["line"] in text and any(
+                fnmatch.fnmatchcase(operator, p) for p in e["operators"]):
+            return {"kind": e["kind"], "why": e["why"]}
+    return {"kind": "unexplained", "why": ""}
+
+
+def _commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "src", "tests") else "")
+
+
+def _pct(x: float | None) -> str:
+    return f"{100 * x:.1f} %" if x is not None else "—"
+
+
+def render(results: list[dict]) -> str:
+    lines = ["# Mutation testing", "",
+             "cosmic-ray 8.7.0's operators over each module, its tests as listed in `benchmarks/mutation.py`; "
+             "mutants inside annotations skipped (never evaluated). *Kill rate*: killed ÷ tested; "
+             "*score*: killed ÷ (tested − equivalent mutants). Survivors are explained in "
+             "`benchmarks/mutation_survivors.toml`.", "",
+             "| module | commit | mutants | skipped (annotations) | tested | killed | equivalent | unseen | "
+             "unexplained | kill rate | score |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        unseen = sum(s["kind"] == "unseen" for s in r["survivors"])
+        lines.append(f"| `{r['module']}` | {r['commit']} | {r['mutants']} | {r['skipped_annotations']} | "
+                     f"{r['tested']} | {r['killed']} | {r['equivalent']} | {unseen} | {r['unexplained']} | "
+                     f"{_pct(r['kill_rate'])} | {_pct(r['score'])} |")
+    for r in results:
+        if not r["survivors"]:
+            continue
+        lines += ["", f"## Survivors in `{r['module']}` ({r['date']})", ""]
+        for s in r["survivors"]:
+            why = f" — {s['why'].strip()}" if s["why"] else ""
+            lines.append(f"- line {s['line']} `{s['text']}` — {s['operator'].removeprefix('core/')}: "
+                         f"**{s['kind']}**{why}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--modules", default="all", help=f"comma-separated, of: {', '.join(MODULES)} (or 'all')")
+    ap.add_argument("--jobs", type=int, default=1, help="modules mutated at once, each in its own copy")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds a test run (longer: killed)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/mutation"))
+    args = ap.parse_args()
+    modules = list(MODULES) if args.modules == "all" else args.modules.split(",")
+    unknown = [m for m in modules if m not in MODULES]
+    if unknown:
+        ap.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)}")
     out = Path(args.out)
-    record = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
-              "modules": results}
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    lines = [f"# Mutation testing — {record['date']}, commit {commit}", "",
-             "cosmic-ray's operators over each module, its tests as listed in `benchmarks/mutation.py`.", "",
-             "| module | mutants | killed | kill rate |", "|---|---|---|---|"]
-    for r in results:
-        rate = f"{100 * r['kill_rate']:.1f} %" if r["kill_rate"] is not None else "—"
-        lines.append(f"| `{r['module']}` | {r['mutants']} | {r['killed']} | {rate} |")
-    for r in results:
-        if r["survivors"]:
-            lines += ["", f"## Survivors in `{r['module']}`", ""]
-            lines += [f"- line {s['line']}: {s['operator']}" for s in r["survivors"]]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    previous = json.loads(out.with_suffix(".json").read_text())["modules"] if out.with_suffix(".json").exists() else []
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        fresh = {r["module"]: r for r in pool.map(lambda m: run_module(m, MODULES[m], args.timeout), modules)}
+    kept = {r["module"]: r for r in previous if r["module"] in MODULES and "tested" in r}
+    results = [fresh.get(m) or kept[m] for m in MODULES if m in fresh or m in kept]
+    out.with_suffix(".json").write_text(json.dumps({"modules": results}, indent=2) + "\n")
+    out.with_suffix(".md").write_text(render(results))
+    print(render(results))
 
 
 if __name__ == "__main__":
