@@ -199,7 +199,7 @@ def render(results: list[dict]) -> str:
             continue
         lines += ["", f"## Survivors in `{r['module']}` ({r['date']})", ""]
         for s in r["survivors"]:
-            why = f" — {s['why'].strip()}" if s["why"] else ""
+            why = f" — {' '.join(s['why'].split())}" if s["why"] else ""
             lines.append(f"- line {s['line']} `{s['text']}` — {s['operator'].removeprefix('core/')}: "
                          f"**{s['kind']}**{why}")
     return "\n".join(lines) + "\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -76,6 +78,34 @@ def test_top_k_on_an_unsorted_distribution():
     assert set(drawn.unique().tolist()) == {3, 1, 4}
     counts = torch.bincount(drawn, minlength=6).float() / len(drawn)
     torch.testing.assert_close(counts[[3, 1, 4]], torch.tensor([0.5, 0.3, 0.13]) / 0.93, atol=0.015, rtol=0)
+
+
+def test_top_k_of_one_is_the_most_likely_token():
+    assert set(_draw(SamplingParams(top_k=1, temperature=5.0), SHUFFLED.log().repeat(2000, 1)).tolist()) == {3}
+
+
+def test_top_k_on_a_single_row():
+    """The scheduler samples a request's row alone: k (3) larger than the batch (1) still keeps 3."""
+    gen = torch.Generator().manual_seed(0)
+    row = SHUFFLED.log()[None]
+    drawn = {int(sample(row, SamplingParams(top_k=3), generator=gen)) for _ in range(300)}
+    assert drawn == {3, 1, 4}
+
+
+def test_top_p_reached_exactly_keeps_the_next_token_as_codegeex_does():
+    """Four equal tokens (exactly 0.25 each: cumulative 0.25, 0.5, 0.75, 1.0) and p = 0.5. CodeGeeX's
+    ``top_k_logits`` removes tokens whose cumulative probability is *above* p, shifted by one: the
+    token after the one that reaches p exactly is kept too, so three tokens stay, not two."""
+    gen = torch.Generator().manual_seed(0)
+    row = torch.tensor([[0.0, 0.0, 0.0, 0.0, float("-inf")]])
+    drawn = {int(sample(row, SamplingParams(top_p=0.5), generator=gen)) for _ in range(300)}
+    assert len(drawn) == 3 and 4 not in drawn
+
+
+def test_parameters_cannot_change_after_validation():
+    params = SamplingParams(temperature=0.7)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.temperature = -1.0
 
 
 def test_same_seed_same_samples():

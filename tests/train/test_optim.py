@@ -47,6 +47,10 @@ def test_cosine_decay_by_its_closed_form():
         assert lr_at(step, cfg) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * x)), abs=1e-12), step
     assert lr_at(6, cfg) == pytest.approx(0.1 + 0.45 * (1 + math.sqrt(0.5)))  # 0.8682
     assert lr_at(13, cfg) == pytest.approx(0.1) and lr_at(10_000, cfg) == pytest.approx(0.1)
+    # a cosine of 7 steps (10 - 3): x = 3/7 at step 6, the floor at step 10
+    cfg = _cfg(lr=1.0, min_lr=0.1, warmup_steps=3, max_steps=10)
+    assert lr_at(6, cfg) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 3 / 7)), abs=1e-12)
+    assert lr_at(10, cfg) == pytest.approx(0.1, abs=1e-12)
 
 
 def test_schedule_edges():

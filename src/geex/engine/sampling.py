@@ -15,6 +15,8 @@ import torch
 
 from geex.errors import UserError
 
+VOCAB = -1  # logits are [B, V]: every reduction here is over the vocabulary, the last dimension
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -36,21 +38,21 @@ def sample(logits: torch.Tensor, params: SamplingParams, vocab_size: int | None 
            generator: torch.Generator | None = None) -> torch.Tensor:
     """Next ids ``[B]`` from logits ``[B, V]``; columns >= ``vocab_size`` are never chosen."""
     logits = logits.float()
-    if vocab_size is not None and vocab_size < logits.shape[-1]:
+    if vocab_size is not None and vocab_size < logits.shape[VOCAB]:
         logits = logits.clone()
         logits[:, vocab_size:] = float("-inf")
     if params.greedy:
-        return logits.argmax(dim=-1)
+        return logits.argmax(dim=VOCAB)
     logits = logits / params.temperature
     if params.top_k > 0:
-        kth = torch.topk(logits, min(params.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        kth = torch.topk(logits, min(params.top_k, logits.shape[VOCAB]), dim=VOCAB).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if params.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        sorted_logits, order = torch.sort(logits, descending=True, dim=VOCAB)
+        cumulative = torch.softmax(sorted_logits, dim=VOCAB).cumsum(dim=VOCAB)
         remove = cumulative > params.top_p
         remove[:, 1:] = remove[:, :-1].clone()  # keep the token that crosses p
         remove[:, 0] = False
-        logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+        logits = logits.masked_fill(remove.scatter(VOCAB, order, remove), float("-inf"))
+    probs = torch.softmax(logits, dim=VOCAB)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(VOCAB)
