@@ -436,3 +436,39 @@ def test_a_failing_receiver_cancels_its_request_only(model, tok):
         assert sched.error is None and sched.stats()["alive"]
     finally:
         sched.close()
+
+
+@pytest.mark.parametrize("prefill_tokens", [None, 1000])
+def test_prompts_arriving_together_are_read_in_one_iteration(model, tok, monkeypatch, prefill_tokens):
+    """While a row decodes, the prompts that arrived together are read in one iteration up to
+    ``prefill_tokens`` (a burst costs one stall of the running rows, not one a prompt); by default on
+    a CPU one chunk an iteration. Told apart by the model's calls: prompt chunks, then a decode step
+    (whatever the budget, each request generates what it does alone)."""
+    calls: list[str] = []
+    forward = model.forward
+
+    def recording(ids, *args, **kwargs):
+        calls.append("prompt" if kwargs.get("last_only") else "step")
+        return forward(ids, *args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", recording)
+    sched = Scheduler(model, tok, slots=3, ctx=128, prefill_chunk=16, prefill_tokens=prefill_tokens, graphs=False)
+    try:
+        c = Collector()
+        long = c.request(tok.encode(PROMPTS[0]), 40, ignore_eos=True)
+        sched.submit(long)
+        _wait_for(lambda: len(c.tokens(long)) >= 2)
+        mark = len(calls)
+        pair = [c.request(tok.encode(PROMPTS[1]), 6), c.request(tok.encode(PROMPTS[3]), 6)]
+        sched.submit_all(pair)
+        c.wait()
+        # chunks of 16: 23 + 43 prompt tokens are 2 + 3 chunks; a budget of one chunk reads one
+        assert [len(r.prompt) for r in pair] == [23, 43]
+        together = 5 if prefill_tokens else 1
+        after = calls[mark:]
+        first_prompt = after.index("prompt")
+        assert after[first_prompt:first_prompt + together + 1] == ["prompt"] * together + ["step"]
+        for r, p in zip(pair, (PROMPTS[1], PROMPTS[3])):
+            assert c.tokens(r) == generate(model, tok, [tok.encode(p)], 6)[0].token_ids
+    finally:
+        sched.close()

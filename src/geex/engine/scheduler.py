@@ -161,8 +161,8 @@ class Scheduler:
     """Continuous batching over ``slots`` KV rows of ``ctx`` positions for one model."""
 
     def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, slots: int = 1, ctx: int | None = None,
-                 max_queue: int | None = None, prefill_chunk: int = 256, graphs: bool | None = None,
-                 overlap: bool | None = None) -> None:
+                 max_queue: int | None = None, prefill_chunk: int = 256, prefill_tokens: int | None = None,
+                 graphs: bool | None = None, overlap: bool | None = None) -> None:
         if slots < 1:
             raise ValueError("slots must be at least 1")
         self.model = model
@@ -173,6 +173,10 @@ class Scheduler:
         self.max_queue = 4 * slots if max_queue is None else max_queue
         self.prefill_chunk = prefill_chunk
         self.device = next(model.parameters()).device
+        # prompt tokens read an iteration while other rows decode (they wait for it): on a GPU a burst
+        # of prompts is read in one iteration, not one prompt an iteration between decode steps; on
+        # a CPU, where a chunk takes a step's time many times over, one chunk
+        self.prefill_tokens = prefill_tokens or (8 * prefill_chunk if self.device.type == "cuda" else prefill_chunk)
         self.cache = KVCache(cfg, slots, self.ctx, device=self.device, dtype=model.dtype)
         self.vocab = min(cfg.vocab_size, tokenizer.vocab_size)
         self.history: list[list[int]] = [[] for _ in range(slots)]  # tokens each row's cache holds
@@ -360,25 +364,53 @@ class Scheduler:
         return (source if source in free else free[0]), common, source
 
     def _launch(self) -> _Launch | None:
-        """Queue this iteration's work on the device: a chunk of the oldest prompt being read (its
-        first token, once the prompt is read, is read at once: the time to first token waits for no
-        decode step), then one decode step of the generating rows with each row's next token
-        chosen; None if no row decodes."""
-        prefilling = [r for r in self.running.values() if r.phase == "prefill"]
-        if prefilling:
-            run = min(prefilling, key=lambda r: r.admitted)
-            logits = self._prefill_chunk(run)
-            if logits is not None:  # the prompt is read: its last logits choose the first token
-                token, extra, error = self._choose(run, logits)
-                self.next_ids[run.slot:run.slot + 1] = token
-                run.prefill_done = time.perf_counter()
-                self._read(self._ship([(run, 0, extra, error)], token.view(1)))
+        """Queue this iteration's work on the device: chunks of the prompts being read, oldest first
+        (``_prefill``), then one decode step of the generating rows with each row's next token
+        chosen. The first tokens of prompts read now go with the step's tokens; with no step to wait
+        for they are read at once (the time to first token waits for nothing). None if nothing is
+        left to read."""
+        first = self._prefill()
         decoding = sorted((r for r in self.running.values()
                            if r.phase == "decode" and not r.done and r.chosen < r.budget), key=lambda r: r.slot)
+        entries = [(run, i, extra, error) for i, (run, _, extra, error) in enumerate(first)]
+        chosen = [token for _, token, _, _ in first]
         if not decoding:
+            if first:
+                self._read(self._ship(entries, torch.cat(chosen)))
             return None
         tokens, extras = self._decode(decoding)
-        return self._ship([(run, i, *extras[i]) for i, run in enumerate(decoding)], tokens)
+        entries += [(run, len(first) + i, *extras[i]) for i, run in enumerate(decoding)]
+        return self._ship(entries, torch.cat([*chosen, tokens]) if chosen else tokens)
+
+    def _prefill(self) -> list[tuple[_Running, torch.Tensor, tuple | None, str | None]]:
+        """Read chunks of the prompts being read, oldest request first, up to this iteration's
+        budget (``prefill_tokens`` while rows decode; on a GPU with nothing decoding, 4096 tokens a
+        chunk); each prompt read to its end chooses its first token on the device (fed by the next
+        step). Returns those rows with their first token [1], log-probabilities and error."""
+        prefilling = sorted((r for r in self.running.values() if r.phase == "prefill"), key=lambda r: r.admitted)
+        if not prefilling:
+            return []
+        alone = all(r.phase == "prefill" for r in self.running.values())
+        # nobody waits for a decode step: large chunks (one launch sequence, not several);
+        # cancellation is still checked between iterations (a few ms each on a GPU)
+        gpu_alone = self.device.type == "cuda" and alone
+        chunk = max(self.prefill_chunk, 4096) if gpu_alone else self.prefill_chunk
+        budget = max(self.prefill_tokens, 4096) if gpu_alone else self.prefill_tokens
+        first = []
+        for run in prefilling:
+            logits = None
+            while budget > 0 and logits is None:
+                size = min(chunk, budget, len(run.request.prompt) - len(self.history[run.slot]))
+                budget -= size
+                logits = self._prefill_chunk(run, size)
+            if logits is None:
+                break
+            # the prompt is read: its last logits choose the first token
+            token, extra, error = self._choose(run, logits)
+            self.next_ids[run.slot:run.slot + 1] = token
+            run.prefill_done = time.perf_counter()
+            first.append((run, token, extra, error))
+        return first
 
     def _ship(self, entries: list, tokens: torch.Tensor) -> _Launch:
         """The launch's tokens on their way to the host (behind the work queued so far)."""
@@ -389,15 +421,11 @@ class Scheduler:
         ready.record()
         return _Launch(entries, host, ready)
 
-    def _prefill_chunk(self, run: _Running) -> torch.Tensor | None:
-        """Compute the next chunk of the row's prompt; the last position's logits [V] once it is all read."""
+    def _prefill_chunk(self, run: _Running, size: int) -> torch.Tensor | None:
+        """Compute the next ``size`` tokens (at most) of the row's prompt; the last position's
+        logits [V] once it is all read."""
         slot, prompt = run.slot, run.request.prompt
         done = len(self.history[slot])
-        size = self.prefill_chunk
-        if self.device.type == "cuda" and all(r.phase == "prefill" for r in self.running.values()):
-            # nobody waits for a decode step: one large chunk (one launch sequence, not several);
-            # cancellation is still checked between chunks of this size (a few ms on a GPU)
-            size = max(size, 4096)
         chunk = prompt[done:done + size]
         ids = torch.tensor([chunk], device=self.device)
         logits = self.model(ids, self.cache.rows(slot, slot + 1), start=done, last_only=True)[:, -1]
