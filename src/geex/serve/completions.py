@@ -109,7 +109,7 @@ class Shutdown:
         await self.event.wait()
         await anyio.sleep(max(0.0, self.grace_s - 1.0))
         self.cut = True
-        gen.cancel()
+        gen.end_now()
 
     def last_frame(self, finished: Event) -> str | None:
         """The frame that ends a stream at this ``finished`` event, if it must end there: the

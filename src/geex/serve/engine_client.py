@@ -132,6 +132,15 @@ class Generation:
         if self._open:
             self.client.scheduler.wake()
 
+    def end_now(self) -> None:
+        """Cancel what still runs and end ``events`` at once, each open request with a "cancelled"
+        ``finished`` event of its own (the server is going down: a stream must end before it is
+        cut, not whenever the engine, busy with a step, gets to the cancellation)."""
+        self.cancel()
+        for i in sorted(self._open):
+            self._queue.put_nowait((i, Event("finished", self.requests[i], finish_reason="stop",
+                                             finish_detail="cancelled")))
+
     async def events(self) -> AsyncIterator[tuple[int, Event]]:
         """``(index, event)`` in order. Tokens of one request that have piled up while the client was
         being served (a busy loop, a slow socket) come as one event with their texts joined (not
