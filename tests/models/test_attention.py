@@ -113,6 +113,16 @@ def test_per_row_positions_with_left_padding() -> None:
     _run([(1, torch.tensor([4, 7])), (1, torch.tensor([5, 8]))], [2, 0], b=2, prefill=[4, 7])
 
 
+def test_per_row_prompts_of_a_left_padded_batch() -> None:
+    """Per-row positions from slot 0 over left padding: the padding slots' queries (positions
+    clamped to 0) attend only to themselves, real tokens from their row's first real slot on."""
+    _run([(4, torch.tensor([0, 0])), (1, torch.tensor([4, 4]))], [2, 0], b=2)
+
+
+def test_per_row_step_ending_at_the_context_edge() -> None:
+    _run([(1, torch.tensor([MAX_LEN - 1, 5]))], None, b=2, prefill=[MAX_LEN - 1, 5])
+
+
 def test_three_rows_per_row_decode() -> None:
     _run([(1, torch.tensor([2, 4, 3])), (1, torch.tensor([3, 5, 4]))], None, b=3, prefill=[2, 4, 3])
 
@@ -120,13 +130,13 @@ def test_three_rows_per_row_decode() -> None:
 def test_a_step_past_the_context_is_refused() -> None:
     cache = KVCache(Shape(), 1, 8)
     ids = torch.zeros(1, 3, dtype=torch.long)
-    with pytest.raises(ValueError, match="exceeds the context of 8"):
+    with pytest.raises(ValueError, match="sequence of 9 tokens exceeds the context of 8"):
         step_inputs(ids, cache, 6, None, MAX_LEN, torch.float32)
     step_inputs(ids, cache, 5, None, MAX_LEN, torch.float32)  # ends exactly at the edge: fine
-    with pytest.raises(ValueError, match="exceeds the context of 8"):
+    with pytest.raises(ValueError, match="sequence of 9 tokens exceeds the context of 8"):
         step_inputs(torch.zeros(2, 1, dtype=torch.long), KVCache(Shape(), 2, 8), torch.tensor([3, 8]), None,
                     MAX_LEN, torch.float32)
-    with pytest.raises(ValueError, match="exceeds the context of 16"):
+    with pytest.raises(ValueError, match="sequence of 17 tokens exceeds the context of 16"):
         step_inputs(torch.zeros(1, 17, dtype=torch.long), None, 0, None, MAX_LEN, torch.float32)
 
 

@@ -51,16 +51,14 @@ def step_inputs(ids: torch.Tensor, cache: KVCache | None, start: int | torch.Ten
 
 def _per_row_inputs(ids: torch.Tensor, cache: KVCache | None, start: torch.Tensor, pad: torch.Tensor | None,
                     dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``step_inputs`` for per-row positions ``start[B]``: each row writes slots start[r]..+T-1 and
+    """``step_inputs`` for per-row positions ``start[B]`` (one a row: ``step_inputs`` checked): each row writes slots start[r]..+T-1 and
     attends to its own slots up to its position (from ``pad[r]`` on, if given); ``at`` is the
     slots [B, T]."""
     b, t = ids.shape
     if cache is None:
         raise ValueError("per-row positions need a cache")
-    if start.shape != (b,):
-        raise ValueError(f"per-row start of shape {tuple(start.shape)} for a batch of {b}")
     slots = start[:, None] + torch.arange(t, device=ids.device)  # [B, T]
-    if getattr(cache, "static", False):  # fixed shapes (a CUDA graph): every slot, under the mask
+    if cache.static:  # fixed shapes (a CUDA graph): every slot, under the mask
         span = cache.max_len
     else:
         span = int(slots.max()) + 1
