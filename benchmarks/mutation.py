@@ -220,9 +220,10 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)}")
     out = Path(args.out)
-    previous = json.loads(out.with_suffix(".json").read_text())["modules"] if out.with_suffix(".json").exists() else []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         fresh = {r["module"]: r for r in pool.map(lambda m: run_module(m, MODULES[m], args.timeout), modules)}
+    # read now, not at the start: another run may have written its modules meanwhile
+    previous = json.loads(out.with_suffix(".json").read_text())["modules"] if out.with_suffix(".json").exists() else []
     kept = {r["module"]: r for r in previous if r["module"] in MODULES and "tested" in r}
     results = [fresh.get(m) or kept[m] for m in MODULES if m in fresh or m in kept]
     out.with_suffix(".json").write_text(json.dumps({"modules": results}, indent=2) + "\n")
