@@ -98,16 +98,19 @@ def _skip_annotations(session: Path, source: str) -> int:
 
 def run_module(module: str, tests: list[str], timeout: float) -> dict:
     """Mutate one module in its own copy of the tree and run its tests against every mutant."""
-    tree = Path(tempfile.mkdtemp(prefix="geex-mutation-"))
+    top = Path(tempfile.mkdtemp(prefix="geex-mutation-"))
+    tree = top / ROOT.name
     try:
         for part in ("src", "tests", "pyproject.toml"):
             (shutil.copytree if (ROOT / part).is_dir() else shutil.copy2)(ROOT / part, tree / part)
+        if (ROOT.parent / "shared").is_dir():  # the tests read ../shared (HumanEval-X, the tokenizer)
+            (top / "shared").symlink_to(ROOT.parent / "shared")
         test_command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
         env = {**os.environ, "PYTHONPATH": str(tree / "src")}
         baseline = subprocess.run(test_command, cwd=tree, env=env, capture_output=True, text=True)
         if baseline.returncode != 0:
-            raise SystemExit(f"{module}: its tests fail on the unmutated tree, so every mutant would "
-                             f"count as killed:\n{baseline.stdout[-3000:]}")
+            raise RuntimeError(f"{module}: its tests fail on the unmutated tree, so every mutant would "
+                               f"count as killed:\n{baseline.stdout[-3000:]}")
         config = tree / "cr.toml"
         config.write_text(
             "[cosmic-ray]\n"
@@ -125,7 +128,7 @@ def run_module(module: str, tests: list[str], timeout: float) -> dict:
         subprocess.run([*cr, "exec", str(config), str(session)], cwd=tree, env=env, check=True)
         return _summary(session, module, source, skipped)
     finally:
-        shutil.rmtree(tree, ignore_errors=True)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def _summary(session: Path, module: str, source: str, skipped: int) -> dict:
@@ -220,8 +223,15 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)}")
     out = Path(args.out)
+    fresh, failed = {}, []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        fresh = {r["module"]: r for r in pool.map(lambda m: run_module(m, MODULES[m], args.timeout), modules)}
+        runs = {pool.submit(run_module, m, MODULES[m], args.timeout): m for m in modules}
+        for done in concurrent.futures.as_completed(runs):
+            try:  # one module's failure (its tests fail unmutated) leaves the others' results
+                fresh[runs[done]] = done.result()
+            except Exception as e:
+                failed.append(runs[done])
+                print(f"mutation: {runs[done]} not measured: {e}", file=sys.stderr)
     # read now, not at the start: another run may have written its modules meanwhile
     previous = json.loads(out.with_suffix(".json").read_text())["modules"] if out.with_suffix(".json").exists() else []
     kept = {r["module"]: r for r in previous if r["module"] in MODULES and "tested" in r}
@@ -229,6 +239,8 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps({"modules": results}, indent=2) + "\n")
     out.with_suffix(".md").write_text(render(results))
     print(render(results))
+    if failed:
+        raise SystemExit(f"not measured: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
