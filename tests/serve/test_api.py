@@ -159,9 +159,12 @@ def test_the_access_log_ignores_forwarded_addresses(tiny, caplog):
     """X-Forwarded-For is the client's to write: a loopback server does not take it as the address."""
     with caplog.at_level("INFO"):
         httpx.get(tiny.url + "/v1/models", headers={"X-Forwarded-For": "6.6.6.6", "X-Request-Id": "xff-1"})
-    line = next(json.loads(r.getMessage()) for r in caplog.records
-                if r.name == "geex.serve.access" and "xff-1" in r.getMessage())
-    assert line["client"] == "127.0.0.1"
+        deadline = time.monotonic() + 10  # the server thread logs after the response is sent: wait for it
+        while not (lines := [json.loads(r.getMessage()) for r in caplog.records
+                             if r.name == "geex.serve.access" and "xff-1" in r.getMessage()]):
+            assert time.monotonic() < deadline, "no access log line"
+            time.sleep(0.01)
+    assert lines[0]["client"] == "127.0.0.1"
 
 
 def test_huge_max_tokens_is_clamped_to_the_context(tiny):
