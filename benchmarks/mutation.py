@@ -48,7 +48,7 @@ MODULES = {
     # programs compiled and run for real
     "humanevalx/verdict.py": [f"tests/humanevalx/test_verdicts.py::{t}" for t in (
         "test_classify_run", "test_classify_compile", "test_exit_zero_without_the_proof_is_an_early_exit",
-        "test_only_harness_errors_are_left_out_of_pass_at_k")] + ["tests/humanevalx/test_verdicts.py"],
+        "test_only_harness_errors_are_left_out_of_pass_at_k", "test_excerpt_keeps_the_end_of_long_output")] + ["tests/humanevalx/test_verdicts.py"],
     "languages/cleanup.py": ["tests/languages"],
     "models/attention.py": ["tests/models/test_attention.py"],
     "models/gguf_loader.py": ["tests/models/test_gguf_loader.py", "tests/models/test_gguf_blocks.py"],

@@ -26,7 +26,7 @@ from geex.humanevalx.runners import java as java_runner
 from geex.humanevalx.runners.js import node_modules
 from geex.humanevalx.proof import Proof
 from geex.humanevalx.sandbox import ExecResult, Sandbox, _decode_status
-from geex.humanevalx.verdict import Verdict, classify_compile, classify_run
+from geex.humanevalx.verdict import Verdict, classify_compile, classify_run, excerpt
 from geex.languages import get_language
 
 TASK = {"python": "Python/53", "cpp": "CPP/53", "java": "Java/53", "js": "JavaScript/53",
@@ -277,3 +277,12 @@ def test_decode_status(returncode, via_bwrap, decoded):
 
 def test_only_harness_errors_are_left_out_of_pass_at_k():
     assert [v for v in Verdict if not v.counts_for_pass_at_k] == [Verdict.HARNESS_ERROR]
+
+
+def test_excerpt_keeps_the_end_of_long_output():
+    """Reports show where errors are, the end: text up to the limit whole (stripped), longer text
+    as an ellipsis and its last ``limit`` characters."""
+    assert excerpt("  x  \n") == "x"
+    assert excerpt("a" * 600) == "a" * 600
+    assert excerpt("b" + "a" * 600) == "…" + "a" * 600
+    assert excerpt("abcdef", limit=3) == "…def" and excerpt("abc", limit=3) == "abc"
