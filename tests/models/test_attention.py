@@ -94,6 +94,12 @@ def test_prefill_continuation_and_decode_with_int_starts() -> None:
     _run([(5, 0), (3, 5), (1, 8), (1, 9)], None, b=2)
 
 
+def test_short_steps_and_a_batch_as_large_as_the_head_count() -> None:
+    """A one-token prompt, continued at position 1 by 3 tokens, then 2, then 1; four rows (as many
+    as query heads, so the batch cannot stand in for the head count)."""
+    _run([(1, 0), (3, 1), (2, 4), (1, 6)], None, b=H)
+
+
 def test_left_padded_batch_never_attends_to_its_padding() -> None:
     _run([(6, 0), (2, 6), (1, 8)], [0, 3], b=2)
 
