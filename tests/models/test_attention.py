@@ -161,3 +161,23 @@ def test_without_a_cache_positions_are_plain_and_attention_causal() -> None:
     assert torch.equal(pos, torch.arange(5)) and mask is None and at == 0
     want = Oracle([0]).step(q, k, v, [list(range(5))])
     torch.testing.assert_close(attend(q, k, v, None, at, mask).double(), want, atol=1e-5, rtol=1e-5)
+
+
+def test_the_fused_decode_kernel_is_asked_for_exactly_the_one_token_cached_steps(monkeypatch) -> None:
+    """The fused GPU kernel serves one new token a row over the cache at tensor positions (static or
+    per row), nothing else; here it declines every time (as on a CPU) and the calls are recorded."""
+    from geex.models import attention
+
+    asked: list[tuple[int, str]] = []
+
+    def declining(q, k, v, cache, start, mask):
+        asked.append((q.shape[2], "per-row" if start.numel() > 1 else "static"))
+        return None
+
+    monkeypatch.setattr(attention.ops, "cached_attention_step", declining)
+    _run([(4, 0), (1, 4), (1, torch.tensor(5)), (2, torch.tensor([6, 6])), (1, torch.tensor([8, 8]))], None, b=2)
+    assert asked == [(1, "static"), (1, "per-row")]
+    gen = torch.Generator().manual_seed(2)
+    q, k, v = _qkv(1, 1, gen)
+    attend(q, k, v, None, torch.tensor(0), None)  # no cache: nothing to ask for
+    assert asked == [(1, "static"), (1, "per-row")]
