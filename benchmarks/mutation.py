@@ -98,6 +98,7 @@ def _skip_annotations(session: Path, source: str) -> int:
 
 def run_module(module: str, tests: list[str], timeout: float) -> dict:
     """Mutate one module in its own copy of the tree and run its tests against every mutant."""
+    commit = _commit()  # of the tree as copied now (commits made while it runs are not in it)
     top = Path(tempfile.mkdtemp(prefix="geex-mutation-"))
     tree = top / ROOT.name
     try:
@@ -126,12 +127,12 @@ def run_module(module: str, tests: list[str], timeout: float) -> dict:
         source = (tree / "src/geex" / module).read_text()
         skipped = _skip_annotations(session, source)
         subprocess.run([*cr, "exec", str(config), str(session)], cwd=tree, env=env, check=True)
-        return _summary(session, module, source, skipped)
+        return _summary(session, module, source, skipped, commit)
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
 
-def _summary(session: Path, module: str, source: str, skipped: int) -> dict:
+def _summary(session: Path, module: str, source: str, skipped: int, commit: str) -> dict:
     """Counts and the survivors (each with its explanation, if any), from cosmic-ray's session."""
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
@@ -158,7 +159,7 @@ def _summary(session: Path, module: str, source: str, skipped: int) -> dict:
             "unexplained": sum(s["kind"] == "unexplained" for s in survivors),
             "kill_rate": killed / tested if tested else None,
             "score": killed / (tested - equivalent) if tested > equivalent else None,
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
             "survivors": survivors}
 
 
@@ -174,6 +175,22 @@ def explain(entries: list[dict], module: str, text: str, operator: str) -> dict:
                 fnmatch.fnmatchcase(operator, p) for p in e["operators"]):
             return {"kind": e["kind"], "why": e["why"]}
     return {"kind": "unexplained", "why": ""}
+
+
+def explain_again(out: Path) -> None:
+    """Rewrite the results with the survivors file as it is now (explanations added after a run)."""
+    record = json.loads(out.with_suffix(".json").read_text())
+    entries = explanations()
+    for r in record["modules"]:
+        for s in r["survivors"]:
+            s.update(explain(entries, r["module"], s["text"], s["operator"]))
+        r["equivalent"] = sum(s["kind"] == "equivalent" for s in r["survivors"])
+        r["unexplained"] = sum(s["kind"] == "unexplained" for s in r["survivors"])
+        tested, equivalent = r["tested"], r["equivalent"]
+        r["score"] = r["killed"] / (tested - equivalent) if tested > equivalent else None
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    out.with_suffix(".md").write_text(render(record["modules"]))
+    print(render(record["modules"]))
 
 
 def _commit() -> str:
@@ -217,7 +234,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="modules mutated at once, each in its own copy")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds a test run (longer: killed)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/mutation"))
+    ap.add_argument("--explain-only", action="store_true",
+                    help="run nothing: match the recorded survivors to the survivors file again and rewrite")
     args = ap.parse_args()
+    if args.explain_only:
+        return explain_again(Path(args.out))
     modules = list(MODULES) if args.modules == "all" else args.modules.split(",")
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
