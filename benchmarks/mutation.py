@@ -153,14 +153,21 @@ def _summary(session: Path, module: str, source: str, skipped: int, commit: str)
                               **explain(entries, module, text, m.operator_name)})
     survivors.sort(key=lambda s: (s["line"], s["operator"]))
     tested = killed + len(survivors)
-    equivalent = sum(s["kind"] == "equivalent" for s in survivors)
-    return {"module": module, "mutants": tested + skipped, "skipped_annotations": skipped, "tested": tested,
-            "killed": killed, "equivalent": equivalent,
-            "unexplained": sum(s["kind"] == "unexplained" for s in survivors),
-            "kill_rate": killed / tested if tested else None,
-            "score": killed / (tested - equivalent) if tested > equivalent else None,
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
-            "survivors": survivors}
+    return _counted({"module": module, "mutants": tested + skipped, "skipped_annotations": skipped,
+                     "tested": tested, "killed": killed,
+                     "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
+                     "survivors": survivors})
+
+
+def _counted(r: dict) -> dict:
+    """``r`` with what its survivors' explanations decide: the equivalent and unexplained counts,
+    the kill rate and the score."""
+    tested, killed = r["tested"], r["killed"]
+    equivalent = sum(s["kind"] == "equivalent" for s in r["survivors"])
+    r.update(equivalent=equivalent, unexplained=sum(s["kind"] == "unexplained" for s in r["survivors"]),
+             kill_rate=killed / tested if tested else None,
+             score=killed / (tested - equivalent) if tested > equivalent else None)
+    return r
 
 
 def explanations(path: Path = SURVIVORS) -> list[dict]:
@@ -179,18 +186,20 @@ def explain(entries: list[dict], module: str, text: str, operator: str) -> dict:
 
 def explain_again(out: Path) -> None:
     """Rewrite the results with the survivors file as it is now (explanations added after a run)."""
-    record = json.loads(out.with_suffix(".json").read_text())
+    results = json.loads(out.with_suffix(".json").read_text())["modules"]
     entries = explanations()
-    for r in record["modules"]:
+    for r in results:
         for s in r["survivors"]:
             s.update(explain(entries, r["module"], s["text"], s["operator"]))
-        r["equivalent"] = sum(s["kind"] == "equivalent" for s in r["survivors"])
-        r["unexplained"] = sum(s["kind"] == "unexplained" for s in r["survivors"])
-        tested, equivalent = r["tested"], r["equivalent"]
-        r["score"] = r["killed"] / (tested - equivalent) if tested > equivalent else None
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(record["modules"]))
-    print(render(record["modules"]))
+        _counted(r)
+    _write(out, results)
+
+
+def _write(out: Path, results: list[dict]) -> None:
+    out.with_suffix(".json").write_text(json.dumps({"modules": results}, indent=2) + "\n")
+    report = render(results)
+    out.with_suffix(".md").write_text(report)
+    print(report)
 
 
 def _commit() -> str:
@@ -256,10 +265,7 @@ def main() -> None:
     # read now, not at the start: another run may have written its modules meanwhile
     previous = json.loads(out.with_suffix(".json").read_text())["modules"] if out.with_suffix(".json").exists() else []
     kept = {r["module"]: r for r in previous if r["module"] in MODULES and "tested" in r}
-    results = [fresh.get(m) or kept[m] for m in MODULES if m in fresh or m in kept]
-    out.with_suffix(".json").write_text(json.dumps({"modules": results}, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(results))
-    print(render(results))
+    _write(out, [fresh.get(m) or kept[m] for m in MODULES if m in fresh or m in kept])
     if failed:
         raise SystemExit(f"not measured: {', '.join(failed)}")
 
