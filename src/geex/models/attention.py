@@ -51,9 +51,9 @@ def step_inputs(ids: torch.Tensor, cache: KVCache | None, start: int | torch.Ten
 
 def _per_row_inputs(ids: torch.Tensor, cache: KVCache | None, start: torch.Tensor, pad: torch.Tensor | None,
                     dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``step_inputs`` for per-row positions ``start[B]`` (one a row: ``step_inputs`` checked): each row writes slots start[r]..+T-1 and
-    attends to its own slots up to its position (from ``pad[r]`` on, if given); ``at`` is the
-    slots [B, T]."""
+    """``step_inputs`` for per-row positions ``start[B]`` (one a row: ``step_inputs`` checked): each
+    row writes slots start[r]..+T-1 and attends to its own slots up to its position (from ``pad[r]``
+    on, if given); ``at`` is the slots [B, T]."""
     b, t = ids.shape
     if cache is None:
         raise ValueError("per-row positions need a cache")
