@@ -33,6 +33,24 @@ def start_server(config: ServeConfig, engine: EngineClient | None = None, wait_r
     return running
 
 
+class StreamReader:
+    """A streamed completion read in a thread of its own: every ``data:`` frame with the time it came
+    (``first`` is set at the first one)."""
+
+    def __init__(self, url: str, body: dict, timeout: float) -> None:
+        self.frames: list[tuple[float, str]] = []
+        self.first = threading.Event()
+        self.thread = threading.Thread(target=self._read, args=(url, {**body, "stream": True}, timeout))
+        self.thread.start()
+
+    def _read(self, url: str, body: dict, timeout: float) -> None:
+        with httpx.stream("POST", url + "/v1/completions", json=body, timeout=timeout) as resp:
+            for line in resp.iter_lines():
+                if line.startswith("data: "):
+                    self.frames.append((time.monotonic(), line[6:]))
+                    self.first.set()
+
+
 def tiny_engine(slots: int = 2, ctx: int = 2048, max_queue: int | None = None, prefill_chunk: int = 256,
                 tokenizer=None, gate: threading.Event | None = None) -> EngineClient:
     """A tiny random CodeGeeX behind a scheduler, with the real CodeGeeX tokenizer. With ``gate``,

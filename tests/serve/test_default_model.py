@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from geex.engine.generate import generate
+from tests.serve.conftest import StreamReader
 
 PROMPT = "def is_palindrome(text: str) -> bool:\n"
 OTHERS = ["# " + "x" * n + "\n" for n in (3, 40, 7, 90, 1, 25, 60, 12)]
@@ -112,26 +113,15 @@ def test_cli_server_matches_the_engine_and_survives_kill_9(reference):
         assert r.status_code == 200 and r.json()["choices"][0]["text"] == reference["text"]
         # SIGTERM under a stream: it goes on through the grace period (5 s), then ends with an
         # error frame, not silently in the middle
-        frames: list[tuple[float, str]] = []
-        first = threading.Event()
-
-        def long_stream() -> None:
-            body = {"prompt": PROMPT, "max_tokens": 4000, "ignore_eos": True, "stream": True}
-            with httpx.stream("POST", f"http://{url2}/v1/completions", json=body, timeout=120) as resp:
-                for line in resp.iter_lines():
-                    if line.startswith("data: "):
-                        frames.append((time.monotonic(), line[6:]))
-                        first.set()
-
-        reader = threading.Thread(target=long_stream)
-        reader.start()
-        assert first.wait(120)
+        stream = StreamReader(f"http://{url2}", {"prompt": PROMPT, "max_tokens": 4000, "ignore_eos": True},
+                              timeout=120)
+        assert stream.first.wait(120)
         stopped_at = time.monotonic()
         again.send_signal(signal.SIGTERM)
-        reader.join(60)
-        assert not reader.is_alive()
-        assert frames[-1][0] - stopped_at > 2.0  # still streaming seconds after the signal
-        assert json.loads(frames[-1][1])["error"]["code"] == "server_shutdown"
+        stream.thread.join(60)
+        assert not stream.thread.is_alive()
+        assert stream.frames[-1][0] - stopped_at > 2.0  # still streaming seconds after the signal
+        assert json.loads(stream.frames[-1][1])["error"]["code"] == "server_shutdown"
     finally:
         again.send_signal(signal.SIGTERM)  # a graceful stop (uvicorn exits by the signal it got, as is usual)
         assert again.wait(60) in (0, -signal.SIGTERM)

@@ -9,39 +9,25 @@ import signal
 import threading
 import time
 
-import httpx
-
 from geex.serve.config import ServeConfig
-from tests.serve.conftest import start_server, tiny_engine
+from tests.serve.conftest import StreamReader, start_server, tiny_engine
 
 
 def test_a_stream_ends_with_the_shutdown_frame_while_the_engine_is_stuck(codegeex_tokenizer):
     gate = threading.Event()
     gate.set()
     running = start_server(ServeConfig(port=0), engine=tiny_engine(tokenizer=codegeex_tokenizer, slots=1, gate=gate))
-    frames: list[tuple[float, str]] = []
-    first = threading.Event()
-
-    def read() -> None:
-        body = {"prompt": "def f(x):", "max_tokens": 1500, "ignore_eos": True, "stream": True}
-        with httpx.stream("POST", running.url + "/v1/completions", json=body, timeout=60) as resp:
-            for line in resp.iter_lines():
-                if line.startswith("data: "):
-                    frames.append((time.monotonic(), line[6:]))
-                    first.set()
-
-    reader = threading.Thread(target=read)
-    reader.start()
+    stream = StreamReader(running.url, {"prompt": "def f(x):", "max_tokens": 1500, "ignore_eos": True}, timeout=60)
     try:
-        assert first.wait(60)
+        assert stream.first.wait(60)
         gate.clear()  # the engine's next step waits (up to 60 s): it cannot act on a cancellation
         stopped_at = time.monotonic()
         running.server.handle_exit(signal.SIGTERM, None)
-        reader.join(30)
-        assert not reader.is_alive()
-        last = json.loads(frames[-1][1])
+        stream.thread.join(30)
+        assert not stream.thread.is_alive()
+        last = json.loads(stream.frames[-1][1])
         assert last["error"]["code"] == "server_shutdown", last
-        assert frames[-1][0] - stopped_at < 2.0 + 1.0  # the grace period (2 s in tests), not the stuck step
+        assert stream.frames[-1][0] - stopped_at < 2.0 + 1.0  # the grace period (2 s in tests), not the stuck step
     finally:
         gate.set()
         running.thread.join(30)
