@@ -18,7 +18,7 @@ Writes ``benchmarks/results/mutation.{json,md}``; a run of some modules replaces
 Needs the ``mutation`` extra: ``.venv/bin/pip install -e '.[mutation]'``.
 
 Usage: python benchmarks/mutation.py [--modules engine/sampling.py,humanevalx/metrics.py|all]
-       [--jobs 2] [--timeout 300]
+       [--jobs 2] [--timeout SECONDS] [--memory-gb 6]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 from pathlib import Path
 
@@ -52,7 +53,7 @@ MODULES = {
     "languages/cleanup.py": ["tests/languages"],
     "models/attention.py": ["tests/models/test_attention.py"],
     "models/gguf_loader.py": ["tests/models/test_gguf_loader.py", "tests/models/test_gguf_blocks.py"],
-    "data/pack.py": ["tests/data/test_pack.py"],
+    "data/pack.py": ["tests/data/test_pack.py", "tests/train/test_recipe.py"],
     "train/optim.py": ["tests/train/test_optim.py", "tests/train/test_recipe.py"],
     "humanevalx/sandbox.py": ["tests/humanevalx/test_sandbox.py", "tests/humanevalx/test_hostile.py"],
 }
@@ -96,8 +97,13 @@ def _skip_annotations(session: Path, source: str) -> int:
     return skipped
 
 
-def run_module(module: str, tests: list[str], timeout: float) -> dict:
-    """Mutate one module in its own copy of the tree and run its tests against every mutant."""
+def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: float) -> dict:
+    """Mutate one module in its own copy of the tree and run its tests against every mutant.
+
+    A mutant may turn a loop endless (and growing): each test run is capped at ``memory_gb`` of
+    data (``prlimit --data``: a runaway dies of MemoryError, not the machine) and ``timeout``
+    seconds, by default four times the unmutated run plus 20 s (a slow but finishing mutant is
+    not a timeout: cosmic-ray counts a timeout as killed)."""
     commit = _commit()  # of the tree as copied now (commits made while it runs are not in it)
     top = Path(tempfile.mkdtemp(prefix="geex-mutation-"))
     tree = top / ROOT.name
@@ -106,12 +112,16 @@ def run_module(module: str, tests: list[str], timeout: float) -> dict:
             (shutil.copytree if (ROOT / part).is_dir() else shutil.copy2)(ROOT / part, tree / part)
         if (ROOT.parent / "shared").is_dir():  # the tests read ../shared (HumanEval-X, the tokenizer)
             (top / "shared").symlink_to(ROOT.parent / "shared")
-        test_command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+        test_command = ["prlimit", f"--data={int(memory_gb * 2**30)}", sys.executable, "-m", "pytest", "-x", "-q",
+                        "-p", "no:cacheprovider", *tests]
         env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+        started = time.monotonic()
         baseline = subprocess.run(test_command, cwd=tree, env=env, capture_output=True, text=True)
         if baseline.returncode != 0:
             raise RuntimeError(f"{module}: its tests fail on the unmutated tree, so every mutant would "
                                f"count as killed:\n{baseline.stdout[-3000:]}")
+        if timeout is None:
+            timeout = 4 * (time.monotonic() - started) + 20
         config = tree / "cr.toml"
         config.write_text(
             "[cosmic-ray]\n"
@@ -241,7 +251,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--modules", default="all", help=f"comma-separated, of: {', '.join(MODULES)} (or 'all')")
     ap.add_argument("--jobs", type=int, default=1, help="modules mutated at once, each in its own copy")
-    ap.add_argument("--timeout", type=float, default=300.0, help="seconds a test run (longer: killed)")
+    ap.add_argument("--timeout", type=float, help="seconds a test run may take (longer: killed); "
+                    "default: four times the unmutated run, plus 20")
+    ap.add_argument("--memory-gb", type=float, default=6.0, help="data a test run may allocate (more: it fails)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/mutation"))
     ap.add_argument("--explain-only", action="store_true",
                     help="run nothing: match the recorded survivors to the survivors file again and rewrite")
@@ -255,7 +267,7 @@ def main() -> None:
     out = Path(args.out)
     fresh, failed = {}, []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        runs = {pool.submit(run_module, m, MODULES[m], args.timeout): m for m in modules}
+        runs = {pool.submit(run_module, m, MODULES[m], args.timeout, args.memory_gb): m for m in modules}
         for done in concurrent.futures.as_completed(runs):
             try:  # one module's failure (its tests fail unmutated) leaves the others' results
                 fresh[runs[done]] = done.result()

@@ -3,8 +3,11 @@ every document once with its EOS, sequences tile the stream, the order resumes e
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,26 +20,26 @@ from geex.models.tokenizer import CodeGeeXTokenizer
 
 from tests.conftest import SHARED_TOKENIZER
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "geex"
+VOCAB = 600  # what a BPE trained on the corpus below reaches
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    """Real code: geex's own Python sources as two JSONL shards (those that spell special tokens out,
-    which the CodeGeeX tokenizer matches anywhere, left out)."""
+def corpus(tmp_path_factory, dataset_dir) -> Path:
+    """Real code that no commit of this project changes: the first 40 HumanEval-X Python problems
+    (prompt and solution) from ../shared, as two JSONL shards."""
     d = tmp_path_factory.mktemp("shards")
-    files = [p for p in sorted(SRC.rglob("*.py")) if "<|" not in p.read_text()][:40]
-    half = len(files) // 2
-    for name, part in (("a.jsonl", files[:half]), ("b.jsonl", files[half:])):
+    with gzip.open(dataset_dir / "humaneval_python.jsonl.gz", "rt") as f:
+        codes = [r["prompt"] + r["canonical_solution"] for r in map(json.loads, list(f)[:40])]
+    for name, part in (("a.jsonl", codes[:20]), ("b.jsonl", codes[20:])):
         with open(d / name, "w") as f:
-            for p in part:
-                f.write(json.dumps({"code": "# language: Python\n" + p.read_text()}) + "\n")
+            for code in part:
+                f.write(json.dumps({"code": "# language: Python\n" + code}) + "\n")
     return d
 
 
 @pytest.fixture(scope="module")
 def tokenizer(corpus, tmp_path_factory) -> Path:
-    return train_tokenizer([str(corpus)], tmp_path_factory.mktemp("tok"), vocab_size=1200)
+    return train_tokenizer([str(corpus)], tmp_path_factory.mktemp("tok"), vocab_size=VOCAB)
 
 
 def _docs(corpus: Path) -> list[str]:
@@ -46,8 +49,8 @@ def _docs(corpus: Path) -> list[str]:
 def test_trained_tokenizer_layout_and_round_trip(tokenizer):
     vocab = json.loads((tokenizer / "vocab.json").read_text())
     added = json.loads((tokenizer / "added_tokens.json").read_text())
-    assert len(vocab) + len(added) == 1200 and vocab["<|endoftext|>"] == 0
-    assert sorted(added.values()) == list(range(len(vocab), 1200))  # the whitespace tokens follow the BPE
+    assert len(vocab) + len(added) == VOCAB and vocab["<|endoftext|>"] == 0
+    assert sorted(added.values()) == list(range(len(vocab), VOCAB))  # the whitespace tokens follow the BPE
     assert "extratoken" not in (tokenizer / "merges.txt").read_text()  # no merges spent on their text
     tok = CodeGeeXTokenizer(tokenizer)
     text = "def f(x):\n    if x:\n        return x  # done\n\tnaïve → 🙂\r\n" + " " * 13 + "y"
@@ -145,3 +148,136 @@ def test_a_document_that_spells_eos_is_not_cut(tmp_path):
     tok = CodeGeeXTokenizer(tokdir)
     assert tokens.count(tok.eos_id) == 2
     assert tok.decode(tokens) == "<|endoftext|>".join(docs) + "<|endoftext|>"
+
+
+def test_the_split_is_the_hash_under_the_fraction_by_hand():
+    """A document is held out when the first 8 hex digits of its SHA-256, as a number, fall strictly
+    below fraction × 2³²: at a fraction of exactly that number it stays in train, one above it goes
+    to valid."""
+    from geex.data.pack import _is_valid
+
+    code = "def f():\n    return 1\n"
+    h = int(hashlib.sha256(code.encode()).hexdigest()[:8], 16)
+    assert 0 < h < 2 ** 32 - 1
+    assert not _is_valid(code, h / 2 ** 32)
+    assert _is_valid(code, (h + 1) / 2 ** 32)
+    assert not _is_valid(code, 0.0) and _is_valid(code, (2 ** 32 - 1) / 2 ** 32)
+
+
+def test_the_index_describes_the_pack(corpus, tokenizer, tmp_path):
+    out = tmp_path / "packed"
+    index = pack([str(corpus)], str(tokenizer), out, seq_len=32, valid=0.25, workers=1, progress=False)
+    tok = CodeGeeXTokenizer(tokenizer)
+    assert index == json.loads((out / "index.json").read_text())
+    assert (index["format"], index["seq_len"], index["dtype"]) == ("geex/packed/1", 32, "uint16")
+    assert (index["vocab_size"], index["eos_id"], index["valid_fraction"]) == (VOCAB, tok.eos_id, 0.25)
+    assert index["tokenizer"] == str(tokenizer.resolve())
+    assert index["shards"] == [str(corpus / "a.jsonl"), str(corpus / "b.jsonl")]
+    assert index["train"]["documents"] + index["valid"]["documents"] == 40
+
+
+def test_a_vocabulary_past_uint16_is_packed_as_uint32(corpus, tokenizer, tmp_path, monkeypatch):
+    """Token ids fit ``uint16`` up to a vocabulary of 65,536; one more and the stream is ``uint32``."""
+    import geex.models.tokenizer as tokenizer_module
+
+    real_init = tokenizer_module.CodeGeeXTokenizer.__init__
+    for vocab, dtype in ((65536, "uint16"), (65537, "uint32")):
+        def init(self, *a, vocab=vocab, **k):
+            real_init(self, *a, **k)
+            self.vocab_size = vocab
+        monkeypatch.setattr(tokenizer_module.CodeGeeXTokenizer, "__init__", init)
+        out = tmp_path / dtype
+        index = pack([str(corpus / "a.jsonl")], str(tokenizer), out, seq_len=32, valid=0.0, workers=1,
+                     progress=False)
+        assert index["dtype"] == dtype
+        stream = np.fromfile(out / "train.bin", dtype=dtype)
+        assert stream.size == index["train"]["tokens"]
+        monkeypatch.undo()
+        tok = CodeGeeXTokenizer(tokenizer)
+        want = [json.loads(line)["code"] for line in (corpus / "a.jsonl").open()]
+        assert tok.decode(stream.tolist()) == "<|endoftext|>".join(want) + "<|endoftext|>"
+
+
+def test_a_changed_shard_is_tokenized_again(corpus, tokenizer, tmp_path):
+    """The reuse key is the shard's path, size and modification time (and the tokenizer, split and
+    dtype): new content of the same size, or any new size, is read again; nothing stale survives."""
+    shard = tmp_path / "s.jsonl"
+    shard.write_text(json.dumps({"code": "aaaa"}) + "\n")
+    out = tmp_path / "packed"
+    tok = CodeGeeXTokenizer(tokenizer)
+
+    def packed_text() -> str:
+        pack([str(shard)], str(tokenizer), out, seq_len=1, valid=0.0, workers=1, progress=False)
+        return tok.decode(np.fromfile(out / "train.bin", dtype=np.uint16).tolist())
+
+    assert packed_text() == "aaaa<|endoftext|>"
+    stat = shard.stat()
+    shard.write_text(json.dumps({"code": "bbbb"}) + "\n")  # the same size: only the time tells
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+    assert packed_text() == "bbbb<|endoftext|>"
+    shard.write_text(json.dumps({"code": "cc"}) + "\n")  # another size, the same time
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+    assert packed_text() == "cc<|endoftext|>"
+    assert len(list((out / "parts").glob("*.done"))) == 3
+    other = tmp_path / "tok2"
+    shutil.copytree(tokenizer, other)  # another tokenizer: read again, not taken from the parts
+    pack([str(shard)], str(other), out, seq_len=1, valid=0.0, workers=1, progress=False)
+    assert len(list((out / "parts").glob("*.done"))) == 4
+
+
+def test_empty_splits_warn_with_counts(corpus, tokenizer, tmp_path):
+    with pytest.warns(RuntimeWarning, match=r"validation split is empty: 0 documents, 0 tokens, and a "
+                                            r"sequence needs 33 \(--valid 0.0\)"):
+        index = pack([str(corpus)], str(tokenizer), tmp_path / "a", seq_len=32, valid=0.0, workers=1,
+                     progress=False)
+    assert index["valid"] == {"tokens": 0, "documents": 0, "sequences": 0}
+    big = index["train"]["tokens"]
+    with pytest.warns(RuntimeWarning, match=f"training split is empty: 40 documents, {big} tokens, and a "
+                                            f"sequence needs {big + 1}"):
+        index = pack([str(corpus)], str(tokenizer), tmp_path / "b", seq_len=big, valid=0.0, workers=1,
+                     progress=False)
+    assert index["train"]["sequences"] == 0
+    with pytest.raises(UserError, match="fewer than"):
+        PackedDataset(tmp_path / "b", "train")
+    with pytest.raises(UserError, match="validation split is empty"):
+        PackedDataset(tmp_path / "a", "valid")
+    with pytest.warns(RuntimeWarning) as caught:  # exactly one sequence (seq_len + 1 tokens): no warning for it
+        index = pack([str(corpus)], str(tokenizer), tmp_path / "c", seq_len=big - 1, valid=0.0, workers=1,
+                     progress=False)
+    assert index["train"]["sequences"] == 1 and len(PackedDataset(tmp_path / "c")) == 1
+    assert [str(w.message).split(":")[0] for w in caught] == ["the validation split is empty"]
+
+
+def test_pack_options_are_checked(corpus, tokenizer, tmp_path):
+    for seq_len, valid in ((0, 0.1), (8, -0.01), (8, 1.0)):
+        with pytest.raises(UserError, match="--seq-len"):
+            pack([str(corpus)], str(tokenizer), tmp_path / "x", seq_len=seq_len, valid=valid, progress=False)
+    index = pack([str(corpus)], str(tokenizer), tmp_path / "y", seq_len=1, valid=0.0, workers=1, progress=False)
+    assert index["train"]["sequences"] == index["train"]["tokens"] - 1  # seq_len 1: every pair
+
+
+def test_the_dataset_refuses_what_is_not_a_pack(corpus, tokenizer, tmp_path):
+    out = tmp_path / "packed"
+    pack([str(corpus)], str(tokenizer), out, seq_len=32, valid=0.25, workers=1, progress=False)
+    with pytest.raises(UserError, match="no split 'test'"):
+        PackedDataset(out, "test")
+    index = json.loads((out / "index.json").read_text())
+    (out / "index.json").write_text(json.dumps({**index, "format": "geex/packed/0"}))
+    with pytest.raises(UserError, match="not a geex/packed/1 dataset"):
+        PackedDataset(out)
+    (out / "index.json").write_text("{")
+    with pytest.raises(UserError, match="no readable index.json"):
+        PackedDataset(out)
+
+
+def test_data_parallel_parts_split_one_shared_order(corpus, tokenizer, tmp_path):
+    """Two ranks reading part 0 and part 1 of each step see, together, what one process reads: the
+    first half of the step's sequences and the second, in order."""
+    out = tmp_path / "packed"
+    pack([str(corpus)], str(tokenizer), out, seq_len=16, valid=0.0, workers=1, progress=False)
+    one, rank0, rank1 = (PackedDataset(out, seed=5) for _ in range(3))
+    for _ in range(3):
+        whole = one.next_batch(6)
+        assert np.array_equal(rank0.next_batch(3, part=0, parts=2), whole[:3])
+        assert np.array_equal(rank1.next_batch(3, part=1, parts=2), whole[3:])
+    assert rank0.state_dict() == rank1.state_dict() == one.state_dict()
