@@ -14,6 +14,8 @@ every input the module's contract allows; an *unseen* one is a real difference t
 observe (the reason says why). A survivor matching neither is listed as unexplained: a missing test.
 
 Writes ``benchmarks/results/mutation.{json,md}``; a run of some modules replaces only their rows.
+A module's run takes from minutes to hours (every mutant is a fresh test run): one stopped any way
+resumes when started again (``--workdir``).
 
 Needs the ``mutation`` extra: ``.venv/bin/pip install -e '.[mutation]'``.
 
@@ -33,7 +35,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -97,32 +98,43 @@ def _skip_annotations(session: Path, source: str) -> int:
     return skipped
 
 
-def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: float) -> dict:
+def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: float, workdir: Path) -> dict:
     """Mutate one module in its own copy of the tree and run its tests against every mutant.
 
-    A mutant may turn a loop endless (and growing): each test run is capped at ``memory_gb`` of
-    data (``prlimit --data``: a runaway dies of MemoryError, not the machine) and ``timeout``
-    seconds, by default four times the unmutated run plus 20 s (a slow but finishing mutant is
-    not a timeout: cosmic-ray counts a timeout as killed)."""
-    commit = _commit()  # of the tree as copied now (commits made while it runs are not in it)
-    top = Path(tempfile.mkdtemp(prefix="geex-mutation-"))
+    The copy and cosmic-ray's session live in ``workdir/<module>/`` until the module is done: a run
+    stopped any way (Ctrl-C, a crash, the machine going away) resumes where it stopped, on the tree
+    it copied (the mutant that was on disk is put back first). A mutant may turn a loop endless
+    (and growing): each test run is capped at ``memory_gb`` of data (``prlimit --data``: a runaway
+    dies of MemoryError, not the machine) and ``timeout`` seconds, by default four times the
+    unmutated run plus 20 s (a slow but finishing mutant is not a timeout: cosmic-ray counts a
+    timeout as killed)."""
+    top = workdir / module.replace("/", "__")
     tree = top / ROOT.name
-    try:
+    session, config, pristine, state = tree / "session.sqlite", tree / "cr.toml", top / "module.py", top / "state.json"
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    cr = [sys.executable, "-m", "cosmic_ray.cli"]
+    if state.is_file():  # written last by a set-up that finished: resume
+        commit = json.loads(state.read_text())["commit"]
+        shutil.copy2(pristine, tree / "src/geex" / module)
+        print(f"mutation: {module}: resuming the run on commit {commit} in {top}", file=sys.stderr)
+    else:
+        commit = _commit()  # of the tree as copied now (commits made while it runs are not in it)
+        shutil.rmtree(top, ignore_errors=True)
         for part in ("src", "tests", "pyproject.toml"):
             (shutil.copytree if (ROOT / part).is_dir() else shutil.copy2)(ROOT / part, tree / part)
         if (ROOT.parent / "shared").is_dir():  # the tests read ../shared (HumanEval-X, the tokenizer)
             (top / "shared").symlink_to(ROOT.parent / "shared")
+        shutil.copy2(tree / "src/geex" / module, pristine)
         test_command = ["prlimit", f"--data={int(memory_gb * 2**30)}", sys.executable, "-m", "pytest", "-x", "-q",
                         "-p", "no:cacheprovider", *tests]
-        env = {**os.environ, "PYTHONPATH": str(tree / "src")}
         started = time.monotonic()
         baseline = subprocess.run(test_command, cwd=tree, env=env, capture_output=True, text=True)
         if baseline.returncode != 0:
+            shutil.rmtree(top, ignore_errors=True)
             raise RuntimeError(f"{module}: its tests fail on the unmutated tree, so every mutant would "
                                f"count as killed:\n{baseline.stdout[-3000:]}")
         if timeout is None:
             timeout = 4 * (time.monotonic() - started) + 20
-        config = tree / "cr.toml"
         config.write_text(
             "[cosmic-ray]\n"
             f'module-path = "src/geex/{module}"\n'
@@ -131,28 +143,27 @@ def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: 
             f"test-command = {json.dumps(' '.join(test_command))}\n"
             "[cosmic-ray.distributor]\n"
             'name = "local"\n')
-        session = tree / "session.sqlite"
-        cr = [sys.executable, "-m", "cosmic_ray.cli"]
         subprocess.run([*cr, "init", str(config), str(session)], cwd=tree, env=env, check=True)
-        source = (tree / "src/geex" / module).read_text()
-        skipped = _skip_annotations(session, source)
-        subprocess.run([*cr, "exec", str(config), str(session)], cwd=tree, env=env, check=True)
-        return _summary(session, module, source, skipped, commit)
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
+        _skip_annotations(session, pristine.read_text())
+        state.write_text(json.dumps({"commit": commit}))
+    subprocess.run([*cr, "exec", str(config), str(session)], cwd=tree, env=env, check=True)
+    result = _summary(session, module, pristine.read_text(), commit)
+    shutil.rmtree(top, ignore_errors=True)
+    return result
 
 
-def _summary(session: Path, module: str, source: str, skipped: int, commit: str) -> dict:
+def _summary(session: Path, module: str, source: str, commit: str) -> dict:
     """Counts and the survivors (each with its explanation, if any), from cosmic-ray's session."""
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
     lines = source.splitlines()
     entries = explanations()
-    killed, survivors = 0, []
+    killed, skipped, survivors = 0, 0, []
     with use_db(str(session)) as db:
         for item, result in db.completed_work_items:
             if result.worker_outcome == WorkerOutcome.SKIPPED:
+                skipped += 1
                 continue
             if result.test_outcome != TestOutcome.SURVIVED:
                 killed += 1
@@ -255,6 +266,8 @@ def main() -> None:
                     "default: four times the unmutated run, plus 20")
     ap.add_argument("--memory-gb", type=float, default=6.0, help="data a test run may allocate (more: it fails)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/mutation"))
+    ap.add_argument("--workdir", default=str(ROOT / ".mutation"),
+                    help="where each module's copy and session live until it is done (a stopped run resumes)")
     ap.add_argument("--explain-only", action="store_true",
                     help="run nothing: match the recorded survivors to the survivors file again and rewrite")
     args = ap.parse_args()
@@ -267,7 +280,7 @@ def main() -> None:
     out = Path(args.out)
     fresh, failed = {}, []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        runs = {pool.submit(run_module, m, MODULES[m], args.timeout, args.memory_gb): m for m in modules}
+        runs = {pool.submit(run_module, m, MODULES[m], args.timeout, args.memory_gb, Path(args.workdir)): m for m in modules}
         for done in concurrent.futures.as_completed(runs):
             try:  # one module's failure (its tests fail unmutated) leaves the others' results
                 fresh[runs[done]] = done.result()
