@@ -68,6 +68,7 @@ class HFTokenizer:
         self.vocab_size: int = tokenizer.get_vocab_size(with_added_tokens=True)
         self.chat_template = chat_template
         self.bos_token, self.eos_token = bos_token, eos_token
+        self.gguf_token_ids: dict[str, int] = {}  # a GGUF file's tokenizer.ggml.*_token_id keys (FIM ids)
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -121,8 +122,10 @@ class HFTokenizer:
                                                                special_tokens=[(bos, bos_id)])
         eos_id = fields.get("tokenizer.ggml.eos_token_id")
         eos_ids = [eos_id, fields.get("tokenizer.ggml.eot_token_id"), tok.token_to_id("<|endoftext|>")]
-        return cls(tok, eos_ids, fields.get("tokenizer.chat_template"), bos,
-                   tokens[eos_id] if eos_id is not None else None)
+        out = cls(tok, eos_ids, fields.get("tokenizer.chat_template"), bos, tokens[eos_id] if eos_id is not None else None)
+        out.gguf_token_ids = {k: int(v) for k, v in fields.items()
+                              if k.startswith("tokenizer.ggml.") and k.endswith("_token_id") and v is not None}
+        return out
 
     # -- the engine's interface ------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -131,6 +134,14 @@ class HFTokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self._tok.encode_batch(list(texts))]
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Ids of ``text`` alone: no BOS or other token the tokenizer adds around a whole input."""
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def token_id(self, text: str) -> int | None:
+        """The id of the vocabulary entry spelled ``text`` (a special token's name), or None."""
+        return self._tok.token_to_id(text)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=False)

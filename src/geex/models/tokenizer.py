@@ -101,6 +101,14 @@ class CodeGeeXTokenizer:
         encoded = self._tok.encode_batch([self.encode_whitespace(t) for t in texts], add_special_tokens=False)
         return [e.ids for e in encoded]
 
+    def encode_plain(self, text: str) -> list[int]:
+        """``encode``: the original adds nothing around a text."""
+        return self.encode(text)
+
+    def token_id(self, text: str) -> int | None:
+        """The id of the vocabulary entry spelled ``text``, or None (CodeGeeX has no FIM tokens)."""
+        return self._tok.token_to_id(text)
+
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``; ids without a token (the padded embedding rows >= 50400) decode to ''.
         Whitespace tokens become spaces by id, so text that spells ``<|extratoken_N|>`` stays text."""
