@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from geex.engine.generate import TextStream, Tokenizer
+from geex.engine.stops import Rule
 from geex.languages import Language
 from geex.languages.cleanup import is_finished
 
@@ -24,13 +25,16 @@ class HeldText:
     """Incremental text of one sequence with stop strings and an optional language rule.
 
     ``add(token)`` returns the text newly released to the client (often ""); ``stopped`` names why
-    the sequence is over (``"stop_string"`` or ``"language"``), after which nothing more is
+    the sequence is over (``"stop_string"``, ``"language"`` or a rule's detail: ``"line"``,
+    ``"indent"``, ``"suffix_overlap"``, ``"time"``), after which nothing more is
     released; ``finish()`` releases what was held back when the sequence ends for another reason.
     ``text`` is everything released.
     """
 
-    def __init__(self, tokenizer: Tokenizer, stop: Sequence[str] = (), language: Language | None = None) -> None:
+    def __init__(self, tokenizer: Tokenizer, stop: Sequence[str] = (), language: Language | None = None,
+                 rules: Sequence[Rule] = ()) -> None:
         self._stream = TextStream(tokenizer)
+        self.rules = tuple(rules)  # line rules (geex.engine.stops), judged after the stop strings
         self.stop = tuple(s for s in stop if s)
         self.language = language
         self.stopped: str | None = None
@@ -66,13 +70,24 @@ class HeldText:
             self.stopped = "language"  # whole lines only: a started line after the function is not its
             self._end = text.rfind("\n") + 1
             return self._release(self._end)
-        return self._release(self._safe_end(text))
+        safe = self._safe_end(text)
+        if self.rules:
+            judged = [(rule.judge(text), rule) for rule in self.rules]
+            ends = [(j.end, rule.detail) for j, rule in judged if j.end is not None]
+            if ends:
+                self._end, self.stopped = min(ends, key=lambda e: e[0])
+                return self._release(self._end)
+            safe = min(safe, *(j.release for j, _ in judged))
+        return self._release(safe)
 
     def finish(self) -> str:
         """At the end of the sequence (EOS, length, cancel): release what was held back."""
         if self.stopped is None:
             self._stream.flush()
-            return self._release(len(self._stream.text))
+            text = self._stream.text
+            # the last line is complete now: a rule may still cut it (it repeats the suffix's line ...)
+            ends = [j.end for rule in self.rules if (j := rule.judge(text + "\n")).end is not None]
+            return self._release(min([len(text), *ends]))
         return ""
 
     def _safe_end(self, text: str) -> int:
