@@ -9,15 +9,12 @@ call, or Code Llama's ``infilling_prompt_tokens`` written against SentencePiece 
 
 from __future__ import annotations
 
-import gzip
-import json
-from pathlib import Path
-
 import pytest
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, processors
 
 from geex.assist.fim import Budget, SourceFile, detect, first_line, render, stable_tail
 from geex.models.hf_tokenizer import HFTokenizer
+from tests.assist.fim_tokenizers import QWEN, bpe_tokenizer, humaneval_code
 
 PREFIX = 'def remove_non_ascii(s: str) -> str:\n    """ '
 SUFFIX = "\n    return result\n"
@@ -25,33 +22,13 @@ SUFFIX = "\n    return result\n"
 
 @pytest.fixture(scope="module")
 def code(dataset_dir) -> list[str]:
-    with gzip.open(dataset_dir / "humaneval_python.jsonl.gz", "rt") as f:
-        return [r["prompt"] + r["canonical_solution"] for r in map(json.loads, f)]
-
-
-def _bpe(code: list[str], specials: list[str], bos: str | None = None) -> HFTokenizer:
-    """A byte-level BPE over ``code`` whose special tokens are ``specials`` (BOS added by the
-    tokenizer's own call when ``bos`` is given, as DeepSeek-Coder's does)."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(code, trainer)
-    if bos:
-        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])
-    eos = specials[-1]
-    return HFTokenizer(tok, [tok.token_to_id(eos)], bos_token=bos, eos_token=eos)
-
-
-QWEN = ["<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
-        "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+    return humaneval_code(dataset_dir)
 
 
 def test_qwen_psm_is_the_model_cards_prompt(code):
     """QwenLM/Qwen2.5-Coder README ("file-level code completion (fill-in-the-middle)"):
     ``tokenizer("<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>")``."""
-    tok = _bpe(code, QWEN)
+    tok = bpe_tokenizer(code, QWEN)
     fim = detect(tok)
     assert fim.family == "qwen2.5-coder" and fim.layout == "psm"
     want = tok.encode(f"<|fim_prefix|>{PREFIX}<|fim_suffix|>{SUFFIX}<|fim_middle|>")
@@ -67,7 +44,7 @@ def test_qwen_repo_level_is_the_example_prompt(code):
     other files as ``<|file_sep|>path`` blocks, then the edited file's header and the PSM prompt
     (the example's string ends in a newline after ``<|fim_middle|>`` only because of its closing
     quotes; the prompt ends at ``<|fim_middle|>``, as llama.cpp's does)."""
-    tok = _bpe(code, QWEN)
+    tok = bpe_tokenizer(code, QWEN)
     book = "class Book:\n    def __init__(self, title):\n        self.title = title\n"
     student = "class Student:\n    def __init__(self, name):\n        self.name = name\n"
     prefix, suffix = "from library import Book\n\ndef main():\n    # Student borrows a book", "\n    print(book)\n"
@@ -88,7 +65,7 @@ def test_deepseek_coder_with_its_bos(code):
     """deepseek-ai/DeepSeek-Coder README §2 (code insertion): ``tokenizer.encode("<｜fim▁begin｜>" +
     prefix + "<｜fim▁hole｜>" + suffix + "<｜fim▁end｜>")``, which adds the BOS token first."""
     specials = ["<｜begin▁of▁sentence｜>", "<｜fim▁hole｜>", "<｜fim▁begin｜>", "<｜fim▁end｜>", "<｜end▁of▁sentence｜>"]
-    tok = _bpe(code, specials, bos="<｜begin▁of▁sentence｜>")
+    tok = bpe_tokenizer(code, specials, bos="<｜begin▁of▁sentence｜>")
     fim = detect(tok)
     assert fim.family == "deepseek-coder"
     want = tok.encode("<｜fim▁begin｜>" + PREFIX + "<｜fim▁hole｜>" + SUFFIX + "<｜fim▁end｜>")
@@ -105,7 +82,7 @@ def test_deepseek_coder_with_its_bos(code):
 def test_starcoder_and_santacoder(code, family, names):
     """bigcode's model cards: ``<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>`` (SantaCoder
     spells them with hyphens)."""
-    tok = _bpe(code, names)
+    tok = bpe_tokenizer(code, names)
     fim = detect(tok)
     assert fim.family == family
     pre, suf, mid = names[0], names[2], names[1]
@@ -119,7 +96,7 @@ def test_codegeex4_chat_turn(code):
     ###MODE, then ``<|code_suffix|>suffix<|code_prefix|>prefix<|code_middle|><|assistant|>\\n``."""
     specials = ["<|code_prefix|>", "<|code_middle|>", "<|code_suffix|>", "<|user|>", "<|assistant|>",
                 "<|observation|>", "<|endoftext|>"]
-    tok = _bpe(code, specials)
+    tok = bpe_tokenizer(code, specials)
     fim = detect(tok)
     assert fim.family == "codegeex4"
     want = tok.encode(f"<|user|>\n###PATH:src/a.py\n###LANGUAGE:Python\n###MODE:LINE\n"
@@ -185,7 +162,7 @@ def test_codellama_is_infilling_prompt_tokens(codellama, suffix_first):
 def test_gguf_metadata_names_the_tokens(code):
     """llama.cpp reads ``tokenizer.ggml.fim_{pre,suf,mid,pad,rep,sep}_token_id`` before scanning
     the vocabulary: ids named there win, even for tokens with unknown spellings."""
-    tok = _bpe(code, ["<[fim-prefix]>", "<[fim-suffix]>", "<[fim-middle]>", "<|endoftext|>"])  # Seed-Coder's
+    tok = bpe_tokenizer(code, ["<[fim-prefix]>", "<[fim-suffix]>", "<[fim-middle]>", "<|endoftext|>"])  # Seed-Coder's
     assert detect(tok) is None  # spellings nobody scans for
     ids = {r: tok.token_id(t) for r, t in (("pre", "<[fim-prefix]>"), ("suf", "<[fim-suffix]>"), ("mid", "<[fim-middle]>"))}
     meta = {f"tokenizer.ggml.fim_{r}_token_id": i for r, i in ids.items()}
@@ -208,7 +185,7 @@ def test_models_without_fim_get_the_prefix_after_the_language_tag(code, codegeex
 
 
 def test_the_budget_keeps_the_prefix_tail_and_the_suffix_head(code):
-    tok = _bpe(code, QWEN)
+    tok = bpe_tokenizer(code, QWEN)
     fim = detect(tok)
     prefix, suffix = "\n".join(code[:20]), "\n".join(code[20:40])
     pre, suf = tok.encode_plain(prefix), tok.encode_plain(suffix)

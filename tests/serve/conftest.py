@@ -112,3 +112,31 @@ def metric_sum(url: str, name: str) -> float:
         if line.startswith(name + "{") or line.startswith(name + " "):
             total += float(line.rpartition(" ")[2])
     return total
+
+
+@pytest.fixture(scope="module")
+def qwen_like(dataset_dir):
+    """A tiny random Llama with a tokenizer that has Qwen2.5-Coder's FIM tokens."""
+    from geex.models.llama import Llama, get_config
+    from tests.assist.fim_tokenizers import QWEN, bpe_tokenizer, humaneval_code
+
+    tok = bpe_tokenizer(humaneval_code(dataset_dir), QWEN)
+    model = Llama(get_config("llama-tiny", vocab_size=640, n_positions=1024))
+    model.init_weights(torch.Generator().manual_seed(3))
+    model.eval()
+    sched = Scheduler(model, tok, slots=2, ctx=1024)
+    client = EngineClient("qwen-like", sched, tok, Metrics("qwen-like"), {"context_length": 1024})
+    server = start_server(ServeConfig(), client)
+    yield server, model, tok
+    server.stop()
+    sched.close()
+
+
+@pytest.fixture(scope="module")
+def default_server(default_model):
+    sched = Scheduler(default_model.model, default_model.tokenizer, slots=2, ctx=1024)
+    client = EngineClient("smollm2", sched, default_model.tokenizer, Metrics("smollm2"), {"context_length": 1024})
+    server = start_server(ServeConfig(), client)
+    yield server, default_model
+    server.stop()
+    sched.close()

@@ -74,6 +74,7 @@ class Request:
     seed: int | None = None
     ignore_eos: bool = False
     language: Language | None = None  # the harness's stop rule (a function is complete)
+    rules: tuple = ()  # line rules ending a completion at the cursor (geex.engine.stops), this sequence's own
     logprobs: int | None = None  # report the chosen token's log-probability and this many top ones
     id: str = field(default_factory=lambda: f"req-{next(_ids)}")
     # set by the scheduler
@@ -93,7 +94,8 @@ class Event:
     """``kind``: ``"started"`` (the request got a slot: ``cached_tokens``, ``queue_s``), ``"token"``
     (``token_id``, ``text``: newly released text, maybe "", ``logprob``, ``top_logprobs``) or
     ``"finished"`` (``finish_reason``: "stop" or "length"; ``finish_detail``: "eos", "stop_token",
-    "stop_string", "language", "length", "cancelled" or "error"; ``text``: the released rest;
+    "stop_string", "language", a line rule's ("line", "indent", "suffix_overlap", "repetition",
+    "time"), "length", "cancelled" or "error"; ``text``: the released rest;
     ``timings``)."""
 
     kind: str
@@ -108,6 +110,7 @@ class Event:
     finish_detail: str | None = None
     phase: str | None = None  # where a cancelled request was: "queued", "prefill" or "decode"
     timings: dict | None = None
+    stop_string: str | None = None  # finish_detail "stop_string": which one
     error: str | None = None  # finish_detail "error": what went wrong (the request alone, or the engine)
 
 
@@ -338,7 +341,7 @@ class Scheduler:
             self.cache.copy_prefix(source, slot, common)
         self.history[slot] = list(req.prompt[:common])  # what its row holds now (copied or kept)
         budget = min(req.max_new_tokens, self.ctx - len(req.prompt))
-        run = _Running(req, slot, common, HeldText(self.tokenizer, req.stop, req.language), generator,
+        run = _Running(req, slot, common, HeldText(self.tokenizer, req.stop, req.language, req.rules), generator,
                        admitted=time.perf_counter(), budget=max(budget, 1))
         self.running[slot] = run
         _emit(req, Event("started", req, cached_tokens=common, queue_s=run.admitted - req.submitted))
@@ -592,7 +595,8 @@ class Scheduler:
         rest = run.held.finish() if run and detail not in ("cancelled", "error") else ""
         reason = "length" if detail == "length" else "stop"
         _emit(req, Event("finished", req, text=rest, finish_reason=reason, finish_detail=detail, phase=phase,
-                         cached_tokens=timings["cached_tokens"], timings=timings, error=error))
+                         cached_tokens=timings["cached_tokens"], timings=timings, error=error,
+                         stop_string=run.held.stop_string if run else None))
 
 
 def _emit(req: Request, event: Event) -> None:

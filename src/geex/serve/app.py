@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import geex
-from geex.serve import chat, completions, errors, tokens
+from geex.serve import chat, completions, errors, llamacpp, tokens
 from geex.serve.config import ServeConfig, is_loopback
 from geex.serve.engine_client import EngineClient
 from geex.serve.metrics import Metrics
@@ -73,11 +73,11 @@ def load_engine(config: ServeConfig, metrics: Metrics) -> EngineClient:
         "arch": type(model).__name__.lower(), "n_params": sum(p.numel() for p in model.parameters()),
         "dtype": str(model.dtype).removeprefix("torch."), "quant": config.quantize, "context_length": ctx,
         "device": str(config.device), "max_concurrency": config.slots, "chat_template": bool(loaded.chat_template),
-        "fim": {"supported": False, "format": None, "fallback": None},
         "aliases": [a for a in (config.model, registry.DEFAULT_MODEL if config.model is None else None) if a],
         "vocab_size": getattr(cfg, "vocab_size", None),
     }
-    return EngineClient(loaded.name, scheduler, loaded.tokenizer, metrics, meta, loaded.chat_template)
+    return EngineClient(loaded.name, scheduler, loaded.tokenizer, metrics, meta, loaded.chat_template,
+                        language_tags=meta["arch"].startswith("codegeex"))
 
 
 def create_app(config: ServeConfig, engine: EngineClient | None = None) -> FastAPI:
@@ -118,6 +118,7 @@ def create_app(config: ServeConfig, engine: EngineClient | None = None) -> FastA
     app.include_router(completions.router)
     app.include_router(chat.router)
     app.include_router(tokens.router)
+    app.include_router(llamacpp.router)
 
     @app.get("/health")
     async def health() -> JSONResponse:

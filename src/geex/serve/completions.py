@@ -16,12 +16,16 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
+from geex.assist.completion import CursorCompletion, StopMode, cursor_completion
+from geex.assist.fim import Budget, SourceFile
 from geex.engine.sampling import SamplingParams
 from geex.engine.scheduler import Event, Request
 from geex.errors import UserError
 from geex.serve.engine_client import ClientGone, EngineClient, Generation
 from geex.serve.errors import ApiError, error_body
-from geex.serve.protocol import MAX_PROMPTS, MAX_STOP, MAX_STOP_CHARS, CompletionRequest, SamplingFields
+from geex.languages import get_language
+from geex.serve.protocol import (MAX_PROMPTS, MAX_STOP, MAX_STOP_CHARS, CodeFields, CompletionRequest,
+                                 SamplingFields)
 
 router = APIRouter()
 
@@ -72,9 +76,11 @@ def budget(max_tokens: int | None, default: int, prompt_len: int, ctx: int, para
 
 
 def new_requests(client: EngineClient, body: SamplingFields, prompts: Sequence[list[int]], max_tokens: int | None,
-                 default_max: int, logprobs: int | None) -> list[Request]:
+                 default_max: int, logprobs: int | None,
+                 cursor: Sequence[CursorCompletion | None] | None = None) -> list[Request]:
     """One scheduler request per prompt and choice (``n``), in OpenAI's choice order. With a seed,
-    choice j of a prompt uses seed + j: distinct samples, reproducible."""
+    choice j of a prompt uses seed + j: distinct samples, reproducible. ``cursor``: each prompt's
+    completion at the cursor (its line rules, fresh for every choice, and its FIM stop tokens)."""
     params = sampling(body)
     stop = body.stop_list()
     if any(not s for s in stop):
@@ -82,18 +88,46 @@ def new_requests(client: EngineClient, body: SamplingFields, prompts: Sequence[l
     if len(stop) > MAX_STOP or any(len(s) > MAX_STOP_CHARS for s in stop):
         raise ApiError(400, f"at most {MAX_STOP} stop strings of at most {MAX_STOP_CHARS} characters", param="stop")
     out = []
-    for prompt in prompts:
+    for k, prompt in enumerate(prompts):
         if not prompt:
             raise ApiError(400, "the prompt is empty", param="prompt")
         n_tokens = budget(max_tokens, default_max, len(prompt), client.scheduler.ctx)
+        at = cursor[k] if cursor else None
         for j in range(body.n):
             out.append(Request(
                 prompt=list(prompt), max_new_tokens=n_tokens, emit=lambda ev: None, params=params, stop=stop,
-                stop_token_ids=frozenset(body.stop_token_ids or ()),
+                stop_token_ids=frozenset(body.stop_token_ids or ()) | (at.stop_ids if at else frozenset()),
                 seed=None if body.seed is None else (body.seed + j) % 2**63, ignore_eos=body.ignore_eos,
-                logprobs=logprobs,
+                logprobs=logprobs, rules=at.make_rules() if at else (),
             ))
     return out
+
+
+FIM_WINDOW = 2048  # tokens of prefix and suffix a FIM prompt may hold (llama.cpp's default n_batch)
+
+
+def cursor_request(client: EngineClient, body: CodeFields, prefix: str, suffix: str | None, max_tokens: int | None,
+                   default_max: int, middle: str = "") -> CursorCompletion:
+    """The completion at the cursor the body asks for: FIM when ``suffix`` is given (the prefix
+    alone, stopped at the suffix's first line, for a model without FIM tokens), else the prefix
+    with the body's line rules. The prompt is budgeted to leave room for the tokens asked for."""
+    try:
+        language = get_language(body.language) if body.language else None
+        stop = StopMode(body.mode or "free", body.n_indent, body.max_time_ms)
+    except (UserError, ValueError) as e:
+        raise ApiError(400, str(e), param="language" if isinstance(e, UserError) else "mode") from None
+    ctx = client.scheduler.ctx
+    n_predict = max_tokens if max_tokens is not None and max_tokens > 0 else default_max
+    window = max(8, min(FIM_WINDOW, ctx - n_predict - 8))
+    files = [SourceFile(f.filename, f.text) for f in body.input_extra]
+    return cursor_completion(client.tokenizer, client.fim if suffix is not None else None, prefix,
+                             suffix or "", stop=stop, files=files, path=body.filename, repo=body.repo_name,
+                             language=language, language_tag=client.language_tags, middle=middle,
+                             budget=Budget(window, max(0, ctx - window - 2 * n_predict)))
+
+
+def wants_cursor(body: CompletionRequest) -> bool:
+    return body.suffix is not None or any(x is not None for x in (body.mode, body.n_indent, body.max_time_ms))
 
 
 class Shutdown:
@@ -232,19 +266,27 @@ def _prompts(client: EngineClient, prompt) -> tuple[list[list[int]], list[str]]:
 async def create_completion(body: CompletionRequest, http: HttpRequest,
                             client: EngineClient = Depends(engine)) -> Response:
     check_model(body, client)
-    if body.suffix:
-        raise ApiError(400, "suffix (fill-in-the-middle) is not supported by this server yet", param="suffix")
-    ids, texts = await off_loop(_prompts, client, body.prompt, size=_chars(body.prompt))
+    cursor = None
+    if wants_cursor(body):
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ApiError(400, "suffix, mode, n_indent and max_time_ms need a text prompt", param="prompt")
+        cursor = await off_loop(lambda: [cursor_request(client, body, p, body.suffix, body.max_tokens, 16)
+                                         for p in prompts], size=_chars(body.prompt) + len(body.suffix or ""))
+        ids, texts = [c.ids for c in cursor], list(prompts)
+    else:
+        ids, texts = await off_loop(_prompts, client, body.prompt, size=_chars(body.prompt))
     if http.app.state.geex.config.log_prompts:
         http.state.prompt = texts
-    requests = new_requests(client, body, ids, body.max_tokens, 16, body.logprobs)
+    requests = new_requests(client, body, ids, body.max_tokens, 16, body.logprobs, cursor)
+    about = cursor_meta(cursor)
     prompt_of = [texts[i // body.n] for i in range(len(requests))]
     gen = client.generation(requests, "completions", getattr(http.state, "request_id", None))
     rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
         shutdown = Shutdown(http.app.state.geex.config.shutdown_grace_s)
-        return sse(_stream(gen, client, rid, created, body, prompt_of, wants_usage(body), http.state, shutdown),
-                   shutdown)
+        return sse(_stream(gen, client, rid, created, body, prompt_of, wants_usage(body), http.state, shutdown,
+                           about), shutdown)
     try:
         events = await gen.collect(http)
     except ClientGone:
@@ -265,7 +307,7 @@ async def create_completion(body: CompletionRequest, http: HttpRequest,
         check_failed(final)
         choices.append({"index": i, "text": text, "logprobs": log.as_dict() if log else None,
                         "finish_reason": final.finish_reason})
-    block = summary(finals)
+    block = summary(finals) | about
     http.state.geex = block | {"prompt_tokens": sum(len(r.prompt) for r in requests),
                                "generated_tokens": usage(finals)["completion_tokens"]}
     return JSONResponse({"id": rid, "object": "text_completion", "created": created, "model": client.name,
@@ -290,8 +332,19 @@ def error_frame(final: Event) -> str:
                                  "code": "engine_unavailable" if status == 503 else "generation_failed"}})
 
 
+def cursor_meta(cursor: Sequence[CursorCompletion] | None) -> dict:
+    """The ``geex`` block's account of completions at the cursor: the FIM mode and what the budget
+    dropped (one prompt: its own; several: a list)."""
+    if not cursor:
+        return {}
+    if len(cursor) == 1:
+        return cursor[0].meta()
+    return {"prompts": [c.meta() for c in cursor]}
+
+
 async def _stream(gen: Generation, client: EngineClient, rid: str, created: int, body: CompletionRequest,
-                  prompt_of: list[str], include_usage: bool, state, shutdown: Shutdown) -> AsyncIterator[str]:
+                  prompt_of: list[str], include_usage: bool, state, shutdown: Shutdown,
+                  about: dict | None = None) -> AsyncIterator[str]:
     logs = [TokenLog(client) if body.logprobs is not None else None for _ in prompt_of]
     finals: list[Event] = []
     watcher = asyncio.ensure_future(shutdown.watch(gen))
@@ -318,21 +371,21 @@ async def _stream(gen: Generation, client: EngineClient, rid: str, created: int,
                 finals.append(ev)
                 yield chunk(i, ev.text, None, ev.finish_reason)
         if include_usage:
-            yield usage_frame("text_completion", rid, created, client.name, finals)
+            yield usage_frame("text_completion", rid, created, client.name, finals, about)
         yield "[DONE]"
     finally:
         watcher.cancel()
         gen.cancel()
-        log_stream(state, finals)
+        log_stream(state, finals, about)
 
 
-def usage_frame(kind: str, rid: str, created: int, model: str, finals: Sequence[Event]) -> str:
+def usage_frame(kind: str, rid: str, created: int, model: str, finals: Sequence[Event], about: dict | None = None) -> str:
     """The last frame before ``[DONE]`` with ``stream_options.include_usage``: usage and timings."""
     return json.dumps({"id": rid, "object": kind, "created": created, "model": model, "choices": [],
-                       "usage": usage(finals), "geex": summary(finals)})
+                       "usage": usage(finals), "geex": summary(finals) | (about or {})})
 
 
-def log_stream(state, finals: Sequence[Event]) -> None:
+def log_stream(state, finals: Sequence[Event], about: dict | None = None) -> None:
     """What the access log says of a streamed response (it ends after the endpoint returned)."""
     if finals:
-        state.geex = summary(finals) | {"generated_tokens": usage(finals)["completion_tokens"]}
+        state.geex = summary(finals) | (about or {}) | {"generated_tokens": usage(finals)["completion_tokens"]}

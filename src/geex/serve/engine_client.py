@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from starlette.requests import Request as HttpRequest
 
+from geex.assist.fim import detect
 from geex.engine.scheduler import Event, QueueFull, Request, Scheduler, SchedulerStopped
 from geex.serve.errors import ApiError
 from geex.serve.metrics import Metrics
@@ -63,8 +64,16 @@ class EngineClient:
     metrics: Metrics
     meta: dict = field(default_factory=dict)
     chat_template: str | None = None
+    language_tags: bool = False  # trained with CodeGeeX's language tags (the prefix-only FIM prompt uses them)
 
     _mailboxes: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # the model's fill-in-the-middle tokens (None: it has none; completions get the prefix-only prompt)
+        self.fim = detect(self.tokenizer, getattr(self.tokenizer, "gguf_token_ids", None)) \
+            if hasattr(self.tokenizer, "token_id") else None
+        self.meta.setdefault("fim", self.fim.meta() if self.fim else
+                             {"supported": False, "format": None, "tokens": None, "fallback": "prefix_only"})
 
     def mailbox(self, loop: asyncio.AbstractEventLoop) -> Mailbox:
         box = self._mailboxes.get(loop)

@@ -16,6 +16,7 @@ MAX_LOGPROBS = 20
 MAX_PROMPTS = 16  # prompts a completions request (with n choices each, they enter the queue as one unit)
 MAX_STOP = 32  # stop strings a request (every token checks each: the scheduler's thread pays for them)
 MAX_STOP_CHARS = 1000  # characters a stop string
+MAX_EXTRA_FILES = 64  # other files a completion at the cursor may carry as context
 
 
 class _Body(BaseModel):
@@ -48,8 +49,29 @@ class SamplingFields(_Body):
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 
-class CompletionRequest(SamplingFields):
-    """``POST /v1/completions``. ``prompt``: a string, a list of strings, token ids or lists of ids."""
+class ExtraFile(_Body):
+    """Another file of the project as context (llama.cpp's ``input_extra`` chunk)."""
+
+    filename: str = Field(default="", max_length=1000)
+    text: str
+
+
+class CodeFields(_Body):
+    """Completion at the cursor: the code context and how the completion ends (geex extras, also
+    accepted inside the openai client's ``extra_body``)."""
+
+    language: str | None = None  # selects the language tag of CodeGeeX models and CodeGeeX4's ###LANGUAGE
+    filename: str | None = Field(default=None, max_length=1000)
+    repo_name: str | None = Field(default=None, max_length=1000)
+    input_extra: list[ExtraFile] = Field(default_factory=list, max_length=MAX_EXTRA_FILES)
+    mode: Literal["free", "line", "block"] | None = None
+    n_indent: int | None = Field(default=None, ge=0, le=1000)
+    max_time_ms: float | None = Field(default=None, gt=0)
+
+
+class CompletionRequest(SamplingFields, CodeFields):
+    """``POST /v1/completions``. ``prompt``: a string, a list of strings, token ids or lists of ids;
+    ``suffix``: the code after the cursor (fill-in-the-middle, with a string prompt)."""
 
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = 16  # OpenAI's default
@@ -99,3 +121,56 @@ class TokenizeRequest(_Body):
 class DetokenizeRequest(_Body):
     model: str | None = None
     tokens: list[int]
+
+
+class LlamaFields(_Body):
+    """What llama.cpp's native ``/completion`` and ``/infill`` take besides their prompt (its names and
+    defaults; samplers geex does not have, ``id_slot`` and ``t_max_prompt_ms`` are ignored)."""
+
+    model: str | None = None
+    n_predict: int | None = Field(default=None, ge=-1)
+    stream: bool = False
+    stop: str | list[str] | None = None
+    temperature: float = Field(default=0.8, ge=0, le=2)
+    top_k: int = Field(default=40, ge=-1)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    seed: int = Field(default=-1, ge=-1, lt=2**63)  # -1: random
+    ignore_eos: bool = False
+    n_indent: int = Field(default=0, ge=0, le=1000)  # > 0: end at a line indented less (block mode)
+    t_max_predict_ms: float | None = Field(default=None, ge=0)
+    response_fields: list[str] | None = None
+    cache_prompt: bool = True  # always: every slot keeps its prompt
+    # geex extras for a completion at the cursor
+    language: str | None = None
+    filename: str | None = Field(default=None, max_length=1000)
+    repo_name: str | None = Field(default=None, max_length=1000)
+    mode: Literal["free", "line", "block"] | None = None
+
+    def sampling_fields(self) -> SamplingFields:
+        return SamplingFields(model=self.model, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                              stop=self.stop, seed=None if self.seed < 0 else self.seed, ignore_eos=self.ignore_eos)
+
+    def code_fields(self, input_extra: list[ExtraFile] | None = None) -> CodeFields:
+        mode = self.mode or ("block" if self.n_indent else None)
+        return CodeFields(language=self.language, filename=self.filename, repo_name=self.repo_name,
+                          input_extra=input_extra or [], mode=mode, n_indent=self.n_indent or None,
+                          max_time_ms=self.t_max_predict_ms or None)
+
+
+class InfillRequest(LlamaFields):
+    """``POST /infill``: ``input_prefix`` and ``input_suffix`` around the cursor, ``input_extra`` other
+    files, ``prompt`` what was typed of the middle already (after ``FIM_MID``)."""
+
+    input_prefix: str = ""
+    input_suffix: str = ""
+    input_extra: list[ExtraFile] = Field(default_factory=list, max_length=MAX_EXTRA_FILES)
+    prompt: str = ""
+
+    def code_fields(self, input_extra: list[ExtraFile] | None = None) -> CodeFields:
+        return super().code_fields(self.input_extra)
+
+
+class LlamaCompletionRequest(LlamaFields):
+    """``POST /completion``: a text prompt (special tokens written out are special) or token ids."""
+
+    prompt: str | list[int]
