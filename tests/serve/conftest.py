@@ -134,9 +134,9 @@ def qwen_like(dataset_dir):
 
 @pytest.fixture(scope="module")
 def default_server(default_model):
-    sched = Scheduler(default_model.model, default_model.tokenizer, slots=2, ctx=1024)
-    client = EngineClient("smollm2", sched, default_model.tokenizer, Metrics("smollm2"), {"context_length": 1024})
+    """The default model (no FIM tokens, a chat template) behind a server."""
+    client = default_engine(default_model)
     server = start_server(ServeConfig(), client)
     yield server, default_model
     server.stop()
-    sched.close()
+    client.scheduler.close()

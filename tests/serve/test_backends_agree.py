@@ -49,3 +49,29 @@ def test_openai_backend_against_geex_serve_equals_native(default_model, default_
     verdicts = [[json.loads(line)["verdict"] for line in (tmp_path / d / "results.jsonl").read_text().splitlines()]
                 for d in ("native", "served")]
     assert verdicts[0] == verdicts[1] and len(verdicts[0]) == 3
+
+
+def test_translation_through_geex_serve_equals_native(default_model, default_model_fp32, tmp_path, monkeypatch):
+    """``--task translation`` (CodeGeeX's translation prompt) against ``geex serve``: the same greedy
+    samples as the native backend."""
+    real_load = registry.load
+
+    def load(spec=None, **kw):
+        if spec is None and kw == {"dtype": torch.float32, "device": "cpu", "quantize": None}:
+            return registry.LoadedModel(copy.deepcopy(default_model_fp32.model), default_model_fp32.tokenizer,
+                                        default_model_fp32.name)
+        return real_load(spec, **kw)
+
+    monkeypatch.setattr(registry, "load", load)
+    args = ["--task", "translation", "--pairs", "python:js", "--limit", "2", "--greedy", "--max-new-tokens", "40",
+            "--workers", "2"]
+    running = start_server(ServeConfig(port=0), engine=default_engine(default_model))
+    try:
+        assert main(["humanevalx", "run", "--out", str(tmp_path / "native"), *args]) == 0
+        assert main(["humanevalx", "run", "--out", str(tmp_path / "served"), *args, "--backend", "openai",
+                     "--base-url", running.url + "/v1", "--model", default_model.name]) == 0
+    finally:
+        running.stop()
+    native, served = _samples(tmp_path / "native"), _samples(tmp_path / "served")
+    assert len(native) == 2 and [s["task_id"] for s in native] == [s["task_id"] for s in served]
+    assert [s["completion"] for s in native] == [s["completion"] for s in served]

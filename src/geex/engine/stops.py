@@ -180,6 +180,27 @@ class RepetitionRule:
         return Judgement(None, first_end if run >= 2 else len(text))
 
 
+@dataclass
+class CommentBlockRule:
+    """Text written as comments (an explanation) ends at the first line that is not one, blank lines
+    included; the first line continues a comment the prompt started."""
+
+    comment: str
+    detail: str = "comment_end"
+
+    def judge(self, text: str) -> Judgement:
+        lines = text.split("\n")
+        pos = len(lines[0]) + 1
+        for k in range(1, len(lines)):
+            line = lines[k].lstrip()
+            if k == len(lines) - 1 and self.comment.startswith(line):
+                return Judgement(None, pos - 1)  # may still become a comment: held from its newline
+            if not line.startswith(self.comment):
+                return Judgement(pos - 1, pos - 1)
+            pos += len(lines[k]) + 1
+        return Judgement(None, len(text))
+
+
 def indent_of_cursor_line(prefix: str) -> int:
     """The indentation of the line the cursor is on (the prefix's last line)."""
     return _indent(prefix[prefix.rfind("\n") + 1:])

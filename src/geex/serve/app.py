@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import geex
-from geex.serve import chat, completions, errors, llamacpp, tokens
+from geex.serve import chat, completions, errors, llamacpp, tasks, tokens
 from geex.serve.config import ServeConfig, is_loopback
 from geex.serve.engine_client import EngineClient
 from geex.serve.metrics import Metrics
@@ -119,6 +119,7 @@ def create_app(config: ServeConfig, engine: EngineClient | None = None) -> FastA
     app.include_router(chat.router)
     app.include_router(tokens.router)
     app.include_router(llamacpp.router)
+    app.include_router(tasks.router)
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -27,8 +27,12 @@ DEFAULT_MAX_TOKENS = 512  # OpenAI's chat has no small default; bounded by the c
 
 
 def _render(client: EngineClient, body: ChatCompletionRequest) -> list[int]:
+    return chat_prompt(client, [{"role": m.role, "content": m.text()} for m in body.messages])
+
+
+def chat_prompt(client: EngineClient, messages: list[dict]) -> list[int]:
+    """Token ids of a conversation in the model's chat template (400 without one)."""
     tok = client.tokenizer
-    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
     for m in messages:
         try:
             m["content"].encode("utf-8")

@@ -79,8 +79,9 @@ def new_requests(client: EngineClient, body: SamplingFields, prompts: Sequence[l
                  default_max: int, logprobs: int | None,
                  cursor: Sequence[CursorCompletion | None] | None = None) -> list[Request]:
     """One scheduler request per prompt and choice (``n``), in OpenAI's choice order. With a seed,
-    choice j of a prompt uses seed + j: distinct samples, reproducible. ``cursor``: each prompt's
-    completion at the cursor (its line rules, fresh for every choice, and its FIM stop tokens)."""
+    choice j of a prompt uses seed + j: distinct samples, reproducible. ``cursor``: how each prompt's
+    output ends (``make_rules``: line rules, fresh for every choice; ``stop_ids``: more end tokens,
+    a FIM family's; ``language``, if it has one: the harness's "code is complete" rule)."""
     params = sampling(body)
     stop = body.stop_list()
     if any(not s for s in stop):
@@ -98,7 +99,7 @@ def new_requests(client: EngineClient, body: SamplingFields, prompts: Sequence[l
                 prompt=list(prompt), max_new_tokens=n_tokens, emit=lambda ev: None, params=params, stop=stop,
                 stop_token_ids=frozenset(body.stop_token_ids or ()) | (at.stop_ids if at else frozenset()),
                 seed=None if body.seed is None else (body.seed + j) % 2**63, ignore_eos=body.ignore_eos,
-                logprobs=logprobs, rules=at.make_rules() if at else (),
+                logprobs=logprobs, rules=at.make_rules() if at else (), language=getattr(at, "language", None),
             ))
     return out
 

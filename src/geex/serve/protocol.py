@@ -174,3 +174,56 @@ class LlamaCompletionRequest(LlamaFields):
     """``POST /completion``: a text prompt (special tokens written out are special) or token ids."""
 
     prompt: str | list[int]
+
+
+class TaskFields(SamplingFields):
+    """What the task routes (``/v1/geex/*``) take besides their input."""
+
+    max_tokens: int | None = None
+    chat: bool | None = None  # use the chat template (default: when the model has one)
+    return_prompt: bool = False
+
+
+class GenerateRequest(TaskFields):
+    """``POST /v1/geex/generate``: code from a description (``prompt`` is accepted for it)."""
+
+    description: str | None = None
+    prompt: str | None = None
+    language: str
+    header: str = ""  # a signature the code starts with (base models)
+
+
+class TranslateRequest(TaskFields):
+    """``POST /v1/geex/translate``."""
+
+    code: str
+    src_lang: str
+    dst_lang: str
+
+
+class ExplainRequest(TaskFields):
+    """``POST /v1/geex/explain``."""
+
+    code: str
+    language: str
+    style: Literal["line_comments", "docstring", "summary"] = "line_comments"
+
+
+class CodeGeeXRequest(_Body):
+    """CodeGeeX v1's hosted API (``/api/v2/multilingual_code_*``): the prefix (or, to translate, the
+    code) as ``prompt``; credentials travel in the body (``apikey``, ``apisecret``: ignored here,
+    the server's own key, if any, is checked on the request's headers)."""
+
+    prompt: str
+    n: int = Field(default=1, ge=1, le=MAX_N)
+    lang: str | None = None
+    src_lang: str | None = None
+    dst_lang: str | None = None
+    temperature: float | None = Field(default=0.8, ge=0, le=2)
+    top_p: float | None = Field(default=0.95, gt=0, le=1)
+    top_k: int | None = Field(default=0, ge=-1)
+    stop: list[str] | None = None
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
+    max_tokens: int | None = None
+    apikey: str | None = None
+    apisecret: str | None = None
