@@ -22,9 +22,9 @@ def _samples(out) -> list[dict]:
     return [json.loads(line) for line in lines if '"task_id"' in line]
 
 
-def test_openai_backend_against_geex_serve_equals_native(default_model, default_model_fp32, tmp_path, monkeypatch):
-    # the native backend's registry.load(None): a copy of the session's load of the same file instead of
-    # a second ~5 s read (the backend still prepares it itself, as the CLI does)
+def _reuse_the_sessions_load(default_model_fp32, monkeypatch) -> None:
+    """The native backend's registry.load(None): a copy of the session's load of the same file instead
+    of a second ~5 s read (the backend still prepares it itself, as the CLI does)."""
     real_load = registry.load
 
     def load(spec=None, **kw):
@@ -34,6 +34,10 @@ def test_openai_backend_against_geex_serve_equals_native(default_model, default_
         return real_load(spec, **kw)
 
     monkeypatch.setattr(registry, "load", load)
+
+
+def test_openai_backend_against_geex_serve_equals_native(default_model, default_model_fp32, tmp_path, monkeypatch):
+    _reuse_the_sessions_load(default_model_fp32, monkeypatch)
     running = start_server(ServeConfig(port=0), engine=default_engine(default_model))
     try:
         assert main(["humanevalx", "run", "--out", str(tmp_path / "native"), *ARGS]) == 0
@@ -54,15 +58,7 @@ def test_openai_backend_against_geex_serve_equals_native(default_model, default_
 def test_translation_through_geex_serve_equals_native(default_model, default_model_fp32, tmp_path, monkeypatch):
     """``--task translation`` (CodeGeeX's translation prompt) against ``geex serve``: the same greedy
     samples as the native backend."""
-    real_load = registry.load
-
-    def load(spec=None, **kw):
-        if spec is None and kw == {"dtype": torch.float32, "device": "cpu", "quantize": None}:
-            return registry.LoadedModel(copy.deepcopy(default_model_fp32.model), default_model_fp32.tokenizer,
-                                        default_model_fp32.name)
-        return real_load(spec, **kw)
-
-    monkeypatch.setattr(registry, "load", load)
+    _reuse_the_sessions_load(default_model_fp32, monkeypatch)
     args = ["--task", "translation", "--pairs", "python:js", "--limit", "2", "--greedy", "--max-new-tokens", "40",
             "--workers", "2"]
     running = start_server(ServeConfig(port=0), engine=default_engine(default_model))
