@@ -278,21 +278,26 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)}")
     out = Path(args.out)
-    fresh, failed = {}, []
+    failed = []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         runs = {pool.submit(run_module, m, MODULES[m], args.timeout, args.memory_gb, Path(args.workdir)): m for m in modules}
         for done in concurrent.futures.as_completed(runs):
             try:  # one module's failure (its tests fail unmutated) leaves the others' results
-                fresh[runs[done]] = done.result()
+                _record(out, done.result())  # at once: a module done is never lost to a later stop
             except Exception as e:
                 failed.append(runs[done])
                 print(f"mutation: {runs[done]} not measured: {e}", file=sys.stderr)
-    # read now, not at the start: another run may have written its modules meanwhile
-    previous = json.loads(out.with_suffix(".json").read_text())["modules"] if out.with_suffix(".json").exists() else []
-    kept = {r["module"]: r for r in previous if r["module"] in MODULES and "tested" in r}
-    _write(out, [fresh.get(m) or kept[m] for m in MODULES if m in fresh or m in kept])
     if failed:
         raise SystemExit(f"not measured: {', '.join(failed)}")
+
+
+def _record(out: Path, result: dict) -> None:
+    """Write ``result`` among the results already there (read now: another run may have written
+    its modules meanwhile)."""
+    previous = json.loads(out.with_suffix(".json").read_text())["modules"] if out.with_suffix(".json").exists() else []
+    kept = {r["module"]: r for r in previous if r["module"] in MODULES and "tested" in r}
+    kept[result["module"]] = result
+    _write(out, [kept[m] for m in MODULES if m in kept])
 
 
 if __name__ == "__main__":
