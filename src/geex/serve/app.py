@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from fastapi import FastAPI, Request as HttpRequest
@@ -121,6 +122,14 @@ def create_app(config: ServeConfig, engine: EngineClient | None = None) -> FastA
     app.include_router(llamacpp.router)
     app.include_router(tasks.router)
 
+    @app.get("/", include_in_schema=False)
+    async def playground() -> Response:
+        return _static("index.html")
+
+    @app.get("/playground/{name}", include_in_schema=False)
+    async def playground_file(name: str) -> Response:
+        return _static(name)
+
     @app.get("/health")
     async def health() -> JSONResponse:
         if state.client is not None and state.client.scheduler.error is None:
@@ -161,6 +170,23 @@ def create_app(config: ServeConfig, engine: EngineClient | None = None) -> FastA
         app.add_middleware(LoopbackHost)
     app.add_middleware(AccessLog, log_prompts=config.log_prompts)
     return app
+
+
+PLAYGROUND = Path(__file__).parent / "playground"
+PLAYGROUND_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+                    "style.css": "text/css; charset=utf-8"}
+# the page runs only its own script and talks only to this server
+PLAYGROUND_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+                  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def _static(name: str) -> Response:
+    """A file of the playground (a fixed list: no path from the request reaches the filesystem)."""
+    if name not in PLAYGROUND_FILES:
+        return JSONResponse(errors.error_body(404, f"no such file: {name}"), status_code=404)
+    return Response((PLAYGROUND / name).read_bytes(), media_type=PLAYGROUND_FILES[name],
+                    headers={"Content-Security-Policy": PLAYGROUND_CSP, "X-Content-Type-Options": "nosniff",
+                             "Cache-Control": "no-cache"})
 
 
 def cors_regex(origins: tuple[str, ...]) -> str:

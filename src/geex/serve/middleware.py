@@ -84,7 +84,7 @@ class AccessLog:
 
 
 class ApiKey:
-    OPEN = ("/health", "/", "/favicon.ico")
+    OPEN = ("/health", "/", "/favicon.ico", "/playground/app.js", "/playground/style.css")  # the page asks for the key
 
     def __init__(self, app, keys: Iterable[str], metrics_auth: bool = False, on_reject=None) -> None:
         self.app = app
