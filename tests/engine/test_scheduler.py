@@ -438,20 +438,26 @@ def test_a_failing_receiver_cancels_its_request_only(model, tok):
         sched.close()
 
 
+def _recording(model, monkeypatch) -> list[tuple[str, int, int]]:
+    """The model's calls from now on: ("prompt" or "step", rows, tokens a row)."""
+    calls: list[tuple[str, int, int]] = []
+    forward = model.forward
+
+    def recording(ids, *args, **kwargs):
+        calls.append(("prompt" if kwargs.get("last_only") else "step", ids.shape[0], ids.shape[1]))
+        return forward(ids, *args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", recording)
+    return calls
+
+
 @pytest.mark.parametrize("prefill_tokens", [None, 1000])
 def test_prompts_arriving_together_are_read_in_one_iteration(model, tok, monkeypatch, prefill_tokens):
     """While a row decodes, the prompts that arrived together are read in one iteration up to
     ``prefill_tokens`` (a burst costs one stall of the running rows, not one a prompt); by default on
     a CPU one chunk an iteration. Told apart by the model's calls: prompt chunks, then a decode step
     (whatever the budget, each request generates what it does alone)."""
-    calls: list[str] = []
-    forward = model.forward
-
-    def recording(ids, *args, **kwargs):
-        calls.append("prompt" if kwargs.get("last_only") else "step")
-        return forward(ids, *args, **kwargs)
-
-    monkeypatch.setattr(model, "forward", recording)
+    calls = _recording(model, monkeypatch)
     sched = Scheduler(model, tok, slots=3, ctx=128, prefill_chunk=16, prefill_tokens=prefill_tokens, graphs=False)
     try:
         c = Collector()
@@ -462,13 +468,53 @@ def test_prompts_arriving_together_are_read_in_one_iteration(model, tok, monkeyp
         pair = [c.request(tok.encode(PROMPTS[1]), 6), c.request(tok.encode(PROMPTS[3]), 6)]
         sched.submit_all(pair)
         c.wait()
-        # chunks of 16: 23 + 43 prompt tokens are 2 + 3 chunks; a budget of one chunk reads one
         assert [len(r.prompt) for r in pair] == [23, 43]
-        together = 5 if prefill_tokens else 1
         after = calls[mark:]
-        first_prompt = after.index("prompt")
-        assert after[first_prompt:first_prompt + together + 1] == ["prompt"] * together + ["step"]
+        first_prompt = next(i for i, call in enumerate(after) if call[0] == "prompt")
+        burst = []
+        for call in after[first_prompt:]:
+            if call[0] == "step":
+                break
+            burst.append(call)
+        if prefill_tokens:  # all 66 prompt tokens before the next step
+            assert sum(rows * n for _, rows, n in burst) == 23 + 43
+        else:  # a budget of one chunk: 16 tokens of one prompt
+            assert burst == [("prompt", 1, 16)]
         for r, p in zip(pair, (PROMPTS[1], PROMPTS[3])):
             assert c.tokens(r) == generate(model, tok, [tok.encode(p)], 6)[0].token_ids
+    finally:
+        sched.close()
+
+
+def test_a_burst_of_prompts_is_read_in_one_batched_forward(model, tok, monkeypatch):
+    """Prompts submitted together in neighbouring slots are read as one [rows, chunk] batch per
+    chunk -- rows at one position (fresh prompts) and rows at their own (one had a cached prefix) --
+    and each generates exactly what it does alone."""
+    calls = _recording(model, monkeypatch)
+    sched = Scheduler(model, tok, slots=4, ctx=128, prefill_chunk=64, prefill_tokens=1000, graphs=False)
+    try:
+        c = Collector()
+        texts = ["def add(a, b):\n    return", "def sub(a, b):\n    return", "def mul(a, b):\n    return"]
+        prompts = [tok.encode(t) for t in texts]
+        assert len({len(p) for p in prompts}) == 1  # the same length: one batch
+        reqs = [c.request(p, 5) for p in prompts]
+        sched.submit_all(reqs)
+        c.wait()
+        assert calls and calls[0] == ("prompt", 3, len(prompts[0])), calls
+        for r, p in zip(reqs, prompts):
+            assert c.tokens(r) == generate(model, tok, [p], 5)[0].token_ids
+        # a prompt that extends a cached one (its slot's history) beside a fresh one of as much left
+        # to read: one forward, each row at its own position
+        calls.clear()
+        c = Collector()
+        tail = tok.encode(" a + b\n\ndef f(x):\n    return x")
+        fresh = tok.encode("x = [1, 2, 3]\nprint(len(x))\n# done, and a line long enough\n")
+        assert len(fresh) >= len(tail)
+        more = [c.request(prompts[0] + tail, 4), c.request(fresh, 4)]
+        sched.submit_all(more)
+        c.wait()
+        assert calls[0] == ("prompt", 2, len(tail)), calls  # the extension's tail beside the fresh one's start
+        for r in more:
+            assert c.tokens(r) == generate(model, tok, [r.prompt], 4)[0].token_ids
     finally:
         sched.close()

@@ -11,8 +11,10 @@ One loop, in a thread of its own, repeats:
 
 1. drop what was cancelled (queued or running: the slot is free at once) and admit queued requests
    to free slots;
-2. compute one chunk (``prefill_chunk`` tokens) of the oldest prompt still being read, so that a
-   long prompt delays the others' next token by one chunk at most;
+2. read the prompts waiting to be read, oldest first, in chunks of at most ``prefill_chunk``
+   tokens up to ``prefill_tokens`` an iteration, so that a long prompt delays the others' next
+   token by that much at most; prompts in neighbouring slots with as much left to read are read in
+   the same forward (a burst of prompts is one [rows, chunk] batch, not one forward a prompt);
 3. one decode step for every row that is generating, each at its own position
    (``geex.models.attention``: per-row positions), and each row's next token chosen with its own
    parameters -- on the device: the chosen tokens are the next step's input where they are (no
@@ -400,20 +402,37 @@ class Scheduler:
         chunk = max(self.prefill_chunk, 4096) if gpu_alone else self.prefill_chunk
         budget = max(self.prefill_tokens, 4096) if gpu_alone else self.prefill_tokens
         first = []
-        for run in prefilling:
-            logits = None
-            while budget > 0 and logits is None:
-                size = min(chunk, budget, len(run.request.prompt) - len(self.history[run.slot]))
-                budget -= size
-                logits = self._prefill_chunk(run, size)
-            if logits is None:
-                break
-            # the prompt is read: its last logits choose the first token
-            token, extra, error = self._choose(run, logits)
-            self.next_ids[run.slot:run.slot + 1] = token
-            run.prefill_done = time.perf_counter()
-            first.append((run, token, extra, error))
+        pending = list(prefilling)
+        while budget > 0 and pending:
+            # the oldest prompt's next chunk, read together with those of its neighbours (contiguous
+            # slots with as much left to read): one forward of many rows, not one a row
+            run = pending[0]
+            size = min(chunk, budget, self._left(run))
+            group = self._neighbours(run, pending, size, max(1, budget // size))
+            budget -= size * len(group)
+            for r, logits in zip(group, self._prefill_rows(group, size)):
+                if logits is None:
+                    continue
+                pending.remove(r)  # the prompt is read: its last logits choose the first token
+                token, extra, error = self._choose(r, logits)
+                self.next_ids[r.slot:r.slot + 1] = token
+                r.prefill_done = time.perf_counter()
+                first.append((r, token, extra, error))
         return first
+
+    def _left(self, run: _Running) -> int:
+        return len(run.request.prompt) - len(self.history[run.slot])
+
+    def _neighbours(self, run: _Running, pending: list[_Running], size: int, cap: int) -> list[_Running]:
+        """``run`` and the prompts being read in the slots next to it that have ``size`` tokens or
+        more left (at most ``cap`` rows), in slot order: one contiguous view of the cache."""
+        ok = {r.slot: r for r in pending if self._left(r) >= size}
+        lo = hi = run.slot
+        while hi - lo + 1 < cap and hi + 1 in ok:
+            hi += 1
+        while hi - lo + 1 < cap and lo - 1 in ok:
+            lo -= 1
+        return [ok[slot] for slot in range(lo, hi + 1)]
 
     def _ship(self, entries: list, tokens: torch.Tensor) -> _Launch:
         """The launch's tokens on their way to the host (behind the work queued so far)."""
@@ -424,16 +443,22 @@ class Scheduler:
         ready.record()
         return _Launch(entries, host, ready)
 
-    def _prefill_chunk(self, run: _Running, size: int) -> torch.Tensor | None:
-        """Compute the next ``size`` tokens (at most) of the row's prompt; the last position's
-        logits [V] once it is all read."""
-        slot, prompt = run.slot, run.request.prompt
-        done = len(self.history[slot])
-        chunk = prompt[done:done + size]
-        ids = torch.tensor([chunk], device=self.device)
-        logits = self.model(ids, self.cache.rows(slot, slot + 1), start=done, last_only=True)[:, -1]
-        self.history[slot].extend(chunk)
-        return logits[0] if len(self.history[slot]) == len(prompt) else None
+    def _prefill_rows(self, runs: list[_Running], size: int) -> list[torch.Tensor | None]:
+        """Compute the next ``size`` tokens of the prompts of ``runs`` (contiguous slots, each with
+        ``size`` or more left) in one forward, each row at its own position; for each, the last
+        position's logits [V] once its prompt is all read (else None)."""
+        done = [len(self.history[r.slot]) for r in runs]
+        chunks = [r.request.prompt[d:d + size] for r, d in zip(runs, done)]
+        ids = torch.tensor(chunks, device=self.device)
+        # rows at one position take the plain causal path (fused attention); else each its own
+        start = done[0] if len(set(done)) == 1 else torch.tensor(done, device=self.device)
+        view = self.cache.rows(runs[0].slot, runs[-1].slot + 1)
+        logits = self.model(ids, view, start=start, last_only=True)[:, -1]
+        out: list[torch.Tensor | None] = []
+        for i, (r, chunk) in enumerate(zip(runs, chunks)):
+            self.history[r.slot].extend(chunk)
+            out.append(logits[i] if len(self.history[r.slot]) == len(r.request.prompt) else None)
+        return out
 
     def _decode(self, runs: list[_Running]) -> tuple[torch.Tensor, list[tuple]]:
         """One step of ``runs`` (sorted by slot), each feeding its chosen token at its position:
