@@ -237,9 +237,9 @@ def test_empty_splits_warn_with_counts(corpus, tokenizer, tmp_path):
         index = pack([str(corpus)], str(tokenizer), tmp_path / "b", seq_len=big, valid=0.0, workers=1,
                      progress=False)
     assert index["train"]["sequences"] == 0
-    with pytest.raises(UserError, match="fewer than"):
+    with pytest.raises(UserError, match=f"fewer than {big + 1} tokens"):
         PackedDataset(tmp_path / "b", "train")
-    with pytest.raises(UserError, match="validation split is empty"):
+    with pytest.raises(UserError, match="validation split is empty \\(it holds no sequence of 33 tokens"):
         PackedDataset(tmp_path / "a", "valid")
     with pytest.warns(RuntimeWarning) as caught:  # exactly one sequence (seq_len + 1 tokens): no warning for it
         index = pack([str(corpus)], str(tokenizer), tmp_path / "c", seq_len=big - 1, valid=0.0, workers=1,
@@ -281,3 +281,32 @@ def test_data_parallel_parts_split_one_shared_order(corpus, tokenizer, tmp_path)
         assert np.array_equal(rank0.next_batch(3, part=0, parts=2), whole[:3])
         assert np.array_equal(rank1.next_batch(3, part=1, parts=2), whole[3:])
     assert rank0.state_dict() == rank1.state_dict() == one.state_dict()
+
+
+def test_sequence_counts_by_hand(corpus, tokenizer, tmp_path):
+    """A stream of n tokens holds (n - 1) // L sequences of L + 1 tokens (the last token of one is the
+    first of the next): checked at an even n and L = n / 2 (one sequence, not two), and at an odd L
+    (sequence 0 is the stream's first L + 1 tokens)."""
+    tok = CodeGeeXTokenizer(tokenizer)
+    docs = _docs(corpus)
+    n = sum(len(tok.encode(d)) + 1 for d in docs)
+    if n % 2:  # make n even: one more document of an odd number of tokens with its EOS
+        extra = next(t for t in ("ab", "a b", "abc", "a bc", "x = 1") if len(tok.encode(t)) % 2 == 0)
+        docs.append(extra)
+        n += len(tok.encode(extra)) + 1
+    shard = tmp_path / "s.jsonl"
+    shard.write_text("".join(json.dumps({"code": d}) + "\n" for d in docs))
+    index = pack([str(shard)], str(tokenizer), tmp_path / "even", seq_len=n // 2, valid=0.0, workers=1, progress=False)
+    assert (index["train"]["tokens"], index["train"]["sequences"]) == (n, 1)
+    pack([str(shard)], str(tokenizer), tmp_path / "odd", seq_len=15, valid=0.0, workers=1, progress=False)
+    stream = np.fromfile(tmp_path / "odd" / "train.bin", dtype=np.uint16)
+    ds = PackedDataset(tmp_path / "odd")
+    assert len(ds) == (n - 1) // 15 and np.array_equal(ds.sequence(0), stream[:16])
+
+
+def test_pack_defaults(corpus, tokenizer, tmp_path, capfd):
+    """A sequence of 2048 tokens and 0.5 % held out unless told otherwise; progress=False prints nothing."""
+    index = pack([str(corpus)], str(tokenizer), tmp_path / "p", progress=False)
+    assert (index["seq_len"], index["valid_fraction"]) == (2048, 0.005)
+    out, err = capfd.readouterr()
+    assert "tokenize" not in out + err
