@@ -33,6 +33,7 @@ import fnmatch
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -98,7 +99,8 @@ def _skip_annotations(session: Path, source: str) -> int:
     return skipped
 
 
-def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: float, workdir: Path) -> dict:
+def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: float, workdir: Path,
+               refresh_tests: bool = False) -> dict:
     """Mutate one module in its own copy of the tree and run its tests against every mutant.
 
     The copy and cosmic-ray's session live in ``workdir/<module>/`` until the module is done: a run
@@ -107,7 +109,11 @@ def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: 
     (and growing): each test run is capped at ``memory_gb`` of data (``prlimit --data``: a runaway
     dies of MemoryError, not the machine) and ``timeout`` seconds, by default four times the
     unmutated run plus 20 s (a slow but finishing mutant is not a timeout: cosmic-ray counts a
-    timeout as killed)."""
+    timeout as killed).
+
+    ``refresh_tests`` (a resumed run): the tests copied anew from the tree as it is now, and the
+    mutants that survived so far tested again with them (tests were added: what was killed stays
+    killed); the commit then names both."""
     top = workdir / module.replace("/", "__")
     tree = top / ROOT.name
     session, config, pristine, state = tree / "session.sqlite", tree / "cr.toml", top / "module.py", top / "state.json"
@@ -117,6 +123,16 @@ def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: 
         commit = json.loads(state.read_text())["commit"]
         shutil.copy2(pristine, tree / "src/geex" / module)
         print(f"mutation: {module}: resuming the run on commit {commit} in {top}", file=sys.stderr)
+        if refresh_tests:
+            if (ROOT / "src/geex" / module).read_text() != pristine.read_text():
+                raise RuntimeError(f"{module} changed since its run started: start it afresh (remove {top})")
+            shutil.rmtree(tree / "tests")
+            shutil.copytree(ROOT / "tests", tree / "tests")
+            commit = f"{commit.split(' ')[0]} (tests {_commit()})"
+            state.write_text(json.dumps({"commit": commit}))
+            with sqlite3.connect(session) as db:
+                again = db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
+            print(f"mutation: {module}: {again} survivors tested again with the tests of now", file=sys.stderr)
     else:
         commit = _commit()  # of the tree as copied now (commits made while it runs are not in it)
         shutil.rmtree(top, ignore_errors=True)
@@ -268,6 +284,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/mutation"))
     ap.add_argument("--workdir", default=str(ROOT / ".mutation"),
                     help="where each module's copy and session live until it is done (a stopped run resumes)")
+    ap.add_argument("--refresh-tests", action="store_true",
+                    help="resumed runs: copy the tests anew and test the survivors so far again (after adding tests)")
     ap.add_argument("--explain-only", action="store_true",
                     help="run nothing: match the recorded survivors to the survivors file again and rewrite")
     args = ap.parse_args()
@@ -280,7 +298,8 @@ def main() -> None:
     out = Path(args.out)
     failed = []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        runs = {pool.submit(run_module, m, MODULES[m], args.timeout, args.memory_gb, Path(args.workdir)): m for m in modules}
+        runs = {pool.submit(run_module, m, MODULES[m], args.timeout, args.memory_gb, Path(args.workdir),
+                            args.refresh_tests): m for m in modules}
         for done in concurrent.futures.as_completed(runs):
             try:  # one module's failure (its tests fail unmutated) leaves the others' results
                 _record(out, done.result())  # at once: a module done is never lost to a later stop

@@ -1,0 +1,70 @@
+"""``code_view`` against views marked by hand: in each case the comments, literals and fence lines are
+written between ⟦ and ⟧, and the view must be the text with exactly those spans blanked (spaces,
+newlines kept). Every lexer rule has a case: line and block comments, escapes, unterminated
+literals, C++/Rust multi-line strings, Java text blocks, JS templates with code inside, Go and Rust
+raw strings, character literals against lifetimes and stray quotes, Markdown fences."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from geex.languages.cleanup import code_view
+
+_MARKED = re.compile("⟦(.*?)⟧", re.S)
+
+
+def _case(marked: str) -> tuple[str, str]:
+    """(text, the view it must have) of a hand-marked case."""
+    text = marked.replace("⟦", "").replace("⟧", "")
+    view = _MARKED.sub(lambda m: re.sub(r"[^\n]", " ", m.group(1)), marked)
+    return text, view
+
+
+CASES = [
+    # C++: comments, strings with escapes, multi-line strings, character literals
+    ("cpp", 'int a = b / c; ⟦// } x⟧\nint d;'),
+    ("cpp", 'x = 1; ⟦/* } \n { */⟧ y = 2;'),
+    ("cpp", 'auto s = ⟦"a\\"}"⟧; auto t = ⟦"\\\\"⟧; }'),
+    ("cpp", 'auto s = ⟦"two\nlines}"⟧; }'),
+    ("cpp", "char c = ⟦'}'⟧; char q = ⟦'\\''⟧; char b = ⟦'\\\\'⟧; }"),
+    ("cpp", "x = 1; ⟦/* never closed } {⟧"),
+    ("cpp", 'f(); ⟦"never closed }⟧'),
+    # Java: text blocks, strings that end at their line when unterminated
+    ("java", 'String s = ⟦"""\n  a } "quoted" \n"""⟧; }'),
+    ("java", 'String s = ⟦"open }⟧\nint x = 1; }'),
+    ("java", "char c = ⟦'{'⟧; }"),
+    # JavaScript: templates (code inside ${...} stays), single-quoted strings, nested templates
+    ("js", 'const s = ⟦`a ${⟧x + {k: 1}.k⟦}`⟧; }'),
+    ("js", 'const s = ⟦`a ${⟧f(⟦`b ${⟧y⟦}`⟧)⟦} c`⟧; }'),
+    ("js", "const q = ⟦'it\\'s }'⟧; }"),
+    ("js", 'const s = ⟦`line\n} line`⟧; }'),
+    ("js", "const t = ⟦'open }⟧\nlet u = 2; }"),
+    # Go: raw strings
+    ("go", 'x := ⟦`raw } "\n {`⟧\n}'),
+    ("go", 'x := ⟦"a\\"}"⟧\n}'),
+    # Rust: raw strings with hashes, characters against lifetimes, multi-line strings
+    ("rust", 'let s = ⟦r#"a "} b"#⟧; }'),
+    ("rust", 'let s = ⟦r"}"⟧; let t = ⟦br"{"⟧; }'),
+    ("rust", "fn f<'a>(x: &'a str) -> char { ⟦'}'⟧ }"),
+    ("rust", "let c = ⟦'\\u{7d}'⟧; let d = ⟦'\\''⟧; }"),
+    ("rust", 'let s = ⟦"multi\n}line"⟧; }'),
+    # Markdown fences in model output are not code
+    ("python", "x = 1\n⟦```python⟧\ny = 2\n⟦```⟧\n"),
+    ("cpp", "int x;\n⟦```cpp⟧\n}\n⟦```⟧"),
+]
+
+
+@pytest.mark.parametrize("language,marked", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_code_view_blanks_exactly_the_marked_spans(language, marked):
+    text, view = _case(marked)
+    got = code_view(language, text, final=True)
+    assert len(got) == len(text)
+    assert got == view
+
+
+def test_a_character_literal_still_streaming_in_is_not_code():
+    """Not final: ``'}`` may yet become ``'}'``, so its brace is no brace yet; final: a stray quote."""
+    assert code_view("cpp", "char c = '}", final=False) == "char c = " + "  "
+    assert code_view("cpp", "char c = '}", final=True) == "char c = '}"
