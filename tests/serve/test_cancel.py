@@ -45,11 +45,16 @@ LONG = {"prompt": "def f():\n", "max_tokens": 4000, "ignore_eos": True, "stream"
 
 def test_disconnect_during_decode_frees_the_slot(server):
     before = metric(server.url, "geex_requests_cancelled_total", phase="decode")
+    stale = metric(server.url, "geex_generation_tokens_cancelled_total")
+    generated = metric(server.url, "geex_generation_tokens_total")
     with httpx.Client(timeout=30) as c, c.stream("POST", server.url + "/v1/completions", json=LONG) as r:
         lines = r.iter_lines()
         assert next(lines).startswith("data: ")
     _until(lambda: _idle(server.url))
     assert metric(server.url, "geex_requests_cancelled_total", phase="decode") == before + 1
+    # every token made for it is stale work, counted as such
+    made = metric(server.url, "geex_generation_tokens_total") - generated
+    assert made >= 1 and metric(server.url, "geex_generation_tokens_cancelled_total") - stale == made
 
 
 def test_disconnect_during_a_long_prefill_frees_the_slot(server):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from playwright.sync_api import expect  # noqa: E402
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed "
                                 "(scripts/setup.sh installs it)")
 
-STEP_S = 0.02  # each model step waits this long: a stream lasts long enough to be cancelled by hand
+STEP_S = 0.02  # while `slow` is set, each model step waits this long: a stream long enough to cancel by hand
 
 
 @pytest.fixture(scope="session")
@@ -33,10 +34,32 @@ def browser_type_launch_args(browser_type_launch_args):
 
 
 @pytest.fixture(scope="module")
+def chromium(browser_type_launch_args):
+    """The browser for this module only. pytest-playwright's own ``page`` keeps Playwright's sync
+    API (an event loop marked running in the main thread) alive to the end of the session, and every
+    later ``asyncio.run`` in the main thread would fail: this one stops with the module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(**browser_type_launch_args)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context()
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture(scope="module")
 def server(default_model):
     engine = default_engine(default_model)
-    hook = engine.scheduler.model.register_forward_pre_hook(lambda *_: time.sleep(STEP_S))
+    slow = threading.Event()
+    hook = engine.scheduler.model.register_forward_pre_hook(lambda *_: time.sleep(STEP_S) if slow.is_set() else None)
     running = start_server(ServeConfig(port=0), engine=engine)
+    running.slow = slow
     yield running
     running.stop()
     engine.scheduler.close()
@@ -67,6 +90,7 @@ def test_complete_streams_ghost_text_and_esc_cancels(page, server):
     _shot(page, "complete")
 
     # a longer completion, cancelled by Esc while it streams
+    server.slow.set()
     page.get_by_test_id("mode").select_option("free")
     before = metric_sum(server.url, "geex_requests_cancelled_total")
     prefix.press_sequentially("# ", delay=20)
@@ -77,6 +101,7 @@ def test_complete_streams_ghost_text_and_esc_cancels(page, server):
     while metric_sum(server.url, "geex_requests_cancelled_total") < before + 1:
         assert time.monotonic() < deadline, "the server did not count the cancel"
         time.sleep(0.1)
+    server.slow.clear()
 
 
 @pytest.mark.parametrize("tab", ["translate", "explain", "generate"])

@@ -225,6 +225,7 @@ class Generation:
             m.requests.labels(model, self.endpoint, ev.finish_detail).inc()
             if ev.finish_detail == "cancelled":
                 m.cancelled.labels(model, ev.phase or "decode").inc()
+                m.stale_tokens.labels(model).inc(t.get("generated_tokens", 0))
                 if t.get("cancel_latency_s") is not None:
                     m.cancel_latency.labels(model).observe(t["cancel_latency_s"])
             else:

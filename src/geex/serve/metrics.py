@@ -29,6 +29,9 @@ class Metrics:
         self.cached_tokens = Counter("geex_prompt_tokens_cached", "Prompt tokens found in the KV cache", m,
                                      registry=r)
         self.generation_tokens = Counter("geex_generation_tokens", "Tokens generated", m, registry=r)
+        self.stale_tokens = Counter("geex_generation_tokens_cancelled",
+                                    "Tokens generated for requests that were then cancelled (stale work)", m,
+                                    registry=r)
         self.requests = Counter("geex_requests", "Finished requests", ["model", "endpoint", "finish_detail"],
                                 registry=r)
         self.cancelled = Counter("geex_requests_cancelled", "Requests cancelled, by where they were",

@@ -119,7 +119,7 @@ for (const button of document.querySelectorAll("[data-run]")) {
     const out = stat(`out-${task}`);
     out.textContent = "";
     const [path, body] = TASKS[task]();
-    const done = await stream(path, { ...body, max_tokens: 160, temperature: 0 }, (piece) => { out.textContent += piece; });
+    const done = await stream(path, { ...body, max_tokens: 96, temperature: 0 }, (piece) => { out.textContent += piece; });
     if (done && done.result) out.textContent = done.result;  // the answer taken out of the output
   });
 }
