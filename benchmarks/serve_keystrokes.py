@@ -206,8 +206,9 @@ def write(results: dict, out: Path) -> None:
     import datetime as dt
     import platform
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    # GEEX_COMMIT: the commit of the tree as sent to a device (whose copy's git may be stale)
+    commit = os.environ.get("GEEX_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     results |= {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
                 "machine": {"platform": platform.platform(), "cores": os.cpu_count()}}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -90,3 +90,12 @@ def test_line_and_block_modes_on_the_default_model(default_server, mode, detail)
         end = next(k for k, l in enumerate(lines) if k > 0 and l.strip() and not l.startswith("    "))
         assert text == "\n".join(lines[:end]).rstrip()
     assert r["geex"]["finish_detail"] == detail
+
+
+def test_deepseek_beta_completions_is_the_same_route(qwen_like):
+    """Continue's ``deepseek`` provider posts OpenAI completions with ``suffix`` to /beta/completions."""
+    server, _, _ = qwen_like
+    body = {"model": "qwen-like", "prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 8, "temperature": 0}
+    a = httpx.post(server.url + "/beta/completions", json=body, timeout=60).json()
+    b = httpx.post(server.url + "/v1/completions", json=body, timeout=60).json()
+    assert a["choices"][0]["text"] == b["choices"][0]["text"] and a["geex"]["fim_mode"] == "psm"

@@ -264,6 +264,7 @@ def _prompts(client: EngineClient, prompt) -> tuple[list[list[int]], list[str]]:
 
 
 @router.post("/v1/completions")
+@router.post("/beta/completions")  # DeepSeek's completions with suffix (Continue's deepseek provider)
 async def create_completion(body: CompletionRequest, http: HttpRequest,
                             client: EngineClient = Depends(engine)) -> Response:
     check_model(body, client)
