@@ -125,6 +125,8 @@ def test_a_rerun_reuses_tokenized_shards(corpus, tokenizer, tmp_path):
 def test_document_positions_restart_after_eos():
     seq = np.array([5, 6, 0, 7, 8, 9, 0, 0, 4])
     assert document_positions(seq, 0).tolist() == [0, 1, 2, 0, 1, 2, 3, 0, 0]
+    # an EOS id with ids on both sides of it: only that id ends a document
+    assert document_positions(np.array([5, 7, 3, 9, 7, 1]), 7).tolist() == [0, 1, 0, 1, 2, 0]
 
 
 def test_errors(tmp_path, tokenizer):
@@ -162,6 +164,11 @@ def test_the_split_is_the_hash_under_the_fraction_by_hand():
     assert not _is_valid(code, h / 2 ** 32)
     assert _is_valid(code, (h + 1) / 2 ** 32)
     assert not _is_valid(code, 0.0) and _is_valid(code, (2 ** 32 - 1) / 2 ** 32)
+    # half a unit above the hash of a document in the upper half: the scale is exactly 2^32
+    upper = next(c for c in (f"x = {i}\n" for i in range(100))
+                 if int(hashlib.sha256(c.encode()).hexdigest()[:8], 16) > 2 ** 31)
+    hu = int(hashlib.sha256(upper.encode()).hexdigest()[:8], 16)
+    assert _is_valid(upper, (hu + 0.5) / 2 ** 32) and not _is_valid(upper, (hu - 0.5) / 2 ** 32)
 
 
 def test_the_index_describes_the_pack(corpus, tokenizer, tmp_path):
@@ -227,8 +234,8 @@ def test_a_changed_shard_is_tokenized_again(corpus, tokenizer, tmp_path):
 
 def test_empty_splits_warn_with_counts(corpus, tokenizer, tmp_path):
     with pytest.warns(RuntimeWarning, match=r"validation split is empty: 0 documents, 0 tokens, and a "
-                                            r"sequence needs 33 \(--valid 0.0\)"):
-        index = pack([str(corpus)], str(tokenizer), tmp_path / "a", seq_len=32, valid=0.0, workers=1,
+                                            r"sequence needs 32 \(--valid 0.0\)"):
+        index = pack([str(corpus)], str(tokenizer), tmp_path / "a", seq_len=31, valid=0.0, workers=1,
                      progress=False)
     assert index["valid"] == {"tokens": 0, "documents": 0, "sequences": 0}
     big = index["train"]["tokens"]
@@ -239,8 +246,10 @@ def test_empty_splits_warn_with_counts(corpus, tokenizer, tmp_path):
     assert index["train"]["sequences"] == 0
     with pytest.raises(UserError, match=f"fewer than {big + 1} tokens"):
         PackedDataset(tmp_path / "b", "train")
-    with pytest.raises(UserError, match="validation split is empty \\(it holds no sequence of 33 tokens"):
+    with pytest.raises(UserError, match="validation split is empty \\(it holds no sequence of 32 tokens"):
         PackedDataset(tmp_path / "a", "valid")
+    with pytest.raises(UserError, match="validation split is empty"):  # the split's name, however made
+        PackedDataset(tmp_path / "a", "".join(["va", "lid"]))
     with pytest.warns(RuntimeWarning) as caught:  # exactly one sequence (seq_len + 1 tokens): no warning for it
         index = pack([str(corpus)], str(tokenizer), tmp_path / "c", seq_len=big - 1, valid=0.0, workers=1,
                      progress=False)
@@ -249,7 +258,7 @@ def test_empty_splits_warn_with_counts(corpus, tokenizer, tmp_path):
 
 
 def test_pack_options_are_checked(corpus, tokenizer, tmp_path):
-    for seq_len, valid in ((0, 0.1), (8, -0.01), (8, 1.0)):
+    for seq_len, valid in ((0, 0.1), (8, -0.01), (8, 1.0), (8, 1.5)):
         with pytest.raises(UserError, match="--seq-len"):
             pack([str(corpus)], str(tokenizer), tmp_path / "x", seq_len=seq_len, valid=valid, progress=False)
     index = pack([str(corpus)], str(tokenizer), tmp_path / "y", seq_len=1, valid=0.0, workers=1, progress=False)
@@ -275,6 +284,10 @@ def test_data_parallel_parts_split_one_shared_order(corpus, tokenizer, tmp_path)
     first half of the step's sequences and the second, in order."""
     out = tmp_path / "packed"
     pack([str(corpus)], str(tokenizer), out, seq_len=16, valid=0.0, workers=1, progress=False)
+    n = len(PackedDataset(out))
+    # epoch 0's order is numpy's permutation seeded with [seed, 0]; the default seed is 0
+    assert PackedDataset(out, seed=5).next_indices(n) == np.random.default_rng([5, 0]).permutation(n).tolist()
+    assert PackedDataset(out).next_indices(n) == np.random.default_rng([0, 0]).permutation(n).tolist()
     one, rank0, rank1 = (PackedDataset(out, seed=5) for _ in range(3))
     for _ in range(3):
         whole = one.next_batch(6)
