@@ -621,3 +621,15 @@ def test_reference_solutions_are_not_finished_before_their_end(name: str) -> Non
         for j in range(0, end, 3):
             assert not is_finished(name, canonical[:j]), (p.task_id, j)
         assert stop_index(name, canonical[:end]) == end
+
+
+def test_a_java_type_right_after_the_class_closes_is_kept():
+    """A helper type on the same line as the closing brace of ``class Solution`` (valid Java): the scan
+    for top-level types starts right after that brace."""
+    from geex.languages.cleanup import cleanup
+
+    body = ("        return new Pair(x).a;\n    }\n}class Pair { int a; Pair(int a) { this.a = a; } }\n"
+            "class Unused {}\n")
+    context = "import java.util.*;\nclass Solution {\n    public int f(int x) {\n"
+    assert cleanup("java", body, context) == ("        return new Pair(x).a;\n    }\n}"
+                                               "class Pair { int a; Pair(int a) { this.a = a; } }")

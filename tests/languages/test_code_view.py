@@ -50,8 +50,15 @@ CASES = [
     ("rust", "fn f<'a>(x: &'a str) -> char { ⟦'}'⟧ }"),
     ("rust", "let c = ⟦'\\u{7d}'⟧; let d = ⟦'\\''⟧; }"),
     ("rust", 'let s = ⟦"multi\n}line"⟧; }'),
-    # Markdown fences in model output are not code
+    ("go", 'x := ⟦``⟧ + ⟦"}"⟧\n}'),  # an empty raw string
+    ("go", 'x := ⟦`a`⟧ + ⟦"}"⟧\n}'),
+    # backticks are Go's and JavaScript's only: elsewhere they are not strings
+    ("java", "x = `a` {"),
+    ("python", "y = `b`\n"),
+    # Markdown fences in model output are not code -- only where a line starts with them
     ("python", "x = 1\n⟦```python⟧\ny = 2\n⟦```⟧\n"),
+    ("python", "\n⟦```python⟧\nx = 1"),
+    ("python", "a = 1\nx```python\ny = 2\n"),
     ("cpp", "int x;\n⟦```cpp⟧\n}\n⟦```⟧"),
 ]
 
