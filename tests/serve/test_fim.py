@@ -8,6 +8,8 @@ exactly the greedy continuation of the rendered prompt, cut by the rules."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -99,3 +101,22 @@ def test_deepseek_beta_completions_is_the_same_route(qwen_like):
     a = httpx.post(server.url + "/beta/completions", json=body, timeout=60).json()
     b = httpx.post(server.url + "/v1/completions", json=body, timeout=60).json()
     assert a["choices"][0]["text"] == b["choices"][0]["text"] and a["geex"]["fim_mode"] == "psm"
+
+
+def test_mistral_fim_route_streams_delta_content(qwen_like):
+    """Continue's ``mistral`` provider (OpenAI.ts ``_streamFim``): ``POST /v1/fim/completions`` with
+    ``prompt`` and ``suffix``, reading ``choices[0].delta.content``; the same text as ``suffix`` on
+    /v1/completions."""
+    server, _, _ = qwen_like
+    body = {"model": "qwen-like", "prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 8, "temperature": 0,
+            "top_p": 1, "stop": [], "stream": True}
+    text = ""
+    with httpx.stream("POST", server.url + "/v1/fim/completions", json=body, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                for choice in json.loads(line[6:])["choices"]:
+                    text += choice["delta"].get("content") or ""
+    plain = httpx.post(server.url + "/v1/completions", json={**body, "stream": False}, timeout=60).json()
+    assert text == plain["choices"][0]["text"]
+    whole = httpx.post(server.url + "/v1/fim/completions", json={**body, "stream": False}, timeout=60).json()
+    assert whole["choices"][0]["message"]["content"] == text and whole["geex"]["fim_mode"] == "psm"

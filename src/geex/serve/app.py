@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import geex
-from geex.serve import chat, completions, errors, llamacpp, tasks, tokens
+from geex.serve import chat, completions, errors, llamacpp, mistral, tasks, tokens
 from geex.serve.config import ServeConfig, is_loopback
 from geex.serve.engine_client import EngineClient
 from geex.serve.metrics import Metrics
@@ -121,6 +121,7 @@ def create_app(config: ServeConfig, engine: EngineClient | None = None) -> FastA
     app.include_router(tokens.router)
     app.include_router(llamacpp.router)
     app.include_router(tasks.router)
+    app.include_router(mistral.router)
 
     @app.get("/", include_in_schema=False)
     async def playground() -> Response:

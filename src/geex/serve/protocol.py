@@ -227,3 +227,18 @@ class CodeGeeXRequest(_Body):
     max_tokens: int | None = None
     apikey: str | None = None
     apisecret: str | None = None
+
+
+class MistralFimRequest(SamplingFields, CodeFields):
+    """``POST /v1/fim/completions`` (Mistral's Codestral FIM): ``prompt`` before the cursor, ``suffix``
+    after; ``random_seed`` is Mistral's name for the seed."""
+
+    prompt: str
+    suffix: str | None = None
+    max_tokens: int | None = None
+    min_tokens: int | None = None  # accepted, not enforced
+    random_seed: int | None = Field(default=None, ge=0, lt=2**63)
+
+    def model_post_init(self, _context) -> None:
+        if self.seed is None and self.random_seed is not None:
+            self.seed = self.random_seed
