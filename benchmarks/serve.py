@@ -302,7 +302,13 @@ def gpu_main(args: argparse.Namespace) -> dict:
         server = start_server(engine)
         run_clients(server.url, 1, 2, args.prompt_len, 8)  # warm-up
         for s in streams:
+            before = engine.scheduler.stats()["iterations"]["decode"]
             row["streams"][s] = run_clients(server.url, s, args.requests, args.prompt_len, args.new)
+            after = engine.scheduler.stats()["iterations"]["decode"]
+            steps = after["count"] - before["count"]
+            # the scheduler's own decode-only iterations: the served step without prompt chunks beside it
+            row["streams"][s]["scheduler_decode_step_ms"] = (
+                1000 * (after["seconds"] - before["seconds"]) / steps if steps else None)
             print(name, s, row["streams"][s], file=sys.stderr, flush=True)
         server.stop()
         engine.scheduler.close()
@@ -320,6 +326,10 @@ def gpu_main(args: argparse.Namespace) -> dict:
             row["offline_step_ms_b32"] = step
             row["server_step_ms_b32"] = served
             row["overhead_b32"] = served / step - 1
+            alone = row["streams"][32].get("scheduler_decode_step_ms")
+            if alone:
+                row["scheduler_step_ms_b32"] = alone
+                row["overhead_scheduler_b32"] = alone / step - 1
             row["ideal_tokens_per_s_b32"] = 1000 * 32 / step  # every step of 32 rows, no prompt to read
         del model, engine
         if torch.cuda.is_available():
@@ -502,6 +512,10 @@ def write(results: dict, out: Path) -> None:
                              f"{row['offline_step_ms_b32']:.2f} ms offline (the scheduler's CUDA graph of 32 rows "
                              f"replayed back to back): overhead {100 * row['overhead_b32']:.0f} %. Offline steps "
                              f"alone would give {row['ideal_tokens_per_s_b32']:.0f} tokens/s (no prompts read).")
+            if "overhead_scheduler_b32" in row:
+                lines.append(f"The scheduler's decode-only iterations at 32 streams (no prompt chunk beside them): "
+                             f"{row['scheduler_step_ms_b32']:.2f} ms each: overhead "
+                             f"{100 * row['overhead_scheduler_b32']:.0f} % over the offline step.")
     else:
         lines.append(f"{results['cores']} CPU cores, the default model (SmolLM2-135M-Instruct), one slot, HTTP "
                      "streaming; medians.")

@@ -518,3 +518,21 @@ def test_a_burst_of_prompts_is_read_in_one_batched_forward(model, tok, monkeypat
             assert c.tokens(r) == generate(model, tok, [r.prompt], 4)[0].token_ids
     finally:
         sched.close()
+
+
+def test_iterations_with_a_decode_step_are_counted_and_timed(model, tok):
+    """``stats()["iterations"]``: the loop's iterations that ran a decode step, those that also read
+    prompt chunks apart ("mixed"), with their wall time (what the serving benchmark divides)."""
+    sched = Scheduler(model, tok, slots=2, ctx=128, prefill_chunk=64, graphs=False)
+    try:
+        c = Collector()
+        r = c.request(tok.encode(PROMPTS[0]), 6, ignore_eos=True)
+        sched.submit(r)
+        c.wait()
+        it = sched.stats()["iterations"]
+        # 6 tokens: the first from the prompt, 5 from decode steps -- the first of them launched in the
+        # iteration that read the prompt (its token is fed on the device at once), 4 alone
+        assert (it["mixed"]["count"], it["decode"]["count"]) == (1, 4)
+        assert it["decode"]["seconds"] > 0 and it["mixed"]["seconds"] > 0
+    finally:
+        sched.close()

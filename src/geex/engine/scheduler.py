@@ -191,6 +191,8 @@ class Scheduler:
         # read a step's tokens while the next step runs (a device that computes asynchronously)
         self.overlap = self.device.type == "cuda" if overlap is None else overlap
         self._in_flight: _Launch | None = None
+        self._stepped: str | None = None  # this iteration launched a decode step: "decode" alone, or "mixed"
+        self._iterations: dict[str, tuple[int, float]] = {"decode": (0, 0.0), "mixed": (0, 0.0)}
         # each row's next input token, chosen on the device and fed from there
         self.next_ids = torch.zeros(slots, dtype=torch.long, device=self.device)
         self.running: dict[int, _Running] = {}  # slot -> request
@@ -247,7 +249,10 @@ class Scheduler:
                     "age_ms": round((now - run.admitted) * 1000, 1) if run else 0.0,
                 })
             return {"waiting": len(self.queue), "running": len(self.running), "slots": slots, "ctx": self.ctx,
-                    "alive": self._thread.is_alive() and self._error is None}
+                    "alive": self._thread.is_alive() and self._error is None,
+                    # loop iterations that ran a decode step, with and without prompt chunks beside it:
+                    # (count, wall seconds); decode-only ones time the served step itself
+                    "iterations": {kind: {"count": n, "seconds": t} for kind, (n, t) in self._iterations.items()}}
 
     @property
     def error(self) -> BaseException | None:
@@ -290,11 +295,16 @@ class Scheduler:
                                 return
                             self._lock.wait(timeout=0.5)
                             continue
+                    started = time.perf_counter()
                     launch = self._launch()
                     if self.overlap:  # read the previous iteration's tokens while this one's step runs
                         launch, self._in_flight = self._in_flight, launch
                     if launch is not None:
                         self._read(launch)
+                    if self._stepped is not None:  # an iteration with a decode step: its wall time
+                        count, seconds = self._iterations[self._stepped]
+                        self._iterations[self._stepped] = (count + 1, seconds + time.perf_counter() - started)
+                        self._stepped = None
         except BaseException as e:  # the engine died (a model step failed): every request learns it
             self._error = e
             with self._lock:
@@ -384,6 +394,7 @@ class Scheduler:
                 self._read(self._ship(entries, torch.cat(chosen)))
             return None
         tokens, extras = self._decode(decoding)
+        self._stepped = "mixed" if first else "decode"
         entries += [(run, len(first) + i, *extras[i]) for i, run in enumerate(decoding)]
         return self._ship(entries, torch.cat([*chosen, tokens]) if chosen else tokens)
 
