@@ -257,6 +257,12 @@ def test_empty_splits_warn_with_counts(corpus, tokenizer, tmp_path):
     assert [str(w.message).split(":")[0] for w in caught] == ["the validation split is empty"]
 
 
+def test_an_output_that_cannot_be_made_is_a_user_error(corpus, tokenizer, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="cannot write"):
+        pack([str(corpus)], str(tokenizer), tmp_path / "file" / "packed", progress=False)
+
+
 def test_pack_options_are_checked(corpus, tokenizer, tmp_path):
     for seq_len, valid in ((0, 0.1), (8, -0.01), (8, 1.0), (8, 1.5)):
         with pytest.raises(UserError, match="--seq-len"):

@@ -29,6 +29,7 @@ CASES = [
     ("cpp", 'auto s = ⟦"a\\"}"⟧; auto t = ⟦"\\\\"⟧; }'),
     ("cpp", 'auto s = ⟦"two\nlines}"⟧; }'),
     ("cpp", "char c = ⟦'}'⟧; char q = ⟦'\\''⟧; char b = ⟦'\\\\'⟧; }"),
+    ("cpp", "char o = ⟦'\\175'⟧; }"),  # an octal escape: C's character literals, not Rust's
     ("cpp", "x = 1; ⟦/* never closed } {⟧"),
     ("cpp", 'f(); ⟦"never closed }⟧'),
     # Java: text blocks, strings that end at their line when unterminated
