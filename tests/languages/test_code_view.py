@@ -31,17 +31,23 @@ CASES = [
     ("cpp", "char c = ⟦'}'⟧; char q = ⟦'\\''⟧; char b = ⟦'\\\\'⟧; }"),
     ("cpp", "char o = ⟦'\\175'⟧; }"),  # an octal escape: C's character literals, not Rust's
     ("cpp", "x = 1; ⟦/* never closed } {⟧"),
+    ("cpp", "int⟦/* c */⟧x;"),  # code right after the comment
+    ("cpp", "x; ⟦/*/ } */⟧ y;"),  # "/*/" opens a comment that "*/" later closes
+    ("cpp", 'auto s = ⟦""⟧⟦"}"⟧; }'),  # two strings side by side: no Java text block
+    ("js", "const r = a /⟦'}'⟧.length;"),  # a division right before a string
     ("cpp", 'f(); ⟦"never closed }⟧'),
     # Java: text blocks, strings that end at their line when unterminated
     ("java", 'String s = ⟦"""\n  a } "quoted" \n"""⟧; }'),
     ("java", 'String s = ⟦"open }⟧\nint x = 1; }'),
     ("java", "char c = ⟦'{'⟧; }"),
+    ("java", 'String s = ⟦"""\n never closed }⟧'),
     # JavaScript: templates (code inside ${...} stays), single-quoted strings, nested templates
     ("js", 'const s = ⟦`a ${⟧x + {k: 1}.k⟦}`⟧; }'),
     ("js", 'const s = ⟦`a ${⟧f(⟦`b ${⟧y⟦}`⟧)⟦} c`⟧; }'),
     ("js", "const q = ⟦'it\\'s }'⟧; }"),
     ("js", 'const s = ⟦`line\n} line`⟧; }'),
     ("js", "const t = ⟦'open }⟧\nlet u = 2; }"),
+    ("js", "const s = ⟦`cost: $`⟧; }"),  # a "$" that starts no substitution
     # Go: raw strings
     ("go", 'x := ⟦`raw } "\n {`⟧\n}'),
     ("go", 'x := ⟦"a\\"}"⟧\n}'),
@@ -53,6 +59,8 @@ CASES = [
     ("rust", 'let s = ⟦"multi\n}line"⟧; }'),
     ("go", 'x := ⟦``⟧ + ⟦"}"⟧\n}'),  # an empty raw string
     ("go", 'x := ⟦`a`⟧ + ⟦"}"⟧\n}'),
+    ("go", "x := ⟦`a`⟧+y"),
+    ("go", "x := ⟦`never closed }⟧"),
     # backticks are Go's and JavaScript's only: elsewhere they are not strings
     ("java", "x = `a` {"),
     ("python", "y = `b`\n"),
@@ -76,3 +84,9 @@ def test_a_character_literal_still_streaming_in_is_not_code():
     """Not final: ``'}`` may yet become ``'}'``, so its brace is no brace yet; final: a stray quote."""
     assert code_view("cpp", "char c = '}", final=False) == "char c = " + "  "
     assert code_view("cpp", "char c = '}", final=True) == "char c = '}"
+
+
+def test_hundreds_of_literals():
+    """Span bookkeeping past small numbers: 300 strings, every one blanked."""
+    text = 'x = "}";\n' * 300
+    assert code_view("cpp", text, final=True) == "x =    ;\n" * 300
