@@ -15,10 +15,10 @@ from fastapi.responses import JSONResponse, Response
 from geex.engine.scheduler import Event
 from geex.errors import UserError
 from geex.serve.completions import (
-    Shutdown, check_failed, check_model, engine, log_stream, new_requests, off_loop, server_timing, sse, summary,
-    usage, usage_frame, wants_usage,
+    Shutdown, check_model, engine, finished, log_stream, new_requests, off_loop, server_timing, sse, summary,
+    text_of, usage, usage_frame, wants_usage,
 )
-from geex.serve.engine_client import ClientGone, EngineClient, Generation
+from geex.serve.engine_client import EngineClient, Generation
 from geex.serve.errors import ApiError
 from geex.serve.protocol import ChatCompletionRequest
 
@@ -73,15 +73,12 @@ async def create_chat_completion(body: ChatCompletionRequest, http: HttpRequest,
     if body.stream:
         shutdown = Shutdown(http.app.state.geex.config.shutdown_grace_s)
         return sse(_stream(gen, client, rid, created, body, wants_usage(body), http.state, shutdown), shutdown)
-    try:
-        events = await gen.collect(http)
-    except ClientGone:
+    if (events := await finished(gen, http)) is None:
         return Response(status_code=499)
     choices, finals = [], []
     for i, evs in enumerate(events):
-        text = "".join(ev.text for ev in evs if ev.kind in ("token", "finished"))
+        text = text_of(evs)
         final = evs[-1]
-        check_failed(final)
         finals.append(final)
         content = [_logprob_entry(client, ev.token_id, ev.logprob, ev.top_logprobs)
                    for ev in evs if ev.kind == "token"] if body.logprobs else None

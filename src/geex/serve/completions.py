@@ -289,9 +289,7 @@ async def create_completion(body: CompletionRequest, http: HttpRequest,
         shutdown = Shutdown(http.app.state.geex.config.shutdown_grace_s)
         return sse(_stream(gen, client, rid, created, body, prompt_of, wants_usage(body), http.state, shutdown,
                            about), shutdown)
-    try:
-        events = await gen.collect(http)
-    except ClientGone:
+    if (events := await finished(gen, http)) is None:
         return Response(status_code=499)
     choices, finals = [], []
     for i, evs in enumerate(events):
@@ -306,7 +304,6 @@ async def create_completion(body: CompletionRequest, http: HttpRequest,
                 text += ev.text
         final = evs[-1]
         finals.append(final)
-        check_failed(final)
         choices.append({"index": i, "text": text, "logprobs": log.as_dict() if log else None,
                         "finish_reason": final.finish_reason})
     block = summary(finals) | about
@@ -315,6 +312,23 @@ async def create_completion(body: CompletionRequest, http: HttpRequest,
     return JSONResponse({"id": rid, "object": "text_completion", "created": created, "model": client.name,
                          "choices": choices, "usage": usage(finals), "geex": block},
                         headers={"Server-Timing": server_timing(block)})
+
+
+async def finished(gen: Generation, http: HttpRequest) -> list[list[Event]] | None:
+    """Every choice's events of a non-streamed response, each choice checked (a failed one raises
+    its error); None when the client went away first (the endpoint answers 499)."""
+    try:
+        events = await gen.collect(http)
+    except ClientGone:
+        return None
+    for evs in events:
+        check_failed(evs[-1])
+    return events
+
+
+def text_of(events: Sequence[Event]) -> str:
+    """A choice's text: what its tokens released, and the rest released when it finished."""
+    return "".join(ev.text for ev in events if ev.kind in ("token", "finished"))
 
 
 def check_failed(final: Event) -> None:

@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse, Response
 
 from geex.assist.completion import CursorCompletion
 from geex.engine.scheduler import Event
-from geex.serve.completions import (ClientGone, Shutdown, _prompts, check_failed, cursor_meta, cursor_request,
-                                    engine, geex_block, new_requests, off_loop, sse)
+from geex.serve.completions import (Shutdown, _prompts, cursor_meta, cursor_request, engine, finished, geex_block,
+                                    new_requests, off_loop, sse, text_of)
 from geex.serve.engine_client import EngineClient, Generation
 from geex.serve.errors import ApiError
 from geex.serve.protocol import InfillRequest, LlamaCompletionRequest, LlamaFields
@@ -75,13 +75,11 @@ async def _respond(client: EngineClient, body: LlamaFields, http: HttpRequest, i
     if body.stream:
         shutdown = Shutdown(http.app.state.geex.config.shutdown_grace_s)
         return sse(_stream(gen, client, body, about, warm, http.state, shutdown), shutdown)
-    try:
-        events = (await gen.collect(http))[0]
-    except ClientGone:
+    if (collected := await finished(gen, http)) is None:
         return Response(status_code=499)
+    events = collected[0]
     final = events[-1]
-    check_failed(final)
-    text = "" if warm else "".join(ev.text for ev in events if ev.kind in ("token", "finished"))
+    text = "" if warm else text_of(events)
     out = response(client, final, text, about)
     http.state.geex = out["geex"] | {"prompt_tokens": len(requests[0].prompt),
                                      "generated_tokens": (final.timings or {}).get("generated_tokens", 0)}

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
 
-from geex.serve.completions import (ClientGone, Shutdown, check_failed, check_model, cursor_meta, cursor_request,
-                                    engine, log_stream, new_requests, off_loop, sse, summary, usage)
+from geex.serve.completions import (Shutdown, check_model, cursor_meta, cursor_request, engine, finished, log_stream,
+                                    new_requests, off_loop, sse, summary, text_of, usage)
 from geex.serve.engine_client import EngineClient, Generation
 from geex.serve.protocol import MistralFimRequest
 
@@ -33,16 +33,12 @@ async def fim_completion(body: MistralFimRequest, http: HttpRequest, client: Eng
     if body.stream:
         shutdown = Shutdown(http.app.state.geex.config.shutdown_grace_s)
         return sse(_stream(gen, client, rid, created, about, http.state, shutdown), shutdown)
-    try:
-        events = await gen.collect(http)
-    except ClientGone:
+    if (events := await finished(gen, http)) is None:
         return Response(status_code=499)
     choices, finals = [], []
     for i, evs in enumerate(events):
-        check_failed(evs[-1])
         finals.append(evs[-1])
-        text = "".join(ev.text for ev in evs if ev.kind in ("token", "finished"))
-        choices.append({"index": i, "message": {"role": "assistant", "content": text, "tool_calls": None},
+        choices.append({"index": i, "message": {"role": "assistant", "content": text_of(evs), "tool_calls": None},
                         "finish_reason": evs[-1].finish_reason})
     block = summary(finals) | about
     http.state.geex = block | {"generated_tokens": usage(finals)["completion_tokens"]}

@@ -28,8 +28,8 @@ from geex.assist.completion import StopMode, rules_for
 from geex.errors import UserError
 from geex.languages import Language, get_language
 from geex.serve.chat import chat_prompt
-from geex.serve.completions import (ClientGone, Shutdown, check_failed, check_model, engine, log_stream, new_requests,
-                                    off_loop, sse, summary, usage, usage_frame, wants_usage)
+from geex.serve.completions import (Shutdown, check_model, engine, finished, log_stream, new_requests, off_loop, sse,
+                                    summary, text_of, usage, usage_frame, wants_usage)
 from geex.serve.engine_client import EngineClient, Generation
 from geex.serve.errors import ApiError
 from geex.serve.protocol import CodeGeeXRequest, ExplainRequest, GenerateRequest, TaskFields, TranslateRequest
@@ -78,14 +78,11 @@ async def _run(client: EngineClient, body: TaskFields, http: HttpRequest, prompt
     if body.stream:
         shutdown = Shutdown(http.app.state.geex.config.shutdown_grace_s)
         return sse(_stream(gen, client, rid, created, body, prompt, shown, http.state, shutdown), shutdown)
-    try:
-        events = await gen.collect(http)
-    except ClientGone:
+    if (events := await finished(gen, http)) is None:
         return Response(status_code=499)
     choices, finals = [], []
     for i, evs in enumerate(events):
-        raw = "".join(ev.text for ev in evs if ev.kind in ("token", "finished"))
-        check_failed(evs[-1])
+        raw = text_of(evs)
         finals.append(evs[-1])
         choices.append({"index": i, "text": prompt.finish(raw), "raw": raw, "finish_reason": evs[-1].finish_reason})
     block = summary(finals)
@@ -181,13 +178,9 @@ async def _codegeex_v1(body: CodeGeeXRequest, http: HttpRequest, client: EngineC
         ids = await off_loop(client.encode, text, size=len(text))
         requests = new_requests(client, fields, [ids], body.max_tokens, 64, None, [_Ending(rules, None)])
         gen = client.generation(requests, "codegeex_v1", getattr(http.state, "request_id", None))
-        try:
-            events = await gen.collect(http)
-        except ClientGone:
+        if (events := await finished(gen, http)) is None:
             return Response(status_code=499)
-        for evs in events:
-            check_failed(evs[-1])
-        codes = ["".join(ev.text for ev in evs if ev.kind in ("token", "finished")) for evs in events]
+        codes = [text_of(evs) for evs in events]
         return JSONResponse({"status": 0, "message": "success",
                              "result": {"output": {"code": codes}, "process_time": time.perf_counter() - start}})
     out = json.loads(response.body)
