@@ -183,6 +183,8 @@ async def _codegeex_v1(body: CodeGeeXRequest, http: HttpRequest, client: EngineC
         codes = [text_of(evs) for evs in events]
         return JSONResponse({"status": 0, "message": "success",
                              "result": {"output": {"code": codes}, "process_time": time.perf_counter() - start}})
+    if response.status_code != 200:  # the client went away (499): nothing to reshape
+        return response
     out = json.loads(response.body)
     return JSONResponse({"status": 0, "message": "success",
                          "result": {"output": {"code": [c["text"] for c in out["choices"]]},
