@@ -89,8 +89,9 @@ def _find_jvm(server: java_runner.JavacServer) -> int | None:
 
 @pytest.fixture
 def killer(monkeypatch):
-    """Kills the server's JVM 0.3 s into each compile it is asked to kill (``kill_control``: the
-    control program's as well); records whether each kill landed before the answer came."""
+    """Kills the server's JVM 0.3 s into each compile it is asked to kill; with ``kill_control`` the
+    control program's server is killed before it is asked (a tiny program on a fast machine may
+    compile within 0.3 s). Records whether each kill landed before the answer came."""
     state = {"kill_control": False, "landed": [], "servers": []}
     original = java_runner.JavacServer.compile
 
@@ -101,6 +102,10 @@ def killer(monkeypatch):
             return original(self, workdir, timeout)
         answered = threading.Event()
         jvm = _server_jvm(self)
+        if is_control:
+            os.kill(jvm, signal.SIGKILL)
+            state["landed"].append(True)
+            return original(self, workdir, timeout)
 
         def kill() -> None:
             time.sleep(0.3)
