@@ -22,7 +22,8 @@ from geex.humanevalx.assembly import (
     prove_rust_tests,
     translation_prompt,
 )
-from geex.humanevalx.dataset import Problem, load_language
+from geex.humanevalx.dataset import load_language
+from geex.humanevalx.problem import Problem
 from geex.languages import LANGUAGE_NAMES, get_language
 from geex.languages.cleanup import cleanup
 

@@ -35,7 +35,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from geex.humanevalx.dataset import Problem
+from geex.humanevalx.problem import Problem
 from geex.humanevalx.proof import harness_text
 from geex.languages import Language, get_language
 from geex.languages.cleanup import cleanup

@@ -8,11 +8,12 @@ Where the data comes from, in order: ``--dataset DIR``, ``$GEEX_HUMANEVALX``, th
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from geex import jsonl
 from geex.errors import UserError
+from geex.humanevalx.fixes import apply_fixes
+from geex.humanevalx.problem import FIELDS, Problem
 from geex.languages import Language, language_of_task
 
 ENV_DATASET = "GEEX_HUMANEVALX"
@@ -20,39 +21,6 @@ HUB_REPO = "THUDM/humaneval-x"
 HUB_LANGUAGES = ("python", "cpp", "java", "js", "go")
 N_PROBLEMS = 164
 _REQUIRED = ("task_id", "prompt", "declaration", "canonical_solution", "test")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One HumanEval-X task in one language, with the fields every language shares."""
-
-    task_id: str
-    language: Language
-    prompt: str
-    declaration: str
-    canonical_solution: str
-    test: str
-    example_test: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)  # e.g. Go's "import", "test_setup"
-
-    @property
-    def number(self) -> int:
-        return int(self.task_id.split("/")[1])
-
-    def with_fields(self, **changes: str) -> "Problem":
-        """A copy with some fields replaced; keys not in the dataclass go to ``extra``."""
-        known = {k: v for k, v in changes.items() if k in _FIELDS}
-        extra = {**self.extra, **{k: v for k, v in changes.items() if k not in _FIELDS}}
-        return replace(self, **known, extra=extra)
-
-    def get(self, name: str) -> str:
-        """Any field by its name in the published data (``test_setup``, ``import`` …)."""
-        if name in _FIELDS:
-            return getattr(self, name) or ""
-        return self.extra.get(name, "")
-
-
-_FIELDS = {"task_id", "prompt", "declaration", "canonical_solution", "test", "example_test"}
 
 
 def _problem_from_row(row: dict, where: str) -> Problem:
@@ -68,7 +36,7 @@ def _problem_from_row(row: dict, where: str) -> Problem:
         canonical_solution=row["canonical_solution"],
         test=row["test"],
         example_test=example if isinstance(example, str) and example != "None" else None,
-        extra={k: v for k, v in row.items() if k not in _FIELDS and isinstance(v, str)},
+        extra={k: v for k, v in row.items() if k not in FIELDS and isinstance(v, str)},
     )
 
 
@@ -150,8 +118,6 @@ def load_language(lang: Language, dataset: str | Path | None = None, original: b
         dup = next(n for n in numbers if numbers.count(n) > 1)
         raise UserError(f"{path}: task {lang.task_prefix}/{dup} appears more than once")
     if not original:
-        from geex.humanevalx.fixes import apply_fixes
-
         problems = apply_fixes(problems)
     return problems
 

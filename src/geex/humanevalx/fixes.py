@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from geex.errors import UserError
-from geex.humanevalx.dataset import Problem
+from geex.humanevalx.problem import Problem
 
 FIXES_VERSION = "humaneval-x-fixed/2"
 

@@ -32,7 +32,8 @@ from geex.engine.sampling import SamplingParams
 from geex.errors import UserError
 from geex.humanevalx.assembly import generation_prompt, translation_prompt
 from geex.humanevalx.backends import Backend
-from geex.humanevalx.dataset import Problem, load_problems
+from geex.humanevalx.dataset import load_problems
+from geex.humanevalx.problem import Problem
 from geex.languages import Language, get_language
 from geex.languages.cleanup import cleanup
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from geex import jsonl
 from geex.errors import UserError
-from geex.humanevalx.dataset import Problem, load_language
+from geex.humanevalx.dataset import load_language
+from geex.humanevalx.problem import Problem
 from geex.jsonl import json_kind
 from geex.languages import HUMANEVALX_LANGUAGES, Language, canonical_task_id, get_language, language_of_task
 
