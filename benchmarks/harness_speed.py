@@ -28,15 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from geex.humanevalx.assembly import Program, assemble
+from geex.humanevalx.assembly import assemble
+from geex.humanevalx.execution.program import Program
 from geex.humanevalx.dataset import load_language
 from geex.humanevalx.evaluate import EvalConfig, evaluate
-from geex.humanevalx.runners import RunContext, cache_root, get_runner
-from geex.humanevalx.runners.go import GOPATH
-from geex.humanevalx.runners.js import node_modules
-from geex.humanevalx.runners.rust import CRATES, REGISTRY
-from geex.humanevalx.sandbox import Sandbox, detect_isolation
-from geex.humanevalx.verdict import Verdict
+from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner
+from geex.humanevalx.execution.runners.go import GOPATH
+from geex.humanevalx.execution.runners.js import node_modules
+from geex.humanevalx.execution.runners.rust import CRATES, REGISTRY
+from geex.humanevalx.execution.sandbox import Sandbox, detect_isolation
+from geex.humanevalx.execution.verdict import Verdict
 from geex.languages import HUMANEVALX_LANGUAGES
 
 ROOT = Path(__file__).resolve().parents[1]

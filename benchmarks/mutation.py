@@ -49,15 +49,15 @@ MODULES = {
     "engine/sampling.py": ["tests/engine/test_sampling.py"],
     # the unit tests of the classifier first: most mutants die there in seconds (-x), before the
     # programs compiled and run for real
-    "humanevalx/verdict.py": [f"tests/humanevalx/test_verdicts.py::{t}" for t in (
+    "humanevalx/execution/verdict.py": [f"tests/humanevalx/execution/test_verdicts.py::{t}" for t in (
         "test_classify_run", "test_classify_compile", "test_exit_zero_without_the_proof_is_an_early_exit",
-        "test_only_harness_errors_are_left_out_of_pass_at_k", "test_excerpt_keeps_the_end_of_long_output")] + ["tests/humanevalx/test_verdicts.py"],
+        "test_only_harness_errors_are_left_out_of_pass_at_k", "test_excerpt_keeps_the_end_of_long_output")] + ["tests/humanevalx/execution/test_verdicts.py"],
     "languages/cleanup.py": ["tests/languages"],
     "models/attention.py": ["tests/models/test_attention.py"],
     "models/gguf_loader.py": ["tests/models/test_gguf_loader.py", "tests/models/test_gguf_blocks.py"],
     "data/pack.py": ["tests/data/test_pack.py", "tests/train/test_recipe.py"],
     "train/optim.py": ["tests/train/test_optim.py", "tests/train/test_recipe.py"],
-    "humanevalx/sandbox.py": ["tests/humanevalx/test_sandbox.py", "tests/humanevalx/test_hostile.py"],
+    "humanevalx/execution/sandbox.py": ["tests/humanevalx/execution/test_sandbox.py", "tests/humanevalx/execution/test_hostile.py"],
 }
 
 

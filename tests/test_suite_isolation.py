@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from geex.humanevalx.evaluate import verdict_cache_path
-from geex.humanevalx.runners import cache_root
+from geex.humanevalx.execution.runners import cache_root
 from tests.conftest import SESSION_CACHE
 
 

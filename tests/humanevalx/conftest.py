@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from geex.humanevalx import runners as runners_mod
-from geex.humanevalx.runners import get_runner
+from geex.humanevalx.execution import runners as runners_mod
+from geex.humanevalx.execution.runners import get_runner
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import sys
 import pytest
 
 from geex.humanevalx.assembly import (
-    CPP_HEADERS,
     JS_ASSERT,
     RUST_STD_MACROS,
     assemble,
@@ -23,6 +22,7 @@ from geex.humanevalx.assembly import (
     translation_prompt,
 )
 from geex.humanevalx.dataset import load_language
+from geex.humanevalx.execution.runners.cpp import CPP_HEADERS
 from geex.humanevalx.problem import Problem
 from geex.languages import LANGUAGE_NAMES, get_language
 from geex.languages.cleanup import cleanup
@@ -402,7 +402,7 @@ def test_assembled_programs_pass_in_the_real_toolchains(tmp_path) -> None:
     import json
 
     from geex.humanevalx.evaluate import EvalConfig, evaluate
-    from geex.humanevalx.runners import get_runner
+    from geex.humanevalx.execution.runners import get_runner
 
     needed = {"go": "go", "java": "javac", "js": "node", "rust": "rustc", "cpp": "g++"}
     missing = [lang for lang, tool in needed.items() if not get_runner(lang).cached_status.available]

@@ -27,15 +27,16 @@ from pathlib import Path
 
 import pytest
 
-from geex.humanevalx import runners as runners_module
-from geex.humanevalx import verdict as verdict_module
-from geex.humanevalx.assembly import JS_ASSERT, Program, assemble
+from geex.humanevalx.execution import runners as runners_module
+from geex.humanevalx.execution import verdict as verdict_module
+from geex.humanevalx.assembly import JS_ASSERT, assemble
+from geex.humanevalx.execution.program import Program
 from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.evaluate import EvalConfig, evaluate
-from geex.humanevalx.proof import EARLY_EXIT, Proof, harness_text
-from geex.humanevalx.runners import RunContext, cache_root, get_runner, go as go_runner, make_jobs_root
-from geex.humanevalx.runners import java as java_runner
-from geex.humanevalx.sandbox import Sandbox
+from geex.humanevalx.execution.proof import EARLY_EXIT, Proof, harness_text
+from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner, go as go_runner, make_jobs_root
+from geex.humanevalx.execution.runners import java as java_runner
+from geex.humanevalx.execution.sandbox import Sandbox
 from geex.languages import get_language
 
 pytestmark = pytest.mark.toolchains

@@ -33,9 +33,9 @@ def _edit(path: Path, text: str = "\n# edited\n") -> None:
 
 def test_closure_holds_what_decides_a_verdict():
     files = {p.relative_to(PACKAGE).as_posix() for p in closure(PACKAGE)}
-    for needed in ("humanevalx/sandbox.py", "humanevalx/verdict.py", "humanevalx/assembly.py",
-                   "humanevalx/runners/__init__.py", "humanevalx/runners/java.py", "humanevalx/runners/go.py",
-                   "humanevalx/java/GeexJavac.java", "humanevalx/uids.py", "languages/cleanup.py"):
+    for needed in ("humanevalx/execution/sandbox.py", "humanevalx/execution/verdict.py", "humanevalx/assembly.py",
+                   "humanevalx/execution/runners/__init__.py", "humanevalx/execution/runners/java.py", "humanevalx/execution/runners/go.py",
+                   "humanevalx/execution/java/GeexJavac.java", "humanevalx/execution/uids.py", "languages/cleanup.py"):
         assert needed in files
     for outside in ("humanevalx/evaluate.py", "humanevalx/report.py", "humanevalx/summary.py", "cli/__init__.py",
                     "train/loop.py"):
@@ -46,8 +46,8 @@ def test_identity_is_the_contents_not_the_place(copy):
     assert identity(copy) == identity(PACKAGE) == harness_identity()
 
 
-@pytest.mark.parametrize("changed", ["humanevalx/sandbox.py", "humanevalx/verdict.py", "humanevalx/runners/rust.py",
-                                     "humanevalx/java/GeexJavac.java", "languages/cleanup.py"])
+@pytest.mark.parametrize("changed", ["humanevalx/execution/sandbox.py", "humanevalx/execution/verdict.py", "humanevalx/execution/runners/rust.py",
+                                     "humanevalx/execution/java/GeexJavac.java", "languages/cleanup.py"])
 def test_a_change_inside_changes_it(copy, changed):
     before = identity(copy)
     _edit(copy / changed, "\n// edited\n" if changed.endswith(".java") else "\n# edited\n")
@@ -66,9 +66,9 @@ def test_a_new_module_imported_by_a_runner_joins_without_a_list(copy):
     before = identity(copy)  # not imported yet: outside
     _edit(copy / "humanevalx" / "newdep.py")
     assert identity(copy) == before
-    runner = copy / "humanevalx" / "runners" / "python.py"
+    runner = copy / "humanevalx" / "execution" / "runners" / "python.py"
     runner.write_text(runner.read_text().replace("from __future__ import annotations\n",
-                                                 "from __future__ import annotations\n\nfrom .. import newdep\n", 1))
+                                                 "from __future__ import annotations\n\nfrom ... import newdep\n", 1))
     with_import = identity(copy)
     assert with_import != before
     assert copy / "humanevalx" / "newdep.py" in closure(copy)

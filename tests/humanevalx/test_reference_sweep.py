@@ -25,7 +25,7 @@ import pytest
 
 from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.evaluate import EvalConfig, evaluate
-from geex.humanevalx.proof import EARLY_EXIT
+from geex.humanevalx.execution.proof import EARLY_EXIT
 from geex.languages import HUMANEVALX_LANGUAGES
 
 pytestmark = [pytest.mark.slow, pytest.mark.toolchains]

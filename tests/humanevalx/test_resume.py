@@ -21,8 +21,8 @@ import pytest
 
 from geex.humanevalx.dataset import load_language
 from geex.humanevalx.evaluate import EvalConfig, evaluate
-from geex.humanevalx.runners import get_runner
-from geex.humanevalx.sandbox import Isolation
+from geex.humanevalx.execution.runners import get_runner
+from geex.humanevalx.execution.sandbox import Isolation
 from geex.humanevalx.store import ResultsLog, VerdictCache
 from geex.languages import get_language
 
@@ -312,8 +312,8 @@ def test_evaluate_exits_3_when_the_harness_failed(tmp_path, cache_dir, monkeypat
     on some (a broken step here: every run reports a harness error), with the count on stderr;
     harness errors never count as failures in pass@k."""
     from geex.cli import main
-    from geex.humanevalx import runners as runners_mod
-    from geex.humanevalx.verdict import Verdict
+    from geex.humanevalx.execution import runners as runners_mod
+    from geex.humanevalx.execution.verdict import Verdict
 
     samples = write_samples(tmp_path / "s.jsonl", [{"task_id": "Python/0", "generation": canonical("Python/0")}])
     assert main(["humanevalx", "evaluate", str(samples), "--out", str(tmp_path / "ok"), "-q"]) == 0

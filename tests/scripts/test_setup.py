@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from geex.humanevalx import doctor as doctor_mod
-from geex.humanevalx.runners import get_runner
+from geex.humanevalx.execution.runners import get_runner
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from geex.errors import UserError
 from geex.humanevalx.metrics import pass_at_k
 from geex.humanevalx.report import group_key
-from geex.humanevalx.verdict import Verdict
+from geex.humanevalx.execution.verdict import Verdict
 from geex.languages import LANGUAGE_NAMES
 
 STRATEGIES = ("best single language", "uniform", "weighted by pass rate")

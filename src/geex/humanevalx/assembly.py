@@ -29,18 +29,17 @@ Go needs nothing here: its harness is a generated test main and a package the ru
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from geex.humanevalx.execution.program import COMMENT_OR_LITERAL, Program, code_only
+from geex.humanevalx.execution.proof import harness_text
+from geex.humanevalx.execution.runners.cpp import CPP_HEADERS
+from geex.humanevalx.execution.runners.go import GO_PACKAGES
 from geex.humanevalx.problem import Problem
-from geex.humanevalx.proof import harness_text
-from geex.languages import Language, get_language
+from geex.languages import get_language
 from geex.languages.cleanup import cleanup
-
-TEMPLATE_VERSION = "humanevalx-assembly/2"  # 2: proof of completion (layout, JS assert const, Rust proof items)
 
 _PY_IMPORTS = (
     "import math\nimport re\nimport sys\nimport copy\nimport datetime\nimport itertools\n"
@@ -51,10 +50,6 @@ _PY_IMPORTS = (
 _PY_NUMPY = "import numpy\nimport numpy as np\n"
 _PY_USES_NUMPY = re.compile(r"\b(numpy|np)\b")
 
-CPP_HEADERS = (
-    "stdlib.h", "algorithm", "math.h", "stdio.h", "vector", "string", "climits", "cstring", "iostream",
-)
-
 JS_ASSERT = "__geexAssert"  # the module-level const the test's console.assert calls become
 _JS_PREAMBLE = (
     f"const {JS_ASSERT} = ((E) => (ok, ...msg) => {{ if (!ok) throw new E("
@@ -63,18 +58,7 @@ _JS_PREAMBLE = (
 )
 _JS_CONSOLE_ASSERT = r"(?<![\w$.])console\s*\.\s*assert\b"
 
-# Go packages a solution or test may use without importing them (the prompt's import block is
-# replaced). Name in code -> import path. Wider than the original's ten: unicode, container/heap …
-GO_PACKAGES: dict[str, str] = {
-    "math": "math", "strings": "strings", "fmt": "fmt", "strconv": "strconv", "time": "time",
-    "bytes": "bytes", "regexp": "regexp", "sort": "sort", "rand": "math/rand", "md5": "crypto/md5",
-    "unicode": "unicode", "utf8": "unicode/utf8", "heap": "container/heap", "list": "container/list",
-    "bits": "math/bits", "big": "math/big", "cmplx": "math/cmplx", "hex": "encoding/hex",
-    "errors": "errors", "reflect": "reflect", "os": "os", "bufio": "bufio", "sha256": "crypto/sha256",
-}
 _GO_IMPORT_BLOCK = re.compile(r"^import\s*(\([^)]*\)|\"[^\"]*\")\s*\n?", re.MULTILINE)
-# C-family comments, string/char literals and Go raw strings: what is not code for a name search
-_COMMENT_OR_LITERAL = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|`[^`]*`|\'(?:\\.|[^\'\\\n])*\'', re.S)
 # Rust: comments, (raw, byte) strings and char literals, never a lifetime ('a)
 _RUST_NOT_CODE = (r'//[^\n]*|/\*[\s\S]*?\*/|b?r(?P<hashes>#*)"[\s\S]*?"(?P=hashes)|b?"(?:\\[\s\S]|[^"\\])*"'
                   r"|b?'(?:\\(?:u\{[0-9a-fA-F]{1,6}\}|x[0-9a-fA-F]{2}|.)|[^\\'\n])'")
@@ -88,26 +72,6 @@ RUST_STD_MACROS = (
 )
 _RUST_STD_MACRO = r"(?<![\w:$])(?:" + "|".join(RUST_STD_MACROS) + r")(?=\s*!)"
 _PY_TOP_DEF = re.compile(r"^(?:async\s+)?def\s+([A-Za-z_]\w*)", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Program:
-    """A complete source file for one sample, ready for a language runner.
-
-    ``layout``: JSON for a harness that runs parts of the program apart (Python: offsets of the
-    preamble, the prompt's helpers and the test, and the name of the function under test).
-    ``proofs``: how many proofs of completion a passing run writes (Rust: one per ``#[test]``).
-    """
-
-    language: Language
-    source: str
-    layout: str = ""
-    proofs: int = 1
-
-    @property
-    def sha256(self) -> str:
-        extra = f"\0{self.layout}\0{self.proofs}" if self.layout or self.proofs != 1 else ""
-        return hashlib.sha256(f"{self.language.name}\0{self.source}{extra}".encode()).hexdigest()
 
 
 def _rust_signature_start(declaration: str) -> int:
@@ -138,11 +102,6 @@ def translation_prompt(source: Problem, target: Problem) -> str:
         f"{source.language.display}:\n{source.declaration}\n{source.canonical_solution.rstrip()}\n"
         f"{target.language.display}:\n{target.declaration}"
     )
-
-
-def code_only(text: str) -> str:
-    """``text`` (C family, Go, Java, JS) with comments and literals blanked (one space each)."""
-    return _COMMENT_OR_LITERAL.sub(" ", text)
 
 
 def go_imports(code: str, already: str) -> list[str]:
@@ -217,7 +176,7 @@ def _program(problem: Problem, head: str, completion: str) -> Program:
         layout = {"head": len(head), "test": len(source) - len(problem.test)}
         return Program(lang, source, json.dumps(layout, sort_keys=True))
     if lang.name == "js":
-        test = _substitute_code(problem.test, _COMMENT_OR_LITERAL.pattern, _JS_CONSOLE_ASSERT, lambda _: JS_ASSERT)
+        test = _substitute_code(problem.test, COMMENT_OR_LITERAL.pattern, _JS_CONSOLE_ASSERT, lambda _: JS_ASSERT)
         return Program(lang, _JS_PREAMBLE + head + completion + "\n" + test)
     if lang.name == "go":
         return Program(lang, _go_program(problem, head, completion))

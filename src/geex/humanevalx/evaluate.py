@@ -23,18 +23,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from geex.errors import UserError
-from geex.humanevalx.assembly import Program, assemble
+from geex.humanevalx.assembly import assemble
+from geex.humanevalx.execution.program import Program
 from geex.humanevalx.dataset import load_problems, resolve_dataset_dir
 from geex.humanevalx.fixes import FIXES_VERSION
 from geex.humanevalx.flaky import ProgramRuns
 from geex.humanevalx.identity import harness_identity
 from geex.humanevalx.outdir import OutDir
 from geex.humanevalx.report import build_report, write_report
-from geex.humanevalx.runners import Outcome, RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
+from geex.humanevalx.execution.runners import Outcome, RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
 from geex.humanevalx.samples import Sample, canonical_samples, check_against_problems, read_samples
-from geex.humanevalx.sandbox import Sandbox, detect_isolation
+from geex.humanevalx.execution.sandbox import Sandbox, detect_isolation
 from geex.humanevalx.store import ResultsLog, VerdictCache
-from geex.humanevalx.verdict import Verdict
+from geex.humanevalx.execution.verdict import Verdict
 from geex.languages import Language, parse_languages
 
 CANONICAL = "canonical"
@@ -153,7 +154,7 @@ def _evaluate(cfg: EvalConfig, samples: list[Sample], problems: dict) -> dict:
     # harness code
     fingerprints = {
         lang: hashlib.sha256(
-            f"{r.fingerprint(cfg.timeout_s)}|{sandbox_isolation.value}|{sandbox.memory_mechanism}"
+            f"{r.verdict_key(cfg.timeout_s)}|{sandbox_isolation.value}|{sandbox.memory_mechanism}"
             f"|{harness_identity()}".encode()
         ).hexdigest()[:16]
         for lang, r in runners.items()

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from geex.humanevalx.store import CONFIRMED_RUNS
-from geex.humanevalx.verdict import Verdict
+from geex.humanevalx.execution.verdict import Verdict
 
 _HARNESS = Verdict.HARNESS_ERROR.value
 

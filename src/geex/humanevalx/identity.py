@@ -2,10 +2,10 @@
 
 A cached verdict (and a resumed result) is reused only under the same fingerprint; a version
 constant that someone must remember to bump does not protect it from a harness change, so the
-fingerprint includes this hash. Which files: the import closure of ``geex.humanevalx.runners``
-(every ``geex`` module the runners import, directly or not, found by reading their ``import``
+fingerprint includes this hash. Which files: the import closure of the runners and of the assembly
+(``ENTRIES``: every ``geex`` module they import, directly or not, found by reading their ``import``
 statements, and the packages' ``__init__``), plus the data files shipped inside those packages
-(``humanevalx/java/GeexJavac.java``). A module that joins the closure later is hashed without
+(``humanevalx/execution/java/GeexJavac.java``). A module that joins the closure later is hashed without
 anyone listing it; the orchestrator and the reports are outside it, so changing them keeps the cache.
 """
 
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import geex
 
-ENTRY = "geex.humanevalx.runners"  # what decides a verdict: recipes, sandbox, verdict rules, assembly
+# what decides a verdict: the runners (recipes, sandbox, verdict rules) and the assembly of programs
+ENTRIES = ("geex.humanevalx.execution.runners", "geex.humanevalx.assembly")
 
 
 def _module_file(root: Path, name: str) -> Path | None:
@@ -64,10 +65,10 @@ def _data_files(package_dir: Path) -> list[Path]:
     return out
 
 
-def closure(root: Path, entry: str = ENTRY) -> list[Path]:
+def closure(root: Path, entries: tuple[str, ...] = ENTRIES) -> list[Path]:
     """Every file that ``identity`` hashes, sorted."""
     seen: dict[str, Path] = {}
-    todo = [entry, *(".".join(entry.split(".")[: i + 1]) for i in range(entry.count(".")))]
+    todo = [".".join(e.split(".")[: i + 1]) for e in entries for i in range(e.count(".") + 1)]
     while todo:
         name = todo.pop()
         if name in seen:
@@ -84,10 +85,10 @@ def closure(root: Path, entry: str = ENTRY) -> list[Path]:
     return sorted(files)
 
 
-def identity(root: Path, entry: str = ENTRY) -> str:
+def identity(root: Path, entries: tuple[str, ...] = ENTRIES) -> str:
     """Hash of the closure's files: their paths relative to ``root`` and their bytes."""
     h = hashlib.sha256()
-    for path in closure(root, entry):
+    for path in closure(root, entries):
         data = path.read_bytes()
         h.update(f"{path.relative_to(root).as_posix()}\0{len(data)}\0".encode())
         h.update(data)

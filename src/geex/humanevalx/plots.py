@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from geex.humanevalx.analysis import Run, pass_at_k_ci  # noqa: E402
-from geex.humanevalx.verdict import Verdict  # noqa: E402
+from geex.humanevalx.execution.verdict import Verdict  # noqa: E402
 from geex.languages import LANGUAGE_NAMES  # noqa: E402
 
 ORDER = list(LANGUAGE_NAMES)

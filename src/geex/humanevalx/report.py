@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from geex.humanevalx.metrics import mean_pass_at_k
-from geex.humanevalx.verdict import Verdict
+from geex.humanevalx.execution.verdict import Verdict
 
 REPORT_FORMAT = "geex/humanevalx-report/1"
 

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from geex.humanevalx.verdict import Verdict
+from geex.humanevalx.execution.verdict import Verdict
 
 _NOT_CACHED = {Verdict.TIMEOUT.value, Verdict.HARNESS_ERROR.value}
 

@@ -1,6 +1,6 @@
 /* geex's C++ test harness: linked *before* the program, with -Wl,--wrap=main.
  *
- * Prologue, program, epilogue (see geex/humanevalx/proof.py): geex_read_secret is the first entry
+ * Prologue, program, epilogue (see geex/humanevalx/execution/proof.py): geex_read_secret is the first entry
  * of the executable's .preinit_array (this object comes first on the link line), so it runs before
  * every constructor of the program (__attribute__((constructor)) at any priority, static objects)
  * and reads the secret from stdin. The link sends the C runtime's call of main to __wrap_main,

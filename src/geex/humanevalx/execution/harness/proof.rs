@@ -1,4 +1,4 @@
-// geex: proof that this test function ran to the end (see geex/humanevalx/proof.py). Items private
+// geex: proof that this test function ran to the end (see geex/humanevalx/execution/proof.py). Items private
 // to the function's body: the program cannot name them. A .preinit_array entry (run before every
 // .init_array constructor of the program) reads one line of stdin; the guard writes it to the report
 // descriptor when the function returns without panicking. exit(), abort and panic hooks never get

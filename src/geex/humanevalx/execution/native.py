@@ -18,13 +18,13 @@ from pathlib import Path
 
 
 def _source() -> bytes:
-    return resources.files("geex.humanevalx").joinpath("native/geex_exec.c").read_bytes()
+    return resources.files("geex.humanevalx.execution").joinpath("native/geex_exec.c").read_bytes()
 
 
 def geex_exec() -> Path | None:
     """Path of the built helper, or None when no C compiler is available. Checked on every call (a
     few stats: each Sandbox asks once) since the cache directory may move or be cleaned."""
-    from geex.humanevalx.runners import cache_root
+    from geex.humanevalx.execution.runners import cache_root
 
     source = _source()
     digest = hashlib.sha256(source).hexdigest()[:16]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from geex.humanevalx import uids
-from geex.humanevalx.cgroups import MemoryControl
-from geex.humanevalx.runners import RunContext, hand_over, make_jobs_root, remove_jobs_root, write_file
-from geex.humanevalx.sandbox import Isolation, Limits, Sandbox, detect_isolation
+from geex.humanevalx.execution import uids
+from geex.humanevalx.execution.cgroups import MemoryControl
+from geex.humanevalx.execution.runners import RunContext, hand_over, make_jobs_root, remove_jobs_root, write_file
+from geex.humanevalx.execution.sandbox import Isolation, Limits, Sandbox, detect_isolation
 
 
 def _strong() -> bool:

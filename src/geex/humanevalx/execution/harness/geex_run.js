@@ -1,6 +1,6 @@
 // geex's JavaScript test harness: `node geex_run.js test.js` in the program's work directory.
 //
-// Prologue, program, epilogue (see geex/humanevalx/proof.py): the secret is read from stdin before
+// Prologue, program, epilogue (see geex/humanevalx/execution/proof.py): the secret is read from stdin before
 // the program is loaded, and written to the report descriptor only once `require` of the program
 // (whose test runs synchronously at the end of its module code) has returned without an exception.
 // `process.exit(0)`, an 'exit' or 'uncaughtException' handler, or a `process.exitCode` rewrite

@@ -28,10 +28,18 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from geex.humanevalx.assembly import GO_PACKAGES
-from geex.humanevalx.runners import ExecResult, Runner, RunContext, ToolStatus, tool_output, write_file
-from geex.humanevalx.sandbox import SAFE_PATH
+from geex.humanevalx.execution.runners import ExecResult, Runner, RunContext, ToolStatus, tool_output, write_file
+from geex.humanevalx.execution.sandbox import SAFE_PATH
 
+# Go packages a solution or test may use without importing them (the prompt's import block is
+# replaced). Name in code -> import path. Wider than the original's ten: unicode, container/heap …
+GO_PACKAGES: dict[str, str] = {
+    "math": "math", "strings": "strings", "fmt": "fmt", "strconv": "strconv", "time": "time",
+    "bytes": "bytes", "regexp": "regexp", "sort": "sort", "rand": "math/rand", "md5": "crypto/md5",
+    "unicode": "unicode", "utf8": "unicode/utf8", "heap": "container/heap", "list": "container/list",
+    "bits": "math/bits", "big": "math/big", "cmplx": "math/cmplx", "hex": "encoding/hex",
+    "errors": "errors", "reflect": "reflect", "os": "os", "bufio": "bufio", "sha256": "crypto/sha256",
+}
 GOPATH = Path("/usr/share/gocode")
 TESTIFY = "github.com/stretchr/testify/assert"
 # a positioned compiler diagnostic about the sample's file, and the unused-import message of any Go
@@ -98,7 +106,7 @@ class GoRunner(Runner):
 
     @property
     def pkg_dir(self) -> Path:
-        return self.cache_dir() / f"pkg-{self.fingerprint(0)}"
+        return self.cache_dir() / f"pkg-{self.toolchain_key()}"
 
     def _prepare_packages(self, sandbox) -> None:
         self.tooldir = Path(tool_output(["go", "env", "GOTOOLDIR"]) or "")

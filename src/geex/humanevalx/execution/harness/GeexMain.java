@@ -6,7 +6,7 @@ import java.lang.reflect.Method;
 /**
  * geex's Java test harness: {@code java -cp <harness>:. GeexMain} runs the test's {@code Main.main}.
  *
- * <p>Prologue, program, epilogue (see geex/humanevalx/proof.py): the static initializer reads the
+ * <p>Prologue, program, epilogue (see geex/humanevalx/execution/proof.py): the static initializer reads the
  * secret from stdin before any class of the program is loaded; the secret is written to the report
  * descriptor (reopened through /proc/self/fd, the JDK has no other way to use an inherited
  * descriptor) only once {@code Main.main} has returned normally. {@code System.exit},

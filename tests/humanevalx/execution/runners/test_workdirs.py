@@ -23,19 +23,19 @@ from pathlib import Path
 import pytest
 
 import geex
-from geex.humanevalx import runners as runners_mod
+from geex.humanevalx.execution import runners as runners_mod
 from geex.humanevalx.assembly import assemble
 from geex.humanevalx.dataset import load_problems
-from geex.humanevalx.runners import RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
-from geex.humanevalx.runners import go as go_runner
-from geex.humanevalx.sandbox import Isolation, Sandbox
-from geex.humanevalx.verdict import Verdict
+from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
+from geex.humanevalx.execution.runners import go as go_runner
+from geex.humanevalx.execution.sandbox import Isolation, Sandbox
+from geex.humanevalx.execution.verdict import Verdict
 from geex.languages import get_language
 
 SRC = str(Path(geex.__file__).resolve().parents[1])
 OWNER = """
 import os, sys
-from geex.humanevalx.runners import make_jobs_root
+from geex.humanevalx.execution.runners import make_jobs_root
 root = make_jobs_root()
 print(os.getpid(), root, flush=True)
 sys.stdin.read()  # hold the root until the test ends this process

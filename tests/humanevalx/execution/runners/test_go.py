@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from geex.humanevalx.assembly import Program, assemble
+from geex.humanevalx.assembly import assemble
+from geex.humanevalx.execution.program import Program
 from geex.humanevalx.dataset import load_problems
-from geex.humanevalx.runners import RunContext, cache_root, get_runner
-from geex.humanevalx.runners.go import drop_unused_imports
-from geex.humanevalx.sandbox import Sandbox
-from geex.humanevalx.verdict import Verdict
+from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner
+from geex.humanevalx.execution.runners.go import drop_unused_imports
+from geex.humanevalx.execution.sandbox import Sandbox
+from geex.humanevalx.execution.verdict import Verdict
 from geex.languages import get_language
 
 SOURCE = b"""package main

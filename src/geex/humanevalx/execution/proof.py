@@ -152,8 +152,8 @@ class ProofChannel:
 # -- the harness's own files ----------------------------------------------------------------------
 @functools.cache
 def harness_text(name: str) -> str:
-    """A file of ``geex/humanevalx/harness``."""
-    return resources.files("geex.humanevalx").joinpath("harness", name).read_text(encoding="utf-8")
+    """A file of ``geex/humanevalx/execution/harness``."""
+    return resources.files("geex.humanevalx.execution").joinpath("harness", name).read_text(encoding="utf-8")
 
 
 @functools.cache

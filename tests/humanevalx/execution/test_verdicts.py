@@ -19,14 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from geex.humanevalx.assembly import Program, assemble
+from geex.humanevalx.assembly import assemble
+from geex.humanevalx.execution.program import Program
 from geex.humanevalx.dataset import load_problems
-from geex.humanevalx.runners import RunContext, cache_root, get_runner
-from geex.humanevalx.runners import java as java_runner
-from geex.humanevalx.runners.js import node_modules
-from geex.humanevalx.proof import Proof
-from geex.humanevalx.sandbox import ExecResult, Sandbox, _decode_status
-from geex.humanevalx.verdict import Verdict, classify_compile, classify_run, excerpt
+from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner
+from geex.humanevalx.execution.runners import java as java_runner
+from geex.humanevalx.execution.runners.js import node_modules
+from geex.humanevalx.execution.proof import Proof
+from geex.humanevalx.execution.sandbox import ExecResult, Sandbox, _decode_status
+from geex.humanevalx.execution.verdict import Verdict, classify_compile, classify_run, excerpt
 from geex.languages import get_language
 
 TASK = {"python": "Python/53", "cpp": "CPP/53", "java": "Java/53", "js": "JavaScript/53",
@@ -162,7 +163,7 @@ def test_printed_harness_messages_do_not_make_harness_errors(problems, ctx):
 
 def test_missing_toolchain_is_a_harness_error(ctx, monkeypatch):
     runner = get_runner("go")
-    from geex.humanevalx.runners import ToolStatus
+    from geex.humanevalx.execution.runners import ToolStatus
 
     monkeypatch.setattr(runner, "cached_status", ToolStatus(False, "", "go not found", "apt-get install golang-go"))
     outcome = runner.execute(Program(get_language("go"), "package main\n"), ctx)
@@ -251,7 +252,7 @@ def test_classify_compile(result, verdict):
 
 
 def test_harness_error_travels_in_the_result_not_in_the_text():
-    from geex.humanevalx.runners import Runner
+    from geex.humanevalx.execution.runners import Runner
 
     assert Runner().harness_fault(res(None, stderr="x", harness="javac server died twice")) == "javac server died twice"
     assert Runner().harness_fault(res(1, stderr="javac server died")) is None

@@ -35,11 +35,11 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from geex.humanevalx.assembly import code_only
-from geex.humanevalx.runners import (ExecResult, Runner, RunContext, ToolStatus, hand_over, tool_output,
+from geex.humanevalx.execution.program import code_only
+from geex.humanevalx.execution.runners import (ExecResult, Runner, RunContext, ToolStatus, hand_over, tool_output,
                                      write_file)
-from geex.humanevalx.sandbox import Limits, _decode_status, kill_uid
-from geex.humanevalx.verdict import excerpt
+from geex.humanevalx.execution.sandbox import Limits, _decode_status, kill_uid
+from geex.humanevalx.execution.verdict import excerpt
 
 JVM_FLAGS = [
     "-Xss16m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
@@ -184,7 +184,7 @@ class JavaRunner(Runner):
 
     @property
     def server_dir(self) -> Path:
-        return self.cache_dir() / f"javac-server-{self.fingerprint(0)}"
+        return self.cache_dir() / f"javac-server-{self.toolchain_key()}"
 
     def _prepare(self, sandbox) -> None:
         self._install_main()
@@ -192,7 +192,7 @@ class JavaRunner(Runner):
             return
         self.server_dir.mkdir(parents=True, exist_ok=True)
         source = self.server_dir / "GeexJavac.java"
-        source.write_text(resources.files("geex.humanevalx").joinpath("java/GeexJavac.java").read_text())
+        source.write_text(resources.files("geex.humanevalx.execution").joinpath("java/GeexJavac.java").read_text())
         subprocess.run(["javac", "-d", str(self.server_dir), str(source)], check=True, capture_output=True, timeout=300)
         self.server_dir.chmod(0o755)
 

@@ -29,8 +29,8 @@ import enum
 import re
 import signal as _signal
 
-from geex.humanevalx.proof import Proof
-from geex.humanevalx.sandbox import ExecResult
+from geex.humanevalx.execution.proof import Proof
+from geex.humanevalx.execution.sandbox import ExecResult
 
 
 class Verdict(str, enum.Enum):

@@ -58,8 +58,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geex.humanevalx.cgroups import MemoryControl, RunCgroup, memory_control
-from geex.humanevalx.native import geex_exec
+from geex.humanevalx.execution.cgroups import MemoryControl, RunCgroup, memory_control
+from geex.humanevalx.execution.native import geex_exec
 
 MB = 1024 * 1024
 ENV_SANDBOX = "GEEX_SANDBOX"  # force a weaker mode: "bubblewrap", "uid", "rlimits"
@@ -469,7 +469,7 @@ class Sandbox:
         the whole tree is born in or joins before bubblewrap starts; ``pass_fds``: descriptors the program
         inherits under the same numbers (bwrap, with ``--die-with-parent`` and ``--new-session``,
         geex-exec, prlimit and setpriv all keep them open), e.g. the channel of
-        :mod:`geex.humanevalx.proof`.
+        :mod:`geex.humanevalx.execution.proof`.
         """
         seccomp = _seccomp_pipe() if self.isolation.namespaces else None
         fds = [fd for fd in (seccomp, status_fd) if fd is not None]

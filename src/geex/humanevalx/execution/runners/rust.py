@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from geex.humanevalx.runners import ExecResult, Runner, RunContext, ToolStatus, tool_output
+from geex.humanevalx.execution.runners import ExecResult, Runner, RunContext, ToolStatus, tool_output
 
 REGISTRY = Path("/usr/share/cargo/registry")
 CRATES = {"rand": "0.8", "regex": "1", "md5": "0.7"}  # HumanEval-X declarations `use rand::Rng`
@@ -57,7 +57,7 @@ class RustRunner(Runner):
 
     @property
     def crate_dir(self) -> Path:
-        return self.cache_dir() / f"crates-{self.fingerprint(0)}"
+        return self.cache_dir() / f"crates-{self.toolchain_key()}"
 
     def _prepare(self, sandbox) -> None:
         self._sysroot = _sysroot()

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from geex.humanevalx.proof import ENV_FD, Proof, ProofChannel
-from geex.humanevalx.runners import get_runner
-from geex.humanevalx.sandbox import Limits, Sandbox
-from geex.humanevalx.uids import UidLease
+from geex.humanevalx.execution.proof import ENV_FD, Proof, ProofChannel
+from geex.humanevalx.execution.runners import get_runner
+from geex.humanevalx.execution.sandbox import Limits, Sandbox
+from geex.humanevalx.execution.uids import UidLease
 
 
 def _stdin(channel: ProofChannel) -> bytes:

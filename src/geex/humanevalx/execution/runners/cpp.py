@@ -11,9 +11,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from geex.humanevalx.assembly import CPP_HEADERS
-from geex.humanevalx.runners import ExecResult, Runner, RunContext, ToolStatus, tool_output
+from geex.humanevalx.execution.runners import ExecResult, Runner, RunContext, ToolStatus, tool_output
 
+# the headers every C++ program gets (assembly adds the includes a program lacks; they are the
+# precompiled header)
+CPP_HEADERS = (
+    "stdlib.h", "algorithm", "math.h", "stdio.h", "vector", "string", "climits", "cstring", "iostream",
+)
 STD = "-std=c++17"  # a superset of the original's c++11 for HumanEval-X code; models write modern C++
 
 
@@ -33,7 +37,7 @@ class CppRunner(Runner):
 
     @property
     def pch_header(self) -> Path:
-        return self.cache_dir() / f"pch-{self.fingerprint(0)}" / "geex_std.hpp"
+        return self.cache_dir() / f"pch-{self.toolchain_key()}" / "geex_std.hpp"
 
     def _flags(self) -> list[str]:
         return [STD, "-O0", "-w", "-pipe"]

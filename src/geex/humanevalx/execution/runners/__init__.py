@@ -27,11 +27,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geex.humanevalx.assembly import TEMPLATE_VERSION, Program
-from geex.humanevalx.proof import Proof, ProofChannel, failure_detail, harness_digest, harness_text, install
-from geex.humanevalx.sandbox import ExecResult, Limits, Sandbox, kill_uid
-from geex.humanevalx.uids import UidLease
-from geex.humanevalx.verdict import Verdict, classify_compile, classify_run, excerpt
+from geex.humanevalx.execution.program import Program
+from geex.humanevalx.execution.proof import Proof, ProofChannel, failure_detail, harness_digest, harness_text, install
+from geex.humanevalx.execution.sandbox import ExecResult, Limits, Sandbox, kill_uid
+from geex.humanevalx.execution.uids import UidLease
+from geex.humanevalx.execution.verdict import Verdict, classify_compile, classify_run, excerpt
 
 RECIPE_VERSION = "runners/5"  # 5: proof of completion. Bump when a recipe change could change a verdict (invalidates cached ones)
 ENV_CACHE = "GEEX_CACHE"
@@ -265,11 +265,18 @@ class Runner:
     def cached_status(self) -> ToolStatus:
         return self.status()
 
-    def fingerprint(self, timeout_s: float) -> str:
-        """Changes whenever a verdict could change: toolchain versions, recipes, limits."""
-        parts = [RECIPE_VERSION, TEMPLATE_VERSION, harness_digest(self.proof_files), self.language,
-                 self.cached_status.version, json.dumps(self.run_limits(timeout_s).__dict__, sort_keys=True)]
+    def toolchain_key(self) -> str:
+        """Names what is built once for this toolchain (precompiled header, crates, Go packages, the
+        javac server, the proof harness): changes with the toolchain's version, the recipes and the
+        harness files, not with the limits a run is given."""
+        parts = [RECIPE_VERSION, harness_digest(self.proof_files), self.language, self.cached_status.version]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+    def verdict_key(self, timeout_s: float) -> str:
+        """Changes whenever this runner's verdict on a program could change: the toolchain key and
+        the limits of a run (the orchestrator adds the sandbox's mode and the harness's code)."""
+        limits = json.dumps(self.run_limits(timeout_s).__dict__, sort_keys=True)
+        return hashlib.sha256(f"{self.toolchain_key()}\n{limits}".encode()).hexdigest()[:16]
 
     def cache_dir(self) -> Path:
         return cache_root() / "toolchains" / self.language
@@ -298,7 +305,7 @@ class Runner:
     @property
     def proof_dir(self) -> Path:
         """Where the language's proof-of-completion harness is installed (bound read-only into runs)."""
-        return self.cache_dir() / f"proof-{self.fingerprint(0)}"
+        return self.cache_dir() / f"proof-{self.toolchain_key()}"
 
     def _install_proof(self, build=None) -> None:
         install(self.proof_dir, self.proof_files, build)
@@ -458,7 +465,7 @@ def _world_readable(path: Path) -> bool:
 @functools.cache
 def get_runner(language: str) -> Runner:
     """The (process-wide, shared) runner of a language."""
-    from geex.humanevalx.runners import cpp, go, java, js, python, rust
+    from geex.humanevalx.execution.runners import cpp, go, java, js, python, rust
 
     classes = {"python": python.PythonRunner, "cpp": cpp.CppRunner, "java": java.JavaRunner,
                "js": js.JsRunner, "go": go.GoRunner, "rust": rust.RustRunner}

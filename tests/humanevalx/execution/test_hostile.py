@@ -35,18 +35,18 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from geex.humanevalx import uids
+from geex.humanevalx.execution import uids
 from geex.humanevalx.assembly import assemble
-from geex.humanevalx.cgroups import MemoryControl
+from geex.humanevalx.execution.cgroups import MemoryControl
 from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.evaluate import EvalConfig, evaluate
-from geex.humanevalx.runners import Outcome, RunContext, cache_root, get_runner
-from geex.humanevalx.sandbox import SAFE_PATH, Isolation, Sandbox, detect_isolation
-from geex.humanevalx.uids import UID_BASE, UID_SPAN, lease_dir_fd
+from geex.humanevalx.execution.runners import Outcome, RunContext, cache_root, get_runner
+from geex.humanevalx.execution.sandbox import SAFE_PATH, Isolation, Sandbox, detect_isolation
+from geex.humanevalx.execution.uids import UID_BASE, UID_SPAN, lease_dir_fd
 from geex.languages import get_language
-from tests.humanevalx.hostile_programs import CONTAINED, ENV_SECRET, EXIT_STATUSES, KINDS, TASK, hostile
+from tests.humanevalx.execution.hostile_programs import CONTAINED, ENV_SECRET, EXIT_STATUSES, KINDS, TASK, hostile
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LANGUAGES = ("python", "cpp", "java", "js", "go", "rust")
 TIMEOUT_S = 4.0  # enough for a JVM to start and flood 64 MB on a busy 2-core machine
 OUTLIVE_SLEEP_S = 1  # the detached child sleeps 1.xxxxxx s before its late write
@@ -526,7 +526,7 @@ def reachable_js(monkeypatch):
     uid modes bind nothing in, and root's home, where the default cache lives, is private. Built
     under a world-readable $GEEX_CACHE, and used by evaluate() too."""
     from geex.humanevalx import evaluate as evaluate_mod
-    from geex.humanevalx.runners.js import JsRunner
+    from geex.humanevalx.execution.runners.js import JsRunner
 
     cache = Path(tempfile.mkdtemp(prefix="geex-uid-cache-", dir="/var/tmp"))
     cache.chmod(0o755)
@@ -636,8 +636,8 @@ print(json.dumps(out))
 @needs_strong_sandbox
 def test_seccomp_filter():
     """What the filter refuses, what it lets through; and (control) the same calls without it."""
-    from geex.humanevalx.sandbox import Limits
-    from geex.humanevalx.uids import UidLease
+    from geex.humanevalx.execution.sandbox import Limits
+    from geex.humanevalx.execution.uids import UidLease
 
     work = Path(tempfile.mkdtemp(prefix="geex-seccomp-"))
     work.chmod(0o755)
@@ -671,7 +671,7 @@ def test_seccomp_filter():
 def test_uid_mode_unreachable_toolchain_is_a_harness_error(tmp_path):
     """Without bubblewrap nothing binds the toolchain in: if the dropped uid cannot read it (a cache
     under root's private home), every sample would fail to compile; that is the harness's fault."""
-    from geex.humanevalx.runners import _world_readable
+    from geex.humanevalx.execution.runners import _world_readable
 
     runner = get_runner("cpp")
     sandbox = Sandbox(isolation=Isolation.UID)
@@ -830,7 +830,7 @@ def test_hostile_local_user_gets_nowhere(user_scene: UserScene, monkeypatch):
     create, hold and link uid lease files, and lays stale-looking jobs roots linking to a victim's
     files. Every attempt fails for lack of permission, every sample keeps its verdict, and the bait
     is removed without the victim's files being touched."""
-    from tests.humanevalx.hostile_user import HARNESS_FILES, LEASES_TRIED
+    from tests.humanevalx.execution.hostile_user import HARNESS_FILES, LEASES_TRIED
 
     records, attempts, workdirs, bait = _attacked_evaluation(user_scene, monkeypatch, LANGUAGES, [0, 1])
 
@@ -859,7 +859,7 @@ def test_hostile_local_user_wins_with_the_old_permissions(user_scene: UserScene,
     were handed to the sample's uid as 0700), a listable jobs root and a world-writable lease
     directory (1777, as the old /tmp scheme had): it lists, reads, replaces and plants links, holds
     leases, and the samples whose programs it replaced fail. So the test above can fail."""
-    from geex.humanevalx import runners
+    from geex.humanevalx.execution import runners
 
     new_workdir, hand_over = RunContext.new_workdir, runners.hand_over
 

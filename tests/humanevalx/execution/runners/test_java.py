@@ -21,10 +21,10 @@ import pytest
 
 from geex.humanevalx.assembly import assemble
 from geex.humanevalx.dataset import load_problems
-from geex.humanevalx.runners import RunContext, cache_root, get_runner
-from geex.humanevalx.runners import java as java_runner
-from geex.humanevalx.sandbox import Sandbox
-from geex.humanevalx.verdict import Verdict
+from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner
+from geex.humanevalx.execution.runners import java as java_runner
+from geex.humanevalx.execution.sandbox import Sandbox
+from geex.humanevalx.execution.verdict import Verdict
 from geex.languages import get_language
 
 pytestmark = pytest.mark.toolchains

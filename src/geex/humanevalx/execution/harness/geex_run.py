@@ -1,6 +1,6 @@
 """geex's Python test harness: ``python -I -B geex_run.py`` in the work directory of ``main.py``.
 
-Prologue, program, epilogue (see ``geex/humanevalx/proof.py``): the secret is read from stdin
+Prologue, program, epilogue (see ``geex/humanevalx/execution/proof.py``): the secret is read from stdin
 before any code of the sample runs, and written to the report descriptor only once the test's
 last statement has run without an exception. ``exit(0)``, ``raise SystemExit``, ``os._exit(0)``,
 ``atexit`` or signal handlers all end the program before that.

@@ -11,8 +11,8 @@ import marshal
 import sys
 from pathlib import Path
 
-from geex.humanevalx.proof import harness_text
-from geex.humanevalx.runners import Runner, ToolStatus, tool_output
+from geex.humanevalx.execution.proof import harness_text
+from geex.humanevalx.execution.runners import Runner, ToolStatus, tool_output
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-// Package geexproof is geex's Go test harness (see geex/humanevalx/proof.py).
+// Package geexproof is geex's Go test harness (see geex/humanevalx/execution/proof.py).
 //
 // The sample's package imports it (blank import added by the Go runner), so its init reads the
 // secret from stdin before any init or package-level variable of the sample runs. The generated
