@@ -19,7 +19,7 @@ resumes when started again (``--workdir``).
 
 Needs the ``mutation`` extra: ``.venv/bin/pip install -e '.[mutation]'``.
 
-Usage: python benchmarks/mutation.py [--modules engine/sampling.py,humanevalx/metrics.py|all]
+Usage: python benchmarks/mutation.py [--modules engine/sampling.py,humanevalx/reporting/metrics.py|all]
        [--jobs 2] [--timeout SECONDS] [--memory-gb 6]
 """
 
@@ -45,7 +45,7 @@ SURVIVORS = ROOT / "benchmarks" / "mutation_survivors.toml"
 
 # module (under src/geex) -> the tests that should kill its mutants
 MODULES = {
-    "humanevalx/metrics.py": ["tests/humanevalx/test_metrics.py"],
+    "humanevalx/reporting/metrics.py": ["tests/humanevalx/reporting/test_metrics.py"],
     "engine/sampling.py": ["tests/engine/test_sampling.py"],
     # the unit tests of the classifier first: most mutants die there in seconds (-x), before the
     # programs compiled and run for real

@@ -36,7 +36,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache, clean=not args.no_cleanup, progress=not args.quiet,
     )
     report = evaluate(cfg)
-    from geex.humanevalx.report import to_markdown
+    from geex.humanevalx.reporting.run_report import to_markdown
 
     print(to_markdown(report))
     print(f"wrote {out / 'results.jsonl'}, {out / 'report.json'}, {out / 'report.md'}", file=sys.stderr)
@@ -83,7 +83,7 @@ def _cmd_hx_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_hx_report(args: argparse.Namespace) -> int:
-    from geex.humanevalx.summary import summarize_runs
+    from geex.humanevalx.reporting.report import summarize_runs
 
     out = Path(args.out)
     summary = summarize_runs(args.dirs, out, ks=args.k, budgets=args.budgets, iterations=args.bootstrap)

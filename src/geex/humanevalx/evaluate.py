@@ -30,7 +30,7 @@ from geex.humanevalx.fixes import FIXES_VERSION
 from geex.humanevalx.flaky import ProgramRuns
 from geex.humanevalx.identity import harness_identity
 from geex.humanevalx.outdir import OutDir
-from geex.humanevalx.report import build_report, write_report
+from geex.humanevalx.reporting.run_report import build_report, write_report
 from geex.humanevalx.execution.runners import Outcome, RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
 from geex.humanevalx.samples import Sample, canonical_samples, check_against_problems, read_samples
 from geex.humanevalx.execution.sandbox import Sandbox, detect_isolation

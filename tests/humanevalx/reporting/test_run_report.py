@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from geex.humanevalx.metrics import pass_at_k
-from geex.humanevalx.report import build_report
+from geex.humanevalx.reporting.metrics import pass_at_k
+from geex.humanevalx.reporting.run_report import build_report
 
 
 def _rec(task: str, lang: str, verdict: str, source: str | None = None) -> dict:

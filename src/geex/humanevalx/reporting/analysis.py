@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geex.errors import UserError
-from geex.humanevalx.metrics import pass_at_k
-from geex.humanevalx.report import group_key
+from geex.humanevalx.reporting.metrics import pass_at_k
+from geex.humanevalx.reporting.run_report import group_key
 from geex.humanevalx.execution.verdict import Verdict
 from geex.languages import LANGUAGE_NAMES
 

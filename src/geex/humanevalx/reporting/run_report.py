@@ -1,4 +1,4 @@
-"""Aggregate per-sample results into ``report.json`` and ``report.md``."""
+"""The report ``geex humanevalx evaluate`` writes beside one run's results: ``report.json`` and ``report.md``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from geex.humanevalx.metrics import mean_pass_at_k
+from geex.humanevalx.reporting.metrics import mean_pass_at_k
 from geex.humanevalx.execution.verdict import Verdict
 
 REPORT_FORMAT = "geex/humanevalx-report/1"

@@ -1,4 +1,4 @@
-"""geex.humanevalx.analysis: budget allocation, bootstrap intervals and loading evaluated runs.
+"""geex.humanevalx.reporting.analysis: budget allocation, bootstrap intervals and loading evaluated runs.
 
 Every expected number is worked out here, by hand or from ``math.comb``, never by the code under test.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from geex.errors import UserError
-from geex.humanevalx.analysis import STRATEGIES, allocate, budget_table, load_run, pass_at_k_ci, solved_share
+from geex.humanevalx.reporting.analysis import STRATEGIES, allocate, budget_table, load_run, pass_at_k_ci, solved_share
 
 BEST, UNIFORM, WEIGHTED = "best single language", "uniform", "weighted by pass rate"
 

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from geex.errors import UserError
-from geex.humanevalx import plots
-from geex.humanevalx.analysis import STRATEGIES, Run, budget_table, load_run, pass_at_k_ci
+from geex.humanevalx.reporting import plots
+from geex.humanevalx.reporting.analysis import STRATEGIES, Run, budget_table, load_run, pass_at_k_ci
 
 FORMAT = "geex/humanevalx-summary/1"
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from geex.humanevalx.metrics import mean_pass_at_k, pass_at_k
+from geex.humanevalx.reporting.metrics import mean_pass_at_k, pass_at_k
 
 
 def exact(n: int, c: int, k: int) -> Fraction:

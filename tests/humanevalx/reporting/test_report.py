@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from geex.humanevalx.summary import summarize_runs
+from geex.humanevalx.reporting.report import summarize_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LANG_OF = {"Python": "python", "CPP": "cpp", "Java": "java", "JavaScript": "js", "Go": "go", "Rust": "rust"}
