@@ -12,6 +12,7 @@ from pathlib import Path
 from geex.cli.options import (_add_dataset_options, _add_device_options, _add_sampling_options, _ks, _positive_int,
                               _positive_number, _torch_dtype)
 from geex.errors import UserError
+from geex.files import read_log
 
 
 def _evaluate_out(args: argparse.Namespace) -> Path:
@@ -96,8 +97,7 @@ def _cmd_hx_report(args: argparse.Namespace) -> int:
 def _complete_lines(path: Path) -> int:
     """Lines of a resumable JSONL output that a re-run keeps (a torn last line is dropped then)."""
     try:
-        with open(path, "rb") as f:
-            return sum(1 for line in f if line.endswith(b"\n") and line.strip())
+        return len(read_log(path, repair=False).values)
     except OSError:
         return 0
 

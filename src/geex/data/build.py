@@ -31,6 +31,7 @@ from pathlib import Path
 from geex.data.filters import FilterConfig, reject_reason
 from geex.data.sources import Document, read_source
 from geex.errors import UserError
+from geex.files import atomic_write
 from geex.languages.corpus import corpus_language, detect
 
 STATE_FORMAT = "geex/data-build/1"
@@ -137,9 +138,7 @@ def _load_state(cfg: BuildConfig) -> _State:
 
 
 def _save_state(cfg: BuildConfig, state: _State) -> None:
-    tmp = cfg.out / "state.pkl.tmp"
-    tmp.write_bytes(pickle.dumps(state))
-    os.replace(tmp, cfg.out / "state.pkl")
+    atomic_write(cfg.out / "state.pkl", pickle.dumps(state))
 
 
 def _results(cfg: BuildConfig, docs: Iterator[Document]) -> Iterator[Result]:

@@ -20,7 +20,6 @@ File (``docs/formats.md``): a header ``{"geex": "samples/1", ...settings}``, the
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from geex.engine.sampling import SamplingParams
 from geex.errors import UserError
+from geex.files import Appender, atomic_write, differing, read_log
 from geex.humanevalx.assembly import generation_prompt, translation_prompt
 from geex.humanevalx.backends import Backend
 from geex.humanevalx.dataset import load_problems
@@ -142,36 +142,24 @@ def _record(unit: Unit, raw: str, finish: str, batch: int) -> dict:
 
 
 def _resume(path: Path, header: dict, plan: list[list[Unit]]) -> int:
-    """Batches already complete in ``path`` (the file is rewritten without a torn tail); 0 if new."""
+    """Batches already complete in ``path`` (the file is rewritten without a torn tail or an unfinished
+    batch); 0 if new."""
     if not path.exists() or path.stat().st_size == 0:
         return 0
-    lines = path.read_bytes().split(b"\n")
-    try:
-        found = json.loads(lines[0])
-    except ValueError:
-        found = None
+    log = read_log(path, valid=lambda v: isinstance(v, dict), repair=False)  # not ours until the header says so
+    found = log.values[0] if log.values else None
     if not isinstance(found, dict) or found.get("geex") != FORMAT:
         raise UserError(f"{path} exists but is not a geex samples file: choose another --out")
     if found != header:
-        changed = sorted(k for k in set(found) | set(header) if found.get(k) != header.get(k))
-        raise UserError(f"{path} was generated with other settings ({', '.join(changed)}): "
+        raise UserError(f"{path} was generated with other settings ({', '.join(differing(found, header))}): "
                         "choose another --out, or delete it to start over")
-    done: list[dict] = []
-    torn = lines[-1] != b""  # the last line was not finished
-    for raw in lines[1:-1]:
-        try:
-            done.append(json.loads(raw))
-        except ValueError:
-            torn = True  # a line torn by a crash: it and anything after it go
-            break
+    done = log.values[1:]
     complete = 0
     while complete < len(plan) and sum(r.get("batch") == complete for r in done) == len(plan[complete]):
         complete += 1
     keep = [r for r in done if r.get("batch", -1) < complete]
-    if torn or len(keep) != len(done):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [header, *keep]), encoding="utf-8")
-        os.replace(tmp, path)
+    if log.rejected or len(keep) != len(done):
+        atomic_write(path, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [header, *keep]))
     return complete
 
 
@@ -188,22 +176,19 @@ def run_generate(cfg: GenerateConfig, backend: Backend, out: Path, progress: boo
         out.parent.mkdir(parents=True, exist_ok=True)
         start = _resume(out, header, plan)
         if start == 0:
-            out.write_text(json.dumps(header, ensure_ascii=False) + "\n", encoding="utf-8")
+            atomic_write(out, json.dumps(header, ensure_ascii=False) + "\n")  # never a torn header
     except OSError as e:
         raise UserError(f"cannot write {out}: {e.strerror or e}") from None
     total = sum(len(b) for b in plan)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=console or Console(stderr=True), disable=not progress)
-    with bar, open(out, "a", encoding="utf-8") as f:
+    with bar, Appender(out) as log:
         task = bar.add_task("generate", total=total, completed=sum(len(b) for b in plan[:start]))
         for i in range(start, len(plan)):
             batch = plan[i]
             results = backend.complete([u.prompt for u in batch], batch[0].language, cfg.params,
                                        cfg.max_new_tokens, cfg.seed + i)
-            f.write("".join(json.dumps(_record(u, r.text, r.finish_reason, i), ensure_ascii=False) + "\n"
-                            for u, r in zip(batch, results)))
-            f.flush()
-            os.fsync(f.fileno())
+            log.write(_record(u, r.text, r.finish_reason, i) for u, r in zip(batch, results))
             bar.advance(task, len(batch))
     return out
 

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from geex.errors import UserError
+from geex.files import atomic_write, differing
 
 RUN_FORMAT = "geex/humanevalx-run/1"
 RUN_FILE = "run.json"
@@ -71,8 +72,7 @@ class OutDir:
         except (OSError, ValueError) as e:
             raise UserError(f"cannot read {path} ({e}): remove {self.path} to start over, or use another --out") from None
         if recorded is not None:
-            differ = sorted(k for k in (set(recorded) | set(self.identity)) - _INFORMATIVE
-                            if recorded.get(k) != self.identity.get(k))
+            differ = differing(recorded, self.identity, ignore=_INFORMATIVE)
             if differ:
                 was, now = recorded.get(differ[0]), self.identity.get(differ[0])
                 raise UserError(
@@ -81,8 +81,6 @@ class OutDir:
                     f"or remove {self.path} to start over")
             return
         try:
-            tmp = path.with_name(RUN_FILE + ".tmp")
-            tmp.write_text(json.dumps(self.identity, indent=2) + "\n", encoding="utf-8")
-            tmp.replace(path)
+            atomic_write(path, json.dumps(self.identity, indent=2) + "\n")
         except OSError as e:
             raise UserError(f"cannot write the output directory {self.path}: {e.strerror or e}") from None

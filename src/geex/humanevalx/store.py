@@ -17,47 +17,26 @@ frozen. Timeouts and harness errors are never cached: they may be transient.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from pathlib import Path
 
+from geex.files import Appender, read_log
 from geex.humanevalx.execution.verdict import Verdict
 
 _NOT_CACHED = {Verdict.TIMEOUT.value, Verdict.HARNESS_ERROR.value}
 
 
 class ResultsLog:
-    """Append-only JSONL of per-sample results, tolerant of a torn last line."""
+    """Append-only JSONL of per-sample results, tolerant of a torn last line (``geex.files``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.records: dict[str, dict] = {}
-        self.torn_lines = 0
-        if path.exists():
-            self._load()
+        log = read_log(path, valid=lambda v: isinstance(v, dict) and "sample_id" in v)
+        self.records: dict[str, dict] = {rec["sample_id"]: rec for rec in log.values}  # the last line wins
+        self.torn_lines = log.rejected
         self._lock = threading.Lock()
-        self._file = open(path, "a", encoding="utf-8")
-
-    def _load(self) -> None:
-        data = self.path.read_bytes()
-        good_end = 0
-        pos = 0
-        for raw in data.splitlines(keepends=True):
-            pos += len(raw)
-            try:
-                if not raw.endswith(b"\n"):
-                    raise ValueError("torn")
-                rec = json.loads(raw)
-                self.records[rec["sample_id"]] = rec  # the last line for a sample wins
-                good_end = pos
-            except (ValueError, KeyError, TypeError):
-                self.torn_lines += 1
-                if pos == len(data):
-                    break  # a torn final line: cut it off below
-        if good_end < len(data) and self.torn_lines:
-            with open(self.path, "r+b") as f:
-                f.truncate(good_end)
+        self._log = Appender(path)
 
     def done(self, sample_id: str, program_sha256: str, fingerprint: str) -> dict | None:
         """The recorded result of this sample, if it was for the same program under the same
@@ -68,15 +47,12 @@ class ResultsLog:
         return rec if isinstance(rec.get("verdict"), str) and isinstance(rec.get("passed"), bool) else None
 
     def append(self, record: dict) -> None:
-        line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
-            self._file.write(line)
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            self._log.write([record])
             self.records[record["sample_id"]] = record
 
     def close(self) -> None:
-        self._file.close()
+        self._log.close()
 
 
 CONFIRMED_RUNS = 2  # agreeing runs after which a cached verdict is served without running again

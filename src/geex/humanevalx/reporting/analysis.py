@@ -14,13 +14,14 @@ Strategies: the best single language; a uniform split; a split weighted by each 
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from geex import jsonl
 from geex.errors import UserError
 from geex.humanevalx.reporting.metrics import pass_at_k
 from geex.humanevalx.reporting.run_report import group_key
@@ -105,8 +106,9 @@ def _plain_or_gz(path: Path) -> Path | None:
     return None
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+def _open_text(path: Path) -> io.TextIOWrapper:
+    """``path`` as UTF-8 text, decompressed if it is gzip (told by its bytes, as ``geex.jsonl`` does)."""
+    return io.TextIOWrapper(jsonl.open_binary(path), encoding="utf-8")
 
 
 def pass_at_k_ci(counts: dict[int, tuple[int, int]], k: int, iterations: int = 1000, seed: int = 0,
