@@ -24,18 +24,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from geex.errors import UserError
 from geex.humanevalx.assembly import assemble
-from geex.humanevalx.execution.program import Program
 from geex.humanevalx.dataset import load_problems, resolve_dataset_dir
+from geex.humanevalx.execution.program import Program
+from geex.humanevalx.execution.runners import (Outcome, RunContext, Runner, cache_root, get_runner, make_jobs_root,
+                                               remove_jobs_root)
+from geex.humanevalx.execution.sandbox import Sandbox, detect_isolation
+from geex.humanevalx.execution.verdict import Verdict
 from geex.humanevalx.fixes import FIXES_VERSION
 from geex.humanevalx.flaky import ProgramRuns
 from geex.humanevalx.identity import harness_identity
 from geex.humanevalx.outdir import OutDir
 from geex.humanevalx.reporting.run_report import build_report, write_report
-from geex.humanevalx.execution.runners import Outcome, RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
 from geex.humanevalx.samples import Sample, canonical_samples, check_against_problems, read_samples
-from geex.humanevalx.execution.sandbox import Sandbox, detect_isolation
 from geex.humanevalx.store import ResultsLog, VerdictCache
-from geex.humanevalx.execution.verdict import Verdict
 from geex.languages import Language, parse_languages
 
 CANONICAL = "canonical"
@@ -143,159 +144,191 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 
 def _evaluate(cfg: EvalConfig, samples: list[Sample], problems: dict) -> dict:
-    sandbox_isolation = detect_isolation()
-    dataset_dir = resolve_dataset_dir(cfg.dataset)
+    """Plan (which programs still need a verdict), execute them, report."""
+    isolation = detect_isolation()
     # an allow-list view: the output directory, the dataset, homes and caches are simply not there
-    sandbox = Sandbox(isolation=sandbox_isolation)
+    sandbox = Sandbox(isolation=isolation)
+    runners = {lang: get_runner(lang) for lang in dict.fromkeys(s.language.name for s in samples)}
+    log = ResultsLog(cfg.out_dir / "results.jsonl")
+    cache = VerdictCache(verdict_cache_path()) if cfg.use_cache else None
+    try:
+        plan = _plan(cfg, samples, problems, _fingerprints(cfg, runners, sandbox), log)
+        if plan.resumed:
+            cfg.console.print(f"resuming: {plan.resumed} of {len(samples)} samples already in {log.path}")
+        started = time.monotonic()
+        workers = cfg.workers or len(os.sched_getaffinity(0)) or 1  # the cores this process may use
+        _Execution(cfg, problems, plan, runners, sandbox, log, cache).run(workers)
+        wall_s = time.monotonic() - started
+    finally:
+        log.close()
+        if cache is not None:
+            cache.close()
+    records = [log.records[s.sample_id] for s, _ in plan.programs]
+    meta = {
+        "samples": cfg.samples,
+        "dataset": {
+            "source": str(resolve_dataset_dir(cfg.dataset) or "huggingface-hub"),
+            "variant": "original" if cfg.original else FIXES_VERSION,
+        },
+        "isolation": isolation.value,
+        "memory_limit": sandbox.memory_mechanism,
+        "timeout_s": cfg.timeout_s,
+        "workers": workers,
+        "wall_s": round(wall_s, 2),
+        "cleanup": cfg.clean,
+        "toolchains": {lang: r.cached_status.version for lang, r in runners.items()},
+        "fingerprints": plan.fingerprints,
+    }
+    report = build_report(records, cfg.ks, meta)
+    write_report(report, cfg.out_dir)
+    return report
 
-    languages = list(dict.fromkeys(s.language.name for s in samples))
-    runners = {lang: get_runner(lang) for lang in languages}
-    # a verdict is reusable only under the same toolchain, recipe, limits, isolation, memory limit *and*
-    # harness code
-    fingerprints = {
+
+def _fingerprints(cfg: EvalConfig, runners: dict[str, Runner], sandbox: Sandbox) -> dict[str, str]:
+    """Per language: a verdict is reusable only under the same toolchain, recipe, limits, isolation,
+    memory limit *and* harness code."""
+    return {
         lang: hashlib.sha256(
-            f"{r.verdict_key(cfg.timeout_s)}|{sandbox_isolation.value}|{sandbox.memory_mechanism}"
+            f"{r.verdict_key(cfg.timeout_s)}|{sandbox.isolation.value}|{sandbox.memory_mechanism}"
             f"|{harness_identity()}".encode()
         ).hexdigest()[:16]
         for lang, r in runners.items()
     }
 
-    def program_of(s: Sample) -> Program:
-        problem = problems[s.task_id]
-        return assemble(problem, s.completion, translation=s.source_language is not None, clean=cfg.clean)
 
-    # Only hashes are kept: programs (prompt + completion + test) would need ~0.5 GB at n=200;
-    # each unique program is assembled again from its first sample when it runs.
-    first_sample: dict[str, Sample] = {}
-    sample_program: list[tuple[Sample, str]] = []
+@dataclass
+class Plan:
+    """What an evaluation has left to do. Only program hashes are kept: programs (prompt +
+    completion + test) would need ~0.5 GB at n=200; each unique program is assembled again from its
+    first sample when it runs."""
+
+    fingerprints: dict[str, str]  # language → verdict fingerprint
+    programs: list[tuple[Sample, str]]  # every sample with its program's hash, in file order
+    first_sample: dict[str, Sample]  # program hash → the sample it is assembled from
+    pending: dict[str, list[Sample]]  # program hash → the samples waiting for its verdict
+    totals: Counter  # language → samples
+    done: dict[str, Counter]  # language → Counter(passed) of the samples already in results.jsonl
+
+    @property
+    def resumed(self) -> int:
+        return sum(sum(c.values()) for c in self.done.values())
+
+
+def _program(cfg: EvalConfig, problems: dict, s: Sample) -> Program:
+    return assemble(problems[s.task_id], s.completion, translation=s.source_language is not None, clean=cfg.clean)
+
+
+def _plan(cfg: EvalConfig, samples: list[Sample], problems: dict, fingerprints: dict[str, str],
+          log: ResultsLog) -> Plan:
+    """Each sample's program; those already recorded under the same fingerprint are done (harness
+    errors are retried); identical programs wait for one verdict together."""
+    plan = Plan(fingerprints, [], {}, defaultdict(list), Counter(s.language.name for s in samples),
+                defaultdict(Counter))
     for s in samples:
-        sha = program_of(s).sha256
-        first_sample.setdefault(sha, s)
-        sample_program.append((s, sha))
-
-    log = ResultsLog(cfg.out_dir / "results.jsonl")
-    cache = VerdictCache(verdict_cache_path()) if cfg.use_cache else None
-    pending: dict[str, list[Sample]] = defaultdict(list)  # program → samples waiting for it
-    totals: Counter = Counter(s.language.name for s in samples)
-    done_counts: dict[str, Counter] = defaultdict(Counter)
-    for s, sha in sample_program:
+        sha = _program(cfg, problems, s).sha256
+        plan.first_sample.setdefault(sha, s)
+        plan.programs.append((s, sha))
         rec = log.done(s.sample_id, sha, fingerprints[s.language.name])
-        if rec is not None and rec["verdict"] != Verdict.HARNESS_ERROR.value:  # those are retried
-            done_counts[s.language.name][rec["passed"]] += 1
+        if rec is not None and rec["verdict"] != Verdict.HARNESS_ERROR.value:
+            plan.done[s.language.name][rec["passed"]] += 1
         else:
-            pending[sha].append(s)
+            plan.pending[sha].append(s)
+    return plan
 
-    resumed = sum(sum(c.values()) for c in done_counts.values())
-    if resumed:
-        cfg.console.print(f"resuming: {resumed} of {len(samples)} samples already in {log.path}")
 
-    workers = cfg.workers or len(os.sched_getaffinity(0)) or 1  # the cores this process may use
-    jobs_root = make_jobs_root()
-    contexts: queue.Queue[RunContext] = queue.Queue()
-    for slot in range(workers):
-        contexts.put(RunContext(sandbox, jobs_root, slot, cfg.timeout_s))
+class _Execution:
+    """Runs a plan's pending programs on a pool of workers (one sandbox slot each), each as often as
+    ``flaky.ProgramRuns`` asks, serving trusted cached verdicts first; every sample's record is
+    appended to results.jsonl as soon as its program's verdict is settled."""
 
-    def run_one(sha: str) -> Outcome:
-        program = program_of(first_sample[sha])
-        ctx = contexts.get()
+    def __init__(self, cfg: EvalConfig, problems: dict, plan: Plan, runners: dict[str, Runner], sandbox: Sandbox,
+                 log: ResultsLog, cache: VerdictCache | None) -> None:
+        self.cfg, self.problems, self.plan, self.runners = cfg, problems, plan, runners
+        self.sandbox, self.log, self.cache = sandbox, log, cache
+        self.contexts: queue.Queue[RunContext] = queue.Queue()
+
+    def run(self, workers: int) -> None:
+        jobs_root = make_jobs_root()
+        for slot in range(workers):
+            self.contexts.put(RunContext(self.sandbox, jobs_root, slot, self.cfg.timeout_s))
         try:
-            return runners[program.language.name].execute(program, ctx)
+            with _progress(self.cfg) as self.progress:
+                self.bars = {lang: self.progress.add_task(lang, total=self.plan.totals[lang],
+                                                          completed=sum(self.plan.done[lang].values()),
+                                                          ok=self.plan.done[lang][True], bad=self.plan.done[lang][False])
+                             for lang in self.runners}
+                self._run_all(workers)
+        finally:
+            while not self.contexts.empty():
+                self.contexts.get().close()
+            remove_jobs_root(jobs_root)
+
+    def _run_all(self, workers: int) -> None:
+        programs: dict[str, ProgramRuns] = {}
+        for sha, copies in list(self.plan.pending.items()):
+            hit = self.cache.lookup(sha, self._fingerprint(sha)) if self.cache else None
+            programs[sha] = ProgramRuns(len(copies), hit)
+            if programs[sha].trusted:
+                self._settle(sha, programs[sha])
+        to_run = [sha for sha, runs in programs.items() if not runs.trusted]
+        for lang in {self.plan.first_sample[sha].language.name for sha in to_run}:
+            try:
+                self.runners[lang].prepare(self.sandbox)
+            except RuntimeError as e:
+                self.cfg.console.print(f"[red]HARNESS ERROR[/]: {e}")
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geex-eval") as pool:
+            futures: dict[Future, str] = {}
+
+            def submit(sha: str, n: int) -> set[Future]:
+                new = {pool.submit(self._run_one, sha) for _ in range(n)}
+                futures.update(dict.fromkeys(new, sha))
+                return new
+
+            try:
+                not_done: set[Future] = set()
+                for sha in to_run:
+                    not_done |= submit(sha, programs[sha].first_runs())
+                while not_done:
+                    finished, not_done = wait(not_done, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        sha = futures.pop(fut)
+                        runs = programs[sha]
+                        more = runs.add(fut.result().as_dict())
+                        if more:  # flaky: every copy gets a run of its own
+                            not_done |= submit(sha, more)
+                        if runs.done:
+                            self._settle(sha, runs)
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+
+    def _fingerprint(self, sha: str) -> str:
+        return self.plan.fingerprints[self.plan.first_sample[sha].language.name]
+
+    def _run_one(self, sha: str) -> Outcome:
+        program = _program(self.cfg, self.problems, self.plan.first_sample[sha])
+        ctx = self.contexts.get()
+        try:
+            return self.runners[program.language.name].execute(program, ctx)
         except Exception as e:  # a harness bug must not stop the run: record it loudly
             return Outcome(Verdict.HARNESS_ERROR, "harness", detail=f"internal error: {type(e).__name__}: {e}")
         finally:
-            contexts.put(ctx)
+            self.contexts.put(ctx)
 
-    started = time.monotonic()
-    try:
-        with _progress(cfg) as progress:
-            bars = {
-                lang: progress.add_task(
-                    lang, total=totals[lang], completed=sum(done_counts[lang].values()),
-                    ok=done_counts[lang][True], bad=done_counts[lang][False],
-                )
-                for lang in languages
-            }
-
-            def finish(sha: str, runs: ProgramRuns) -> None:
-                lang = first_sample[sha].language.name
-                for s, outcome in zip(pending.pop(sha), runs.outcomes()):
-                    rec = _record(s, sha, outcome, fingerprints[lang], runs)
-                    log.append(rec)
-                    done_counts[lang][rec["passed"]] += 1
-                    progress.update(bars[lang], advance=1, ok=done_counts[lang][True], bad=done_counts[lang][False])
-
-            def settle(sha: str, runs: ProgramRuns) -> None:
-                if cache is not None and not runs.trusted:
-                    update = runs.cache_update()
-                    fingerprint = fingerprints[first_sample[sha].language.name]
-                    if update is None:
-                        cache.drop(sha, fingerprint)  # flaky: never frozen
-                    elif update is not runs.cached:
-                        cache.put(sha, fingerprint, *update)
-                finish(sha, runs)
-
-            programs: dict[str, ProgramRuns] = {}
-            for sha, copies in list(pending.items()):
-                hit = cache.lookup(sha, fingerprints[first_sample[sha].language.name]) if cache else None
-                programs[sha] = ProgramRuns(len(copies), hit)
-                if programs[sha].trusted:
-                    settle(sha, programs[sha])
-            to_run = [sha for sha, runs in programs.items() if not runs.trusted]
-            for lang in {first_sample[sha].language.name for sha in to_run}:
-                try:
-                    runners[lang].prepare(sandbox)
-                except RuntimeError as e:
-                    cfg.console.print(f"[red]HARNESS ERROR[/]: {e}")
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geex-eval") as pool:
-                futures: dict[Future, str] = {}
-
-                def submit(sha: str, n: int) -> set[Future]:
-                    new = {pool.submit(run_one, sha) for _ in range(n)}
-                    futures.update(dict.fromkeys(new, sha))
-                    return new
-
-                try:
-                    not_done: set[Future] = set()
-                    for sha in to_run:
-                        not_done |= submit(sha, programs[sha].first_runs())
-                    while not_done:
-                        finished, not_done = wait(not_done, return_when=FIRST_COMPLETED)
-                        for fut in finished:
-                            sha = futures.pop(fut)
-                            runs = programs[sha]
-                            more = runs.add(fut.result().as_dict())
-                            if more:  # flaky: every copy gets a run of its own
-                                not_done |= submit(sha, more)
-                            if runs.done:
-                                settle(sha, runs)
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
-    finally:
-        while not contexts.empty():
-            contexts.get().close()
-        remove_jobs_root(jobs_root)
-        log.close()
-        if cache is not None:
-            cache.close()
-
-    records = [log.records[s.sample_id] for s, _ in sample_program]
-    meta = {
-        "samples": cfg.samples,
-        "dataset": {
-            "source": str(dataset_dir) if dataset_dir else "huggingface-hub",
-            "variant": "original" if cfg.original else FIXES_VERSION,
-        },
-        "isolation": sandbox_isolation.value,
-        "memory_limit": sandbox.memory_mechanism,
-        "timeout_s": cfg.timeout_s,
-        "workers": workers,
-        "wall_s": round(time.monotonic() - started, 2),
-        "cleanup": cfg.clean,
-        "toolchains": {lang: r.cached_status.version for lang, r in runners.items()},
-        "fingerprints": fingerprints,
-    }
-    report = build_report(records, cfg.ks, meta)
-    write_report(report, cfg.out_dir)
-    return report
+    def _settle(self, sha: str, runs: ProgramRuns) -> None:
+        """The program's verdict is decided: the cache learns it (a flaky one is dropped, never
+        frozen) and each waiting sample gets its record."""
+        if self.cache is not None and not runs.trusted:
+            update = runs.cache_update()
+            if update is None:
+                self.cache.drop(sha, self._fingerprint(sha))
+            elif update is not runs.cached:
+                self.cache.put(sha, self._fingerprint(sha), *update)
+        lang = self.plan.first_sample[sha].language.name
+        done = self.plan.done[lang]
+        for s, outcome in zip(self.plan.pending.pop(sha), runs.outcomes()):
+            rec = _record(s, sha, outcome, self._fingerprint(sha), runs)
+            self.log.append(rec)
+            done[rec["passed"]] += 1
+            self.progress.update(self.bars[lang], advance=1, ok=done[True], bad=done[False])
