@@ -100,7 +100,7 @@ def _skip_annotations(session: Path, source: str) -> int:
 
 
 def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: float, workdir: Path,
-               refresh_tests: bool = False) -> dict:
+               refresh_tests: bool = False, only: set[tuple[int, str]] | None = None) -> dict:
     """Mutate one module in its own copy of the tree and run its tests against every mutant.
 
     The copy and cosmic-ray's session live in ``workdir/<module>/`` until the module is done: a run
@@ -113,7 +113,10 @@ def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: 
 
     ``refresh_tests`` (a resumed run): the tests copied anew from the tree as it is now, and the
     mutants that survived so far tested again with them (tests were added: what was killed stays
-    killed); the commit then names both."""
+    killed); the commit then names both.
+
+    ``only`` (line, operator) pairs: test just the mutants that match (the survivors of an earlier
+    run, see ``retest_survivors``); the others are marked skipped before any runs."""
     top = workdir / module.replace("/", "__")
     tree = top / ROOT.name
     session, config, pristine, state = tree / "session.sqlite", tree / "cr.toml", top / "module.py", top / "state.json"
@@ -161,11 +164,43 @@ def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: 
             'name = "local"\n')
         subprocess.run([*cr, "init", str(config), str(session)], cwd=tree, env=env, check=True)
         _skip_annotations(session, pristine.read_text())
+        if only is not None:
+            _skip_all_but(session, only)
         state.write_text(json.dumps({"commit": commit}))
     subprocess.run([*cr, "exec", str(config), str(session)], cwd=tree, env=env, check=True)
     result = _summary(session, module, pristine.read_text(), commit)
     shutil.rmtree(top, ignore_errors=True)
     return result
+
+
+def _skip_all_but(session: Path, only: set[tuple[int, str]]) -> None:
+    """Mark SKIPPED every mutant whose (line, operator) is not in ``only``."""
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with use_db(str(session)) as db:
+        for item in db.work_items:
+            m = item.mutations[0]
+            if (m.start_pos[0], m.operator_name) not in only:
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+
+
+def retest_survivors(previous: dict, timeout: float | None, memory_gb: float, workdir: Path) -> dict:
+    """A module's recorded result with its survivors tested again against the tests of now (tests were
+    added for them), without running every mutant again: the mutants of the survivors' lines and
+    operators run (the same mutation of another occurrence on the line too, killed before and
+    expected killed again); the module must be unchanged since the recorded run."""
+    module = previous["module"]
+    commit = previous["commit"].split(" ")[0]
+    then = subprocess.run(["git", "show", f"{commit}:src/geex/{module}"], cwd=ROOT, capture_output=True, text=True)
+    if then.returncode != 0 or then.stdout != (ROOT / "src/geex" / module).read_text():
+        raise RuntimeError(f"{module} changed since its run at {commit} (or moved): run it afresh")
+    wanted = {(s["line"], s["operator"]) for s in previous["survivors"]}
+    again = run_module(module, MODULES[module], timeout, memory_gb, workdir, only=wanted)
+    survivors = again["survivors"]
+    result = {**previous, "killed": previous["tested"] - len(survivors), "survivors": survivors,
+              "commit": f"{commit} (survivors retested with the tests of {_commit()})", "date": again["date"]}
+    return _counted(result)
 
 
 def _summary(session: Path, module: str, source: str, commit: str) -> dict:
@@ -286,6 +321,8 @@ def main() -> None:
                     help="where each module's copy and session live until it is done (a stopped run resumes)")
     ap.add_argument("--refresh-tests", action="store_true",
                     help="resumed runs: copy the tests anew and test the survivors so far again (after adding tests)")
+    ap.add_argument("--retest-survivors", action="store_true",
+                    help="test only the recorded survivors of the modules again (after tests were added for them)")
     ap.add_argument("--explain-only", action="store_true",
                     help="run nothing: match the recorded survivors to the survivors file again and rewrite")
     args = ap.parse_args()
@@ -298,8 +335,16 @@ def main() -> None:
     out = Path(args.out)
     failed = []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        runs = {pool.submit(run_module, m, MODULES[m], args.timeout, args.memory_gb, Path(args.workdir),
-                            args.refresh_tests): m for m in modules}
+        if args.retest_survivors:
+            recorded = {r["module"]: r for r in json.loads(out.with_suffix(".json").read_text())["modules"]}
+            missing = [m for m in modules if m not in recorded]
+            if missing:
+                ap.error(f"no recorded run of {', '.join(missing)} to retest")
+            runs = {pool.submit(retest_survivors, recorded[m], args.timeout, args.memory_gb, Path(args.workdir)): m
+                    for m in modules}
+        else:
+            runs = {pool.submit(run_module, m, MODULES[m], args.timeout, args.memory_gb, Path(args.workdir),
+                                args.refresh_tests): m for m in modules}
         for done in concurrent.futures.as_completed(runs):
             try:  # one module's failure (its tests fail unmutated) leaves the others' results
                 _record(out, done.result())  # at once: a module done is never lost to a later stop

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from geex.languages.cleanup import code_view
+from geex.languages.cleanup import code_view, function_end
 
 _MARKED = re.compile("⟦(.*?)⟧", re.S)
 
@@ -34,6 +34,10 @@ CASES = [
     ("cpp", "int⟦/* c */⟧x;"),  # code right after the comment
     ("cpp", "x; ⟦/*/ } */⟧ y;"),  # "/*/" opens a comment that "*/" later closes
     ("cpp", 'auto s = ⟦""⟧⟦"}"⟧; }'),  # two strings side by side: no Java text block
+    ("js", 'a = ⟦""⟧⟦"}"⟧; }'),  # nor in JavaScript or Rust (a model may write """ there)
+    ("rust", 'a = ⟦""⟧⟦"}"⟧; }'),
+    ("cpp", "x; ⟦/**/⟧ }"),  # an empty block comment: its "*/" starts right after "/*"
+    ("cpp", "a'⟦\"}\"⟧ }"),  # a stray quote right before a string
     ("js", "const r = a /⟦'}'⟧.length;"),  # a division right before a string
     ("cpp", 'f(); ⟦"never closed }⟧'),
     # Java: text blocks, strings that end at their line when unterminated
@@ -41,6 +45,7 @@ CASES = [
     ("java", 'String s = ⟦"open }⟧\nint x = 1; }'),
     ("java", "char c = ⟦'{'⟧; }"),
     ("java", 'String s = ⟦"""\n never closed }⟧'),
+    ("java", 'x = ⟦"""\n{\n"""⟧}'),  # code right after the closing quotes
     # JavaScript: templates (code inside ${...} stays), single-quoted strings, nested templates
     ("js", 'const s = ⟦`a ${⟧x + {k: 1}.k⟦}`⟧; }'),
     ("js", 'const s = ⟦`a ${⟧f(⟦`b ${⟧y⟦}`⟧)⟦} c`⟧; }'),
@@ -63,6 +68,7 @@ CASES = [
     ("go", "x := ⟦`never closed }⟧"),
     # backticks are Go's and JavaScript's only: elsewhere they are not strings
     ("java", "x = `a` {"),
+    ("cpp", 'a` ⟦"}"⟧ }'),  # and lexing goes on after one
     ("python", "y = `b`\n"),
     # Markdown fences in model output are not code -- only where a line starts with them
     ("python", "x = 1\n⟦```python⟧\ny = 2\n⟦```⟧\n"),
@@ -90,3 +96,17 @@ def test_hundreds_of_literals():
     """Span bookkeeping past small numbers: 300 strings, every one blanked."""
     text = 'x = "}";\n' * 300
     assert code_view("cpp", text, final=True) == "x =    ;\n" * 300
+
+
+def test_hundreds_of_comments():
+    """Comments are recorded by the lexer itself (strings by their own scanner): 300 of them."""
+    text = "x; /* } */\n" * 300
+    assert code_view("cpp", text, final=True) == ("x;" + " " * 8 + "\n") * 300
+
+
+def test_function_end_treats_the_text_as_streaming_unless_told():
+    """``'}`` at the end may be a character literal still arriving: no end yet; in a final text it is a
+    stray quote and the body's closing brace."""
+    text = "    return '}"
+    assert function_end("cpp", text) is None
+    assert function_end("cpp", text, final=True) == len(text)
