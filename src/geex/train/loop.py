@@ -17,9 +17,11 @@ Logs: ``OUT/log.jsonl`` and TensorBoard: loss, lr, grad norm, tokens/s, MFU, pea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -228,61 +230,28 @@ def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bo
     if cfg.model.seq_len and cfg.model.seq_len != seq_len:
         raise UserError(f"model.seq_len {cfg.model.seq_len} differs from the packed data's {seq_len}")
     out = Path(cfg.run.out)
-    found = checkpoint.latest(out)
-    saved = torch.load(found / checkpoint.TRAINER, weights_only=False) if found else None
-    if saved is not None:
-        conflicts = resume_conflicts(saved["config"], cfg, saved["world"], topo.dp_world)
-        if conflicts:
-            raise UserError(f"{out} holds a run that cannot continue with this configuration "
-                            f"({'; '.join(conflicts)}): choose another run.out")
+    found = _resumable(cfg, topo, out)
     trainee = Trainee(cfg, vocab, seq_len, topo)
-    step = 0
-    if found:
-        state = checkpoint.load(found, trainee.model, trainee.optimizer)
-        train_data.load_state_dict(state["data"])
-        checkpoint.set_rng_state(state["rng"])
-        step = state["step"]
-    elif topo.main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.as_dict(), indent=2) + "\n")
+    step = _start(cfg, topo, out, found, trainee, train_data)
     log = RunLog(out, step, cfg.run.tensorboard, enabled=topo.main)
     stop = cfg.optim.max_steps if max_steps is None else min(cfg.optim.max_steps, step + max_steps)
-    tokens_per_step = cfg.sequences_per_step(topo.dp_world) * seq_len
-    flops_token = flops_per_token(trainee.model_config, seq_len)
-    peak = peak_flops(topo.device, cfg.run.peak_tflops)
+    meter = _Meter(cfg, topo, trainee.model_config, seq_len, step)
     bar = _progress_bar(progress and topo.main, step, cfg.optim.max_steps)
     last: dict = {}
     trainee.model.train()
-    clock, logged, paused = time.perf_counter(), step, 0.0  # paused: eval/checkpoint time, not training
     try:
         while step < stop:
-            loss_sum = torch.zeros((), device=topo.device)
-            for micro in range(cfg.optim.grad_accum):
-                batch = train_data.next_batch(cfg.data.batch_size, topo.dp_rank, topo.dp_world)
-                loss = trainee.loss(torch.from_numpy(batch).to(topo.device, non_blocking=True))
-                trainee.backward(loss / cfg.optim.grad_accum, micro == cfg.optim.grad_accum - 1)
-                loss_sum += loss.detach()
-            norm = trainee.optimizer_step(step)
+            loss_sum, norm = _step(cfg, topo, trainee, train_data, step)
             step += 1
-            record = {"step": step, "tokens": step * tokens_per_step, "lr": lr_at(step - 1, cfg)}
+            record = {"step": step, "tokens": step * meter.tokens_per_step, "lr": lr_at(step - 1, cfg)}
             if cfg.run.eval_every and step % cfg.run.eval_every == 0:
-                t0 = time.perf_counter()
-                record["eval_loss"] = evaluate(trainee, valid_data, cfg.run.eval_sequences, cfg.data.batch_size, topo)
-                paused += time.perf_counter() - t0
+                with meter.paused():
+                    record["eval_loss"] = evaluate(trainee, valid_data, cfg.run.eval_sequences, cfg.data.batch_size,
+                                                   topo)
             if step % cfg.run.log_every == 0 or "eval_loss" in record or step == stop:
                 mean_loss = all_reduce_sum(loss_sum / cfg.optim.grad_accum, topo) / topo.world
                 record.update(loss=float(mean_loss), grad_norm=float(norm))  # syncs with the device
-                now = time.perf_counter()
-                rate = tokens_per_step * (step - logged) / max(now - clock - paused, 1e-9)
-                clock, logged, paused = now, step, 0.0
-                record["tokens_per_s"] = round(rate, 1)
-                record["tokens_per_s_device"] = round(rate / topo.world, 1)
-                utilisation = mfu(rate, flops_token, peak, topo.world)
-                if utilisation is not None:
-                    record["mfu"] = round(utilisation, 4)
-                if topo.device.type == "cuda":
-                    record["memory_gb"] = round(all_reduce_max(torch.cuda.max_memory_allocated(topo.device) / 2**30,
-                                                               topo), 2)
+                record.update(meter.measure(step))
                 log.write(record)
                 if bar is not None:
                     bar.console.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -291,12 +260,11 @@ def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bo
                 bar.update(bar.task_ids[0], completed=step)
             last = record
             if step % cfg.run.checkpoint_every == 0 or (step == stop and cfg.run.checkpoint_at_end):
-                t0 = time.perf_counter()
-                checkpoint.save(out, step, trainee.model, trainee.optimizer,
-                                {"step": step, "config": cfg.as_dict(), "world": topo.dp_world,
-                                 "data": train_data.state_dict(), "rng": checkpoint.rng_state()},
-                                topo, keep=cfg.run.keep_checkpoints)
-                paused += time.perf_counter() - t0
+                with meter.paused():
+                    checkpoint.save(out, step, trainee.model, trainee.optimizer,
+                                    {"step": step, "config": cfg.as_dict(), "world": topo.dp_world,
+                                     "data": train_data.state_dict(), "rng": checkpoint.rng_state()},
+                                    topo, keep=cfg.run.keep_checkpoints)
     finally:
         log.close()
         if bar is not None:
@@ -304,6 +272,80 @@ def _train(cfg: TrainConfig, topo: Topology, max_steps: int | None, progress: bo
     if topo.main and step == cfg.optim.max_steps:
         _plot(out)
     return last
+
+
+def _resumable(cfg: TrainConfig, topo: Topology, out: Path) -> Path | None:
+    """The newest checkpoint in ``out``, if any; one this configuration cannot continue is refused."""
+    found = checkpoint.latest(out)
+    saved = torch.load(found / checkpoint.TRAINER, weights_only=False) if found else None
+    if saved is not None:
+        conflicts = resume_conflicts(saved["config"], cfg, saved["world"], topo.dp_world)
+        if conflicts:
+            raise UserError(f"{out} holds a run that cannot continue with this configuration "
+                            f"({'; '.join(conflicts)}): choose another run.out")
+    return found
+
+
+def _start(cfg: TrainConfig, topo: Topology, out: Path, found: Path | None, trainee: Trainee,
+           train_data: PackedDataset) -> int:
+    """The step training starts from: the checkpoint's (model, optimizer, data order and random
+    state restored), or 0 in a new run directory that records the configuration."""
+    if found:
+        state = checkpoint.load(found, trainee.model, trainee.optimizer)
+        train_data.load_state_dict(state["data"])
+        checkpoint.set_rng_state(state["rng"])
+        return state["step"]
+    if topo.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.as_dict(), indent=2) + "\n")
+    return 0
+
+
+def _step(cfg: TrainConfig, topo: Topology, trainee: Trainee, train_data: PackedDataset,
+          step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step over ``grad_accum`` micro-batches: (the summed micro-batch losses, the
+    gradient norm), both still on the device."""
+    loss_sum = torch.zeros((), device=topo.device)
+    for micro in range(cfg.optim.grad_accum):
+        batch = train_data.next_batch(cfg.data.batch_size, topo.dp_rank, topo.dp_world)
+        loss = trainee.loss(torch.from_numpy(batch).to(topo.device, non_blocking=True))
+        trainee.backward(loss / cfg.optim.grad_accum, micro == cfg.optim.grad_accum - 1)
+        loss_sum += loss.detach()
+    return loss_sum, trainee.optimizer_step(step)
+
+
+class _Meter:
+    """Throughput between log lines: tokens/s (a whole run's and a device's) with evaluation and
+    checkpoint time left out, model FLOPs utilisation, peak device memory."""
+
+    def __init__(self, cfg: TrainConfig, topo: Topology, model_config, seq_len: int, step: int) -> None:
+        self.topo = topo
+        self.tokens_per_step = cfg.sequences_per_step(topo.dp_world) * seq_len
+        self.flops_token = flops_per_token(model_config, seq_len)
+        self.peak = peak_flops(topo.device, cfg.run.peak_tflops)
+        self.clock, self.logged, self.paused_s = time.perf_counter(), step, 0.0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused_s += time.perf_counter() - t0
+
+    def measure(self, step: int) -> dict:
+        """The numbers since the last call (or the start), in the log's order."""
+        now = time.perf_counter()
+        rate = self.tokens_per_step * (step - self.logged) / max(now - self.clock - self.paused_s, 1e-9)
+        self.clock, self.logged, self.paused_s = now, step, 0.0
+        numbers = {"tokens_per_s": round(rate, 1), "tokens_per_s_device": round(rate / self.topo.world, 1)}
+        utilisation = mfu(rate, self.flops_token, self.peak, self.topo.world)
+        if utilisation is not None:
+            numbers["mfu"] = round(utilisation, 4)
+        if self.topo.device.type == "cuda":
+            numbers["memory_gb"] = round(all_reduce_max(torch.cuda.max_memory_allocated(self.topo.device) / 2**30,
+                                                        self.topo), 2)
+        return numbers
 
 
 def _plot(out: Path) -> None:
