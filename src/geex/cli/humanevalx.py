@@ -128,6 +128,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     hx = subparsers.add_parser("humanevalx", help="the HumanEval-X benchmark (evaluate samples)",
                               description="The multilingual HumanEval-X benchmark.")
     hx_sub = hx.add_subparsers(dest="hx_command", metavar="COMMAND", required=True)
+    _add_evaluate(hx_sub)
+    _add_report(hx_sub)
+    for name in ("generate", "run"):
+        _add_generate(hx_sub, name)
+
+
+def _add_evaluation_options(p: argparse.ArgumentParser) -> None:
+    """How samples are evaluated: the options ``evaluate`` and ``run`` share."""
+    p.add_argument("--workers", "-j", type=_positive_int, help="parallel test workers (default: all cores)")
+    p.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100; "
+                   "only those ≤ the samples per problem are reported)")
+    p.add_argument("--timeout", type=_positive_number, default=10.0,
+                   help="wall-clock seconds per test run (default: 10)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the machine-wide verdict cache")
+
+
+def _add_evaluate(hx_sub: argparse._SubParsersAction) -> None:
     ev = hx_sub.add_parser(
         "evaluate", help="run samples' tests in the sandbox and compute pass@k",
         description="Evaluate completions (a JSONL file with task_id and generation|completion per line; "
@@ -139,11 +156,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--languages", "-l", help="comma-separated subset: python,cpp,java,js,go,rust (default: all)")
     ev.add_argument("--out", "-o", help="output directory (default: geex-out/humanevalx/canonical, "
                     "or <samples>-eval next to the samples file)")
-    ev.add_argument("--workers", "-j", type=_positive_int, help="parallel workers (default: all cores)")
-    ev.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100; "
-                    "only those ≤ the samples per problem are reported)")
-    ev.add_argument("--timeout", type=_positive_number, default=10.0, help="wall-clock seconds per test run (default: 10)")
-    ev.add_argument("--no-cache", action="store_true", help="do not read or write the machine-wide verdict cache")
+    _add_evaluation_options(ev)
     ev.add_argument("--no-cleanup", action="store_true",
                     help="splice completions as given (default: cut them where the function ends, "
                          "keeping the helpers it uses)")
@@ -151,6 +164,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_dataset_options(ev)
     ev.set_defaults(func=_cmd_evaluate, kept=_kept_evaluate)
 
+
+def _add_report(hx_sub: argparse._SubParsersAction) -> None:
     rp = hx_sub.add_parser(
         "report", help="evaluated runs side by side: tables with confidence intervals, figures, budget allocation",
         description="Summarize evaluated runs (directories with results.jsonl, e.g. from `geex humanevalx run`): "
@@ -165,44 +180,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rp.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples (default 1000)")
     rp.set_defaults(func=_cmd_hx_report)
 
-    for name in ("generate", "run"):
-        what = ("generate a model's samples (resumable JSONL)" if name == "generate" else
-                "generate samples, then evaluate them (one output directory)")
-        gp = hx_sub.add_parser(
-            name, help=what,
-            description=f"{what[0].upper()}{what[1:]}. Prompts as CodeGeeX's (generation: the language tag line + "
-                        "prompt; translation: CodeGeeX's translation format); the language's stop rule ends a "
-                        "sample while it is decoded. Re-running the same command resumes: the finished file "
-                        "equals an uninterrupted run's. Format: docs/formats.md.")
-        gp.add_argument("--model", help="native: smollm2-135m-instruct (default), a preset, a directory, a .gguf "
-                        "file or a Hub id; hf: a transformers directory or Hub id; openai: the served model's name")
-        gp.add_argument("--backend", choices=("native", "hf", "openai"), default="native",
-                        help="native (geex's engine, default), hf (transformers), openai (a /v1/completions endpoint)")
-        gp.add_argument("--base-url", help="openai: the endpoint's base URL, e.g. http://localhost:8000/v1 "
-                        "($OPENAI_API_KEY is sent if set)")
-        gp.add_argument("--concurrency", type=_positive_int, default=8, help="openai: requests at a time (default 8)")
-        gp.add_argument("--task", choices=("generation", "translation"), default="generation",
-                        help="generation (complete each problem's prompt, default) or translation (rewrite a "
-                             "solution in another language: --pairs)")
-        gp.add_argument("--languages", "-l", help="generation: comma-separated subset (default: all six)")
-        gp.add_argument("--pairs", help="translation: SRC:TGT,... or 'all' (the 30 ordered pairs)")
-        gp.add_argument("--n", type=_positive_int, default=1, help="samples per problem (default 1)")
-        gp.add_argument("--limit", type=_positive_int, help="only the first N problems of each language")
-        gp.add_argument("--batch-size", type=_positive_int, default=8,
-                        help="prompts decoded together (default 8); part of the file's identity")
-        _add_sampling_options(gp, max_new_tokens=512)
-        _add_device_options(gp)
-        gp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-        _add_dataset_options(gp)
-        if name == "generate":
-            gp.add_argument("--out", "-o", required=True, help="samples file (JSONL) to write or resume")
-            gp.set_defaults(func=_cmd_hx_generate, kept=_kept_hx_generate)
-        else:
-            gp.add_argument("--out", "-o", required=True, help="output directory: samples.jsonl, results.jsonl, "
-                            "report.json, report.md")
-            gp.add_argument("--workers", "-j", type=_positive_int, help="parallel test workers (default: all cores)")
-            gp.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100)")
-            gp.add_argument("--timeout", type=_positive_number, default=10.0, help="seconds per test run (default 10)")
-            gp.add_argument("--no-cache", action="store_true",
-                            help="do not read or write the machine-wide verdict cache")
-            gp.set_defaults(func=_cmd_hx_run, kept=_kept_hx_run, no_cleanup=False)
+
+def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
+    """``generate`` (samples only) or ``run`` (samples, then their evaluation)."""
+    what = ("generate a model's samples (resumable JSONL)" if name == "generate" else
+            "generate samples, then evaluate them (one output directory)")
+    gp = hx_sub.add_parser(
+        name, help=what,
+        description=f"{what[0].upper()}{what[1:]}. Prompts as CodeGeeX's (generation: the language tag line + "
+                    "prompt; translation: CodeGeeX's translation format); the language's stop rule ends a "
+                    "sample while it is decoded. Re-running the same command resumes: the finished file "
+                    "equals an uninterrupted run's. Format: docs/formats.md.")
+    gp.add_argument("--model", help="native: smollm2-135m-instruct (default), a preset, a directory, a .gguf "
+                    "file or a Hub id; hf: a transformers directory or Hub id; openai: the served model's name")
+    gp.add_argument("--backend", choices=("native", "hf", "openai"), default="native",
+                    help="native (geex's engine, default), hf (transformers), openai (a /v1/completions endpoint)")
+    gp.add_argument("--base-url", help="openai: the endpoint's base URL, e.g. http://localhost:8000/v1 "
+                    "($OPENAI_API_KEY is sent if set)")
+    gp.add_argument("--concurrency", type=_positive_int, default=8, help="openai: requests at a time (default 8)")
+    gp.add_argument("--task", choices=("generation", "translation"), default="generation",
+                    help="generation (complete each problem's prompt, default) or translation (rewrite a "
+                         "solution in another language: --pairs)")
+    gp.add_argument("--languages", "-l", help="generation: comma-separated subset (default: all six)")
+    gp.add_argument("--pairs", help="translation: SRC:TGT,... or 'all' (the 30 ordered pairs)")
+    gp.add_argument("--n", type=_positive_int, default=1, help="samples per problem (default 1)")
+    gp.add_argument("--limit", type=_positive_int, help="only the first N problems of each language")
+    gp.add_argument("--batch-size", type=_positive_int, default=8,
+                    help="prompts decoded together (default 8); part of the file's identity")
+    _add_sampling_options(gp, max_new_tokens=512)
+    _add_device_options(gp)
+    gp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    _add_dataset_options(gp)
+    if name == "generate":
+        gp.add_argument("--out", "-o", required=True, help="samples file (JSONL) to write or resume")
+        gp.set_defaults(func=_cmd_hx_generate, kept=_kept_hx_generate)
+    else:
+        gp.add_argument("--out", "-o", required=True, help="output directory: samples.jsonl, results.jsonl, "
+                        "report.json, report.md")
+        _add_evaluation_options(gp)
+        gp.set_defaults(func=_cmd_hx_run, kept=_kept_hx_run, no_cleanup=False)
