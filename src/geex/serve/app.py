@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from fastapi import FastAPI, Request as HttpRequest
+from fastapi import APIRouter, FastAPI, Request as HttpRequest
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -83,82 +85,51 @@ def load_engine(config: ServeConfig, metrics: Metrics) -> EngineClient:
 
 def create_app(config: ServeConfig, engine: EngineClient | None = None) -> FastAPI:
     """The app; the model loads in the background when it starts (or ``engine`` is used as given)."""
-    from contextlib import asynccontextmanager
-
     from geex.models import registry
 
     metrics = engine.metrics if engine is not None else Metrics(config.model or registry.DEFAULT_MODEL)
     state = ServeState(config, metrics, client=engine)
+    app = FastAPI(title="geex serve", version=geex.__version__, lifespan=_lifespan(state))
+    app.state.geex = state
+    errors.install(app)
+    for endpoints in (completions, chat, tokens, llamacpp, tasks, mistral):
+        app.include_router(endpoints.router)
+    app.include_router(router)
+    _add_middleware(app, config, metrics)
+    return app
+
+
+def _lifespan(state: ServeState):
+    """Load the model in a thread when the server starts (``/health`` says 503 meanwhile, or why it
+    failed); stop the scheduler, cancelling what runs, when it stops."""
+
+    def load() -> None:
+        try:
+            state.client = load_engine(state.config, state.metrics)
+            state.metrics.loaded.labels(state.metrics.model).set(1)
+            log.info("model %s ready", state.client.name)
+        except Exception as e:  # a bad model path, out of memory ...: /health says why
+            state.error = str(e) or type(e).__name__
+            if state.on_load_error is not None:  # `geex serve` exits with the message
+                state.on_load_error(state.error)
+            else:
+                log.error("loading the model failed: %s", state.error)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.client is None:
-            def load() -> None:
-                try:
-                    state.client = load_engine(config, metrics)
-                    metrics.loaded.labels(metrics.model).set(1)
-                    log.info("model %s ready", state.client.name)
-                except Exception as e:  # a bad model path, out of memory ...: /health says why
-                    state.error = str(e) or type(e).__name__
-                    if state.on_load_error is not None:  # `geex serve` exits with the message
-                        state.on_load_error(state.error)
-                    else:
-                        log.error("loading the model failed: %s", state.error)
-
             state.loader = threading.Thread(target=load, name="geex-load", daemon=True)
             state.loader.start()
         else:
-            metrics.loaded.labels(metrics.model).set(1)
+            state.metrics.loaded.labels(state.metrics.model).set(1)
         yield
         if state.client is not None:
             state.client.scheduler.close(cancel=True)
 
-    app = FastAPI(title="geex serve", version=geex.__version__, lifespan=lifespan)
-    app.state.geex = state
-    errors.install(app)
-    app.include_router(completions.router)
-    app.include_router(chat.router)
-    app.include_router(tokens.router)
-    app.include_router(llamacpp.router)
-    app.include_router(tasks.router)
-    app.include_router(mistral.router)
+    return lifespan
 
-    @app.get("/", include_in_schema=False)
-    async def playground() -> Response:
-        return _static("index.html")
 
-    @app.get("/playground/{name}", include_in_schema=False)
-    async def playground_file(name: str) -> Response:
-        return _static(name)
-
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        if state.client is not None and state.client.scheduler.error is None:
-            return JSONResponse({"status": "ok", "model": state.client.name,
-                                 "uptime_s": round(time.time() - state.started, 1)})
-        if state.error is not None or (state.client is not None and state.client.scheduler.error is not None):
-            return JSONResponse({"status": "error", "error": state.error or "the engine stopped"}, status_code=503)
-        return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "2"})
-
-    @app.get("/v1/models")
-    async def models(http: HttpRequest) -> JSONResponse:
-        client = completions.engine(http)
-        meta = {k: v for k, v in client.meta.items() if k != "aliases"}
-        return JSONResponse({"object": "list", "data": [{"id": client.name, "object": "model",
-                                                         "created": int(state.started), "owned_by": "geex",
-                                                         "meta": meta}]})
-
-    @app.get("/slots")
-    async def slots(http: HttpRequest) -> JSONResponse:
-        client = completions.engine(http)
-        return JSONResponse(client.scheduler.stats()["slots"])
-
-    @app.get("/metrics")
-    async def metrics_endpoint() -> Response:
-        if state.client is not None:
-            metrics.refresh(state.client.scheduler.stats())
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+def _add_middleware(app: FastAPI, config: ServeConfig, metrics: Metrics) -> None:
     # outermost last: the access log sees everything, CORS headers reach error responses too
     app.add_middleware(BodyLimit, limit=config.body_limit, on_reject=metrics.reject)
     app.add_middleware(ApiKey, keys=config.api_keys, metrics_auth=config.metrics_auth, on_reject=metrics.reject)
@@ -170,7 +141,53 @@ def create_app(config: ServeConfig, engine: EngineClient | None = None) -> FastA
         # as its own origin (no CORS check applies): only loopback names are answered
         app.add_middleware(LoopbackHost)
     app.add_middleware(AccessLog, log_prompts=config.log_prompts)
-    return app
+
+
+# the server's own routes: the playground, health, the model list, slots and metrics
+router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+async def playground() -> Response:
+    return _static("index.html")
+
+
+@router.get("/playground/{name}", include_in_schema=False)
+async def playground_file(name: str) -> Response:
+    return _static(name)
+
+
+@router.get("/health")
+async def health(http: HttpRequest) -> JSONResponse:
+    state: ServeState = http.app.state.geex
+    if state.client is not None and state.client.scheduler.error is None:
+        return JSONResponse({"status": "ok", "model": state.client.name,
+                             "uptime_s": round(time.time() - state.started, 1)})
+    if state.error is not None or (state.client is not None and state.client.scheduler.error is not None):
+        return JSONResponse({"status": "error", "error": state.error or "the engine stopped"}, status_code=503)
+    return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "2"})
+
+
+@router.get("/v1/models")
+async def models(http: HttpRequest) -> JSONResponse:
+    client = completions.engine(http)
+    meta = {k: v for k, v in client.meta.items() if k != "aliases"}
+    return JSONResponse({"object": "list", "data": [{"id": client.name, "object": "model",
+                                                     "created": int(http.app.state.geex.started),
+                                                     "owned_by": "geex", "meta": meta}]})
+
+
+@router.get("/slots")
+async def slots(http: HttpRequest) -> JSONResponse:
+    return JSONResponse(completions.engine(http).scheduler.stats()["slots"])
+
+
+@router.get("/metrics")
+async def metrics_endpoint(http: HttpRequest) -> Response:
+    state: ServeState = http.app.state.geex
+    if state.client is not None:
+        state.metrics.refresh(state.client.scheduler.stats())
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 PLAYGROUND = Path(__file__).parent / "playground"
