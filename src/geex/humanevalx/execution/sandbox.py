@@ -55,6 +55,7 @@ import subprocess
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -523,7 +524,6 @@ class Sandbox:
         cap = limits.fsize_mb * MB
         start = time.monotonic()
         deadline = start + limits.wall_s
-        timed_out = limited = False
         cgroup = self.memory.acquire(limits.memory_mb) if self.helper is not None else None
         status_r, status_w = os.pipe() if self.helper is not None else (None, None)
         # nameless files (O_TMPFILE): nothing is left on disk even if the harness is killed
@@ -543,30 +543,8 @@ class Sandbox:
                     if status_w is not None:
                         os.close(status_w)
                         status_w = None
-                pidfd = _pidfd(proc.pid)
-                while True:
-                    remaining = deadline - time.monotonic()
-                    if _wait_exit(proc, pidfd, max(0.0, min(remaining, _POLL_S))):
-                        break
-                    if flooded():
-                        limited = True
-                    elif remaining <= _POLL_S:
-                        timed_out = True
-                    else:
-                        continue
-                    _kill_group(proc.pid)
-                    proc.wait()
-                    break
-                if pidfd is not None:
-                    os.close(pidfd)
-                _kill_group(proc.pid)  # stragglers in the group (no-op when none)
-                if cgroup is not None and cgroup.slot is not None and self.isolation.namespaces:
-                    # every process of the run is in the slot: no /proc scan. (Only in a PID
-                    # namespace: an orphan outside one is adopted by the host's init, which may
-                    # move it to another cgroup; the uid sweep finds it.)
-                    cgroup.clear()
-                elif self.isolation.drops_uid:
-                    kill_uid(uid)
+                timed_out, limited = _watch(proc, deadline, flooded)
+                self._sweep(proc.pid, cgroup, uid)
                 limited = limited or flooded()
                 wall = time.monotonic() - start
                 stdout, n_out = _read_capped(out)
@@ -590,6 +568,37 @@ class Sandbox:
                        and wall >= limits.cpu_s / cores)
         return ExecResult(code, sig, timed_out, wall, stdout, stderr, n_out + n_err, limited,
                           cpu_limited=cpu_limited, memory_limited=oom, exact_status=reported is not None)
+
+    def _sweep(self, pid: int, cgroup: RunCgroup | None, uid: int) -> None:
+        """Kill what the run left behind: stragglers in its process group (none, usually), then every
+        process of the run — its cgroup slot's, in a PID namespace (every process of the run is in
+        the slot: no /proc scan; outside one an orphan is adopted by the host's init, which may move
+        it to another cgroup), else every process of its uid."""
+        _kill_group(pid)
+        if cgroup is not None and cgroup.slot is not None and self.isolation.namespaces:
+            cgroup.clear()
+        elif self.isolation.drops_uid:
+            kill_uid(uid)
+
+
+def _watch(proc: subprocess.Popen, deadline: float, flooded: Callable[[], bool]) -> tuple[bool, bool]:
+    """Wait for the program to exit; at the deadline, or once its output passes the cap, kill its
+    process group and reap it. Returns (timed out, output limited)."""
+    pidfd = _pidfd(proc.pid)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if _wait_exit(proc, pidfd, max(0.0, min(remaining, _POLL_S))):
+                return False, False
+            limited = flooded()
+            timed_out = not limited and remaining <= _POLL_S
+            if limited or timed_out:
+                _kill_group(proc.pid)
+                proc.wait()
+                return timed_out, limited
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _pipe_holding(data: bytes) -> int:
