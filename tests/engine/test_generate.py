@@ -167,3 +167,12 @@ def test_text_stream_settles_whole_characters(tok):
     assert "".join(pieces) == stream.text == text
     assert all("\ufffd" not in p for p in pieces)
     assert any(p == "" for p in pieces)  # the emoji's bytes span several tokens
+
+
+def test_left_padding_by_hand():
+    from geex.engine.generate import left_padded
+
+    ids, pad = left_padded([[5, 6, 7], [8], [9, 10]], pad_id=0, device=torch.device("cpu"))
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8], [0, 9, 10]] and pad.tolist() == [0, 2, 1]
+    ids, pad = left_padded([[1, 2], [3, 4]], pad_id=0, device=torch.device("cpu"))
+    assert ids.tolist() == [[1, 2], [3, 4]] and pad is None  # no padding: plain causal attention

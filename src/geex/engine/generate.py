@@ -107,6 +107,67 @@ def decode_step(model: nn.Module, cache: KVCache, pad: torch.Tensor | None, mode
     return lambda ids, slot: model(ids[:, None], cache, start=slot, pad=pad)[:, -1]
 
 
+def encode_prompts(tokenizer: Tokenizer, prompts: Sequence[str | list[int]], n_positions: int
+                   ) -> list[list[int]]:
+    """Token ids of every prompt (text encoded in one batch; ids used as given); an empty prompt or
+    one that fills the context is the user's mistake."""
+    texts = [p for p in prompts if isinstance(p, str)]
+    encoded_texts = iter(tokenizer.encode_batch(texts) if texts else [])
+    encoded = [next(encoded_texts) if isinstance(p, str) else list(p) for p in prompts]
+    if min(len(ids) for ids in encoded) == 0:
+        raise UserError("empty prompt")
+    longest = max(len(ids) for ids in encoded)
+    if longest >= n_positions:
+        raise UserError(f"prompt of {longest} tokens does not fit the context of {n_positions} tokens")
+    return encoded
+
+
+def left_padded(encoded: list[list[int]], pad_id: int, device: torch.device
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``ids[B, longest]`` with each row's padding on the left, and the padding lengths (None when
+    every prompt is as long: plain causal attention, no mask)."""
+    longest = max(len(ids) for ids in encoded)
+    pads = [longest - len(ids) for ids in encoded]
+    pad = torch.tensor(pads, device=device) if any(pads) else None
+    return torch.tensor([[pad_id] * p + ids for p, ids in zip(pads, encoded)], device=device), pad
+
+
+def prefill(model: nn.Module, ids: torch.Tensor, cache: KVCache, pad: torch.Tensor | None) -> torch.Tensor:
+    """Read the prompts into the cache in one forward: the logits of each row's first new token."""
+    return model(ids, cache, start=0, pad=pad)[:, -1]
+
+
+class _Rows:
+    """Each row's new tokens, its text so far and why it stopped; ``add`` takes one token a row."""
+
+    def __init__(self, tokenizer: Tokenizer, rows: int, stop: Sequence[str], language: Language | None,
+                 ignore_eos: bool, on_token: Callable[[int, int], None] | None) -> None:
+        self.tokenizer, self.stop, self.language = tokenizer, stop, language
+        self.ignore_eos, self.on_token = ignore_eos, on_token
+        self.new: list[list[int]] = [[] for _ in range(rows)]
+        self.texts = [TextStream(tokenizer) for _ in range(rows)]
+        self.reason: list[str | None] = [None] * rows
+
+    def add(self, tokens: list[int]) -> bool:
+        """Record a step's tokens (rows that stopped ignore theirs); whether every row has stopped."""
+        for r, token in enumerate(tokens):
+            if self.reason[r] is not None:
+                continue
+            if token in self.tokenizer.stop_ids and not self.ignore_eos:
+                self.reason[r] = "eos"
+                continue
+            self.new[r].append(token)
+            if self.on_token is not None:
+                self.on_token(r, token)
+            watched = self.stop or self.language is not None
+            if watched and self.texts[r].add(token) and _stopped(self.texts[r].text, self.stop, self.language):
+                self.reason[r] = "stop"
+        return all(self.reason)
+
+    def completions(self) -> list[Completion]:
+        return [Completion(self.tokenizer.decode(n), n, r or "length") for n, r in zip(self.new, self.reason)]
+
+
 @torch.no_grad()
 def generate(
     model: nn.Module,
@@ -125,49 +186,25 @@ def generate(
     tokens as they are produced.
 
     ``ignore_eos`` keeps generating past EOS (benchmarks); ``step`` picks the decode step (see
-    ``STEP_MODES``; the default replays a CUDA graph on GPUs)."""
+    ``STEP_MODES``; the default replays a CUDA graph on GPUs). As gpt-fast: prefill, then one
+    decode step a token."""
     if max_new_tokens < 1:
         raise UserError("max_new_tokens must be at least 1")
     lang = get_language(language) if isinstance(language, str) else language
-    cfg = model.config
-    device = model.device
-    texts_in = [p for p in prompts if isinstance(p, str)]
-    encoded_texts = iter(tokenizer.encode_batch(texts_in) if texts_in else [])
-    encoded = [next(encoded_texts) if isinstance(p, str) else list(p) for p in prompts]  # ids pass as given
-    longest = max(len(ids) for ids in encoded)
-    if min(len(ids) for ids in encoded) == 0:
-        raise UserError("empty prompt")
-    if longest >= cfg.n_positions:
-        raise UserError(f"prompt of {longest} tokens does not fit the context of {cfg.n_positions} tokens")
+    cfg, device = model.config, model.device
+    encoded = encode_prompts(tokenizer, prompts, cfg.n_positions)
+    ids, pad = left_padded(encoded, tokenizer.eos_id, device)
+    longest = ids.shape[1]
     max_new_tokens = min(max_new_tokens, cfg.n_positions - longest)
-    pads = [longest - len(ids) for ids in encoded]
-    pad = torch.tensor(pads, device=device) if any(pads) else None  # None: plain causal attention, no mask
-    ids = torch.tensor([[tokenizer.eos_id] * (longest - len(x)) + x for x in encoded], device=device)
-    cache = KVCache(cfg, len(prompts), longest + max_new_tokens, device=device,
-                    dtype=model.dtype)
+    cache = KVCache(cfg, len(prompts), longest + max_new_tokens, device=device, dtype=model.dtype)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     vocab = min(cfg.vocab_size, tokenizer.vocab_size)  # ids past either (padding rows) are never sampled
-
-    rows = len(prompts)
-    new: list[list[int]] = [[] for _ in range(rows)]
-    texts = [TextStream(tokenizer) for _ in range(rows)]
-    reason: list[str | None] = [None] * rows
-    logits = model(ids, cache, start=0, pad=pad)[:, -1]
+    rows = _Rows(tokenizer, len(prompts), stop, lang, ignore_eos, on_token)
+    logits = prefill(model, ids, cache, pad)
     decode = decode_step(model, cache, pad, step) if max_new_tokens > 1 else None
     for i in range(max_new_tokens):
         nxt = sample(logits, params, vocab_size=vocab, generator=generator)
-        for r, token in enumerate(nxt.tolist()):
-            if reason[r] is not None:
-                continue
-            if token in tokenizer.stop_ids and not ignore_eos:
-                reason[r] = "eos"
-                continue
-            new[r].append(token)
-            if on_token is not None:
-                on_token(r, token)
-            if (stop or lang is not None) and texts[r].add(token) and _stopped(texts[r].text, stop, lang):
-                reason[r] = "stop"
-        if all(reason) or i == max_new_tokens - 1:
+        if rows.add(nxt.tolist()) or i == max_new_tokens - 1:
             break
         logits = decode(nxt, longest + i)
-    return [Completion(tokenizer.decode(n), n, r or "length") for n, r in zip(new, reason)]
+    return rows.completions()
