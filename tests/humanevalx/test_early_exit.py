@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from geex.humanevalx.execution import runners as runners_module
+from geex.humanevalx.execution.runners import base as runners_module
 from geex.humanevalx.execution import verdict as verdict_module
 from geex.humanevalx.assembly import JS_ASSERT, assemble
 from geex.humanevalx.execution.program import Program

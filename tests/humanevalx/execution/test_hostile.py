@@ -671,7 +671,7 @@ def test_seccomp_filter():
 def test_uid_mode_unreachable_toolchain_is_a_harness_error(tmp_path):
     """Without bubblewrap nothing binds the toolchain in: if the dropped uid cannot read it (a cache
     under root's private home), every sample would fail to compile; that is the harness's fault."""
-    from geex.humanevalx.execution.runners import _world_readable
+    from geex.humanevalx.execution.runners.base import _world_readable
 
     runner = get_runner("cpp")
     sandbox = Sandbox(isolation=Isolation.UID)
@@ -859,9 +859,9 @@ def test_hostile_local_user_wins_with_the_old_permissions(user_scene: UserScene,
     were handed to the sample's uid as 0700), a listable jobs root and a world-writable lease
     directory (1777, as the old /tmp scheme had): it lists, reads, replaces and plants links, holds
     leases, and the samples whose programs it replaced fail. So the test above can fail."""
-    from geex.humanevalx.execution import runners
+    from geex.humanevalx.execution.runners import base
 
-    new_workdir, hand_over = RunContext.new_workdir, runners.hand_over
+    new_workdir, hand_over = RunContext.new_workdir, base.hand_over
 
     def open_workdir(self) -> Path:
         workdir = new_workdir(self)
@@ -877,7 +877,7 @@ def test_hostile_local_user_wins_with_the_old_permissions(user_scene: UserScene,
     lease_dir.mkdir()
     lease_dir.chmod(0o1777)
     monkeypatch.setattr(RunContext, "new_workdir", open_workdir)
-    monkeypatch.setattr(runners, "hand_over", open_hand_over)
+    monkeypatch.setattr(base, "hand_over", open_hand_over)
     monkeypatch.setattr(uids, "lease_dir_fd", lambda: (os.open(lease_dir, os.O_RDONLY | os.O_DIRECTORY), lease_dir))
     # uids of their own: leases from this directory must not collide with the real one's holders
     monkeypatch.setattr(uids, "UID_BASE", UID_BASE + 50 * UID_SPAN)

@@ -16,6 +16,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from geex.humanevalx.execution.cache import cache_root
+
 
 def _source() -> bytes:
     return resources.files("geex.humanevalx.execution").joinpath("native/geex_exec.c").read_bytes()
@@ -24,8 +26,6 @@ def _source() -> bytes:
 def geex_exec() -> Path | None:
     """Path of the built helper, or None when no C compiler is available. Checked on every call (a
     few stats: each Sandbox asks once) since the cache directory may move or be cleaned."""
-    from geex.humanevalx.execution.runners import cache_root
-
     source = _source()
     digest = hashlib.sha256(source).hexdigest()[:16]
     target = cache_root() / "sandbox" / f"geex-exec-{digest}" / "geex-exec"

@@ -7,7 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from geex.humanevalx.execution.runners import Runner, ToolStatus, cache_root, tool_output
+from geex.humanevalx.execution.cache import cache_root
+from geex.humanevalx.execution.runners.base import Runner, ToolStatus, tool_output
 from geex.humanevalx.execution.sandbox import ExecResult
 
 JS_MD5_VERSION = "0.7.3"  # the version the original Docker image pinned

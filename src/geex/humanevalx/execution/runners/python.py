@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from geex.humanevalx.execution.proof import harness_text
-from geex.humanevalx.execution.runners import Runner, ToolStatus, tool_output
+from geex.humanevalx.execution.runners.base import Runner, ToolStatus, tool_output
 
 
 @functools.cache
