@@ -78,10 +78,10 @@ def test_kernels_match_a_float64_reference_on_the_gpu(m, mode):
 @pytest.mark.parametrize("batch", ["padded", "one row"])
 @pytest.mark.parametrize("quant", [None, "int8", "int4"])
 def test_fused_kernels_match_pytorch_in_a_bf16_decode_step(monkeypatch, quant, batch, arch):
-    """``geex.models.ops.KERNELS``: "auto" (the fused GEMV epilogues, LayerNorm and decode-attention
+    """``geex.models.dispatch.KERNELS``: "auto" (the fused GEMV epilogues, LayerNorm and decode-attention
     kernels on CUDA) against "never" (PyTorch: quantized layers dequantize and call ``F.linear``), for
     static steps in one chunk of the attention kernel and across two. bf16: a few roundings apart."""
-    from geex.models import ops
+    from geex.models import dispatch
 
     model = _tiny(arch)
     if quant:
@@ -95,7 +95,7 @@ def test_fused_kernels_match_pytorch_in_a_bf16_decode_step(monkeypatch, quant, b
     nxt = torch.randint(0, cfg.vocab_size, (len(slots), rows, 1), device="cuda", generator=g)
     results = {}
     for mode in ("never", "auto"):
-        monkeypatch.setattr(ops, "KERNELS", mode)
+        monkeypatch.setattr(dispatch, "KERNELS", mode)
         cache = KVCache(cfg, rows, 80, device="cuda", dtype=torch.bfloat16)
         with torch.no_grad():
             logits = [model(ids, cache, start=0, pad=pad)]
@@ -122,7 +122,7 @@ def test_graphed_rows_step_equals_the_eager_per_row_step(arch, monkeypatch):
     through the fused kernel, one slot a row) gives the logits of the eager per-row step in plain
     PyTorch (SDPA under the mask), within bf16 rounding, and writes the same keys/values."""
     from geex.engine.cuda_graph import GraphedRowsStep
-    from geex.models import ops
+    from geex.models import dispatch
 
     model = _tiny(arch).fuse_projections()
     cfg = model.config
@@ -139,9 +139,9 @@ def test_graphed_rows_step_equals_the_eager_per_row_step(arch, monkeypatch):
             nxt = torch.randint(0, cfg.vocab_size, (4,), device="cuda", generator=g)
             starts = torch.tensor([n + k for n in lengths], device="cuda")
             graphed = step(nxt, starts).float()
-            monkeypatch.setattr(ops, "KERNELS", "never")
+            monkeypatch.setattr(dispatch, "KERNELS", "never")
             eager = model(nxt[:, None], caches[1], start=starts)[:, -1].float()
-            monkeypatch.setattr(ops, "KERNELS", "auto")
+            monkeypatch.setattr(dispatch, "KERNELS", "auto")
             torch.testing.assert_close(graphed, eager, rtol=2e-2, atol=2e-2)
         for r, n in enumerate(lengths):
             torch.testing.assert_close(caches[0].k[:, r, :, :n + 3].float(), caches[1].k[:, r, :, :n + 3].float(),

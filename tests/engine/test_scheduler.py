@@ -112,11 +112,11 @@ def test_per_row_positions_equal_each_whole_sequence(make, kernels, monkeypatch)
     if kernels == "always":
         pytest.importorskip("triton")
         from geex.kernels import decode_attention, quant_matmul
-        from geex.models import ops
+        from geex.models import dispatch
 
         if not quant_matmul.INTERPRET:
             pytest.skip("the fused kernels run on CPU tensors only through Triton's interpreter")
-        monkeypatch.setattr(ops, "KERNELS", "always")
+        monkeypatch.setattr(dispatch, "KERNELS", "always")
         calls = []
         real = decode_attention.decode_attention
         monkeypatch.setattr(decode_attention, "decode_attention", lambda *a, **k: calls.append(1) or real(*a, **k))

@@ -1,5 +1,5 @@
-"""``geex.models.ops``: with ``KERNELS="never"`` (and "auto" on the CPU) every op is exactly the plain
-PyTorch sequence; with ``KERNELS="always"`` the fused Triton paths run (through Triton's interpreter on
+"""``geex.models.ops``: with ``dispatch.KERNELS="never"`` (and "auto" on the CPU) every op is exactly the plain
+PyTorch sequence; with ``dispatch.KERNELS="always"`` the fused Triton paths run (through Triton's interpreter on
 the CPU) and a whole tiny model gives what the PyTorch path gives; anything that needs gradients
 stays on the PyTorch path."""
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geex.models import codegeex, ops
+from geex.models import codegeex, dispatch, ops
 from geex.models.cache import KVCache, LayerCache
 from geex.models.quantize import QuantizedEmbedding, QuantizedLinear, quantize_model
 
@@ -106,7 +106,7 @@ def _plain_linear(module: nn.Module, x: torch.Tensor, act: str | None, residual:
 @pytest.mark.parametrize("with_residual", [False, True])
 @pytest.mark.parametrize("lead", [(1,), (1, 1), (2, 3)])
 def test_linear_is_the_torch_sequence(monkeypatch, mode, quant, act, with_residual, lead):
-    monkeypatch.setattr(ops, "KERNELS", mode)
+    monkeypatch.setattr(dispatch, "KERNELS", mode)
     module = _linear(quant)
     x = _randn(*lead, 64)
     r = _randn(*lead, 48, seed=4) if with_residual else None
@@ -120,7 +120,7 @@ def test_linear_is_the_torch_sequence(monkeypatch, mode, quant, act, with_residu
 
 @pytest.mark.parametrize("mode", ["never", "auto"])
 def test_layer_norm_tied_head_and_attention_step_are_torch(monkeypatch, mode):
-    monkeypatch.setattr(ops, "KERNELS", mode)
+    monkeypatch.setattr(dispatch, "KERNELS", mode)
     ln = _layer_norm_module()
     emb, qemb = _embeddings()
     with torch.no_grad():
@@ -144,7 +144,7 @@ def test_layer_norm_tied_head_and_attention_step_are_torch(monkeypatch, mode):
 def test_unknown_activation_raises(monkeypatch, mode):
     if mode == "always":
         pytest.importorskip("triton")
-    monkeypatch.setattr(ops, "KERNELS", mode)
+    monkeypatch.setattr(dispatch, "KERNELS", mode)
     for quant in QUANTS:
         with torch.no_grad(), pytest.raises(ValueError):
             ops.linear(_linear(quant), _randn(1, 64), act="relu")
@@ -165,7 +165,7 @@ def test_always_linear_one_row_runs_the_kernel(monkeypatch, interpreter, kernel_
     r = _randn(1, 1, 48, seed=4) if with_residual else None
     with torch.no_grad():
         expected = _plain_linear(module, x.double(), act, r.double() if r is not None else None)
-        monkeypatch.setattr(ops, "KERNELS", "always")
+        monkeypatch.setattr(dispatch, "KERNELS", "always")
         y = ops.linear(module, x, act=act, residual=r)
     assert kernel_calls["wq_matmul"] == 1
     assert y.shape == (1, 1, 48) and y.dtype == x.dtype
@@ -176,7 +176,7 @@ def test_always_dispatch_by_rows(monkeypatch, interpreter, kernel_calls):
     """Float linears and the float tied head: the GEMV up to ``DECODE_ROWS`` rows, PyTorch beyond
     (exactly); quantized linears and the INT8 head: always the kernel; LayerNorm: the kernel up to
     ``LAYER_NORM_ROWS`` rows."""
-    monkeypatch.setattr(ops, "KERNELS", "always")
+    monkeypatch.setattr(dispatch, "KERNELS", "always")
     rows = ops.DECODE_ROWS + 1
     lin, q8 = _linear(None), _linear("int8")
     ln = _layer_norm_module()
@@ -221,7 +221,7 @@ def test_always_dispatch_by_rows(monkeypatch, interpreter, kernel_calls):
 def test_always_attention_step(monkeypatch, interpreter, kernel_calls):
     """Stores k, v in the layer's cache at the slot and attends over slots 0..slot; falls back (None,
     nothing written) where the kernel does not apply."""
-    monkeypatch.setattr(ops, "KERNELS", "always")
+    monkeypatch.setattr(dispatch, "KERNELS", "always")
     b, h, d, s, slot = 2, 4, 16, 12, 7
     q, k, v = (_randn(b, h, 1, d, seed=i) for i in (7, 8, 9))
     keys = _randn(b, h, s, d, seed=10)
@@ -295,10 +295,10 @@ def test_always_model_matches_never(monkeypatch, interpreter, kernel_calls, quan
         ids, pad = torch.randint(0, cfg.vocab_size, (1, 9), generator=g), None
         steps = [(9, True)]
     with torch.no_grad():
-        monkeypatch.setattr(ops, "KERNELS", "never")
+        monkeypatch.setattr(dispatch, "KERNELS", "never")
         ref_outs, ref_cache = _decode(model, ids, pad, steps)
         assert not kernel_calls
-        monkeypatch.setattr(ops, "KERNELS", "always")
+        monkeypatch.setattr(dispatch, "KERNELS", "always")
         outs, cache = _decode(model, ids, pad, steps)
     for got, want in zip(outs, ref_outs):
         assert got.shape == want.shape and torch.isfinite(got).all()
@@ -335,9 +335,9 @@ def test_always_llama_matches_never(monkeypatch, interpreter, kernel_calls, quan
     ids, pad = torch.randint(0, cfg.vocab_size, (2, 9), generator=g), torch.tensor([0, 3])
     steps = [(9, True), (10, False), (12, True)]
     with torch.no_grad():
-        monkeypatch.setattr(ops, "KERNELS", "never")
+        monkeypatch.setattr(dispatch, "KERNELS", "never")
         ref_outs, ref_cache = _decode(model, ids, pad, steps)
-        monkeypatch.setattr(ops, "KERNELS", "always")
+        monkeypatch.setattr(dispatch, "KERNELS", "always")
         outs, cache = _decode(model, ids, pad, steps)
     for got, want in [*zip(outs, ref_outs), (cache.k, ref_cache.k), (cache.v, ref_cache.v)]:
         assert got.shape == want.shape and torch.isfinite(got).all()
@@ -361,7 +361,7 @@ def test_always_with_gradients_is_the_torch_path(monkeypatch, kernel_calls, quan
     prompt = torch.randint(0, model.config.vocab_size, (2, 6), generator=torch.Generator().manual_seed(4))
     results = {}
     for mode in ("never", "always"):
-        monkeypatch.setattr(ops, "KERNELS", mode)
+        monkeypatch.setattr(dispatch, "KERNELS", mode)
         model.zero_grad(set_to_none=True)
         logits = [model(one), model(prompt, pad=torch.tensor([2, 0]))]
         (logits[0].square().mean() + logits[1].square().mean()).backward()
@@ -381,7 +381,7 @@ def test_always_op_level_autograd(monkeypatch, kernel_calls):
     """An input that requires grad, or a parameter that does (under grad mode), keeps the PyTorch path;
     under no_grad the same call runs the kernel."""
     pytest.importorskip("triton")
-    monkeypatch.setattr(ops, "KERNELS", "always")
+    monkeypatch.setattr(dispatch, "KERNELS", "always")
     lin, ln = _linear(None), _layer_norm_module()
     x = _randn(1, 64)
     xg = x.clone().requires_grad_()
@@ -408,7 +408,7 @@ def _interpreting() -> bool:
 
 
 def test_layer_norm_without_affine_parameters_takes_pytorch(monkeypatch):
-    monkeypatch.setattr(ops, "KERNELS", "always")
+    monkeypatch.setattr(dispatch, "KERNELS", "always")
     norm = nn.LayerNorm(24, elementwise_affine=False)
     x = torch.randn(3, 24)
     with torch.no_grad():

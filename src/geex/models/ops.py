@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-KERNELS = "auto"  # "auto": fused kernels on CUDA; "never": PyTorch only; "always": also on CPU (tests,
-# through Triton's interpreter)
+from geex.models import dispatch
+from geex.models.dispatch import fusable
+from geex.models.quantize import QuantizedEmbedding, QuantizedLinear, int8_linear, scale_as
+
 DECODE_ROWS = 1  # up to this many rows the GEMV path (beyond, cuBLAS or the quantized tile kernel)
 LAYER_NORM_ROWS = 64  # up to this many rows geex's LayerNorm kernel (beyond, PyTorch's)
 
@@ -31,28 +33,19 @@ def _rows(x: torch.Tensor) -> int:
     return x.numel() // x.shape[-1] if x.shape[-1] else 0
 
 
-def _fusable(x: torch.Tensor, *params: torch.Tensor | None) -> bool:
-    """On a GPU (see ``KERNELS``) and outside autograd (the kernels have no backward)."""
-    if KERNELS == "never" or (KERNELS == "auto" and not x.is_cuda):
-        return False
-    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *params)))
-
-
 def linear(module: nn.Module, x: torch.Tensor, act: str | None = None,
            residual: torch.Tensor | None = None) -> torch.Tensor:
     """``act(module(x)) + residual`` for an ``nn.Linear`` or a ``QuantizedLinear``; ``act``: None or
     "gelu"."""
-    from geex.models.quantize import QuantizedLinear
-
     quantized = isinstance(module, QuantizedLinear)
     weight = module.qweight if quantized else module.weight
-    if _fusable(x, weight, module.bias) and (quantized or _rows(x) <= DECODE_ROWS):
+    if fusable(x, weight, module.bias) and (quantized or _rows(x) <= DECODE_ROWS):
         from geex.kernels.quant_matmul import wq_matmul
 
         if quantized:
             return wq_matmul(x, weight, module.scale, module.bias, module.group, act=act, residual=residual)
         return wq_matmul(x, weight, None, module.bias, kernel="gemv", act=act, residual=residual)
-    if (residual is not None and act is None and not quantized and module.bias is None and _fusable(x, weight)
+    if (residual is not None and act is None and not quantized and module.bias is None and fusable(x, weight)
             and residual.shape[:-1] == x.shape[:-1]):
         # one cuBLAS call adds the residual in its epilogue (a decode step's o/down projections at
         # several rows): one launch fewer each, and the sum is rounded once
@@ -68,7 +61,7 @@ def linear(module: nn.Module, x: torch.Tensor, act: str | None = None,
 
 def layer_norm(module: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     affine = module.weight is not None and module.bias is not None
-    if affine and _fusable(x, module.weight, module.bias) and _rows(x) <= LAYER_NORM_ROWS:
+    if affine and fusable(x, module.weight, module.bias) and _rows(x) <= LAYER_NORM_ROWS:
         from geex.kernels.layer_norm import layer_norm as kernel
 
         return kernel(x, module.weight, module.bias, module.eps)
@@ -78,7 +71,7 @@ def layer_norm(module: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """``weight * rms_norm(x)``: normalised in fp32, rounded to x's dtype before the weight (as
     ``transformers``)."""
-    if _fusable(x, weight):
+    if fusable(x, weight):
         from geex.kernels.rms_norm import rms_norm as kernel
 
         return kernel(x, weight, eps)
@@ -95,7 +88,7 @@ def rotate_projection_(qkv: torch.Tensor, heads: int, head_dim: int, cos: torch.
     """Rotate the query and key heads of a fused projection's output ``qkv[B, T, (heads + ...) * D]``
     in place, in one launch; False (nothing done) where the fused path does not apply: the caller
     then rotates the split heads with ``rotate_half``."""
-    if not _fusable(qkv, cos):
+    if not fusable(qkv, cos):
         return False
     from geex.kernels.rotary import rotate_heads_, supported
 
@@ -109,7 +102,7 @@ def rotate_projection_(qkv: torch.Tensor, heads: int, head_dim: int, cos: torch.
 
 def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
     """``silu(gate) * up`` of a fused gate/up projection's output (gate first)."""
-    if _fusable(gate_up):
+    if fusable(gate_up):
         from geex.kernels.swiglu import swiglu as kernel
 
         return kernel(gate_up)
@@ -123,7 +116,7 @@ def cached_attention_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cac
     ``LayerCache``) and stored into it, as one kernel: the output [B, 1, H * D]. ``slots``: one
     element (a static step: every row at that slot) or B (each row at its own). None where the fused
     path does not apply (the caller then stores and runs SDPA)."""
-    if not (_fusable(q, k, v) and q.shape[2] == 1 and mask is not None and mask.is_floating_point()
+    if not (fusable(q, k, v) and q.shape[2] == 1 and mask is not None and mask.is_floating_point()
             and slots.numel() in (1, q.shape[0]) and cache.counts is not None):
         return None
     from geex.kernels.decode_attention import decode_attention, supported
@@ -136,20 +129,16 @@ def cached_attention_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cac
 def tied_head(x: torch.Tensor, embedding: nn.Module) -> torch.Tensor:
     """Logits ``x @ E.T``: the output head is the word embedding ``E`` (an ``nn.Embedding`` or, in
     quantized models, a ``QuantizedEmbedding``)."""
-    from geex.models.quantize import QuantizedEmbedding
-
     if isinstance(embedding, QuantizedEmbedding):
-        if _fusable(x):
+        if fusable(x):
             from geex.kernels.quant_matmul import wq_matmul
 
             return wq_matmul(x, embedding.qweight, embedding.scale, None)
-        if KERNELS == "never":
+        if dispatch.KERNELS == "never":
             return x @ embedding.dequantized(x.dtype).T
-        from geex.models.quantize import int8_linear, scale_as
-
         return int8_linear(x, embedding.qweight, scale_as(embedding, x.dtype), None)
     weight = embedding.weight
-    if _fusable(x, weight) and _rows(x) <= DECODE_ROWS:
+    if fusable(x, weight) and _rows(x) <= DECODE_ROWS:
         from geex.kernels.quant_matmul import wq_matmul
 
         return wq_matmul(x, weight, None, None, kernel="gemv")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geex.errors import UserError
+from geex.models import dispatch
 
 MODES = ("int8", "int4")
 DEFAULT_GROUP = 128
@@ -143,13 +144,11 @@ class QuantizedLinear(nn.Module):
         return dequantize_int4(self.qweight, self.scale, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from geex.models import ops
-
-        if x.is_cuda and ops.KERNELS != "never":
+        if x.is_cuda and dispatch.KERNELS != "never":
             from geex.kernels.quant_matmul import wq_matmul
 
             return wq_matmul(x, self.qweight, self.scale, self.bias, self.group)
-        if self.mode == "int8" and ops.KERNELS != "never":
+        if self.mode == "int8" and dispatch.KERNELS != "never":
             return int8_linear(x, self.qweight, scale_as(self, x.dtype), self.bias)
         return F.linear(x, self.dequantized(x.dtype), self.bias)
 

@@ -1,0 +1,142 @@
+"""The layout's rules, read from the code itself: imports form no cycle between files, execution
+imports nothing of the benchmark pipeline above it, functions stay short, and the module tables of
+``docs/architecture.md`` name files that exist."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import geex
+
+SRC = Path(geex.__file__).resolve().parent
+DOCS = SRC.parents[1] / "docs" / "architecture.md"
+MAX_LINES = 80
+# allowed to be longer: Triton kernels (one GPU program reads best whole) and the brace lexer
+LONG_ALLOWED = {("languages/cleanup.py", "_lex")}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in SRC.rglob("*.py"):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
+    """The geex modules ``path`` imports anywhere in the file (a function's import counts: it still
+    ties the two files together)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            origins = [(a.name, None) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            origins = [(base, a.name) for a in node.names]
+        else:
+            continue
+        for origin, member in origins:
+            target = f"{origin}.{member}" if member and f"{origin}.{member}" in modules else origin
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                out.add(target)
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(path, name, modules) for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, children = work[-1]
+            w = next(children, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph.get(w, ())))))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                component = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    component.append(w)
+                    if w == v:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    """Positive control: a three-module ring and a self-contained pair are found, a chain is not."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"e"}, "e": {"d"}, "f": {"a"}, "g": set()}
+    assert sorted(_cycles(graph)) == [["a", "b", "c"], ["d", "e"]]
+
+
+def test_no_file_level_import_cycle():
+    assert _cycles(_graph()) == []
+
+
+def test_execution_imports_nothing_of_the_pipeline():
+    graph = _graph()
+    leaks = {(m, d) for m, deps in graph.items() if m.startswith("geex.humanevalx.execution")
+             for d in deps if d.startswith("geex.humanevalx") and not d.startswith("geex.humanevalx.execution")}
+    assert leaks == set()
+
+
+def test_functions_are_short():
+    long = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            triton = any("jit" in ast.unparse(d) for d in node.decorator_list)
+            lines = node.end_lineno - node.lineno + 1
+            if lines > MAX_LINES and not triton and (rel, node.name) not in LONG_ALLOWED:
+                long.append(f"{rel}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []
+
+
+def test_the_module_tables_name_files_that_exist():
+    """In each ``## `geex.<component>``` section, every file a table row starts with exists."""
+    missing = []
+    for section in re.split(r"^## ", DOCS.read_text(), flags=re.M)[1:]:
+        component = re.match(r"`geex\.(\w+)`", section)
+        if component is None:
+            continue
+        for row in re.findall(r"^\| (.+?) \|", section, flags=re.M):
+            for name in re.findall(r"`([\w/]+(?:\.py|/))`", row):
+                if not (SRC / component.group(1) / name).exists():
+                    missing.append(f"{component.group(1)}/{name}")
+    assert missing == []
