@@ -455,3 +455,52 @@ def test_a_truncated_gguf_is_a_user_error(keep, untied, tmp_path):
         registry.load(str(path))
     # where it is cut (a header cut) or how much is missing (the original file's size is the oracle)
     assert f"at byte {n}" in str(e.value) or f"({len(data) - n:,} bytes missing" in str(e.value), e.value
+
+
+# -- (e) metadata defaults and the forms some files use -------------------------------------------------
+
+
+def test_rope_base_defaults_to_ten_thousand(tmp_path):
+    """A file without ``rope.freq_base`` gets Llama's base, 10000 (the keys written here say 1000)."""
+    path = tmp_path / "m.gguf"
+    write_gguf(path, drop_keys=("rope.freq_base",))
+    assert GGUFModel(path).config.rope_theta == 10000.0
+
+
+def test_vocabulary_size_from_the_token_list_without_the_key(tmp_path):
+    path = tmp_path / "m.gguf"
+    write_gguf(path)  # this writer gives no llama.vocab_size: the size is the token list's
+    assert GGUFModel(path).config.vocab_size == len(TOKENS)
+    path = tmp_path / "k.gguf"
+    write_gguf(path, meta={"vocab_size": len(TOKENS) + 64})  # given: the key wins (a padded embedding)
+    assert GGUFModel(path).config.vocab_size == len(TOKENS) + 64
+
+
+def test_per_frequency_rope_factors_come_from_their_tensor(tmp_path):
+    """Llama 3.1's ``rope_freqs.weight``: one factor a frequency, into the scaling as given."""
+    factors = np.linspace(1.0, 8.0, HEAD // 2, dtype=np.float32)
+    path = tmp_path / "m.gguf"
+    write_gguf(path, extra=lambda w: w.add_tensor("rope_freqs.weight", factors))
+    scaling = GGUFModel(path).config.rope_scaling
+    assert scaling["rope_type"] == "default" and scaling["freq_factors"] == pytest.approx(factors.tolist())
+
+
+def test_a_head_size_the_width_cannot_divide_is_allowed_when_given(tmp_path):
+    """``key_length`` given: heads need not divide the width (Gemma-style); without it they must."""
+    path = tmp_path / "m.gguf"
+    write_gguf(path, meta={"attention.head_count": 3, "attention.head_count_kv": 3, "attention.key_length": 16})
+    config = GGUFModel(path).config
+    assert (config.n_head, config.head_dim) == (3, 16)
+    path = tmp_path / "bad.gguf"
+    write_gguf(path, meta={"attention.head_count": 3, "attention.head_count_kv": 3})
+    with pytest.raises(UserError, match="head_count"):
+        GGUFModel(path)
+
+
+@pytest.mark.parametrize("kind", ["longrope", "dynamic"])
+def test_other_rope_scalings_are_refused(kind, tmp_path):
+    path = tmp_path / "m.gguf"
+    write_gguf(path, extra=lambda w: (w.add_string("llama.rope.scaling.type", kind),
+                                      w.add_float32("llama.rope.scaling.factor", 2.0)))
+    with pytest.raises(UserError, match=kind):
+        GGUFModel(path)

@@ -221,7 +221,7 @@ def diagnose(path: Path) -> str | None:
         except (ValueError, KeyError, struct.error):
             return None
         start = -(-pos // alignment) * alignment
-        if start + need > size:
+        if need and start + need > size:  # no tensor data (a vocabulary-only file): no padding is due either
             return (f"truncated GGUF file {path}: {size:,} bytes, but its tensors end at byte {start + need:,} "
                     f"({start + need - size:,} bytes missing: a download cut short?)")
     return None
