@@ -24,7 +24,7 @@ from pathlib import Path
 from geex import jsonl
 from geex.errors import UserError
 from geex.humanevalx.reporting.metrics import pass_at_k
-from geex.humanevalx.reporting.run_report import group_key
+from geex.humanevalx.reporting.run_report import group_key, per_problem
 from geex.humanevalx.execution.verdict import Verdict
 from geex.languages import LANGUAGE_NAMES
 
@@ -48,14 +48,10 @@ class Run:
 
     def groups(self) -> dict[str, dict[int, tuple[int, int]]]:
         """Group ("python", "python->cpp") -> problem number -> (samples, passed); harness errors out."""
-        counts: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-        for rec in self.records:
-            if rec["verdict"] == Verdict.HARNESS_ERROR.value:
-                continue
-            nc = counts[group_key(rec)][int(rec["task_id"].split("/")[1])]
-            nc[0] += 1
-            nc[1] += rec["verdict"] == Verdict.PASSED.value
-        return {g: {p: (n, c) for p, (n, c) in sorted(counts[g].items())} for g in sorted(counts, key=group_order)}
+        counts: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
+        for (group, task_id), nc in per_problem(self.records).items():
+            counts[group][int(task_id.split("/")[1])] = nc
+        return {g: dict(sorted(counts[g].items())) for g in sorted(counts, key=group_order)}
 
     def verdicts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = defaultdict(lambda: {v.value: 0 for v in Verdict})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 from geex.humanevalx.reporting.metrics import mean_pass_at_k
@@ -18,20 +19,26 @@ def group_key(rec: dict) -> str:
     return f"{src}->{rec['language']}" if src else rec["language"]
 
 
+def per_problem(records: Iterable[dict]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(group, task id) → (samples scored, samples passed): what pass@k is computed from, for this
+    report and for ``geex humanevalx report`` alike. Harness errors are left out (not the model's
+    fault); a problem is a task *within its group*: CPP/0 generated and CPP/0 translated from Python
+    are two problems, so an overall row never pools samples of different tasks."""
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for rec in records:
+        if rec["verdict"] == Verdict.HARNESS_ERROR.value:
+            continue
+        nc = counts[(group_key(rec), rec["task_id"])]
+        nc[0] += 1
+        nc[1] += rec["verdict"] == Verdict.PASSED.value
+    return {key: (n, c) for key, (n, c) in counts.items()}
+
+
 def summarize(records: list[dict], ks: tuple[int, ...]) -> dict:
     """Counts and pass@k for one group of per-sample records."""
     verdicts = Counter(rec["verdict"] for rec in records)
-    # a problem is a task *within its group*: CPP/0 generated and CPP/0 translated from Python are
-    # two problems, so the overall row never pools samples of different tasks
-    per_problem: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for rec in records:
-        if rec["verdict"] == Verdict.HARNESS_ERROR.value:
-            continue  # not the model's fault: excluded from pass@k
-        nc = per_problem[(group_key(rec), rec["task_id"])]
-        nc[0] += 1
-        nc[1] += rec["verdict"] == Verdict.PASSED.value
     problems = {(group_key(rec), rec["task_id"]) for rec in records}
-    counts = {task: (n, c) for task, (n, c) in per_problem.items()}
+    counts = per_problem(records)
     out: dict = {
         "n_problems": len(problems),
         "n_samples": len(records),
