@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The serving benchmarks' GPU run, as one command on a lent GPU machine (the `device` tool), from the
+# repository root:  GEEX_COMMIT=<hash> bash benchmarks/gpu_run.sh serve|keys
+# The machine has PyTorch, Triton and transformers but no network: the server's packages come as
+# wheels in .device-wheels/ (pip download them here; carry the folder), HumanEval-X's Python file (for
+# the keystroke replay) in .device-data/humaneval-x/ (carry it). The device's copy of the tree reports a
+# stale git commit: pass the real one in GEEX_COMMIT. Results land under $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+pip install -q --no-index --find-links .device-wheels --target /tmp/pydeps fastapi uvicorn sse-starlette \
+  prometheus-client httpx pytest >/dev/null 2>&1 || echo "pip failed"
+export PYTHONPATH=$PWD/src:/tmp/pydeps:$PWD
+export GEEX_COMMIT=${GEEX_COMMIT:-unknown}
+export GEEX_HUMANEVALX=${GEEX_HUMANEVALX:-$PWD/.device-data/humaneval-x}
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+case "${1:-}" in
+serve)  # issue 16: CUDA tests, then throughput/TTFT/overhead at 1/8/32/64 streams against transformers
+  timeout 150 python -m pytest -q -p no:cacheprovider tests/engine/test_cuda.py -k "overlapped or graphed_rows or scheduler" \
+    2>&1 | tail -5 | tee "$OUT/cuda_tests.log"
+  (cd benchmarks && timeout 420 python serve.py gpu --streams 1,8,32,64 --requests 2 --new 128 --out "$OUT/serve_gpu") 2>&1 | tail -60
+  ;;
+keys)  # issue 17: 32 simulated typists against a 1.5B-shaped server
+  (cd benchmarks && timeout 500 python serve_keystrokes.py gpu --out "$OUT/serve_keystrokes_gpu") 2>&1 | tail -40
+  ;;
+*) echo "usage: GEEX_COMMIT=<hash> bash benchmarks/gpu_run.sh serve|keys" >&2; exit 2 ;;
+esac
+ls -la "$OUT"
