@@ -32,7 +32,7 @@ from geex.humanevalx.assembly import assemble
 from geex.humanevalx.execution.program import Program
 from geex.humanevalx.dataset import load_language
 from geex.humanevalx.evaluate import EvalConfig, evaluate
-from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner
+from geex.humanevalx.execution.runners import RunContext, get_runner
 from geex.humanevalx.execution.runners.go import GOPATH
 from geex.humanevalx.execution.runners.js import node_modules
 from geex.humanevalx.execution.runners.rust import CRATES, REGISTRY

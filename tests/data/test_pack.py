@@ -17,7 +17,6 @@ from geex.data.pack import PackedDataset, document_positions, pack
 from geex.data.tokenizer import train_tokenizer
 from geex.errors import UserError
 from geex.models.tokenizer import CodeGeeXTokenizer
-
 from tests.conftest import SHARED_TOKENIZER
 
 VOCAB = 600  # what a BPE trained on the corpus below reaches

@@ -10,6 +10,7 @@ from geex.engine.sampling import SamplingParams
 from geex.errors import UserError
 from geex.models.codegeex import CodeGeeX, get_config
 
+
 @pytest.fixture(scope="module")
 def tok(codegeex_tokenizer):
     return codegeex_tokenizer

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+
 import torch
 
 from geex.models.checkpoint import to_official
 from geex.models.codegeex import CodeGeeX, get_config
+
 
 def _geex(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "geex", *args], capture_output=True, text=True, timeout=300)

@@ -15,7 +15,8 @@ from geex.engine.sampling import SamplingParams
 from geex.engine.scheduler import QueueFull, Request, Scheduler
 from geex.engine.streaming import HeldText
 from geex.models.cache import KVCache
-from geex.models.llama import Llama, get_config as llama_config
+from geex.models.llama import Llama
+from geex.models.llama import get_config as llama_config
 from tests.models.tiny import random_tiny_codegeex, random_tiny_llama
 
 
@@ -377,7 +378,7 @@ def test_held_text_never_shows_a_split_stop_string(codegeex_tokenizer):
     assert shown + held.finish() == "a = 1\n\nb = 2\n" and held.stopped is None
     partial = HeldText(tok, stop=("= 2!",))
     for t in ids:
-        out = partial.add(t)
+        partial.add(t)
         assert "= 2" not in partial.text or partial.text.endswith("\n")
     assert partial.finish() != "" or partial.text.endswith("\n")
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from geex.engine.stops import (BlockRule, LineRule, RepetitionRule, SuffixOverlapRule, TimeRule,
-                               indent_of_cursor_line)
+from geex.engine.stops import BlockRule, LineRule, RepetitionRule, SuffixOverlapRule, TimeRule, indent_of_cursor_line
 from geex.engine.streaming import HeldText
 
 

@@ -27,14 +27,15 @@ from pathlib import Path
 
 import pytest
 
-from geex.humanevalx.execution.runners import base as runners_module
-from geex.humanevalx.execution import verdict as verdict_module
 from geex.humanevalx.assembly import JS_ASSERT, assemble
-from geex.humanevalx.execution.program import Program
 from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.evaluate import EvalConfig, evaluate
+from geex.humanevalx.execution import verdict as verdict_module
+from geex.humanevalx.execution.program import Program
 from geex.humanevalx.execution.proof import EARLY_EXIT, Proof, harness_text
-from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner, go as go_runner, make_jobs_root
+from geex.humanevalx.execution.runners import RunContext, get_runner, make_jobs_root
+from geex.humanevalx.execution.runners import base as runners_module
+from geex.humanevalx.execution.runners import go as go_runner
 from geex.humanevalx.execution.runners import java as java_runner
 from geex.humanevalx.execution.sandbox import Sandbox
 from geex.languages import get_language

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from geex.humanevalx.execution import runners as runners_mod
 from geex.humanevalx.dataset import load_language
 from geex.humanevalx.evaluate import EvalConfig, evaluate
-from geex.humanevalx.flaky import ProgramRuns
+from geex.humanevalx.execution import runners as runners_mod
 from geex.humanevalx.execution.runners import Outcome, cache_root
-from geex.humanevalx.store import VerdictCache
 from geex.humanevalx.execution.verdict import Verdict
+from geex.humanevalx.flaky import ProgramRuns
+from geex.humanevalx.store import VerdictCache
 from geex.languages import get_language
 
 P, W, T, H = "passed", "wrong_answer", "timeout", "harness_error"

@@ -21,7 +21,6 @@ import pytest
 
 from geex.humanevalx.dataset import load_language
 from geex.humanevalx.evaluate import EvalConfig, evaluate
-from geex.humanevalx.execution.runners import get_runner
 from geex.humanevalx.execution.sandbox import Isolation
 from geex.humanevalx.store import ResultsLog, VerdictCache
 from geex.languages import get_language

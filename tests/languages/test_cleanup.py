@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geex.errors import UserError
+from geex.humanevalx.assembly import generation_prompt
 from geex.humanevalx.dataset import load_language
 from geex.humanevalx.problem import Problem
 from geex.languages import LANGUAGE_NAMES, get_language
-from geex.humanevalx.assembly import generation_prompt
 from geex.languages.cleanup import cleanup, code_view, function_end, is_finished, stop_index
 
 BRACE_LANGUAGES = ("cpp", "java", "js", "go", "rust")

@@ -21,8 +21,8 @@ import pytest
 
 from geex.humanevalx.assembly import generation_prompt
 from geex.humanevalx.dataset import load_problems
-from geex.humanevalx.problem import Problem
 from geex.humanevalx.evaluate import EvalConfig, evaluate
+from geex.humanevalx.problem import Problem
 from geex.languages import get_language
 from geex.languages.cleanup import cleanup, code_view, function_end
 

@@ -12,7 +12,12 @@ import torch
 from geex.cli import main
 from geex.errors import UserError
 from geex.models.checkpoint import (
-    infer_config, load_model, read_official, save_geex, split_tensor_parallel, to_official,
+    infer_config,
+    load_model,
+    read_official,
+    save_geex,
+    split_tensor_parallel,
+    to_official,
 )
 from geex.models.codegeex import CodeGeeX, get_config
 from tests.models.tiny import random_tiny_codegeex

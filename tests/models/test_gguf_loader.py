@@ -6,7 +6,6 @@ Q8_0 dequantization, numpy's float16 rounding, hand-computed token ids and ``tra
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 import gguf

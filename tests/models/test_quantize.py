@@ -16,8 +16,15 @@ from geex.models import ops
 from geex.models.build import build_model
 from geex.models.codegeex import CodeGeeX
 from geex.models.quantize import (
-    QuantizedEmbedding, QuantizedLinear, dequantize_int4, dequantize_int8, int4_group, quantize_int4, quantize_int8,
-    quantize_model, weight_bytes,
+    QuantizedEmbedding,
+    QuantizedLinear,
+    dequantize_int4,
+    dequantize_int8,
+    int4_group,
+    quantize_int4,
+    quantize_int8,
+    quantize_model,
+    weight_bytes,
 )
 from tests.models.tiny import random_tiny_codegeex
 

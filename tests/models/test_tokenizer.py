@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from geex.errors import UserError
 from geex.models.tokenizer import CodeGeeXTokenizer
 
+
 @pytest.fixture(scope="module")
 def tok(codegeex_tokenizer) -> CodeGeeXTokenizer:
     return codegeex_tokenizer

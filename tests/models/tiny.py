@@ -26,6 +26,7 @@ def random_tiny_codegeex(seed: int = 0) -> CodeGeeX:
 
 def random_tiny_llama(seed: int = 0):
     """Grouped-query attention (4 query heads, 2 key/value heads of 16 dimensions) and qkv biases."""
-    from geex.models.llama import Llama, get_config as llama_config
+    from geex.models.llama import Llama
+    from geex.models.llama import get_config as llama_config
 
     return _off_init(Llama(llama_config("llama-tiny", qkv_bias=True)), seed, "norm")

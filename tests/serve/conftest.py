@@ -18,7 +18,6 @@ from geex.serve.engine_client import EngineClient
 from geex.serve.metrics import Metrics
 from geex.serve.server import Background, start_in_thread
 
-
 Running = Background
 
 

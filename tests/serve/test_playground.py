@@ -19,6 +19,7 @@ from tests.serve.conftest import default_engine, metric_sum, start_server
 
 pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
+
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed "
                                 "(scripts/setup.sh installs it)")
 

@@ -29,7 +29,7 @@ STEPS = ("optim.max_steps=10", "run.checkpoint_every=5", "run.eval_every=5", "ru
 
 
 
-def _torchrun(procs: int, packed: Path, out: Path, *extra: str) -> None:
+def _torchrun(procs: int, packed: Path, out: Path, *extra: str) -> None:  # noqa: F811 - the path, not the fixture
     """``geex train`` under torchrun with ``procs`` CPU processes."""
     sets = [f"data.path={packed}", f"run.out={out}", "optim.lr=0.003", "optim.min_lr=0.0003",
             "optim.warmup_steps=10", "run.log_every=1", *STEPS, *extra]

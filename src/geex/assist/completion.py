@@ -12,8 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from geex.assist.fim import Budget, Fim, FimTokenizer, Rendered, SourceFile, render
-from geex.engine.stops import BlockRule, LineRule, RepetitionRule, Rule, SuffixOverlapRule, TimeRule
-from geex.engine.stops import indent_of_cursor_line
+from geex.engine.stops import (
+    BlockRule,
+    LineRule,
+    RepetitionRule,
+    Rule,
+    SuffixOverlapRule,
+    TimeRule,
+    indent_of_cursor_line,
+)
 from geex.languages import Language
 
 MODES = ("free", "line", "block")

@@ -19,8 +19,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from geex import __version__
-from geex import interrupts
+from geex import __version__, interrupts
 from geex.cli import data, doctor, generate, humanevalx, model, serve, train
 from geex.errors import UserError
 

@@ -15,9 +15,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     import time
 
     from geex.engine.generate import generate
+    from geex.engine.sampling import SamplingParams
     from geex.engine.streaming import HeldText
     from geex.languages import get_language
-    from geex.engine.sampling import SamplingParams
     from geex.languages.cleanup import cleanup
     from geex.models import registry
 

@@ -9,8 +9,15 @@ import os
 import sys
 from pathlib import Path
 
-from geex.cli.options import (_add_dataset_options, _add_device_options, _add_sampling_options, _ks, _positive_int,
-                              _positive_number, _torch_dtype)
+from geex.cli.options import (
+    _add_dataset_options,
+    _add_device_options,
+    _add_sampling_options,
+    _ks,
+    _positive_int,
+    _positive_number,
+    _torch_dtype,
+)
 from geex.errors import UserError
 from geex.files import read_log
 

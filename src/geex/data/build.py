@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import pickle
 import re
+import signal
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor

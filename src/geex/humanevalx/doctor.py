@@ -7,14 +7,13 @@ the rand/regex/md5 crates), so a green doctor means every reference solution can
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from geex.humanevalx.assembly import prove_rust_tests
 from geex.humanevalx.execution.program import Program
-from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
+from geex.humanevalx.execution.runners import RunContext, get_runner, make_jobs_root, remove_jobs_root
 from geex.humanevalx.execution.sandbox import Sandbox, detect_isolation
 from geex.humanevalx.execution.verdict import Verdict
 from geex.languages import HUMANEVALX_LANGUAGES, Language

@@ -26,8 +26,15 @@ from geex.errors import UserError
 from geex.humanevalx.assembly import assemble
 from geex.humanevalx.dataset import load_problems, resolve_dataset_dir
 from geex.humanevalx.execution.program import Program
-from geex.humanevalx.execution.runners import (Outcome, RunContext, Runner, cache_root, get_runner, make_jobs_root,
-                                               remove_jobs_root)
+from geex.humanevalx.execution.runners import (
+    Outcome,
+    RunContext,
+    Runner,
+    cache_root,
+    get_runner,
+    make_jobs_root,
+    remove_jobs_root,
+)
 from geex.humanevalx.execution.sandbox import Sandbox, detect_isolation
 from geex.humanevalx.execution.verdict import Verdict
 from geex.humanevalx.fixes import FIXES_VERSION

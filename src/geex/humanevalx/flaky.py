@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from geex.humanevalx.store import CONFIRMED_RUNS
 from geex.humanevalx.execution.verdict import Verdict
+from geex.humanevalx.store import CONFIRMED_RUNS
 
 _HARNESS = Verdict.HARNESS_ERROR.value
 

@@ -9,8 +9,14 @@ import torch
 from torch import nn
 
 from geex.errors import UserError
-from geex.models.quantize import (DEFAULT_GROUP, QuantizedEmbedding, QuantizedLinear, check_quantizable, linear_names,
-                                  replace_module)
+from geex.models.quantize import (
+    DEFAULT_GROUP,
+    QuantizedEmbedding,
+    QuantizedLinear,
+    check_quantizable,
+    linear_names,
+    replace_module,
+)
 
 
 class ModelConfig(Protocol):

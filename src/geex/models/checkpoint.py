@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from geex.errors import UserError
-from geex.models.codegeex import CodeGeeX, CodeGeeXConfig
 from geex.models.build import build_model
+from geex.models.codegeex import CodeGeeX, CodeGeeXConfig
 from geex.models.config_fields import Fields
 
 CONFIG_FILE = "config.json"

@@ -9,14 +9,27 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, Request as HttpRequest
+from fastapi import APIRouter, Depends
+from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
 
 from geex.engine.scheduler import Event
 from geex.errors import UserError
 from geex.serve.completions import (
-    Shutdown, check_model, engine, finished, log_stream, new_requests, off_loop, server_timing, sse, summary,
-    text_of, usage, usage_frame, wants_usage,
+    Shutdown,
+    check_model,
+    engine,
+    finished,
+    log_stream,
+    new_requests,
+    off_loop,
+    server_timing,
+    sse,
+    summary,
+    text_of,
+    usage,
+    usage_frame,
+    wants_usage,
 )
 from geex.serve.engine_client import EngineClient, Generation
 from geex.serve.errors import ApiError

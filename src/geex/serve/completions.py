@@ -11,7 +11,8 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import anyio
-from fastapi import APIRouter, Depends, Request as HttpRequest
+from fastapi import APIRouter, Depends
+from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
@@ -21,11 +22,10 @@ from geex.assist.fim import Budget, SourceFile
 from geex.engine.sampling import SamplingParams
 from geex.engine.scheduler import Event, Request
 from geex.errors import UserError
+from geex.languages import get_language
 from geex.serve.engine_client import ClientGone, EngineClient, Generation
 from geex.serve.errors import ApiError, error_body
-from geex.languages import get_language
-from geex.serve.protocol import (MAX_PROMPTS, MAX_STOP, MAX_STOP_CHARS, CodeFields, CompletionRequest,
-                                 SamplingFields)
+from geex.serve.protocol import MAX_PROMPTS, MAX_STOP, MAX_STOP_CHARS, CodeFields, CompletionRequest, SamplingFields
 
 router = APIRouter()
 

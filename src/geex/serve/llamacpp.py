@@ -14,13 +14,25 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 
-from fastapi import APIRouter, Depends, Request as HttpRequest
+from fastapi import APIRouter, Depends
+from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
 
 from geex.assist.completion import CursorCompletion
 from geex.engine.scheduler import Event
-from geex.serve.completions import (Shutdown, _prompts, cursor_meta, cursor_request, engine, finished, geex_block,
-                                    new_requests, off_loop, sse, text_of)
+from geex.serve.completions import (
+    Shutdown,
+    _prompts,
+    cursor_meta,
+    cursor_request,
+    engine,
+    finished,
+    geex_block,
+    new_requests,
+    off_loop,
+    sse,
+    text_of,
+)
 from geex.serve.engine_client import EngineClient, Generation
 from geex.serve.errors import ApiError
 from geex.serve.protocol import InfillRequest, LlamaCompletionRequest, LlamaFields

@@ -11,11 +11,25 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, Request as HttpRequest
+from fastapi import APIRouter, Depends
+from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
 
-from geex.serve.completions import (Shutdown, check_model, cursor_meta, cursor_request, engine, finished, log_stream,
-                                    new_requests, off_loop, sse, summary, text_of, usage)
+from geex.serve.completions import (
+    Shutdown,
+    check_model,
+    cursor_meta,
+    cursor_request,
+    engine,
+    finished,
+    log_stream,
+    new_requests,
+    off_loop,
+    sse,
+    summary,
+    text_of,
+    usage,
+)
 from geex.serve.engine_client import EngineClient, Generation
 from geex.serve.protocol import MistralFimRequest
 

@@ -20,7 +20,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Depends, Request as HttpRequest
+from fastapi import APIRouter, Depends
+from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
 
 from geex.assist import tasks
@@ -28,8 +29,21 @@ from geex.assist.completion import StopMode, rules_for
 from geex.errors import UserError
 from geex.languages import Language, get_language
 from geex.serve.chat import chat_prompt
-from geex.serve.completions import (Shutdown, check_model, engine, finished, log_stream, new_requests, off_loop, sse,
-                                    summary, text_of, usage, usage_frame, wants_usage)
+from geex.serve.completions import (
+    Shutdown,
+    check_model,
+    engine,
+    finished,
+    log_stream,
+    new_requests,
+    off_loop,
+    sse,
+    summary,
+    text_of,
+    usage,
+    usage_frame,
+    wants_usage,
+)
 from geex.serve.engine_client import EngineClient, Generation
 from geex.serve.errors import ApiError
 from geex.serve.protocol import CodeGeeXRequest, ExplainRequest, GenerateRequest, TaskFields, TranslateRequest

@@ -33,8 +33,17 @@ from geex.errors import UserError
 from geex.models.codegeex import get_config, init_parameter
 from geex.train import checkpoint
 from geex.train.config import TrainConfig, resume_conflicts
-from geex.train.distributed import (Topology, all_reduce_max, all_reduce_sum, make_mesh, setup, shard, teardown,
-                                    tensor_parallel, units)
+from geex.train.distributed import (
+    Topology,
+    all_reduce_max,
+    all_reduce_sum,
+    make_mesh,
+    setup,
+    shard,
+    teardown,
+    tensor_parallel,
+    units,
+)
 from geex.train.flops import flops_per_token, mfu, peak_flops
 from geex.train.optim import adamw, lr_at, optimizer_step
 
@@ -361,8 +370,14 @@ def _plot(out: Path) -> None:
 def _progress_bar(enabled: bool, step: int, total: int):
     if not enabled:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn())

@@ -35,11 +35,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from geex.humanevalx.execution import uids
 from geex.humanevalx.assembly import assemble
-from geex.humanevalx.execution.cgroups import MemoryControl
 from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.evaluate import EvalConfig, evaluate
+from geex.humanevalx.execution import uids
+from geex.humanevalx.execution.cgroups import MemoryControl
 from geex.humanevalx.execution.runners import Outcome, RunContext, cache_root, get_runner
 from geex.humanevalx.execution.sandbox import SAFE_PATH, Isolation, Sandbox, detect_isolation
 from geex.humanevalx.execution.uids import UID_BASE, UID_SPAN, lease_dir_fd

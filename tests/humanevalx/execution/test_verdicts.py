@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 
 from geex.humanevalx.assembly import assemble
-from geex.humanevalx.execution.program import Program
 from geex.humanevalx.dataset import load_problems
-from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner
+from geex.humanevalx.execution.program import Program
+from geex.humanevalx.execution.proof import Proof
+from geex.humanevalx.execution.runners import RunContext, get_runner
 from geex.humanevalx.execution.runners import java as java_runner
 from geex.humanevalx.execution.runners.js import node_modules
-from geex.humanevalx.execution.proof import Proof
 from geex.humanevalx.execution.sandbox import ExecResult, Sandbox, _decode_status
 from geex.humanevalx.execution.verdict import Verdict, classify_compile, classify_run, excerpt
 from geex.languages import get_language

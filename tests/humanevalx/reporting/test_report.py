@@ -7,8 +7,8 @@ The runs are written by hand; every expected number is worked out here from the 
 from __future__ import annotations
 
 import json
-import re
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path

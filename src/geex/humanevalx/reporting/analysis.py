@@ -23,9 +23,9 @@ from pathlib import Path
 
 from geex import jsonl
 from geex.errors import UserError
+from geex.humanevalx.execution.verdict import Verdict
 from geex.humanevalx.reporting.metrics import pass_at_k
 from geex.humanevalx.reporting.run_report import group_key, per_problem
-from geex.humanevalx.execution.verdict import Verdict
 from geex.languages import LANGUAGE_NAMES
 
 STRATEGIES = ("best single language", "uniform", "weighted by pass rate")

@@ -10,8 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from geex.humanevalx.reporting.analysis import Run, pass_at_k_ci  # noqa: E402
 from geex.humanevalx.execution.verdict import Verdict  # noqa: E402
+from geex.humanevalx.reporting.analysis import Run, pass_at_k_ci  # noqa: E402
 from geex.languages import LANGUAGE_NAMES  # noqa: E402
 
 ORDER = list(LANGUAGE_NAMES)

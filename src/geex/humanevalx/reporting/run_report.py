@@ -7,8 +7,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from geex.humanevalx.reporting.metrics import mean_pass_at_k
 from geex.humanevalx.execution.verdict import Verdict
+from geex.humanevalx.reporting.metrics import mean_pass_at_k
 
 REPORT_FORMAT = "geex/humanevalx-report/1"
 

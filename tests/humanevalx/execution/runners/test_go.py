@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from geex.humanevalx.assembly import assemble
-from geex.humanevalx.execution.program import Program
 from geex.humanevalx.dataset import load_problems
-from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner
+from geex.humanevalx.execution.program import Program
+from geex.humanevalx.execution.runners import RunContext, get_runner
 from geex.humanevalx.execution.runners.go import drop_unused_imports
 from geex.humanevalx.execution.sandbox import Sandbox
 from geex.humanevalx.execution.verdict import Verdict

@@ -21,7 +21,7 @@ import pytest
 
 from geex.humanevalx.assembly import assemble
 from geex.humanevalx.dataset import load_problems
-from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner
+from geex.humanevalx.execution.runners import RunContext, get_runner
 from geex.humanevalx.execution.runners import java as java_runner
 from geex.humanevalx.execution.sandbox import Sandbox
 from geex.humanevalx.execution.verdict import Verdict

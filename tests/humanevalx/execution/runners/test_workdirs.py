@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 import geex
-from geex.humanevalx.execution import runners as runners_mod
 from geex.humanevalx.assembly import assemble
 from geex.humanevalx.dataset import load_problems
-from geex.humanevalx.execution.runners import RunContext, cache_root, get_runner, make_jobs_root, remove_jobs_root
+from geex.humanevalx.execution import runners as runners_mod
+from geex.humanevalx.execution.runners import RunContext, get_runner, make_jobs_root, remove_jobs_root
 from geex.humanevalx.execution.runners import go as go_runner
 from geex.humanevalx.execution.sandbox import Isolation, Sandbox
 from geex.humanevalx.execution.verdict import Verdict

@@ -10,9 +10,18 @@ import functools
 
 from geex.humanevalx.execution.cache import cache_root
 from geex.humanevalx.execution.runners import cpp, go, java, js, python, rust
-from geex.humanevalx.execution.runners.base import (JOBS_LOCK, UNLOCKED_STALE_S, Outcome, RunContext, Runner,
-                                                     ToolStatus, hand_over, make_jobs_root, remove_jobs_root,
-                                                     write_file)
+from geex.humanevalx.execution.runners.base import (
+    JOBS_LOCK,
+    UNLOCKED_STALE_S,
+    Outcome,
+    RunContext,
+    Runner,
+    ToolStatus,
+    hand_over,
+    make_jobs_root,
+    remove_jobs_root,
+    write_file,
+)
 
 __all__ = ["JOBS_LOCK", "UNLOCKED_STALE_S", "Outcome", "RunContext", "Runner", "ToolStatus", "cache_root",
            "get_runner", "hand_over", "make_jobs_root", "remove_jobs_root", "write_file"]

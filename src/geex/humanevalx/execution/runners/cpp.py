@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from geex.humanevalx.execution.runners.base import ExecResult, Runner, RunContext, ToolStatus, tool_output
+from geex.humanevalx.execution.runners.base import ExecResult, RunContext, Runner, ToolStatus, tool_output
 
 # the headers every C++ program gets (assembly adds the includes a program lacks; they are the
 # precompiled header)

@@ -28,7 +28,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from geex.humanevalx.execution.runners.base import ExecResult, Runner, RunContext, ToolStatus, tool_output, write_file
+from geex.humanevalx.execution.runners.base import ExecResult, RunContext, Runner, ToolStatus, tool_output, write_file
 from geex.humanevalx.execution.sandbox import SAFE_PATH
 
 # Go packages a solution or test may use without importing them (the prompt's import block is

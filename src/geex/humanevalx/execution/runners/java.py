@@ -36,8 +36,15 @@ from importlib import resources
 from pathlib import Path
 
 from geex.humanevalx.execution.program import code_only
-from geex.humanevalx.execution.runners.base import (ExecResult, Runner, RunContext, ToolStatus, hand_over, tool_output,
-                                     write_file)
+from geex.humanevalx.execution.runners.base import (
+    ExecResult,
+    RunContext,
+    Runner,
+    ToolStatus,
+    hand_over,
+    tool_output,
+    write_file,
+)
 from geex.humanevalx.execution.sandbox import Limits, _decode_status, kill_uid
 from geex.humanevalx.execution.verdict import excerpt
 

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from geex.humanevalx.execution.runners.base import ExecResult, Runner, RunContext, ToolStatus, tool_output
+from geex.humanevalx.execution.runners.base import ExecResult, RunContext, Runner, ToolStatus, tool_output
 
 REGISTRY = Path("/usr/share/cargo/registry")
 CRATES = {"rand": "0.8", "regex": "1", "md5": "0.7"}  # HumanEval-X declarations `use rand::Rng`
