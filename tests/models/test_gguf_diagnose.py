@@ -105,14 +105,14 @@ def test_a_complete_file_is_not_diagnosed(order, tmp_path):
 def test_a_cut_in_the_data_names_the_exact_end(order, alignment, tmp_path):
     """Every value type skipped by its own size (one wrong size and the walk lands elsewhere), the
     alignment read from its key (or 32), the byte order told from the version."""
-    data, header_end, data_end = build(order, alignment)
+    data, _, data_end = build(order, alignment)
     cut = data_end - 10
     path = _write(tmp_path, data[:cut])
     assert diagnose(path) == (f"truncated GGUF file {path}: {cut:,} bytes, but its tensors end at byte "
                               f"{data_end:,} (10 bytes missing: a download cut short?)")
 
 
-def test_the_alignment_changes_where_the_data_starts(tmp_path):
+def test_the_alignment_changes_where_the_data_starts():
     """The same file with alignment 64 and with 32 (the default) needs different sizes."""
     _, header_end, end64 = build(alignment=64)
     _, header_end32, end32 = build(alignment=32)
