@@ -22,6 +22,8 @@ import pytest
 from geex.humanevalx.dataset import load_language
 from geex.humanevalx.evaluate import EvalConfig, evaluate
 from geex.humanevalx.execution.sandbox import Isolation
+from geex.humanevalx.execution.verdict import Verdict
+from geex.humanevalx.result import Result
 from geex.humanevalx.store import ResultsLog, VerdictCache
 from geex.languages import get_language
 
@@ -241,9 +243,8 @@ def test_kill_9_mid_run_then_resume(tmp_path, cache_dir) -> None:
 
 
 # ---------------------------------------------------------------------- store, directly
-def _rec(sample_id: str, sha: str = "h", verdict: str = "passed") -> dict:
-    return {"sample_id": sample_id, "program_sha256": sha, "verdict": verdict, "passed": verdict == "passed",
-            "fingerprint": "fp"}
+def _rec(sample_id: str, sha: str = "h", verdict: str = "passed") -> Result:
+    return Result(sample_id, "Python/0", "python", Verdict(verdict), program_sha256=sha, fingerprint="fp")
 
 
 def test_results_log_recovery(tmp_path) -> None:
@@ -259,7 +260,7 @@ def test_results_log_recovery(tmp_path) -> None:
     assert log.torn_lines == 1
     assert path.read_bytes() == good  # the torn tail is cut off before appending
     assert set(log.records) == {"A#0", "A#1"}
-    assert log.done("A#0", "h2", "fp")["verdict"] == "wrong_answer"
+    assert log.done("A#0", "h2", "fp").verdict == "wrong_answer"
     assert log.done("A#0", "h2", "other") is None  # another toolchain/limits/isolation: run again
     assert log.done("A#0", "h", "fp") is None  # a different program is not done
     assert log.done("A#2", "h", "fp") is None
@@ -273,7 +274,7 @@ def test_results_log_recovery(tmp_path) -> None:
 def test_results_log_drops_a_last_line_without_newline(tmp_path, cut: int) -> None:
     """Even a last line that parses (only its newline is missing) may be incomplete: re-run it."""
     path = tmp_path / "results.jsonl"
-    text = json.dumps(_rec("A#0")) + "\n" + json.dumps(_rec("A#1")) + "\n"
+    text = json.dumps(_rec("A#0").to_json()) + "\n" + json.dumps(_rec("A#1").to_json()) + "\n"
     path.write_text(text[:-cut])
     log = ResultsLog(path)
     log.close()
@@ -283,7 +284,7 @@ def test_results_log_drops_a_last_line_without_newline(tmp_path, cut: int) -> No
 
 def test_results_log_skips_garbage_in_the_middle(tmp_path) -> None:
     path = tmp_path / "results.jsonl"
-    path.write_text(json.dumps(_rec("A#0")) + "\n" + "not json\n" + json.dumps(_rec("A#1")) + "\n")
+    path.write_text(json.dumps(_rec("A#0").to_json()) + "\n" + "not json\n" + json.dumps(_rec("A#1").to_json()) + "\n")
     log = ResultsLog(path)
     log.close()
     assert set(log.records) == {"A#0", "A#1"}

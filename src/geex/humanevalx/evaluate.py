@@ -42,6 +42,7 @@ from geex.humanevalx.flaky import ProgramRuns
 from geex.humanevalx.identity import harness_identity
 from geex.humanevalx.outdir import OutDir
 from geex.humanevalx.reporting.run_report import build_report, write_report
+from geex.humanevalx.result import Result
 from geex.humanevalx.samples import Sample, canonical_samples, check_against_problems, read_samples
 from geex.humanevalx.store import ResultsLog, VerdictCache
 from geex.languages import Language, parse_languages
@@ -89,23 +90,12 @@ def verdict_cache_path() -> Path:
     return Path(env) if env else cache_root() / "humanevalx" / "verdicts.sqlite"
 
 
-def _record(sample: Sample, program_sha256: str, outcome: dict, fingerprint: str, runs: ProgramRuns) -> dict:
-    rec = {
-        "sample_id": sample.sample_id,
-        "task_id": sample.task_id,
-        "language": sample.language.name,
-        "source_language": sample.source_language.name if sample.source_language else None,
-        "completion_id": sample.completion_id,
-        "program_sha256": program_sha256,
-        **outcome,
-        "passed": outcome["verdict"] == Verdict.PASSED.value,
-        "fingerprint": fingerprint,
-        "cached": runs.trusted,
-        "flaky": runs.flaky,
-    }
-    if runs.flaky:
-        rec["verdicts_seen"] = runs.verdicts_seen()
-    return rec
+def _result(sample: Sample, program_sha256: str, outcome: dict, fingerprint: str, runs: ProgramRuns) -> Result:
+    return Result.from_outcome(
+        outcome=outcome, sample_id=sample.sample_id, task_id=sample.task_id, language=sample.language.name,
+        source_language=sample.source_language.name if sample.source_language else None,
+        completion_id=sample.completion_id, program_sha256=program_sha256, fingerprint=fingerprint,
+        cached=runs.trusted, flaky=runs.flaky, verdicts_seen=runs.verdicts_seen() if runs.flaky else None)
 
 
 def _progress(cfg: EvalConfig) -> Progress:
@@ -236,8 +226,8 @@ def _plan(cfg: EvalConfig, samples: list[Sample], problems: dict, fingerprints: 
         plan.first_sample.setdefault(sha, s)
         plan.programs.append((s, sha))
         rec = log.done(s.sample_id, sha, fingerprints[s.language.name])
-        if rec is not None and rec["verdict"] != Verdict.HARNESS_ERROR.value:
-            plan.done[s.language.name][rec["passed"]] += 1
+        if rec is not None and rec.verdict is not Verdict.HARNESS_ERROR:
+            plan.done[s.language.name][rec.passed] += 1
         else:
             plan.pending[sha].append(s)
     return plan
@@ -335,7 +325,7 @@ class _Execution:
         lang = self.plan.first_sample[sha].language.name
         done = self.plan.done[lang]
         for s, outcome in zip(self.plan.pending.pop(sha), runs.outcomes()):
-            rec = _record(s, sha, outcome, self._fingerprint(sha), runs)
-            self.log.append(rec)
-            done[rec["passed"]] += 1
+            result = _result(s, sha, outcome, self._fingerprint(sha), runs)
+            self.log.append(result)
+            done[result.passed] += 1
             self.progress.update(self.bars[lang], advance=1, ok=done[True], bad=done[False])

@@ -23,33 +23,44 @@ from pathlib import Path
 
 from geex.files import Appender, read_log
 from geex.humanevalx.execution.verdict import Verdict
+from geex.humanevalx.result import Result
 
 _NOT_CACHED = {Verdict.TIMEOUT.value, Verdict.HARNESS_ERROR.value}
 
 
+def _is_result(value: object) -> bool:
+    try:
+        Result.from_json(value)
+    except ValueError:
+        return False
+    return True
+
+
 class ResultsLog:
-    """Append-only JSONL of per-sample results, tolerant of a torn last line (``geex.files``)."""
+    """Append-only JSONL of per-sample results, tolerant of a torn last line (``geex.files``); a
+    line that is not a ``Result`` is skipped (its sample runs again)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        log = read_log(path, valid=lambda v: isinstance(v, dict) and "sample_id" in v)
-        self.records: dict[str, dict] = {rec["sample_id"]: rec for rec in log.values}  # the last line wins
+        log = read_log(path, valid=_is_result)
+        # the last line of a sample wins
+        self.records: dict[str, Result] = {r.sample_id: r for r in map(Result.from_json, log.values)}
         self.torn_lines = log.rejected
         self._lock = threading.Lock()
         self._log = Appender(path)
 
-    def done(self, sample_id: str, program_sha256: str, fingerprint: str) -> dict | None:
+    def done(self, sample_id: str, program_sha256: str, fingerprint: str) -> Result | None:
         """The recorded result of this sample, if it was for the same program under the same
         toolchain, recipes, limits and isolation (else it must run again)."""
         rec = self.records.get(sample_id)
-        if rec is None or rec.get("program_sha256") != program_sha256 or rec.get("fingerprint") != fingerprint:
+        if rec is None or rec.program_sha256 != program_sha256 or rec.fingerprint != fingerprint:
             return None
-        return rec if isinstance(rec.get("verdict"), str) and isinstance(rec.get("passed"), bool) else None
+        return rec
 
-    def append(self, record: dict) -> None:
+    def append(self, result: Result) -> None:
         with self._lock:
-            self._log.write([record])
-            self.records[record["sample_id"]] = record
+            self._log.write([result.to_json()])
+            self.records[result.sample_id] = result
 
     def close(self) -> None:
         self._log.close()

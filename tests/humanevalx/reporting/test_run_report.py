@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from geex.humanevalx.execution.verdict import Verdict
 from geex.humanevalx.reporting.metrics import pass_at_k
 from geex.humanevalx.reporting.run_report import build_report
+from geex.humanevalx.result import Result
 
 
-def _rec(task: str, lang: str, verdict: str, source: str | None = None) -> dict:
-    return {"task_id": task, "language": lang, "source_language": source, "verdict": verdict}
+def _rec(task: str, lang: str, verdict: str, source: str | None = None) -> Result:
+    return Result(f"{task}#?", task, lang, Verdict(verdict), source_language=source)
 
 
 def test_overall_does_not_pool_generation_and_translation_of_one_task():

@@ -25,11 +25,11 @@ from geex import jsonl
 from geex.errors import UserError
 from geex.humanevalx.execution.verdict import Verdict
 from geex.humanevalx.reporting.metrics import pass_at_k
-from geex.humanevalx.reporting.run_report import group_key, per_problem
+from geex.humanevalx.reporting.run_report import per_problem
+from geex.humanevalx.result import Result
 from geex.languages import LANGUAGE_NAMES
 
 STRATEGIES = ("best single language", "uniform", "weighted by pass rate")
-_RESULT_FIELDS = ("sample_id", "task_id", "language", "verdict")
 
 
 def group_order(group: str) -> tuple:
@@ -43,7 +43,7 @@ def group_order(group: str) -> tuple:
 class Run:
     name: str
     directory: Path
-    records: list[dict]
+    records: list[Result]
     header: dict = field(default_factory=dict)
 
     def groups(self) -> dict[str, dict[int, tuple[int, int]]]:
@@ -56,7 +56,7 @@ class Run:
     def verdicts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = defaultdict(lambda: {v.value: 0 for v in Verdict})
         for rec in self.records:
-            out[group_key(rec)][rec["verdict"]] += 1
+            out[rec.group][rec.verdict.value] += 1
         return {g: out[g] for g in sorted(out, key=group_order)}
 
 
@@ -66,21 +66,19 @@ def load_run(directory: str | Path) -> Run:
     path = _plain_or_gz(directory / "results.jsonl")
     if path is None:
         raise UserError(f"{directory} has no results.jsonl (evaluate samples into it first)")
-    latest: dict[str, dict] = {}
+    latest: dict[str, Result] = {}
     with _open_text(path) as f:
         lines = f.read().split("\n")
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in _RESULT_FIELDS):
-                raise ValueError
-        except ValueError:
+            rec = Result.from_json(json.loads(line))
+        except ValueError as e:
             if i == len(lines):  # an unfinished last line (an evaluation still running, or killed)
                 break
-            raise UserError(f"{path}:{i}: not a results line (needs {', '.join(_RESULT_FIELDS)})") from None
-        latest[rec["sample_id"]] = rec
+            raise UserError(f"{path}:{i}: not a results line: {e}") from None
+        latest[rec.sample_id] = rec
     header: dict = {}
     samples = _plain_or_gz(directory / "samples.jsonl")
     if samples is not None:

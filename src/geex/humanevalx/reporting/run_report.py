@@ -9,42 +9,37 @@ from pathlib import Path
 
 from geex.humanevalx.execution.verdict import Verdict
 from geex.humanevalx.reporting.metrics import mean_pass_at_k
+from geex.humanevalx.result import Result
 
 REPORT_FORMAT = "geex/humanevalx-report/1"
 
 
-def group_key(rec: dict) -> str:
-    """A result's group: its language, or ``source->target`` for a translation."""
-    src = rec.get("source_language")
-    return f"{src}->{rec['language']}" if src else rec["language"]
-
-
-def per_problem(records: Iterable[dict]) -> dict[tuple[str, str], tuple[int, int]]:
+def per_problem(records: Iterable[Result]) -> dict[tuple[str, str], tuple[int, int]]:
     """(group, task id) → (samples scored, samples passed): what pass@k is computed from, for this
     report and for ``geex humanevalx report`` alike. Harness errors are left out (not the model's
     fault); a problem is a task *within its group*: CPP/0 generated and CPP/0 translated from Python
     are two problems, so an overall row never pools samples of different tasks."""
     counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for rec in records:
-        if rec["verdict"] == Verdict.HARNESS_ERROR.value:
+        if rec.verdict is Verdict.HARNESS_ERROR:
             continue
-        nc = counts[(group_key(rec), rec["task_id"])]
+        nc = counts[(rec.group, rec.task_id)]
         nc[0] += 1
-        nc[1] += rec["verdict"] == Verdict.PASSED.value
+        nc[1] += rec.passed
     return {key: (n, c) for key, (n, c) in counts.items()}
 
 
-def summarize(records: list[dict], ks: tuple[int, ...]) -> dict:
+def summarize(records: list[Result], ks: tuple[int, ...]) -> dict:
     """Counts and pass@k for one group of per-sample records."""
-    verdicts = Counter(rec["verdict"] for rec in records)
-    problems = {(group_key(rec), rec["task_id"]) for rec in records}
+    verdicts = Counter(rec.verdict for rec in records)
+    problems = {(rec.group, rec.task_id) for rec in records}
     counts = per_problem(records)
     out: dict = {
         "n_problems": len(problems),
         "n_samples": len(records),
         "n_scored_problems": len(counts),
         "pass@k": {},
-        "verdicts": {v.value: verdicts.get(v.value, 0) for v in Verdict},
+        "verdicts": {v.value: verdicts.get(v, 0) for v in Verdict},
     }
     for k in ks:
         value = mean_pass_at_k(counts, k)
@@ -53,17 +48,17 @@ def summarize(records: list[dict], ks: tuple[int, ...]) -> dict:
     return out
 
 
-def build_report(records: list[dict], ks: tuple[int, ...], meta: dict) -> dict:
-    groups: dict[str, list[dict]] = defaultdict(list)
+def build_report(records: list[Result], ks: tuple[int, ...], meta: dict) -> dict:
+    groups: dict[str, list[Result]] = defaultdict(list)
     for rec in records:
-        groups[group_key(rec)].append(rec)
+        groups[rec.group].append(rec)
     report = {"format": REPORT_FORMAT, **meta, "ks": list(ks)}
     report["groups"] = {key: summarize(recs, ks) for key, recs in sorted(groups.items())}
     report["overall"] = summarize(records, ks)
     harness = report["overall"]["verdicts"][Verdict.HARNESS_ERROR.value]
     report["harness_errors"] = harness
-    flaky = [rec for rec in records if rec.get("flaky")]
-    report["flaky"] = {"samples": len(flaky), "task_ids": sorted({rec["task_id"] for rec in flaky}, key=_task_order)}
+    flaky = [rec for rec in records if rec.flaky]
+    report["flaky"] = {"samples": len(flaky), "task_ids": sorted({rec.task_id for rec in flaky}, key=_task_order)}
     return report
 
 
