@@ -65,6 +65,10 @@ MODULES = {
                                         "tests/humanevalx/execution/test_hostile.py", "-k",
                                         "not (cpp or java or js or go or rust)"],
 }
+# modules whose mutants may kill every process they can see (the mutated sandbox runs as root: one
+# mutant of the uid sweep kills all but the sandbox's uid): their tests run in a PID namespace of
+# their own with its own /proc, so a kill(-1) or a /proc scan reaches only the test's processes
+CONTAINED = {"humanevalx/execution/sandbox.py"}
 # modules whose mutants are spread over this many copies of the tree run side by side: their tests
 # mostly wait (programs sleeping into their limits), so more copies than cores still go faster
 SHARDS = {"humanevalx/execution/sandbox.py": 3}
@@ -155,6 +159,8 @@ def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: 
         shutil.copy2(tree / "src/geex" / module, pristine)
         test_command = ["prlimit", f"--data={int(memory_gb * 2**30)}", sys.executable, "-m", "pytest", "-x", "-q",
                         "-p", "no:cacheprovider", *tests]
+        if module in CONTAINED:
+            test_command = ["unshare", "--pid", "--fork", "--mount-proc", *test_command]
         started = time.monotonic()
         baseline = subprocess.run(test_command, cwd=tree, env=env, capture_output=True, text=True)
         if baseline.returncode != 0:
