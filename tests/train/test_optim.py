@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from geex.models import llama
 from geex.models.codegeex import CodeGeeX, get_config
 from geex.train.config import OptimSection, TrainConfig
 from geex.train.optim import _total_norm, adamw, clip_gradients, lr_at, optimizer_step, param_groups
@@ -21,17 +22,25 @@ def _cfg(**optim) -> TrainConfig:
     return TrainConfig(optim=OptimSection(**optim))
 
 
-def test_weight_decay_is_on_matrices_only():
-    """CodeGeeX's recipe: AdamW decay on the weight matrices and embeddings, none on biases and
-    LayerNorm parameters. The oracle: in CodeGeeX every 1-D parameter is a bias or a LayerNorm's,
-    every matrix is a projection or an embedding."""
-    model = CodeGeeX(get_config("codegeex-tiny"))
+@pytest.mark.parametrize("family", ["codegeex", "llama"])
+def test_weight_decay_is_on_matrices_only(family):
+    """CodeGeeX's recipe: AdamW decay on the weight matrices and embeddings, none on biases and norm
+    parameters. The oracle is the parameters' names (the implementation reads shapes): a bias, or a
+    parameter of a LayerNorm/RMSNorm module, is not decayed — Llama's final norm included."""
+    if family == "codegeex":
+        model = CodeGeeX(get_config("codegeex-tiny"))
+    else:
+        model = llama.get_config("llama-tiny", qkv_bias=True).build()
+    norms = {name for name, m in model.named_modules() if isinstance(m, (torch.nn.LayerNorm, llama.RMSNorm))}
     decay, no_decay = param_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    matrices = {id(p) for p in model.parameters() if p.dim() >= 2}
-    vectors = {id(p) for p in model.parameters() if p.dim() == 1}
+    named = dict(model.named_parameters())
+    vectors = {id(p) for name, p in named.items() if name.endswith("bias") or name.rpartition(".")[0] in norms}
+    matrices = {id(p) for p in named.values()} - vectors
     assert {id(p) for p in decay["params"]} == matrices and {id(p) for p in no_decay["params"]} == vectors
     assert matrices and vectors
+    if family == "llama":
+        assert id(model.model.norm.weight) in vectors and id(model.model.embed_tokens.weight) in matrices
 
 
 def test_warm_up_is_linear_from_the_first_step():

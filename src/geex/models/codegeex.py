@@ -23,6 +23,7 @@ from geex.models import ops
 from geex.models.attention import attend, step_inputs
 from geex.models.cache import KVCache, LayerCache
 from geex.models.ops import fast_gelu  # noqa: F401 - part of this module's interface
+from geex.models.training import TrainingSpec
 
 
 @dataclass(frozen=True)
@@ -238,3 +239,29 @@ class CodeGeeX(nn.Module):
         if last_only:
             out = out[:, -1:]
         return ops.tied_head(out, self.embedding.word_embeddings)  # no LN before the head
+
+
+def flops_per_token(cfg: CodeGeeXConfig, seq_len: int) -> float:
+    """PaLM's 6N + 12LHQT (``geex.train.flops``): N leaves out the position and top-query tables
+    (lookups) but keeps the word embedding once, as the tied output head; L counts the top query layer."""
+    matmul_params = cfg.n_params() - 2 * cfg.n_positions * cfg.n_embd
+    return 6.0 * matmul_params + 12.0 * (cfg.n_layer + 1) * cfg.n_embd * seq_len
+
+
+def _configure(preset: str, vocab: int) -> CodeGeeXConfig:
+    """The preset for ``vocab`` tokens, the embedding rounded up to a multiple of 64 as CodeGeeX pads it."""
+    return get_config(preset, vocab_size=vocab, padded_vocab_size=-(-vocab // 64) * 64)
+
+
+TRAINING = TrainingSpec(
+    architecture=CodeGeeXConfig.architecture,
+    presets=PRESETS,
+    configure=_configure,
+    unit_names=lambda cfg: [*(f"transformer.layers.{i}" for i in range(cfg.n_layer)), "transformer.topQueryLayer"],
+    # Megatron's split: q/k/v and h->4h by output columns, the attention output and 4h->h by input rows
+    tensor_parallel_plan={"attention.query": "colwise", "attention.key": "colwise", "attention.value": "colwise",
+                          "attention.dense": "rowwise", "mlp.dense_h_to_4h": "colwise", "mlp.dense_4h_to_h": "rowwise"},
+    tensor_parallel_divides=lambda cfg: {"attention heads": cfg.n_head},
+    init_parameter=lambda name, p, cfg, generator: init_parameter(name, p, cfg.n_layer, generator),
+    flops_per_token=flops_per_token,
+)

@@ -24,6 +24,7 @@ from geex.errors import UserError
 from geex.models import ops
 from geex.models.attention import attend, step_inputs
 from geex.models.cache import KVCache, LayerCache
+from geex.models.training import TrainingSpec
 
 ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 
@@ -202,9 +203,8 @@ class Attention(nn.Module):
             q, k, v = qkv.split([self.n_head * d, self.n_kv_head * d, self.n_kv_head * d], -1)
         else:
             q, k, v = (ops.linear(m, x) for m in (self.q_proj, self.k_proj, self.v_proj))
-        q = q.view(b, t, self.n_head, d).transpose(1, 2)
-        k = k.view(b, t, self.n_kv_head, d).transpose(1, 2)
-        v = v.view(b, t, self.n_kv_head, d).transpose(1, 2)
+        # heads counted from the width: tensor parallelism gives each process some of them
+        q, k, v = (x.view(b, t, -1, d).transpose(1, 2) for x in (q, k, v))
         if not rotated:
             if cos.dim() == 3:  # per-row positions (padded batches): [B, T, D] -> [B, 1, T, D]
                 cos, sin = cos[:, None], sin[:, None]
@@ -291,15 +291,9 @@ class Llama(nn.Module):
         return self
 
     def init_weights(self, generator: torch.Generator | None = None) -> None:
-        """``transformers``' initialisation: N(0, 0.02) matrices and embeddings, zero biases, norms 1."""
+        """``transformers``' initialisation (``init_parameter``), every parameter in turn."""
         for name, p in self.named_parameters():
-            with torch.no_grad():
-                if name.endswith("norm.weight"):
-                    p.fill_(1.0)
-                elif name.endswith("bias"):
-                    p.zero_()
-                else:
-                    p.normal_(0.0, 0.02, generator=generator)
+            init_parameter(name, p, generator)
 
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: int | torch.Tensor = 0,
                 pad: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
@@ -316,3 +310,38 @@ class Llama(nn.Module):
         if self.config.tie_embeddings:
             return ops.tied_head(x, self.model.embed_tokens)
         return ops.linear(self.lm_head, x)
+
+
+@torch.no_grad()
+def init_parameter(name: str, p: torch.Tensor, generator: torch.Generator | None = None) -> None:
+    """``transformers``' initialisation of parameter ``name``, filled into ``p``: N(0, 0.02) matrices
+    and embeddings, zero biases, norm weights 1."""
+    if name.endswith("norm.weight"):
+        p.fill_(1.0)
+    elif name.endswith("bias"):
+        p.zero_()
+    else:
+        p.normal_(0.0, 0.02, generator=generator)
+
+
+def flops_per_token(cfg: LlamaConfig, seq_len: int) -> float:
+    """PaLM's 6N + 12LHQT (``geex.train.flops``): N without the embedding table when the head has
+    weights of its own (a lookup), with it once when it is the tied head."""
+    matmul_params = cfg.n_params() - (0 if cfg.tie_embeddings else cfg.vocab_size * cfg.n_embd)
+    return 6.0 * matmul_params + 12.0 * cfg.n_layer * cfg.n_head * cfg.head_dim * seq_len
+
+
+TRAINING = TrainingSpec(
+    architecture=LlamaConfig.architecture,
+    presets=PRESETS,
+    configure=lambda preset, vocab: get_config(preset, vocab_size=vocab),
+    unit_names=lambda cfg: [f"model.layers.{i}" for i in range(cfg.n_layer)],
+    # Megatron's split: q/k/v, gate and up by output columns (whole heads, whole SwiGLU units to each
+    # process), the attention output and down by input rows
+    tensor_parallel_plan={"self_attn.q_proj": "colwise", "self_attn.k_proj": "colwise", "self_attn.v_proj": "colwise",
+                          "self_attn.o_proj": "rowwise", "mlp.gate_proj": "colwise", "mlp.up_proj": "colwise",
+                          "mlp.down_proj": "rowwise"},
+    tensor_parallel_divides=lambda cfg: {"attention heads": cfg.n_head, "key/value heads": cfg.n_kv_head},
+    init_parameter=lambda name, p, cfg, generator: init_parameter(name, p, generator),
+    flops_per_token=flops_per_token,
+)

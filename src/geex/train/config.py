@@ -13,7 +13,7 @@ from geex.errors import UserError
 
 @dataclass(frozen=True)
 class ModelSection:
-    preset: str = "codegeex-tiny"  # a CodeGeeX preset (geex.models.codegeex.PRESETS)
+    preset: str = "codegeex-tiny"  # a CodeGeeX or a Llama preset (geex.models.training.trainable_presets)
     seq_len: int = 0  # 0: the packed data's sequence length (must not exceed the preset's context)
 
 
@@ -116,10 +116,10 @@ class TrainConfig:
         bad = list(dict.fromkeys(f"{k} = {_plain(v)!r} (must be {must})" for k, v, ok, must in rules if not ok))
         if r.activation_checkpointing_every > 1 and not r.activation_checkpointing:
             bad.append("run.activation_checkpointing_every > 1 needs run.activation_checkpointing = true")
-        from geex.models.codegeex import PRESETS
+        from geex.train.families import trainable_presets
 
-        if self.model.preset not in PRESETS:
-            bad.append(f"model.preset = {self.model.preset!r} (known: {', '.join(PRESETS)})")
+        if self.model.preset not in trainable_presets():
+            bad.append(f"model.preset = {self.model.preset!r} (known: {', '.join(trainable_presets())})")
         if bad:
             raise UserError("config: " + "; ".join(bad))
 

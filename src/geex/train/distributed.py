@@ -1,6 +1,7 @@
-"""One process or many (torchrun): the process group, and FSDP2 sharding of a CodeGeeX model.
+"""One process or many (torchrun): the process group, and FSDP2 sharding of a model of any family
+that declares a ``TrainingSpec`` (CodeGeeX, Llama).
 
-Every layer (and the top query layer) is its own FSDP2 unit, then the root (embeddings): weights are
+Every block (a layer; CodeGeeX's top query layer) is its own FSDP2 unit, then the root (embeddings): weights are
 gathered a layer at a time, overlapping the next layer's gather with this layer's compute. With
 bf16, weights are gathered in bf16 and gradients reduced in fp32 (the optimizer keeps fp32 shards).
 """
@@ -17,6 +18,7 @@ from torch import nn
 
 from geex.devices import resolve_device
 from geex.errors import UserError
+from geex.train.families import spec_for
 
 
 @dataclass(frozen=True)
@@ -112,20 +114,22 @@ def make_mesh(topo: Topology):
     return init_device_mesh(topo.device.type, (topo.dp_world, topo.tp), mesh_dim_names=("dp", "tp"))
 
 
-def tensor_parallel(model: nn.Module, mesh, n_head: int) -> None:
-    """Megatron's split of every layer over the "tp" mesh dimension: q/k/v and h->4h by output
-    columns (whole heads to each process), the attention output and 4h->h by input rows with one
-    all-reduce each. Embeddings, LayerNorms and the tied head stay replicated."""
+def tensor_parallel(model: nn.Module, mesh) -> None:
+    """Megatron's split of every block over the "tp" mesh dimension, as the model family's plan says
+    (``TrainingSpec.tensor_parallel_plan``: projections into heads by output columns, whole heads to
+    each process; out of them by input rows, one all-reduce each). Embeddings, norms and the tied
+    head stay replicated."""
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
+    spec = spec_for(model.config)
     tp = mesh["tp"].size()
-    if n_head % tp:
-        raise UserError(f"run.tensor_parallel {tp} must divide the model's {n_head} attention heads")
+    for what, count in spec.tensor_parallel_divides(model.config).items():
+        if count % tp:
+            raise UserError(f"run.tensor_parallel {tp} must divide the model's {count} {what}")
+    styles = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel}
     for block in units(model):
-        plan = {f"attention.{name}": ColwiseParallel() for name in ("query", "key", "value")}
-        plan |= {"attention.dense": RowwiseParallel(), "mlp.dense_h_to_4h": ColwiseParallel(),
-                 "mlp.dense_4h_to_h": RowwiseParallel()}
-        parallelize_module(block, mesh["tp"], plan)
+        parallelize_module(block, mesh["tp"], {name: styles[style]() for name, style in
+                                               spec.tensor_parallel_plan.items()})
 
 
 def shard(model: nn.Module, mesh, bf16: bool, reshard_after_forward: bool = True,
@@ -148,6 +152,6 @@ def shard(model: nn.Module, mesh, bf16: bool, reshard_after_forward: bool = True
 
 
 def units(model: nn.Module) -> list[nn.Module]:
-    """The blocks that are each sharded, compiled and checkpointed alone: the layers and the top
-    query layer."""
-    return [*model.transformer.layers, model.transformer.topQueryLayer]
+    """The blocks that are each sharded, compiled and checkpointed alone, in forward order (the
+    model family's ``TrainingSpec.unit_names``: CodeGeeX's layers and its top query layer)."""
+    return [model.get_submodule(name) for name in spec_for(model.config).unit_names(model.config)]

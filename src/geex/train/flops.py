@@ -3,24 +3,24 @@
 PaLM's accounting (Chowdhery et al. 2022, appendix B): ``6N + 12·L·H·Q·T`` FLOPs a token, forward
 and backward, with N the parameters that take part in matrix products, L layers, H heads of Q
 dimensions, T the sequence length. Recomputation (activation checkpointing) does not count: MFU
-measures useful work. For CodeGeeX, N leaves out the position and top-query tables (lookups) but
-keeps the word embedding once, as the tied output head; L counts the top query layer.
+measures useful work. What N and L hold is the model family's to say (its ``TrainingSpec``: for
+CodeGeeX, N leaves out the position and top-query tables, lookups, and L counts the top query layer).
 """
 
 from __future__ import annotations
 
 import torch
 
-from geex.models.codegeex import CodeGeeXConfig
+from geex.train.families import spec_for
 
 # dense bf16 tensor-core peaks (datasheets, without sparsity), by a fragment of the device name
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "A100": 312.0,
                     "L40S": 362.0, "A10G": 70.0, "RTX 4090": 165.2}
 
 
-def flops_per_token(cfg: CodeGeeXConfig, seq_len: int) -> float:
-    matmul_params = cfg.n_params() - 2 * cfg.n_positions * cfg.n_embd
-    return 6.0 * matmul_params + 12.0 * (cfg.n_layer + 1) * cfg.n_embd * seq_len
+def flops_per_token(cfg, seq_len: int) -> float:
+    """FLOPs a trained token of a model with config ``cfg`` costs, forward and backward."""
+    return spec_for(cfg).flops_per_token(cfg, seq_len)
 
 
 def peak_flops(device: torch.device, override_tflops: float = 0.0) -> float | None:

@@ -1,4 +1,5 @@
-"""``geex train``: CodeGeeX's recipe on packed data, from one CPU process to FSDP2 across GPUs.
+"""``geex train``: CodeGeeX's recipe on packed data, from one CPU process to FSDP2 across GPUs, for
+any model family that declares a ``TrainingSpec`` (``model.preset``: a CodeGeeX or a Llama preset).
 
 AdamW (β 0.9/0.95, weight decay 0.1, none on biases and LayerNorms), linear warm-up then cosine to
 ``min_lr``, gradient clipping (all in ``geex.train.optim``), gradient accumulation, bf16 (autocast in one process, FSDP2 mixed
@@ -21,6 +22,7 @@ import contextlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from geex.data.pack import PackedDataset
-from geex.errors import UserError
-from geex.models.codegeex import get_config, init_parameter
+from geex.errors import GeexWarning, UserError
+from geex.models.quantize import replace_module
 from geex.train import checkpoint
 from geex.train.config import TrainConfig, resume_conflicts
 from geex.train.distributed import (
@@ -44,6 +46,7 @@ from geex.train.distributed import (
     tensor_parallel,
     units,
 )
+from geex.train.families import spec_for, spec_for_preset
 from geex.train.flops import flops_per_token, mfu, peak_flops
 from geex.train.optim import adamw, lr_at, optimizer_step
 
@@ -55,15 +58,16 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, vocab: int) -> to
 
 
 @torch.no_grad()
-def initialize(model: torch.nn.Module, n_layer: int, device: torch.device, seed: int) -> None:
-    """CodeGeeX's initialisation, one full parameter at a time on ``device`` from one seeded
+def initialize(model: torch.nn.Module, device: torch.device, seed: int) -> None:
+    """The family's initialisation, one full parameter at a time on ``device`` from one seeded
     generator, each process keeping its shard: the weights do not depend on the number of processes."""
     from torch.distributed.tensor import DTensor, distribute_tensor
 
+    init_parameter = spec_for(model.config).init_parameter
     generator = torch.Generator(device).manual_seed(seed)
     for name, p in model.named_parameters():
         full = torch.empty(p.shape, dtype=p.dtype, device=device)
-        init_parameter(name, full, n_layer, generator)
+        init_parameter(name, full, model.config, generator)
         if isinstance(p, DTensor):
             full = distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None).to_local()
             p = p.to_local()
@@ -71,16 +75,13 @@ def initialize(model: torch.nn.Module, n_layer: int, device: torch.device, seed:
 
 
 def checkpoint_activations(model: torch.nn.Module, every: int = 1) -> None:
-    """Recompute every ``every``-th unit (layer or top query layer) in the backward instead of
-    keeping its activations."""
+    """Recompute every ``every``-th unit (``distributed.units``: the layers, then CodeGeeX's top
+    query layer) in the backward instead of keeping its activations."""
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 
-    t = model.transformer
-    layers = t.layers
-    for i in range(0, len(layers), every):
-        layers[i] = checkpoint_wrapper(layers[i])
-    if len(layers) % every == 0:
-        t.topQueryLayer = checkpoint_wrapper(t.topQueryLayer)
+    names = spec_for(model.config).unit_names(model.config)
+    for name in names[::every]:
+        replace_module(model, name, checkpoint_wrapper(model.get_submodule(name)))
 
 
 class Trainee:
@@ -88,8 +89,7 @@ class Trainee:
     its optimizer and loss. ``loss(batch)`` is one micro-batch's forward."""
 
     def __init__(self, cfg: TrainConfig, vocab: int, seq_len: int, topo: Topology) -> None:
-        padded = -(-vocab // 64) * 64  # the embedding rounded up, as CodeGeeX pads its vocabulary
-        self.model_config = get_config(cfg.model.preset, vocab_size=vocab, padded_vocab_size=padded)
+        self.model_config = spec_for_preset(cfg.model.preset).configure(cfg.model.preset, vocab)
         if seq_len > self.model_config.n_positions:
             raise UserError(f"sequences of {seq_len} tokens exceed {cfg.model.preset}'s context of "
                             f"{self.model_config.n_positions}")
@@ -100,7 +100,7 @@ class Trainee:
             model = self.model_config.build()
         mesh = make_mesh(topo) if topo.distributed else None
         if topo.tp > 1:
-            tensor_parallel(model, mesh, self.model_config.n_head)
+            tensor_parallel(model, mesh)
         if cfg.run.compile:
             for block in units(model):
                 block.compile()
@@ -115,12 +115,12 @@ class Trainee:
         if topo.dp_world > 1:
             shard(model, mesh, bf16, cfg.run.reshard_after_forward, cfg.run.cpu_offload)
         model.to_empty(device="cpu" if cfg.run.cpu_offload else topo.device)  # FSDP2 offload: host shards
-        initialize(model, self.model_config.n_layer, topo.device, cfg.run.seed)
+        initialize(model, topo.device, cfg.run.seed)
         self.model = model
         self.optimizer = adamw(model, cfg.optim, topo.tp, topo.dp_world)
         if cfg.run.cpu_offload and topo.main and torch.get_num_threads() == 1:
-            print("geex train: run.cpu_offload runs AdamW on the CPU with 1 thread a process; set "
-                  "OMP_NUM_THREADS (torchrun sets it to 1) to about cores / processes", flush=True)
+            warnings.warn("run.cpu_offload runs AdamW on the CPU with 1 thread a process; set OMP_NUM_THREADS "
+                          "(torchrun sets it to 1) to about cores / processes", GeexWarning, stacklevel=2)
         self._cross_entropy = torch.compile(cross_entropy) if cfg.run.compile else cross_entropy
 
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
@@ -177,7 +177,7 @@ class RunLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                print("geex train: tensorboard is not installed; logging to log.jsonl only", flush=True)
+                warnings.warn("tensorboard is not installed; logging to log.jsonl only", GeexWarning, stacklevel=2)
             else:
                 self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=step + 1)
 

@@ -1,5 +1,5 @@
 """The optimizer and its schedule, as CodeGeeX trained: AdamW (β 0.9/0.95) with weight decay on the
-weight matrices and embeddings only (none on biases and LayerNorms), linear warm-up then cosine to
+weight matrices and embeddings only (none on biases and norms), linear warm-up then cosine to
 ``min_lr``, the gradients clipped by their global norm however they are distributed.
 
 Kept apart from the training loop so that what decides a run's numbers can be read, tested against
@@ -26,10 +26,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups: decayed (weights, embeddings) and not (biases, LayerNorm parameters)."""
+    """Two AdamW groups: decayed (weight matrices, embeddings) and not (biases, norm weights and
+    biases). Told by shape, not by name, so every family gets it right: in CodeGeeX and Llama alike
+    the vectors are exactly the biases and the norms' parameters (a Llama's final norm is
+    ``model.norm``, no "layernorm" in its name)."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if name.endswith("bias") or "layernorm" in name else decay).append(p)
+    for p in model.parameters():
+        (decay if p.dim() >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
