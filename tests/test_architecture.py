@@ -140,3 +140,26 @@ def test_the_module_tables_name_files_that_exist():
                 if not (SRC / component.group(1) / name).exists():
                     missing.append(f"{component.group(1)}/{name}")
     assert missing == []
+
+
+def _printed_warnings(source: str) -> list[int]:
+    """Lines where ``print`` writes a warning (a string naming one) instead of ``warnings.warn``."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            text = " ".join(c.value for a in node.args for c in ast.walk(a)
+                            if isinstance(c, ast.Constant) and isinstance(c.value, str))
+            if re.search(r"\bwarning\b|is not installed", text, re.I):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_library_code_warns_through_one_channel():
+    """Outside the CLI, a warning is ``warnings.warn(..., GeexWarning)``: a library user can filter
+    it, and the CLI prints each as one ``WARNING:`` line. The finder finds a printed one."""
+    assert _printed_warnings('print(f"WARNING: {x} is odd", file=sys.stderr)\nprint("ok")') == [1]
+    assert _printed_warnings('print("geex: tensorboard is not installed")') == [1]
+    found = {str(p.relative_to(SRC)): lines for p in SRC.rglob("*.py")
+             if "cli" not in p.relative_to(SRC).parts and (lines := _printed_warnings(p.read_text()))}
+    assert found == {}
+

@@ -41,6 +41,8 @@ def test_generate_user_errors():
     assert r.returncode == 2 and "is not a preset" in r.stderr and "Traceback" not in r.stderr
     r = _geex("generate", "--model", "codegeex-tiny", "--prompt", "x", "--tokenizer", "/nonexistent")
     assert r.returncode == 2 and "no tokenizer files" in r.stderr
+    # a library warning (GeexWarning) reaches the user once, as one line
+    assert r.stderr.count("WARNING: codegeex-tiny with random weights (no --checkpoint): the text is noise\n") == 1
     r = _geex("generate", "--model", "codegeex-tiny", "--prompt", "x", "--temperature", "0")
     assert r.returncode == 2 and "--temperature" in r.stderr
     r = _geex("generate", "--model", "codegeex-tiny", "--prompt", "x", "--quantize", "int3")

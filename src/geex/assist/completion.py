@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from geex.assist.fim import Budget, Fim, FimTokenizer, Rendered, SourceFile, render
+from geex.assist.fim import Budget, Fim, Rendered, SourceFile, render
 from geex.engine.stops import (
     BlockRule,
     LineRule,
@@ -22,6 +22,7 @@ from geex.engine.stops import (
     indent_of_cursor_line,
 )
 from geex.languages import Language
+from geex.models.protocols import Tokenizer
 
 MODES = ("free", "line", "block")
 
@@ -79,7 +80,7 @@ def rules_for(stop: StopMode, prefix: str, suffix_line: str | None = None) -> Ca
     return make
 
 
-def cursor_completion(tokenizer: FimTokenizer, fim: Fim | None, prefix: str, suffix: str, *,
+def cursor_completion(tokenizer: Tokenizer, fim: Fim | None, prefix: str, suffix: str, *,
                       stop: StopMode = StopMode(), files: Sequence[SourceFile] = (), path: str | None = None,
                       repo: str | None = None, language: Language | None = None, language_tag: bool = False,
                       middle: str = "", spm: bool = False, budget: Budget = Budget()) -> CursorCompletion:

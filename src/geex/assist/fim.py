@@ -30,7 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+
+from geex.models.protocols import Tokenizer
 
 ROLES = ("pre", "suf", "mid", "pad", "rep", "sep")
 BLOCK = 256  # the prefix is cut from its start in whole blocks: the cut moves once every BLOCK tokens
@@ -76,16 +77,6 @@ FAMILIES = (  # the order llama.cpp scans the vocabulary in
 )
 
 
-class FimTokenizer(Protocol):
-    """What FIM needs of a tokenizer (``HFTokenizer`` and ``CodeGeeXTokenizer`` have it)."""
-
-    def token_id(self, text: str) -> int | None: ...  # a whole vocabulary entry, or None
-
-    def encode_plain(self, text: str) -> list[int]: ...  # no BOS/EOS added
-
-    def encode(self, text: str) -> list[int]: ...  # as the model's own tokenizer call (BOS if it adds one)
-
-
 @dataclass(frozen=True)
 class Fim:
     """A model's FIM tokens (ids by role) and its family's layout."""
@@ -102,7 +93,7 @@ class Fim:
                 "tokens": {r: self.ids.get(r) for r in ROLES}, "fallback": None}
 
 
-def detect(tokenizer: FimTokenizer, gguf: dict | None = None) -> Fim | None:
+def detect(tokenizer: Tokenizer, gguf: dict | None = None) -> Fim | None:
     """The model's FIM tokens: from GGUF metadata if it names all three core ones, else from the
     vocabulary; None when it has no prefix, suffix and middle token (no FIM)."""
     if gguf:
@@ -121,12 +112,12 @@ def detect(tokenizer: FimTokenizer, gguf: dict | None = None) -> Fim | None:
     return None
 
 
-def _ids(tokenizer: FimTokenizer, family: Family) -> dict[str, int]:
+def _ids(tokenizer: Tokenizer, family: Family) -> dict[str, int]:
     found = {role: tokenizer.token_id(text) for role, text in family.tokens.items()}
     return {r: i for r, i in found.items() if i is not None}
 
 
-def _fim(tokenizer: FimTokenizer, family: Family, ids: dict[str, int]) -> Fim:
+def _fim(tokenizer: Tokenizer, family: Family, ids: dict[str, int]) -> Fim:
     # llama.cpp ends generation at the pad, repo and file-separator tokens too
     stops = {ids[r] for r in ("pad", "rep", "sep") if r in ids}
     stops |= {i for t in family.stop if (i := tokenizer.token_id(t)) is not None}
@@ -178,7 +169,7 @@ def stable_tail(ids: list[int], limit: int, block: int = BLOCK) -> list[int]:
     return ids[blocks * block:] if blocks * block < len(ids) else []
 
 
-def render(tokenizer: FimTokenizer, fim: Fim | None, prefix: str, suffix: str, *,
+def render(tokenizer: Tokenizer, fim: Fim | None, prefix: str, suffix: str, *,
            files: Sequence[SourceFile] = (), path: str | None = None, repo: str | None = None,
            language: str | None = None, line_mode: bool = False, spm: bool = False, middle: str = "",
            budget: Budget = Budget(), tag: str | None = None) -> Rendered:
@@ -225,13 +216,13 @@ def first_line(text: str) -> str | None:
     return next((line.strip() for line in text.splitlines() if line.strip()), None)
 
 
-def _bos(tokenizer: FimTokenizer) -> list[int]:
+def _bos(tokenizer: Tokenizer) -> list[int]:
     """What the tokenizer puts before any text (BOS for DeepSeek-Coder and Code Llama, nothing for
     Qwen or StarCoder): each reference encodes its whole prompt with the tokenizer's own call."""
     return tokenizer.encode("")
 
 
-def _without_leading_space(tokenizer: FimTokenizer, text: str) -> list[int]:
+def _without_leading_space(tokenizer: Tokenizer, text: str) -> list[int]:
     """``text`` without SentencePiece's implicit leading space: Code Llama's ``encode_infilling``
     encodes "☺" + text and drops the two tokens of "▁☺"."""
     marker = tokenizer.token_id("☺")
@@ -241,7 +232,7 @@ def _without_leading_space(tokenizer: FimTokenizer, text: str) -> list[int]:
     return ids[ids.index(marker) + 1:]
 
 
-def _context(tokenizer: FimTokenizer, fim: Fim, files: Sequence[SourceFile], repo: str | None,
+def _context(tokenizer: Tokenizer, fim: Fim, files: Sequence[SourceFile], repo: str | None,
              path: str | None, budget: int) -> tuple[list[str], list[int]]:
     """(paths of the files that did not fit, the tokens of the other files and the edited file's
     header in the family's repo-level form). Files are dropped from the first given (the oldest)."""
@@ -266,7 +257,7 @@ def _context(tokenizer: FimTokenizer, fim: Fim, files: Sequence[SourceFile], rep
     return dropped, head + kept + current
 
 
-def _file_block(tokenizer: FimTokenizer, fim: Fim, path: str, text: str | None) -> list[int]:
+def _file_block(tokenizer: Tokenizer, fim: Fim, path: str, text: str | None) -> list[int]:
     """One file of the repo-level context (``text`` None: the header of the file being edited)."""
     if fim.extra == "deepseek":  # README §4: files one after another under a "#path" line
         return tokenizer.encode_plain(f"#{path}\n" + (f"{text}\n" if text is not None else ""))
@@ -278,7 +269,7 @@ def _file_block(tokenizer: FimTokenizer, fim: Fim, path: str, text: str | None) 
     return [sep] + tokenizer.encode_plain(f"{path}\n" + (text if text is not None else ""))  # StarCoder2
 
 
-def _codegeex4(tokenizer: FimTokenizer, fim: Fim, pre: list[int], suf: list[int], references: list[int],
+def _codegeex4(tokenizer: Tokenizer, fim: Fim, pre: list[int], suf: list[int], references: list[int],
                path: str | None, language: str | None, line_mode: bool) -> list[int]:
     """CodeGeeX4's chat turn (guides/Infilling_guideline.md): headers, then suffix, prefix, middle."""
     i = fim.ids

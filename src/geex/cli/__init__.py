@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from geex import __version__, interrupts
 from geex.cli import data, doctor, generate, humanevalx, model, serve, train
-from geex.errors import UserError
+from geex.errors import GeexWarning, UserError
 
 COMMANDS = (doctor, model, data, train, generate, serve, humanevalx)  # in the order --help lists them
 
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.simplefilter("default", RuntimeWarning)
+    warnings.simplefilter("always", GeexWarning)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"WARNING: {msg}\n"
     with _Interrupts():
         try:

@@ -33,13 +33,17 @@ def _evaluate_out(args: argparse.Namespace) -> Path:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    return _evaluate(args, args.samples, _evaluate_out(args))
+
+
+def _evaluate(args: argparse.Namespace, samples: str, out: Path) -> int:
+    """Evaluate ``samples`` into ``out`` with the evaluation options of ``args`` (``evaluate``, ``run``)."""
     from geex.humanevalx.evaluate import EvalConfig, evaluate
     from geex.languages import parse_languages
 
     languages = parse_languages(args.languages) if args.languages else None
-    out = _evaluate_out(args)
     cfg = EvalConfig(
-        samples=args.samples, out_dir=out, languages=languages, workers=args.workers or 0,
+        samples=samples, out_dir=out, languages=languages, workers=args.workers or 0,
         ks=args.k, timeout_s=args.timeout, dataset=args.dataset, original=args.original,
         use_cache=not args.no_cache, clean=not args.no_cleanup, progress=not args.quiet,
     )
@@ -86,8 +90,7 @@ def _cmd_hx_generate(args: argparse.Namespace) -> int:
 def _cmd_hx_run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     samples = _generate_samples(args, out_dir / "samples.jsonl")
-    args.samples, args.out = str(samples), str(out_dir)
-    return _cmd_evaluate(args)
+    return _evaluate(args, str(samples), out_dir)
 
 
 def _cmd_hx_report(args: argparse.Namespace) -> int:

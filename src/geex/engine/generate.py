@@ -11,28 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
-from torch import nn
 
 from geex.engine.sampling import SamplingParams, sample
 from geex.errors import UserError
 from geex.languages import Language, get_language
 from geex.languages.cleanup import is_finished
 from geex.models.cache import KVCache
-
-
-class Tokenizer(Protocol):
-    """What the engine needs of a tokenizer (``CodeGeeXTokenizer``, ``HFTokenizer``)."""
-
-    eos_id: int  # also the padding id
-    stop_ids: frozenset[int]  # ids that end a row (EOS, end-of-turn ...)
-    vocab_size: int
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
-
-    def decode(self, ids: Sequence[int]) -> str: ...
+from geex.models.protocols import StepModel, Tokenizer
 
 
 @dataclass
@@ -82,7 +69,7 @@ def _stopped(text: str, stop: Sequence[str], language: Language | None) -> bool:
 STEP_MODES = ("auto", "eager", "static", "graph")
 
 
-def decode_step(model: nn.Module, cache: KVCache, pad: torch.Tensor | None, mode: str
+def decode_step(model: StepModel, cache: KVCache, pad: torch.Tensor | None, mode: str
                  ) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """``step(ids[B], slot) -> logits[B, V]``: eager (growing attention span), static (fixed shapes,
     what a graph captures; runs anywhere) or a replayed CUDA graph (auto: graph on CUDA, else eager)."""
@@ -132,7 +119,7 @@ def left_padded(encoded: list[list[int]], pad_id: int, device: torch.device
     return torch.tensor([[pad_id] * p + ids for p, ids in zip(pads, encoded)], device=device), pad
 
 
-def prefill(model: nn.Module, ids: torch.Tensor, cache: KVCache, pad: torch.Tensor | None) -> torch.Tensor:
+def prefill(model: StepModel, ids: torch.Tensor, cache: KVCache, pad: torch.Tensor | None) -> torch.Tensor:
     """Read the prompts into the cache in one forward: the logits of each row's first new token."""
     return model(ids, cache, start=0, pad=pad)[:, -1]
 
@@ -170,7 +157,7 @@ class _Rows:
 
 @torch.no_grad()
 def generate(
-    model: nn.Module,
+    model: StepModel,
     tokenizer: Tokenizer,
     prompts: Sequence[str | list[int]],
     max_new_tokens: int,

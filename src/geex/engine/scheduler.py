@@ -44,13 +44,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
-from geex.engine.generate import Tokenizer
 from geex.engine.sampling import SamplingParams, sample
 from geex.engine.streaming import HeldText
 from geex.languages import Language
 from geex.models.cache import KVCache
+from geex.models.protocols import StepModel, Tokenizer
 
 _ids = itertools.count()
 
@@ -165,7 +164,7 @@ class _Launch:
 class Scheduler:
     """Continuous batching over ``slots`` KV rows of ``ctx`` positions for one model."""
 
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, slots: int = 1, ctx: int | None = None,
+    def __init__(self, model: StepModel, tokenizer: Tokenizer, *, slots: int = 1, ctx: int | None = None,
                  max_queue: int | None = None, prefill_chunk: int = 256, prefill_tokens: int | None = None,
                  graphs: bool | None = None, overlap: bool | None = None) -> None:
         if slots < 1:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from geex.engine.generate import TextStream, Tokenizer
+from geex.engine.generate import TextStream
 from geex.engine.stops import Rule
 from geex.languages import Language
 from geex.languages.cleanup import is_finished
+from geex.models.protocols import Tokenizer
 
 
 class HeldText:

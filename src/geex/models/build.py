@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
 
 import torch
 from torch import nn
 
 from geex.errors import UserError
+from geex.models.protocols import ModelConfig
 from geex.models.quantize import (
     DEFAULT_GROUP,
     QuantizedEmbedding,
@@ -17,12 +17,6 @@ from geex.models.quantize import (
     linear_names,
     replace_module,
 )
-
-
-class ModelConfig(Protocol):
-    architecture: str
-
-    def build(self) -> nn.Module: ...
 
 
 def build_model(cfg: ModelConfig, sd: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None,

