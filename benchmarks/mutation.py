@@ -61,7 +61,9 @@ MODULES = {
     "train/optim.py": ["tests/train/test_optim.py", "tests/train/test_recipe.py"],
     # the unit tests first, then the hostile programs in one language (the sandbox is the same for
     # all six; the other five add minutes per surviving mutant and nothing the sandbox decides)
-    "humanevalx/execution/sandbox.py": ["tests/humanevalx/execution/test_sandbox.py",
+    "humanevalx/execution/sandbox.py": ["tests/humanevalx/execution/test_sandbox_parts.py",
+                                        "tests/humanevalx/execution/test_seccomp.py",
+                                        "tests/humanevalx/execution/test_sandbox.py",
                                         "tests/humanevalx/execution/test_hostile.py", "-k",
                                         "not (cpp or java or js or go or rust)"],
 }
