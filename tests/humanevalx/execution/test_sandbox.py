@@ -76,6 +76,7 @@ def test_exit_status_is_not_read_as_a_signal(work, lease):
         r = _sh(sandbox, script, work, lease)
         assert (r.returncode, r.signal) == expected, script
         assert r.exact_status
+        assert not r.cpu_limited  # a SIGKILL at once is not the CPU-time limit's (control of that test)
     # control: without geex-exec, bwrap's 128 + N reading turns exit 137 into SIGKILL
     blind = Sandbox()
     blind.__dict__["helper"] = None
@@ -231,12 +232,17 @@ def test_work_directories_are_private(lease):
 
 def test_private_tmp_is_size_capped(work, lease):
     """``Limits.tmp_mb``: /tmp is a tmpfs of that size. 3 MB into a 2 MB /tmp fails with ENOSPC,
-    1 MB fits (control); the file size limit (64 MB) is not what stops it."""
+    1.9 MB fits (control); the file size limit (64 MB) is not what stops it."""
     write = "head -c {n} /dev/zero > /tmp/big; echo rc=$?"
     r = _sh(Sandbox(), write.format(n=3 * 1024 * 1024), work, lease, tmp_mb=2)
     assert "rc=0" not in r.stdout and "No space left on device" in r.stderr, (r.stdout, r.stderr)
-    r = _sh(Sandbox(), write.format(n=1024 * 1024), work, lease, tmp_mb=2)
+    r = _sh(Sandbox(), write.format(n=1900 * 1024), work, lease, tmp_mb=2)  # just under the cap fits
     assert "rc=0" in r.stdout, r.stderr
+
+
+def test_output_bytes_count_both_streams(work, lease):
+    r = _sh(Sandbox(), "head -c 1000 /dev/zero; head -c 234 /dev/zero >&2", work, lease)
+    assert r.ok and r.output_bytes == 1234 and len(r.stdout) == 1000 and len(r.stderr) == 234
 
 
 def test_cpu_time_limit_stops_a_spinning_program(work, lease):

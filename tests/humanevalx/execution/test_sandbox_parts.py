@@ -118,3 +118,90 @@ def test_bubblewrap_arguments_beyond_the_pipe_buffer_are_refused():
         os.close(fd)
     with pytest.raises(ValueError, match="too long"):
         sandbox._pipe_holding(b"a" * 65537)
+
+
+def _bwrap_works() -> bool:
+    """The test's own probe: bubblewrap can make the namespaces the sandbox uses."""
+    import shutil
+    import subprocess
+
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return False
+    done = subprocess.run([bwrap, "--ro-bind", "/", "/", "--unshare-all", "--dev", "/dev", "--proc", "/proc", "true"],
+                          capture_output=True, timeout=30)
+    return done.returncode == 0
+
+
+def test_the_strongest_isolation_the_machine_offers_is_chosen(monkeypatch):
+    """From the machine's facts, found independently here: root, setpriv, a working bubblewrap."""
+    import shutil
+    import warnings
+
+    from geex.humanevalx.execution.sandbox import Isolation
+
+    root, setpriv, bwrap = os.geteuid() == 0, shutil.which("setpriv") is not None, _bwrap_works()
+    expected = (Isolation.BUBBLEWRAP_UID if bwrap and root and setpriv else Isolation.BUBBLEWRAP if bwrap
+                else Isolation.UID if root and setpriv else Isolation.RLIMITS)
+    monkeypatch.delenv(sandbox.ENV_SANDBOX, raising=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert sandbox.detect_isolation.__wrapped__() is expected
+    assert any("SANDBOX DEGRADED" in str(w.message) for w in seen) == (expected is not Isolation.BUBBLEWRAP_UID)
+    # $GEEX_SANDBOX forces a weaker mode, never a stronger one than the machine has
+    order = list(Isolation)
+    for forced in ("rlimits", "uid", "bubblewrap", "bubblewrap+uid"):
+        monkeypatch.setenv(sandbox.ENV_SANDBOX, forced)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = sandbox.detect_isolation.__wrapped__()
+        wanted = next(m for m in order if forced in (m.value, m.value.split("+")[0]))
+        assert got is max(wanted, expected, key=order.index), forced
+
+
+def test_a_bubblewrap_that_fails_or_is_missing_is_not_used(tmp_path):
+    dies = tmp_path / "bwrap"
+    dies.write_text("#!/bin/sh\nkill -9 $$\n")  # killed by a signal: a negative return code
+    dies.chmod(0o755)
+    assert sandbox._probe_bwrap(str(dies)) is False
+    assert sandbox._probe_bwrap(str(tmp_path / "missing")) is False
+    ok = tmp_path / "ok"
+    ok.write_text("#!/bin/sh\nexit 0\n")
+    ok.chmod(0o755)
+    assert sandbox._probe_bwrap(str(ok)) is True
+
+
+def test_pids_of_a_uid_are_its_processes():
+    mine = sandbox.pids_of_uid(os.getuid())
+    assert os.getpid() in mine
+    assert sandbox.pids_of_uid(2_000_009_999) == []  # a uid nothing runs under
+
+
+def test_kill_uid_kills_at_once_then_each_survivor_and_warns_when_they_outlive_the_wait(monkeypatch):
+    """The sweep's steps with the processes stood in for: one kill(-1) as the uid first, then SIGKILL
+    to each pid still found, until none is left, or a warning after ``wait_s``."""
+    import time
+    import warnings
+
+    calls: list = []
+    alive = {"rounds": 3}
+
+    def pids(uid):
+        alive["rounds"] -= 1
+        return [101, 102] if alive["rounds"] >= 0 else []
+
+    monkeypatch.setattr(sandbox, "pids_of_uid", pids)
+    monkeypatch.setattr(sandbox, "_kill_all_as", lambda uid: calls.append(("all", uid)))
+    monkeypatch.setattr(sandbox.os, "kill", lambda pid, sig: calls.append((pid, sig)))
+    assert sandbox.kill_uid(7, wait_s=5) == 2
+    assert calls == [("all", 7)] + [(101, signal.SIGKILL), (102, signal.SIGKILL)] * 3
+    # processes that never die: a warning once the wait is over, not before
+    calls.clear()
+    monkeypatch.setattr(sandbox, "pids_of_uid", lambda uid: [103])
+    started = time.monotonic()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert sandbox.kill_uid(8, wait_s=0.3) == 1
+    assert 0.3 <= time.monotonic() - started < 1.5  # polls back off to 0.1 s, no more
+    assert [str(w.message) for w in seen] == ["1 process(es) of sandbox uid 8 survived SIGKILL for 0.3 s"]
+    assert calls[0] == ("all", 8) and calls.count(("all", 8)) == 1 and (103, signal.SIGKILL) in calls
