@@ -144,12 +144,19 @@ def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: 
         if refresh_tests:
             if (ROOT / "src/geex" / module).read_text() != pristine.read_text():
                 raise RuntimeError(f"{module} changed since its run started: start it afresh (remove {top})")
-            shutil.rmtree(tree / "tests")
-            shutil.copytree(ROOT / "tests", tree / "tests")
             commit = f"{commit.split(' ')[0]} (tests {_commit()})"
+            command = _test_command(module, tests, memory_gb)
+            again = 0
+            for copy in [tree, *sorted(top.glob(f"shard-*/{ROOT.name}"))]:  # a sharded run's copies too
+                shutil.rmtree(copy / "tests")
+                shutil.copytree(ROOT / "tests", copy / "tests")
+                config_text = (copy / "cr.toml").read_text()
+                (copy / "cr.toml").write_text("\n".join(
+                    f"test-command = {json.dumps(shlex.join(command))}" if line.startswith("test-command = ")
+                    else line for line in config_text.splitlines()) + "\n")
+                with sqlite3.connect(copy / "session.sqlite") as db:
+                    again += db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
             state.write_text(json.dumps({"commit": commit}))
-            with sqlite3.connect(session) as db:
-                again = db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
             print(f"mutation: {module}: {again} survivors tested again with the tests of now", file=sys.stderr)
     else:
         commit = _commit()  # of the tree as copied now (commits made while it runs are not in it)
@@ -159,10 +166,7 @@ def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: 
         if (ROOT.parent / "shared").is_dir():  # the tests read ../shared (HumanEval-X, the tokenizer)
             (top / "shared").symlink_to(ROOT.parent / "shared")
         shutil.copy2(tree / "src/geex" / module, pristine)
-        test_command = ["prlimit", f"--data={int(memory_gb * 2**30)}", sys.executable, "-m", "pytest", "-x", "-q",
-                        "-p", "no:cacheprovider", *tests]
-        if module in CONTAINED:
-            test_command = ["unshare", "--pid", "--fork", "--mount-proc", *test_command]
+        test_command = _test_command(module, tests, memory_gb)
         started = time.monotonic()
         baseline = subprocess.run(test_command, cwd=tree, env=env, capture_output=True, text=True)
         if baseline.returncode != 0:
@@ -191,6 +195,14 @@ def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: 
     result = _summary(session, module, pristine.read_text(), commit)
     shutil.rmtree(top, ignore_errors=True)
     return result
+
+
+def _test_command(module: str, tests: list[str], memory_gb: float) -> list[str]:
+    """How one mutant is tested: the module's tests, stopping at the first failure, with its data
+    capped (and in a PID namespace of its own for a module that kills processes)."""
+    command = ["prlimit", f"--data={int(memory_gb * 2**30)}", sys.executable, "-m", "pytest", "-x", "-q",
+               "-p", "no:cacheprovider", *tests]
+    return ["unshare", "--pid", "--fork", "--mount-proc", *command] if module in CONTAINED else command
 
 
 def _exec_sharded(module: str, top: Path, session: Path, shards: int) -> None:
