@@ -145,34 +145,22 @@ def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: 
             if (ROOT / "src/geex" / module).read_text() != pristine.read_text():
                 raise RuntimeError(f"{module} changed since its run started: start it afresh (remove {top})")
             commit = f"{commit.split(' ')[0]} (tests {_commit()})"
-            command = _test_command(module, tests, memory_gb)
-            again = 0
-            for copy in [tree, *sorted(top.glob(f"shard-*/{ROOT.name}"))]:  # a sharded run's copies too
-                shutil.rmtree(copy / "tests")
-                shutil.copytree(ROOT / "tests", copy / "tests")
-                config_text = (copy / "cr.toml").read_text()
-                (copy / "cr.toml").write_text("\n".join(
-                    f"test-command = {json.dumps(shlex.join(command))}" if line.startswith("test-command = ")
-                    else line for line in config_text.splitlines()) + "\n")
-                with sqlite3.connect(copy / "session.sqlite") as db:
-                    again += db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
+            _refresh(module, tests, memory_gb, top, env)
             state.write_text(json.dumps({"commit": commit}))
-            print(f"mutation: {module}: {again} survivors tested again with the tests of now", file=sys.stderr)
     else:
         commit = _commit()  # of the tree as copied now (commits made while it runs are not in it)
         shutil.rmtree(top, ignore_errors=True)
-        for part in ("src", "tests", "pyproject.toml"):
-            (shutil.copytree if (ROOT / part).is_dir() else shutil.copy2)(ROOT / part, tree / part)
+        _copy(COPIED, tree)
         if (ROOT.parent / "shared").is_dir():  # the tests read ../shared (HumanEval-X, the tokenizer)
             (top / "shared").symlink_to(ROOT.parent / "shared")
         shutil.copy2(tree / "src/geex" / module, pristine)
         test_command = _test_command(module, tests, memory_gb)
         started = time.monotonic()
-        baseline = subprocess.run(test_command, cwd=tree, env=env, capture_output=True, text=True)
-        if baseline.returncode != 0:
+        try:
+            _baseline(module, test_command, tree, env)
+        except RuntimeError:
             shutil.rmtree(top, ignore_errors=True)
-            raise RuntimeError(f"{module}: its tests fail on the unmutated tree, so every mutant would "
-                               f"count as killed:\n{baseline.stdout[-3000:]}")
+            raise
         if timeout is None:
             timeout = 4 * (time.monotonic() - started) + 20
         config.write_text(
@@ -195,6 +183,46 @@ def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: 
     result = _summary(session, module, pristine.read_text(), commit)
     shutil.rmtree(top, ignore_errors=True)
     return result
+
+
+# what a copy of the tree holds: the code, its tests and the files the tests read (README, docs)
+COPIED = ("src", "tests", "pyproject.toml", "README.md", "docs")
+
+
+def _copy(parts: tuple[str, ...], tree: Path) -> None:
+    for part in parts:
+        target = tree / part
+        if target.is_dir():
+            shutil.rmtree(target)
+        (shutil.copytree if (ROOT / part).is_dir() else shutil.copy2)(ROOT / part, target)
+
+
+def _baseline(module: str, command: list[str], tree: Path, env: dict) -> None:
+    """The tests must pass on the unmutated copy: a failing baseline would count every mutant killed."""
+    baseline = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    if baseline.returncode != 0:
+        raise RuntimeError(f"{module}: its tests fail on the unmutated tree, so every mutant would "
+                           f"count as killed:\n{baseline.stdout[-3000:]}")
+
+
+def _refresh(module: str, tests: list[str], memory_gb: float, top: Path, env: dict) -> None:
+    """A resumed run's copies (a sharded run's too) take the tests of now and their test command, the
+    unmutated module passes them, and the survivors so far become pending again."""
+    command = _test_command(module, tests, memory_gb)
+    copies = [top / ROOT.name, *sorted(top.glob(f"shard-*/{ROOT.name}"))]
+    for copy in copies:
+        shutil.copy2(top / "module.py", copy / "src/geex" / module)  # the mutant left on disk put back
+        _copy(tuple(part for part in COPIED if part not in ("src", "pyproject.toml")), copy)
+        config_text = (copy / "cr.toml").read_text()
+        (copy / "cr.toml").write_text("\n".join(
+            f"test-command = {json.dumps(shlex.join(command))}" if line.startswith("test-command = ")
+            else line for line in config_text.splitlines()) + "\n")
+    _baseline(module, command, copies[0], {**env, "PYTHONPATH": str(copies[0] / "src")})
+    again = 0
+    for copy in copies:
+        with sqlite3.connect(copy / "session.sqlite") as db:
+            again += db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
+    print(f"mutation: {module}: {again} survivors tested again with the tests of now", file=sys.stderr)
 
 
 def _test_command(module: str, tests: list[str], memory_gb: float) -> list[str]:
