@@ -17,6 +17,7 @@ import transformers
 from geex.errors import UserError
 from geex.models import registry
 from geex.models.gguf_loader import GGUFModel, hf_name, is_gguf, unpermute_rotary
+from geex.models.hf_tokenizer import HFTokenizer
 
 Q8_0 = gguf.GGMLQuantizationType.Q8_0
 
@@ -127,9 +128,9 @@ STORAGE = {
 QK_STORAGE = {0: ("F32", Q8_0), 1: ("F16", "F32")}  # layer -> (attn_q, attn_k)
 
 
-def hf_weights(rng, tied: bool, bias: bool, head: int = HEAD) -> dict[str, np.ndarray]:
-    """Random weights in Hugging Face's names and layout."""
-    vocab = len(TOKENS)
+def hf_weights(rng, tied: bool, bias: bool, head: int = HEAD, pad_vocab: int = 0) -> dict[str, np.ndarray]:
+    """Random weights in Hugging Face's names and layout (``pad_vocab`` embedding rows past the tokens)."""
+    vocab = len(TOKENS) + pad_vocab
 
     def m(*shape, scale=0.1):
         return (scale * rng.standard_normal(shape)).astype(np.float32)
@@ -197,10 +198,10 @@ def stored_and_expected(w: np.ndarray, storage) -> tuple[np.ndarray, np.ndarray,
 def write_gguf(path: Path, *, arch: str = "llama", tied: bool = False, bias: bool = False, seed: int = 0,
                drop_keys: tuple[str, ...] = (), pre: str = "gpt2", add_bos: bool = False,
                rope_scaling: tuple[str, float] | None = None, extra=None, head: int = HEAD,
-               meta: dict | None = None) -> dict[str, np.ndarray]:
+               meta: dict | None = None, pad_vocab: int = 0) -> dict[str, np.ndarray]:
     """Write a tiny model; return the weights (Hugging Face names and layout) the loader must give back."""
     rng = np.random.default_rng(seed)
-    weights = hf_weights(rng, tied, bias, head)
+    weights = hf_weights(rng, tied, bias, head, pad_vocab)
     writer = gguf.GGUFWriter(str(path), arch)
     keys = {
         f"{arch}.block_count": N_LAYER, f"{arch}.embedding_length": N_EMBD, f"{arch}.context_length": 256,
@@ -496,7 +497,33 @@ def test_a_head_size_the_width_cannot_divide_is_allowed_when_given(tmp_path):
         GGUFModel(path)
 
 
-@pytest.mark.parametrize("kind", ["longrope", "dynamic"])
+def test_a_padded_embedding_needs_the_vocabulary_size_key(tmp_path):
+    """Qwen-style files: more embedding rows than tokens. With ``vocab_size`` saying so the model loads
+    with every row (the tokenizer keeps its own size); without it the token count is the vocabulary and
+    the embedding contradicts it: refused, as llama.cpp refuses it (the tensor has the wrong shape)."""
+    path = tmp_path / "padded.gguf"
+    expected = write_gguf(path, pad_vocab=4, meta={"vocab_size": len(TOKENS) + 4})
+    loaded = registry.load(str(path))
+    assert loaded.model.config.vocab_size == len(TOKENS) + 4 and loaded.tokenizer.vocab_size == len(TOKENS)
+    assert torch.equal(loaded.model.model.embed_tokens.weight, torch.from_numpy(expected["model.embed_tokens.weight"]))
+    assert loaded.model(torch.tensor([[1, 2, 3]])).shape == (1, 3, len(TOKENS) + 4)
+    path = tmp_path / "unsaid.gguf"
+    write_gguf(path, pad_vocab=4)
+    with pytest.raises(UserError, match="token_embd|embed_tokens"):
+        registry.load(str(path))
+
+
+def test_a_gguf_without_its_token_list_is_a_user_error(tmp_path):
+    """The tokenizer comes from the file: a gpt2 tokenizer without tokens is named, not a KeyError."""
+    path = tmp_path / "m.gguf"
+    write_gguf(path)
+    fields = GGUFModel(path).fields
+    del fields["tokenizer.ggml.tokens"]
+    with pytest.raises(UserError, match=r"tokenizer\.ggml\.tokens"):
+        HFTokenizer.from_gguf(fields)
+
+
+@pytest.mark.parametrize("kind", ["longrope", "dynamic", "yarn2"])  # yarn2: a newer kind, not yarn
 def test_other_rope_scalings_are_refused(kind, tmp_path):
     path = tmp_path / "m.gguf"
     write_gguf(path, extra=lambda w: (w.add_string("llama.rope.scaling.type", kind),

@@ -105,7 +105,10 @@ class HFTokenizer:
         pre = fields.get("tokenizer.ggml.pre", "default")
         if pre not in GGUF_PRE_TOKENIZERS:
             raise UserError(f"GGUF pre-tokenizer {pre!r} is not supported (supported: {', '.join(GGUF_PRE_TOKENIZERS)})")
-        tokens: list[str] = fields["tokenizer.ggml.tokens"]
+        tokens: list[str] = fields.get("tokenizer.ggml.tokens") or []
+        if not tokens:
+            raise UserError("GGUF metadata names a byte-level BPE tokenizer but holds no tokens "
+                            "(tokenizer.ggml.tokens): geex reads the model's tokenizer from the file")
         types: list[int] = fields.get("tokenizer.ggml.token_type", [1] * len(tokens))
         merges = [tuple(m.split(" ", 1)) for m in fields.get("tokenizer.ggml.merges", [])]
         bpe = models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False)
