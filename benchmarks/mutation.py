@@ -206,13 +206,13 @@ def _baseline(module: str, command: list[str], tree: Path, env: dict) -> None:
 
 
 def _refresh(module: str, tests: list[str], memory_gb: float, top: Path, env: dict) -> None:
-    """A resumed run's copies (a sharded run's too) take the tests of now and their test command, the
-    unmutated module passes them, and the survivors so far become pending again."""
+    """A resumed run's copies (a sharded run's too) take the tree of now (tests, and the code they may
+    need beside the mutated module, which must not have changed) and their test command; the unmutated
+    module passes them; the survivors so far become pending again."""
     command = _test_command(module, tests, memory_gb)
     copies = [top / ROOT.name, *sorted(top.glob(f"shard-*/{ROOT.name}"))]
-    for copy in copies:
-        shutil.copy2(top / "module.py", copy / "src/geex" / module)  # the mutant left on disk put back
-        _copy(tuple(part for part in COPIED if part not in ("src", "pyproject.toml")), copy)
+    for copy in copies:  # the tree of now (the module is unchanged: checked by the caller)
+        _copy(COPIED, copy)
         config_text = (copy / "cr.toml").read_text()
         (copy / "cr.toml").write_text("\n".join(
             f"test-command = {json.dumps(shlex.join(command))}" if line.startswith("test-command = ")
