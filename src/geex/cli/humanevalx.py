@@ -15,7 +15,6 @@ from geex.cli.options import (
     _add_sampling_options,
     _ks,
     _positive_int,
-    _positive_number,
     _torch_dtype,
 )
 from geex.errors import UserError
@@ -23,7 +22,7 @@ from geex.files import read_log
 
 
 def _evaluate_out(args: argparse.Namespace) -> Path:
-    from geex.humanevalx.evaluate import CANONICAL
+    from geex.humanevalx.config import CANONICAL
 
     if args.out is not None:
         return Path(args.out)
@@ -38,15 +37,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace, samples: str, out: Path) -> int:
     """Evaluate ``samples`` into ``out`` with the evaluation options of ``args`` (``evaluate``, ``run``)."""
-    from geex.humanevalx.evaluate import EvalConfig, evaluate
+    from geex.humanevalx.config import EvalConfig
+    from geex.humanevalx.evaluate import evaluate
     from geex.languages import parse_languages
+    from geex.options import from_args
 
     languages = parse_languages(args.languages) if args.languages else None
-    cfg = EvalConfig(
-        samples=samples, out_dir=out, languages=languages, workers=args.workers or 0,
-        ks=args.k, timeout_s=args.timeout, dataset=args.dataset, original=args.original,
-        use_cache=not args.no_cache, clean=not args.no_cleanup, progress=not args.quiet,
-    )
+    cfg = from_args(EvalConfig, args, samples=samples, out_dir=out, languages=languages, dataset=args.dataset,
+                    original=args.original, progress=not args.quiet)
     report = evaluate(cfg)
     from geex.humanevalx.reporting.run_report import to_markdown
 
@@ -145,13 +143,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluation_options(p: argparse.ArgumentParser) -> None:
-    """How samples are evaluated: the options ``evaluate`` and ``run`` share."""
-    p.add_argument("--workers", "-j", type=_positive_int, help="parallel test workers (default: all cores)")
-    p.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100; "
-                   "only those ≤ the samples per problem are reported)")
-    p.add_argument("--timeout", type=_positive_number, default=10.0,
-                   help="wall-clock seconds per test run (default: 10)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the machine-wide verdict cache")
+    """How samples are evaluated: the options ``evaluate`` and ``run`` share (declared on ``EvalConfig``)."""
+    from geex.humanevalx.config import EvalConfig
+    from geex.options import add_options
+
+    add_options(p, EvalConfig, ("workers", "ks", "timeout_s", "use_cache"))
 
 
 def _add_evaluate(hx_sub: argparse._SubParsersAction) -> None:
@@ -167,9 +163,10 @@ def _add_evaluate(hx_sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", "-o", help="output directory (default: geex-out/humanevalx/canonical, "
                     "or <samples>-eval next to the samples file)")
     _add_evaluation_options(ev)
-    ev.add_argument("--no-cleanup", action="store_true",
-                    help="splice completions as given (default: cut them where the function ends, "
-                         "keeping the helpers it uses)")
+    from geex.humanevalx.config import EvalConfig
+    from geex.options import add_options
+
+    add_options(ev, EvalConfig, ("clean",))
     ev.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     _add_dataset_options(ev)
     ev.set_defaults(func=_cmd_evaluate, kept=_kept_evaluate)
@@ -228,4 +225,4 @@ def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
         gp.add_argument("--out", "-o", required=True, help="output directory: samples.jsonl, results.jsonl, "
                         "report.json, report.md")
         _add_evaluation_options(gp)
-        gp.set_defaults(func=_cmd_hx_run, kept=_kept_hx_run, no_cleanup=False)
+        gp.set_defaults(func=_cmd_hx_run, kept=_kept_hx_run)

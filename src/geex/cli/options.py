@@ -9,25 +9,11 @@ from __future__ import annotations
 import argparse
 import math
 
+from geex.options import k_values as _ks
+from geex.options import positive_int as _positive_int
+from geex.options import positive_number as _positive_number
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
-def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text}")
-    return value
+__all__ = ["_ks", "_positive_int", "_positive_number"]  # the value types, declared in geex.options
 
 
 def _within(kind: type, low: float, high: float = math.inf, *, above: bool = False, below: bool = False):
@@ -51,16 +37,6 @@ def _within(kind: type, low: float, high: float = math.inf, *, above: bool = Fal
 _probability = _within(float, 0, 1, above=True)
 _count = _within(int, 0)
 _fraction = _within(float, 0, 1)
-
-
-def _ks(text: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not ks or ks[0] < 1:
-        raise argparse.ArgumentTypeError("k values must be positive")
-    return ks
 
 
 def _add_sampling_options(p: argparse.ArgumentParser, max_new_tokens: int) -> None:

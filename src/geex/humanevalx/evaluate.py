@@ -16,14 +16,14 @@ import queue
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from geex.errors import UserError
 from geex.humanevalx.assembly import assemble
+from geex.humanevalx.config import CANONICAL, EvalConfig
 from geex.humanevalx.dataset import load_problems, resolve_dataset_dir
 from geex.humanevalx.execution.program import Program
 from geex.humanevalx.execution.runners import (
@@ -45,25 +45,7 @@ from geex.humanevalx.reporting.run_report import build_report, write_report
 from geex.humanevalx.result import Result
 from geex.humanevalx.samples import Sample, canonical_samples, check_against_problems, read_samples
 from geex.humanevalx.store import ResultsLog, VerdictCache
-from geex.languages import Language, parse_languages
-
-CANONICAL = "canonical"
-
-
-@dataclass
-class EvalConfig:
-    samples: str  # a JSONL path, or "canonical"
-    out_dir: Path
-    languages: list[Language] | None = None
-    workers: int = 0  # 0: all cores
-    ks: tuple[int, ...] = (1, 10, 100)
-    timeout_s: float = 10.0
-    dataset: str | None = None
-    original: bool = False
-    use_cache: bool = True
-    clean: bool = True
-    progress: bool = True
-    console: Console = field(default_factory=lambda: Console(stderr=True))
+from geex.languages import parse_languages
 
 
 def _load(cfg: EvalConfig) -> tuple[list[Sample], dict]:

@@ -1,0 +1,79 @@
+"""One declaration per option (``geex.options``): the parser's arguments come from a config's fields —
+default, help and spelling — and the config comes back from what was parsed."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from geex.humanevalx.config import EvalConfig
+from geex.options import add_options, from_args, k_values, option, positive_int
+
+
+@dataclass
+class Demo:
+    required: str
+    jobs: int = option(0, "--jobs", "workers (default: all)", short="-j", parse=positive_int)
+    ks: tuple[int, ...] = option((1, 10), "--k", "pass@k values (default: {default})", parse=k_values)
+    rate: float = option(0.5, "--rate", "how fast (default: {default})", parse=float)
+    cache: bool = option(True, "--no-cache", "skip the cache", negate=True)
+    plain: int = 7  # no command-line spelling
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_options(p, Demo, ("jobs", "ks", "rate", "cache"))
+    return p.parse_args(argv)
+
+
+def test_defaults_help_and_spelling_come_from_the_fields():
+    p = argparse.ArgumentParser()
+    add_options(p, Demo, ("ks", "rate", "cache", "jobs"))
+    help_text = " ".join(p.format_help().split())
+    assert "--k K pass@k values (default: 1,10)" in help_text and "--rate RATE how fast (default: 0.5)" in help_text
+    assert "--jobs JOBS, -j JOBS workers (default: all)" in help_text and "--no-cache skip the cache" in help_text
+    assert help_text.index("--k K") < help_text.index("--rate") < help_text.index("--no-cache") < help_text.index("--jobs")
+    cfg = from_args(Demo, _parse([]), required="x")
+    assert cfg == Demo("x")  # nothing given: the declared defaults
+
+
+def test_given_values_are_parsed_and_negated_switches_turn_fields_off():
+    cfg = from_args(Demo, _parse(["-j", "3", "--k", "10,1,10", "--rate", "2", "--no-cache"]), required="y")
+    assert (cfg.jobs, cfg.ks, cfg.rate, cfg.cache, cfg.plain) == (3, (1, 10), 2.0, False, 7)
+    assert from_args(Demo, _parse([]), required="y", plain=9).plain == 9  # the command's own values
+
+
+def test_a_field_the_command_does_not_offer_keeps_its_default():
+    p = argparse.ArgumentParser()
+    add_options(p, Demo, ("jobs",))
+    cfg = from_args(Demo, p.parse_args([]), required="z")
+    assert (cfg.ks, cfg.cache) == ((1, 10), True)
+    with pytest.raises(TypeError, match="Demo.required needs a value"):
+        from_args(Demo, p.parse_args([]))
+
+
+def test_bad_values_are_argparse_errors(capsys):
+    with pytest.raises(SystemExit) as e:
+        _parse(["--jobs", "0"])
+    assert e.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_evaluate_and_run_take_the_same_evaluation_options():
+    """The evaluation options of both commands come from EvalConfig: same spellings, same defaults."""
+    from geex.cli import build_parser
+
+    def options(*path: str) -> dict:
+        parser = build_parser()
+        for name in path:
+            parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        return {a.option_strings[0]: (a.default, a.help) for a in parser._actions
+                if a.dest in ("workers", "ks", "timeout_s", "use_cache")}
+
+    assert options("humanevalx", "evaluate") == options("humanevalx", "run")
+    assert set(options("humanevalx", "run")) == {"--workers", "--k", "--timeout", "--no-cache"}
+    cfg = from_args(EvalConfig, build_parser().parse_args(
+        ["humanevalx", "run", "--out", "o", "--timeout", "3", "--no-cache", "--k", "1"]), samples="s", out_dir=Path("o"))
+    assert (cfg.timeout_s, cfg.use_cache, cfg.ks, cfg.clean, cfg.workers) == (3.0, False, (1,), True, 0)
