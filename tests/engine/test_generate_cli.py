@@ -28,9 +28,8 @@ def test_generate_streams_a_completion_with_tokens_per_second(tmp_path, tokenize
     assert "tokens/s" in greedy.stderr and "finish: " in greedy.stderr
     assert greedy.stderr.startswith("6 tokens in ")  # the random model never emits EOS here
     assert len(greedy.stdout) > 1  # the streamed text (+ a final newline)
-    assert _geex(*args, "--greedy").stdout == greedy.stdout  # deterministic
     seeded = [_geex(*args, "--seed", "3").stdout for _ in range(2)]
-    assert seeded[0] == seeded[1]
+    assert seeded[0] == seeded[1]  # reproducible (greedy is the argmax: the engine tests check it)
     for mode in ("int8", "int4"):  # quantized at load time; the CPU path dequantizes
         q = _geex(*args, "--greedy", "--quantize", mode)
         assert q.returncode == 0 and q.stderr.startswith("6 tokens in "), q.stderr
