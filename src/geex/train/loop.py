@@ -1,7 +1,7 @@
 """``geex train``: CodeGeeX's recipe on packed data, from one CPU process to FSDP2 across GPUs, for
 any model family that declares a ``TrainingSpec`` (``model.preset``: a CodeGeeX or a Llama preset).
 
-AdamW (β 0.9/0.95, weight decay 0.1, none on biases and LayerNorms), linear warm-up then cosine to
+AdamW (β 0.9/0.95, weight decay 0.1, none on biases and norms), linear warm-up then cosine to
 ``min_lr``, gradient clipping (all in ``geex.train.optim``), gradient accumulation, bf16 (autocast in one process, FSDP2 mixed
 precision across several), optional ``torch.compile`` of each layer and the loss, optional
 activation checkpointing. Loss: cross-entropy of the next token over every position (EOS included,
