@@ -177,6 +177,47 @@ def test_pids_of_a_uid_are_its_processes():
     assert sandbox.pids_of_uid(2_000_009_999) == []  # a uid nothing runs under
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not __import__("shutil").which("setpriv"), reason="needs root and setpriv")
+def test_pids_of_a_sandbox_uid_are_found():
+    """The uids the sandbox leases are large numbers (not Python's cached small ints): a process
+    started under one is found, and nothing else."""
+    import subprocess
+
+    from geex.humanevalx.execution.uids import UidLease
+
+    lease = UidLease()
+    proc = subprocess.Popen(["setpriv", f"--reuid={lease.uid}", f"--regid={lease.uid}", "--clear-groups",
+                             "sleep", "30"])
+    try:
+        for _ in range(200):  # setpriv execs sleep under the uid at once; wait for the switch
+            if proc.pid in sandbox.pids_of_uid(lease.uid):
+                break
+            __import__("time").sleep(0.01)
+        assert sandbox.pids_of_uid(lease.uid) == [proc.pid]
+    finally:
+        proc.kill()
+        proc.wait()
+        lease.release()
+
+
+def test_a_process_that_ends_during_the_scan_is_skipped(monkeypatch):
+    """/proc lists a pid whose status is gone by the time it is read (it exited): not an error."""
+    real = os.scandir
+
+    class Gone:
+        name = "4194304"  # above the largest pid Linux hands out: no /proc/4194304/status
+
+    monkeypatch.setattr(sandbox.os, "scandir", lambda path: [*real(path), Gone()])
+    assert os.getpid() in sandbox.pids_of_uid(os.getuid())
+
+
+def test_the_system_directories_and_what_is_below_them():
+    assert sandbox._in_system(Path("/usr")) and sandbox._in_system(Path("/usr/lib/jvm/java-17"))
+    assert sandbox._in_system(Path("/etc/ssl"))
+    assert not sandbox._in_system(Path("/usrlocal")) and not sandbox._in_system(Path("/srv/usr"))
+    assert not sandbox._in_system(Path("/")) and not sandbox._in_system(Path("/root"))
+
+
 def test_kill_uid_kills_at_once_then_each_survivor_and_warns_when_they_outlive_the_wait(monkeypatch):
     """The sweep's steps with the processes stood in for: one kill(-1) as the uid first, then SIGKILL
     to each pid still found, until none is left, or a warning after ``wait_s``."""
@@ -193,15 +234,24 @@ def test_kill_uid_kills_at_once_then_each_survivor_and_warns_when_they_outlive_t
     monkeypatch.setattr(sandbox, "pids_of_uid", pids)
     monkeypatch.setattr(sandbox, "_kill_all_as", lambda uid: calls.append(("all", uid)))
     monkeypatch.setattr(sandbox.os, "kill", lambda pid, sig: calls.append((pid, sig)))
+    slept: list[float] = []
+    monkeypatch.setattr(sandbox.time, "sleep", slept.append)
     assert sandbox.kill_uid(7, wait_s=5) == 2
     assert calls == [("all", 7)] + [(101, signal.SIGKILL), (102, signal.SIGKILL)] * 3
+    assert slept == [0.002, 0.004, 0.008]  # the wait doubles from 2 ms between looks
+    monkeypatch.undo()
+    monkeypatch.setattr(sandbox, "_kill_all_as", lambda uid: calls.append(("all", uid)))
+    monkeypatch.setattr(sandbox.os, "kill", lambda pid, sig: calls.append((pid, sig)))
     # processes that never die: a warning once the wait is over, not before
     calls.clear()
     monkeypatch.setattr(sandbox, "pids_of_uid", lambda uid: [103])
+    real_sleep, slept = time.sleep, []
+    monkeypatch.setattr(sandbox.time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
     started = time.monotonic()
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         assert sandbox.kill_uid(8, wait_s=0.3) == 1
+    assert slept[:7] == [0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.1] and max(slept) == 0.1  # capped
     assert 0.3 <= time.monotonic() - started < 1.5  # polls back off to 0.1 s, no more
     assert [str(w.message) for w in seen] == ["1 process(es) of sandbox uid 8 survived SIGKILL for 0.3 s"]
     assert calls[0] == ("all", 8) and calls.count(("all", 8)) == 1 and (103, signal.SIGKILL) in calls
