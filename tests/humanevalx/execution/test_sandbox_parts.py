@@ -42,6 +42,14 @@ def test_ok_is_a_clean_exit_within_every_limit(returncode, timed_out, output_lim
     assert r.ok is ok
 
 
+def test_a_result_built_elsewhere_claims_no_limit_by_default():
+    """Runners build results of their own (the javac server's compiles): unless they say so, nothing
+    was limited, killed for memory or CPU, or read from geex-exec."""
+    r = ExecResult(1, None, False, 0.2, "", "error: x")
+    assert (r.output_bytes, r.output_limited, r.harness_error, r.cpu_limited, r.memory_limited, r.exact_status) == \
+        (0, False, None, False, False, False)
+
+
 def _capped(data: bytes, **kw) -> tuple[str, int]:
     with tempfile.TemporaryFile() as f:
         f.write(data)
@@ -60,6 +68,7 @@ def test_long_output_keeps_its_head_and_tail_and_says_how_much_was_cut():
     small, small_size = _capped(b"x" * (16384 + 4096))  # exactly head + tail: nothing cut
     assert small == "x" * (16384 + 4096) and small_size == 16384 + 4096
     assert _capped(b"abcdefgh", head=3, tail=2) == ("abc\n[... 3 bytes cut ...]\ngh", 8)
+    assert _capped(b"abcd", head=3, tail=2) == ("abcd", 4)  # within head + tail: nothing cut
 
 
 def test_invalid_utf8_output_is_read_leniently():
