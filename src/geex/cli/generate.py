@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from geex.cli.options import _add_device_options, _add_sampling_options, _torch_dtype
+from geex.cli.options import _add_device_options, _add_sampling_options, _device_and_dtype
 from geex.errors import UserError
 
 
@@ -33,8 +33,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         prompt = args.prompt
     # a plain prompt is the code the completion continues: cleanup never repeats its definitions
     context = "" if args.chat else prompt
-    dtype = _torch_dtype(args)
-    loaded = registry.load(args.model, dtype=dtype, device=args.device, quantize=args.quantize,
+    device, dtype = _device_and_dtype(args)
+    loaded = registry.load(args.model, dtype=dtype, device=device, quantize=args.quantize,
                            checkpoint=args.checkpoint, tokenizer=args.tokenizer, seed=args.seed or 0)
     tokenizer = loaded.tokenizer
     if args.chat:

@@ -13,9 +13,9 @@ from geex.cli.options import (
     _add_dataset_options,
     _add_device_options,
     _add_sampling_options,
+    _device_and_dtype,
     _ks,
     _positive_int,
-    _torch_dtype,
 )
 from geex.errors import UserError
 from geex.files import read_log
@@ -71,8 +71,8 @@ def _generate_samples(args: argparse.Namespace, out: Path) -> Path:
         params=SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy),
         max_new_tokens=args.max_new_tokens, seed=args.seed or 0, batch_size=args.batch_size, limit=args.limit,
         dataset=args.dataset, original=args.original)
-    dtype = _torch_dtype(args)  # also checks --device
-    backend = make_backend(args.backend, args.model, device=args.device,
+    device, dtype = _device_and_dtype(args)
+    backend = make_backend(args.backend, args.model, device=device,
                            dtype=dtype if args.backend != "openai" else None, quantize=args.quantize,
                            base_url=args.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
                            concurrency=args.concurrency)

@@ -63,15 +63,17 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
                         "embedding, also the output head, becomes INT8 in both); fused Triton kernels on cuda")
 
 
-def _torch_dtype(args: argparse.Namespace):
-    """The dtype of ``--dtype`` (default by device); ``args.device`` is checked and normalized first."""
+def _device_and_dtype(args: argparse.Namespace):
+    """(``--device`` checked and normalized, the torch dtype of ``--dtype``: by default bfloat16 on
+    cuda, float32 on cpu); the parsed arguments are left as they are."""
     import torch
 
     from geex.devices import resolve_device
 
-    args.device = resolve_device(args.device)
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-        args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")]
+    device = resolve_device(args.device)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")]
+    return device, dtype
 
 
 def _add_dataset_options(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from geex.cli.options import _add_device_options, _positive_int, _torch_dtype
+from geex.cli.options import _add_device_options, _device_and_dtype, _positive_int
 from geex.errors import UserError
 
 
@@ -42,9 +42,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if args.model is not None and not args.model.strip():
         raise UserError("--model is empty (leave it out to serve the default model)")
-    dtype = _torch_dtype(args)  # also checks --device
+    device, dtype = _device_and_dtype(args)
     config = ServeConfig(
-        model=args.model, device=args.device, dtype=str(dtype).removeprefix("torch."), quantize=args.quantize,
+        model=args.model, device=device, dtype=str(dtype).removeprefix("torch."), quantize=args.quantize,
         host=args.host, port=args.port, api_keys=_api_keys(args), insecure=args.insecure,
         max_concurrency=args.max_concurrency, max_queue=args.max_queue, ctx=args.ctx,
         prefill_chunk=args.prefill_chunk, cors_origins=tuple(args.cors_origins.split(",")) if args.cors_origins else (),
