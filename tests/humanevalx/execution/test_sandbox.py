@@ -243,6 +243,20 @@ def test_private_tmp_is_size_capped(work, lease):
 def test_output_bytes_count_both_streams(work, lease):
     r = _sh(Sandbox(), "head -c 1000 /dev/zero; head -c 234 /dev/zero >&2", work, lease)
     assert r.ok and r.output_bytes == 1234 and len(r.stdout) == 1000 and len(r.stderr) == 234
+    # 2 MB is far below the 64 MB output cap: not limited, every byte counted
+    r = _sh(Sandbox(), "head -c 2000000 /dev/zero", work, lease)
+    assert r.ok and not r.output_limited and r.output_bytes == 2_000_000
+
+
+def test_a_run_takes_its_wall_time_and_leaves_no_descriptor_open(work, lease):
+    sandbox = Sandbox()
+    _sh(sandbox, "true", work, lease)  # the first run builds what later runs reuse
+    fds = len(os.listdir("/proc/self/fd"))
+    r = _sh(sandbox, "sleep 1.2", work, lease)
+    assert r.ok and 1.2 <= r.wall_s < 10
+    for _ in range(3):
+        _sh(sandbox, "true", work, lease)
+    assert len(os.listdir("/proc/self/fd")) == fds  # pidfds, pipes and output files all closed
 
 
 def test_cpu_time_limit_stops_a_spinning_program(work, lease):

@@ -159,13 +159,29 @@ def test_the_strongest_isolation_the_machine_offers_is_chosen(monkeypatch):
     assert any("SANDBOX DEGRADED" in str(w.message) for w in seen) == (expected is not Isolation.BUBBLEWRAP_UID)
     # $GEEX_SANDBOX forces a weaker mode, never a stronger one than the machine has
     order = list(Isolation)
-    for forced in ("rlimits", "uid", "bubblewrap", "bubblewrap+uid"):
+    # the spellings sandbox.ENV_SANDBOX documents, and the mode each one names
+    spelled = {"rlimits": Isolation.RLIMITS, "uid": Isolation.UID, "uid+rlimits": Isolation.UID,
+               "bubblewrap": Isolation.BUBBLEWRAP, "bubblewrap+uid": Isolation.BUBBLEWRAP_UID, " UID ": Isolation.UID}
+    for forced, wanted in spelled.items():
         monkeypatch.setenv(sandbox.ENV_SANDBOX, forced)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             got = sandbox.detect_isolation.__wrapped__()
-        wanted = next(m for m in order if forced in (m.value, m.value.split("+")[0]))
         assert got is max(wanted, expected, key=order.index), forced
+
+
+@pytest.mark.parametrize("root, setpriv, expected", [(True, True, "uid+rlimits"), (True, False, "rlimits"),
+                                                     (False, True, "rlimits"), (False, False, "rlimits")])
+def test_without_bubblewrap_the_uid_drop_needs_root_and_setpriv(root, setpriv, expected, monkeypatch):
+    import warnings
+
+    monkeypatch.delenv(sandbox.ENV_SANDBOX, raising=False)
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "setpriv" and setpriv
+                        else None)
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0 if root else 1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert sandbox.detect_isolation.__wrapped__().value == expected
 
 
 def test_a_bubblewrap_that_fails_or_is_missing_is_not_used(tmp_path):

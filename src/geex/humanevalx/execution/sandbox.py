@@ -143,8 +143,8 @@ def detect_isolation() -> Isolation:
     )
     forced = os.environ.get(ENV_SANDBOX, "").strip().lower()
     order = list(Isolation)
-    for mode in Isolation:
-        if forced and forced in (mode.value, mode.name.lower(), mode.value.split("+")[0]):
+    for mode in Isolation:  # "bubblewrap" is the mode of that name, not the first value it begins
+        if forced and forced in (mode.value, mode.name.lower()):
             if order.index(mode) >= order.index(best):
                 best = mode
             break
