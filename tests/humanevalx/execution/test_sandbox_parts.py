@@ -75,6 +75,16 @@ def test_invalid_utf8_output_is_read_leniently():
     assert _capped(b"ok \xff\xfe end") == ("ok \ufffd\ufffd end", 9)
 
 
+@pytest.mark.parametrize("sig, stopped, wall, cpu_s, cores, limited", [
+    (signal.SIGKILL, False, 2.0, 1, 1, True), (signal.SIGKILL, False, 0.5, 1, 2, True),  # 1 s of CPU on 2 cores
+    (signal.SIGKILL, False, 0.49, 1, 2, False), (signal.SIGKILL, False, 0.9, 1, 1, False),  # too soon: a kill
+    (signal.SIGKILL, True, 5.0, 1, 1, False),  # the harness's own kill (timeout, output cap, OOM)
+    (signal.SIGXCPU, False, 5.0, 1, 1, False), (None, False, 5.0, 1, 1, False),  # another signal, an exit
+    (signal.SIGKILL, False, 2.5, 10, 4, True), (signal.SIGKILL, False, 2.4, 10, 4, False)])
+def test_the_cpu_time_limit_is_told_from_a_kill(sig, stopped, wall, cpu_s, cores, limited):
+    assert sandbox._cpu_limited(sig, stopped, wall, cpu_s, cores) is limited
+
+
 @pytest.mark.parametrize("returncode, via_bwrap, decoded", [
     (0, True, (0, None)), (3, True, (3, None)), (-9, False, (None, 9)), (-9, True, (None, 9)),
     (128 + signal.SIGKILL, True, (None, 9)), (128 + signal.SIGXCPU, True, (None, 24)),

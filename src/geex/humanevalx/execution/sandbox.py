@@ -561,11 +561,8 @@ class Sandbox:
             code, sig = reported
         else:
             code, sig = _decode_status(proc.returncode, self.isolation.namespaces or self.helper is not None)
-        # A SIGKILL the harness did not send, after long enough to have used the CPU budget on
-        # every core: the kernel's hard RLIMIT_CPU (a program that ignores SIGXCPU), a time limit.
-        cores = len(os.sched_getaffinity(0)) or 1
-        cpu_limited = (sig == signal.SIGKILL and not timed_out and not limited and not oom
-                       and wall >= limits.cpu_s / cores)
+        cpu_limited = _cpu_limited(sig, timed_out or limited or oom, wall, limits.cpu_s,
+                                   len(os.sched_getaffinity(0)) or 1)
         return ExecResult(code, sig, timed_out, wall, stdout, stderr, n_out + n_err, limited,
                           cpu_limited=cpu_limited, memory_limited=oom, exact_status=reported is not None)
 
@@ -664,6 +661,13 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _cpu_limited(sig: int | None, stopped_otherwise: bool, wall: float, cpu_s: float, cores: int) -> bool:
+    """Whether a run ended at its CPU-time limit: a SIGKILL the harness did not send (no timeout, no
+    output cap, no OOM kill), after long enough to have used ``cpu_s`` of CPU on every core — the
+    kernel's hard RLIMIT_CPU, which a program that ignores SIGXCPU meets (a time limit, not a crash)."""
+    return sig == signal.SIGKILL and not stopped_otherwise and wall >= cpu_s / cores
 
 
 def _decode_status(returncode: int, via_bwrap: bool) -> tuple[int | None, int | None]:
