@@ -497,6 +497,16 @@ def test_a_head_size_the_width_cannot_divide_is_allowed_when_given(tmp_path):
         GGUFModel(path)
 
 
+def test_bytes_after_the_tensor_data_are_not_a_truncation(untied, tmp_path):
+    """Only a file shorter than its tensors say is truncated; bytes past them (padding some writers
+    add) are ignored, as llama.cpp ignores them."""
+    src, expected = untied
+    path = tmp_path / "trailing.gguf"
+    path.write_bytes(src.read_bytes() + b"\0" * 100)
+    loaded = registry.load(str(path))
+    assert torch.equal(loaded.model.model.norm.weight, torch.from_numpy(expected["model.norm.weight"]))
+
+
 def test_a_padded_embedding_needs_the_vocabulary_size_key(tmp_path):
     """Qwen-style files: more embedding rows than tokens. With ``vocab_size`` saying so the model loads
     with every row (the tokenizer keeps its own size); without it the token count is the vocabulary and

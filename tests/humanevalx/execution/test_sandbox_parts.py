@@ -86,7 +86,7 @@ def test_the_cpu_time_limit_is_told_from_a_kill(sig, stopped, wall, cpu_s, cores
 
 
 @pytest.mark.parametrize("returncode, via_bwrap, decoded", [
-    (0, True, (0, None)), (3, True, (3, None)), (-9, False, (None, 9)), (-9, True, (None, 9)),
+    (0, True, (0, None)), (3, True, (3, None)), (-9, False, (None, 9)), (-9, True, (None, 9)), (-1, True, (None, 1)),
     (128 + signal.SIGKILL, True, (None, 9)), (128 + signal.SIGXCPU, True, (None, 24)),
     (128 + signal.SIGKILL, False, (137, None)),  # a program's own exit(137) without bwrap
     (128, True, (128, None)), (128 + 64, True, (None, 64)), (128 + 65, True, (193, None)), (255, True, (255, None))])
