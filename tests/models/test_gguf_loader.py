@@ -16,7 +16,7 @@ import transformers
 
 from geex.errors import UserError
 from geex.models import registry
-from geex.models.gguf_loader import GGUFModel, hf_name, is_gguf, unpermute_rotary
+from geex.models.gguf_loader import GGUFModel, diagnose, hf_name, is_gguf, unpermute_rotary
 from geex.models.hf_tokenizer import HFTokenizer
 
 Q8_0 = gguf.GGMLQuantizationType.Q8_0
@@ -505,6 +505,7 @@ def test_bytes_after_the_tensor_data_are_not_a_truncation(untied, tmp_path):
     path.write_bytes(src.read_bytes() + b"\0" * 100)
     loaded = registry.load(str(path))
     assert torch.equal(loaded.model.model.norm.weight, torch.from_numpy(expected["model.norm.weight"]))
+    assert diagnose(path) is None  # the walk that names a damaged file finds nothing wrong either
 
 
 def test_a_padded_embedding_needs_the_vocabulary_size_key(tmp_path):
