@@ -8,7 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from geex.cli.options import _count, _fraction, _positive_int, _within
+from geex.cli.options import _count, _fraction, _within
+from geex.options import positive_int
 
 
 def _cmd_data_build(args: argparse.Namespace) -> int:
@@ -75,10 +76,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     db.add_argument("--keep-generated", action="store_true", help="keep files marked as auto-generated")
     db.add_argument("--near-dup", type=_within(float, 0, 1, above=True), default=0.85,
                     help="MinHash Jaccard threshold for near duplicates (default 0.85; 1 = exact dedup only)")
-    db.add_argument("--shard-docs", type=_positive_int, default=10_000, help="documents a shard (default 10000)")
+    db.add_argument("--shard-docs", type=positive_int, default=10_000, help="documents a shard (default 10000)")
     db.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                     help="skip files and directories whose name matches (repeatable), e.g. site-packages, 'test*'")
-    db.add_argument("--workers", "-j", type=_positive_int, help="parallel worker processes (default: all cores)")
+    db.add_argument("--workers", "-j", type=positive_int, help="parallel worker processes (default: all cores)")
     db.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     db.set_defaults(func=_cmd_data_build, kept=_kept_data_build)
     dp = data_sub.add_parser(
@@ -89,9 +90,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     dp.add_argument("shards", nargs="+", help="JSONL files or directories of them (e.g. a `data build` output)")
     dp.add_argument("--tokenizer", required=True, help="tokenizer directory (vocab.json, merges.txt, added_tokens.json)")
     dp.add_argument("--out", "-o", required=True, help="output directory")
-    dp.add_argument("--seq-len", type=_positive_int, default=2048, help="tokens a sequence (default 2048)")
+    dp.add_argument("--seq-len", type=positive_int, default=2048, help="tokens a sequence (default 2048)")
     dp.add_argument("--valid", type=_within(float, 0, 1, below=True), default=0.005, help="share of documents held out (default 0.005)")
-    dp.add_argument("--workers", "-j", type=_positive_int, help="parallel worker processes (default: all cores)")
+    dp.add_argument("--workers", "-j", type=positive_int, help="parallel worker processes (default: all cores)")
     dp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     dp.set_defaults(func=_cmd_data_pack, kept=_kept_data_pack)
 
@@ -105,7 +106,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "vocab.json, merges.txt and added_tokens.json (the original's layout: --tokenizer DIR loads it).")
     tt.add_argument("shards", nargs="+", help="JSONL files or directories of them")
     tt.add_argument("--out", "-o", required=True, help="output directory")
-    tt.add_argument("--vocab-size", type=_positive_int, default=50_000, help="tokens in all (default 50000)")
-    tt.add_argument("--min-frequency", type=_positive_int, default=2, help="least count of a merged pair (default 2)")
+    tt.add_argument("--vocab-size", type=positive_int, default=50_000, help="tokens in all (default 50000)")
+    tt.add_argument("--min-frequency", type=positive_int, default=2, help="least count of a merged pair (default 2)")
     tt.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     tt.set_defaults(func=_cmd_tokenizer_train)

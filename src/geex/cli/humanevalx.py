@@ -14,11 +14,11 @@ from geex.cli.options import (
     _add_device_options,
     _add_sampling_options,
     _device_and_dtype,
-    _ks,
-    _positive_int,
 )
 from geex.errors import UserError
 from geex.files import read_log
+from geex.humanevalx.config import EvalConfig
+from geex.options import add_options, from_args, k_values, positive_int
 
 
 def _evaluate_out(args: argparse.Namespace) -> Path:
@@ -37,10 +37,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace, samples: str, out: Path) -> int:
     """Evaluate ``samples`` into ``out`` with the evaluation options of ``args`` (``evaluate``, ``run``)."""
-    from geex.humanevalx.config import EvalConfig
     from geex.humanevalx.evaluate import evaluate
     from geex.languages import parse_languages
-    from geex.options import from_args
 
     languages = parse_languages(args.languages) if args.languages else None
     cfg = from_args(EvalConfig, args, samples=samples, out_dir=out, languages=languages, dataset=args.dataset,
@@ -142,12 +140,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         _add_generate(hx_sub, name)
 
 
-def _add_evaluation_options(p: argparse.ArgumentParser) -> None:
-    """How samples are evaluated: the options ``evaluate`` and ``run`` share (declared on ``EvalConfig``)."""
-    from geex.humanevalx.config import EvalConfig
-    from geex.options import add_options
-
-    add_options(p, EvalConfig, ("workers", "ks", "timeout_s", "use_cache"))
+def _add_evaluation_options(p: argparse.ArgumentParser, *more: str) -> None:
+    """How samples are evaluated: the options ``evaluate`` and ``run`` share, and ``more`` of
+    ``EvalConfig``'s fields (all declared there)."""
+    add_options(p, EvalConfig, ("workers", "ks", "timeout_s", "use_cache", *more))
 
 
 def _add_evaluate(hx_sub: argparse._SubParsersAction) -> None:
@@ -162,11 +158,7 @@ def _add_evaluate(hx_sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--languages", "-l", help="comma-separated subset: python,cpp,java,js,go,rust (default: all)")
     ev.add_argument("--out", "-o", help="output directory (default: geex-out/humanevalx/canonical, "
                     "or <samples>-eval next to the samples file)")
-    _add_evaluation_options(ev)
-    from geex.humanevalx.config import EvalConfig
-    from geex.options import add_options
-
-    add_options(ev, EvalConfig, ("clean",))
+    _add_evaluation_options(ev, "clean")
     ev.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     _add_dataset_options(ev)
     ev.set_defaults(func=_cmd_evaluate, kept=_kept_evaluate)
@@ -181,10 +173,10 @@ def _add_report(hx_sub: argparse._SubParsersAction) -> None:
                     "budget allocation. Writes OUT/summary.md, OUT/summary.json and PNG figures.")
     rp.add_argument("dirs", nargs="+", help="evaluation directories")
     rp.add_argument("--out", "-o", required=True, help="output directory")
-    rp.add_argument("--k", type=_ks, default=(1, 10, 100), help="pass@k values (default: 1,10,100)")
-    rp.add_argument("--budgets", type=_ks, default=(1, 2, 3, 4, 6, 8, 12),
+    rp.add_argument("--k", type=k_values, default=(1, 10, 100), help="pass@k values (default: 1,10,100)")
+    rp.add_argument("--budgets", type=k_values, default=(1, 2, 3, 4, 6, 8, 12),
                     help="total samples per problem for budget allocation (default: 1,2,3,4,6,8,12)")
-    rp.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    rp.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
     rp.set_defaults(func=_cmd_hx_report)
 
 
@@ -204,15 +196,15 @@ def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
                     help="native (geex's engine, default), hf (transformers), openai (a /v1/completions endpoint)")
     gp.add_argument("--base-url", help="openai: the endpoint's base URL, e.g. http://localhost:8000/v1 "
                     "($OPENAI_API_KEY is sent if set)")
-    gp.add_argument("--concurrency", type=_positive_int, default=8, help="openai: requests at a time (default 8)")
+    gp.add_argument("--concurrency", type=positive_int, default=8, help="openai: requests at a time (default 8)")
     gp.add_argument("--task", choices=("generation", "translation"), default="generation",
                     help="generation (complete each problem's prompt, default) or translation (rewrite a "
                          "solution in another language: --pairs)")
     gp.add_argument("--languages", "-l", help="generation: comma-separated subset (default: all six)")
     gp.add_argument("--pairs", help="translation: SRC:TGT,... or 'all' (the 30 ordered pairs)")
-    gp.add_argument("--n", type=_positive_int, default=1, help="samples per problem (default 1)")
-    gp.add_argument("--limit", type=_positive_int, help="only the first N problems of each language")
-    gp.add_argument("--batch-size", type=_positive_int, default=8,
+    gp.add_argument("--n", type=positive_int, default=1, help="samples per problem (default 1)")
+    gp.add_argument("--limit", type=positive_int, help="only the first N problems of each language")
+    gp.add_argument("--batch-size", type=positive_int, default=8,
                     help="prompts decoded together (default 8); part of the file's identity")
     _add_sampling_options(gp, max_new_tokens=512)
     _add_device_options(gp)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from geex.cli.options import _positive_int
+from geex.options import positive_int
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     cv.add_argument("src", help="checkpoint file, or directory of mp_rank_XX_model_states.pt shards")
     cv.add_argument("dst", help="output directory")
-    cv.add_argument("--n-head", type=_positive_int, help="attention heads (not visible in the shapes; "
+    cv.add_argument("--n-head", type=positive_int, help="attention heads (not visible in the shapes; "
                     "default: hidden size / 128, i.e. 40 for CodeGeeX-13B)")
     cv.add_argument("--tokenizer", metavar="DIR", help="copy the tokenizer files from DIR into the output")
     cv.set_defaults(func=_cmd_convert)

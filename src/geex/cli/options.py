@@ -1,5 +1,7 @@
 """Option types and option groups that several commands share, so that an option is spelt, checked,
 defaulted and explained the same way wherever it appears (tests/test_cli.py checks the spelling).
+The basic value types (``positive_int``, ``positive_number``, ``k_values``) and options declared on a
+config's fields are ``geex.options``'; the ranged types are here.
 
 The types raise ``argparse.ArgumentTypeError`` with the accepted range, so a bad value is one
 ``geex <command>: error: argument --x: ...`` line with exit status 2, never a traceback."""
@@ -9,11 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from geex.options import k_values as _ks
-from geex.options import positive_int as _positive_int
-from geex.options import positive_number as _positive_number
-
-__all__ = ["_ks", "_positive_int", "_positive_number"]  # the value types, declared in geex.options
+from geex.options import positive_int, positive_number
 
 
 def _within(kind: type, low: float, high: float = math.inf, *, above: bool = False, below: bool = False):
@@ -40,9 +38,9 @@ _fraction = _within(float, 0, 1)
 
 
 def _add_sampling_options(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
-    p.add_argument("--max-new-tokens", type=_positive_int, default=max_new_tokens,
+    p.add_argument("--max-new-tokens", type=positive_int, default=max_new_tokens,
                    help=f"most tokens generated after the prompt (default {max_new_tokens})")
-    p.add_argument("--temperature", type=_positive_number, default=0.2,
+    p.add_argument("--temperature", type=positive_number, default=0.2,
                    help="sampling temperature: lower is more deterministic (default 0.2, CodeGeeX's setting for "
                         "pass@1; 0.8 for diverse samples)")
     p.add_argument("--top-p", type=_probability, default=0.95,

@@ -6,8 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
-from geex.cli.options import _add_device_options, _device_and_dtype, _positive_int
+from geex.cli.options import _add_device_options, _device_and_dtype
 from geex.errors import UserError
+from geex.options import positive_int
 
 
 def _port(text: str) -> int:
@@ -75,19 +76,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "endpoint but /health and /metrics; also read from $GEEX_API_KEY")
     p.add_argument("--api-key-file", metavar="FILE", help="more keys, one a line")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without an API key")
-    p.add_argument("--max-concurrency", type=_positive_int, metavar="N",
+    p.add_argument("--max-concurrency", type=positive_int, metavar="N",
                    help="requests decoded at once: KV cache slots (default: 1 on cpu, 32 on cuda)")
-    p.add_argument("--max-queue", type=_positive_int, metavar="N",
+    p.add_argument("--max-queue", type=positive_int, metavar="N",
                    help="requests waiting for a slot before the server answers 429 (default: 4 x slots)")
-    p.add_argument("--ctx", type=_positive_int, metavar="TOKENS",
+    p.add_argument("--ctx", type=positive_int, metavar="TOKENS",
                    help="context per slot (default: the model's, capped so the KV cache takes at most a quarter of "
                         "the free memory)")
-    p.add_argument("--prefill-chunk", type=_positive_int, default=256, metavar="TOKENS",
+    p.add_argument("--prefill-chunk", type=positive_int, default=256, metavar="TOKENS",
                    help="a long prompt is computed this many tokens at a time between decode steps (default 256)")
     p.add_argument("--cors-origins", default="localhost,vscode-webview", metavar="LIST",
                    help="browser origins allowed to call the API, comma-separated: localhost (any port), "
                         "vscode-webview, exact origins, or * (default: localhost,vscode-webview)")
-    p.add_argument("--max-body-kb", type=_positive_int, default=2048, metavar="KB",
+    p.add_argument("--max-body-kb", type=positive_int, default=2048, metavar="KB",
                    help="largest request body accepted (default 2048 KB; larger: 413)")
     p.add_argument("--log-prompts", action="store_true",
                    help="put prompt text in the access log (default: counts and timings only)")
