@@ -98,20 +98,26 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
     return [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in found]
 
 
-def _skip_annotations(session: Path, source: str) -> int:
-    """Mark the mutants inside annotations SKIPPED in cosmic-ray's session; returns how many."""
+def _skip(session: Path, which) -> int:
+    """Mark SKIPPED every mutant of cosmic-ray's session for which ``which(item)`` holds (it is then
+    never tested, nor counted); returns how many."""
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
-    spans = annotation_spans(source)
     skipped = 0
     with use_db(str(session)) as db:
         for item in db.work_items:
-            m = item.mutations[0]
-            if any(start <= tuple(m.start_pos) and tuple(m.end_pos) <= end for start, end in spans):
+            if which(item):
                 db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
                 skipped += 1
     return skipped
+
+
+def _skip_annotations(session: Path, source: str) -> int:
+    """Mark the mutants inside annotations SKIPPED in cosmic-ray's session; returns how many."""
+    spans = annotation_spans(source)
+    return _skip(session, lambda item: any(start <= tuple(item.mutations[0].start_pos)
+                                           and tuple(item.mutations[0].end_pos) <= end for start, end in spans))
 
 
 def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: float, workdir: Path,
@@ -168,7 +174,7 @@ def run_module(module: str, tests: list[str], timeout: float | None, memory_gb: 
             f'module-path = "src/geex/{module}"\n'
             f"timeout = {timeout}\n"
             "excluded-modules = []\n"
-            f"test-command = {json.dumps(shlex.join(test_command))}\n"
+            f"{_command_line(test_command)}\n"
             "[cosmic-ray.distributor]\n"
             'name = "local"\n')
         subprocess.run([*cr, "init", str(config), str(session)], cwd=tree, env=env, check=True)
@@ -215,7 +221,7 @@ def _refresh(module: str, tests: list[str], memory_gb: float, top: Path, env: di
         _copy(COPIED, copy)
         config_text = (copy / "cr.toml").read_text()
         (copy / "cr.toml").write_text("\n".join(
-            f"test-command = {json.dumps(shlex.join(command))}" if line.startswith("test-command = ")
+            _command_line(command) if line.startswith("test-command = ")
             else line for line in config_text.splitlines()) + "\n")
     _baseline(module, command, copies[0], {**env, "PYTHONPATH": str(copies[0] / "src")})
     again = 0
@@ -233,6 +239,11 @@ def _test_command(module: str, tests: list[str], memory_gb: float) -> list[str]:
     return ["unshare", "--pid", "--fork", "--mount-proc", *command] if module in CONTAINED else command
 
 
+def _command_line(command: list[str]) -> str:
+    """The ``test-command`` line of cosmic-ray's config (it splits the string as a shell would)."""
+    return f"test-command = {json.dumps(shlex.join(command))}"
+
+
 def _exec_sharded(module: str, top: Path, session: Path, shards: int) -> None:
     """Run the pending mutants of ``session`` in ``shards`` copies of its tree side by side, each
     owning every ``shards``-th mutant (by job id), then record every copy's results in ``session``.
@@ -240,7 +251,7 @@ def _exec_sharded(module: str, top: Path, session: Path, shards: int) -> None:
     Each copy (``top/shard-I/``) is made once, with its share marked and a ``ready`` file written
     last: a stopped run resumes each copy where it stopped (the mutant left on disk put back)."""
     from cosmic_ray.work_db import use_db
-    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+    from cosmic_ray.work_item import WorkerOutcome
 
     tree, pristine = top / ROOT.name, top / "module.py"
     with use_db(str(session)) as db:
@@ -256,9 +267,7 @@ def _exec_sharded(module: str, top: Path, session: Path, shards: int) -> None:
             if (top / "shared").is_symlink():
                 (copy.parent / "shared").symlink_to(os.readlink(top / "shared"))
             others = set(pending) - set(pending[i::shards])
-            with use_db(str(copy / "session.sqlite")) as db:
-                for job_id in others:
-                    db.set_result(job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+            _skip(copy / "session.sqlite", lambda item: item.job_id in others)
             (copy.parent / "ready").touch()
         copies.append(copy)
     cr = [sys.executable, "-m", "cosmic_ray.cli"]
@@ -277,14 +286,7 @@ def _exec_sharded(module: str, top: Path, session: Path, shards: int) -> None:
 
 def _skip_all_but(session: Path, only: set[tuple[int, str]]) -> None:
     """Mark SKIPPED every mutant whose (line, operator) is not in ``only``."""
-    from cosmic_ray.work_db import use_db
-    from cosmic_ray.work_item import WorkerOutcome, WorkResult
-
-    with use_db(str(session)) as db:
-        for item in db.work_items:
-            m = item.mutations[0]
-            if (m.start_pos[0], m.operator_name) not in only:
-                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+    _skip(session, lambda item: (item.mutations[0].start_pos[0], item.mutations[0].operator_name) not in only)
 
 
 def retest_survivors(previous: dict, timeout: float | None, memory_gb: float, workdir: Path) -> dict:
