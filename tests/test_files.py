@@ -76,11 +76,17 @@ def test_a_whole_parseable_last_line_missing_only_its_newline_is_torn(tmp_path):
     assert path.read_bytes() == _line(0)
 
 
+def _sample_record(value: object) -> dict:
+    if not (isinstance(value, dict) and "sample_id" in value):
+        raise ValueError("not a sample record")
+    return value
+
+
 def test_rejected_lines_between_good_ones_stay_and_after_the_last_are_cut(tmp_path):
     path = tmp_path / "r.jsonl"
     middle = _line(0) + b"not json\n" + b"[1, 2]\n" + _line(1)
     path.write_bytes(middle + b"{}\n" + b"garbage\n")
-    log = read_log(path, valid=lambda v: isinstance(v, dict) and "sample_id" in v)
+    log = read_log(path, parse=_sample_record)
     assert [v["n"] for v in log.values] == [0, 1]
     assert log.rejected == 4 and not log.torn
     assert path.read_bytes() == middle

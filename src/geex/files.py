@@ -45,15 +45,17 @@ def atomic_write(path: Path, data: str | bytes) -> None:
 class Log:
     """What an append-only JSON Lines file holds after a possible crash."""
 
-    values: list  # the JSON value of each complete line that ``valid`` accepts, in file order
-    rejected: int  # lines left out: complete lines that do not parse or are not valid, and a torn tail
+    values: list  # what ``parse`` made of each complete line it accepted, in file order
+    rejected: int  # lines left out: complete lines that are not JSON or that ``parse`` refused, and a torn tail
     torn: bool  # whether the file ended inside a line (even one that parses: its end may be missing)
 
 
-def read_log(path: Path, valid: Callable[[object], bool] = lambda v: True, repair: bool = True) -> Log:
-    """The lines of ``path`` (none if it does not exist). With ``repair`` the file is cut after its
-    last accepted line: a torn tail, and rejected lines after the last good one, are gone before the
-    next append (rejected lines between good ones stay: they are left out, not lost)."""
+def read_log(path: Path, parse: Callable[[object], object] = lambda v: v, repair: bool = True) -> Log:
+    """The lines of ``path`` (none if it does not exist), each line's JSON value turned into a record
+    by ``parse``, which raises ``ValueError`` for a value that is not one (the line is rejected). With
+    ``repair`` the file is cut after its last accepted line: a torn tail, and rejected lines after the
+    last good one, are gone before the next append (rejected lines between good ones stay: they are
+    left out, not lost)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -66,9 +68,7 @@ def read_log(path: Path, valid: Callable[[object], bool] = lambda v: True, repai
         try:
             if not raw.endswith(b"\n"):
                 raise ValueError("torn")
-            value = json.loads(raw)
-            if not valid(value):
-                raise ValueError("not a record")
+            value = parse(json.loads(raw))
         except ValueError:
             rejected += 1
             continue

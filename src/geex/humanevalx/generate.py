@@ -141,12 +141,19 @@ def _record(unit: Unit, raw: str, finish: str, batch: int) -> dict:
     return rec
 
 
+def _object(value: object) -> dict:
+    """A samples-file line's value, which must be a JSON object."""
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
 def _resume(path: Path, header: dict, plan: list[list[Unit]]) -> int:
     """Batches already complete in ``path`` (the file is rewritten without a torn tail or an unfinished
     batch); 0 if new."""
     if not path.exists() or path.stat().st_size == 0:
         return 0
-    log = read_log(path, valid=lambda v: isinstance(v, dict), repair=False)  # not ours until the header says so
+    log = read_log(path, parse=_object, repair=False)  # not ours until the header says so
     found = log.values[0] if log.values else None
     if not isinstance(found, dict) or found.get("geex") != FORMAT:
         raise UserError(f"{path} exists but is not a geex samples file: choose another --out")

@@ -28,23 +28,14 @@ from geex.humanevalx.result import Result
 _NOT_CACHED = {Verdict.TIMEOUT.value, Verdict.HARNESS_ERROR.value}
 
 
-def _is_result(value: object) -> bool:
-    try:
-        Result.from_json(value)
-    except ValueError:
-        return False
-    return True
-
-
 class ResultsLog:
     """Append-only JSONL of per-sample results, tolerant of a torn last line (``geex.files``); a
     line that is not a ``Result`` is skipped (its sample runs again)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        log = read_log(path, valid=_is_result)
-        # the last line of a sample wins
-        self.records: dict[str, Result] = {r.sample_id: r for r in map(Result.from_json, log.values)}
+        log = read_log(path, parse=Result.from_json)
+        self.records: dict[str, Result] = {r.sample_id: r for r in log.values}  # the last line of a sample wins
         self.torn_lines = log.rejected
         self._lock = threading.Lock()
         self._log = Appender(path)
