@@ -43,6 +43,8 @@ SHAPES = {  # Qwen2.5-Coder configs (config.json of the released models)
                                vocab_size=151936, rope_theta=1e6, qkv_bias=True, tie_embeddings=True),
     "qwen2.5-coder-7b": dict(n_layer=28, n_embd=3584, n_head=28, n_kv_head=4, intermediate_size=18944,
                              vocab_size=152064, rope_theta=1e6, qkv_bias=True, tie_embeddings=False),
+    "smollm2-135m": dict(n_layer=30, n_embd=576, n_head=9, n_kv_head=3, intermediate_size=1536, vocab_size=49152,
+                         rope_theta=1e5, qkv_bias=False, tie_embeddings=True),  # SmolLM2-135M's config.json
     "tiny": dict(n_layer=2, n_embd=64, n_head=4, n_kv_head=2, intermediate_size=128, vocab_size=32000,
                  rope_theta=1e6, qkv_bias=True, tie_embeddings=True),  # a smoke test of this script
 }

@@ -138,18 +138,23 @@ class _Rows:
     def add(self, tokens: list[int]) -> bool:
         """Record a step's tokens (rows that stopped ignore theirs); whether every row has stopped."""
         for r, token in enumerate(tokens):
-            if self.reason[r] is not None:
-                continue
-            if token in self.tokenizer.stop_ids and not self.ignore_eos:
-                self.reason[r] = "eos"
-                continue
-            self.new[r].append(token)
-            if self.on_token is not None:
-                self.on_token(r, token)
-            watched = self.stop or self.language is not None
-            if watched and self.texts[r].add(token) and _stopped(self.texts[r].text, self.stop, self.language):
-                self.reason[r] = "stop"
+            self.add_one(r, token)
         return all(self.reason)
+
+    def add_one(self, r: int, token: int) -> bool:
+        """Record one token of row ``r`` (ignored once it stopped); whether the row runs on."""
+        if self.reason[r] is not None:
+            return False
+        if token in self.tokenizer.stop_ids and not self.ignore_eos:
+            self.reason[r] = "eos"
+            return False
+        self.new[r].append(token)
+        if self.on_token is not None:
+            self.on_token(r, token)
+        watched = self.stop or self.language is not None
+        if watched and self.texts[r].add(token) and _stopped(self.texts[r].text, self.stop, self.language):
+            self.reason[r] = "stop"
+        return self.reason[r] is None
 
     def completions(self) -> list[Completion]:
         return [Completion(self.tokenizer.decode(n), n, r or "length") for n, r in zip(self.new, self.reason)]
@@ -168,15 +173,20 @@ def generate(
     on_token: Callable[[int, int], None] | None = None,
     ignore_eos: bool = False,
     step: str = "auto",
+    speculate: int = 0,
 ) -> list[Completion]:
     """Continue every prompt (text, or token ids used as given); ``on_token(row, token_id)`` streams
     tokens as they are produced.
 
     ``ignore_eos`` keeps generating past EOS (benchmarks); ``step`` picks the decode step (see
     ``STEP_MODES``; the default replays a CUDA graph on GPUs). As gpt-fast: prefill, then one
-    decode step a token."""
+    decode step a token -- or, with ``speculate`` = K > 0, prompt-lookup speculative decoding
+    (``geex.engine.speculative``): up to K tokens copied from the prompt and output so far are
+    checked in one forward, the output distribution unchanged (greedy: the same tokens)."""
     if max_new_tokens < 1:
         raise UserError("max_new_tokens must be at least 1")
+    if speculate < 0:
+        raise UserError(f"speculate must be >= 0 draft tokens, got {speculate}")
     lang = get_language(language) if isinstance(language, str) else language
     cfg, device = model.config, model.device
     encoded = encode_prompts(tokenizer, prompts, cfg.n_positions)
@@ -188,10 +198,56 @@ def generate(
     vocab = min(cfg.vocab_size, tokenizer.vocab_size)  # ids past either (padding rows) are never sampled
     rows = _Rows(tokenizer, len(prompts), stop, lang, ignore_eos, on_token)
     logits = prefill(model, ids, cache, pad)
+    if speculate:
+        first = sample(logits, params, vocab_size=vocab, generator=generator).tolist()
+        return _speculative(model, cache, pad, encoded, longest, first, rows, params, vocab, generator,
+                            max_new_tokens, speculate)
     decode = decode_step(model, cache, pad, step) if max_new_tokens > 1 else None
     for i in range(max_new_tokens):
         nxt = sample(logits, params, vocab_size=vocab, generator=generator)
         if rows.add(nxt.tolist()) or i == max_new_tokens - 1:
             break
         logits = decode(nxt, longest + i)
+    return rows.completions()
+
+
+def _speculative(model: StepModel, cache: KVCache, pad: torch.Tensor | None, encoded: list[list[int]],
+                 longest: int, first: list[int], rows: _Rows, params: SamplingParams, vocab: int,
+                 generator: torch.Generator | None, max_new_tokens: int, k: int) -> list[Completion]:
+    """Decode by verifying prompt-lookup drafts (``geex.engine.speculative``): each forward carries
+    every running row's newest token and its drafts at the row's own slots; a row keeps the drafts
+    the model agrees with and one token more."""
+    from geex.engine.speculative import NgramDrafts, verify
+
+    batch = len(encoded)
+    lookups = [NgramDrafts(ids) for ids in encoded]
+    current = list(first)  # each row's newest token: produced, not yet in the cache
+    made = [1] * batch  # tokens produced per row (the newest included)
+    running = [rows.add_one(r, token) for r, token in enumerate(first)]
+    for r, token in enumerate(first):
+        lookups[r].extend([token])
+    while live := [r for r in range(batch) if running[r] and made[r] < max_new_tokens]:
+        drafts: list[list[int]] = [[] for _ in range(batch)]
+        for r in live:  # a verify yields up to len(drafts) + 1 tokens: within the row's budget
+            drafts[r] = lookups[r].propose(min(k, max_new_tokens - made[r] - 1))
+        # a row's newest token goes to slot longest + made - 1, its drafts (or filler) after it, up to
+        # the cache's last slot, longest + max_new_tokens - 1; rows that stopped park at slot 0: their
+        # cache is never read again
+        width = min(1 + max(len(drafts[r]) for r in live), 1 + min(max_new_tokens - made[r] for r in live))
+        drafts = [d[:width - 1] for d in drafts]
+        slots = [longest + made[r] - 1 if r in live else 0 for r in range(batch)]
+        step_ids = torch.tensor([[current[r]] + drafts[r] + [current[r]] * (width - 1 - len(drafts[r]))
+                                 for r in range(batch)], device=cache.k.device)
+        start: int | torch.Tensor = slots[0] if batch == 1 else torch.tensor(slots, device=cache.k.device)
+        logits = model(step_ids, cache, start=start, pad=pad)
+        for r in live:
+            produced = []
+            for token in verify(logits[r], drafts[r], params, vocab, generator):
+                produced.append(token)
+                made[r] += 1
+                running[r] = rows.add_one(r, token)
+                if not running[r] or made[r] == max_new_tokens:
+                    break
+            current[r] = produced[-1]
+            lookups[r].extend(produced)
     return rows.completions()

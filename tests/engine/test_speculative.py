@@ -1,0 +1,233 @@
+"""Prompt-lookup speculative decoding: the drafts it proposes (hand-computed), greedy output equal to a
+cacheless argmax loop on the embedded default model, and the sampled distribution equal to the
+model's exact distribution (enumerated with plain forwards) under a chi-square test."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from geex.engine.generate import generate
+from geex.engine.sampling import SamplingParams
+from geex.engine.speculative import NgramDrafts, verify
+from geex.errors import UserError
+from geex.models.codegeex import CodeGeeX
+from geex.models.codegeex import get_config as codegeex_config
+from geex.models.llama import LlamaConfig
+
+# ---- drafts -------------------------------------------------------------------------------------
+
+def test_drafts_follow_the_latest_earlier_occurrence_of_the_longest_suffix():
+    #                 0  1  2  3  4  5  6  7  8  9
+    d = NgramDrafts([5, 6, 7, 8, 9, 1, 6, 7, 2, 6], max_ngram=3)
+    # suffix (6,) occurred at 1 and 6: the latest is at 6, followed by 7, 2, 6
+    assert d.propose(3) == [7, 2, 6]
+    assert d.propose(1) == [7]
+    d.extend([7])
+    # suffix (2, 6, 7) never occurred; (6, 7) did, latest at 6..7, followed by 2, 6, 7
+    assert d.propose(5) == [2, 6, 7]
+    d.extend([8])
+    # (6, 7, 8) occurred at 1..3: the 3-gram wins over the later (7, 8)? there is none later; it
+    # is followed by 9, 1, 6, ...
+    assert d.propose(2) == [9, 1]
+
+
+def test_the_longest_match_wins_over_a_later_shorter_one():
+    # (1, 2) occurred at 0..1 (then 3); 2 alone occurred later at 5 (then 4): the bigram decides
+    d = NgramDrafts([1, 2, 3, 0, 0, 2, 4, 1, 2], max_ngram=2)
+    assert d.propose(2) == [3, 0]
+    assert NgramDrafts([1, 2, 3, 0, 0, 2, 4, 1, 2], max_ngram=1).propose(2) == [4, 1]
+
+
+def test_no_draft_without_an_earlier_occurrence():
+    assert NgramDrafts([1, 2, 3]).propose(4) == []
+    assert NgramDrafts([]).propose(4) == []
+    assert NgramDrafts([3, 3]).propose(0) == []
+    assert NgramDrafts([3, 3]).propose(4) == [3]  # the continuation stops at the end of the text
+    with pytest.raises(ValueError):
+        NgramDrafts([1], max_ngram=1, min_ngram=2)
+
+
+# ---- verification ---------------------------------------------------------------------------------
+
+def _logits_with_argmax(argmaxes: list[int], vocab: int = 10) -> torch.Tensor:
+    logits = torch.zeros(len(argmaxes), vocab)
+    logits[torch.arange(len(argmaxes)), torch.tensor(argmaxes)] = 5.0
+    return logits
+
+
+def test_greedy_verify_keeps_the_agreeing_prefix_and_one_more():
+    greedy = SamplingParams(greedy=True)
+    assert verify(_logits_with_argmax([4, 5, 6, 7]), [4, 5, 9], greedy, None) == [4, 5, 6]
+    assert verify(_logits_with_argmax([4, 5, 6, 7]), [4, 5, 6], greedy, None) == [4, 5, 6, 7]
+    assert verify(_logits_with_argmax([1, 5]), [4], greedy, None) == [1]
+    assert verify(_logits_with_argmax([3]), [], greedy, None) == [3]
+    # a column past the vocabulary is never chosen, even as the argmax
+    assert verify(_logits_with_argmax([9, 2]), [2], greedy, vocab_size=8)[0] != 9
+
+
+def test_sampled_verify_never_yields_a_token_of_zero_probability():
+    params = SamplingParams(temperature=1.0, top_k=2)
+    logits = torch.tensor([[3.0, 2.0, -1.0, -2.0]] * 3)
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(300):
+        out = verify(logits, [2, 0], params, None, g)  # draft 2 is outside the top 2: always rejected
+        assert out[0] in (0, 1)
+        assert len(out) == 1
+        seen.add(out[0])
+    assert seen == {0, 1}
+
+
+# ---- greedy: the same tokens as a cacheless argmax loop ---------------------------------------------
+
+CODE_PROMPT = '''def mean(values):
+    """The arithmetic mean of values."""
+    total = 0
+    for value in values:
+        total += value
+    return total / len(values)
+
+
+def variance(values):
+    """The population variance of values."""
+    m = mean(values)
+    total = 0
+    for value in values:
+'''
+
+
+class CountingModel:
+    """The model, counting its forwards (how many steps the speculative loop took)."""
+
+    def __init__(self, model) -> None:
+        self.model, self.calls = model, 0
+        self.config, self.device, self.dtype = model.config, model.device, model.dtype
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.model(*args, **kwargs)
+
+
+def _argmax_loop(model, prompt_ids: list[int], n: int, stop_ids) -> list[int]:
+    seq, out = list(prompt_ids), []
+    with torch.no_grad():
+        for _ in range(n):
+            nxt = int(model(torch.tensor([seq]))[0, -1].argmax())
+            if nxt in stop_ids:
+                break
+            out.append(nxt)
+            seq.append(nxt)
+    return out
+
+
+def test_greedy_speculation_equals_a_cacheless_argmax_loop_on_the_default_model(default_model_fp32):
+    model, tok = default_model_fp32.model, default_model_fp32.tokenizer
+    ids = tok.encode(CODE_PROMPT)
+    expected = _argmax_loop(model, ids, 24, tok.stop_ids)
+    counting = CountingModel(model)
+    (got,) = generate(counting, tok, [CODE_PROMPT], 24, speculate=6)
+    assert got.token_ids == expected
+    # the loop copies the function it already wrote: drafts were kept, fewer forwards than tokens
+    assert counting.calls < len(expected) - 4, (counting.calls, len(expected))
+
+
+@pytest.fixture(scope="module")
+def tiny_codegeex():
+    m = CodeGeeX(codegeex_config("codegeex-tiny", padded_vocab_size=64, vocab_size=60, n_positions=128))
+    m.init_weights(torch.Generator().manual_seed(0))
+    with torch.no_grad():  # sharp logits: no near-ties between the batched and the single-row sums
+        m.transformer.final_layernorm.weight.mul_(60)
+        m.embedding.word_embeddings.weight.mul_(0.3)
+    return m.eval()
+
+
+class IdTokenizer:
+    """Token ids as text (``encode_batch`` is never called: prompts are ids)."""
+
+    vocab_size = 60
+    eos_id = 59
+    stop_ids = frozenset({59})
+
+    def decode(self, ids) -> str:
+        return " ".join(map(str, ids))
+
+
+def test_greedy_speculation_in_a_padded_batch_equals_plain_decoding(tiny_codegeex):
+    # rows of different lengths (left padding), repetitive so that drafts exist and are tried
+    prompts = [[1, 2, 3, 4, 1, 2, 3, 4, 1, 2], [7, 8, 7, 8, 7], [5] * 12 + [9, 10, 5, 5]]
+    plain = generate(tiny_codegeex, IdTokenizer(), prompts, 30)
+    for k in (1, 3, 8):
+        counting = CountingModel(tiny_codegeex)
+        fast = generate(counting, IdTokenizer(), prompts, 30, speculate=k)
+        assert [c.token_ids for c in fast] == [c.token_ids for c in plain]
+        assert [c.finish_reason for c in fast] == [c.finish_reason for c in plain]
+        assert counting.calls <= 30
+
+
+def test_speculation_respects_the_token_budget_and_the_context_end():
+    # a model that repeats its prompt forever accepts every draft: the budget must cut it
+    cfg = LlamaConfig(n_layer=1, n_embd=32, n_head=4, n_kv_head=2, intermediate_size=64, vocab_size=60,
+                      n_positions=24)
+    model = cfg.build().eval()
+    model.init_weights(torch.Generator().manual_seed(1))
+    prompt = [1, 2, 3, 4, 5, 6, 7, 8]
+    for n in (1, 2, 7, 16):  # 16: exactly the context's remaining room
+        plain = generate(model, IdTokenizer(), [prompt], n, ignore_eos=True)
+        fast = generate(model, IdTokenizer(), [prompt], n, ignore_eos=True, speculate=5)
+        assert len(fast[0].token_ids) == n
+        assert fast[0].token_ids == plain[0].token_ids
+    with pytest.raises(UserError, match="speculate"):
+        generate(model, IdTokenizer(), [prompt], 4, speculate=-1)
+
+
+# ---- sampling: the exact target distribution ---------------------------------------------------------
+
+def test_sampled_speculation_has_the_models_distribution():
+    """Three tokens sampled with speculation from 6,000 identical rows; their joint frequencies
+    against the exact joint distribution p(t1) p(t2 | t1) p(t3 | t1, t2), enumerated with plain
+    forwards: Pearson's chi-square test."""
+    vocab = 6
+    cfg = LlamaConfig(n_layer=1, n_embd=32, n_head=4, n_kv_head=2, intermediate_size=64, vocab_size=vocab,
+                      n_positions=32, tie_embeddings=False)
+    model = cfg.build().eval()
+    model.init_weights(torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(6)  # far from uniform, some tokens outside the nucleus: a biased rule shows
+    params = SamplingParams(temperature=0.9, top_p=0.95)
+    prompt = [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 2]  # every token occurs earlier: drafts always exist
+
+    class Tok(IdTokenizer):
+        vocab_size = vocab
+        eos_id = 99
+        stop_ids = frozenset()
+
+    rows = 6000
+    out = generate(model, Tok(), [prompt] * rows, 3, params, seed=11, speculate=2)
+    counts = torch.zeros(vocab, vocab, vocab)
+    for c in out:
+        counts[tuple(c.token_ids)] += 1
+
+    from geex.engine.sampling import probabilities
+
+    with torch.no_grad():
+        p1 = probabilities(model(torch.tensor([prompt]))[0, -1], params)
+        two = torch.tensor([prompt + [a] for a in range(vocab)])
+        p2 = probabilities(model(two)[:, -1], params)  # [t1, t2]
+        three = torch.tensor([prompt + [a, b] for a, b in itertools.product(range(vocab), repeat=2)])
+        p3 = probabilities(model(three)[:, -1], params).view(vocab, vocab, vocab)
+    exact = (p1[:, None, None] * p2[:, :, None] * p3).double()
+    expected = exact * rows
+    assert float(counts[exact == 0].sum()) == 0  # nothing outside the nucleus
+    big = expected >= 5  # outcomes expected rarely are pooled into one cell
+    observed = torch.cat([counts.double()[big], counts.double()[~big].sum()[None]])
+    wanted = torch.cat([expected[big], expected[~big].sum()[None]])
+    keep = wanted > 0
+    chi2 = float(((observed[keep] - wanted[keep]) ** 2 / wanted[keep]).sum())
+    dof = int(keep.sum()) - 1
+    p_value = float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64),
+                                            torch.tensor(chi2 / 2, dtype=torch.float64)))
+    assert dof >= 20, dof  # the test has cells enough to see a bias
+    assert p_value > 1e-4, (chi2, dof, p_value)
