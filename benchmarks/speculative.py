@@ -1,7 +1,8 @@
 """Prompt-lookup speculative decoding against plain decoding, on HumanEval-X prompts, same run.
 
 The embedded default model (or ``--model``) on this machine's CPU (or ``--device cuda``), greedy,
-the harness's language stop rule, batch 1: for each prompt, plain ``generate`` and ``generate(...,
+batch 1, up to ``--max-new-tokens`` or EOS (no language stop rule: the instruct default model ends
+most completion prompts' functions at once, which would time prefills): for each prompt, plain ``generate`` and ``generate(...,
 speculate=K)`` for each K; the tokens must be identical (the script fails otherwise), and it
 reports tokens/s, the speed-up and the tokens each forward yielded. Two prompt sets: completion
 (HumanEval-X generation prompts) and translation (CodeGeeX's translation prompts, which show the
@@ -53,7 +54,7 @@ def prompt_sets(problems: int) -> dict[str, list]:
 def run_one(model, tokenizer, unit, new: int, k: int) -> dict:
     counting = CountingModel(model)
     start = time.perf_counter()
-    (out,) = generate(counting, tokenizer, [unit.prompt], new, language=unit.language, speculate=k)
+    (out,) = generate(counting, tokenizer, [unit.prompt], new, speculate=k)
     seconds = time.perf_counter() - start
     return {"tokens": out.token_ids, "seconds": seconds, "forwards": counting.calls}
 

@@ -250,8 +250,9 @@ class ReadingModel:
 def _paper_forwards(doc: list[int], prompt_len: int, n: int, k: int, max_ngram: int = 3) -> int:
     """The forwards prompt-lookup decoding needs, by a plain search of the whole history each step."""
     history, forwards = doc[:prompt_len + 1], 1  # the prefill yields the first token
+    window = k  # two more after a draft kept whole (up to k), one fewer after a rejection (down to 1)
     while len(history) - prompt_len < n:
-        budget = min(k, n - (len(history) - prompt_len) - 1)
+        budget = min(window, n - (len(history) - prompt_len) - 1)
         draft: list[int] = []
         for size in range(min(max_ngram, len(history)), 0, -1):
             suffix = history[-size:]
@@ -265,6 +266,8 @@ def _paper_forwards(doc: list[int], prompt_len: int, n: int, k: int, max_ngram: 
         while kept < len(draft) and draft[kept] == truth[kept]:
             kept += 1
         history += truth[:kept + 1]
+        if draft:
+            window = min(k, window + 2) if kept == len(draft) else max(1, window - 1)
     return forwards
 
 
@@ -278,3 +281,13 @@ def test_forwards_are_those_of_the_algorithm_on_paper():
         assert out.token_ids == doc[50:110]
         assert model.calls == _paper_forwards(doc, 50, 60, k), k
         assert model.calls < 60
+
+
+def test_the_draft_window_shrinks_after_a_rejection_and_grows_after_a_full_hit():
+    from geex.engine.speculative import next_window
+
+    assert next_window(4, tried=4, kept=4, most=8) == 6
+    assert next_window(7, tried=7, kept=7, most=8) == 8
+    assert next_window(4, tried=2, kept=2, most=8) == 6  # a short draft kept whole counts as a hit
+    assert next_window(4, tried=4, kept=2, most=8) == 3
+    assert next_window(1, tried=1, kept=0, most=8) == 1

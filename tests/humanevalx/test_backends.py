@@ -452,3 +452,12 @@ def test_native_backend_matches_hf_greedy(tiny_llama, hf_backend):
     out = native.complete([SHORT, LONG], None, GREEDY, N_NEW, seed=0)
     assert [c.text for c in out] == want == [c.text for c in hf_backend.complete([SHORT, LONG], None, GREEDY, N_NEW, 0)]
     assert out[1].finish_reason == "length" and out[0].finish_reason != "length"
+
+
+def test_native_backend_with_speculation_matches_hf_greedy(tiny_llama):
+    """--speculate changes the speed, not the samples: the same greedy text as transformers."""
+    native = NativeBackend(str(tiny_llama.dir), speculate=4)
+    want = [expected_greedy(tiny_llama, p, N_NEW)[0] for p in (SHORT, LONG)]
+    assert [c.text for c in native.complete([SHORT, LONG], None, GREEDY, N_NEW, seed=0)] == want
+    with pytest.raises(UserError, match="--speculate"):
+        make_backend("hf", "m", speculate=2)

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from geex.cli.options import _add_device_options, _add_sampling_options, _count, _device_and_dtype
+from geex.cli.options import _add_device_options, _add_sampling_options, _add_speculate_option, _device_and_dtype
 from geex.errors import UserError
 
 
@@ -84,10 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      "chat template (instruct models); default: plain completion")
     gen.add_argument("--language", help="stop when the function is complete (python, cpp, java, js, go, rust)")
     _add_sampling_options(gen, max_new_tokens=128)
-    gen.add_argument("--speculate", type=_count, default=0, metavar="K",
-                     help="prompt-lookup speculative decoding: each step also checks up to K tokens copied from where "
-                          "the last tokens occurred before in the prompt or output; the same output (greedy: the same "
-                          "tokens), faster when the text repeats (code edits, translation); default 0: off")
+    _add_speculate_option(gen)
     _add_device_options(gen)
     gen.add_argument("--quiet", "-q", action="store_true", help="no statistics line (tokens/s) on stderr")
     gen.set_defaults(func=_cmd_generate)

@@ -13,6 +13,7 @@ from geex.cli.options import (
     _add_dataset_options,
     _add_device_options,
     _add_sampling_options,
+    _add_speculate_option,
     _device_and_dtype,
 )
 from geex.errors import UserError
@@ -73,7 +74,7 @@ def _generate_samples(args: argparse.Namespace, out: Path) -> Path:
     backend = make_backend(args.backend, args.model, device=device,
                            dtype=dtype if args.backend != "openai" else None, quantize=args.quantize,
                            base_url=args.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
-                           concurrency=args.concurrency)
+                           concurrency=args.concurrency, speculate=args.speculate)
     return run_generate(cfg, backend, out, progress=not args.quiet)
 
 
@@ -207,6 +208,7 @@ def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
     gp.add_argument("--batch-size", type=positive_int, default=8,
                     help="prompts decoded together (default 8); part of the file's identity")
     _add_sampling_options(gp, max_new_tokens=512)
+    _add_speculate_option(gp)
     _add_device_options(gp)
     gp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     _add_dataset_options(gp)

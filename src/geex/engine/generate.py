@@ -217,19 +217,20 @@ def _speculative(model: StepModel, cache: KVCache, pad: torch.Tensor | None, enc
     """Decode by verifying prompt-lookup drafts (``geex.engine.speculative``): each forward carries
     every running row's newest token and its drafts at the row's own slots; a row keeps the drafts
     the model agrees with and one token more."""
-    from geex.engine.speculative import NgramDrafts, verify
+    from geex.engine.speculative import NgramDrafts, next_window, verify
 
     batch = len(encoded)
     lookups = [NgramDrafts(ids) for ids in encoded]
     current = list(first)  # each row's newest token: produced, not yet in the cache
     made = [1] * batch  # tokens produced per row (the newest included)
+    window = [k] * batch  # drafts a row tries next: shrinks after a rejection, grows back after a full hit
     running = [rows.add_one(r, token) for r, token in enumerate(first)]
     for r, token in enumerate(first):
         lookups[r].extend([token])
     while live := [r for r in range(batch) if running[r] and made[r] < max_new_tokens]:
         drafts: list[list[int]] = [[] for _ in range(batch)]
         for r in live:  # a verify yields up to len(drafts) + 1 tokens: within the row's budget
-            drafts[r] = lookups[r].propose(min(k, max_new_tokens - made[r] - 1))
+            drafts[r] = lookups[r].propose(min(window[r], max_new_tokens - made[r] - 1))
         # a row's newest token goes to slot longest + made - 1, its drafts (or filler) after it, up to
         # the cache's last slot, longest + max_new_tokens - 1; rows that stopped park at slot 0: their
         # cache is never read again
@@ -250,4 +251,6 @@ def _speculative(model: StepModel, cache: KVCache, pad: torch.Tensor | None, enc
                     break
             current[r] = produced[-1]
             lookups[r].extend(produced)
+            if drafts[r]:
+                window[r] = next_window(window[r], len(drafts[r]), len(produced) - 1, k)
     return rows.completions()

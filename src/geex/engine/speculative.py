@@ -59,6 +59,16 @@ class NgramDrafts:
         return []
 
 
+def next_window(window: int, tried: int, kept: int, most: int) -> int:
+    """How many drafts a row tries next, after keeping ``kept`` of ``tried``: two more (up to ``most``)
+    after keeping all, one fewer (down to 1) after a rejection -- the schedule ``transformers`` uses
+    for assisted generation. A verify costs more the more tokens it carries (on a CPU a forward of
+    five tokens costs ~1.3 of one), so drafts that keep failing must not be sent at full length."""
+    if kept >= tried:
+        return min(most, window + 2)
+    return max(1, window - 1)
+
+
 def verify(logits: torch.Tensor, drafts: list[int], params: SamplingParams, vocab_size: int | None,
            generator: torch.Generator | None = None) -> list[int]:
     """The tokens a verify forward yields: the kept prefix of ``drafts`` and one token more.

@@ -54,9 +54,10 @@ class NativeBackend:
     name = "native"
 
     def __init__(self, model: str | None, device: str = "cpu", dtype: torch.dtype | None = None,
-                 quantize: str | None = None) -> None:
+                 quantize: str | None = None, speculate: int = 0) -> None:
         from geex.models import registry
 
+        self.speculate = speculate  # prompt-lookup drafts a step: the same samples, faster on repetitive text
         self.loaded = registry.load(model, dtype=dtype, device=device, quantize=quantize)
         registry.prepare_for_inference(self.loaded.model)
         self.model = self.loaded.name
@@ -65,7 +66,7 @@ class NativeBackend:
         from geex.engine.generate import generate
 
         outs = generate(self.loaded.model, self.loaded.tokenizer, list(prompts), max_new_tokens, params,
-                        language=language, seed=seed)
+                        language=language, seed=seed, speculate=self.speculate)
         return [Completion(o.text, o.finish_reason) for o in outs]
 
 
@@ -163,9 +164,11 @@ class OpenAIBackend:
 
 def make_backend(name: str, model: str | None, *, device: str = "cpu", dtype: torch.dtype | None = None,
                  quantize: str | None = None, base_url: str | None = None, api_key: str | None = None,
-                 concurrency: int = 8) -> Backend:
+                 concurrency: int = 8, speculate: int = 0) -> Backend:
+    if speculate and name != "native":
+        raise UserError(f"--speculate works with --backend native (not {name})")
     if name == "native":
-        return NativeBackend(model, device, dtype, quantize)
+        return NativeBackend(model, device, dtype, quantize, speculate)
     if name == "hf":
         if not model:
             raise UserError("--backend hf needs --model (a directory or Hub id of a causal LM)")
