@@ -487,20 +487,20 @@ def test_a_file_that_is_no_model(capsys, tmp_path, content):
 
 
 def test_int4_where_groups_do_not_divide_a_layer(capsys, tmp_path, tokenizer_dir):
-    """A width of 96: INT4's groups of 128 (or of 96, not a power of two) do not tile it; INT8 does."""
+    """A width of 80: no INT4 group the kernels tile (a power of two of at least 32) divides it; INT8 does."""
     import torch
 
     from geex.models.checkpoint import save_geex
     from geex.models.codegeex import CodeGeeXConfig
 
-    cfg = CodeGeeXConfig(n_layer=1, n_embd=96, n_head=4, n_positions=64, vocab_size=50400, padded_vocab_size=50432)
+    cfg = CodeGeeXConfig(n_layer=1, n_embd=80, n_head=4, n_positions=64, vocab_size=50400, padded_vocab_size=50432)
     model = cfg.build()
     model.init_weights(torch.Generator().manual_seed(0))
     directory = save_geex(model.state_dict(), cfg, tmp_path / "model")
     for name in ("vocab.json", "merges.txt", "added_tokens.json"):
         (directory / name).write_bytes((tokenizer_dir / name).read_bytes())
     fails(capsys, ["generate", "--prompt", "x", "--model", directory, "--quantize", "int4"],
-          "--quantize int4: layer transformer.layers.0.attention.query has 96 input features",
+          "--quantize int4: layer transformer.layers.0.attention.query has 80 input features",
           "use --quantize int8 instead")
     assert main(["generate", "--prompt", "def f():", "--model", str(directory), "--quantize", "int8",
                  "--max-new-tokens", "2", "--greedy"]) == 0

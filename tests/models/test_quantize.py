@@ -127,7 +127,17 @@ def test_int4_group_larger_than_k_becomes_k():
     assert packed.shape == (3, 32) and scale.shape == (3, 1)
 
 
-@pytest.mark.parametrize("k, group", [(96, 64), (100, 32), (12, 5), (5, 5)])
+def test_a_group_that_does_not_divide_k_becomes_the_largest_power_of_two_that_does():
+    assert int4_group(576, 128) == 64  # SmolLM2-135M's hidden size
+    assert int4_group(96, 64) == 32
+    assert int4_group(96, 128) == 32  # 96 itself is no power of two: the kernels could not tile it
+    assert int4_group(1536, 128) == 128
+    packed, scale = quantize_int4(torch.randn(3, 576), 128)
+    assert packed.shape == (3, 288) and scale.shape == (3, 9)
+    assert QuantizedLinear.from_weight(torch.randn(2, 576), None, "int4").group == 64
+
+
+@pytest.mark.parametrize("k, group", [(100, 32), (12, 5), (5, 5), (80, 64)])
 def test_int4_group_that_does_not_divide_k_is_a_user_error(k, group):
     with pytest.raises(UserError):
         int4_group(k, group)
@@ -230,9 +240,9 @@ def test_concat_of_different_layouts_is_refused():
 
 
 def test_int4_groups_the_kernels_cannot_tile_are_refused():
-    for group in (16, 48):
-        with pytest.raises(UserError, match="power of two of at least 32"):
-            QuantizedLinear.from_weight(torch.randn(4, 96), None, "int4", group)
+    with pytest.raises(UserError, match="power of two of at least 32"):
+        QuantizedLinear.from_weight(torch.randn(4, 96), None, "int4", 16)
+    assert QuantizedLinear.from_weight(torch.randn(4, 96), None, "int4", 48).group == 32  # 48: no power of two
 
 
 # --- whole models -----------------------------------------------------------------------------------

@@ -69,11 +69,22 @@ def scale_as(module: nn.Module, dtype: torch.dtype) -> torch.Tensor:
 
 
 def int4_group(k: int, group_size: int) -> int:
-    """The group size used for ``k`` input features: ``group_size``, or ``k`` if that is smaller."""
+    """The group size used for ``k`` input features: ``group_size`` (``k`` if that is smaller) where it
+    is a power of two dividing ``k``; else the largest power of two below it, down to 32 (what the
+    kernels tile), that divides ``k`` -- finer groups, so a layer whose width is no multiple of the
+    group (SmolLM2's 576 = 4.5 x 128) still quantizes."""
     group = min(group_size, k)
-    if k % group or group % 2:
-        raise UserError(f"INT4 group size {group_size} does not divide {k} input features evenly")
-    return group
+    if k % group == 0 and group & (group - 1) == 0:
+        return group
+    finer = 1 << (group.bit_length() - 1)
+    while finer >= 32:
+        if k % finer == 0:
+            return finer
+        finer //= 2
+    if k % group == 0 and group % 2 == 0:  # whole groups, but none the kernels tile: the CPU path only
+        return group
+    raise UserError(f"INT4 group size {group_size} does not divide {k} input features evenly "
+                    "(nor does a power of two of at least 32 below it)")
 
 
 def check_kernel_group(group: int) -> None:
@@ -207,8 +218,8 @@ def check_quantizable(model: nn.Module, mode: str, group_size: int = DEFAULT_GRO
         try:
             check_kernel_group(int4_group(k, group_size))
         except UserError:
-            raise UserError(f"--quantize int4: layer {name} has {k} input features, which INT4 groups of "
-                            f"{min(group_size, k)} do not divide (a group must be a power of two of at least 32); "
+            raise UserError(f"--quantize int4: layer {name} has {k} input features, which no INT4 group of "
+                            f"{min(group_size, k)} or a smaller power of two (down to 32) divides; "
                             "use --quantize int8 instead (per output channel: any width)") from None
 
 
