@@ -337,3 +337,36 @@ def test_int8_linear_off_the_gpu_equals_the_dequantized_product(dtype, lead):
     assert got.dtype == dtype and got.shape == (*lead, 48)
     rel = ((got.double() - want).norm() / want.norm()).item()
     assert rel < (1e-6 if dtype == torch.float32 else 1e-2), rel
+
+
+# --- PyTorch's int4 CPU kernel ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n, k, group", [(48, 576, 64), (32, 256, 128), (16, 64, 32), (64, 512, 256)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_int4_on_the_cpu_runs_pytorchs_kernel_and_equals_the_dequantized_product(n, k, group, dtype):
+    """Against the format's own definition in float64, on the bf16-rounded activations the kernel
+    reads (float32 ones are rounded to bf16 for it): only the kernel's bf16 output rounding is left."""
+    g = torch.Generator().manual_seed(n + k)
+    w, b = torch.randn(n, k, generator=g), torch.randn(n, generator=g)
+    layer = QuantizedLinear.from_weight(w, b, "int4", group)
+    x = torch.randn(2, 3, k, generator=g).to(dtype)
+    want = x.bfloat16().double() @ layer.dequantized(torch.float64).t() + b.double()
+    tol = 8e-3  # bf16's half step is 2**-9 ~ 2e-3 of a value
+    got = layer(x)
+    assert "_cpu_int4" in layer.__dict__  # the kernel ran, not the dequantizing fallback
+    assert got.shape == (2, 3, n) and got.dtype == dtype
+    assert ((got.double() - want).abs().max() / want.abs().max()) < tol
+
+
+def test_int4_layouts_the_cpu_kernel_cannot_take_fall_back_to_dequantizing(monkeypatch):
+    from geex.models import dispatch
+
+    for n, k, group in [(8, 64, 32), (16, 1024, 512)]:  # N not a multiple of 16; a group of 512
+        layer = QuantizedLinear.from_weight(torch.randn(n, k), None, "int4", group)
+        x = torch.randn(4, k)
+        assert torch.allclose(layer(x), x @ layer.dequantized(torch.float32).t(), atol=1e-4)
+        assert "_cpu_int4" not in layer.__dict__
+    monkeypatch.setattr(dispatch, "KERNELS", "never")
+    layer = QuantizedLinear.from_weight(torch.randn(16, 64), None, "int4", 32)
+    layer(torch.randn(1, 64))
+    assert "_cpu_int4" not in layer.__dict__

@@ -68,6 +68,43 @@ def scale_as(module: nn.Module, dtype: torch.dtype) -> torch.Tensor:
     return cached[1]
 
 
+CPU_INT4_GROUPS = (32, 64, 128, 256)  # what PyTorch's int4 CPU kernel takes (and N a multiple of 16)
+
+
+def cpu_int4_supported(module: QuantizedLinear) -> bool:
+    return (module.qweight.device.type == "cpu" and module.group in CPU_INT4_GROUPS and module.out_features % 16 == 0
+            and hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"))
+
+
+def int4_linear_cpu(x: torch.Tensor, module: QuantizedLinear) -> torch.Tensor:
+    """``x @ W.T + b`` with PyTorch's int4 CPU kernel (``_weight_int4pack_mm_for_cpu``), which reads the
+    nibbles where they lie instead of a dequantized copy of W made every call (~70x faster for a
+    bf16 row at SmolLM2's shapes). Its layout stores ``u = q + 8`` (ours) with value
+    ``(u - 8) * scale + zero``: zero = 0 is our symmetric scheme. The repacked weight and the
+    [groups, N, 2] scales are made once per module. Activations run in bf16 (float32 ones are
+    rounded to bf16 and the result widened back): the kernel's float32 path is ~17x slower, and the
+    rounding is far below INT4's own error."""
+    out_dtype = x.dtype
+    if x.dtype != torch.bfloat16:
+        x = x.to(torch.bfloat16)
+    key = (module.qweight.data_ptr(), module.scale.data_ptr())
+    cached = module.__dict__.get("_cpu_int4")
+    if cached is None or cached[0] != key:
+        n, k = module.out_features, module.in_features
+        u = torch.stack((module.qweight & 0xF, module.qweight >> 4), dim=-1).reshape(n, k).to(torch.int32)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(u, 1)
+        scale = module.scale.float().t()
+        scales_zeros = torch.stack((scale, torch.zeros_like(scale)), dim=-1).contiguous().to(torch.bfloat16)
+        cached = module.__dict__["_cpu_int4"] = (key, packed, scales_zeros)
+    _, packed, scales_zeros = cached
+    rows = x.reshape(-1, module.in_features).contiguous()
+    y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, packed, module.group, scales_zeros)
+    y = y.to(out_dtype)
+    if module.bias is not None:
+        y = y + module.bias.to(out_dtype)
+    return y.reshape(*x.shape[:-1], module.out_features)
+
+
 def int4_group(k: int, group_size: int) -> int:
     """The group size used for ``k`` input features: ``group_size`` (``k`` if that is smaller) where it
     is a power of two dividing ``k``; else the largest power of two below it, down to 32 (what the
@@ -161,6 +198,9 @@ class QuantizedLinear(nn.Module):
             return wq_matmul(x, self.qweight, self.scale, self.bias, self.group)
         if self.mode == "int8" and dispatch.KERNELS != "never":
             return int8_linear(x, self.qweight, scale_as(self, x.dtype), self.bias)
+        if (self.mode == "int4" and dispatch.KERNELS != "never" and cpu_int4_supported(self)
+                and not (torch.is_grad_enabled() and x.requires_grad)):  # the kernel has no backward
+            return int4_linear_cpu(x, self)
         return F.linear(x, self.dequantized(x.dtype), self.bias)
 
     def extra_repr(self) -> str:
