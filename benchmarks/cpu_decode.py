@@ -9,7 +9,8 @@ triple, timed ``--repeats`` times (the best is kept: other processes only ever s
 (bf16 and INT8 round differently, so greedy paths part sooner or later).
 
 Variants: ``geex-fp32``, ``geex-bf16``, ``geex-bf16-int8`` (weights re-quantized to INT8 per channel
-at load time; PyTorch's int8 weight-only CPU kernel), ``hf-fp32``, ``hf-bf16``.
+at load time; PyTorch's int8 weight-only CPU kernel), ``geex-bf16-int4`` (INT4 in groups of up to
+128; PyTorch's int4 CPU kernel), ``hf-fp32``, ``hf-bf16``.
 
 Usage: PYTHONPATH=src python benchmarks/cpu_decode.py [--out benchmarks/results] [--new 128]
 """
@@ -39,7 +40,7 @@ def is_prime(n: int) -> bool:
 '''
 PROMPT_TOKENS: list[int] = []
 VARIANTS = {"geex-fp32": (torch.float32, None), "geex-bf16": (torch.bfloat16, None),
-            "geex-bf16-int8": (torch.bfloat16, "int8"), "hf-fp32": (torch.float32, None),
+            "geex-bf16-int8": (torch.bfloat16, "int8"), "geex-bf16-int4": (torch.bfloat16, "int4"), "hf-fp32": (torch.float32, None),
             "hf-bf16": (torch.bfloat16, None)}
 
 
