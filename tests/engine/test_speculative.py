@@ -159,6 +159,16 @@ def test_greedy_speculation_in_a_padded_batch_equals_plain_decoding(tiny_codegee
         assert counting.calls <= 30
 
 
+def test_a_static_one_token_step_between_verifies_never_sees_rejected_drafts(tiny_codegeex):
+    """With ``step="static"`` (what a CUDA graph captures: attention over every cache slot, under a
+    mask), a single row's draft-less steps run that step; rejected drafts left keys and values in
+    later slots, which the mask must hide: the tokens equal plain decoding's."""
+    prompts = [[1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 5, 6, 1, 2]]
+    plain = generate(tiny_codegeex, IdTokenizer(), prompts, 30)
+    fast = generate(tiny_codegeex, IdTokenizer(), prompts, 30, speculate=4, step="static")
+    assert fast[0].token_ids == plain[0].token_ids
+
+
 def test_speculation_respects_the_token_budget_and_the_context_end():
     # a model that repeats its prompt forever accepts every draft: the budget must cut it
     cfg = LlamaConfig(n_layer=1, n_embd=32, n_head=4, n_kv_head=2, intermediate_size=64, vocab_size=60,

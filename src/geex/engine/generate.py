@@ -200,8 +200,9 @@ def generate(
     logits = prefill(model, ids, cache, pad)
     if speculate:
         first = sample(logits, params, vocab_size=vocab, generator=generator).tolist()
+        one = decode_step(model, cache, pad, step) if len(prompts) == 1 else None
         return _speculative(model, cache, pad, encoded, longest, first, rows, params, vocab, generator,
-                            max_new_tokens, speculate)
+                            max_new_tokens, speculate, one)
     decode = decode_step(model, cache, pad, step) if max_new_tokens > 1 else None
     for i in range(max_new_tokens):
         nxt = sample(logits, params, vocab_size=vocab, generator=generator)
@@ -213,10 +214,13 @@ def generate(
 
 def _speculative(model: StepModel, cache: KVCache, pad: torch.Tensor | None, encoded: list[list[int]],
                  longest: int, first: list[int], rows: _Rows, params: SamplingParams, vocab: int,
-                 generator: torch.Generator | None, max_new_tokens: int, k: int) -> list[Completion]:
+                 generator: torch.Generator | None, max_new_tokens: int, k: int,
+                 one: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> list[Completion]:
     """Decode by verifying prompt-lookup drafts (``geex.engine.speculative``): each forward carries
     every running row's newest token and its drafts at the row's own slots; a row keeps the drafts
-    the model agrees with and one token more."""
+    the model agrees with and one token more. ``one``: the plain decode step of a single row (a
+    replayed CUDA graph on a GPU), taken when it has no drafts -- the verify forward is launched op
+    by op, which on a GPU costs several graphed steps."""
     from geex.engine.speculative import NgramDrafts, next_window, verify
 
     batch = len(encoded)
@@ -239,8 +243,11 @@ def _speculative(model: StepModel, cache: KVCache, pad: torch.Tensor | None, enc
         slots = [longest + made[r] - 1 if r in live else 0 for r in range(batch)]
         step_ids = torch.tensor([[current[r]] + drafts[r] + [current[r]] * (width - 1 - len(drafts[r]))
                                  for r in range(batch)], device=cache.k.device)
-        start: int | torch.Tensor = slots[0] if batch == 1 else torch.tensor(slots, device=cache.k.device)
-        logits = model(step_ids, cache, start=start, pad=pad)
+        if one is not None and width == 1:
+            logits = one(step_ids[:, 0], slots[0])[:, None]
+        else:
+            start: int | torch.Tensor = slots[0] if batch == 1 else torch.tensor(slots, device=cache.k.device)
+            logits = model(step_ids, cache, start=start, pad=pad)
         for r in live:
             produced = []
             for token in verify(logits[r], drafts[r], params, vocab, generator):
