@@ -90,9 +90,7 @@ def int4_linear_cpu(x: torch.Tensor, module: QuantizedLinear) -> torch.Tensor:
     key = (module.qweight.data_ptr(), module.scale.data_ptr())
     cached = module.__dict__.get("_cpu_int4")
     if cached is None or cached[0] != key:
-        n, k = module.out_features, module.in_features
-        u = torch.stack((module.qweight & 0xF, module.qweight >> 4), dim=-1).reshape(n, k).to(torch.int32)
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(u, 1)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(nibbles(module.qweight).to(torch.int32), 1)
         scale = module.scale.float().t()
         scales_zeros = torch.stack((scale, torch.zeros_like(scale)), dim=-1).contiguous().to(torch.bfloat16)
         cached = module.__dict__["_cpu_int4"] = (key, packed, scales_zeros)
@@ -144,9 +142,14 @@ def quantize_int4(w: torch.Tensor, group_size: int = DEFAULT_GROUP) -> tuple[tor
     return packed, scale
 
 
+def nibbles(packed: torch.Tensor) -> torch.Tensor:
+    """The stored values ``u = q + 8`` (0..15) of ``packed[N, K/2]`` as uint8 ``[N, K]``, low nibble first."""
+    return torch.stack((packed & 0xF, packed >> 4), dim=-1).reshape(packed.shape[0], -1)
+
+
 def dequantize_int4(packed: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     n = packed.shape[0]
-    q = torch.stack(((packed & 0xF).to(torch.int8) - 8, (packed >> 4).to(torch.int8) - 8), dim=-1).reshape(n, -1)
+    q = nibbles(packed).to(torch.int8) - 8
     group = q.shape[1] // scale.shape[1]
     return (q.float().reshape(n, scale.shape[1], group) * scale.float()[:, :, None]).reshape(n, -1).to(dtype)
 
