@@ -123,9 +123,9 @@ def test_generation_units_count_order_and_prompts(dataset_dir):
         lang = u.language.name
         row = raw_rows(dataset_dir, lang)[int(u.task_id.split("/")[1])]
         assert u.source_language is None
-        assert u.prompt == expected_generation_prompt(row, lang)
-        assert u.prompt.startswith(TAGS[lang] + "\n")
-        assert u.prompt == generation_prompt(problems[lang][u.task_id], with_tag=True)
+        assert u.prompt.text == expected_generation_prompt(row, lang)
+        assert u.prompt.text.startswith(TAGS[lang] + "\n")
+        assert u.prompt.text == generation_prompt(problems[lang][u.task_id], with_tag=True)
 
 
 def test_generation_units_follow_the_given_language_order_and_all_problems(dataset_dir):
@@ -145,14 +145,14 @@ def test_translation_units_count_order_and_prompts(dataset_dir):
         s, t = u.source_language.name, u.language.name
         number = int(u.task_id.split("/")[1])
         src_row, tgt_row = raw_rows(dataset_dir, s)[number], raw_rows(dataset_dir, t)[number]
-        assert u.prompt == expected_translation_prompt(src_row, s, tgt_row, t)
-        assert u.prompt.startswith("code translation\n")
-        assert src_row["canonical_solution"].rstrip() in u.prompt
-        assert u.prompt.endswith(tgt_row["declaration"])
-        assert tgt_row["prompt"] not in u.prompt or tgt_row["prompt"] in tgt_row["declaration"]  # no docstring
+        assert u.prompt.text == expected_translation_prompt(src_row, s, tgt_row, t)
+        assert u.prompt.text.startswith("code translation\n")
+        assert src_row["canonical_solution"].rstrip() in u.prompt.text
+        assert u.prompt.text.endswith(tgt_row["declaration"])
+        assert tgt_row["prompt"] not in u.prompt.text or tgt_row["prompt"] in tgt_row["declaration"]  # no docstring
         source = next(p for p in load_language(L(s), dataset_dir) if p.number == number)
         target = next(p for p in load_language(L(t), dataset_dir) if p.number == number)
-        assert u.prompt == translation_prompt(source, target)
+        assert u.prompt.text == translation_prompt(source, target)
 
 
 def test_translation_all_pairs_count(dataset_dir):
@@ -502,3 +502,74 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, dataset_dir):
     r = subprocess.run(_geex_cmd(killed), capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert killed.read_bytes() == ref_bytes
+
+
+# -- prompt styles ----------------------------------------------------------------------------------
+
+class FakeChatBackend(FakeBackend):
+    """Answers a chat like an instruct model: prose, then the whole function restated in a fence
+    (its body: ``return '<hash>'``), then prose."""
+
+    def chat(self, conversations, params, max_new_tokens, seed):
+        self.calls.append({"conversations": conversations, "seed": seed})
+        out = []
+        for c in conversations:
+            h = fake_hash(c[-1]["content"], seed)
+            out.append(FakeCompletion(f"Sure:\n```python\nfrom typing import *\n\ndef {FAKE_ENTRY}(numbers, threshold):\n"
+                                      f"    \"\"\"doc\"\"\"\n    return '{h}'\n```\nThat is all.", "eos"))
+        return out
+
+
+FAKE_ENTRY = "has_close_elements"  # Python/0's entry point: the fake answers Python/0 right, the others not
+
+
+def test_chat_records_keep_the_answer_the_completion_and_how_it_was_found(tmp_path, dataset_dir):
+    from geex.humanevalx.prompts import GENERATION_INSTRUCTION, PromptStyle
+
+    out = tmp_path / "chat.jsonl"
+    backend = FakeChatBackend()
+    cfg = gen_cfg(dataset_dir, ["python"], limit=2, n=1, seed=5, style=PromptStyle("chat", system="Be brief."))
+    run_generate(cfg, backend, out, progress=False)
+    header, *records = lines_of(out)
+    assert header["template"] == "chat/1"
+    assert header["prompt_style"] == {"style": "chat", "system": "Be brief.", "generation": GENERATION_INSTRUCTION,
+                                      "translation": header["prompt_style"]["translation"]}
+    (call,) = backend.calls
+    assert call["seed"] == 5 and [m["role"] for m in call["conversations"][0]] == ["system", "user"]
+    first, second = records
+    assert first["prompt"] == call["conversations"][0][1]["content"] and "```python" in first["prompt"]
+    h = fake_hash(first["prompt"], 5)
+    assert first["raw"].startswith("Sure:\n```python") and first["completion"] == f"    return '{h}'\n"
+    assert first["extraction"] == {"method": "function", "block": 0, "fence": "python"}
+    assert second["extraction"]["method"] == "body"  # Python/1 asks for another function: no definition found
+
+
+def test_few_shot_records_name_their_examples(tmp_path, dataset_dir):
+    from geex.humanevalx.prompts import PromptStyle
+
+    out = tmp_path / "fs.jsonl"
+    cfg = gen_cfg(dataset_dir, ["python", "js"], limit=3, n=2, seed=4, style=PromptStyle("few-shot", shots=2))
+    run_generate(cfg, FakeBackend(), out, progress=False)
+    header, *records = lines_of(out)
+    assert header["template"] == "few-shot/1" and header["prompt_style"]["shots"] == 2
+    assert header["prompt_style"]["seed"] == 4
+    for r in records:
+        assert len(r["shots"]) == 2 and r["task_id"] not in r["shots"]
+        assert all(t.split("/")[0] == r["task_id"].split("/")[0] for t in r["shots"])
+    # the examples may come from the whole language, not only the --limit problems
+    assert any(int(t.split("/")[1]) >= 3 for r in records for t in r["shots"])
+    # both samples of a problem show the same examples (the rule is per problem)
+    by_task = {}
+    for r in records:
+        by_task.setdefault(r["task_id"], set()).add(tuple(r["shots"]))
+    assert all(len(v) == 1 for v in by_task.values())
+
+
+def test_a_completion_style_file_cannot_be_resumed_as_chat(tmp_path, dataset_dir):
+    from geex.humanevalx.prompts import PromptStyle
+
+    out = tmp_path / "s.jsonl"
+    run_generate(gen_cfg(dataset_dir, ["python"], limit=1, n=1), FakeChatBackend(), out, progress=False)
+    with pytest.raises(UserError, match="prompt_style"):
+        run_generate(gen_cfg(dataset_dir, ["python"], limit=1, n=1, style=PromptStyle("chat")), FakeChatBackend(),
+                     out, progress=False)

@@ -44,7 +44,7 @@ class Writer:
 
 
 def build(order: str = "<", alignment: int | None = 64, dims: tuple[int, ...] = (3, 5),
-          extra_keys: bool = True) -> tuple[bytes, int, int]:
+          extra_keys: bool = True, name: str = "blk.0.weight") -> tuple[bytes, int, int]:
     """(file, where the header and tensor table end, where the tensor data ends): one F32 tensor."""
     n_kv = (len(SCALARS) + 4 if extra_keys else 0) + (alignment is not None)
     w = Writer(order)
@@ -62,7 +62,7 @@ def build(order: str = "<", alignment: int | None = 64, dims: tuple[int, ...] = 
         w.string("ab").string("cde")
     if alignment is not None:
         w.kv("general.alignment", 4, "I", alignment)
-    w.string("blk.0.weight").num("I", len(dims))
+    w.string(name).num("I", len(dims))
     for d in dims:
         w.num("Q", d)
     w.num("I", F32).num("Q", 0)  # type, offset into the data
@@ -176,3 +176,25 @@ def test_only_the_signature_makes_a_gguf_file(tmp_path):
     for head, expected in ((b"GGUF", True), (b"GGUE", False), (b"AAAA", False), (b"GGUG", False)):
         path = _write(tmp_path, head + b"\0" * 20)
         assert is_gguf(path) is expected, head
+
+
+@pytest.mark.parametrize("alignment", [64, None])
+def test_a_header_ending_on_the_alignment_needs_no_padding(alignment, tmp_path):
+    """The data starts right at the header's end when that end is a multiple of the alignment
+    (rounding up a multiple leaves it): the tensor name is lengthened until it is."""
+    align = alignment or 32
+    name = next(n for n in (f"blk.0.w{'x' * i}" for i in range(align)) if build(alignment=alignment, name=n)[1] % align == 0)
+    data, header_end, data_end = build(alignment=alignment, name=name)
+    assert data_end == header_end + 4 * 3 * 5  # no padding between header and data
+    path = _write(tmp_path, data[:data_end - 7])
+    assert diagnose(path) == (f"truncated GGUF file {path}: {data_end - 7:,} bytes, but its tensors end at byte "
+                              f"{data_end:,} (7 bytes missing: a download cut short?)")
+
+
+def test_the_end_adds_the_data_start_and_size_whatever_their_bits(tmp_path):
+    """Data start and data size that share set bits (a sum is not an OR of them there)."""
+    data, header_end, data_end = build(dims=(8, 4))  # 128 bytes of data
+    start = data_end - 128
+    assert start & 128 and start + 128 != start | 128  # the control: the bits do overlap here
+    path = _write(tmp_path, data[:data_end - 1])
+    assert f"end at byte {data_end:,} (1 bytes missing" in diagnose(path)

@@ -198,7 +198,7 @@ def stored_and_expected(w: np.ndarray, storage) -> tuple[np.ndarray, np.ndarray,
 def write_gguf(path: Path, *, arch: str = "llama", tied: bool = False, bias: bool = False, seed: int = 0,
                drop_keys: tuple[str, ...] = (), pre: str = "gpt2", add_bos: bool = False,
                rope_scaling: tuple[str, float] | None = None, extra=None, head: int = HEAD,
-               meta: dict | None = None, pad_vocab: int = 0) -> dict[str, np.ndarray]:
+               meta: dict | None = None, pad_vocab: int = 0, store_as: dict | None = None) -> dict[str, np.ndarray]:
     """Write a tiny model; return the weights (Hugging Face names and layout) the loader must give back."""
     rng = np.random.default_rng(seed)
     weights = hf_weights(rng, tied, bias, head, pad_vocab)
@@ -241,6 +241,8 @@ def write_gguf(path: Path, *, arch: str = "llama", tied: bool = False, bias: boo
         heads = {"attn_q": N_HEAD, "attn_k": N_KV}.get(gname.split(".")[2] if gname.startswith("blk") else "")
         permuted = arch == "llama" and heads is not None
         stored, back, raw_dtype = stored_and_expected(permute(w, heads) if permuted else w, storage)
+        if gname in (store_as or {}):  # a numpy dtype the writer maps to its own type (F64, I32 ...)
+            stored, back, raw_dtype = w.astype(store_as[gname]), w, None
         if permuted:  # the expected value in Hugging Face's layout: storage rounding is per row (Q8_0 blocks
             # of 32 along a row), so rounding then un-permuting equals permuting the rounded rows back
             _, back, _ = stored_and_expected(w, storage)
@@ -423,6 +425,27 @@ def test_an_unsupported_tokenizer_is_a_user_error(tmp_path):
     write_gguf(path, pre="no-such-pre")
     with pytest.raises(UserError, match="no-such-pre"):
         GGUFModel(path)
+
+
+def _undequantizable() -> tuple[np.dtype, str]:
+    """A numpy dtype the GGUF writer stores as a tensor type that ``gguf`` cannot dequantize."""
+    for dtype, name in ((np.float64, "F64"), (np.int32, "I32"), (np.int16, "I16"), (np.int8, "I8")):
+        try:
+            gguf.quants.dequantize(np.zeros(8, dtype).view(np.uint8), gguf.GGMLQuantizationType[name])
+        except NotImplementedError:
+            return dtype, name
+    pytest.skip("this gguf version dequantizes every type the writer can store")
+
+
+def test_a_tensor_type_gguf_cannot_dequantize_is_a_user_error(tmp_path):
+    dtype, name = _undequantizable()
+    path = tmp_path / "m.gguf"
+    write_gguf(path, store_as={"output_norm.weight": dtype})
+    model = GGUFModel(path)
+    with pytest.raises(UserError, match=rf"GGUF tensor output_norm\.weight: type {name} cannot be dequantized"):
+        model.tensor("model.norm.weight")
+    with pytest.raises(UserError, match=name):
+        registry.load(str(path))
 
 
 # -- (d) files that are not GGUF ----------------------------------------------------------------------

@@ -36,15 +36,21 @@ def _reuse_the_sessions_load(default_model_fp32, monkeypatch) -> None:
     monkeypatch.setattr(registry, "load", load)
 
 
-def test_openai_backend_against_geex_serve_equals_native(default_model, default_model_fp32, tmp_path, monkeypatch):
-    _reuse_the_sessions_load(default_model_fp32, monkeypatch)
+def _native_and_served(default_model, tmp_path, command: str, out: str, args: list[str]) -> None:
+    """``geex humanevalx COMMAND`` with ``args`` natively into ``native{out}``, then against ``geex
+    serve`` (the same engine) into ``served{out}``."""
     running = start_server(ServeConfig(port=0), engine=default_engine(default_model))
     try:
-        assert main(["humanevalx", "run", "--out", str(tmp_path / "native"), *ARGS]) == 0
-        assert main(["humanevalx", "run", "--out", str(tmp_path / "served"), *ARGS, "--backend", "openai",
+        assert main(["humanevalx", command, "--out", str(tmp_path / f"native{out}"), *args]) == 0
+        assert main(["humanevalx", command, "--out", str(tmp_path / f"served{out}"), *args, "--backend", "openai",
                      "--base-url", running.url + "/v1", "--model", default_model.name]) == 0
     finally:
         running.stop()
+
+
+def test_openai_backend_against_geex_serve_equals_native(default_model, default_model_fp32, tmp_path, monkeypatch):
+    _reuse_the_sessions_load(default_model_fp32, monkeypatch)
+    _native_and_served(default_model, tmp_path, "run", "", ARGS)
     native, served = _samples(tmp_path / "native"), _samples(tmp_path / "served")
     assert [s["task_id"] for s in native] == [s["task_id"] for s in served] and len(native) == 3
     assert [s["completion"] for s in native] == [s["completion"] for s in served]
@@ -61,13 +67,21 @@ def test_translation_through_geex_serve_equals_native(default_model, default_mod
     _reuse_the_sessions_load(default_model_fp32, monkeypatch)
     args = ["--task", "translation", "--pairs", "python:js", "--limit", "2", "--greedy", "--max-new-tokens", "40",
             "--workers", "2"]
-    running = start_server(ServeConfig(port=0), engine=default_engine(default_model))
-    try:
-        assert main(["humanevalx", "run", "--out", str(tmp_path / "native"), *args]) == 0
-        assert main(["humanevalx", "run", "--out", str(tmp_path / "served"), *args, "--backend", "openai",
-                     "--base-url", running.url + "/v1", "--model", default_model.name]) == 0
-    finally:
-        running.stop()
+    _native_and_served(default_model, tmp_path, "run", "", args)
     native, served = _samples(tmp_path / "native"), _samples(tmp_path / "served")
     assert len(native) == 2 and [s["task_id"] for s in native] == [s["task_id"] for s in served]
     assert [s["completion"] for s in native] == [s["completion"] for s in served]
+
+
+def test_chat_prompts_through_geex_serve_equal_native(default_model, default_model_fp32, tmp_path, monkeypatch):
+    """``--prompt-style chat``: the instruction through the model's chat template, natively and as
+    ``/v1/chat/completions`` of ``geex serve``: the same greedy answers, the same extracted code."""
+    from geex.humanevalx.generate import iter_samples
+
+    _reuse_the_sessions_load(default_model_fp32, monkeypatch)
+    args = ["--languages", "python", "--limit", "2", "--greedy", "--max-new-tokens", "48", "--prompt-style", "chat"]
+    _native_and_served(default_model, tmp_path, "generate", ".jsonl", args)
+    native, served = (list(iter_samples(tmp_path / f"{d}.jsonl")) for d in ("native", "served"))
+    assert len(native) == 2 and [s["raw"] for s in native] == [s["raw"] for s in served]
+    assert [(s["completion"], s["extraction"]) for s in native] == [(s["completion"], s["extraction"]) for s in served]
+    assert all("```" in s["prompt"] and s["raw"] for s in native)  # an instruction, and an answer to it

@@ -60,6 +60,7 @@ def _generate_samples(args: argparse.Namespace, out: Path) -> Path:
     from geex.engine.sampling import SamplingParams
     from geex.humanevalx.backends import make_backend
     from geex.humanevalx.generate import GenerateConfig, parse_pairs, run_generate
+    from geex.humanevalx.prompts import PromptStyle
     from geex.languages import HUMANEVALX_LANGUAGES, parse_languages
 
     if args.task == "translation" and not args.pairs:
@@ -69,7 +70,12 @@ def _generate_samples(args: argparse.Namespace, out: Path) -> Path:
         pairs=parse_pairs(args.pairs) if args.pairs else [], n=args.n,
         params=SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy),
         max_new_tokens=args.max_new_tokens, seed=args.seed or 0, batch_size=args.batch_size, limit=args.limit,
-        dataset=args.dataset, original=args.original)
+        dataset=args.dataset, original=args.original,
+        style=PromptStyle(args.prompt_style, shots=args.shots or 3, system=args.system_prompt))
+    if args.prompt_style != "chat" and args.system_prompt is not None:
+        raise UserError("--system-prompt is for --prompt-style chat")
+    if args.prompt_style != "few-shot" and args.shots is not None:
+        raise UserError("--shots is for --prompt-style few-shot")
     device, dtype = _device_and_dtype(args)
     backend = make_backend(args.backend, args.model, device=device,
                            dtype=dtype if args.backend != "openai" else None, quantize=args.quantize,
@@ -189,7 +195,8 @@ def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
         name, help=what,
         description=f"{what[0].upper()}{what[1:]}. Prompts as CodeGeeX's (generation: the language tag line + "
                     "prompt; translation: CodeGeeX's translation format); the language's stop rule ends a "
-                    "sample while it is decoded. Re-running the same command resumes: the finished file "
+                    "sample while it is decoded. --prompt-style chat asks instruct models through their chat "
+                    "template instead, and few-shot primes with solved examples. Re-running the same command resumes: the finished file "
                     "equals an uninterrupted run's. Format: docs/formats.md.")
     gp.add_argument("--model", help="native: smollm2-135m-instruct (default), a preset, a directory, a .gguf "
                     "file or a Hub id; hf: a transformers directory or Hub id; openai: the served model's name")
@@ -203,6 +210,13 @@ def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
                          "solution in another language: --pairs)")
     gp.add_argument("--languages", "-l", help="generation: comma-separated subset (default: all six)")
     gp.add_argument("--pairs", help="translation: SRC:TGT,... or 'all' (the 30 ordered pairs)")
+    gp.add_argument("--prompt-style", choices=("completion", "chat", "few-shot"), default="completion",
+                    help="completion (CodeGeeX's prompts, for base models; default), chat (an instruction through "
+                         "the model's chat template, the code taken out of the answer; for instruct models) or "
+                         "few-shot (--shots worked examples of other problems before the prompt)")
+    gp.add_argument("--shots", type=positive_int,
+                    help="few-shot: worked examples a prompt, chosen by a seeded rule (--seed; default 3)")
+    gp.add_argument("--system-prompt", help="chat: a system message before the instruction (default: none)")
     gp.add_argument("--n", type=positive_int, default=1, help="samples per problem (default 1)")
     gp.add_argument("--limit", type=positive_int, help="only the first N problems of each language")
     gp.add_argument("--batch-size", type=positive_int, default=8,

@@ -7,9 +7,13 @@
 - ``openai``: any OpenAI-compatible ``/v1/completions`` endpoint (vLLM, llama.cpp's server, TGI ...),
   requests in parallel with retries; the stop rule is applied to the text afterwards.
 
-``complete(prompts, language, params, max_new_tokens, seed)`` returns one ``Completion`` a prompt.
-The same prompts, seed and batch give the same completions (the native and hf backends seed their
-generators from ``seed``; an endpoint receives it as ``seed``).
+``complete(prompts, language, params, max_new_tokens, seed)`` returns one ``Completion`` a prompt;
+``chat(conversations, params, max_new_tokens, seed)`` one a conversation (a list of role/content
+messages), rendered by the model's own chat template (native, hf) or sent to the endpoint's
+``/v1/chat/completions`` (openai), and decoded to the end of the answer (no stop rule: the answer
+is prose and fenced code, taken apart by ``geex.humanevalx.extraction``). The same prompts, seed
+and batch give the same completions (the native and hf backends seed their generators from
+``seed``; an endpoint receives it as ``seed``).
 
 It is the benchmark's adapter, so it lives with the harness: only ``native`` uses geex's engine.
 """
@@ -49,6 +53,9 @@ class Backend(Protocol):
     def complete(self, prompts: Sequence[str], language: Language | None, params: SamplingParams,
                  max_new_tokens: int, seed: int) -> list[Completion]: ...
 
+    def chat(self, conversations: Sequence[list[dict]], params: SamplingParams, max_new_tokens: int,
+             seed: int) -> list[Completion]: ...
+
 
 class NativeBackend:
     name = "native"
@@ -68,6 +75,13 @@ class NativeBackend:
         outs = generate(self.loaded.model, self.loaded.tokenizer, list(prompts), max_new_tokens, params,
                         language=language, seed=seed, speculate=self.speculate)
         return [Completion(o.text, o.finish_reason) for o in outs]
+
+    def chat(self, conversations, params, max_new_tokens, seed):
+        tok = self.loaded.tokenizer
+        if self.loaded.chat_template is None:
+            raise UserError(f"--prompt-style chat: {self.model} has no chat template (use completion or few-shot)")
+        ids = [tok.encode_chat(tok.apply_chat_template(c)) for c in conversations]
+        return self.complete(ids, None, params, max_new_tokens, seed)
 
 
 class HFBackend:
@@ -90,11 +104,19 @@ class HFBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model, self.device = model, device
 
+    def chat(self, conversations, params, max_new_tokens, seed):
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise UserError(f"--prompt-style chat: {self.model} has no chat template (use completion or few-shot)")
+        texts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
+                 for c in conversations]
+        return self.complete(texts, None, params, max_new_tokens, seed, special_tokens=False)
+
     @torch.no_grad()
-    def complete(self, prompts, language, params, max_new_tokens, seed):
+    def complete(self, prompts, language, params, max_new_tokens, seed, special_tokens: bool = True):
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True).to(self.device)
+        batch = self.tokenizer(list(prompts), return_tensors="pt", padding=True,  # a chat prompt has its own BOS
+                               add_special_tokens=special_tokens).to(self.device)
         start = batch.input_ids.shape[1]
         tokenizer = self.tokenizer
 
@@ -122,42 +144,53 @@ class HFBackend:
 
 
 class OpenAIBackend:
-    """POST ``{base_url}/completions``; ``concurrency`` requests at a time, ``retries`` per prompt on
-    connection errors, 429 and 5xx (exponential back-off)."""
+    """POST ``{base_url}/completions`` (or ``/chat/completions``); ``concurrency`` requests at a time,
+    ``retries`` per prompt on connection errors, 429 and 5xx (exponential back-off)."""
 
     name = "openai"
 
     def __init__(self, model: str, base_url: str, api_key: str | None = None, concurrency: int = 8,
                  retries: int = 4, timeout_s: float = 600.0) -> None:
-        self.model, self.url = model, base_url.rstrip("/") + "/completions"
+        self.model, self.base = model, base_url.rstrip("/")
+        self.url = self.base + "/completions"
         self.api_key, self.concurrency, self.retries, self.timeout_s = api_key, concurrency, retries, timeout_s
 
-    def complete(self, prompts, language, params, max_new_tokens, seed):
-        body = {"model": self.model, "max_tokens": max_new_tokens, "seed": seed,
+    def _body(self, params: SamplingParams, max_new_tokens: int, seed: int) -> dict:
+        return {"model": self.model, "max_tokens": max_new_tokens, "seed": seed,
                 "temperature": 0.0 if params.greedy else params.temperature,
                 "top_p": 1.0 if params.greedy else params.top_p}
-        with ThreadPoolExecutor(max(1, self.concurrency)) as pool:
-            return list(pool.map(lambda p: self._one({**body, "prompt": p}), prompts))
 
-    def _one(self, body: dict) -> Completion:
+    def complete(self, prompts, language, params, max_new_tokens, seed):
+        body = self._body(params, max_new_tokens, seed)
+        with ThreadPoolExecutor(max(1, self.concurrency)) as pool:
+            return list(pool.map(lambda p: self._one(self.url, {**body, "prompt": p}), prompts))
+
+    def chat(self, conversations, params, max_new_tokens, seed):
+        body = self._body(params, max_new_tokens, seed)
+        url = self.base + "/chat/completions"
+        with ThreadPoolExecutor(max(1, self.concurrency)) as pool:
+            return list(pool.map(lambda c: self._one(url, {**body, "messages": c}), conversations))
+
+    def _one(self, url: str, body: dict) -> Completion:
         data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         for attempt in range(self.retries + 1):
             try:
-                request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+                request = urllib.request.Request(url, data=data, headers=headers, method="POST")
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     choice = json.loads(response.read())["choices"][0]
-                return Completion(choice.get("text", ""), choice.get("finish_reason") or "stop")
+                text = choice["message"].get("content") or "" if "messages" in body else choice.get("text", "")
+                return Completion(text, choice.get("finish_reason") or "stop")
             except urllib.error.HTTPError as e:
                 if e.code != 429 and e.code < 500 or attempt == self.retries:
-                    raise UserError(f"{self.url}: HTTP {e.code}: {e.read()[:300].decode(errors='replace')}") from None
+                    raise UserError(f"{url}: HTTP {e.code}: {e.read()[:300].decode(errors='replace')}") from None
             except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as e:
                 if attempt == self.retries:  # HTTPException: e.g. a connection lost mid-response
-                    raise UserError(f"{self.url}: {getattr(e, 'reason', e)!r}") from None
+                    raise UserError(f"{url}: {getattr(e, 'reason', e)!r}") from None
             except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
-                raise UserError(f"{self.url}: not an OpenAI completions response ({e})") from None
+                raise UserError(f"{url}: not an OpenAI completions response ({e})") from None
             time.sleep(min(30.0, 0.5 * 2 ** attempt))
         raise AssertionError("unreachable")
 

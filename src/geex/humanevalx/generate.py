@@ -1,9 +1,12 @@
 """``geex humanevalx generate``: a model's samples for the HumanEval-X benchmark, resumable.
 
-Prompts are the original's: generation = the language tag line + the problem's prompt; translation
-= CodeGeeX's translation prompt (source declaration + solution, target declaration; docstring left
-out) for any ordered pair of the six languages. The language's stop rule ends a sample while it is
-decoded (``geex.languages.cleanup``, the rule the evaluator cuts with).
+Prompts (``geex.humanevalx.prompts``) are by default the original's: generation = the language tag
+line + the problem's prompt; translation = CodeGeeX's translation prompt (source declaration +
+solution, target declaration; docstring left out) for any ordered pair of the six languages; the
+language's stop rule ends a sample while it is decoded (``geex.languages.cleanup``, the rule the
+evaluator cuts with). ``--prompt-style chat`` asks through the model's chat template and takes the
+code out of the answer (``geex.humanevalx.extraction``); ``few-shot`` puts worked examples of other
+problems before the completion prompt.
 
 Work is a fixed list of units (language or pair, problem, sample index) cut into fixed batches of
 one target language; batch ``i`` is generated with seed ``seed + i`` and appended to the file as a
@@ -14,7 +17,10 @@ uninterrupted run, line for line.
 File (``docs/formats.md``): a header ``{"geex": "samples/1", ...settings}``, then one object a sample:
 ``task_id`` (the problem whose test runs: the target for translation), ``language``,
 ``source_language`` (translation), ``completion_id``, ``prompt``, ``raw`` (the model's text),
-``completion`` (cut where the function ends, with the helpers it uses), ``finish_reason``, ``batch``.
+``completion`` (cut where the function ends, with the helpers it uses), ``finish_reason``, ``batch``;
+chat: ``extraction`` (how the completion was found in the answer: ``method``, ``block``, ``fence``);
+few-shot: ``shots`` (the task ids of the worked examples). The header's ``prompt_style`` (absent for
+completion prompts) records the instructions, the system message or the examples' seeded rule.
 """
 
 from __future__ import annotations
@@ -30,15 +36,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from geex.engine.sampling import SamplingParams
 from geex.errors import UserError
 from geex.files import Appender, atomic_write, differing, read_log
-from geex.humanevalx.assembly import generation_prompt, translation_prompt
+from geex.humanevalx import prompts
+from geex.humanevalx.assembly import generation_prompt
 from geex.humanevalx.backends import Backend
 from geex.humanevalx.dataset import load_problems
+from geex.humanevalx.extraction import extract
 from geex.humanevalx.problem import Problem
+from geex.humanevalx.prompts import Prompt, PromptStyle
 from geex.languages import Language, get_language
 from geex.languages.cleanup import cleanup
 
 FORMAT = "samples/1"
 PROMPT_TEMPLATE = "codegeex-humanevalx/1"  # generation: tag line + prompt; translation: CodeGeeX's format
+TEMPLATES = {"completion": PROMPT_TEMPLATE, "chat": "chat/1", "few-shot": "few-shot/1"}
 TASKS = ("generation", "translation")
 
 
@@ -55,15 +65,19 @@ class GenerateConfig:
     limit: int | None = None  # the first N problems of each language
     dataset: str | None = None
     original: bool = False
+    style: PromptStyle = PromptStyle()
 
     def header(self, backend: Backend) -> dict:
         """What the samples depend on: a re-run must match it to resume."""
-        return {"geex": FORMAT, "task": self.task, "backend": backend.name, "model": backend.model,
+        header = {"geex": FORMAT, "task": self.task, "backend": backend.name, "model": backend.model,
                 "sampling": asdict(self.params), "max_new_tokens": self.max_new_tokens, "n": self.n,
                 "seed": self.seed, "batch_size": self.batch_size, "limit": self.limit,
                 "languages": [lang.name for lang in self.languages] if self.task == "generation" else None,
                 "pairs": [f"{s.name}:{t.name}" for s, t in self.pairs] if self.task == "translation" else None,
-                "template": PROMPT_TEMPLATE, "dataset": "humaneval-x-original" if self.original else "humaneval-x-fixed"}
+                "template": TEMPLATES[self.style.name],
+                "dataset": "humaneval-x-original" if self.original else "humaneval-x-fixed"}
+        style = self.style.header(self.seed)
+        return header if style is None else {**header, "prompt_style": style}
 
 
 @dataclass(frozen=True)
@@ -71,7 +85,7 @@ class Unit:
     task_id: str
     language: Language
     completion_id: int
-    prompt: str
+    prompt: Prompt
     source_language: Language | None = None
     context: str = ""  # the code the completion continues (prompt or target declaration), for cleanup
 
@@ -103,20 +117,21 @@ def units(cfg: GenerateConfig) -> list[Unit]:
     by_lang: dict[str, list[Problem]] = {}
     for p in problems.values():
         by_lang.setdefault(p.language.name, []).append(p)
-    for lang in by_lang:
-        by_lang[lang] = sorted(by_lang[lang], key=lambda p: p.number)[: cfg.limit]
+    every = {lang: sorted(ps, key=lambda p: p.number) for lang, ps in by_lang.items()}  # few-shot examples
     out: list[Unit] = []
     if cfg.task == "generation":
         for lang in cfg.languages:
-            for p in by_lang[lang.name]:
-                prompt = generation_prompt(p, with_tag=True)
-                out += [Unit(p.task_id, lang, i, prompt, context=prompt) for i in range(cfg.n)]
+            pool = {p.task_id: p for p in every[lang.name]}
+            for p in every[lang.name][: cfg.limit]:
+                prompt = prompts.generation(p, cfg.style, pool, cfg.seed)
+                out += [Unit(p.task_id, lang, i, prompt, context=generation_prompt(p)) for i in range(cfg.n)]
         return out
     for src, tgt in cfg.pairs:
-        sources = {p.number: p for p in by_lang[src.name]}
-        for target in by_lang[tgt.name]:
+        sources = {p.number: p for p in every[src.name]}
+        pool = {t.task_id: (sources[t.number], t) for t in every[tgt.name] if t.number in sources}
+        for target in every[tgt.name][: cfg.limit]:
             if target.number in sources:
-                prompt = translation_prompt(sources[target.number], target)
+                prompt = prompts.translation(sources[target.number], target, cfg.style, pool, cfg.seed)
                 out += [Unit(target.task_id, tgt, i, prompt, src, target.declaration) for i in range(cfg.n)]
     return out
 
@@ -136,8 +151,15 @@ def _record(unit: Unit, raw: str, finish: str, batch: int) -> dict:
     rec = {"task_id": unit.task_id, "language": unit.language.name}
     if unit.source_language is not None:
         rec["source_language"] = unit.source_language.name
-    rec.update(completion_id=unit.completion_id, prompt=unit.prompt, raw=raw,
-               completion=cleanup(unit.language, raw, unit.context), finish_reason=finish, batch=batch)
+    rec.update(completion_id=unit.completion_id, prompt=unit.prompt.text, raw=raw)
+    if unit.prompt.messages:  # a chat answer: the code is taken out of it
+        found = extract(unit.language, raw, unit.context)
+        rec.update(completion=found.completion, extraction=found.record())
+    else:
+        rec["completion"] = cleanup(unit.language, raw, unit.context)
+    if unit.prompt.shots:
+        rec["shots"] = list(unit.prompt.shots)
+    rec.update(finish_reason=finish, batch=batch)
     return rec
 
 
@@ -193,8 +215,12 @@ def run_generate(cfg: GenerateConfig, backend: Backend, out: Path, progress: boo
         task = bar.add_task("generate", total=total, completed=sum(len(b) for b in plan[:start]))
         for i in range(start, len(plan)):
             batch = plan[i]
-            results = backend.complete([u.prompt for u in batch], batch[0].language, cfg.params,
-                                       cfg.max_new_tokens, cfg.seed + i)
+            if cfg.style.name == "chat":
+                results = backend.chat([u.prompt.conversation() for u in batch], cfg.params, cfg.max_new_tokens,
+                                       cfg.seed + i)
+            else:
+                results = backend.complete([u.prompt.text for u in batch], batch[0].language, cfg.params,
+                                           cfg.max_new_tokens, cfg.seed + i)
             log.write(_record(u, r.text, r.finish_reason, i) for u, r in zip(batch, results))
             bar.advance(task, len(batch))
     return out

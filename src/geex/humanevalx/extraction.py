@@ -1,0 +1,375 @@
+"""The code in a chat model's answer, as the completion that continues the problem's prompt.
+
+An instruct model answers in Markdown: prose, one or more fenced blocks, often the whole function
+again (signature and docstring restated), helpers before or after it, sometimes only a body. The
+harness tests a *completion* (head + completion + test, ``assembly``; head = the prompt or, for
+translation, the target declaration), so the answer is turned into one, as if the model had
+continued the head — then prompt and answer never define the function twice:
+
+1. **The block**: the answer's fenced blocks (an unclosed last fence runs to the end of the
+   answer); the first one tagged with the target language (or untagged) that defines the entry
+   point, else the first that defines it, else the first in the language, else the first block.
+   No fence at all: the whole answer is the block.
+2. **The function**: the entry point is the head's last function. Its definition in the block
+   gives the completion: its body (a restated docstring dropped), closed as the model closed it,
+   with the block's other definitions. Python: they are nested at the start of the body (the
+   cleanup cuts Python at the first unindented line; a nested helper is in scope for the body);
+   the body is re-indented to the head's indentation; if the answer renamed the parameters, its
+   whole function is nested and called with the head's parameters. Brace languages: definitions
+   the block has before the function follow it (cleanup keeps those the body uses; a Java member
+   stays inside the class); C++, which needs a declaration before a call, also gets a declaration
+   of each such function at the start of the body.
+3. **No definition of the entry point**: the block is taken as the body (Python: indented if it
+   is not; a brace language: closed with ``}`` if it does not close itself).
+
+``extract`` returns the completion and how it was found (kept in the samples file beside the raw
+answer), so a surprising score can be traced to the answer or to the extraction.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from geex.languages import Language, get_language
+from geex.languages.cleanup import cleanup, code_view, function_end
+from geex.languages.definitions import HEADERS, defined_names, items
+
+# Markdown info strings that name each language (compared lower-case, first word only)
+FENCE_TAGS: dict[str, frozenset[str]] = {
+    "python": frozenset({"python", "py", "python3", "py3"}),
+    "cpp": frozenset({"cpp", "c++", "cc", "cxx", "hpp", "c"}),
+    "java": frozenset({"java"}),
+    "js": frozenset({"javascript", "js", "node", "nodejs", "jsx", "mjs"}),
+    "go": frozenset({"go", "golang"}),
+    "rust": frozenset({"rust", "rs"}),
+}
+_OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$", re.MULTILINE)
+_PY_DEF = r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+{name}[ \t]*\("
+_JAVA_CLASS = re.compile(r"\b(?:class|interface|enum|record)\s+[\w$]+[^{;]*\{")
+_EMPTY_BRACES = re.compile(r"\{[^\S\n]*\}[^\n{;]*\{")  # `{}` with the body's brace after it on its line
+# where the entry point's name is read from the head's last function header (a code view)
+_ENTRY = {
+    "python": re.compile(r"^(?:async[ \t]+)?def[ \t]+([A-Za-z_]\w*)", re.MULTILINE),
+    "go": re.compile(r"\bfunc[ \t]+([A-Za-z_]\w*)[ \t]*[\[(]"),
+    "rust": re.compile(r"\bfn[ \t]+([A-Za-z_]\w*)"),
+    "js": re.compile(r"\b(?:function[ \t]*\*?[ \t]*([A-Za-z_$][\w$]*)|(?:const|let|var)[ \t]+([A-Za-z_$][\w$]*)[ \t]*=)"),
+    "cpp": re.compile(r"(?<![\w$])([A-Za-z_]\w*)[ \t]*\("),
+    "java": re.compile(r"(?<![\w$])([A-Za-z_$][\w$]*)[ \t]*\("),
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced block of an answer: its code, its info string's first word and where it starts."""
+
+    code: str
+    tag: str  # lower-case, "" when untagged
+    index: int
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """A chat answer's completion and how it was found.
+
+    ``method``: ``function`` (the entry point's definition), ``renamed`` (Python: its parameters
+    differ from the head's, so the whole function is nested and called), ``body`` (no definition:
+    the block is the body), ``empty`` (no code at all)."""
+
+    completion: str
+    method: str
+    block: int | None  # which fenced block (0-based); None: the answer had no fence
+    fence: str | None  # the block's language tag as written ("" untagged); None: no fence
+
+    def record(self) -> dict:
+        return {"method": self.method, "block": self.block, "fence": self.fence}
+
+
+def fenced_blocks(answer: str) -> list[Block]:
+    """The fenced code blocks of a Markdown answer, in order. A fence closes at a line of at least
+    as many of its characters; an unclosed last fence runs to the end (an answer cut by the token
+    limit)."""
+    blocks: list[Block] = []
+    pos = 0
+    while (m := _OPEN.search(answer, pos)) is not None:
+        fence = m.group("fence")
+        body_start = m.end() + 1
+        close = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", re.MULTILINE)
+        c = close.search(answer, min(body_start, len(answer)))
+        code = answer[body_start:c.start()] if c else answer[body_start:]
+        tag = m.group("info").strip().split()[0].lower() if m.group("info").strip() else ""
+        blocks.append(Block(code, tag, len(blocks)))
+        if c is None:
+            break
+        pos = c.end()
+    return blocks
+
+
+def entry_point(language: Language | str, head: str) -> str | None:
+    """The name of the function the head leaves open (its last function header)."""
+    lang = get_language(language) if isinstance(language, str) else language
+    if lang.name == "python":
+        found = _ENTRY["python"].findall(head)
+        return found[-1] if found else None
+    view = code_view(lang, head, final=True)
+    brace = view.rstrip().rfind("{")
+    if brace < 0:
+        return None
+    line_start = view.rfind("\n", 0, brace) + 1
+    # the header may span lines: read from the statement's start (after the last ; { or })
+    start = max(view.rfind(c, 0, brace) for c in ";{}") + 1
+    for m in _ENTRY[lang.name].finditer(view, min(start, line_start), brace):
+        return next(g for g in m.groups() if g)
+    return None
+
+
+def _defines(lang: str, code: str, name: str) -> bool:
+    if lang == "python":
+        return re.search(_PY_DEF.format(name=re.escape(name)), code, re.MULTILINE) is not None
+    return _brace_definition(lang, code_view(lang, code, final=True), name) is not None
+
+
+def choose_block(language: Language, answer: str, entry: str | None) -> Block | None:
+    """The block holding the answer's code (see the module doc, step 1); None without any fence."""
+    blocks = fenced_blocks(answer)
+    if not blocks:
+        return None
+    ours = [b for b in blocks if b.tag in FENCE_TAGS[language.name] or b.tag == ""]
+    for group in (ours, blocks):
+        for b in group:
+            if entry and _defines(language.name, b.code, entry):
+                return b
+    return ours[0] if ours else blocks[0]
+
+
+def extract(language: Language | str, answer: str, head: str) -> Extracted:
+    """The completion (cleaned as every completion is) that a chat ``answer`` gives for ``head``."""
+    lang = get_language(language) if isinstance(language, str) else language
+    entry = entry_point(lang, head)
+    block = choose_block(lang, answer, entry)
+    code = block.code if block is not None else answer
+    where = (block.index, block.tag) if block is not None else (None, None)
+    if not code.strip():
+        return Extracted("", "empty", *where)
+    if lang.name == "python":
+        completion, method = _python(code, entry, head)
+    else:
+        completion, method = _brace(lang.name, code, entry, head)
+    return Extracted(cleanup(lang, completion, head), method, *where)
+
+
+# -- Python --------------------------------------------------------------------------------------
+
+def _head_indent(head: str) -> str:
+    """The indentation of the head's open function body (its docstring's), four spaces by default."""
+    for line in reversed(head.splitlines()):
+        if line.strip():
+            indent = line[:len(line) - len(line.lstrip())]
+            return indent or "    "
+    return "    "
+
+
+def _reindent(lines: list[str], old: str, new: str) -> str:
+    """Lines whose indentation starts with ``old`` get ``new`` in its place (blank lines kept)."""
+    return "".join(new + line[len(old):] if line.startswith(old) else line for line in lines)
+
+
+def _python(code: str, entry: str | None, head: str) -> tuple[str, str]:
+    indent = _head_indent(head)
+    if entry is not None:
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            tree = None
+        if tree is not None:
+            found = _python_from_tree(code, tree, entry, head, indent)
+            if found is not None:
+                return found
+        elif (body := _python_by_lines(code, entry)) is not None:
+            lines, old = body
+            return _reindent(lines, old, indent), "function"
+    lines = code.splitlines(keepends=True)
+    first = next((line for line in lines if line.strip()), "")
+    if first[:1] in (" ", "\t"):
+        old = first[:len(first) - len(first.lstrip())]
+        return _reindent(lines, old, indent), "body"
+    return "".join(indent + line if line.strip() else line for line in lines), "body"
+
+
+def _source(lines: list[str], node: ast.stmt) -> list[str]:
+    first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+    return lines[first - 1:node.end_lineno]
+
+
+def _uses(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _defined(node: ast.stmt) -> set[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
+def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    a = fn.args
+    return [x.arg for x in [*a.posonlyargs, *a.args]] + ([f"*{a.vararg.arg}"] if a.vararg else []) + \
+        [f"{x.arg}={x.arg}" for x in a.kwonlyargs] + ([f"**{a.kwarg.arg}"] if a.kwarg else [])
+
+
+def _head_function(head: str, entry: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    try:
+        tree = ast.parse(head)
+    except SyntaxError:
+        return None
+    fns = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry]
+    return fns[-1] if fns else None
+
+
+def _python_from_tree(code: str, tree: ast.Module, entry: str, head: str, indent: str) -> tuple[str, str] | None:
+    lines = code.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    fns = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry]
+    if not fns:
+        return None
+    target = fns[0]
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom, ast.Assign,
+             ast.AnnAssign)
+    others = [n for n in tree.body if isinstance(n, kinds) and n is not target
+              and not (isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry)]
+    mine = _head_function(head, entry)
+    renamed = mine is not None and _params(mine) != _params(target)
+    needed: list[ast.stmt] = []
+    used = _uses(target)
+    try:  # what the head defines stands (as cleanup keeps it in the brace languages): not nested again
+        given = {name for n in ast.parse(head).body if isinstance(n, kinds) for name in _defined(n)}
+    except SyntaxError:
+        given = set()
+    changed = True
+    while changed:  # helpers the function uses, and the helpers they use
+        changed = False
+        for n in others:
+            if n not in needed and _defined(n) & used and not _defined(n) & given:
+                needed.append(n)
+                used |= _uses(n)
+                changed = True
+    nested = "".join(_reindent(_source(lines, n), "", indent) for n in sorted(needed, key=lambda n: n.lineno))
+    if renamed:
+        whole = _reindent(_source(lines, target), "", indent)
+        return nested + whole + f"{indent}return {entry}({', '.join(_params(mine))})\n", "renamed"
+    body = target.body
+    given_body = mine.body if mine is not None else []
+    same = 0  # statements the head's function already begins with (an import before the docstring)
+    while same < min(len(body), len(given_body)) and ast.dump(body[same]) == ast.dump(given_body[same]):
+        same += 1
+    body = body[same:]
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        body = body[1:]  # a restated docstring, reworded: the head has its own
+    if not body:
+        return nested, "function"
+    body_lines = lines[body[0].lineno - 1:target.end_lineno]
+    first = lines[body[0].lineno - 1]
+    old = first[:len(first) - len(first.lstrip())]
+    if body[0].lineno == target.lineno:  # `def f(x): return x` on one line
+        return nested + f"{indent}{ast.get_source_segment(code, body[0])}\n", "function"
+    return nested + _reindent(body_lines, old, indent), "function"
+
+
+def _python_by_lines(code: str, entry: str) -> tuple[list[str], str] | None:
+    """The body lines and their indentation of a ``def`` in code that does not parse (an answer
+    cut short, prose inside the block): from the line after the signature's ``:`` to the first line
+    indented no deeper than the ``def``, a leading docstring skipped."""
+    m = re.search(_PY_DEF.format(name=re.escape(entry)), code, re.MULTILINE)
+    if m is None:
+        return None
+    lines = code[m.start():].splitlines(keepends=True)
+    depth, k = 0, 0
+    for k, line in enumerate(lines):  # the signature ends at the first line closing its parentheses with ':'
+        depth += line.count("(") + line.count("[") - line.count(")") - line.count("]")
+        if depth <= 0 and line.split("#")[0].rstrip().endswith(":"):
+            break
+    else:
+        return None
+    body = []
+    for line in lines[k + 1:]:
+        if line.strip() and len(line) - len(line.lstrip()) <= len(m.group("indent")):
+            break
+        body.append(line)
+    text = "".join(body)
+    doc = re.match(r"\s*[rRuU]?(\"\"\"|''')[\s\S]*?\1[^\n]*\n?", text)
+    if doc:
+        body = text[doc.end():].splitlines(keepends=True)
+    while body and not body[-1].strip():
+        body.pop()
+    first = next((line for line in body if line.strip()), "")
+    return body, first[:len(first) - len(first.lstrip())]
+
+
+# -- brace languages ------------------------------------------------------------------------------
+
+def _brace_definition(lang: str, view: str, name: str) -> tuple[int, int] | None:
+    """(start of the header's line, index of its body's ``{``) of the first definition of ``name``
+    in a code view: the name, its parameters (JavaScript: ``= (...) =>`` or ``= function``), then
+    the body's brace with no ``;`` or ``}`` between."""
+    word = re.escape(name)
+    if lang == "js":
+        pattern = (rf"(?:\bfunction\s*\*?\s*{word}\s*\(|(?<![\w$.]){word}\s*=\s*(?:async\s*)?"
+                   rf"(?:function\b[^(]*\(|\(|[A-Za-z_$][\w$]*\s*=>))")
+    else:
+        pattern = rf"(?<![\w$.:>]){word}\s*[(<\[]"
+    for m in re.finditer(pattern, view):
+        before = view[view.rfind("\n", 0, m.start()) + 1:m.start()]
+        if lang in ("cpp", "java") and not re.search(r"[\w$>*&\]]\s*$", before):
+            continue  # a call (`return f(x)`, `if (f(x)) {`), not a definition
+        if re.search(r"\b(?:return|new|else|throw|await)\s*$", before):
+            continue
+        brace = view.find("{", m.end())
+        if brace < 0 or any(c in view[m.end():brace] for c in ";}"):
+            continue
+        while _EMPTY_BRACES.match(view, brace):  # Go's `interface{}` result, not the body
+            brace = view.find("{", brace + 1)
+        return view.rfind("\n", 0, m.start()) + 1, brace
+    return None
+
+
+def _cpp_declaration(text: str, view: str, start: int) -> str | None:
+    """A block-scope declaration of the C++ function defined at ``start``, or None for what cannot
+    be declared inside a function (a template)."""
+    brace = view.find("{", start)
+    header = " ".join(text[start:brace].split())
+    if header.startswith("template") or "(" not in header:
+        return None
+    header = re.sub(r"^(?:(?:static|inline|constexpr)\s+)+", "", header)
+    return header + ";"
+
+
+def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str]:
+    view = code_view(lang, code, final=True)
+    found = _brace_definition(lang, view, entry) if entry else None
+    if found is None:
+        body = code if function_end(lang, code, final=True) is not None else code.rstrip() + "\n}\n"
+        return body, "body"
+    start, brace = found
+    after = code[brace + 1:]
+    end = function_end(lang, after, final=True)
+    scan_from = 0
+    if lang == "java":  # the members before the method, inside its class
+        classes = list(_JAVA_CLASS.finditer(view, 0, start))
+        scan_from = classes[-1].end() if classes else 0
+    before = items(lang, view[:start], scan_from, HEADERS[lang])[0]
+    moved = "".join("\n" + code[code.rfind("\n", 0, it.start) + 1:it.end] for it in before)  # indentation kept
+    declarations = ""
+    if lang == "cpp":
+        given = defined_names(lang, code_view(lang, head, final=True))
+        decls = [_cpp_declaration(code, view, it.start) for it in before if it.kind == "def"
+                 and it.arity is not None and "{" in view[it.start:it.end] and not it.names & given]
+        declarations = "".join(f"    {d}\n" for d in decls if d)
+    if end is None:  # the function is not closed (an answer cut short): the rest is its body
+        return declarations + after, "function"
+    return declarations + after[:end] + moved + after[end:], "function"
