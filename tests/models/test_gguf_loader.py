@@ -16,7 +16,7 @@ import transformers
 
 from geex.errors import UserError
 from geex.models import registry
-from geex.models.gguf_loader import GGUFModel, diagnose, hf_name, is_gguf, unpermute_rotary
+from geex.models.gguf_loader import GGUFModel, diagnose, hf_name, is_gguf, read_gguf, unpermute_rotary
 from geex.models.hf_tokenizer import HFTokenizer
 
 Q8_0 = gguf.GGMLQuantizationType.Q8_0
@@ -425,6 +425,56 @@ def test_an_unsupported_tokenizer_is_a_user_error(tmp_path):
     write_gguf(path, pre="no-such-pre")
     with pytest.raises(UserError, match="no-such-pre"):
         GGUFModel(path)
+
+
+def _as_read_by_the_gguf_package(path: Path) -> tuple[dict, dict]:
+    reader = gguf.GGUFReader(path)
+    fields = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}  # its own counters
+    return fields, {t.name: t for t in reader.tensors}
+
+
+@pytest.mark.parametrize("endian", ["little", "big"])
+def test_read_gguf_equals_the_gguf_packages_reader(endian, tmp_path):
+    """The one-pass reader against ``gguf.GGUFReader`` (an independent implementation) on a file with
+    every storage type here, a token list, merges, a chat template and float/int/bool keys, in both
+    byte orders: the same metadata values, tensor names, shapes, types and bytes."""
+    path = tmp_path / "m.gguf"
+    big = endian == "big"
+
+    def extra(w):
+        w.add_bool("test.flag", True)
+        w.add_array("test.floats", [0.5, -1.25])
+        w.add_int64("test.i64", -(2**40))
+
+    if big:  # the writer takes the byte order at construction: write through a patched class
+        real = gguf.GGUFWriter
+        gguf.GGUFWriter = lambda p, a: real(p, a, endianess=gguf.GGUFEndian.BIG)
+        try:
+            write_gguf(path, extra=extra, store_as={"output_norm.weight": np.float32})
+        finally:
+            gguf.GGUFWriter = real
+    else:
+        write_gguf(path, extra=extra)
+    assert path.read_bytes()[4:8] == (3).to_bytes(4, endian)  # the control: the version in that byte order
+    fields, tensors, _ = read_gguf(path)
+    theirs, their_tensors = _as_read_by_the_gguf_package(path)
+    assert fields == theirs and fields["test.flag"] is True and fields["test.i64"] == -(2**40)
+    assert [t.name for t in tensors] == list(their_tensors)
+    for t in tensors:
+        other = their_tensors[t.name]
+        assert t.shape == tuple(int(d) for d in other.shape) and t.tensor_type == other.tensor_type, t.name
+        assert np.array_equal(np.asarray(t.data), np.asarray(other.data)), t.name
+
+
+def test_read_gguf_on_the_default_model():
+    """The embedded default model (Q4_1, a 49k-token vocabulary) reads as the gguf package reads it."""
+    path = registry.default_model_path()
+    fields, tensors, _ = read_gguf(path)
+    theirs, their_tensors = _as_read_by_the_gguf_package(path)
+    assert fields == theirs and len(fields["tokenizer.ggml.tokens"]) == 49152
+    assert {t.name for t in tensors} == set(their_tensors) and len(tensors) == 272
+    for t in tensors[:12]:
+        assert np.array_equal(np.asarray(t.data), np.asarray(their_tensors[t.name].data)), t.name
 
 
 def _undequantizable() -> tuple[np.dtype, str]:

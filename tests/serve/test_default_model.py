@@ -105,14 +105,14 @@ def test_cli_server_matches_the_engine_and_survives_kill_9(reference):
     assert proc.returncode == -signal.SIGKILL
     for t in streams:
         t.join(60)
-    again, url2 = _start()
+    again, url2 = _start("--shutdown-grace", "3")
     try:
         _ready(url2)
         r = httpx.post(f"http://{url2}/v1/completions", json={"prompt": PROMPT, "max_tokens": 24, "temperature": 0},
                        timeout=300)
         assert r.status_code == 200 and r.json()["choices"][0]["text"] == reference["text"]
-        # SIGTERM under a stream: it goes on through the grace period (5 s), then ends with an
-        # error frame, not silently in the middle
+        # SIGTERM under a stream: it goes on through the grace period (--shutdown-grace 3), then
+        # ends with an error frame, not silently in the middle
         stream = StreamReader(f"http://{url2}", {"prompt": PROMPT, "max_tokens": 4000, "ignore_eos": True},
                               timeout=120)
         assert stream.first.wait(120)

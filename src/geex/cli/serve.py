@@ -8,7 +8,7 @@ from pathlib import Path
 
 from geex.cli.options import _add_device_options, _device_and_dtype
 from geex.errors import UserError
-from geex.options import positive_int
+from geex.options import positive_int, positive_number
 
 
 def _port(text: str) -> int:
@@ -50,6 +50,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency, max_queue=args.max_queue, ctx=args.ctx,
         prefill_chunk=args.prefill_chunk, cors_origins=tuple(args.cors_origins.split(",")) if args.cors_origins else (),
         log_prompts=args.log_prompts, metrics_auth=args.metrics_auth, body_limit=args.max_body_kb * 1024,
+        shutdown_grace_s=args.shutdown_grace,
     )
     return serve(config)
 
@@ -93,4 +94,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log-prompts", action="store_true",
                    help="put prompt text in the access log (default: counts and timings only)")
     p.add_argument("--metrics-auth", action="store_true", help="require the API key on /metrics too")
+    p.add_argument("--shutdown-grace", type=positive_number, default=5.0, metavar="SECONDS",
+                   help="on SIGTERM or Ctrl-C, requests in flight may go on this long, then end with an error "
+                        "(streams: an error frame) before the server exits (default 5)")
     p.set_defaults(func=_cmd_serve)

@@ -1,4 +1,7 @@
-"""GGUF files (llama.cpp's format): configuration, weights and tokenizer, read with the ``gguf`` package.
+"""GGUF files (llama.cpp's format): configuration, weights and tokenizer.
+
+The container (header, metadata, tensor table, aligned data) is read here in one pass (``read_gguf``);
+the ``gguf`` package supplies the tensor types and their dequantization.
 
 Weights are dequantized one tensor at a time as the model is built (``gguf.quants.dequantize``
 handles F32/F16/BF16, Q8_0, Q4_0, Q4_1, the K-quants ...), so memory holds the model in its target
@@ -10,8 +13,11 @@ sees Hugging Face's layout ("rotate half").
 from __future__ import annotations
 
 import math
+import mmap
 import re
+import struct
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,19 +74,16 @@ class GGUFModel:
     tensors), ``tokenizer``, ``fields`` (the metadata)."""
 
     def __init__(self, path: str | Path) -> None:
-        import gguf
-
         self.path = Path(path)
         try:
-            reader = gguf.GGUFReader(self.path)
+            self.fields, tensors, self._file = read_gguf(self.path)
         except Exception as e:  # noqa: BLE001 - a corrupt file raises anything from struct to numpy
-            raise UserError(diagnose(self.path) or f"corrupt GGUF file {self.path}: {e}") from None
-        self.fields = {name: _value(field) for name, field in reader.fields.items()}
+            raise UserError(diagnose(self.path) or f"corrupt GGUF file {self.path}: {e!r}") from None
         self.architecture = self.fields.get("general.architecture")
         if self.architecture not in ARCHITECTURES:
             raise UserError(f"{self.path}: GGUF architecture {self.architecture!r} is not supported "
                             f"(supported: {', '.join(ARCHITECTURES)})")
-        self._tensors = {t.name: t for t in reader.tensors}
+        self._tensors = {t.name: t for t in tensors}
         self.config = self._config()
         self.tokenizer = HFTokenizer.from_gguf(self.fields)
         self.weights = _Weights(self)
@@ -139,7 +142,8 @@ class _Weights(Mapping):
         return len(self._model._names())
 
 
-_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value types
+# GGUF value types: the scalars' numpy types (struct's sizes), then strings and arrays
+_SCALARS = {0: "u1", 1: "i1", 2: "u2", 3: "i2", 4: "u4", 5: "i4", 6: "f4", 7: "?", 10: "u8", 11: "i8", 12: "f8"}
 _STRING, _ARRAY = 8, 9
 
 
@@ -147,80 +151,138 @@ class _Short(Exception):
     """The file ended where the format says more bytes follow."""
 
 
+@dataclass(frozen=True)
+class GGUFTensor:
+    """One tensor of a GGUF file: ``shape`` in the file's order (the fastest-varying dimension first,
+    as ggml's ``ne``), ``data`` a view of its bytes in the mapped file (typed for F32/F16/F64 and the
+    integer types, raw bytes a row for block-quantized types: what ``gguf.quants.dequantize`` takes)."""
+
+    name: str
+    shape: tuple[int, ...]
+    tensor_type: object  # gguf.GGMLQuantizationType
+    data: np.ndarray
+
+
+class _Layout:
+    """A walk through a GGUF file as the format lays it out (github.com/ggml-org/ggml docs/gguf.md):
+    ``magic, version, tensor count, key/value count, key/values, tensor infos``, then the tensor data
+    at the next multiple of ``general.alignment`` (32 by default). ``where`` names the part being
+    read, for the message when the file ends inside it."""
+
+    def __init__(self, data, size: int) -> None:
+        self.data, self.size, self.pos, self.order, self.where = data, size, 4, "<", "its header"
+
+    def take(self, n: int):
+        if self.pos + n > self.size:
+            raise _Short
+        self.pos += n
+        return self.data[self.pos - n:self.pos]
+
+    def number(self, fmt: str) -> int:
+        return struct.unpack(self.order + fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        return bytes(self.take(self.number("Q"))).decode("utf-8", errors="replace")
+
+    def value(self, kind: int) -> object:
+        if kind in _SCALARS:
+            dtype = np.dtype(_SCALARS[kind]).newbyteorder(self.order)
+            return np.frombuffer(self.take(dtype.itemsize), dtype).item()
+        if kind == _STRING:
+            return self.string()
+        if kind == _ARRAY:
+            item, count = self.number("I"), self.number("Q")
+            if item in _SCALARS:
+                dtype = np.dtype(_SCALARS[item]).newbyteorder(self.order)
+                if count * dtype.itemsize > self.size:
+                    raise _Short
+                return np.frombuffer(self.take(dtype.itemsize * count), dtype).tolist()
+            if count > self.size:
+                raise _Short  # more items than the file has bytes
+            return [self.value(item) for _ in range(count)]
+        raise ValueError(f"unknown value type {kind}")
+
+    def header(self) -> tuple[dict[str, object], list[tuple[str, tuple[int, ...], int, int]], int]:
+        """The metadata, the tensor table (name, shape, type, offset) and where the data starts."""
+        if self.number("I") & 0xFFFF == 0:  # the version, written on a machine of the other byte order
+            self.order = ">"
+        n_tensors, n_kv = self.number("Q"), self.number("Q")
+        if n_tensors > self.size or n_kv > self.size:
+            raise ValueError("counts no file of this size could hold")
+        self.where = "its metadata"
+        fields: dict[str, object] = {}
+        for _ in range(n_kv):
+            key = self.string()
+            fields[key] = self.value(self.number("I"))
+        self.where = "its tensor table"
+        table = []
+        for _ in range(n_tensors):
+            name = self.string()
+            shape = tuple(self.number("Q") for _ in range(self.number("I")))
+            table.append((name, shape, self.number("I"), self.number("Q")))
+        alignment = fields.get("general.alignment")
+        alignment = alignment if isinstance(alignment, int) and alignment > 0 else 32
+        return fields, table, -(-self.pos // alignment) * alignment
+
+
+def read_gguf(path: Path) -> tuple[dict[str, object], list[GGUFTensor], mmap.mmap]:
+    """A GGUF file's metadata (key -> value: numbers, strings, lists) and tensors, read in one pass
+    over the header (a tokenizer's ~100k strings in well under a second, where ``gguf.GGUFReader``
+    builds a numpy view per part of every field); tensor data stays in the mapped file, returned
+    with them. A file that does not hold what its header says raises ``ValueError`` or ``_Short``."""
+    import gguf
+
+    with open(path, "rb") as f:
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    size = len(data)
+    if data[:4] != MAGIC:
+        raise ValueError("not a GGUF file (no 'GGUF' signature)")
+    layout = _Layout(memoryview(data), size)
+    fields, table, start = layout.header()
+    tensors = []
+    for name, shape, kind, offset in table:
+        qtype = gguf.GGMLQuantizationType(kind)
+        block, type_bytes = gguf.GGML_QUANT_SIZES[qtype]
+        dims = [int(d) for d in reversed(shape)]  # numpy order: the slowest dimension first
+        if qtype.name in _TYPED:
+            dtype = np.dtype(_TYPED[qtype.name]).newbyteorder(layout.order)
+        else:  # block-quantized (and BF16): rows of raw bytes
+            dtype, dims = np.dtype(np.uint8), [*dims[:-1], dims[-1] // block * type_bytes] if dims else dims
+        count = math.prod(dims)
+        if start + offset + count * dtype.itemsize > size:
+            raise _Short
+        array = np.frombuffer(data, dtype, count, start + offset).reshape(dims)
+        tensors.append(GGUFTensor(name, shape, qtype, array))
+    return fields, tensors, data
+
+
+_TYPED = {"F32": "f4", "F16": "f2", "F64": "f8", "I8": "i1", "I16": "i2", "I32": "i4", "I64": "i8"}
+
+
 def diagnose(path: Path) -> str | None:
     """Why a GGUF file cannot be read, when it is because it is cut short: the header and tensor table
-    are walked as the format lays them out (``magic, version, counts, key/values, tensor infos``, then
-    aligned tensor data), so the message can say where the file ends and what is missing. None when
-    the file is complete (its fault is something else)."""
-    import mmap
-    import struct
-
+    are walked as the format lays them out (``_Layout``), then the data they promise is measured, so
+    the message can say where the file ends and what is missing. None when the file is complete
+    (its fault is something else)."""
     import gguf
 
     size = path.stat().st_size
     if size < 4:
         return f"truncated GGUF file {path}: {size} bytes, not even the 'GGUF' signature"
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        pos = 4
-        order = "<"
-
-        def take(n: int) -> bytes:
-            nonlocal pos
-            if pos + n > size:
-                raise _Short
-            pos += n
-            return data[pos - n:pos]
-
-        def number(fmt: str) -> int:
-            return struct.unpack(order + fmt, take(struct.calcsize(fmt)))[0]
-
-        def string() -> bytes:
-            return take(number("Q"))
-
-        def skip_value(kind: int) -> object:
-            if kind in _SCALAR_BYTES:
-                raw = take(_SCALAR_BYTES[kind])
-                return struct.unpack(order + "I", raw)[0] if kind == 4 else None
-            if kind == _STRING:
-                string()
-                return None
-            if kind == _ARRAY:
-                item, count = number("I"), number("Q")
-                if item in _SCALAR_BYTES:
-                    take(_SCALAR_BYTES[item] * count)
-                else:
-                    for _ in range(count):
-                        skip_value(item)
-                return None
-            raise ValueError(f"unknown value type {kind}")
-
-        where = "its header"
+        layout = _Layout(memoryview(data), size)
         try:
-            if number("I") & 0xFFFF == 0:  # written on a machine of the other byte order
-                order = ">"
-            n_tensors, n_kv = number("Q"), number("Q")
-            if n_tensors > size or n_kv > size:
-                return None  # counts no file of this size could hold: corrupt, not cut short
-            alignment = 32
-            where = "its metadata"
-            for _ in range(n_kv):
-                key = string()
-                value = skip_value(number("I"))
-                if key == b"general.alignment" and isinstance(value, int) and value:
-                    alignment = value
-            where = "its tensor table"
+            _, table, start = layout.header()
             need = 0
-            for _ in range(n_tensors):
-                string()
-                dims = [number("Q") for _ in range(number("I"))]
-                kind, offset = number("I"), number("Q")
+            for _, shape, kind, offset in table:
                 block, type_bytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(kind)]
-                need = max(need, offset + math.prod(dims) // block * type_bytes)
+                need = max(need, offset + math.prod(shape) // block * type_bytes)
         except _Short:
-            return f"truncated GGUF file {path}: it ends inside {where}, at byte {size:,}"
+            return f"truncated GGUF file {path}: it ends inside {layout.where}, at byte {size:,}"
         except (ValueError, KeyError, struct.error):
             return None
-        start = -(-pos // alignment) * alignment
+        finally:
+            layout.data.release()
         if need and start + need > size:  # no tensor data (a vocabulary-only file): no padding is due either
             return (f"truncated GGUF file {path}: {size:,} bytes, but its tensors end at byte {start + need:,} "
                     f"({start + need - size:,} bytes missing: a download cut short?)")
@@ -248,11 +310,3 @@ def _rope_scaling(f: dict, a: str) -> dict | None:
         return {"rope_type": "yarn", "factor": float(factor),
                 "original_max_position_embeddings": int(f[f"{a}.rope.scaling.original_context_length"])}
     raise UserError(f"GGUF RoPE scaling {kind!r} is not supported")
-
-
-def _value(field):
-    """A metadata value as Python (strings decoded, arrays as lists)."""
-    try:
-        return field.contents()
-    except Exception:  # noqa: BLE001 - an unusual field type: keep it out of the way
-        return None
