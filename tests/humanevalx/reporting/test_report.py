@@ -273,3 +273,19 @@ def test_report_cli_directory_without_results(tmp_path):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert "geex: error:" in r.stderr and str(tmp_path / "empty") in r.stderr and "results.jsonl" in r.stderr
+
+
+def test_prompt_styles_side_by_side(tmp_path):
+    """One model under three prompt styles: each run is named by its style, and one table puts their
+    pass@1 next to each other (the chat run solves Python/1 too: 2/2 against 1/2 ... by hand)."""
+    chat = {**HEADER, "template": "chat/1", "prompt_style": {"style": "chat", "system": None}}
+    shots = {**HEADER, "template": "few-shot/1", "prompt_style": {"style": "few-shot", "shots": 3, "seed": 0}}
+    runs = [write_run(tmp_path / "completion", samples_of("Python/0", 3) + samples_of("Python/1", 0), HEADER),
+            write_run(tmp_path / "chat", samples_of("Python/0", 3) + samples_of("Python/1", 3), chat),
+            write_run(tmp_path / "shots", samples_of("Python/0", 0) + samples_of("Python/1", 0), shots)]
+    summary = summarize_runs(runs, tmp_path / "out", ks=(1,), budgets=(1,), iterations=50)
+    assert [r["name"] for r in summary["runs"]] == ["tiny-model", "tiny-model [chat]", "tiny-model [3-shot]"]
+    md = (tmp_path / "out" / "summary.md").read_text()
+    assert "| group | tiny-model | tiny-model [chat] | tiny-model [3-shot] |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| python | 50.0 ["))
+    assert row.count(" | ") == 3 and "| 100.0 [100.0, 100.0] | 0.0 [0.0, 0.0] |" in row

@@ -88,8 +88,19 @@ def load_run(directory: str | Path) -> Run:
             except ValueError:
                 raise UserError(f"{samples}:1: not a samples header") from None
             header = first if isinstance(first, dict) and "geex" in first else {}
-    name = header.get("model") or directory.name
+    name = (header.get("model") or directory.name) + prompt_style_label(header)
     return Run(name, directory, list(latest.values()), header)
+
+
+def prompt_style_label(header: dict) -> str:
+    """`` [chat]`` or `` [3-shot]`` for runs with those prompts (``geex.humanevalx.prompts``); ""
+    for CodeGeeX's completion prompts."""
+    style = header.get("prompt_style")
+    if not isinstance(style, dict):
+        return ""
+    if style.get("style") == "few-shot":
+        return f" [{style.get('shots')}-shot]"
+    return f" [{style.get('style')}]"
 
 
 def _plain_or_gz(path: Path) -> Path | None:

@@ -83,11 +83,24 @@ def _cell(row: dict, key: str) -> str:
     return f"{100 * value['mean']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
+def _side_by_side(runs: list[dict], key: str) -> list[str]:
+    """One table, a column a run (e.g. the same model under several prompt styles), a row a group."""
+    groups = list(dict.fromkeys(g for run in runs for g in run["groups"]))
+    lines = [f"{key} of each run side by side (%, 95% interval):", "",
+             "| group | " + " | ".join(run["name"] for run in runs) + " |", "|---" * (len(runs) + 1) + "|"]
+    for group in groups:
+        lines.append(f"| {group} | " + " | ".join(
+            _cell(run["groups"][group], key) if group in run["groups"] else "–" for run in runs) + " |")
+    return [*lines, ""]
+
+
 def to_markdown(summary: dict) -> str:
     ks = [f"pass@{k}" for k in summary["ks"]]
     lines = ["# HumanEval-X results", "",
              f"pass@k in %, with 95% bootstrap intervals over problems ({summary['bootstrap']['iterations']} "
              "resamples). Harness errors are excluded.", ""]
+    if len(summary["runs"]) > 1:
+        lines += _side_by_side(summary["runs"], ks[0])
     for run in summary["runs"]:
         h = run["header"]
         lines += [f"## {run['name']}", ""]
