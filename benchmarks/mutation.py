@@ -73,7 +73,7 @@ MODULES = {
 CONTAINED = {"humanevalx/execution/sandbox.py"}
 # modules whose mutants are spread over this many copies of the tree run side by side: their tests
 # mostly wait (programs sleeping into their limits), so more copies than cores still go faster
-SHARDS = {"humanevalx/execution/sandbox.py": 3}
+SHARDS = {"humanevalx/execution/sandbox.py": 3, "models/gguf_loader.py": 2}
 
 
 def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:

@@ -54,7 +54,7 @@ class FakeServer:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
-                    if self.path != "/v1/completions":
+                    if self.path not in ("/v1/completions", "/v1/chat/completions"):
                         status, payload, delay = 404, b"not found", 0
                     else:
                         status, payload, delay = server.respond(json.loads(raw), n)
@@ -146,6 +146,25 @@ def test_openai_request_body_and_headers(serve, sleeps):
     assert req["body"]["max_tokens"] == 5 and req["body"]["seed"] == 3
     assert "authorization" not in {k.lower() for k in req["headers"]}
     assert sleeps == []
+
+
+def test_openai_chat_request_and_answer(serve, sleeps):
+    """``chat`` posts the messages to ``/chat/completions`` and reads ``message.content``; a null
+    content (an answer of tool calls only) is an empty answer; 503 is retried as for completions."""
+    answers = iter([(503, {"error": "busy"}, 0),
+                    (200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": "```py\nx\n```"},
+                                        "finish_reason": "stop"}]}, 0),
+                    (200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": None},
+                                        "finish_reason": "length"}]}, 0)])
+    server = serve(lambda body, n: next(answers))
+    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    backend = OpenAIBackend("m", server.url, concurrency=1)
+    out = backend.chat([messages, messages], SamplingParams(temperature=0.5, top_p=0.9), 32, 4)
+    assert [(c.text, c.finish_reason) for c in out] == [("```py\nx\n```", "stop"), ("", "length")]
+    assert [r["path"] for r in server.requests] == ["/v1/chat/completions"] * 3 and sleeps == [0.5]
+    body = server.requests[-1]["body"]
+    assert body["messages"] == messages and "prompt" not in body
+    assert (body["model"], body["max_tokens"], body["seed"], body["temperature"]) == ("m", 32, 4, 0.5)
 
 
 def test_openai_missing_finish_reason_defaults(serve, sleeps):
@@ -461,3 +480,24 @@ def test_native_backend_with_speculation_matches_hf_greedy(tiny_llama):
     assert [c.text for c in native.complete([SHORT, LONG], None, GREEDY, N_NEW, seed=0)] == want
     with pytest.raises(UserError, match="--speculate"):
         make_backend("hf", "m", speculate=2)
+
+
+def test_hf_chat_renders_the_template_and_decodes_to_the_end(tiny_llama, tmp_path):
+    """``chat``: the conversation through the tokenizer's own chat template (the prompt written out by
+    hand here), no stop rule: transformers' greedy continuation of that text, cut at EOS only."""
+    import transformers
+
+    template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>\n{% endfor %}"
+                "{% if add_generation_prompt %}<assistant>{% endif %}")
+    directory = tmp_path / "with-template"
+    tiny_llama.lm.save_pretrained(directory)
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_llama.dir)
+    tok.chat_template = template
+    tok.save_pretrained(directory)
+    backend = HFBackend(str(directory))
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "def fibonacci(n):"}]
+    (c,) = backend.chat([conversation], GREEDY, 12, seed=0)
+    by_hand = "<system>Be brief.</system>\n<user>def fibonacci(n):</user>\n<assistant>"
+    assert (c.text, c.finish_reason) == expected_greedy(tiny_llama, by_hand, 12)
+    with pytest.raises(UserError, match="no chat template"):
+        HFBackend(str(tiny_llama.dir)).chat([conversation], GREEDY, 4, seed=0)
