@@ -115,13 +115,15 @@ def test_the_block_in_the_target_language_that_defines_the_function_wins():
 
 # -- brace languages -------------------------------------------------------------------------------
 
-def test_cpp_helper_before_the_function_is_declared_in_the_body_and_kept_after():
+def test_cpp_static_helper_before_the_function_is_declared_in_the_body_and_kept_after():
     answer = ("Sure.\n```cpp\n#include <vector>\nusing namespace std;\n\nstatic int shift(int x, int k) {\n"
               "    return x + k;\n}\n\nvector<int> add(vector<int> xs, int k) {\n    for (auto &x : xs) x = shift(x, k);\n"
               "    return xs;\n}\n\nint main() {\n    add({1}, 2);\n}\n```\nDone.")
     got = extract("cpp", answer, CPP_HEAD)
+    # `static` dropped from the moved helper: the body's declaration gives it external linkage; the
+    # include the head already has is not repeated, `main` is neither declared nor kept
     assert got.completion == ("    int shift(int x, int k);\n\n    for (auto &x : xs) x = shift(x, k);\n    return xs;\n}"
-                              "\n#include <vector>\nstatic int shift(int x, int k) {\n    return x + k;\n}")
+                              "\nint shift(int x, int k) {\n    return x + k;\n}")
 
 
 def test_java_members_before_the_method_stay_in_the_class():
@@ -162,6 +164,82 @@ def test_a_call_is_not_a_definition():
     assert extract("cpp", answer, CPP_HEAD).method == "body"
 
 
+def test_python_example_usage_variables_are_not_pulled_into_the_body():
+    """Top-level example variables named like the parameters or locals, and calls of the function,
+    stay out: only names the function reads without binding them come from the block."""
+    answer = ("```python\nfrom typing import List\n\nLIMIT = 3\n\ndef add(xs, k):\n    result = [x + k for x in xs]\n"
+              "    return result[:LIMIT]\n\n# Example usage:\nxs = [1, 2]\nk = 10\nresult = add(xs, k)\n"
+              "print(result)\n```")
+    got = extract("python", answer, PY_HEAD.replace("xs: List[int], k: int", "xs, k"))
+    assert got.completion == "    LIMIT = 3\n    result = [x + k for x in xs]\n    return result[:LIMIT]\n"
+
+
+def test_the_last_definition_wins_a_corrected_version_after_a_draft():
+    draft = "```python\ndef add(xs, k):\n    return xs\n```\nWait, that is wrong. Corrected:\n"
+    final = "```python\ndef add(xs, k):\n    return [x + k for x in xs]\n```"
+    head = PY_HEAD.replace("xs: List[int], k: int", "xs, k")
+    got = extract("python", draft + final, head)
+    assert (got.completion, got.block) == ("    return [x + k for x in xs]\n", 1)
+    twice = "```python\ndef add(xs, k):\n    return xs\n\ndef add(xs, k):\n    return [k]\n```"
+    assert extract("python", twice, head).completion == "    return [k]\n"  # as Python runs it
+    echo = f"You asked for:\n```python\n{head}```\nHere it is:\n```python\ndef add(xs, k):\n    return []\n```\nAbove."
+    assert extract("python", echo, head).completion == "    return []\n"  # an echo of the prompt is no answer
+
+
+def test_python_helper_in_an_earlier_block_and_one_line_defs_and_comment_first_bodies():
+    answer = ("First a helper:\n```python\ndef plus(a, b):\n    return a + b\n```\nThen:\n"
+              "```python\ndef add(xs, k): out = [plus(x, k) for x in xs]; return out\n```")
+    got = extract("python", answer, PY_HEAD.replace("xs: List[int], k: int", "xs, k"))
+    assert got.completion == ("    def plus(a, b):\n        return a + b\n    out = [plus(x, k) for x in xs]\n"
+                              "    return out\n")
+    got = extract("python", "```python\n# walk the list\nreturn xs\n```", PY_HEAD)
+    assert got.completion == "    # walk the list\n    return xs\n"
+
+
+def test_crlf_answers():
+    answer = "```python\r\ndef add(xs, k):\r\n    return xs\r\n```\r\nDone.\r\n```python\r\nprint(1)\r\n```"
+    got = extract("python", answer, PY_HEAD.replace("xs: List[int], k: int", "xs, k"))
+    assert (got.completion, got.block) == ("    return xs\n", 0)
+
+
+def test_includes_and_imports_lead_the_completion_for_the_assembly_to_hoist():
+    cpp = ("```cpp\n#include <numeric>\n#include<vector>\nusing namespace std;\nvector<int> add(vector<int> xs, int k) {\n"
+           "    int s = accumulate(xs.begin(), xs.end(), 0);\n    return {s + k};\n}\n```")
+    assert extract("cpp", cpp, CPP_HEAD).completion.startswith("#include <numeric>\n\n    int s = accumulate(")
+    java = ("```java\nimport java.util.*;\nimport java.util.stream.Collectors;\n\npublic class Solution {\n"
+            "    public List<Integer> add(List<Integer> xs, int k) {\n"
+            "        return xs.stream().map(x -> x + k).collect(Collectors.toList());\n    }\n}\n```")
+    got = extract("java", java, JAVA_HEAD).completion
+    assert got.startswith("import java.util.stream.Collectors;\n\n        return xs.stream()") and got.endswith("}\n}")
+    rust = ("```rust\nuse std::fmt::Write;\nfn add(xs: Vec<i32>, k: i32) -> Vec<i32> {\n    let mut s = String::new();\n"
+            "    write!(s, \"{}\", k).unwrap();\n    xs\n}\n```")
+    assert extract("rust", rust, RUST_HEAD).completion.startswith("use std::fmt::Write;\n\n    let mut s")
+
+
+def test_java_nested_class_before_the_method_stays_a_class():
+    answer = ("```java\nclass Solution {\n    static class Pair {\n        int a;\n        Pair(int a) { this.a = a; }\n    }\n\n"
+              "    public List<Integer> add(List<Integer> xs, int k) {\n        Pair p = new Pair(k);\n        return xs;\n    }\n}\n```")
+    got = extract("java", answer, JAVA_HEAD).completion
+    assert "    static class Pair {\n        int a;\n        Pair(int a) { this.a = a; }\n    }\n}" in got
+    assert got.startswith("\n        Pair p = new Pair(k);")
+
+
+def test_js_arrow_with_an_expression_body_is_returned():
+    got = extract("js", "```js\nconst add = (xs, k) => xs.map((x) => x + k);\n\nconsole.log(add([1], 2));\n```", JS_HEAD)
+    assert (got.completion, got.method) == ("\n  return xs.map((x) => x + k);\n}", "function")
+
+
+def test_go_call_with_a_composite_literal_before_the_definition():
+    answer = ("```go\nfunc main() {\n    fmt.Println(Add([]int{1, 2}, 3))\n}\n\nfunc Add(xs []int, k int) []int {\n"
+              "    return xs\n}\n```")
+    assert extract("go", answer, GO_HEAD).completion == "\n    return xs\n}"
+
+
+def test_cpp_return_type_on_its_own_line():
+    answer = "```cpp\nvector<int>\nadd(vector<int> xs, int k)\n{\n    return xs;\n}\n```"
+    assert extract("cpp", answer, CPP_HEAD).completion == "\n    return xs;\n}"
+
+
 # -- every problem: answers around the reference solutions -----------------------------------------
 
 def _answer(problem, shape: str) -> str:
@@ -178,12 +256,17 @@ def test_every_reference_restated_or_alone_extracts_to_the_references_completion
     """For all 984 problems: the reference as a whole restated function (prompt or declaration
     + solution) and as a body alone, in an answer with prose, extracts to what cleaning the
     reference gives."""
+    from geex.humanevalx.assembly import _hoisted
+
     problems = load_problems(list(HUMANEVALX_LANGUAGES), dataset_dir)
     wrong = []
     for p in problems.values():
         head = generation_prompt(p)
-        got = extract(p.language, _answer(p, shape), head)
-        if got.completion.strip() != cleanup(p.language, p.canonical_solution, head).strip():
+        got = extract(p.language, _answer(p, shape), head).completion
+        if p.language.name in ("cpp", "java"):  # the declaration's includes the prompt lacks go to the top
+            got, top = _hoisted(p.language.name, got)
+            assert all(line in p.declaration for line in top.splitlines()), (p.task_id, top)
+        if got.strip() != cleanup(p.language, p.canonical_solution, head).strip():
             wrong.append(p.task_id)
     assert not wrong, wrong
 
@@ -221,6 +304,14 @@ def _wrong(problem) -> str:
     return f"```\n{early[problem.language.name]}```"
 
 
+HOISTED_ANSWERS = {
+    "CPP/53": "```cpp\n#include <numeric>\n#include <vector>\nusing namespace std;\nint add(int x, int y) {\n"
+              "    vector<int> v{x, y};\n    return accumulate(v.begin(), v.end(), 0);\n}\n```",
+    "Java/53": "```java\nimport java.util.stream.IntStream;\n\nclass Solution {\n    public int add(int x, int y) {\n"
+               "        return IntStream.of(x, y).sum();\n    }\n}\n```",
+}
+
+
 def test_answers_around_references_pass(tmp_path, dataset_dir):
     """The executed oracle: answers built around reference solutions (restated, alone, with a
     helper defined before the function) extract to programs that pass the problems' own tests in
@@ -235,12 +326,17 @@ def test_answers_around_references_pass(tmp_path, dataset_dir):
         answers = [_answer(p, "full"), _answer(p, "body"), _helper_first(p), _wrong(p)]
         for i, answer in enumerate(answers):
             rows.append({"task_id": t, "completion_id": i, "completion": extract(p.language, answer, head).completion})
+    # headers and packages the heads do not name: usable only if the assembly hoists the answer's lines
+    for t, answer in HOISTED_ANSWERS.items():
+        p = load_problems([get_language(t.split("/")[0])], dataset_dir)[t]
+        rows.append({"task_id": t, "completion_id": 0, "completion": extract(p.language, answer, generation_prompt(p)).completion})
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "eval"
     evaluate(EvalConfig(samples=str(samples), out_dir=out, dataset=dataset_dir, workers=2, progress=False))
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     passed = {(r["task_id"], r["completion_id"]): r["passed"] for r in results}
+    assert all(passed[(t, 0)] for t in HOISTED_ANSWERS)
     assert {k for k, ok in passed.items() if not ok} == {(t, 3) for t in SHAPED}, \
         [(r["task_id"], r["completion_id"], r["verdict"]) for r in results if r["passed"] != (r["completion_id"] != 3)]
 

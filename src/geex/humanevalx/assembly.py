@@ -39,7 +39,7 @@ from geex.humanevalx.execution.runners.cpp import CPP_HEADERS
 from geex.humanevalx.execution.runners.go import GO_PACKAGES
 from geex.humanevalx.problem import Problem
 from geex.languages import get_language
-from geex.languages.cleanup import cleanup
+from geex.languages.cleanup import cleanup, code_view
 
 _PY_IMPORTS = (
     "import math\nimport re\nimport sys\nimport copy\nimport datetime\nimport itertools\n"
@@ -163,17 +163,39 @@ def _python_program(head: str, completion: str, test: str) -> Program:
     return Program(get_language("python"), source, json.dumps(layout, sort_keys=True))
 
 
+_HOISTED = {  # lines of a completion that only work at the top of the file
+    "cpp": re.compile(r"^[ \t]*#[ \t]*include\b[^\n]*\n?", re.MULTILINE),
+    "java": re.compile(r"^[ \t]*import[ \t]+(?:static[ \t]+)?[\w.]+(?:\.\*)?[ \t]*;[ \t]*\n?", re.MULTILINE),
+}
+
+
+def _hoisted(language: str, completion: str) -> tuple[str, str]:
+    """(the completion without its C++ ``#include`` / Java ``import`` lines, those lines): a chat
+    answer's includes and imports (``extraction``), or a completion's include before a helper, go to
+    the top of the program, where they declare what they name for the head, the body and the test
+    alike. A line inside a comment or a literal stays."""
+    found = list(_HOISTED[language].finditer(code_view(language, completion, final=True)))
+    if not found:
+        return completion, ""
+    lines = "".join(completion[m.start():m.end()].strip() + "\n" for m in found)
+    for m in reversed(found):
+        completion = completion[:m.start()] + completion[m.end():]
+    return completion, lines
+
+
 def _program(problem: Problem, head: str, completion: str) -> Program:
     lang = problem.language
     if lang.name == "python":
         return _python_program(head, completion, problem.test)
     if lang.name == "cpp":
-        code = head + completion + "\n#undef main\n" + problem.test
+        completion, hoisted = _hoisted(lang.name, completion)
+        code = hoisted + head + completion + "\n#undef main\n" + problem.test
         missing = [h for h in CPP_HEADERS if not re.search(rf"#\s*include\s*<{re.escape(h)}>", code)]
         return Program(lang, "".join(f"#include<{h}>\n" for h in missing) + "\n" + code)
     if lang.name == "java":
-        source = head + completion + "\n" + problem.test
-        layout = {"head": len(head), "test": len(source) - len(problem.test)}
+        completion, hoisted = _hoisted(lang.name, completion)
+        source = hoisted + head + completion + "\n" + problem.test
+        layout = {"head": len(hoisted + head), "test": len(source) - len(problem.test)}
         return Program(lang, source, json.dumps(layout, sort_keys=True))
     if lang.name == "js":
         test = _substitute_code(problem.test, COMMENT_OR_LITERAL.pattern, _JS_CONSOLE_ASSERT, lambda _: JS_ASSERT)

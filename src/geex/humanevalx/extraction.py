@@ -7,18 +7,25 @@ translation, the target declaration), so the answer is turned into one, as if th
 continued the head — then prompt and answer never define the function twice:
 
 1. **The block**: the answer's fenced blocks (an unclosed last fence runs to the end of the
-   answer); the first one tagged with the target language (or untagged) that defines the entry
-   point, else the first that defines it, else the first in the language, else the first block.
-   No fence at all: the whole answer is the block.
+   answer); the *last* one tagged with the target language (or untagged) that defines the entry
+   point with a body (a corrected version follows a first draft; an echo of the prompt is no
+   answer), else the last that defines it, else the first in the language, else the first block.
+   No fence at all: the whole answer is the block. Python: earlier blocks of the language come
+   with it (a helper shown first).
 2. **The function**: the entry point is the head's last function. Its definition in the block
-   gives the completion: its body (a restated docstring dropped), closed as the model closed it,
-   with the block's other definitions. Python: they are nested at the start of the body (the
-   cleanup cuts Python at the first unindented line; a nested helper is in scope for the body);
-   the body is re-indented to the head's indentation; if the answer renamed the parameters, its
-   whole function is nested and called with the head's parameters. Brace languages: definitions
-   the block has before the function follow it (cleanup keeps those the body uses; a Java member
-   stays inside the class); C++, which needs a declaration before a call, also gets a declaration
-   of each such function at the start of the body.
+   (Python: the last, as Python runs it) gives the completion: its body (a restated docstring
+   dropped; a JavaScript arrow's expression body returned), with the block's other definitions.
+   Python: the definitions the function reads without binding them are nested at the start of
+   the body (the cleanup cuts Python at the first unindented line; a nested helper is in scope;
+   an example variable named like a parameter or a local is not pulled in, nor a statement that
+   calls the function); the body is re-indented to the head's; if the answer renamed the
+   parameters, its whole function is nested and called with the head's. Brace languages:
+   definitions before the function follow it (cleanup keeps those the body uses; a Java member
+   stays inside its class; ``main`` goes), C++ declares each such function at the start of the
+   body (block scope; a ``static`` is dropped so the two agree), and the answer's C++
+   ``#include``, Java ``import`` and Rust ``use`` lines the head lacks lead the completion — the
+   assembly hoists the first two to the top of the program, a ``use`` is valid in a body.
+   Not handled: C++ types, typedefs and globals defined before the function (they follow it).
 3. **No definition of the entry point**: the block is taken as the body (Python: indented if it
    is not; a brace language: closed with ``}`` if it does not close itself).
 
@@ -125,19 +132,29 @@ def entry_point(language: Language | str, head: str) -> str | None:
 
 
 def _defines(lang: str, code: str, name: str) -> bool:
+    """Whether ``code`` defines ``name`` with a body (an echo of the prompt's signature and docstring
+    alone does not count)."""
     if lang == "python":
-        return re.search(_PY_DEF.format(name=re.escape(name)), code, re.MULTILINE) is not None
-    return _brace_definition(lang, code_view(lang, code, final=True), name) is not None
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            return re.search(_PY_DEF.format(name=re.escape(name)), code, re.MULTILINE) is not None
+        return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name
+                   and _without_docstring(n.body) for n in tree.body)
+    view = code_view(lang, code, final=True)
+    found = _brace_definition(lang, view, name)
+    return found is not None and bool(view[found[1] + 1:].strip(" \t\n}"))
 
 
 def choose_block(language: Language, answer: str, entry: str | None) -> Block | None:
-    """The block holding the answer's code (see the module doc, step 1); None without any fence."""
+    """The block holding the answer's code (see the module doc, step 1); None without any fence.
+    The last block that defines the entry point wins: a corrected version follows a first draft."""
     blocks = fenced_blocks(answer)
     if not blocks:
         return None
     ours = [b for b in blocks if b.tag in FENCE_TAGS[language.name] or b.tag == ""]
     for group in (ours, blocks):
-        for b in group:
+        for b in reversed(group):
             if entry and _defines(language.name, b.code, entry):
                 return b
     return ours[0] if ours else blocks[0]
@@ -146,9 +163,16 @@ def choose_block(language: Language, answer: str, entry: str | None) -> Block | 
 def extract(language: Language | str, answer: str, head: str) -> Extracted:
     """The completion (cleaned as every completion is) that a chat ``answer`` gives for ``head``."""
     lang = get_language(language) if isinstance(language, str) else language
+    answer = answer.replace("\r\n", "\n")
     entry = entry_point(lang, head)
     block = choose_block(lang, answer, entry)
     code = block.code if block is not None else answer
+    if block is not None and lang.name == "python":  # helpers may sit in earlier blocks of the language
+        earlier = [b.code for b in fenced_blocks(answer)[:block.index]
+                   if b.tag in FENCE_TAGS["python"] or b.tag == ""]
+        joined = "\n".join([*earlier, code])
+        if earlier and _parses(joined):
+            code = joined
     where = (block.index, block.tag) if block is not None else (None, None)
     if not code.strip():
         return Extracted("", "empty", *where)
@@ -175,6 +199,21 @@ def _reindent(lines: list[str], old: str, new: str) -> str:
     return "".join(new + line[len(old):] if line.startswith(old) else line for line in lines)
 
 
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return False
+    return True
+
+
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        return body[1:]
+    return body
+
+
 def _python(code: str, entry: str | None, head: str) -> tuple[str, str]:
     indent = _head_indent(head)
     if entry is not None:
@@ -190,7 +229,7 @@ def _python(code: str, entry: str | None, head: str) -> tuple[str, str]:
             lines, old = body
             return _reindent(lines, old, indent), "function"
     lines = code.splitlines(keepends=True)
-    first = next((line for line in lines if line.strip()), "")
+    first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
     if first[:1] in (" ", "\t"):
         old = first[:len(first) - len(first.lstrip())]
         return _reindent(lines, old, indent), "body"
@@ -204,6 +243,29 @@ def _source(lines: list[str], node: ast.stmt) -> list[str]:
 
 def _uses(node: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _free(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Names a function reads that it does not bind itself (parameters, assignments, loop and
+    comprehension variables, nested definitions): what must come from outside it. A name that is
+    both (``global``, or read before it is assigned) counts as bound: a module-level example
+    variable of the same name as a local must not be pulled in."""
+    a = fn.args
+    bound = {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, *(v for v in (a.vararg, a.kwarg) if v)]}
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
+            bound.add(n.id)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n is not fn:
+            bound.add(n.name)
+        elif isinstance(n, ast.arg):
+            bound.add(n.arg)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            bound |= {(x.asname or x.name).split(".")[0] for x in n.names}
+    return _uses(fn) - bound
+
+
+def _calls(node: ast.AST, name: str) -> bool:
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name for n in ast.walk(node))
 
 
 def _defined(node: ast.stmt) -> set[str]:
@@ -237,15 +299,15 @@ def _python_from_tree(code: str, tree: ast.Module, entry: str, head: str, indent
     fns = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry]
     if not fns:
         return None
-    target = fns[0]
+    target = fns[-1]  # as Python runs it: the last definition stands
     kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom, ast.Assign,
              ast.AnnAssign)
-    others = [n for n in tree.body if isinstance(n, kinds) and n is not target
+    others = [n for n in tree.body if isinstance(n, kinds) and n is not target and not _calls(n, entry)
               and not (isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry)]
     mine = _head_function(head, entry)
     renamed = mine is not None and _params(mine) != _params(target)
     needed: list[ast.stmt] = []
-    used = _uses(target)
+    used = _free(target)
     try:  # what the head defines stands (as cleanup keeps it in the brace languages): not nested again
         given = {name for n in ast.parse(head).body if isinstance(n, kinds) for name in _defined(n)}
     except SyntaxError:
@@ -256,7 +318,7 @@ def _python_from_tree(code: str, tree: ast.Module, entry: str, head: str, indent
         for n in others:
             if n not in needed and _defined(n) & used and not _defined(n) & given:
                 needed.append(n)
-                used |= _uses(n)
+                used |= _free(n) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) else _uses(n)
                 changed = True
     nested = "".join(_reindent(_source(lines, n), "", indent) for n in sorted(needed, key=lambda n: n.lineno))
     if renamed:
@@ -276,8 +338,8 @@ def _python_from_tree(code: str, tree: ast.Module, entry: str, head: str, indent
     body_lines = lines[body[0].lineno - 1:target.end_lineno]
     first = lines[body[0].lineno - 1]
     old = first[:len(first) - len(first.lstrip())]
-    if body[0].lineno == target.lineno:  # `def f(x): return x` on one line
-        return nested + f"{indent}{ast.get_source_segment(code, body[0])}\n", "function"
+    if body[0].lineno == target.lineno:  # `def f(x): a = x; return a` on one line
+        return nested + "".join(f"{indent}{ast.get_source_segment(code, b)}\n" for b in body), "function"
     return nested + _reindent(body_lines, old, indent), "function"
 
 
@@ -315,27 +377,60 @@ def _python_by_lines(code: str, entry: str) -> tuple[list[str], str] | None:
 
 def _brace_definition(lang: str, view: str, name: str) -> tuple[int, int] | None:
     """(start of the header's line, index of its body's ``{``) of the first definition of ``name``
-    in a code view: the name, its parameters (JavaScript: ``= (...) =>`` or ``= function``), then
-    the body's brace with no ``;`` or ``}`` between."""
+    in a code view: the name after ``func`` (Go) / ``fn`` (Rust) / a type (C++, Java), its
+    parameters (JavaScript: ``function name(`` or ``name = (...) =>`` / ``= function``), then the
+    body's brace with no ``;`` or ``}`` between. A JavaScript arrow with an expression body gives
+    the index of its ``=>`` instead (see ``_arrow_expression``)."""
     word = re.escape(name)
-    if lang == "js":
-        pattern = (rf"(?:\bfunction\s*\*?\s*{word}\s*\(|(?<![\w$.]){word}\s*=\s*(?:async\s*)?"
-                   rf"(?:function\b[^(]*\(|\(|[A-Za-z_$][\w$]*\s*=>))")
-    else:
-        pattern = rf"(?<![\w$.:>]){word}\s*[(<\[]"
+    pattern = {
+        "js": (rf"(?:\bfunction\s*\*?\s*{word}\s*\(|(?<![\w$.]){word}\s*=\s*(?:async\s*)?"
+               rf"(?:function\b[^(]*\(|\(|[A-Za-z_$][\w$]*\s*=>))"),
+        "go": rf"\bfunc\s+(?:\([^()]*\)\s*)?{word}\s*[\[(]",
+        "rust": rf"\bfn\s+{word}\s*[<(]",
+    }.get(lang, rf"(?<![\w$.:>]){word}\s*[(<\[]")
     for m in re.finditer(pattern, view):
-        before = view[view.rfind("\n", 0, m.start()) + 1:m.start()]
-        if lang in ("cpp", "java") and not re.search(r"[\w$>*&\]]\s*$", before):
-            continue  # a call (`return f(x)`, `if (f(x)) {`), not a definition
-        if re.search(r"\b(?:return|new|else|throw|await)\s*$", before):
+        before = view[:m.start()].rstrip()  # a C++ return type may sit on the line above
+        if lang in ("cpp", "java") and not re.search(r"[\w$>*&\]]$", before):
+            continue  # a call (`x = f(a)`, `if (f(x)) {`), not a definition
+        if re.search(r"\b(?:return|new|else|throw|await|case|do)$", before):
             continue
         brace = view.find("{", m.end())
+        if lang == "js" and (arrow := _arrow_expression(view, m.end())) is not None and (brace < 0 or arrow < brace):
+            return view.rfind("\n", 0, m.start()) + 1, arrow
         if brace < 0 or any(c in view[m.end():brace] for c in ";}"):
             continue
         while _EMPTY_BRACES.match(view, brace):  # Go's `interface{}` result, not the body
             brace = view.find("{", brace + 1)
         return view.rfind("\n", 0, m.start()) + 1, brace
     return None
+
+
+def _arrow_expression(view: str, pos: int) -> int | None:
+    """Index of the ``=>`` of an arrow function whose body is an expression (``(s) => s.length``),
+    the parameters starting before ``pos``; None for a block body or no arrow."""
+    m = re.compile(r"[^;{}]*?=>\s*").match(view, pos)
+    if m is None or view[m.end():m.end() + 1] == "{":
+        return None
+    return m.end() - len(m.group()) + m.group().index("=>")
+
+
+def _statement_end(view: str, pos: int) -> int:
+    """Where the expression starting at ``pos`` ends: its ``;``, or the end of its line, at depth 0."""
+    depth = 0
+    for i in range(pos, len(view)):
+        c = view[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            if depth == 0:
+                return i
+            depth -= 1
+        elif depth == 0 and (c == ";" or (c == "\n" and not view[pos:i].rstrip().endswith(_CONTINUES))):
+            return i
+    return len(view)
+
+
+_CONTINUES = tuple("=+-*/%&|^<>!?:,.([{")
 
 
 def _cpp_declaration(text: str, view: str, start: int) -> str | None:
@@ -349,6 +444,30 @@ def _cpp_declaration(text: str, view: str, start: int) -> str | None:
     return header + ";"
 
 
+def _enclosing_class(view: str, start: int) -> int:
+    """Where the body of the Java class around ``start`` begins (after its ``{``); 0 if none."""
+    for m in reversed(list(_JAVA_CLASS.finditer(view, 0, start))):
+        if _still_open(view[m.end():start]):
+            return m.end()
+    return 0
+
+
+def _still_open(code: str) -> bool:
+    depth = 0
+    for c in code:
+        depth += {"{": 1, "}": -1}.get(c, 0)
+        if depth < 0:
+            return False
+    return True
+
+
+_MOVED_TO_TOP = {  # what a completion carries to its start; the assembly hoists C++ includes and Java imports
+    "cpp": re.compile(r"#[ \t]*include\b[^\n]*"),
+    "java": re.compile(r"import[ \t]+(?:static[ \t]+)?[\w.]+(?:\.\*)?[ \t]*;"),
+    "rust": re.compile(r"use[ \t][^;]*;"),  # a `use` is valid inside a function body too
+}
+
+
 def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str]:
     view = code_view(lang, code, final=True)
     found = _brace_definition(lang, view, entry) if entry else None
@@ -356,20 +475,39 @@ def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str
         body = code if function_end(lang, code, final=True) is not None else code.rstrip() + "\n}\n"
         return body, "body"
     start, brace = found
-    after = code[brace + 1:]
+    known = {"".join(line.split()) for line in head.splitlines()}  # a restated include or import: the head's
+    top = [code[m.start():m.end()] for m in _MOVED_TO_TOP[lang].finditer(view[:start]) if _at_line_start(view, m.start())
+           and "".join(code[m.start():m.end()].split()) not in known] if lang in _MOVED_TO_TOP else []
+    if view[brace] != "{":  # a JavaScript arrow with an expression body: `return` it
+        expr = _statement_end(view, brace + 2)
+        after = f"\n  return {code[brace + 2:expr].strip()};\n}}" + code[expr + (view[expr:expr + 1] == ";"):]
+    else:
+        after = code[brace + 1:]
     end = function_end(lang, after, final=True)
-    scan_from = 0
-    if lang == "java":  # the members before the method, inside its class
-        classes = list(_JAVA_CLASS.finditer(view, 0, start))
-        scan_from = classes[-1].end() if classes else 0
-    before = items(lang, view[:start], scan_from, HEADERS[lang])[0]
-    moved = "".join("\n" + code[code.rfind("\n", 0, it.start) + 1:it.end] for it in before)  # indentation kept
-    declarations = ""
+    scan_from = _enclosing_class(view, start) if lang == "java" else 0  # Java: the members before the method
+    before = [it for it in items(lang, view[:start], scan_from, HEADERS[lang])[0]
+              if "main" not in it.names and it.kind != "include" and not (lang == "rust" and _at_use(view, it.start))]
+    moved = "".join("\n" + _unstatic(lang, code[code.rfind("\n", 0, it.start) + 1:it.end]) for it in before)
+    declarations = "".join(f"{line.strip()}\n" for line in top)
     if lang == "cpp":
         given = defined_names(lang, code_view(lang, head, final=True))
         decls = [_cpp_declaration(code, view, it.start) for it in before if it.kind == "def"
                  and it.arity is not None and "{" in view[it.start:it.end] and not it.names & given]
-        declarations = "".join(f"    {d}\n" for d in decls if d)
+        declarations += "".join(f"    {d}\n" for d in decls if d)
     if end is None:  # the function is not closed (an answer cut short): the rest is its body
         return declarations + after, "function"
     return declarations + after[:end] + moved + after[end:], "function"
+
+
+def _at_line_start(view: str, pos: int) -> bool:
+    return not view[view.rfind("\n", 0, pos) + 1:pos].strip()
+
+
+def _at_use(view: str, pos: int) -> bool:
+    return re.match(r"(?:pub(?:\s*\([^()]*\))?\s+)?use\s", view[pos:pos + 40]) is not None
+
+
+def _unstatic(lang: str, item: str) -> str:
+    """A C++ helper moved after the function it preceded is declared in that function's body, which
+    gives it external linkage: its own ``static`` would then contradict the declaration."""
+    return re.sub(r"^(\s*)static\s+(?=[^=;]*\()", r"\1", item) if lang == "cpp" else item
