@@ -67,7 +67,7 @@ def build(order: str = "<", alignment: int | None = 64, dims: tuple[int, ...] = 
         w.num("Q", d)
     w.num("I", F32).num("Q", 0)  # type, offset into the data
     header_end = len(w.out)
-    align = alignment or 32
+    align = alignment or 32  # no key, or 0 (which the format does not allow): the default, 32
     start = -(-header_end // align) * align
     data_end = start + 4 * dims[0] * dims[1]
     w.out += b"\0" * (data_end - header_end)
@@ -101,7 +101,7 @@ def test_a_complete_file_is_not_diagnosed(order, tmp_path):
 
 
 @pytest.mark.parametrize("order", ["<", ">"])
-@pytest.mark.parametrize("alignment", [64, None])
+@pytest.mark.parametrize("alignment", [64, None, 0, 1])
 def test_a_cut_in_the_data_names_the_exact_end(order, alignment, tmp_path):
     """Every value type skipped by its own size (one wrong size and the walk lands elsewhere), the
     alignment read from its key (or 32), the byte order told from the version."""

@@ -441,7 +441,10 @@ def test_read_gguf_equals_the_gguf_packages_reader(endian, tmp_path):
     path = tmp_path / "m.gguf"
     big = endian == "big"
 
-    def extra(w):
+    def extra(w):  # block-quantized tensors of one and of three dimensions (rows of raw bytes)
+        w.add_tensor("test.q8_1d", gguf.quants.quantize(np.linspace(-1, 1, 64, dtype=np.float32), Q8_0), raw_dtype=Q8_0)
+        w.add_tensor("test.q8_3d", gguf.quants.quantize(np.linspace(-1, 1, 2 * 3 * 64, dtype=np.float32)
+                                                        .reshape(2, 3, 64), Q8_0), raw_dtype=Q8_0)
         w.add_bool("test.flag", True)
         w.add_array("test.floats", [0.5, -1.25])
         w.add_int64("test.i64", -(2**40))
@@ -506,8 +509,10 @@ def test_a_file_that_is_not_gguf_is_a_user_error(tmp_path):
     path.write_text("this is not a model\n" * 10)
     assert not is_gguf(path)
     assert not is_gguf(tmp_path)  # a directory
-    with pytest.raises(UserError):
-        GGUFModel(path)
+    for text in ("this is not a model\n", "AAAA and more\n"):  # bytes that sort after and before "GGUF"
+        path.write_text(text * 10)
+        with pytest.raises(UserError, match="not a GGUF file"):
+            GGUFModel(path)
     with pytest.raises(UserError):
         registry.load(str(path))
     other = tmp_path / "weights.bin"
