@@ -198,3 +198,16 @@ def test_the_end_adds_the_data_start_and_size_whatever_their_bits(tmp_path):
     assert start & 128 and start + 128 != start | 128  # the control: the bits do overlap here
     path = _write(tmp_path, data[:data_end - 1])
     assert f"end at byte {data_end:,} (1 bytes missing" in diagnose(path)
+
+
+def test_an_alignment_that_is_not_positive_is_the_default(tmp_path):
+    """``general.alignment`` written as a signed -64 (the format wants a positive uint32): the data is
+    looked for at the default 32, as for 0."""
+    w = Writer("<")
+    w.out += b"GGUF"
+    w.num("I", 3).num("Q", 1).num("Q", 1).kv("general.alignment", 5, "i", -64)
+    w.string("blk.0.weight").num("I", 2).num("Q", 3).num("Q", 5).num("I", F32).num("Q", 0)
+    start = -(-len(w.out) // 32) * 32
+    path = _write(tmp_path, bytes(w.out) + b"\0" * (start - len(w.out) + 60 - 4))
+    assert diagnose(path) == (f"truncated GGUF file {path}: {start + 56:,} bytes, but its tensors end at byte "
+                              f"{start + 60:,} (4 bytes missing: a download cut short?)")
