@@ -27,6 +27,9 @@ if "GEEX_HUMANEVALX" not in os.environ and SHARED_DATASET.is_dir():
 # installs into them, e.g. js-md5.)
 SESSION_CACHE = Path(tempfile.mkdtemp(prefix="geex-test-cache-"))
 os.environ["GEEX_VERDICT_CACHE"] = str(SESSION_CACHE / "verdicts.sqlite")
+# torch.compile's kernels too: Inductor's machine-wide cache (/tmp/torchinductor_$USER) would let a
+# second run skip the compilation that the compiled-training test exists to exercise (and CI never has)
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(SESSION_CACHE / "inductor")
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
