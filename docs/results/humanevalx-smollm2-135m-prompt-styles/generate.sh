@@ -19,15 +19,15 @@ gen() {  # DIR, then generate's options
   mkdir -p "$OUT/$dir"
   /usr/bin/time -f "$dir %e s" python -m geex humanevalx generate --device cuda --greedy --max-new-tokens 512 \
     --batch-size 128 -q --out "$OUT/$dir/samples.jsonl" "$@" 2>&1 | tail -3
+  gzip -9 "$OUT/$dir/samples.jsonl"
 }
 PAIRS=python:cpp,python:js,cpp:python,java:go
-for style in completion chat; do
-  gen "generation-$style" --prompt-style "$style"
-  gen "translation-$style" --task translation --pairs "$PAIRS" --prompt-style "$style"
+for style in chat few-shot-1 few-shot-3 completion; do  # the new styles first: completion has an earlier run
+  case $style in
+    few-shot-*) opts=(--prompt-style few-shot --shots "${style#few-shot-}") ;;
+    *) opts=(--prompt-style "$style") ;;
+  esac
+  gen "generation-$style" "${opts[@]}"
+  gen "translation-$style" --task translation --pairs "$PAIRS" "${opts[@]}"
 done
-for k in 1 3; do
-  gen "generation-few-shot-$k" --prompt-style few-shot --shots "$k"
-  gen "translation-few-shot-$k" --task translation --pairs "$PAIRS" --prompt-style few-shot --shots "$k"
-done
-gzip -9 "$OUT"/*/samples.jsonl
 ls -la "$OUT"/*
