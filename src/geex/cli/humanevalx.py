@@ -201,7 +201,8 @@ def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
     gp.add_argument("--model", help="native: smollm2-135m-instruct (default), a preset, a directory, a .gguf "
                     "file or a Hub id; hf: a transformers directory or Hub id; openai: the served model's name")
     gp.add_argument("--backend", choices=("native", "hf", "openai"), default="native",
-                    help="native (geex's engine, default), hf (transformers), openai (a /v1/completions endpoint)")
+                    help="native (geex's engine, default), hf (transformers), openai (an OpenAI-compatible "
+                         "/v1/completions endpoint; /v1/chat/completions with --prompt-style chat)")
     gp.add_argument("--base-url", help="openai: the endpoint's base URL, e.g. http://localhost:8000/v1 "
                     "($OPENAI_API_KEY is sent if set)")
     gp.add_argument("--concurrency", type=positive_int, default=8, help="openai: requests at a time (default 8)")
@@ -214,9 +215,9 @@ def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
                     help="completion (CodeGeeX's prompts, for base models; default), chat (an instruction through "
                          "the model's chat template, the code taken out of the answer; for instruct models) or "
                          "few-shot (--shots worked examples of other problems before the prompt)")
-    gp.add_argument("--shots", type=positive_int,
+    gp.add_argument("--shots", type=positive_int, metavar="K",
                     help="few-shot: worked examples a prompt, chosen by a seeded rule (--seed; default 3)")
-    gp.add_argument("--system-prompt", help="chat: a system message before the instruction (default: none)")
+    gp.add_argument("--system-prompt", metavar="TEXT", help="chat: a system message before the instruction (default: none)")
     gp.add_argument("--n", type=positive_int, default=1, help="samples per problem (default 1)")
     gp.add_argument("--limit", type=positive_int, help="only the first N problems of each language")
     gp.add_argument("--batch-size", type=positive_int, default=8,
