@@ -235,6 +235,18 @@ def test_go_call_with_a_composite_literal_before_the_definition():
     assert extract("go", answer, GO_HEAD).completion == "\n    return xs\n}"
 
 
+def test_cpp_types_before_the_function_make_the_head_forward_to_the_answer():
+    answer = ("```cpp\ntypedef long long ll;\nstruct Acc { ll total = 0; void add(int v) { total += v; } };\n"
+              "vector<int> add(vector<int> xs, int k) {\n    Acc a;\n    for (int x : xs) a.add(x + k);\n"
+              "    return {(int)a.total};\n}\nint main() { add({1}, 2); }\n```")
+    got = extract("cpp", answer, CPP_HEAD)
+    assert got.method == "forwarded"
+    assert got.completion == ("    vector<int> add__answer(vector<int> xs,int k);\n    return add__answer(xs, k);\n}\n"
+                              "typedef long long ll;\nstruct Acc { ll total = 0; void add(int v) { total += v; } };\n"
+                              "vector<int> add__answer(vector<int> xs, int k) {\n    Acc a;\n    for (int x : xs) a.add(x + k);\n"
+                              "    return {(int)a.total};\n}")
+
+
 def test_cpp_return_type_on_its_own_line():
     answer = "```cpp\nvector<int>\nadd(vector<int> xs, int k)\n{\n    return xs;\n}\n```"
     assert extract("cpp", answer, CPP_HEAD).completion == "\n    return xs;\n}"
@@ -304,12 +316,16 @@ def _wrong(problem) -> str:
     return f"```\n{early[problem.language.name]}```"
 
 
-HOISTED_ANSWERS = {
-    "CPP/53": "```cpp\n#include <numeric>\n#include <vector>\nusing namespace std;\nint add(int x, int y) {\n"
-              "    vector<int> v{x, y};\n    return accumulate(v.begin(), v.end(), 0);\n}\n```",
-    "Java/53": "```java\nimport java.util.stream.IntStream;\n\nclass Solution {\n    public int add(int x, int y) {\n"
-               "        return IntStream.of(x, y).sum();\n    }\n}\n```",
-}
+HOISTED_ANSWERS = [  # (task, answer): each needs what only the answer declares
+    ("CPP/53", "```cpp\n#include <numeric>\n#include <vector>\nusing namespace std;\nint add(int x, int y) {\n"
+               "    vector<int> v{x, y};\n    return accumulate(v.begin(), v.end(), 0);\n}\n```"),
+    ("Java/53", "```java\nimport java.util.stream.IntStream;\n\nclass Solution {\n    public int add(int x, int y) {\n"
+                "        return IntStream.of(x, y).sum();\n    }\n}\n```"),
+    # a typedef and a struct (with a method of the function's name) before it: forwarded
+    ("CPP/53", "```cpp\ntypedef long long ll;\nstruct Acc { ll total = 0; void add(int v) { total += v; } };\n"
+               "int add(int x, int y) {\n    Acc a;\n    a.add(x);\n    a.add(y);\n    return (int)a.total;\n}\n"
+               "int main() { return add(1, 2) == 3 ? 0 : 1; }\n```"),
+]
 
 
 def test_answers_around_references_pass(tmp_path, dataset_dir):
@@ -327,17 +343,18 @@ def test_answers_around_references_pass(tmp_path, dataset_dir):
         for i, answer in enumerate(answers):
             rows.append({"task_id": t, "completion_id": i, "completion": extract(p.language, answer, head).completion})
     # headers and packages the heads do not name: usable only if the assembly hoists the answer's lines
-    for t, answer in HOISTED_ANSWERS.items():
+    for i, (t, answer) in enumerate(HOISTED_ANSWERS):
         p = load_problems([get_language(t.split("/")[0])], dataset_dir)[t]
-        rows.append({"task_id": t, "completion_id": 0, "completion": extract(p.language, answer, generation_prompt(p)).completion})
+        rows.append({"task_id": t, "completion_id": 10 + i,
+                     "completion": extract(p.language, answer, generation_prompt(p)).completion})
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "eval"
     evaluate(EvalConfig(samples=str(samples), out_dir=out, dataset=dataset_dir, workers=2, progress=False))
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     passed = {(r["task_id"], r["completion_id"]): r["passed"] for r in results}
-    assert all(passed[(t, 0)] for t in HOISTED_ANSWERS)
-    assert {k for k, ok in passed.items() if not ok} == {(t, 3) for t in SHAPED}, \
+    assert all(passed[(t, 10 + i)] for i, (t, _) in enumerate(HOISTED_ANSWERS))
+    assert {k for k, ok in passed.items() if not ok and k[1] < 10} == {(t, 3) for t in SHAPED}, \
         [(r["task_id"], r["completion_id"], r["verdict"]) for r in results if r["passed"] != (r["completion_id"] != 3)]
 
 

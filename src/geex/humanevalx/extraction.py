@@ -25,7 +25,9 @@ continued the head — then prompt and answer never define the function twice:
    body (block scope; a ``static`` is dropped so the two agree), and the answer's C++
    ``#include``, Java ``import`` and Rust ``use`` lines the head lacks lead the completion — the
    assembly hoists the first two to the top of the program, a ``use`` is valid in a body.
-   Not handled: C++ types, typedefs and globals defined before the function (they follow it).
+   A C++ answer that defines a type, typedef, global or template before its function (which
+   cannot follow a function that uses it) is *forwarded*: the head's function declares the
+   answer's, renamed ``<entry>__answer``, and returns its result; the answer follows in its order.
 3. **No definition of the entry point**: the block is taken as the body (Python: indented if it
    is not; a brace language: closed with ``}`` if it does not close itself).
 
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 
 from geex.languages import Language, get_language
 from geex.languages.cleanup import cleanup, code_view, function_end
-from geex.languages.definitions import HEADERS, defined_names, items
+from geex.languages.definitions import HEADERS, _split_top, defined_names, items
 
 # Markdown info strings that name each language (compared lower-case, first word only)
 FENCE_TAGS: dict[str, frozenset[str]] = {
@@ -81,8 +83,9 @@ class Extracted:
     """A chat answer's completion and how it was found.
 
     ``method``: ``function`` (the entry point's definition), ``renamed`` (Python: its parameters
-    differ from the head's, so the whole function is nested and called), ``body`` (no definition:
-    the block is the body), ``empty`` (no code at all)."""
+    differ from the head's, so the whole function is nested and called), ``forwarded`` (C++: the
+    head's function calls the answer's, renamed, after the types it needs), ``body`` (no
+    definition: the block is the body), ``empty`` (no code at all)."""
 
     completion: str
     method: str
@@ -389,6 +392,9 @@ def _brace_definition(lang: str, view: str, name: str) -> tuple[int, int] | None
         "rust": rf"\bfn\s+{word}\s*[<(]",
     }.get(lang, rf"(?<![\w$.:>]){word}\s*[(<\[]")
     for m in re.finditer(pattern, view):
+        depth = view.count("{", 0, m.start()) - view.count("}", 0, m.start())
+        if depth > _DEPTH.get(lang, 0):
+            continue  # inside another function or type (a struct's method of the same name)
         before = view[:m.start()].rstrip()  # a C++ return type may sit on the line above
         if lang in ("cpp", "java") and not re.search(r"[\w$>*&\]]$", before):
             continue  # a call (`x = f(a)`, `if (f(x)) {`), not a definition
@@ -403,6 +409,9 @@ def _brace_definition(lang: str, view: str, name: str) -> tuple[int, int] | None
             brace = view.find("{", brace + 1)
         return view.rfind("\n", 0, m.start()) + 1, brace
     return None
+
+
+_DEPTH = {"java": 1, "rust": 1}  # a Java method sits in its class; a Rust fn may sit in an `impl`
 
 
 def _arrow_expression(view: str, pos: int) -> int | None:
@@ -487,16 +496,59 @@ def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str
     scan_from = _enclosing_class(view, start) if lang == "java" else 0  # Java: the members before the method
     before = [it for it in items(lang, view[:start], scan_from, HEADERS[lang])[0]
               if "main" not in it.names and it.kind != "include" and not (lang == "rust" and _at_use(view, it.start))]
-    moved = "".join("\n" + _unstatic(lang, code[code.rfind("\n", 0, it.start) + 1:it.end]) for it in before)
     declarations = "".join(f"{line.strip()}\n" for line in top)
+    given = defined_names(lang, code_view(lang, head, final=True)) if lang == "cpp" else frozenset()
+    if lang == "cpp" and view[brace] == "{" and any(_only_before(view, it) and not it.names <= given for it in before):
+        forwarded = _cpp_forwarded(code, view, start, entry, head)
+        if forwarded is not None:
+            return declarations + forwarded, "forwarded"
+    moved = "".join("\n" + _unstatic(lang, code[code.rfind("\n", 0, it.start) + 1:it.end]) for it in before)
     if lang == "cpp":
-        given = defined_names(lang, code_view(lang, head, final=True))
         decls = [_cpp_declaration(code, view, it.start) for it in before if it.kind == "def"
                  and it.arity is not None and "{" in view[it.start:it.end] and not it.names & given]
         declarations += "".join(f"    {d}\n" for d in decls if d)
     if end is None:  # the function is not closed (an answer cut short): the rest is its body
         return declarations + after, "function"
     return declarations + after[:end] + moved + after[end:], "function"
+
+
+def _only_before(view: str, it) -> bool:
+    """A C++ item that cannot follow the function that uses it: a type, a typedef or alias, a global,
+    a template (a plain function can: it is declared in the body)."""
+    if it.kind not in ("def", "impl"):
+        return False
+    plain_function = it.arity is not None and "{" in view[it.start:it.end] and not view[it.start:it.end].lstrip().startswith("template")
+    return not plain_function
+
+
+def _cpp_forwarded(code: str, view: str, start: int, entry: str, head: str) -> str | None:
+    """The completion for a C++ answer whose function needs what the answer defines before it: the
+    head's function forwards its parameters to the answer's function, renamed ``<entry>__answer``
+    and declared in the body with the head's signature, and the answer follows in its own order
+    (cleanup keeps what the forwarding call needs). A recursive call of the entry point goes through
+    the head's function, which forwards again. None if the head's parameters cannot be read."""
+    head_view = code_view("cpp", head, final=True)
+    brace = head_view.rstrip().rfind("{")
+    line = head_view.rfind("\n", 0, head_view.rfind(entry + "(", 0, brace)) + 1
+    header = head[line:brace].strip()
+    m = re.search(rf"\b{re.escape(entry)}\s*\((.*)\)", header, re.DOTALL)
+    if m is None:
+        return None
+    names = []
+    for param in _split_top(m.group(1)) if m.group(1).strip() not in ("", "void") else []:
+        found = re.findall(r"[A-Za-z_]\w*", re.sub(r"=.*|\[[^\]]*\]", "", param, flags=re.DOTALL))
+        if not found:
+            return None
+        names.append(found[-1])
+    renamed = f"{entry}__answer"
+    declaration = header[:m.start()] + header[m.start():].replace(entry, renamed, 1) + ";"
+    at = _brace_definition("cpp", view, entry)
+    name_at = view.find(entry, at[0]) if at else -1
+    if name_at < 0:
+        return None
+    answer = code[:name_at] + renamed + code[name_at + len(entry):]
+    answer = "\n".join(line for line in answer.splitlines() if not re.match(r"\s*#\s*include\b", line))
+    return f"    {declaration}\n    return {renamed}({', '.join(names)});\n}}\n{answer}\n"
 
 
 def _at_line_start(view: str, pos: int) -> bool:
