@@ -48,6 +48,17 @@ def test_warm_up_is_linear_from_the_first_step():
     assert [lr_at(s, cfg) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
 
 
+def test_weight_decay_on_every_tensor_of_two_or_more_dimensions():
+    """Told by shape for any family: a convolution's 3-D kernel or stacked expert weights decay like
+    a matrix; a scalar gain or a bias does not (the oracle: the module's own kinds of parameter)."""
+    model = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 4), torch.nn.Linear(3, 2))
+    model.register_parameter("experts", torch.nn.Parameter(torch.zeros(2, 3, 3)))
+    model.register_parameter("gain", torch.nn.Parameter(torch.ones(())))
+    decay, no_decay = param_groups(model, 0.1)
+    assert {id(p) for p in decay["params"]} == {id(model[0].weight), id(model[1].weight), id(model.experts)}
+    assert {id(p) for p in no_decay["params"]} == {id(model[0].bias), id(model[1].bias), id(model.gain)}
+
+
 def test_cosine_decay_by_its_closed_form():
     """After 4 warm-up steps, 8 steps of cosine from 1.0 to 0.1: lr = 0.1 + 0.45 (1 + cos(pi x))
     at x = (step - 4) / 8, then min_lr for ever."""
