@@ -227,6 +227,8 @@ def test_java_nested_class_before_the_method_stays_a_class():
 def test_js_arrow_with_an_expression_body_is_returned():
     got = extract("js", "```js\nconst add = (xs, k) => xs.map((x) => x + k);\n\nconsole.log(add([1], 2));\n```", JS_HEAD)
     assert (got.completion, got.method) == ("\n  return xs.map((x) => x + k);\n}", "function")
+    got = extract("js", "```js\nconst add = (xs, k) =>\n  xs.map((x) => x + k)\nconsole.log(add([1], 2))\n```", JS_HEAD)
+    assert got.completion == "\n  return xs.map((x) => x + k);\n}"  # on the next line, no semicolon
 
 
 def test_go_call_with_a_composite_literal_before_the_definition():

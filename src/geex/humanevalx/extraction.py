@@ -42,8 +42,8 @@ import re
 from dataclasses import dataclass
 
 from geex.languages import Language, get_language
-from geex.languages.cleanup import cleanup, code_view, function_end
-from geex.languages.definitions import HEADERS, _split_top, defined_names, items
+from geex.languages.cleanup import _body_close, cleanup, code_view, function_end
+from geex.languages.definitions import HEADERS, _split_top, defined_names, extent, items
 
 # Markdown info strings that name each language (compared lower-case, first word only)
 FENCE_TAGS: dict[str, frozenset[str]] = {
@@ -149,10 +149,9 @@ def _defines(lang: str, code: str, name: str) -> bool:
     return found is not None and bool(view[found[1] + 1:].strip(" \t\n}"))
 
 
-def choose_block(language: Language, answer: str, entry: str | None) -> Block | None:
-    """The block holding the answer's code (see the module doc, step 1); None without any fence.
-    The last block that defines the entry point wins: a corrected version follows a first draft."""
-    blocks = fenced_blocks(answer)
+def choose_block(language: Language, blocks: list[Block], entry: str | None) -> Block | None:
+    """Of an answer's ``blocks``, the one holding its code (see the module doc, step 1); None without
+    any. The last block that defines the entry point wins: a corrected version follows a first draft."""
     if not blocks:
         return None
     ours = [b for b in blocks if b.tag in FENCE_TAGS[language.name] or b.tag == ""]
@@ -168,10 +167,11 @@ def extract(language: Language | str, answer: str, head: str) -> Extracted:
     lang = get_language(language) if isinstance(language, str) else language
     answer = answer.replace("\r\n", "\n")
     entry = entry_point(lang, head)
-    block = choose_block(lang, answer, entry)
+    blocks = fenced_blocks(answer)
+    block = choose_block(lang, blocks, entry)
     code = block.code if block is not None else answer
     if block is not None and lang.name == "python":  # helpers may sit in earlier blocks of the language
-        earlier = [b.code for b in fenced_blocks(answer)[:block.index]
+        earlier = [b.code for b in blocks[:block.index]
                    if b.tag in FENCE_TAGS["python"] or b.tag == ""]
         joined = "\n".join([*earlier, code])
         if earlier and _parses(joined):
@@ -286,12 +286,8 @@ def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
         [f"{x.arg}={x.arg}" for x in a.kwonlyargs] + ([f"**{a.kwarg.arg}"] if a.kwarg else [])
 
 
-def _head_function(head: str, entry: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-    try:
-        tree = ast.parse(head)
-    except SyntaxError:
-        return None
-    fns = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry]
+def _head_function(head: ast.Module, entry: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    fns = [n for n in head.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry]
     return fns[-1] if fns else None
 
 
@@ -307,14 +303,16 @@ def _python_from_tree(code: str, tree: ast.Module, entry: str, head: str, indent
              ast.AnnAssign)
     others = [n for n in tree.body if isinstance(n, kinds) and n is not target and not _calls(n, entry)
               and not (isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry)]
-    mine = _head_function(head, entry)
+    try:
+        head_tree = ast.parse(head)
+    except SyntaxError:
+        head_tree = ast.Module(body=[], type_ignores=[])
+    mine = _head_function(head_tree, entry)
     renamed = mine is not None and _params(mine) != _params(target)
     needed: list[ast.stmt] = []
     used = _free(target)
-    try:  # what the head defines stands (as cleanup keeps it in the brace languages): not nested again
-        given = {name for n in ast.parse(head).body if isinstance(n, kinds) for name in _defined(n)}
-    except SyntaxError:
-        given = set()
+    # what the head defines stands (as cleanup keeps it in the brace languages): not nested again
+    given = {name for n in head_tree.body if isinstance(n, kinds) for name in _defined(n)}
     changed = True
     while changed:  # helpers the function uses, and the helpers they use
         changed = False
@@ -332,10 +330,7 @@ def _python_from_tree(code: str, tree: ast.Module, entry: str, head: str, indent
     same = 0  # statements the head's function already begins with (an import before the docstring)
     while same < min(len(body), len(given_body)) and ast.dump(body[same]) == ast.dump(given_body[same]):
         same += 1
-    body = body[same:]
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-            and isinstance(body[0].value.value, str):
-        body = body[1:]  # a restated docstring, reworded: the head has its own
+    body = _without_docstring(body[same:])  # a restated docstring, reworded: the head has its own
     if not body:
         return nested, "function"
     body_lines = lines[body[0].lineno - 1:target.end_lineno]
@@ -423,25 +418,6 @@ def _arrow_expression(view: str, pos: int) -> int | None:
     return m.end() - len(m.group()) + m.group().index("=>")
 
 
-def _statement_end(view: str, pos: int) -> int:
-    """Where the expression starting at ``pos`` ends: its ``;``, or the end of its line, at depth 0."""
-    depth = 0
-    for i in range(pos, len(view)):
-        c = view[i]
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            if depth == 0:
-                return i
-            depth -= 1
-        elif depth == 0 and (c == ";" or (c == "\n" and not view[pos:i].rstrip().endswith(_CONTINUES))):
-            return i
-    return len(view)
-
-
-_CONTINUES = tuple("=+-*/%&|^<>!?:,.([{")
-
-
 def _cpp_declaration(text: str, view: str, start: int) -> str | None:
     """A block-scope declaration of the C++ function defined at ``start``, or None for what cannot
     be declared inside a function (a template)."""
@@ -456,18 +432,9 @@ def _cpp_declaration(text: str, view: str, start: int) -> str | None:
 def _enclosing_class(view: str, start: int) -> int:
     """Where the body of the Java class around ``start`` begins (after its ``{``); 0 if none."""
     for m in reversed(list(_JAVA_CLASS.finditer(view, 0, start))):
-        if _still_open(view[m.end():start]):
+        if _body_close(view[m.end():start]) is None:  # its body is not closed before the method
             return m.end()
     return 0
-
-
-def _still_open(code: str) -> bool:
-    depth = 0
-    for c in code:
-        depth += {"{": 1, "}": -1}.get(c, 0)
-        if depth < 0:
-            return False
-    return True
 
 
 _MOVED_TO_TOP = {  # what a completion carries to its start; the assembly hoists C++ includes and Java imports
@@ -488,8 +455,10 @@ def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str
     top = [code[m.start():m.end()] for m in _MOVED_TO_TOP[lang].finditer(view[:start]) if _at_line_start(view, m.start())
            and "".join(code[m.start():m.end()].split()) not in known] if lang in _MOVED_TO_TOP else []
     if view[brace] != "{":  # a JavaScript arrow with an expression body: `return` it
-        expr = _statement_end(view, brace + 2)
-        after = f"\n  return {code[brace + 2:expr].strip()};\n}}" + code[expr + (view[expr:expr + 1] == ";"):]
+        expr = re.compile(r"\s*").match(view, brace + 2).end()  # it may start on the next line
+        end = extent("js", view, expr, block=False)  # the expression as a statement: to its ; or line end
+        end = len(view) if end is None else end
+        after = f"\n  return {code[expr:end].strip().removesuffix(';').rstrip()};\n}}" + code[end:]
     else:
         after = code[brace + 1:]
     end = function_end(lang, after, final=True)
@@ -499,7 +468,7 @@ def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str
     declarations = "".join(f"{line.strip()}\n" for line in top)
     given = defined_names(lang, code_view(lang, head, final=True)) if lang == "cpp" else frozenset()
     if lang == "cpp" and view[brace] == "{" and any(_only_before(view, it) and not it.names <= given for it in before):
-        forwarded = _cpp_forwarded(code, view, start, entry, head)
+        forwarded = _cpp_forwarded(code, view.find(entry, start), entry, head)
         if forwarded is not None:
             return declarations + forwarded, "forwarded"
     moved = "".join("\n" + _unstatic(lang, code[code.rfind("\n", 0, it.start) + 1:it.end]) for it in before)
@@ -521,7 +490,7 @@ def _only_before(view: str, it) -> bool:
     return not plain_function
 
 
-def _cpp_forwarded(code: str, view: str, start: int, entry: str, head: str) -> str | None:
+def _cpp_forwarded(code: str, name_at: int, entry: str, head: str) -> str | None:
     """The completion for a C++ answer whose function needs what the answer defines before it: the
     head's function forwards its parameters to the answer's function, renamed ``<entry>__answer``
     and declared in the body with the head's signature, and the answer follows in its own order
@@ -542,10 +511,6 @@ def _cpp_forwarded(code: str, view: str, start: int, entry: str, head: str) -> s
         names.append(found[-1])
     renamed = f"{entry}__answer"
     declaration = header[:m.start()] + header[m.start():].replace(entry, renamed, 1) + ";"
-    at = _brace_definition("cpp", view, entry)
-    name_at = view.find(entry, at[0]) if at else -1
-    if name_at < 0:
-        return None
     answer = code[:name_at] + renamed + code[name_at + len(entry):]
     answer = "\n".join(line for line in answer.splitlines() if not re.match(r"\s*#\s*include\b", line))
     return f"    {declaration}\n    return {renamed}({', '.join(names)});\n}}\n{answer}\n"
