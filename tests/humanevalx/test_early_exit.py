@@ -40,7 +40,7 @@ from geex.humanevalx.execution.runners import java as java_runner
 from geex.humanevalx.execution.sandbox import Sandbox
 from geex.languages import get_language
 
-pytestmark = pytest.mark.toolchains
+pytestmark = [pytest.mark.toolchains, pytest.mark.serial]  # wall-clock limits: alone
 
 TASK = {"python": "Python/53", "cpp": "CPP/53", "java": "Java/53", "js": "JavaScript/53",
         "go": "Go/53", "rust": "Rust/53"}

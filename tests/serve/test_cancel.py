@@ -13,6 +13,8 @@ import pytest
 from geex.serve.config import ServeConfig
 from tests.serve.conftest import metric, start_server, tiny_engine
 
+pytestmark = pytest.mark.serial  # a 2-second promise: alone
+
 BUDGET_S = 2.0  # disconnect -> slot free: one step and one chunk of a tiny model, with room for a busy CI
 
 

@@ -10,9 +10,12 @@ import resource
 import time
 
 import httpx
+import pytest
 
 from geex.serve.config import ServeConfig
 from tests.serve.conftest import metric, metric_sum, start_server, tiny_engine
+
+pytestmark = pytest.mark.serial  # a load test measures the server, not its neighbours: alone
 
 CLIENTS = 16
 SECONDS = 8.0

@@ -55,7 +55,7 @@ OUTLIVE_SLEEP_S = 1  # the detached child sleeps 1.xxxxxx s before its late writ
 # (each far below its own RLIMIT_AS)
 MEMORY = {"mem_files": 32, "mem_file_mb": 48, "mem_children": 4, "mem_child_mb": 400}
 
-pytestmark = pytest.mark.toolchains
+pytestmark = [pytest.mark.toolchains, pytest.mark.serial]  # programs at their limits: alone
 
 # A program that only spins or only sleeps meets the sandbox's CPU and wall clocks, which do not depend
 # on the language: those two run in Python here (each waits the full timeout); every language's

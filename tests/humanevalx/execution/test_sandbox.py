@@ -27,7 +27,8 @@ def _strong() -> bool:
         return os.geteuid() == 0 and shutil.which("bwrap") is not None and detect_isolation() is Isolation.BUBBLEWRAP_UID
 
 
-pytestmark = pytest.mark.skipif(not _strong(), reason="needs root and bubblewrap (bubblewrap+uid)")
+pytestmark = [pytest.mark.skipif(not _strong(), reason="needs root and bubblewrap (bubblewrap+uid)"),
+              pytest.mark.serial]  # programs timed against their limits: alone
 
 
 @pytest.fixture

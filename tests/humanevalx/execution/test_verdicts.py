@@ -92,7 +92,7 @@ CASES = [
     ("rust", "8 GiB allocation", "    let v = vec![0u8; 8 << 30];\n    return x + y + v[0] as i32;\n}\n", L, "run"),
 ]
 
-pytestmark = pytest.mark.toolchains
+pytestmark = [pytest.mark.toolchains, pytest.mark.serial]  # 2-second limits: alone
 
 
 @pytest.fixture(scope="module")
