@@ -55,8 +55,8 @@ MODULES = {
         "test_only_harness_errors_are_left_out_of_pass_at_k", "test_excerpt_keeps_the_end_of_long_output")] + ["tests/humanevalx/execution/test_verdicts.py"],
     "languages/cleanup.py": ["tests/languages"],
     "models/attention.py": ["tests/models/test_attention.py"],
-    "models/gguf_loader.py": ["tests/models/test_gguf_loader.py", "tests/models/test_gguf_blocks.py",
-                              "tests/models/test_gguf_diagnose.py"],
+    "models/formats/gguf.py": ["tests/models/formats/test_gguf.py", "tests/models/formats/test_gguf_blocks.py",
+                               "tests/models/formats/test_gguf_diagnose.py"],
     "data/pack.py": ["tests/data/test_pack.py", "tests/train/test_recipe.py"],
     "train/optim.py": ["tests/train/test_optim.py", "tests/train/test_recipe.py"],
     # the unit tests first, then the hostile programs in one language (the sandbox is the same for
@@ -73,7 +73,7 @@ MODULES = {
 CONTAINED = {"humanevalx/execution/sandbox.py"}
 # modules whose mutants are spread over this many copies of the tree run side by side: their tests
 # mostly wait (programs sleeping into their limits), so more copies than cores still go faster
-SHARDS = {"humanevalx/execution/sandbox.py": 3, "models/gguf_loader.py": 2}
+SHARDS = {"humanevalx/execution/sandbox.py": 3, "models/formats/gguf.py": 2}
 
 
 def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:

@@ -53,7 +53,7 @@ def tokenizer_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def codegeex_tokenizer(tokenizer_dir):
-    from geex.models.tokenizer import CodeGeeXTokenizer
+    from geex.models.tokenizers.codegeex import CodeGeeXTokenizer
 
     return CodeGeeXTokenizer(tokenizer_dir)
 

@@ -490,8 +490,8 @@ def test_int4_where_groups_do_not_divide_a_layer(capsys, tmp_path, tokenizer_dir
     """A width of 80: no INT4 group the kernels tile (a power of two of at least 32) divides it; INT8 does."""
     import torch
 
-    from geex.models.checkpoint import save_geex
     from geex.models.codegeex import CodeGeeXConfig
+    from geex.models.formats.codegeex import save_geex
 
     cfg = CodeGeeXConfig(n_layer=1, n_embd=80, n_head=4, n_positions=64, vocab_size=50400, padded_vocab_size=50432)
     model = cfg.build()

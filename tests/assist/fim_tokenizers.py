@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from geex.models.hf_tokenizer import HFTokenizer
+from geex.models.tokenizers.hf import HFTokenizer
 
 QWEN = ["<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
         "<|im_start|>", "<|im_end|>", "<|endoftext|>"]

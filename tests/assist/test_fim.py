@@ -13,7 +13,7 @@ import pytest
 from tokenizers import AddedToken, Tokenizer, decoders, processors
 
 from geex.assist.fim import Budget, SourceFile, detect, first_line, render, stable_tail
-from geex.models.hf_tokenizer import HFTokenizer
+from geex.models.tokenizers.hf import HFTokenizer
 from tests.assist.fim_tokenizers import QWEN, bpe_tokenizer, humaneval_code
 
 PREFIX = 'def remove_non_ascii(s: str) -> str:\n    """ '

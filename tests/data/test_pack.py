@@ -16,7 +16,7 @@ import pytest
 from geex.data.pack import PackedDataset, document_positions, pack
 from geex.data.tokenizer import train_tokenizer
 from geex.errors import UserError
-from geex.models.tokenizer import CodeGeeXTokenizer
+from geex.models.tokenizers.codegeex import CodeGeeXTokenizer
 from tests.conftest import SHARED_TOKENIZER
 
 VOCAB = 600  # what a BPE trained on the corpus below reaches
@@ -184,7 +184,7 @@ def test_the_index_describes_the_pack(corpus, tokenizer, tmp_path):
 
 def test_a_vocabulary_past_uint16_is_packed_as_uint32(corpus, tokenizer, tmp_path, monkeypatch):
     """Token ids fit ``uint16`` up to a vocabulary of 65,536; one more and the stream is ``uint32``."""
-    import geex.models.tokenizer as tokenizer_module
+    import geex.models.tokenizers.codegeex as tokenizer_module
 
     real_init = tokenizer_module.CodeGeeXTokenizer.__init__
     for vocab, dtype in ((65536, "uint16"), (65537, "uint32")):

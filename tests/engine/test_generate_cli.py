@@ -7,8 +7,8 @@ import sys
 
 import torch
 
-from geex.models.checkpoint import to_official
 from geex.models.codegeex import CodeGeeX, get_config
+from geex.models.formats.codegeex import to_official
 
 
 def _geex(*args: str) -> subprocess.CompletedProcess:

@@ -422,7 +422,7 @@ def test_a_directory_chat_template_renders_as_transformers_renders_it(where, tmp
 
 
 def test_a_chat_template_is_compiled_once():
-    from geex.models.hf_tokenizer import _compile
+    from geex.models.tokenizers.hf import _compile
 
     assert _compile(CHAT_TEMPLATE) is _compile(CHAT_TEMPLATE)  # rendering per request reuses it
 

@@ -9,7 +9,7 @@ from geex.errors import GeexWarning
 from geex.models import codegeex, llama
 from geex.models.protocols import ModelConfig, StepModel, Tokenizer
 from geex.models.registry import load
-from geex.models.tokenizer import CodeGeeXTokenizer
+from geex.models.tokenizers.codegeex import CodeGeeXTokenizer
 
 
 def test_both_tokenizers_satisfy_the_tokenizer_contract(tokenizer_dir, default_model_fp32):

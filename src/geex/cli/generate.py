@@ -76,7 +76,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      "unless --checkpoint), a Hugging Face model directory, a .gguf file, a geex model directory, "
                      "an official CodeGeeX checkpoint (file or TP-shard directory), or a Hub id (org/name, online)")
     gen.add_argument("--checkpoint", help="official CodeGeeX checkpoint for a CodeGeeX preset")
-    gen.add_argument("--tokenizer", metavar="DIR", help="tokenizer files (default: the model directory)")
+    gen.add_argument("--tokenizer", metavar="DIR", help="a directory whose tokenizer replaces the model's own "
+                     "(default: the model's: its directory's files, or the one inside a GGUF file)")
     src = gen.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text")
     src.add_argument("--prompt-file", help="read the prompt from a file")

@@ -9,7 +9,7 @@ from geex.options import positive_int
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from geex.models.checkpoint import convert, load_geex
+    from geex.models.formats.codegeex import convert, load_geex
 
     out = convert(args.src, args.dst, n_head=args.n_head, tokenizer=args.tokenizer)
     cfg, _ = load_geex(out)

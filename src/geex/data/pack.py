@@ -44,7 +44,7 @@ def _is_valid(code: str, fraction: float) -> bool:
 def _tokenize_shard(args: tuple[str, str, str, float, str]) -> dict:
     """Worker: one shard -> ``PARTS/<name>.<split>.bin`` (+ a ``.done`` marker written last)."""
     shard, tokenizer_dir, parts, valid, dtype = args
-    from geex.models.tokenizer import CodeGeeXTokenizer
+    from geex.models.tokenizers.codegeex import CodeGeeXTokenizer
 
     tok = CodeGeeXTokenizer(tokenizer_dir)
     st = os.stat(shard)  # a shard, tokenizer or split fraction that changed is tokenized again
@@ -74,7 +74,7 @@ def pack(inputs: list[str], tokenizer_dir: str, out: Path, seq_len: int = 2048, 
          workers: int = 0, progress: bool = True) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from geex.models.tokenizer import CodeGeeXTokenizer
+    from geex.models.tokenizers.codegeex import CodeGeeXTokenizer
 
     if seq_len < 1 or not 0 <= valid < 1:
         raise UserError("--seq-len must be >= 1 and --valid in [0, 1)")

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from geex import jsonl
 from geex.data.sources import document_text
 from geex.errors import UserError
-from geex.models.tokenizer import EOS, WS_MAX, CodeGeeXTokenizer, _space_token
+from geex.models.tokenizers.codegeex import EOS, WS_MAX, CodeGeeXTokenizer, _space_token
 
 _WS_TOKEN = re.compile(r"<\|extratoken_\d+\|>")
 

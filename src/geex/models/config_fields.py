@@ -8,12 +8,27 @@ would otherwise surface as a PyTorch error from deep inside building the model.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
+from pathlib import Path
 
 from geex.errors import UserError
 
 _REQUIRED = object()
+
+
+def read_json(path: Path, required: bool = True) -> dict:
+    """A JSON object file of a model directory; ``{}`` for a missing optional one or a non-object."""
+    if not required and not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    if required and not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object of settings")
+    return data if isinstance(data, dict) else {}
 
 
 class Fields:

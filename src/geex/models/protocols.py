@@ -9,7 +9,8 @@ checks that every concrete class does (they are ``runtime_checkable``: members p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -65,3 +66,15 @@ class StepModel(Protocol):
                  pad: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor: ...
 
     def fuse_projections(self) -> StepModel: ...
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What every file format yields (``geex.models.formats``): the config, the tensors under the
+    names the config's model uses, and the tokenizer. ``tensors`` may make each tensor on demand (a
+    memory-mapped file, a GGUF tensor dequantized when asked for), so building the model
+    (``geex.models.build.build_model``) holds one copy of the weights."""
+
+    config: ModelConfig
+    tensors: Mapping[str, torch.Tensor]
+    tokenizer: Tokenizer

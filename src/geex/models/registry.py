@@ -9,10 +9,7 @@ the package's own code is never imported), so geex runs a real model on a fresh 
 | ``smollm2-135m-instruct`` (default) | the embedded GGUF file |
 | ``codegeex-13b`` ... (CodeGeeX presets) | random weights, or ``--checkpoint`` (official format) |
 | ``llama-tiny`` ... (Llama presets) | random weights |
-| directory with ``config.json`` + ``model_type`` | ``geex.models.hf`` (Hugging Face layout) |
-| directory with geex's ``config.json`` | ``geex.models.checkpoint`` (geex's CodeGeeX format) |
-| ``*.gguf`` / a file starting with ``GGUF`` | ``geex.models.gguf_loader`` |
-| other file, or a directory of ``mp_rank_XX`` shards | the official CodeGeeX checkpoint format |
+| a local file or directory | ``geex.models.formats.read`` (GGUF, Hugging Face, CodeGeeX's formats) |
 | ``org/name`` (not a local path) | the Hub (``huggingface_hub``), then as a directory |
 """
 
@@ -70,7 +67,7 @@ def load(spec: str | None = None, *, dtype: torch.dtype | None = None, device: s
     spec = spec or DEFAULT_MODEL
     dtype = dtype or torch.float32
     if spec == DEFAULT_MODEL:
-        return _load_gguf(default_model_path(), spec, dtype, device, quantize)
+        return _load_path(default_model_path(), dtype, device, quantize, tokenizer, name=spec)
     if spec in codegeex.PRESETS or spec in llama.PRESETS:
         return _load_preset(spec, dtype, device, quantize, checkpoint, tokenizer, seed)
     path = Path(spec).expanduser()
@@ -90,36 +87,15 @@ def prepare_for_inference(model: nn.Module) -> nn.Module:
 
 
 def _load_path(path: Path, dtype, device, quantize, tokenizer, name: str | None = None) -> LoadedModel:
-    from geex.models import checkpoint, gguf_loader, hf
-    from geex.models.hf_tokenizer import HFTokenizer
+    from geex.models.formats import read
 
-    name = name or str(path)
-    if gguf_loader.is_gguf(path):
-        return _load_gguf(path, name, dtype, device, quantize)
-    if path.suffix.lower() == ".gguf":
-        raise UserError(f"{path} is not a GGUF file (it does not start with 'GGUF')")
-    if path.is_file() and not checkpoint.is_torch_file(path):
-        raise UserError(f"{path} is not a model geex reads: not a GGUF file (no 'GGUF' signature), not a PyTorch "
-                        "checkpoint (neither zip nor pickle), and not a model directory")
-    if path.is_dir() and hf.is_hf_dir(path):
-        cfg = hf.read_config(path)
-        model = build_model(cfg, hf.read_weights(path, cfg), dtype, device, quantize)
-        tok = HFTokenizer.from_dir(Path(tokenizer) if tokenizer else path)
-        return LoadedModel(model, tok, name)
-    model = checkpoint.load_model(path, dtype=dtype, device=device, quantize=quantize)
-    tok_dir = Path(tokenizer) if tokenizer else (path if path.is_dir() else path.parent)
-    return LoadedModel(model, _codegeex_tokenizer(tok_dir), name)
-
-
-def _load_gguf(path: Path, name: str, dtype, device, quantize) -> LoadedModel:
-    from geex.models.gguf_loader import GGUFModel
-
-    g = GGUFModel(path)
-    return LoadedModel(build_model(g.config, g.weights, dtype, device, quantize), g.tokenizer, name)
+    files = read(path, Path(tokenizer) if tokenizer else None)
+    return LoadedModel(build_model(files.config, files.tensors, dtype, device, quantize), files.tokenizer,
+                       name or str(path))
 
 
 def _load_preset(spec, dtype, device, quantize, checkpoint, tokenizer, seed) -> LoadedModel:
-    from geex.models.checkpoint import read_official
+    from geex.models.formats.codegeex import read_official
     from geex.models.quantize import quantize_model
 
     if spec in llama.PRESETS:
@@ -141,22 +117,15 @@ def _load_preset(spec, dtype, device, quantize, checkpoint, tokenizer, seed) -> 
         if quantize:
             quantize_model(model, quantize)
     if spec in llama.PRESETS:
-        from geex.models.hf_tokenizer import HFTokenizer
+        from geex.models.tokenizers.hf import HFTokenizer
 
         return LoadedModel(model, HFTokenizer.from_dir(tokenizer), spec)
     if tokenizer is None:
         raise UserError(f"{spec}: pass --tokenizer DIR (the CodeGeeX tokenizer files: vocab.json, merges.txt, "
                         "added_tokens.json)")
-    return LoadedModel(model, _codegeex_tokenizer(Path(tokenizer)), spec)
+    from geex.models.tokenizers.codegeex import CodeGeeXTokenizer
 
-
-def _codegeex_tokenizer(directory: Path):
-    from geex.models.tokenizer import CodeGeeXTokenizer
-
-    if not (directory / "vocab.json").is_file():
-        raise UserError(f"no tokenizer files in {directory}: pass --tokenizer DIR "
-                        "(a directory with vocab.json, merges.txt, added_tokens.json)")
-    return CodeGeeXTokenizer(directory)
+    return LoadedModel(model, CodeGeeXTokenizer.from_dir(Path(tokenizer)), spec)
 
 
 def _looks_like_hub_id(spec: str) -> bool:

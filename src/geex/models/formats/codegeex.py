@@ -23,7 +23,9 @@ from safetensors.torch import load_file, save_file
 from geex.errors import UserError
 from geex.models.build import build_model
 from geex.models.codegeex import CodeGeeX, CodeGeeXConfig
-from geex.models.config_fields import Fields
+from geex.models.config_fields import Fields, read_json
+from geex.models.protocols import ModelFiles
+from geex.models.tokenizers.codegeex import CodeGeeXTokenizer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -192,11 +194,7 @@ def load_geex(directory: str | Path) -> tuple[CodeGeeXConfig, dict[str, torch.Te
 
 def read_geex_config(path: Path) -> CodeGeeXConfig:
     """A geex ``config.json``: every field typed and the sizes checked for fitting together."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
-    f = Fields(raw, str(path))
+    f = Fields(read_json(path), str(path))
     default = CodeGeeXConfig()
     sizes = {k: f.size(k, getattr(default, k)) for k in
              ("n_layer", "n_embd", "n_head", "n_positions", "vocab_size", "padded_vocab_size")}
@@ -207,16 +205,26 @@ def read_geex_config(path: Path) -> CodeGeeXConfig:
     return CodeGeeXConfig(**sizes, layernorm_eps=f.number("layernorm_eps", default.layernorm_eps))
 
 
+def read(path: Path, tokenizer: Path | None = None, n_head: int | None = None) -> ModelFiles:
+    """A geex directory, an official file or a directory of TP shards as config, tensors and the
+    CodeGeeX tokenizer of ``tokenizer`` (a directory), else of the checkpoint's own directory. A
+    mistake in the config is reported first (what the user must fix), then a missing tokenizer,
+    before the model is built."""
+    cfg, tensors = _config_and_tensors(path, n_head)
+    return ModelFiles(cfg, tensors, CodeGeeXTokenizer.from_dir(tokenizer or (path if path.is_dir() else path.parent)))
+
+
+def _config_and_tensors(path: Path, n_head: int | None) -> tuple[CodeGeeXConfig, dict[str, torch.Tensor]]:
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        return load_geex(path)
+    sd = read_official(path)
+    return infer_config(sd, n_head), sd
+
+
 def load_model(path: str | Path, n_head: int | None = None, dtype: torch.dtype | None = None,
                device: torch.device | str | None = None, quantize: str | None = None) -> CodeGeeX:
-    """From a geex directory, an official file, or a directory of TP shards."""
-    path = Path(path)
-    if path.is_dir() and (path / CONFIG_FILE).is_file():
-        cfg, sd = load_geex(path)
-    else:
-        sd = read_official(path)
-        cfg = infer_config(sd, n_head)
-    return build_model(cfg, sd, dtype, device, quantize)
+    """From a geex directory, an official file, or a directory of TP shards (no tokenizer needed)."""
+    return build_model(*_config_and_tensors(Path(path), n_head), dtype, device, quantize)
 
 
 def convert(src: str | Path, dst: str | Path, n_head: int | None = None, tokenizer: str | Path | None = None) -> Path:

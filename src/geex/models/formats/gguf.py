@@ -25,8 +25,9 @@ import torch
 
 from geex.errors import UserError
 from geex.models.config_fields import Fields
-from geex.models.hf_tokenizer import HFTokenizer
 from geex.models.llama import LlamaConfig
+from geex.models.protocols import ModelFiles
+from geex.models.tokenizers.hf import HFTokenizer
 
 MAGIC = b"GGUF"
 ARCHITECTURES = ("llama", "qwen2")  # GGUF architectures read into geex's Llama
@@ -43,6 +44,13 @@ _LAYER_NAMES = {
 }
 _TOP_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
               "output.weight": "lm_head.weight"}
+
+
+def read(path: Path, tokenizer: Path | None = None) -> ModelFiles:
+    """A GGUF file as config, tensors (dequantized one at a time) and its embedded tokenizer (or the
+    ``tokenizer.json`` in the directory ``tokenizer``)."""
+    g = GGUFModel(path)
+    return ModelFiles(g.config, g.weights, HFTokenizer.from_dir(tokenizer) if tokenizer else g.tokenizer)
 
 
 def is_gguf(path: Path) -> bool:

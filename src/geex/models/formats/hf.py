@@ -8,7 +8,6 @@ them one at a time, so host memory holds one copy of the model.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -16,11 +15,20 @@ import torch
 from safetensors import safe_open
 
 from geex.errors import UserError
-from geex.models.config_fields import Fields
+from geex.models.config_fields import Fields, read_json
 from geex.models.llama import LlamaConfig
+from geex.models.protocols import ModelFiles
+from geex.models.tokenizers.hf import HFTokenizer
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
 _REQUIRED = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
+
+
+def read(directory: Path, tokenizer: Path | None = None) -> ModelFiles:
+    """A model directory as config, memory-mapped tensors and its ``tokenizer.json`` (or the one in
+    the directory ``tokenizer``)."""
+    cfg = read_config(directory)
+    return ModelFiles(cfg, read_weights(directory, cfg), HFTokenizer.from_dir(tokenizer or directory))
 
 
 def is_hf_dir(path: Path) -> bool:
@@ -100,16 +108,3 @@ class SafetensorsWeights(Mapping):
 def read_weights(directory: str | Path, cfg: LlamaConfig) -> SafetensorsWeights:
     """The state dict; a saved copy of a tied head (``lm_head.weight``) is dropped."""
     return SafetensorsWeights(directory, drop=("lm_head.weight",) if cfg.tie_embeddings else ())
-
-
-def read_json(path: Path, required: bool = True) -> dict:
-    """A JSON object file of a model directory; ``{}`` for a missing optional one or a non-object."""
-    if not required and not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
-    if required and not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object of settings")
-    return data if isinstance(data, dict) else {}

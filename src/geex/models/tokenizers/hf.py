@@ -21,7 +21,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 
 from geex.errors import UserError
-from geex.models.hf import read_json
+from geex.models.config_fields import read_json
 
 _LLAMA3_SPLIT = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -98,7 +98,7 @@ class HFTokenizer:
 
     @classmethod
     def from_gguf(cls, fields: dict) -> HFTokenizer:
-        """From a GGUF file's metadata (``fields``: key -> value, as ``geex.models.gguf_loader`` reads them)."""
+        """From a GGUF file's metadata (``fields``: key -> value, as ``geex.models.formats.gguf`` reads them)."""
         kind = fields.get("tokenizer.ggml.model")
         if kind != "gpt2":
             raise UserError(f"GGUF tokenizer {kind!r} is not supported (only byte-level BPE, 'gpt2')")

@@ -11,7 +11,8 @@ import torch
 
 from geex.cli import main
 from geex.errors import UserError
-from geex.models.checkpoint import (
+from geex.models.codegeex import CodeGeeX, get_config
+from geex.models.formats.codegeex import (
     infer_config,
     load_model,
     read_official,
@@ -19,7 +20,6 @@ from geex.models.checkpoint import (
     split_tensor_parallel,
     to_official,
 )
-from geex.models.codegeex import CodeGeeX, get_config
 from tests.models.tiny import random_tiny_codegeex
 
 
@@ -116,7 +116,7 @@ def test_peak_host_memory_while_loading_stays_near_one_copy(tmp_path):
     del m
     script = (
         "import resource, sys, torch\n"
-        "from geex.models.checkpoint import load_model\n"
+        "from geex.models.formats.codegeex import load_model\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
         "m = load_model(sys.argv[1], n_head=4)\n"
         "m(torch.zeros(1, 4, dtype=torch.long))  # touches every weight (the tied head: all of the embedding)\n"

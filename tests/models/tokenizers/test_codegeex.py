@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geex.errors import UserError
-from geex.models.tokenizer import CodeGeeXTokenizer
+from geex.models.tokenizers.codegeex import CodeGeeXTokenizer
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,14 @@ class CodeGeeXTokenizer:
         self.stop_ids: frozenset[int] = frozenset({self.eos_id})
         self.vocab_size: int = self._tok.get_vocab_size(with_added_tokens=True)
 
+    @classmethod
+    def from_dir(cls, directory: Path) -> CodeGeeXTokenizer:
+        """The tokenizer of a model directory, or an error that says which option supplies one."""
+        if not (directory / "vocab.json").is_file():
+            raise UserError(f"no tokenizer files in {directory}: pass --tokenizer DIR "
+                            "(a directory with vocab.json, merges.txt, added_tokens.json)")
+        return cls(directory)
+
     @staticmethod
     def encode_whitespace(text: str) -> str:
         for n in range(WS_MAX, 1, -1):

@@ -16,8 +16,8 @@ import transformers
 
 from geex.errors import UserError
 from geex.models import registry
-from geex.models.gguf_loader import GGUFModel, diagnose, hf_name, is_gguf, read_gguf, unpermute_rotary
-from geex.models.hf_tokenizer import HFTokenizer
+from geex.models.formats.gguf import GGUFModel, diagnose, hf_name, is_gguf, read_gguf, unpermute_rotary
+from geex.models.tokenizers.hf import HFTokenizer
 
 Q8_0 = gguf.GGMLQuantizationType.Q8_0
 

@@ -10,7 +10,7 @@ import pytest
 
 gguf = pytest.importorskip("gguf")
 
-from geex.models.gguf_loader import _dequantize  # noqa: E402
+from geex.models.formats.gguf import _dequantize  # noqa: E402
 from geex.models.registry import default_model_path  # noqa: E402
 
 

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("gguf")
 
-from geex.models.gguf_loader import diagnose, is_gguf  # noqa: E402
+from geex.models.formats.gguf import diagnose, is_gguf  # noqa: E402
 
 # GGUF value types: (type id, struct format) of each scalar, in the format's numbering
 SCALARS = [(0, "B", 7), (1, "b", -7), (2, "H", 700), (3, "h", -700), (4, "I", 70_000), (5, "i", -70_000),
