@@ -98,6 +98,14 @@ def test_memory_cgroup_bounds_shared_memory(work, lease):
     uncapped.__dict__["memory"] = MemoryControl(None, 0)
     r = _sh(uncapped, script, work, lease, memory_mb=512)
     assert r.returncode == 0 and "done" in r.stdout and not r.memory_limited, r.stderr
+    # the other way into a cgroup: a fresh one a run, joined by geex-exec before it runs the program
+    # (cgroup v2's, and v1's where a slot cannot be made), whatever this machine's hierarchy is
+    shared = sandbox.memory
+    joined = Sandbox()
+    joined.__dict__["memory"] = MemoryControl(shared.parent, shared.version)
+    joined.memory.use_slots = False
+    r = _sh(joined, script, work, lease, memory_mb=512)
+    assert r.memory_limited and r.returncode != 0 and "done" not in r.stdout, r
 
 
 _MEMFD_MB = "python3 -c 'import os\nfds = [os.memfd_create(str(i)) for i in range({n})]\n" \
@@ -270,3 +278,33 @@ def test_cpu_time_limit_stops_a_spinning_program(work, lease):
                         limits=Limits(wall_s=30, cpu_s=1))
         assert not r.timed_out and r.wall_s < 10, r
         assert r.signal == signal.SIGXCPU or r.cpu_limited, r
+
+
+def test_the_cpu_limit_is_judged_with_every_core_the_program_may_use(work, lease, monkeypatch):
+    """``cpu_s`` of CPU time runs out ``cores`` times as fast on every core the program may use (its
+    affinity, as ours): the kill at the hard limit is judged with that count (``_cpu_limited``'s
+    arithmetic is tested on its own in test_sandbox_parts.py)."""
+    from geex.humanevalx.execution import sandbox as sandbox_module
+
+    seen = []
+    judge = sandbox_module._cpu_limited
+    monkeypatch.setattr(sandbox_module, "_cpu_limited", lambda *args: seen.append(args) or judge(*args))
+    _sh(Sandbox(), "true", work, lease)
+    assert seen and seen[-1][4] == len(os.sched_getaffinity(0)), seen
+
+
+def test_an_output_flood_stopped_late_is_not_a_cpu_limit(work, lease):
+    """A program stopped for its output (the harness's own SIGKILL) after enough wall time to have
+    used its CPU limit on every core: output limited, not CPU limited."""
+    r = Sandbox().run(["/bin/sh", "-c", "trap '' XFSZ; sleep 1.2; head -c 100000000 /dev/zero; sleep 30"],
+                      cwd=work, uid=lease, cwd_writable=False, limits=Limits(wall_s=20, cpu_s=1))
+    assert r.output_limited and r.signal == signal.SIGKILL and r.wall_s >= 1.2, r
+    assert not r.cpu_limited and not r.timed_out, r
+
+
+def test_a_program_is_stopped_at_its_deadline_not_before(work, lease):
+    """The wall-clock limit: killed once the deadline has passed, and promptly after it (the
+    watcher looks every 50 ms; the bound leaves room for a busy machine)."""
+    r = Sandbox().run(["/bin/sh", "-c", "sleep 30"], cwd=work, uid=lease, cwd_writable=False,
+                      limits=Limits(wall_s=1.5, cpu_s=20))
+    assert r.timed_out and 1.5 <= r.wall_s < 2.2, r

@@ -194,11 +194,33 @@ def test_without_bubblewrap_the_uid_drop_needs_root_and_setpriv(root, setpriv, e
         assert sandbox.detect_isolation.__wrapped__().value == expected
 
 
-def test_a_bubblewrap_that_fails_or_is_missing_is_not_used(tmp_path):
+def test_a_forced_mode_stronger_than_the_machine_offers_is_not_taken(monkeypatch):
+    """On a machine without bubblewrap (root and setpriv: uid+rlimits at best), $GEEX_SANDBOX naming
+    a bubblewrap mode leaves uid+rlimits; naming a weaker one takes it."""
+    import warnings
+
+    from geex.humanevalx.execution.sandbox import Isolation
+
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "setpriv" else None)
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0)
+    for forced, wanted in (("bubblewrap+uid", Isolation.UID), ("bubblewrap", Isolation.UID),
+                           ("uid", Isolation.UID), ("rlimits", Isolation.RLIMITS)):
+        monkeypatch.setenv(sandbox.ENV_SANDBOX, forced)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert sandbox.detect_isolation.__wrapped__() is wanted, forced
+
+
+def test_a_bubblewrap_that_fails_or_is_missing_is_not_used(tmp_path, capfd):
     dies = tmp_path / "bwrap"
     dies.write_text("#!/bin/sh\nkill -9 $$\n")  # killed by a signal: a negative return code
     dies.chmod(0o755)
     assert sandbox._probe_bwrap(str(dies)) is False
+    complains = tmp_path / "complains"
+    complains.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    complains.chmod(0o755)
+    assert sandbox._probe_bwrap(str(complains)) is False
+    assert capfd.readouterr() == ("", "")  # the probe's failure is the degraded-mode warning's, not a stray line
     assert sandbox._probe_bwrap(str(tmp_path / "missing")) is False
     ok = tmp_path / "ok"
     ok.write_text("#!/bin/sh\nexit 0\n")
@@ -242,7 +264,7 @@ def test_a_process_that_ends_during_the_scan_is_skipped(monkeypatch):
     class Gone:
         name = "4194304"  # above the largest pid Linux hands out: no /proc/4194304/status
 
-    monkeypatch.setattr(sandbox.os, "scandir", lambda path: [*real(path), Gone()])
+    monkeypatch.setattr(sandbox.os, "scandir", lambda path: [Gone(), *real(path)])  # first: the scan goes on
     assert os.getpid() in sandbox.pids_of_uid(os.getuid())
 
 
