@@ -35,6 +35,13 @@ def test_fenced_blocks():
         ("a = 1\n", "python", 0), ("b = 2\n", "", 1), ("fn x() {}\n```\nstill rust\n", "rust", 2),
         ("unclosed", "go", 3)]
     assert fenced_blocks("no code here") == []
+    # a fence opened after prose on its line, when its info names a language or is empty
+    late = fenced_blocks("Sure! Here it is: ```python\ndef f():\n    return 1\n```\nAnd: ```\nx = 2\n```")
+    assert [(b.code, b.tag) for b in late] == [("def f():\n    return 1\n", "python"), ("x = 2\n", "")]
+    # ... not inline code, nor prose whose word after the backticks is no language
+    assert [b.code for b in fenced_blocks("Use ``` fences like ```this``` inline, or ``` quotes.\n```js\nx\n```")] == ["x\n"]
+    assert extract("python", "Here: ```python\ndef add(xs, k):\n    return [x + k for x in xs]\n```",
+                   PY_HEAD).completion == "    return [x + k for x in xs]\n"
 
 
 @pytest.mark.parametrize("language, head, name", [
@@ -224,6 +231,18 @@ def test_java_nested_class_before_the_method_stays_a_class():
     assert got.startswith("\n        Pair p = new Pair(k);")
 
 
+def test_java_top_level_types_before_the_class_follow_it():
+    """A helper class before ``class Solution`` (a Java file may hold several top-level classes): it
+    follows the completion, which closes the method and the class first."""
+    answer = ("```java\nimport java.util.*;\n\nclass Step {\n    static int of(int k) { return k; }\n}\n\n"
+              "class Solution {\n    public List<Integer> add(List<Integer> xs, int k) {\n"
+              "        List<Integer> out = new ArrayList<>();\n        for (int x : xs) out.add(x + Step.of(k));\n"
+              "        return out;\n    }\n}\n```")
+    assert extract("java", answer, JAVA_HEAD).completion == (
+        "\n        List<Integer> out = new ArrayList<>();\n        for (int x : xs) out.add(x + Step.of(k));\n"
+        "        return out;\n    }\n}\n\n\nclass Step {\n    static int of(int k) { return k; }\n}")
+
+
 def test_js_arrow_with_an_expression_body_is_returned():
     got = extract("js", "```js\nconst add = (xs, k) => xs.map((x) => x + k);\n\nconsole.log(add([1], 2));\n```", JS_HEAD)
     assert (got.completion, got.method) == ("\n  return xs.map((x) => x + k);\n}", "function")
@@ -247,6 +266,24 @@ def test_cpp_types_before_the_function_make_the_head_forward_to_the_answer():
                               "typedef long long ll;\nstruct Acc { ll total = 0; void add(int v) { total += v; } };\n"
                               "vector<int> add__answer(vector<int> xs, int k) {\n    Acc a;\n    for (int x : xs) a.add(x + k);\n"
                               "    return {(int)a.total};\n}")
+
+
+def test_cpp_leetcode_class_member_is_called_through_the_heads_signature():
+    """``class Solution { public: ... };`` (how many instruct models answer C++): the head forwards to
+    a function of its own signature that calls the member; a private helper stays in the class."""
+    answer = ("Here is the solution:\n```cpp\n#include <vector>\n#include <numeric>\nusing namespace std;\n\n"
+              "class Solution {\npublic:\n    vector<int> add(vector<int> xs, int k) {\n"
+              "        for (auto &x : xs) x += step(k);\n        return xs;\n    }\nprivate:\n"
+              "    int step(int k) { return k; }\n};\n```\nThis adds k.")
+    got = extract("cpp", answer, CPP_HEAD)
+    assert got.method == "member"
+    assert got.completion == ("#include <numeric>\n    vector<int> add__answer(vector<int> xs,int k);\n"
+                              "    return add__answer(xs, k);\n}\n\nclass Solution {\npublic:\n"
+                              "    vector<int> add(vector<int> xs, int k) {\n        for (auto &x : xs) x += step(k);\n"
+                              "        return xs;\n    }\nprivate:\n    int step(int k) { return k; }\n};\n"
+                              "vector<int> add__answer(vector<int> xs,int k) {\n    return Solution().add(xs, k);\n}")
+    static = answer.replace("    vector<int> add(", "    static vector<int> add(").replace("    int step(", "    static int step(")
+    assert "return Solution::add(xs, k);" in extract("cpp", static, CPP_HEAD).completion
 
 
 def test_cpp_return_type_on_its_own_line():
@@ -327,6 +364,13 @@ HOISTED_ANSWERS = [  # (task, answer): each needs what only the answer declares
     ("CPP/53", "```cpp\ntypedef long long ll;\nstruct Acc { ll total = 0; void add(int v) { total += v; } };\n"
                "int add(int x, int y) {\n    Acc a;\n    a.add(x);\n    a.add(y);\n    return (int)a.total;\n}\n"
                "int main() { return add(1, 2) == 3 ? 0 : 1; }\n```"),
+    # LeetCode's shape: the function a member of a class, with a private helper
+    ("CPP/53", "```cpp\n#include <vector>\nusing namespace std;\n\nclass Solution {\npublic:\n    int add(int x, int y) {\n"
+               "        return plus(x, y);\n    }\nprivate:\n    int plus(int a, int b) { return a + b; }\n};\n```"),
+    ("CPP/53", "```cpp\nstruct Solution {\n    static int add(int x, int y) { return x + y; }\n};\n```"),
+    # a top-level class before Java's class Solution
+    ("Java/53", "```java\nclass Adder {\n    static int sum(int a, int b) { return a + b; }\n}\n\nclass Solution {\n"
+                "    public int add(int x, int y) {\n        return Adder.sum(x, y);\n    }\n}\n```"),
 ]
 
 

@@ -7,7 +7,8 @@ translation, the target declaration), so the answer is turned into one, as if th
 continued the head — then prompt and answer never define the function twice:
 
 1. **The block**: the answer's fenced blocks (an unclosed last fence runs to the end of the
-   answer); the *last* one tagged with the target language (or untagged) that defines the entry
+   answer; a backtick fence after prose on its line opens a block when it names a language or
+   nothing); the *last* one tagged with the target language (or untagged) that defines the entry
    point with a body (a corrected version follows a first draft; an echo of the prompt is no
    answer), else the last that defines it, else the first in the language, else the first block.
    No fence at all: the whole answer is the block. Python: earlier blocks of the language come
@@ -28,6 +29,9 @@ continued the head — then prompt and answer never define the function twice:
    A C++ answer that defines a type, typedef, global or template before its function (which
    cannot follow a function that uses it) is *forwarded*: the head's function declares the
    answer's, renamed ``<entry>__answer``, and returns its result; the answer follows in its order.
+   A C++ entry point that is a member of a top-level class (LeetCode's ``class Solution``) is
+   forwarded too, to a function of the head's signature that calls the member. Java types defined
+   before the method's class follow the completion (after the class closes).
 3. **No definition of the entry point**: the block is taken as the body (Python: indented if it
    is not; a brace language: closed with ``}`` if it does not close itself).
 
@@ -55,6 +59,9 @@ FENCE_TAGS: dict[str, frozenset[str]] = {
     "rust": frozenset({"rust", "rs"}),
 }
 _OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$", re.MULTILINE)
+# a backtick fence after prose on its line ("Here it is: ```python"), not Markdown but common: taken
+# when its info string is empty or names a language
+_OPEN_LATE = re.compile(r"^[^\n`]*?[^\s`][^\n`]*?(?P<fence>`{3,})[ \t]*(?P<info>[^\n`]*)$", re.MULTILINE)
 _PY_DEF = r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+{name}[ \t]*\("
 _JAVA_CLASS = re.compile(r"\b(?:class|interface|enum|record)\s+[\w$]+[^{;]*\{")
 _EMPTY_BRACES = re.compile(r"\{[^\S\n]*\}[^\n{;]*\{")  # `{}` with the body's brace after it on its line
@@ -102,7 +109,7 @@ def fenced_blocks(answer: str) -> list[Block]:
     limit)."""
     blocks: list[Block] = []
     pos = 0
-    while (m := _OPEN.search(answer, pos)) is not None:
+    while (m := _next_open(answer, pos)) is not None:
         fence = m.group("fence")
         body_start = m.end() + 1
         close = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", re.MULTILINE)
@@ -114,6 +121,15 @@ def fenced_blocks(answer: str) -> list[Block]:
             break
         pos = c.end()
     return blocks
+
+
+def _next_open(answer: str, pos: int) -> re.Match | None:
+    """The next opening fence from ``pos``: at the start of a line, or after prose (``_OPEN_LATE``)."""
+    tags = frozenset().union(*FENCE_TAGS.values())
+    late = next((m for m in _OPEN_LATE.finditer(answer, pos)
+                 if not m.group("info").strip() or m.group("info").split()[0].lower() in tags), None)
+    first = _OPEN.search(answer, pos)
+    return late if first is None or (late is not None and late.start() < first.start()) else first
 
 
 def entry_point(language: Language | str, head: str) -> str | None:
@@ -429,12 +445,13 @@ def _cpp_declaration(text: str, view: str, start: int) -> str | None:
     return header + ";"
 
 
-def _enclosing_class(view: str, start: int) -> int:
-    """Where the body of the Java class around ``start`` begins (after its ``{``); 0 if none."""
+def _enclosing_class(view: str, start: int) -> tuple[int, int]:
+    """(where the header's line of the Java class around ``start`` begins, where its body begins:
+    after its ``{``); (0, 0) if none."""
     for m in reversed(list(_JAVA_CLASS.finditer(view, 0, start))):
         if _body_close(view[m.end():start]) is None:  # its body is not closed before the method
-            return m.end()
-    return 0
+            return view.rfind("\n", 0, m.start()) + 1, m.end()
+    return 0, 0
 
 
 _MOVED_TO_TOP = {  # what a completion carries to its start; the assembly hoists C++ includes and Java imports
@@ -447,11 +464,15 @@ _MOVED_TO_TOP = {  # what a completion carries to its start; the assembly hoists
 def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str]:
     view = code_view(lang, code, final=True)
     found = _brace_definition(lang, view, entry) if entry else None
+    known = {"".join(line.split()) for line in head.splitlines()}  # a restated include or import: the head's
+    if found is None and lang == "cpp" and entry and (member := _cpp_member(code, view, entry, head)) is not None:
+        top = [code[m.start():m.end()] for m in _MOVED_TO_TOP[lang].finditer(view) if _at_line_start(view, m.start())
+               and "".join(code[m.start():m.end()].split()) not in known]
+        return "".join(f"{line.strip()}\n" for line in top) + member, "member"
     if found is None:
         body = code if function_end(lang, code, final=True) is not None else code.rstrip() + "\n}\n"
         return body, "body"
     start, brace = found
-    known = {"".join(line.split()) for line in head.splitlines()}  # a restated include or import: the head's
     top = [code[m.start():m.end()] for m in _MOVED_TO_TOP[lang].finditer(view[:start]) if _at_line_start(view, m.start())
            and "".join(code[m.start():m.end()].split()) not in known] if lang in _MOVED_TO_TOP else []
     if view[brace] != "{":  # a JavaScript arrow with an expression body: `return` it
@@ -462,7 +483,9 @@ def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str
     else:
         after = code[brace + 1:]
     end = function_end(lang, after, final=True)
-    scan_from = _enclosing_class(view, start) if lang == "java" else 0  # Java: the members before the method
+    outer, scan_from = _enclosing_class(view, start) if lang == "java" else (0, 0)  # Java: the members before it
+    # Java: top-level types before the method's class follow the completion (a file holds several)
+    outside = [it for it in items(lang, view[:outer], 0, HEADERS[lang])[0] if it.kind != "include"] if outer else []
     before = [it for it in items(lang, view[:start], scan_from, HEADERS[lang])[0]
               if "main" not in it.names and it.kind != "include" and not (lang == "rust" and _at_use(view, it.start))]
     declarations = "".join(f"{line.strip()}\n" for line in top)
@@ -478,7 +501,8 @@ def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str
         declarations += "".join(f"    {d}\n" for d in decls if d)
     if end is None:  # the function is not closed (an answer cut short): the rest is its body
         return declarations + after, "function"
-    return declarations + after[:end] + moved + after[end:], "function"
+    types = "".join("\n\n" + code[code.rfind("\n", 0, it.start) + 1:it.end].strip("\n") for it in outside)
+    return declarations + after[:end] + moved + after[end:] + types, "function"
 
 
 def _only_before(view: str, it) -> bool:
@@ -490,12 +514,9 @@ def _only_before(view: str, it) -> bool:
     return not plain_function
 
 
-def _cpp_forwarded(code: str, name_at: int, entry: str, head: str) -> str | None:
-    """The completion for a C++ answer whose function needs what the answer defines before it: the
-    head's function forwards its parameters to the answer's function, renamed ``<entry>__answer``
-    and declared in the body with the head's signature, and the answer follows in its own order
-    (cleanup keeps what the forwarding call needs). A recursive call of the entry point goes through
-    the head's function, which forwards again. None if the head's parameters cannot be read."""
+def _cpp_head_signature(head: str, entry: str) -> tuple[str, re.Match, list[str]] | None:
+    """The head's C++ function header (without its ``{``), the match of ``entry(params)`` in it, and
+    its parameters' names; None if they cannot be read."""
     head_view = code_view("cpp", head, final=True)
     brace = head_view.rstrip().rfind("{")
     line = head_view.rfind("\n", 0, head_view.rfind(entry + "(", 0, brace)) + 1
@@ -509,11 +530,57 @@ def _cpp_forwarded(code: str, name_at: int, entry: str, head: str) -> str | None
         if not found:
             return None
         names.append(found[-1])
+    return header, m, names
+
+
+def _cpp_forwarded(code: str, name_at: int, entry: str, head: str) -> str | None:
+    """The completion for a C++ answer whose function needs what the answer defines before it: the
+    head's function forwards its parameters to the answer's function, renamed ``<entry>__answer``
+    and declared in the body with the head's signature, and the answer follows in its own order
+    (cleanup keeps what the forwarding call needs). A recursive call of the entry point goes through
+    the head's function, which forwards again. None if the head's parameters cannot be read."""
+    signature = _cpp_head_signature(head, entry)
+    if signature is None:
+        return None
+    header, m, names = signature
     renamed = f"{entry}__answer"
     declaration = header[:m.start()] + header[m.start():].replace(entry, renamed, 1) + ";"
     answer = code[:name_at] + renamed + code[name_at + len(entry):]
     answer = "\n".join(line for line in answer.splitlines() if not re.match(r"\s*#\s*include\b", line))
     return f"    {declaration}\n    return {renamed}({', '.join(names)});\n}}\n{answer}\n"
+
+
+_CPP_CLASS = re.compile(r"\b(?:class|struct)\s+([A-Za-z_]\w*)[^{;()]*\{")
+
+
+def _cpp_member(code: str, view: str, entry: str, head: str) -> str | None:
+    """The completion for a C++ answer that defines the entry point as a member of a top-level class
+    (LeetCode's ``class Solution { public: ... };``), forwarded like ``_cpp_forwarded``: the head's
+    function returns ``<entry>__answer``'s result, the answer follows in its own order, then
+    ``<entry>__answer`` (the head's signature) calls the member: ``Class::entry(...)`` if it is
+    static, else ``Class().entry(...)``. None if no top-level class defines the entry point or the
+    head's parameters cannot be read."""
+    signature = _cpp_head_signature(head, entry)
+    if signature is None:
+        return None
+    header, m_head, names = signature
+    for m in _CPP_CLASS.finditer(view):
+        if view.count("{", 0, m.start()) != view.count("}", 0, m.start()):
+            continue  # not at the top level
+        close = _body_close(view[m.end():])
+        if close is None:
+            return None
+        inner = view[m.end():m.end() + close - 1]
+        found = _brace_definition("cpp", inner, entry)
+        if found is None:
+            continue
+        static = re.search(r"\bstatic\b", inner[found[0]:found[1]]) is not None
+        call = f"{m.group(1)}{'::' if static else '().'}{entry}({', '.join(names)})"
+        renamed = header[:m_head.start()] + header[m_head.start():].replace(entry, f"{entry}__answer", 1)
+        answer = "\n".join(line for line in code.splitlines() if not re.match(r"\s*#\s*include\b", line))
+        return (f"    {renamed};\n    return {entry}__answer({', '.join(names)});\n}}\n{answer.strip(chr(10))}\n"
+                f"{renamed} {{\n    return {call};\n}}\n")
+    return None
 
 
 def _at_line_start(view: str, pos: int) -> bool:
