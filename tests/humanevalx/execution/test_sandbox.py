@@ -308,3 +308,21 @@ def test_a_program_is_stopped_at_its_deadline_not_before(work, lease):
     r = Sandbox().run(["/bin/sh", "-c", "sleep 30"], cwd=work, uid=lease, cwd_writable=False,
                       limits=Limits(wall_s=1.5, cpu_s=20))
     assert r.timed_out and 1.5 <= r.wall_s < 2.2, r
+
+
+def test_the_default_umask_is_022_for_run_and_popen(work, lease):
+    """Files a program creates are not writable by others unless it asks (umask 022 by default)."""
+    assert _sh(Sandbox(), "umask", work, lease).stdout.strip() == "0022"
+    proc = Sandbox().popen(["/bin/sh", "-c", "umask"], cwd=work, uid=lease, limits=Limits(wall_s=20, cpu_s=20),
+                           cwd_writable=False, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out, _ = proc.communicate(timeout=20)
+    assert out.decode().strip() == "0022"
+
+
+def test_a_system_path_among_the_binds_does_not_end_them(work, lease):
+    """A read-only bind of what the system view already shows (/usr/share) is skipped, and the binds
+    after it (here the working directory) are still made."""
+    r = Sandbox().run(["/bin/sh", "-c", "pwd; ls /usr/share >/dev/null && echo seen"], cwd=work, uid=lease,
+                      cwd_writable=False, ro_binds=(Path("/usr/share"),), limits=Limits(wall_s=20, cpu_s=20))
+    assert r.ok and r.stdout.split() == [str(work), "seen"], r
+
