@@ -224,22 +224,17 @@ def test_bf16_fsdp_mixed_precision_follows_one_process_autocast(packed, tmp_path
     assert np.allclose([r["grad_norm"] for r in two], [r["grad_norm"] for r in one], rtol=5e-3, atol=0)
 
 
-def test_tensor_parallel_trains_as_one_process_and_reshards(packed, tmp_path):  # noqa: F811
-    """Two processes splitting every layer (run.tensor_parallel=2: one data-parallel rank, so both
-    read the same 8 sequences) follow one process; the checkpoint continues in one process."""
-    train(_cfg(packed, tmp_path / "one", *STEPS, "data.batch_size=8"), progress=False)
-    _torchrun(2, packed, tmp_path / "tp", "data.batch_size=8", "run.tensor_parallel=2")
-    _assert_close(tmp_path / "tp", tmp_path / "one")
-    stopped = tmp_path / "stopped"
-    shutil.copytree(tmp_path / "tp", stopped)
-    shutil.rmtree(stopped / "checkpoints" / "step-00000010")
-    train(_cfg(packed, stopped, *STEPS, "data.batch_size=8"), progress=False)
-    _assert_close(stopped, tmp_path / "one")
-
-
 def test_fsdp_and_tensor_parallel_together(packed, tmp_path):  # noqa: F811
     """Four processes as 2 data-parallel (FSDP2) x 2 tensor-parallel ranks, 4 sequences a
-    data-parallel rank: the curve of one process reading 8."""
+    data-parallel rank: the curve of one process reading 8; its step-5 checkpoint (tensors split
+    both ways) continues in one process on the same curve. (Tensor parallelism alone, from a
+    checkpoint of two FSDP2 processes: test_a_checkpoint_reshards_from_two_processes_to_one.)"""
     train(_cfg(packed, tmp_path / "one", *STEPS, "data.batch_size=8"), progress=False)
     _torchrun(4, packed, tmp_path / "2d", "data.batch_size=4", "run.tensor_parallel=2")
     _assert_close(tmp_path / "2d", tmp_path / "one")
+    stopped = tmp_path / "stopped"
+    shutil.copytree(tmp_path / "2d", stopped)
+    shutil.rmtree(stopped / "checkpoints" / "step-00000010")
+    train(_cfg(packed, stopped, *STEPS, "data.batch_size=8"), progress=False)
+    _assert_close(stopped, tmp_path / "one")
+    assert _rows(stopped)[:5] == _rows(tmp_path / "2d")[:5]  # resumed at step 5, not trained again
