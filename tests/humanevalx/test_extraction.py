@@ -42,6 +42,22 @@ def test_fenced_blocks():
     assert [b.code for b in fenced_blocks("Use ``` fences like ```this``` inline, or ``` quotes.\n```js\nx\n```")] == ["x\n"]
     assert extract("python", "Here: ```python\ndef add(xs, k):\n    return [x + k for x in xs]\n```",
                    PY_HEAD).completion == "    return [x + k for x in xs]\n"
+    # prose naming "a ```python code block" before the real one; a closing fence glued to the last
+    # line of an answer without an opening one: neither opens a block
+    named = "In a ```python code block:\n\n```python\nimport math\n\nx = math.pi\n```\n"
+    assert [b.code for b in fenced_blocks(named)] == ["import math\n\nx = math.pi\n"]
+    assert [b.code for b in fenced_blocks("As a ```python\n```python\ny = 1\n```")] == ["y = 1\n"]
+    assert fenced_blocks("int f() {\n    return 0;\n}```\n") == []
+
+
+def test_fences_after_prose_are_found_in_linear_time():
+    """Long lines (a model looping to its token limit) cost no backtracking."""
+    import time
+
+    for answer in ("x" * 20000, "```python\nreturn [" + "0, " * 8000 + "\n```", "I think " * 5000 + "\n```python\nx\n```"):
+        start = time.process_time()
+        fenced_blocks(answer)
+        assert time.process_time() - start < 0.2
 
 
 @pytest.mark.parametrize("language, head, name", [
@@ -278,12 +294,24 @@ def test_cpp_leetcode_class_member_is_called_through_the_heads_signature():
     got = extract("cpp", answer, CPP_HEAD)
     assert got.method == "member"
     assert got.completion == ("#include <numeric>\n    vector<int> add__answer(vector<int> xs,int k);\n"
-                              "    return add__answer(xs, k);\n}\n\nclass Solution {\npublic:\n"
+                              "    return add__answer(xs, k);\n}\n\nstruct Solution {\npublic:\n"
                               "    vector<int> add(vector<int> xs, int k) {\n        for (auto &x : xs) x += step(k);\n"
                               "        return xs;\n    }\nprivate:\n    int step(int k) { return k; }\n};\n"
                               "vector<int> add__answer(vector<int> xs,int k) {\n    return Solution().add(xs, k);\n}")
     static = answer.replace("    vector<int> add(", "    static vector<int> add(").replace("    int step(", "    static int step(")
     assert "return Solution::add(xs, k);" in extract("cpp", static, CPP_HEAD).completion
+    # another member's `static` on the same line is not this one's; a base class defining the same
+    # member first is not the one called; a class without `public:` is made a struct
+    one_line = ("```cpp\nclass Base { public: virtual vector<int> add(vector<int> xs, int k) { return {}; } };\n"
+                "class Solution : public Base { static int step(int k) { return k; } "
+                "vector<int> add(vector<int> xs, int k) override { return xs; } };\n```")
+    got = extract("cpp", one_line, CPP_HEAD).completion
+    assert "return Solution().add(xs, k);" in got and "struct Solution : public Base {" in got
+    # parameter types with commas inside <...>
+    head = "#include<map>\n#include<string>\nusing namespace std;\nbool check(map<string,string> dict, int n){\n"
+    got = extract("cpp", "```cpp\nclass Solution {\npublic:\n    bool check(map<string, string> dict, int n) "
+                         "{ return n > 0; }\n};\n```", head).completion
+    assert "return check__answer(dict, n);" in got and "return Solution().check(dict, n);" in got
 
 
 def test_cpp_return_type_on_its_own_line():
@@ -369,8 +397,11 @@ HOISTED_ANSWERS = [  # (task, answer): each needs what only the answer declares
                "        return plus(x, y);\n    }\nprivate:\n    int plus(int a, int b) { return a + b; }\n};\n```"),
     ("CPP/53", "```cpp\nstruct Solution {\n    static int add(int x, int y) { return x + y; }\n};\n```"),
     # a top-level class before Java's class Solution
-    ("Java/53", "```java\nclass Adder {\n    static int sum(int a, int b) { return a + b; }\n}\n\nclass Solution {\n"
+    ("Java/53", "```java\npublic class Adder {\n    static int sum(int a, int b) { return a + b; }\n}\n\nclass Solution {\n"
                 "    public int add(int x, int y) {\n        return Adder.sum(x, y);\n    }\n}\n```"),
+    # no `public:` (a class's members are private by default) and a base class defining it first
+    ("CPP/53", "```cpp\nclass Base { public: virtual int add(int x, int y) { return 0; } };\n"
+               "class Solution : public Base {\n    int add(int x, int y) override { return x + y; }\n};\n```"),
 ]
 
 

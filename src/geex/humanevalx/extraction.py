@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 from geex.languages import Language, get_language
 from geex.languages.cleanup import _body_close, cleanup, code_view, function_end
-from geex.languages.definitions import HEADERS, _split_top, defined_names, extent, items
+from geex.languages.definitions import HEADERS, _split_top, _strip_generics, defined_names, extent, items
 
 # Markdown info strings that name each language (compared lower-case, first word only)
 FENCE_TAGS: dict[str, frozenset[str]] = {
@@ -60,8 +60,11 @@ FENCE_TAGS: dict[str, frozenset[str]] = {
 }
 _OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$", re.MULTILINE)
 # a backtick fence after prose on its line ("Here it is: ```python"), not Markdown but common: taken
-# when its info string is empty or names a language
-_OPEN_LATE = re.compile(r"^[^\n`]*?[^\s`][^\n`]*?(?P<fence>`{3,})[ \t]*(?P<info>[^\n`]*)$", re.MULTILINE)
+# when its info string is one language's tag, or nothing with a closing fence to come, and the next
+# line is not itself a fence (prose naming "a ```python block" before the real one)
+_OPEN_LATE = re.compile(r"^[ \t]*[^\s`][^\n`]*(?P<fence>`{3,})[ \t]*(?P<info>[^\n`]*)$", re.MULTILINE)
+_FENCE_LINE = re.compile(r"[ \t]*(?:`{3,}|~{3,})")
+_TAGS = frozenset().union(*FENCE_TAGS.values())
 _PY_DEF = r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+{name}[ \t]*\("
 _JAVA_CLASS = re.compile(r"\b(?:class|interface|enum|record)\s+[\w$]+[^{;]*\{")
 _EMPTY_BRACES = re.compile(r"\{[^\S\n]*\}[^\n{;]*\{")  # `{}` with the body's brace after it on its line
@@ -124,12 +127,16 @@ def fenced_blocks(answer: str) -> list[Block]:
 
 
 def _next_open(answer: str, pos: int) -> re.Match | None:
-    """The next opening fence from ``pos``: at the start of a line, or after prose (``_OPEN_LATE``)."""
-    tags = frozenset().union(*FENCE_TAGS.values())
-    late = next((m for m in _OPEN_LATE.finditer(answer, pos)
-                 if not m.group("info").strip() or m.group("info").split()[0].lower() in tags), None)
+    """The next opening fence from ``pos``: at the start of a line, or after prose (``_OPEN_LATE``),
+    looked for only before the next line-start fence."""
     first = _OPEN.search(answer, pos)
-    return late if first is None or (late is not None and late.start() < first.start()) else first
+    for late in _OPEN_LATE.finditer(answer, pos, first.start() if first else len(answer)):
+        info = late.group("info").strip().lower()
+        if _FENCE_LINE.match(answer, late.end() + 1):
+            continue
+        if info in _TAGS or (not info and re.compile(r"^[ \t]*`{3,}[ \t]*$", re.MULTILINE).search(answer, late.end())):
+            return late
+    return first
 
 
 def entry_point(language: Language | str, head: str) -> str | None:
@@ -484,7 +491,8 @@ def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str
         after = code[brace + 1:]
     end = function_end(lang, after, final=True)
     outer, scan_from = _enclosing_class(view, start) if lang == "java" else (0, 0)  # Java: the members before it
-    # Java: top-level types before the method's class follow the completion (a file holds several)
+    # Java: top-level types before the method's class follow the completion (a file holds several;
+    # only the file's own class may be public)
     outside = [it for it in items(lang, view[:outer], 0, HEADERS[lang])[0] if it.kind != "include"] if outer else []
     before = [it for it in items(lang, view[:start], scan_from, HEADERS[lang])[0]
               if "main" not in it.names and it.kind != "include" and not (lang == "rust" and _at_use(view, it.start))]
@@ -501,7 +509,8 @@ def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str
         declarations += "".join(f"    {d}\n" for d in decls if d)
     if end is None:  # the function is not closed (an answer cut short): the rest is its body
         return declarations + after, "function"
-    types = "".join("\n\n" + code[code.rfind("\n", 0, it.start) + 1:it.end].strip("\n") for it in outside)
+    types = "".join("\n\n" + re.sub(r"^(\s*(?:@[\w.]+(?:\([^()]*\))?\s*)*)public\s+", r"\1",
+                                     code[code.rfind("\n", 0, it.start) + 1:it.end].strip("\n")) for it in outside)
     return declarations + after[:end] + moved + after[end:] + types, "function"
 
 
@@ -525,7 +534,7 @@ def _cpp_head_signature(head: str, entry: str) -> tuple[str, re.Match, list[str]
     if m is None:
         return None
     names = []
-    for param in _split_top(m.group(1)) if m.group(1).strip() not in ("", "void") else []:
+    for param in _split_top(_strip_generics(m.group(1))) if m.group(1).strip() not in ("", "void") else []:
         found = re.findall(r"[A-Za-z_]\w*", re.sub(r"=.*|\[[^\]]*\]", "", param, flags=re.DOTALL))
         if not found:
             return None
@@ -558,29 +567,37 @@ def _cpp_member(code: str, view: str, entry: str, head: str) -> str | None:
     (LeetCode's ``class Solution { public: ... };``), forwarded like ``_cpp_forwarded``: the head's
     function returns ``<entry>__answer``'s result, the answer follows in its own order, then
     ``<entry>__answer`` (the head's signature) calls the member: ``Class::entry(...)`` if it is
-    static, else ``Class().entry(...)``. None if no top-level class defines the entry point or the
+    static, else ``Class().entry(...)``. The class is a ``struct`` there (its members public: an
+    answer may leave out ``public:``); of several classes defining the entry point, ``Solution``,
+    else the last (a derived class after its base). None if no top-level class defines it or the
     head's parameters cannot be read."""
     signature = _cpp_head_signature(head, entry)
     if signature is None:
         return None
     header, m_head, names = signature
+    candidates = []
     for m in _CPP_CLASS.finditer(view):
         if view.count("{", 0, m.start()) != view.count("}", 0, m.start()):
             continue  # not at the top level
         close = _body_close(view[m.end():])
         if close is None:
-            return None
+            break
         inner = view[m.end():m.end() + close - 1]
         found = _brace_definition("cpp", inner, entry)
-        if found is None:
-            continue
-        static = re.search(r"\bstatic\b", inner[found[0]:found[1]]) is not None
-        call = f"{m.group(1)}{'::' if static else '().'}{entry}({', '.join(names)})"
-        renamed = header[:m_head.start()] + header[m_head.start():].replace(entry, f"{entry}__answer", 1)
-        answer = "\n".join(line for line in code.splitlines() if not re.match(r"\s*#\s*include\b", line))
-        return (f"    {renamed};\n    return {entry}__answer({', '.join(names)});\n}}\n{answer.strip(chr(10))}\n"
-                f"{renamed} {{\n    return {call};\n}}\n")
-    return None
+        if found is not None:
+            candidates.append((m, inner, found))
+    if not candidates:
+        return None
+    m, inner, found = next((c for c in candidates if c[0].group(1) == "Solution"), candidates[-1])
+    name_at = re.compile(rf"(?<![\w$.:>]){re.escape(entry)}\s*\(").search(inner, found[0]).start()
+    declaration = inner[max(inner.rfind(c, 0, name_at) for c in ";{}") + 1:name_at]
+    static = re.search(r"\bstatic\b", declaration) is not None
+    call = f"{m.group(1)}{'::' if static else '().'}{entry}({', '.join(names)})"
+    renamed = header[:m_head.start()] + header[m_head.start():].replace(entry, f"{entry}__answer", 1)
+    code = code[:m.start()] + re.sub(r"^class\b", "struct", code[m.start():])
+    answer = "\n".join(line for line in code.splitlines() if not re.match(r"\s*#\s*include\b", line))
+    return (f"    {renamed};\n    return {entry}__answer({', '.join(names)});\n}}\n{answer.strip(chr(10))}\n"
+            f"{renamed} {{\n    return {call};\n}}\n")
 
 
 def _at_line_start(view: str, pos: int) -> bool:
