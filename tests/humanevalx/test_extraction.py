@@ -36,7 +36,7 @@ def test_fenced_blocks():
         ("unclosed", "go", 3)]
     assert fenced_blocks("no code here") == []
     # a fence opened after prose on its line, when its info names a language or is empty
-    late = fenced_blocks("Sure! Here it is: ```python\ndef f():\n    return 1\n```\nAnd: ```\nx = 2\n```")
+    late = fenced_blocks("Sure! Here is `f`: ```python\ndef f():\n    return 1\n```\nAnd: ```\nx = 2\n```")
     assert [(b.code, b.tag) for b in late] == [("def f():\n    return 1\n", "python"), ("x = 2\n", "")]
     # ... not inline code, nor prose whose word after the backticks is no language
     assert [b.code for b in fenced_blocks("Use ``` fences like ```this``` inline, or ``` quotes.\n```js\nx\n```")] == ["x\n"]
@@ -54,7 +54,8 @@ def test_fences_after_prose_are_found_in_linear_time():
     """Long lines (a model looping to its token limit) cost no backtracking."""
     import time
 
-    for answer in ("x" * 20000, "```python\nreturn [" + "0, " * 8000 + "\n```", "I think " * 5000 + "\n```python\nx\n```"):
+    for answer in ("x" * 20000, "```python\nreturn [" + "0, " * 8000 + "\n```", "I think " * 5000 + "\n```python\nx\n```",
+                   "a `b` " * 4000 + "\n```python\nx\n```", "`" + "a" * 20000):
         start = time.process_time()
         fenced_blocks(answer)
         assert time.process_time() - start < 0.2

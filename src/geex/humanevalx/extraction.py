@@ -62,7 +62,8 @@ _OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$", re.
 # a backtick fence after prose on its line ("Here it is: ```python"), not Markdown but common: taken
 # when its info string is one language's tag, or nothing with a closing fence to come, and the next
 # line is not itself a fence (prose naming "a ```python block" before the real one)
-_OPEN_LATE = re.compile(r"^[ \t]*[^\s`][^\n`]*(?P<fence>`{3,})[ \t]*(?P<info>[^\n`]*)$", re.MULTILINE)
+_OPEN_LATE = re.compile(r"^[ \t]*(?:[^\s`]|`[^\n`]+`)(?:[^\n`]|`[^\n`]+`)*(?P<fence>`{3,})[ \t]*(?P<info>[^\n`]*)$",
+                        re.MULTILINE)  # the prose may hold `inline code`
 _FENCE_LINE = re.compile(r"[ \t]*(?:`{3,}|~{3,})")
 _TAGS = frozenset().union(*FENCE_TAGS.values())
 _PY_DEF = r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+{name}[ \t]*\("
