@@ -253,10 +253,17 @@ def test_pids_of_a_sandbox_uid_are_found():
                 break
             __import__("time").sleep(0.01)
         assert sandbox.pids_of_uid(lease.uid) == [proc.pid]
+        assert proc.pid not in sandbox.pids_of_uid(lease.uid - 1)  # a neighbour's sweep does not reach it
     finally:
         proc.kill()
         proc.wait()
         lease.release()
+
+
+def test_killing_a_uid_without_setpriv_falls_back_quietly(monkeypatch):
+    """``kill -1`` as the uid needs setpriv; without it (not on PATH) the sweep goes on without it."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert sandbox._kill_all_as(2_000_009_999) is None
 
 
 def test_a_process_that_ends_during_the_scan_is_skipped(monkeypatch):
