@@ -15,6 +15,9 @@ lint=$?
 workers="${GEEX_TEST_WORKERS:-$(( $(nproc) < 8 ? $(nproc) : 8 ))}"  # at most 8: each may load models
 OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" .venv/bin/python -m pytest -n "$workers" --dist loadfile -m "not serial" "$@"
 rc=$?
+if [ "$rc" = 2 ]; then  # interrupted (Ctrl-C) or a usage error: the second part would only repeat it
+  exit 2
+fi
 .venv/bin/python -m pytest -m serial "$@"
 rc_serial=$?
 if [ "$rc" = 5 ] && [ "$rc_serial" = 5 ]; then  # pytest: no tests collected
