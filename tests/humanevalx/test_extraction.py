@@ -403,6 +403,9 @@ HOISTED_ANSWERS = [  # (task, answer): each needs what only the answer declares
     # no `public:` (a class's members are private by default) and a base class defining it first
     ("CPP/53", "```cpp\nclass Base { public: virtual int add(int x, int y) { return 0; } };\n"
                "class Solution : public Base {\n    int add(int x, int y) override { return x + y; }\n};\n```"),
+    # the class in one block, a function calling it in the next (with a draft of the function first)
+    ("CPP/53", "First:\n```cpp\nint add(int x, int y) { return 0; }\nstruct Adder {\n    int sum(int x, int y) { return x + y; }\n};\n```\n"
+               "Then:\n```cpp\nint add(int x, int y) {\n    return Adder().sum(x, y);\n}\n```"),
 ]
 
 

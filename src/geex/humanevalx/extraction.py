@@ -12,7 +12,8 @@ continued the head — then prompt and answer never define the function twice:
    point with a body (a corrected version follows a first draft; an echo of the prompt is no
    answer), else the last that defines it, else the first in the language, else the first block.
    No fence at all: the whole answer is the block. Python: earlier blocks of the language come
-   with it (a helper shown first).
+   with it (a helper shown first); C++: the types of earlier blocks it uses (a class shown first,
+   then a function calling it).
 2. **The function**: the entry point is the head's last function. Its definition in the block
    (Python: the last, as Python runs it) gives the completion: its body (a restated docstring
    dropped; a JavaScript arrow's expression body returned), with the block's other definitions.
@@ -200,6 +201,8 @@ def extract(language: Language | str, answer: str, head: str) -> Extracted:
         joined = "\n".join([*earlier, code])
         if earlier and _parses(joined):
             code = joined
+    if block is not None and lang.name == "cpp":
+        code = _with_earlier_types(blocks[:block.index], code)
     where = (block.index, block.tag) if block is not None else (None, None)
     if not code.strip():
         return Extracted("", "empty", *where)
@@ -208,6 +211,23 @@ def extract(language: Language | str, answer: str, head: str) -> Extracted:
     else:
         completion, method = _brace(lang.name, code, entry, head)
     return Extracted(cleanup(lang, completion, head), method, *where)
+
+
+def _with_earlier_types(earlier: list[Block], code: str) -> str:
+    """C++: ``code`` after the types (classes, structs, typedefs: items without parameters) that
+    earlier C++ blocks define and ``code`` uses without defining — an answer may show its class in
+    one block and a function calling it in the next. An earlier block's functions stay out (a
+    draft of the entry point would be defined twice)."""
+    view = code_view("cpp", code, final=True)
+    used, have = set(re.findall(r"[A-Za-z_]\w*", view)), defined_names("cpp", view)
+    types: list[str] = []
+    for b in earlier:
+        if b.tag not in FENCE_TAGS["cpp"] and b.tag != "":
+            continue
+        block_view = code_view("cpp", b.code, final=True)
+        types += [b.code[it.start:it.end].strip("\n") for it in items("cpp", block_view, 0, HEADERS["cpp"])[0]
+                  if it.kind == "def" and it.arity is None and it.names & used and not it.names & have]
+    return "\n".join([*types, code]) if types else code
 
 
 # -- Python --------------------------------------------------------------------------------------
