@@ -289,3 +289,24 @@ def test_prompt_styles_side_by_side(tmp_path):
     assert "| group | tiny-model | tiny-model [chat] | tiny-model [3-shot] |" in md
     row = next(line for line in md.splitlines() if line.startswith("| python | 50.0 ["))
     assert row.count(" | ") == 3 and "| 100.0 [100.0, 100.0] | 0.0 [0.0, 0.0] |" in row
+
+
+def test_a_run_evaluated_from_samples_kept_elsewhere_is_named_by_their_header(tmp_path):
+    """``geex humanevalx evaluate SAMPLES --out DIR`` leaves the samples where they are; their header
+    (model, prompt style) is found through DIR/run.json — unless the file changed since."""
+    import hashlib
+
+    chat = {**HEADER, "template": "chat/1", "prompt_style": {"style": "chat", "system": None}}
+    run = write_run(tmp_path / "eval", samples_of("Python/0", 1))
+    samples = tmp_path / "kept" / "chat.jsonl"
+    samples.parent.mkdir()
+    samples.write_text(json.dumps(chat) + "\n")
+    (run / "samples.jsonl").unlink(missing_ok=True)
+    record = {"samples": str(samples), "samples_sha256": hashlib.sha256(samples.read_bytes()).hexdigest()}
+    (run / "run.json").write_text(json.dumps(record))
+    names = lambda: [r["name"] for r in summarize_runs([run], tmp_path / "out", ks=(1,), budgets=(1,),  # noqa: E731
+                                                        iterations=10)["runs"]]
+    assert names() == ["tiny-model [chat]"]
+    samples.write_text(json.dumps({**chat, "model": "another"}) + "\n")  # not the file that was evaluated
+    assert names() == ["eval"]
+

@@ -80,7 +80,7 @@ def load_run(directory: str | Path) -> Run:
             raise UserError(f"{path}:{i}: not a results line: {e}") from None
         latest[rec.sample_id] = rec
     header: dict = {}
-    samples = _plain_or_gz(directory / "samples.jsonl")
+    samples = _plain_or_gz(directory / "samples.jsonl") or _evaluated_samples(directory)
     if samples is not None:
         with _open_text(samples) as f:
             try:
@@ -101,6 +101,25 @@ def prompt_style_label(header: dict) -> str:
     if style.get("style") == "few-shot":
         return f" [{style.get('shots')}-shot]"
     return f" [{style.get('style')}]"
+
+
+def _evaluated_samples(directory: Path) -> Path | None:
+    """The samples file that ``evaluate`` recorded in the directory's ``run.json`` (samples kept
+    elsewhere), if it is still there and still the file that was evaluated (its SHA-256)."""
+    import hashlib
+
+    try:
+        recorded = json.loads((directory / "run.json").read_text(encoding="utf-8"))
+        path = Path(recorded["samples"])
+        if recorded["samples"] == "canonical" or not path.is_file():
+            return None
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return path if digest.hexdigest() == recorded.get("samples_sha256") else None
 
 
 def _plain_or_gz(path: Path) -> Path | None:
