@@ -137,3 +137,13 @@ def test_differing_names_changed_added_and_removed_keys():
     assert differing(recorded, current, ignore=("started",)) == ["gone", "new", "seed"]
     assert differing(recorded, recorded) == []
     assert differing({"k": None}, {}) == []  # a missing key reads as None: only real values differ
+
+
+def test_sha256_of_reads_a_large_file_in_blocks(tmp_path):
+    import hashlib
+
+    from geex.files import sha256_of
+
+    data = bytes(range(256)) * 9000 + b"tail"  # over two 1 MiB blocks, not a multiple of one
+    (tmp_path / "f").write_bytes(data)
+    assert sha256_of(tmp_path / "f") == hashlib.sha256(data).hexdigest()

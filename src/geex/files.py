@@ -6,6 +6,7 @@
   flushed and fsynced before it returns, so whatever the caller reported done is on disk; after a
   crash (``kill -9``, power loss) at most the line being written is torn, and reading the log cuts
   that tail off so the next append starts on a line boundary.
+- ``sha256_of``: a file's SHA-256, read in blocks (a samples file may be large).
 - ``differing``: the keys in which an output directory's recorded identity differs from the
   current run's — the check behind "this directory holds another run: choose another --out".
 
@@ -14,6 +15,7 @@ Reading files a user gave (plain or gzip, with line-numbered errors) is ``geex.j
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -102,6 +104,15 @@ class Appender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def sha256_of(path: Path | str) -> str:
+    """The hex SHA-256 of a file's bytes, read 1 MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def differing(recorded: Mapping, current: Mapping, ignore: Iterable[str] = ()) -> list[str]:

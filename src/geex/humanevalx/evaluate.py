@@ -22,6 +22,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from geex.errors import UserError
+from geex.files import sha256_of
 from geex.humanevalx.assembly import assemble
 from geex.humanevalx.config import CANONICAL, EvalConfig
 from geex.humanevalx.dataset import load_problems, resolve_dataset_dir
@@ -94,11 +95,7 @@ def _identity(cfg: EvalConfig, samples: list[Sample]) -> dict:
     if cfg.samples == CANONICAL:
         digest = hashlib.sha256(json.dumps([[s.sample_id, s.completion] for s in samples]).encode()).hexdigest()
     else:
-        h = hashlib.sha256()
-        with open(cfg.samples, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        digest = h.hexdigest()
+        digest = sha256_of(cfg.samples)
     return {
         "samples": cfg.samples,
         "samples_sha256": digest,

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from geex import jsonl
 from geex.errors import UserError
+from geex.files import sha256_of
 from geex.humanevalx.execution.verdict import Verdict
 from geex.humanevalx.reporting.metrics import pass_at_k
 from geex.humanevalx.reporting.run_report import per_problem
@@ -106,20 +107,15 @@ def prompt_style_label(header: dict) -> str:
 def _evaluated_samples(directory: Path) -> Path | None:
     """The samples file that ``evaluate`` recorded in the directory's ``run.json`` (samples kept
     elsewhere), if it is still there and still the file that was evaluated (its SHA-256)."""
-    import hashlib
-
     try:
         recorded = json.loads((directory / "run.json").read_text(encoding="utf-8"))
         path = Path(recorded["samples"])
         if recorded["samples"] == "canonical" or not path.is_file():
             return None
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        digest = sha256_of(path)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return path if digest.hexdigest() == recorded.get("samples_sha256") else None
+    return path if digest == recorded.get("samples_sha256") else None
 
 
 def _plain_or_gz(path: Path) -> Path | None:
