@@ -326,3 +326,15 @@ def test_a_system_path_among_the_binds_does_not_end_them(work, lease):
                       cwd_writable=False, ro_binds=(Path("/usr/share"),), limits=Limits(wall_s=20, cpu_s=20))
     assert r.ok and r.stdout.split() == [str(work), "seen"], r
 
+
+def test_the_watcher_sleeps_while_the_program_runs(work, lease):
+    """Waiting for a program costs the harness no CPU: it blocks on the process (a pidfd) between
+    its looks at the output size, instead of polling."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    r = _sh(Sandbox(), "sleep 1.5", work, lease)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    assert r.ok, r
+    assert (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime) < 0.5
+

@@ -210,7 +210,7 @@ def test_a_forced_mode_stronger_than_the_machine_offers_is_not_taken(monkeypatch
             warnings.simplefilter("always")
             assert sandbox.detect_isolation.__wrapped__() is wanted, forced
         # the degraded-mode warning names what is missing: bubblewrap, and how to install it
-        assert any("missing: bubblewrap (apt-get install bubblewrap)" in str(w.message) for w in seen), forced
+        assert any("missing: bubblewrap (apt-get install bubblewrap). " in str(w.message) for w in seen), forced
 
 
 def test_a_bubblewrap_that_fails_or_is_missing_is_not_used(tmp_path, capfd):
