@@ -66,6 +66,7 @@ _OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$", re.
 _OPEN_LATE = re.compile(r"^[ \t]*(?:[^\s`]|`[^\n`]+`)(?:[^\n`]|`[^\n`]+`)*(?P<fence>`{3,})[ \t]*(?P<info>[^\n`]*)$",
                         re.MULTILINE)  # the prose may hold `inline code`
 _FENCE_LINE = re.compile(r"[ \t]*(?:`{3,}|~{3,})")
+_BARE_CLOSE = re.compile(r"^[ \t]*`{3,}[ \t]*$", re.MULTILINE)
 _TAGS = frozenset().union(*FENCE_TAGS.values())
 _PY_DEF = r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+{name}[ \t]*\("
 _JAVA_CLASS = re.compile(r"\b(?:class|interface|enum|record)\s+[\w$]+[^{;]*\{")
@@ -136,7 +137,7 @@ def _next_open(answer: str, pos: int) -> re.Match | None:
         info = late.group("info").strip().lower()
         if _FENCE_LINE.match(answer, late.end() + 1):
             continue
-        if info in _TAGS or (not info and re.compile(r"^[ \t]*`{3,}[ \t]*$", re.MULTILINE).search(answer, late.end())):
+        if info in _TAGS or (not info and _BARE_CLOSE.search(answer, late.end())):
             return late
     return first
 
@@ -492,17 +493,13 @@ _MOVED_TO_TOP = {  # what a completion carries to its start; the assembly hoists
 def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str]:
     view = code_view(lang, code, final=True)
     found = _brace_definition(lang, view, entry) if entry else None
-    known = {"".join(line.split()) for line in head.splitlines()}  # a restated include or import: the head's
     if found is None and lang == "cpp" and entry and (member := _cpp_member(code, view, entry, head)) is not None:
-        top = [code[m.start():m.end()] for m in _MOVED_TO_TOP[lang].finditer(view) if _at_line_start(view, m.start())
-               and "".join(code[m.start():m.end()].split()) not in known]
-        return "".join(f"{line.strip()}\n" for line in top) + member, "member"
+        return "".join(f"{line.strip()}\n" for line in _new_top_lines(lang, code, view, len(view), head)) + member, "member"
     if found is None:
         body = code if function_end(lang, code, final=True) is not None else code.rstrip() + "\n}\n"
         return body, "body"
     start, brace = found
-    top = [code[m.start():m.end()] for m in _MOVED_TO_TOP[lang].finditer(view[:start]) if _at_line_start(view, m.start())
-           and "".join(code[m.start():m.end()].split()) not in known] if lang in _MOVED_TO_TOP else []
+    top = _new_top_lines(lang, code, view, start, head)
     if view[brace] != "{":  # a JavaScript arrow with an expression body: `return` it
         expr = re.compile(r"\s*").match(view, brace + 2).end()  # it may start on the next line
         end = extent("js", view, expr, block=False)  # the expression as a statement: to its ; or line end
@@ -533,6 +530,16 @@ def _brace(lang: str, code: str, entry: str | None, head: str) -> tuple[str, str
     types = "".join("\n\n" + re.sub(r"^(\s*(?:@[\w.]+(?:\([^()]*\))?\s*)*)public\s+", r"\1",
                                      code[code.rfind("\n", 0, it.start) + 1:it.end].strip("\n")) for it in outside)
     return declarations + after[:end] + moved + after[end:] + types, "function"
+
+
+def _new_top_lines(lang: str, code: str, view: str, end: int, head: str) -> list[str]:
+    """The answer's include / import / use lines before ``end`` that the head lacks (a restated one
+    is the head's), which lead the completion."""
+    if lang not in _MOVED_TO_TOP:
+        return []
+    known = {"".join(line.split()) for line in head.splitlines()}
+    return [code[m.start():m.end()] for m in _MOVED_TO_TOP[lang].finditer(view[:end]) if _at_line_start(view, m.start())
+            and "".join(code[m.start():m.end()].split()) not in known]
 
 
 def _only_before(view: str, it) -> bool:
