@@ -155,7 +155,8 @@ def _proc_self(sandbox: Sandbox, work: Path, uid: int, limits: Limits) -> tuple[
     return {k: v.strip() for k, v in status.items()}, rows
 
 
-@pytest.mark.parametrize("mode", ["bubblewrap+uid", "uid+rlimits", "bubblewrap+uid, no geex-exec"])
+@pytest.mark.parametrize("mode", ["bubblewrap+uid", "uid+rlimits", "bubblewrap+uid, no geex-exec",
+                                  "uid+rlimits, no geex-exec"])
 def test_program_runs_unprivileged_with_its_limits(mode, work, lease):
     """What the kernel says of the program: the leased uid and gid in all four slots, no
     supplementary groups, no capability in any set (the bounding set included), no_new_privs, and
@@ -337,4 +338,20 @@ def test_the_watcher_sleeps_while_the_program_runs(work, lease):
     after = resource.getrusage(resource.RUSAGE_SELF)
     assert r.ok, r
     assert (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime) < 0.5
+
+
+def test_the_watcher_kills_a_program_found_past_its_deadline():
+    """A look that comes after the deadline (a busy machine overslept the last wait) kills at once
+    and reports a timeout; it never waits a negative time."""
+    import time
+
+    from geex.humanevalx.execution import sandbox as sandbox_module
+
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)  # its own group: the kill's target
+    try:
+        assert sandbox_module._watch(proc, time.monotonic() - 1.0, lambda: False) == (True, False)
+        assert proc.returncode == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait()
 
