@@ -355,3 +355,17 @@ def test_the_watcher_kills_a_program_found_past_its_deadline():
         proc.kill()
         proc.wait()
 
+
+def test_the_working_directory_is_writable_unless_asked_otherwise(work, lease):
+    """``run`` and ``popen`` bind the working directory writable by default (a runner compiles there);
+    ``cwd_writable=False`` binds it read-only, whatever its permissions."""
+    os.chown(work, lease, lease)
+    script = "echo x > made && echo wrote"
+    r = Sandbox().run(["/bin/sh", "-c", script], cwd=work, uid=lease, limits=Limits(wall_s=20, cpu_s=20))
+    assert r.ok and r.stdout.strip() == "wrote", r
+    proc = Sandbox().popen(["/bin/sh", "-c", script.replace("made", "made2")], cwd=work, uid=lease,
+                           limits=Limits(wall_s=20, cpu_s=20), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.communicate(timeout=20)[0].decode().strip() == "wrote" and proc.returncode == 0
+    r = _sh(Sandbox(), script.replace("made", "made3"), work, lease)  # cwd_writable=False
+    assert r.returncode != 0 and not (work / "made3").exists(), r
+
