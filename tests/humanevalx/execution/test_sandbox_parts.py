@@ -89,7 +89,8 @@ def test_the_cpu_time_limit_is_told_from_a_kill(sig, stopped, wall, cpu_s, cores
     (0, True, (0, None)), (3, True, (3, None)), (-9, False, (None, 9)), (-9, True, (None, 9)), (-1, True, (None, 1)),
     (128 + signal.SIGKILL, True, (None, 9)), (128 + signal.SIGXCPU, True, (None, 24)),
     (128 + signal.SIGKILL, False, (137, None)),  # a program's own exit(137) without bwrap
-    (128, True, (128, None)), (128 + 64, True, (None, 64)), (128 + 65, True, (193, None)), (255, True, (255, None))])
+    (128, True, (128, None)), (129, True, (None, 1)), (128 + 64, True, (None, 64)), (128 + 65, True, (193, None)),
+    (255, True, (255, None))])
 def test_bwraps_128_plus_n_reads_as_signal_n(returncode, via_bwrap, decoded):
     """bwrap reports a child killed by signal N (1..64, the real-time ones included) as 128 + N."""
     assert sandbox._decode_status(returncode, via_bwrap) == decoded
@@ -258,6 +259,21 @@ def test_pids_of_a_sandbox_uid_are_found():
         proc.kill()
         proc.wait()
         lease.release()
+
+
+def test_a_geex_exec_that_cannot_be_built_leaves_the_sandbox_without_it(monkeypatch):
+    """No C compiler (an OSError from the build): the sandbox runs without geex-exec and says what
+    that costs, instead of failing."""
+    import warnings
+
+    def no_compiler():
+        raise FileNotFoundError(2, "No such file or directory", "cc")
+
+    monkeypatch.setattr(sandbox, "geex_exec", no_compiler)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert sandbox.Sandbox().helper is None
+    assert any("geex-exec could not be built" in str(w.message) for w in seen)
 
 
 def test_killing_a_uid_without_setpriv_falls_back_quietly(monkeypatch):
