@@ -98,7 +98,7 @@ def test_bwraps_128_plus_n_reads_as_signal_n(returncode, via_bwrap, decoded):
 
 @pytest.mark.parametrize("report, status", [
     (b"exit 0", (0, None)), (b"exit 3\n", (3, None)), (b"signal 9", (None, 9)),
-    (b"", None), (b"exit", None), (b"exit x", None), (b"quit 3", None), (b"exit 3 4", None)])
+    (b"", None), (b"exit", None), (b"exit x", None), (b"quit 3", None), (b"exit 3 4", None), (b"abort 3", None)])
 def test_geex_exec_status_reports(report, status):
     r, w = os.pipe()
     try:
