@@ -580,11 +580,21 @@ def _cpp_forwarded(code: str, name_at: int, entry: str, head: str) -> str | None
     if signature is None:
         return None
     header, m, names = signature
-    renamed = f"{entry}__answer"
-    declaration = header[:m.start()] + header[m.start():].replace(entry, renamed, 1) + ";"
-    answer = code[:name_at] + renamed + code[name_at + len(entry):]
-    answer = "\n".join(line for line in answer.splitlines() if not re.match(r"\s*#\s*include\b", line))
-    return f"    {declaration}\n    return {renamed}({', '.join(names)});\n}}\n{answer}\n"
+    declaration, forwarding = _forwarding(header, m, names, entry)
+    answer = code[:name_at] + f"{entry}__answer" + code[name_at + len(entry):]
+    return f"{forwarding}{_without_includes(answer)}\n"
+
+
+def _forwarding(header: str, m: re.Match, names: list[str], entry: str) -> tuple[str, str]:
+    """(the head's signature renamed ``<entry>__answer``, the rest of the head's function: that
+    function declared, its result returned, the function closed)."""
+    declaration = header[:m.start()] + header[m.start():].replace(entry, f"{entry}__answer", 1)
+    return declaration, f"    {declaration};\n    return {entry}__answer({', '.join(names)});\n}}\n"
+
+
+def _without_includes(code: str) -> str:
+    """``code`` without its ``#include`` lines (the completion leads with those the head lacks)."""
+    return "\n".join(line for line in code.splitlines() if not re.match(r"\s*#\s*include\b", line))
 
 
 _CPP_CLASS = re.compile(r"\b(?:class|struct)\s+([A-Za-z_]\w*)[^{;()]*\{")
@@ -621,11 +631,9 @@ def _cpp_member(code: str, view: str, entry: str, head: str) -> str | None:
     declaration = inner[max(inner.rfind(c, 0, name_at) for c in ";{}") + 1:name_at]
     static = re.search(r"\bstatic\b", declaration) is not None
     call = f"{m.group(1)}{'::' if static else '().'}{entry}({', '.join(names)})"
-    renamed = header[:m_head.start()] + header[m_head.start():].replace(entry, f"{entry}__answer", 1)
-    code = code[:m.start()] + re.sub(r"^class\b", "struct", code[m.start():])
-    answer = "\n".join(line for line in code.splitlines() if not re.match(r"\s*#\s*include\b", line))
-    return (f"    {renamed};\n    return {entry}__answer({', '.join(names)});\n}}\n{answer.strip(chr(10))}\n"
-            f"{renamed} {{\n    return {call};\n}}\n")
+    declaration, forwarding = _forwarding(header, m_head, names, entry)
+    answer = _without_includes(code[:m.start()] + re.sub(r"^class\b", "struct", code[m.start():]))
+    return f"{forwarding}{answer.strip(chr(10))}\n{declaration} {{\n    return {call};\n}}\n"
 
 
 def _at_line_start(view: str, pos: int) -> bool:
