@@ -163,3 +163,53 @@ def test_library_code_warns_through_one_channel():
              if "cli" not in p.relative_to(SRC).parts and (lines := _printed_warnings(p.read_text()))}
     assert found == {}
 
+
+
+def _geex_flags() -> set[str]:
+    """Every long flag of every ``geex`` command, from the real parser."""
+    import argparse
+
+    from geex.cli import build_parser
+
+    flags, parsers = set(), [build_parser()]
+    while parsers:
+        parser = parsers.pop()
+        for action in parser._actions:
+            flags.update(s for s in action.option_strings if s.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    return flags - {"--help", "--version"}
+
+
+def _flags_in_messages(source: str, flags: set[str]) -> list[tuple[int, str]]:
+    """(line, flag) for each geex flag written into a ``UserError`` or ``warnings.warn`` message,
+    unless the message names the command it belongs to (``geex data pack --valid``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+        if name not in ("UserError", "warn"):
+            continue
+        text = " ".join(c.value for a in node.args for c in ast.walk(a)
+                        if isinstance(c, ast.Constant) and isinstance(c.value, str))
+        if re.search(r"\bgeex [a-z]", text):
+            continue
+        found += [(node.lineno, flag) for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text) if flag in flags]
+    return found
+
+
+def test_library_errors_name_parameters_not_flags():
+    """Outside the CLI, errors and warnings name a parameter in backticks (`max_new_tokens`), in the
+    library's words; the CLI shows it as its flag (test_cli_mistakes checks the spelling users see).
+    The finder finds a flag, and passes another program's flag and one that names its command."""
+    flags = _geex_flags()
+    assert {"--pairs", "--max-new-tokens", "--set", "--valid"} <= flags
+    assert _flags_in_messages('raise UserError(f"--pairs: {x} is bad")', flags) == [(1, "--pairs")]
+    assert _flags_in_messages('warnings.warn("use a smaller --max-new-tokens", GeexWarning)', flags) == [
+        (1, "--max-new-tokens")]
+    assert _flags_in_messages('raise UserError("pip install x --no-deps; `pairs`")', flags) == []
+    assert _flags_in_messages('raise UserError("run geex data pack --valid 0.1")', flags) == []
+    found = {str(p.relative_to(SRC)): hits for p in SRC.rglob("*.py")
+             if "cli" not in p.relative_to(SRC).parts and (hits := _flags_in_messages(p.read_text(), flags))}
+    assert found == {}

@@ -529,3 +529,18 @@ def test_model_convert_of_a_file_that_is_no_checkpoint(capsys, tmp_path):
     path = tmp_path / "codegeex_13b.pt"
     path.write_bytes(b"<html>this download failed</html>")
     fails(capsys, ["model", "convert", path, tmp_path / "out"], f"{path} is not a PyTorch checkpoint (neither zip nor pickle")
+
+
+def test_library_parameters_are_shown_as_the_commands_flags(capsys):
+    """A library error names `pairs`, `n`, `batch_size`; the command shows the flags that set them."""
+    from geex.cli import build_parser, command_flags
+    from geex.errors import spelled
+
+    parser = build_parser()
+    flags = command_flags(parser, parser.parse_args(["humanevalx", "run", "--out", "x"]))
+    assert spelled("`n`, `batch_size` and `max_new_tokens`; `use_cache`, `workers`", flags) == \
+        "--n, --batch-size and --max-new-tokens; --no-cache, --workers"
+    assert spelled("`overrides` and `pairs`", command_flags(parser, parser.parse_args(["train"]))) == \
+        "--set and `pairs`"  # a parameter the command does not take stays as the library wrote it
+    fails(capsys, ["humanevalx", "generate", "--out", "x.jsonl", "--task", "translation", "--pairs", "python:python"],
+          "--pairs: 'python:python' translates a language into itself")

@@ -11,7 +11,7 @@ from geex.errors import UserError
 KINDS = ("cpu", "cuda")
 
 
-def resolve_device(spec: str, option: str = "--device") -> str:
+def resolve_device(spec: str, option: str = "`device`") -> str:
     """``spec`` checked and normalized (``"cpu"``, ``"cuda"``, ``"cuda:1"``); ``option`` names where it
     came from in the message. Case and surrounding spaces do not matter."""
     import torch

@@ -233,7 +233,7 @@ def test_a_changed_shard_is_tokenized_again(corpus, tokenizer, tmp_path):
 
 def test_empty_splits_warn_with_counts(corpus, tokenizer, tmp_path):
     with pytest.warns(RuntimeWarning, match=r"validation split is empty: 0 documents, 0 tokens, and a "
-                                            r"sequence needs 32 \(--valid 0.0\)"):
+                                            r"sequence needs 32 \(`valid` 0.0\)"):
         index = pack([str(corpus)], str(tokenizer), tmp_path / "a", seq_len=31, valid=0.0, workers=1,
                      progress=False)
     assert index["valid"] == {"tokens": 0, "documents": 0, "sequences": 0}
@@ -265,7 +265,7 @@ def test_an_output_that_cannot_be_made_is_a_user_error(corpus, tokenizer, tmp_pa
 
 def test_pack_options_are_checked(corpus, tokenizer, tmp_path):
     for seq_len, valid in ((0, 0.1), (8, -0.01), (8, 1.0), (8, 1.5)):
-        with pytest.raises(UserError, match="--seq-len"):
+        with pytest.raises(UserError, match="`seq_len`"):
             pack([str(corpus)], str(tokenizer), tmp_path / "x", seq_len=seq_len, valid=valid, progress=False)
     index = pack([str(corpus)], str(tokenizer), tmp_path / "y", seq_len=1, valid=0.0, workers=1, progress=False)
     assert index["train"]["sequences"] == index["train"]["tokens"] - 1  # seq_len 1: every pair

@@ -74,7 +74,7 @@ def test_hub_offline_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv(ENV_DATASET, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(UserError, match="Offline\\? Pass --dataset DIR"):
+    with pytest.raises(UserError, match="Offline\\? Pass `dataset`=DIR"):
         load_language(get_language("python"))
 
 

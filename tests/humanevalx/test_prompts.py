@@ -88,7 +88,7 @@ def test_completion_style_is_codegeexs_prompt(problems):
 def test_style_errors():
     with pytest.raises(UserError, match="unknown prompt style"):
         PromptStyle("zero-shot")
-    with pytest.raises(UserError, match="--shots"):
+    with pytest.raises(UserError, match="`shots`"):
         PromptStyle("few-shot", shots=0)
     assert PromptStyle().header(0) is None  # files written before prompt styles keep their identity
     assert PromptStyle("few-shot", shots=2).header(5)["seed"] == 5

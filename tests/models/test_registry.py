@@ -32,7 +32,7 @@ def test_a_missing_path_or_unknown_name_is_a_user_error(spec):
 
 
 def test_a_llama_preset_without_a_tokenizer_is_a_user_error():
-    with pytest.raises(UserError, match="--tokenizer"):
+    with pytest.raises(UserError, match="`tokenizer`"):
         registry.load("llama-tiny")
 
 

@@ -7,7 +7,9 @@ options are ``geex.cli.options``'s.
 
 This module assembles the parser, and it is the one place where a ``UserError`` becomes
 ``geex: error: ...`` on one line (exit status 2) and where Ctrl-C is handled for every command
-("stopping…", then what was kept and the command that resumes; exit status 130)."""
+("stopping…", then what was kept and the command that resumes; exit status 130). Errors and warnings
+name parameters in the library's words (`max_new_tokens`); here they become the command's flags
+(``--max-new-tokens``, see ``geex.errors.spelled``)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from collections.abc import Callable
 
 from geex import __version__, interrupts
 from geex.cli import data, doctor, generate, humanevalx, model, serve, train
-from geex.errors import GeexWarning, UserError
+from geex.errors import GeexWarning, UserError, spelled
 
 COMMANDS = (doctor, model, data, train, generate, serve, humanevalx)  # in the order --help lists them
 
@@ -87,18 +89,36 @@ def _interrupted(args: argparse.Namespace, argv: list[str]) -> int:
     return 130
 
 
+def command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """Each parameter of the command that ``args`` ran (an argument's ``dest``, which is the library's
+    name for it) -> the long flag that sets it, from the parser down the chosen subcommands."""
+    flags: dict[str, str] = {}
+    current: argparse.ArgumentParser | None = parser
+    while current is not None:
+        chosen = None
+        for action in current._actions:
+            long = [s for s in action.option_strings if s.startswith("--")]
+            if long and action.dest not in ("help", argparse.SUPPRESS):
+                flags.setdefault(action.dest, long[0])
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(args, action.dest, None))
+        current = chosen
+    return flags
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    flags = command_flags(parser, args)
     warnings.simplefilter("default", RuntimeWarning)
     warnings.simplefilter("always", GeexWarning)
-    warnings.formatwarning = lambda msg, cat, *a, **k: f"WARNING: {msg}\n"
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"WARNING: {spelled(str(msg), flags)}\n"
     with _Interrupts():
         try:
             return args.func(args)
         except UserError as e:
-            print(f"geex: error: {e}", file=sys.stderr)
+            print(f"geex: error: {spelled(str(e), flags)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             return _interrupted(args, argv)

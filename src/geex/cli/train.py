@@ -13,7 +13,7 @@ from geex.errors import UserError
 
 def _train_overrides(args: argparse.Namespace) -> list[str]:
     """``--set`` items, with ``--out DIR`` as ``run.out=DIR`` (last, so it wins)."""
-    return [*args.set, *([f"run.out={args.out}"] if args.out else [])]
+    return [*args.overrides, *([f"run.out={args.out}"] if args.out else [])]
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "Logs: OUT/log.jsonl, OUT/tensorboard (loss, lr, tokens/s, MFU, memory), OUT/loss.png.")
     tr.add_argument("--config", help="TOML file of settings, sections [model] [data] [optim] [run] (default: "
                     "geex's defaults)")
-    tr.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+    tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override one setting, e.g. optim.lr=1e-4 or run.compile=true (repeatable)")
     tr.add_argument("--out", "-o", metavar="DIR", help="checkpoints and logs (the same as --set run.out=DIR)")
     tr.add_argument("--quiet", "-q", action="store_true", help="no log lines on stdout")

@@ -122,13 +122,13 @@ def _load_state(cfg: BuildConfig) -> _State:
     if path.is_file():
         state = pickle.loads(path.read_bytes())
         if not isinstance(state, _State) or state.identity != cfg.identity():
-            raise UserError(f"{cfg.out} holds a build with other sources or settings: choose another --out")
+            raise UserError(f"{cfg.out} holds a build with other sources or settings: choose another `out`")
         for shard in cfg.out.glob("shard-*.jsonl"):  # an unfinished source is redone from its start
             if int(shard.name.split("-")[1]) >= state.sources_done:
                 shard.unlink()
         return state
     if cfg.out.exists() and any(cfg.out.iterdir()):
-        raise UserError(f"{cfg.out} exists and is not a geex data build: choose an empty or new --out")
+        raise UserError(f"{cfg.out} exists and is not a geex data build: choose an empty or new `out`")
     state = _State(cfg.identity())
     if cfg.near_dup_threshold < 1.0:
         from datasketch import MinHashLSH

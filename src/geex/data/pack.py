@@ -77,7 +77,7 @@ def pack(inputs: list[str], tokenizer_dir: str, out: Path, seq_len: int = 2048, 
     from geex.models.tokenizers.codegeex import CodeGeeXTokenizer
 
     if seq_len < 1 or not 0 <= valid < 1:
-        raise UserError("--seq-len must be >= 1 and --valid in [0, 1)")
+        raise UserError("`seq_len` must be >= 1 and `valid` in [0, 1)")
     tok = CodeGeeXTokenizer(tokenizer_dir)
     dtype = "uint16" if tok.vocab_size <= 65536 else "uint32"
     shards = shard_files(inputs)
@@ -107,13 +107,13 @@ def pack(inputs: list[str], tokenizer_dir: str, out: Path, seq_len: int = 2048, 
         index[s] = {"tokens": n, "documents": sum(i["documents"][s] for i in infos),
                     "sequences": max(0, (n - 1) // seq_len)}
     (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
-    for s, advice in (("valid", "geex train will need run.eval_every=0; pack with a larger --valid to evaluate on "
+    for s, advice in (("valid", "geex train will need run.eval_every=0; pack with a larger `valid` to evaluate on "
                                 "held-out data"),
-                      ("train", "geex train cannot use it; pack more documents or a smaller --seq-len")):
+                      ("train", "geex train cannot use it; pack more documents or a smaller `seq_len`")):
         if index[s]["sequences"] == 0:
             warnings.warn(f"the {'validation' if s == 'valid' else 'training'} split is empty: "
                           f"{index[s]['documents']} documents, {index[s]['tokens']} tokens, and a sequence needs "
-                          f"{seq_len + 1} (--valid {valid}); {advice}", RuntimeWarning, stacklevel=2)
+                          f"{seq_len + 1} (`valid` {valid}); {advice}", RuntimeWarning, stacklevel=2)
     return index
 
 
@@ -141,11 +141,11 @@ class PackedDataset:
         self.n = self.index[split]["sequences"]
         if self.n == 0 and split == "valid":
             raise UserError(f"{directory}: the validation split is empty (it holds no sequence of {self.seq_len + 1} "
-                            f"tokens; packed with --valid {self.index.get('valid_fraction')}): set run.eval_every=0 "
-                            "to train without held-out evaluation, or pack again with a larger --valid")
+                            f"tokens; packed by geex data pack --valid {self.index.get('valid_fraction')}): set run.eval_every=0 "
+                            "to train without held-out evaluation, or run geex data pack again with a larger --valid")
         if self.n == 0:
-            raise UserError(f"{directory}: the {split} split has fewer than {self.seq_len + 1} tokens: pack more "
-                            "documents or a smaller --seq-len")
+            raise UserError(f"{directory}: the {split} split has fewer than {self.seq_len + 1} tokens: run geex data pack "
+                            "on more documents or with a smaller --seq-len")
         self.tokens = np.memmap(directory / f"{split}.bin", dtype=self.index["dtype"], mode="r")
         self.seed, self.epoch, self.position = seed, 0, 0
         self._order = self._permutation(0)

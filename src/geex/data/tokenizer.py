@@ -56,7 +56,7 @@ def train_tokenizer(inputs: list[str], out: Path, vocab_size: int = 50_000, min_
     """Train on the shards' ``code`` texts; write the CodeGeeX tokenizer layout into ``out``."""
     space_tokens = [_space_token(n) for n in range(2, WS_MAX + 1)]
     if vocab_size < 256 + 1 + len(space_tokens):
-        raise UserError(f"--vocab-size {vocab_size} is smaller than the 256 bytes + special tokens")
+        raise UserError(f"`vocab_size` {vocab_size} is smaller than the 256 bytes + special tokens")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()

@@ -79,7 +79,7 @@ class NativeBackend:
     def chat(self, conversations, params, max_new_tokens, seed):
         tok = self.loaded.tokenizer
         if self.loaded.chat_template is None:
-            raise UserError(f"--prompt-style chat: {self.model} has no chat template (use completion or few-shot)")
+            raise UserError(f"`prompt_style` chat: {self.model} has no chat template (use completion or few-shot)")
         ids = [tok.encode_chat(tok.apply_chat_template(c)) for c in conversations]
         return self.complete(ids, None, params, max_new_tokens, seed)
 
@@ -93,12 +93,12 @@ class HFBackend:
         try:
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError:
-            raise UserError("--backend hf needs the transformers package (pip install transformers)") from None
+            raise UserError("`backend` hf needs the transformers package (pip install transformers)") from None
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model)
             self.lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype or torch.float32).to(device).eval()
         except OSError as e:
-            raise UserError(f"--backend hf: cannot load {model}: {e}") from None
+            raise UserError(f"`backend` hf: cannot load {model}: {e}") from None
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -106,7 +106,7 @@ class HFBackend:
 
     def chat(self, conversations, params, max_new_tokens, seed):
         if not getattr(self.tokenizer, "chat_template", None):
-            raise UserError(f"--prompt-style chat: {self.model} has no chat template (use completion or few-shot)")
+            raise UserError(f"`prompt_style` chat: {self.model} has no chat template (use completion or few-shot)")
         texts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
                  for c in conversations]
         return self.complete(texts, None, params, max_new_tokens, seed, special_tokens=False)
@@ -199,15 +199,15 @@ def make_backend(name: str, model: str | None, *, device: str = "cpu", dtype: to
                  quantize: str | None = None, base_url: str | None = None, api_key: str | None = None,
                  concurrency: int = 8, speculate: int = 0) -> Backend:
     if speculate and name != "native":
-        raise UserError(f"--speculate works with --backend native (not {name})")
+        raise UserError(f"`speculate` works with `backend` native (not {name})")
     if name == "native":
         return NativeBackend(model, device, dtype, quantize, speculate)
     if name == "hf":
         if not model:
-            raise UserError("--backend hf needs --model (a directory or Hub id of a causal LM)")
+            raise UserError("`backend` hf needs a `model` (a directory or Hub id of a causal LM)")
         return HFBackend(model, device, dtype)
     if name == "openai":
         if not base_url or not model:
-            raise UserError("--backend openai needs --base-url (e.g. http://localhost:8000/v1) and --model")
+            raise UserError("`backend` openai needs `base_url` (e.g. http://localhost:8000/v1) and `model`")
         return OpenAIBackend(model, base_url, api_key, concurrency)
     raise UserError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")

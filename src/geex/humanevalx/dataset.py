@@ -67,7 +67,7 @@ def _hub_file(lang: Language) -> Path:
     if lang.name not in HUB_LANGUAGES:
         raise UserError(
             f"{HUB_REPO} on the Hugging Face Hub has no {lang.display} data; "
-            f"pass --dataset DIR (or set {ENV_DATASET}) with humaneval_{lang.name}.jsonl.gz"
+            f"pass `dataset`=DIR (or set {ENV_DATASET}) with humaneval_{lang.name}.jsonl.gz"
         )
     try:
         from huggingface_hub import hf_hub_download
@@ -85,7 +85,7 @@ def _hub_file(lang: Language) -> Path:
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
         raise UserError(
             f"could not fetch {lang.display} problems from the Hugging Face Hub ({HUB_REPO}): "
-            f"{type(e).__name__}. Offline? Pass --dataset DIR or set {ENV_DATASET} to a directory "
+            f"{type(e).__name__}. Offline? Pass `dataset`=DIR or set {ENV_DATASET} to a directory "
             f"of humaneval_<lang>.jsonl.gz files"
         ) from None
 
@@ -97,7 +97,7 @@ def resolve_dataset_dir(dataset: str | Path | None) -> Path | None:
         return None
     path = Path(chosen).expanduser()
     if not path.is_dir():
-        source = "--dataset" if dataset is not None else f"${ENV_DATASET}"
+        source = "`dataset`" if dataset is not None else f"${ENV_DATASET}"
         raise UserError(f"{source}: {path} is not a directory")
     return path
 

@@ -43,7 +43,7 @@ class Fix:
                 raise UserError(
                     f"data fix for {self.task_id} does not apply: {edit.field!r} holds "
                     f"{found} occurrence(s) of the text to replace (expected {edit.count or 'some'}); "
-                    "is this the published HumanEval-X data? Use --original to skip fixes."
+                    "is this the published HumanEval-X data? Pass `original` to skip fixes."
                 )
             changes[edit.field] = text.replace(edit.old, edit.new)
         return problem.with_fields(**changes)

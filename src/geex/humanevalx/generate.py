@@ -100,10 +100,10 @@ def parse_pairs(spec: str) -> list[tuple[Language, Language]]:
     for part in spec.split(","):
         src, sep, tgt = part.strip().partition(":")
         if not sep:
-            raise UserError(f"--pairs: {part!r} is not SRC:TGT (e.g. python:cpp) or 'all'")
+            raise UserError(f"`pairs`: {part!r} is not SRC:TGT (e.g. python:cpp) or 'all'")
         s, t = get_language(src), get_language(tgt)
         if s == t:
-            raise UserError(f"--pairs: {part!r} translates a language into itself")
+            raise UserError(f"`pairs`: {part!r} translates a language into itself")
         pairs.append((s, t))
     return list(dict.fromkeys(pairs))  # a pair named twice is generated once
 
@@ -178,10 +178,10 @@ def _resume(path: Path, header: dict, plan: list[list[Unit]]) -> int:
     log = read_log(path, parse=_object, repair=False)  # not ours until the header says so
     found = log.values[0] if log.values else None
     if not isinstance(found, dict) or found.get("geex") != FORMAT:
-        raise UserError(f"{path} exists but is not a geex samples file: choose another --out")
+        raise UserError(f"{path} exists but is not a geex samples file: choose another `out`")
     if found != header:
         raise UserError(f"{path} was generated with other settings ({', '.join(differing(found, header))}): "
-                        "choose another --out, or delete it to start over")
+                        "choose another `out`, or delete it to start over")
     done = log.values[1:]
     complete = 0
     while complete < len(plan) and sum(r.get("batch") == complete for r in done) == len(plan[complete]):
@@ -196,9 +196,9 @@ def run_generate(cfg: GenerateConfig, backend: Backend, out: Path, progress: boo
                  console: Console | None = None) -> Path:
     """Generate (or finish generating) ``out``; returns it."""
     if cfg.n < 1 or cfg.batch_size < 1 or cfg.max_new_tokens < 1:
-        raise UserError("--n, --batch-size and --max-new-tokens must be at least 1")
+        raise UserError("`n`, `batch_size` and `max_new_tokens` must be at least 1")
     if cfg.task == "translation" and not cfg.pairs:
-        raise UserError("translation needs --pairs (SRC:TGT,... or all)")
+        raise UserError("translation needs `pairs` (SRC:TGT,... or all)")
     plan = batches(units(cfg), cfg.batch_size)
     header = cfg.header(backend)
     try:

@@ -45,7 +45,7 @@ class OutDir:
         except BlockingIOError:
             self._release()
             raise UserError(f"{self.path} is in use by another geex evaluation: wait for it to end, "
-                            "or use another --out") from None
+                            "or use another `out`") from None
         try:
             self._check_or_record()
         except BaseException:
@@ -70,14 +70,14 @@ class OutDir:
         except FileNotFoundError:
             recorded = None
         except (OSError, ValueError) as e:
-            raise UserError(f"cannot read {path} ({e}): remove {self.path} to start over, or use another --out") from None
+            raise UserError(f"cannot read {path} ({e}): remove {self.path} to start over, or use another `out`") from None
         if recorded is not None:
             differ = differing(recorded, self.identity, ignore=_INFORMATIVE)
             if differ:
                 was, now = recorded.get(differ[0]), self.identity.get(differ[0])
                 raise UserError(
                     f"{self.path} holds the results of another evaluation ({', '.join(differ)} differ: "
-                    f"{differ[0]} was {json.dumps(was)}, now {json.dumps(now)}): use another --out, "
+                    f"{differ[0]} was {json.dumps(was)}, now {json.dumps(now)}): use another `out`, "
                     f"or remove {self.path} to start over")
             return
         try:

@@ -50,7 +50,7 @@ class PromptStyle:
         if self.name not in STYLES:
             raise UserError(f"unknown prompt style {self.name!r} (known: {', '.join(STYLES)})")
         if self.name == "few-shot" and self.shots < 1:
-            raise UserError("--shots must be at least 1 for --prompt-style few-shot")
+            raise UserError("`shots` must be at least 1 for the few-shot `prompt_style`")
 
     def header(self, seed: int) -> dict | None:
         """What the samples depend on besides the model and sampling; None for CodeGeeX's own

@@ -177,11 +177,11 @@ def _without_prompt(text: str, prompts: set[str]) -> str:
 
 def _bigcode_language(path: Path, data: list, languages: list[Language] | None,
                       dataset: str | Path | None, original: bool) -> Language:
-    """The one language of a bigcode file: ``--languages``, else its name, else its generations."""
+    """The one language of a bigcode file: ``languages``, else its name, else its generations."""
     if languages:
         if len(languages) > 1:
             raise UserError(f"{path} is a bigcode generations file, which holds one language: pass exactly one "
-                            f"with --languages (got {', '.join(lang.name for lang in languages)})")
+                            f"with `languages` (got {', '.join(lang.name for lang in languages)})")
         return languages[0]
     named = list(dict.fromkeys(lang for word in re.split(r"[^a-z0-9+]+", path.stem.lower()) if word
                                for lang in HUMANEVALX_LANGUAGES if word in (lang.name, *lang.aliases)))
@@ -202,7 +202,7 @@ def _bigcode_language(path: Path, data: list, languages: list[Language] | None,
         return found[0]
     hint = f" (its name mentions {', '.join(lang.name for lang in named)})" if named else ""
     raise UserError(f"{path} is a bigcode generations file (a list per task) whose language cannot be told "
-                    f"from its name or its generations{hint}: pass it with --languages, e.g. --languages python")
+                    f"from its name or its generations{hint}: pass it with `languages`, e.g. `languages`=python")
 
 
 def canonical_samples(problems: dict[str, Problem]) -> list[Sample]:

@@ -261,9 +261,9 @@ def check_quantizable(model: nn.Module, mode: str, group_size: int = DEFAULT_GRO
         try:
             check_kernel_group(int4_group(k, group_size))
         except UserError:
-            raise UserError(f"--quantize int4: layer {name} has {k} input features, which no INT4 group of "
+            raise UserError(f"`quantize` int4: layer {name} has {k} input features, which no INT4 group of "
                             f"{min(group_size, k)} or a smaller power of two (down to 32) divides; "
-                            "use --quantize int8 instead (per output channel: any width)") from None
+                            "use `quantize` int8 instead (per output channel: any width)") from None
 
 
 def quantize_model(model: nn.Module, mode: str, group_size: int = DEFAULT_GROUP) -> nn.Module:

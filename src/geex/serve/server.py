@@ -21,7 +21,7 @@ from geex.serve.config import ServeConfig, is_loopback
 def check_exposure(config: ServeConfig) -> None:
     if not is_loopback(config.host) and not config.api_keys and not config.insecure:
         raise UserError(f"refusing to listen on {config.host} without an API key: anyone who can reach it could use "
-                        "the model. Pass --api-key (or set GEEX_API_KEY), or --insecure to do it anyway")
+                        "the model. Pass `api_key` (or set GEEX_API_KEY), or `insecure` to do it anyway")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -32,7 +32,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as e:
         sock.close()
-        why = "is in use (pick another with --port, or --port 0 for a free one)" if e.errno == 98 else e.strerror
+        why = "is in use (pick another with `port`, or `port`=0 for a free one)" if e.errno == 98 else e.strerror
         raise UserError(f"cannot listen on {host}:{port}: {why}") from None
     sock.listen(512)
     sock.set_inheritable(True)

@@ -151,24 +151,24 @@ BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0
 
 
 def _coerce(text: str, current, key: str):
-    """A ``--set`` value (text) as the type of the field's default; a UserError naming the field when
+    """An override's value (text) as the type of the field's default; a UserError naming the field when
     it is not one. Ranges are checked later, with the TOML values, by ``TrainConfig.check``."""
     value = text.strip()
     if isinstance(current, bool):
         if value.lower() not in BOOLEANS:
-            raise UserError(f"--set {key}={text}: expected true or false (also 1/0, yes/no, on/off)")
+            raise UserError(f"`overrides` {key}={text}: expected true or false (also 1/0, yes/no, on/off)")
         return BOOLEANS[value.lower()]
     if isinstance(current, int):
         try:
             return int(value)
         except ValueError:
-            raise UserError(f"--set {key}={text}: expected a whole number") from None
+            raise UserError(f"`overrides` {key}={text}: expected a whole number") from None
     if isinstance(current, float):
         return _number(value, key, text)
     if isinstance(current, tuple):
         parts = [p for p in value.strip("()[]").split(",") if p.strip()]
         if len(parts) != len(current):
-            raise UserError(f"--set {key}={text}: expected {len(current)} comma-separated numbers, e.g. "
+            raise UserError(f"`overrides` {key}={text}: expected {len(current)} comma-separated numbers, e.g. "
                             f"{','.join(str(v) for v in current)}")
         return tuple(_number(p.strip(), key, text) for p in parts)
     return value
@@ -178,9 +178,9 @@ def _number(value: str, key: str, text: str) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise UserError(f"--set {key}={text}: expected a number") from None
+        raise UserError(f"`overrides` {key}={text}: expected a number") from None
     if not math.isfinite(number):
-        raise UserError(f"--set {key}={text}: expected a finite number")
+        raise UserError(f"`overrides` {key}={text}: expected a finite number")
     return number
 
 
@@ -205,9 +205,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot:
-            raise UserError(f"--set {item!r}: expected section.field=value")
+            raise UserError(f"`overrides` {item!r}: expected section.field=value")
         if section not in sections:
-            raise UserError(f"--set {item!r}: unknown section {section!r}")
+            raise UserError(f"`overrides` {item!r}: unknown section {section!r}")
         if name not in {f.name for f in fields(sections[section])}:
             _set(sections, section, name, value)  # the unknown-field error, with the known fields
         _set(sections, section, name, _coerce(value, getattr(sections[section], name), key.strip()))

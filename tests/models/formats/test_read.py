@@ -80,7 +80,7 @@ def test_geex_and_official_codegeex_checkpoints(tmp_path, codegeex_tiny, tokeniz
 def test_a_codegeex_checkpoint_without_a_tokenizer_says_which_option_gives_one(tmp_path, codegeex_tiny):
     cfg, sd = codegeex_tiny
     directory = save_geex(sd, cfg, tmp_path / "model")
-    with pytest.raises(UserError, match=f"no tokenizer files in {directory}: pass --tokenizer DIR"):
+    with pytest.raises(UserError, match=f"no tokenizer files in {directory}: pass `tokenizer`=DIR"):
         read(directory)
 
 

@@ -70,7 +70,7 @@ class CodeGeeXTokenizer:
     def from_dir(cls, directory: Path) -> CodeGeeXTokenizer:
         """The tokenizer of a model directory, or an error that says which option supplies one."""
         if not (directory / "vocab.json").is_file():
-            raise UserError(f"no tokenizer files in {directory}: pass --tokenizer DIR "
+            raise UserError(f"no tokenizer files in {directory}: pass `tokenizer`=DIR "
                             "(a directory with vocab.json, merges.txt, added_tokens.json)")
         return cls(directory)
 
