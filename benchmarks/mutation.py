@@ -48,6 +48,7 @@ SURVIVORS = ROOT / "benchmarks" / "mutation_survivors.toml"
 MODULES = {
     "humanevalx/reporting/metrics.py": ["tests/humanevalx/reporting/test_metrics.py"],
     "engine/sampling.py": ["tests/engine/test_sampling.py"],
+    "engine/sampling_params.py": ["tests/engine/test_sampling.py", "tests/test_options.py"],
     # the unit tests of the classifier first: most mutants die there in seconds (-x), before the
     # programs compiled and run for real
     "humanevalx/execution/verdict.py": [f"tests/humanevalx/execution/test_verdicts.py::{t}" for t in (

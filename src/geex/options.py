@@ -36,6 +36,29 @@ def positive_number(text: str) -> float:
     return value
 
 
+def within(kind: type, low: float, high: float = math.inf, *, above: bool = False, below: bool = False):
+    """An argparse type: a ``kind`` (int or float) from ``low`` to ``high`` (``above``/``below``: the
+    bound itself excluded), finite; the error says the range."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        ok = math.isfinite(value) and (value > low if above else value >= low) and \
+            (value < high if below else value <= high)
+        if not ok:
+            lo = f"above {low:g}" if above else f"at least {low:g}"
+            hi = "" if high == math.inf else f" and {'below' if below else 'at most'} {high:g}"
+            raise argparse.ArgumentTypeError(f"must be {lo}{hi}: {text}")
+        return value
+    return parse
+
+
+probability = within(float, 0, 1, above=True)  # (0, 1]
+count = within(int, 0)  # 0, 1, 2, ...
+fraction = within(float, 0, 1)  # [0, 1]
+
+
 def k_values(text: str) -> tuple[int, ...]:
     """Comma-separated positive integers, sorted, each once: "10,1,100" -> (1, 10, 100)."""
     try:
@@ -49,9 +72,14 @@ def k_values(text: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Flag:
-    """How the command line spells a config field. ``help`` may name ``{default}``: the field's
-    default, as a user types it. ``negate``: a switch that sets the field to False (``--no-cache``
-    for ``use_cache``)."""
+    """How the command line spells a config field. ``help`` may name ``{default}``: the default a
+    user gets, as they would type it. A bool field that defaults to False is a switch that sets it
+    (``--greedy``); ``negate``: a switch that sets the field to False (``--no-cache`` for
+    ``use_cache``). ``choices``: the only values accepted. ``command_default``: the command line's
+    default where it differs on purpose from the library's (sampling: CodeGeeX's pass@1 setting on
+    the command line, the OpenAI API's for a caller), both declared here. ``only_if_given``: the
+    parsed arguments hold the field only when it was typed, so a command can tell an explicit
+    value from the default (``--shots`` without ``--prompt-style few-shot`` is a mistake)."""
 
     name: str
     help: str
@@ -59,6 +87,9 @@ class Flag:
     parse: Callable[[str], Any] | None = None
     negate: bool = False
     metavar: str | None = None
+    choices: tuple | None = None
+    command_default: Any = None  # None: the field's own default
+    only_if_given: bool = False
 
 
 def option(default: Any, name: str, help: str, **flag: Any) -> Any:
@@ -79,12 +110,17 @@ def add_options(parser: argparse.ArgumentParser, config: type, names: Sequence[s
         f = declared[name]
         flag: Flag = f.metadata["flag"]
         spelled = [flag.name, *([flag.short] if flag.short else [])]
-        text = flag.help.format(default=_shown(f.default))
-        if flag.negate:
-            parser.add_argument(*spelled, dest=name, action="store_false", help=text)
+        default = f.default if flag.command_default is None else flag.command_default
+        text = flag.help.format(default=_shown(default))
+        given = {"default": argparse.SUPPRESS} if flag.only_if_given else {"default": default}
+        if flag.negate or (default is False and flag.parse is None):
+            parser.add_argument(*spelled, dest=name, action="store_false" if flag.negate else "store_true",
+                                help=text, **given)
         else:
-            parser.add_argument(*spelled, dest=name, type=flag.parse, default=f.default, help=text,
-                                metavar=flag.metavar or flag.name.lstrip("-").upper().replace("-", "_"))
+            parser.add_argument(*spelled, dest=name, type=flag.parse, help=text, choices=flag.choices,
+                                metavar=flag.metavar or (None if flag.choices else
+                                                         flag.name.lstrip("-").upper().replace("-", "_")),
+                                **given)
 
 
 def from_args(config: type, args: argparse.Namespace, **given: Any) -> Any:

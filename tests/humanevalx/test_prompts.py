@@ -7,7 +7,7 @@ import pytest
 from geex.errors import UserError
 from geex.humanevalx.assembly import generation_prompt, translation_prompt
 from geex.humanevalx.dataset import load_problems
-from geex.humanevalx.prompts import PromptStyle, choose_shots, generation, translation
+from geex.humanevalx.prompts import PromptStyle, choose_shots, generation, style_header, translation
 from geex.languages import HUMANEVALX_LANGUAGES, get_language
 
 
@@ -90,5 +90,5 @@ def test_style_errors():
         PromptStyle("zero-shot")
     with pytest.raises(UserError, match="`shots`"):
         PromptStyle("few-shot", shots=0)
-    assert PromptStyle().header(0) is None  # files written before prompt styles keep their identity
-    assert PromptStyle("few-shot", shots=2).header(5)["seed"] == 5
+    assert style_header(PromptStyle(), 0) is None  # files written before prompt styles keep their identity
+    assert style_header(PromptStyle("few-shot", shots=2), 5)["seed"] == 5

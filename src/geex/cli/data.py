@@ -8,8 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from geex.cli.options import _count, _fraction, _within
-from geex.options import positive_int
+from geex.options import count, fraction, positive_int, within
 
 
 def _cmd_data_build(args: argparse.Namespace) -> int:
@@ -69,12 +68,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "language tag, and write JSONL shards with a stats report. Resumable: re-run the same command.")
     db.add_argument("sources", nargs="+", help="directories, zip/tar archives or JSONL files (code|content|text)")
     db.add_argument("--out", "-o", required=True, help="output directory")
-    db.add_argument("--min-bytes", type=_count, default=1024, help="drop smaller files (default 1024)")
-    db.add_argument("--max-bytes", type=_within(int, 1), default=100 * 1024, help="drop larger files (default 102400)")
-    db.add_argument("--max-mean-line", type=_within(float, 0, above=True), default=100.0, help="drop files whose mean line is longer (default 100)")
-    db.add_argument("--min-alpha", type=_fraction, default=0.40, help="drop files with fewer letters (default 0.40)")
+    db.add_argument("--min-bytes", type=count, default=1024, help="drop smaller files (default 1024)")
+    db.add_argument("--max-bytes", type=within(int, 1), default=100 * 1024, help="drop larger files (default 102400)")
+    db.add_argument("--max-mean-line", type=within(float, 0, above=True), default=100.0, help="drop files whose mean line is longer (default 100)")
+    db.add_argument("--min-alpha", type=fraction, default=0.40, help="drop files with fewer letters (default 0.40)")
     db.add_argument("--keep-generated", action="store_true", help="keep files marked as auto-generated")
-    db.add_argument("--near-dup", type=_within(float, 0, 1, above=True), default=0.85,
+    db.add_argument("--near-dup", type=within(float, 0, 1, above=True), default=0.85,
                     help="MinHash Jaccard threshold for near duplicates (default 0.85; 1 = exact dedup only)")
     db.add_argument("--shard-docs", type=positive_int, default=10_000, help="documents a shard (default 10000)")
     db.add_argument("--exclude", action="append", default=[], metavar="GLOB",
@@ -91,7 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     dp.add_argument("--tokenizer", required=True, help="tokenizer directory (vocab.json, merges.txt, added_tokens.json)")
     dp.add_argument("--out", "-o", required=True, help="output directory")
     dp.add_argument("--seq-len", type=positive_int, default=2048, help="tokens a sequence (default 2048)")
-    dp.add_argument("--valid", type=_within(float, 0, 1, below=True), default=0.005, help="share of documents held out (default 0.005)")
+    dp.add_argument("--valid", type=within(float, 0, 1, below=True), default=0.005, help="share of documents held out (default 0.005)")
     dp.add_argument("--workers", "-j", type=positive_int, help="parallel worker processes (default: all cores)")
     dp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     dp.set_defaults(func=_cmd_data_pack, kept=_kept_data_pack)

@@ -9,13 +9,14 @@ from pathlib import Path
 
 from geex.cli.options import _add_device_options, _add_sampling_options, _add_speculate_option, _device_and_dtype
 from geex.errors import UserError
+from geex.options import from_args, positive_int
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     import time
 
     from geex.engine.generate import generate
-    from geex.engine.sampling import SamplingParams
+    from geex.engine.sampling_params import SamplingParams
     from geex.engine.streaming import HeldText
     from geex.languages import get_language
     from geex.languages.cleanup import cleanup
@@ -42,7 +43,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             raise UserError(f"--chat: {loaded.name} has no chat template (use plain completion)")
         prompt = tokenizer.encode_chat(tokenizer.apply_chat_template([{"role": "user", "content": prompt}]))
     model = registry.prepare_for_inference(loaded.model)
-    params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
+    params = from_args(SamplingParams, args)
     # with --language, whole lines are printed as they come (the engine's hold-back): the line where
     # the stop rule cuts is not shown, so what is printed is the completion
     shown = HeldText(tokenizer, language=get_language(args.language) if args.language else None)
@@ -84,7 +85,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--chat", action="store_true", help="send the prompt as a user message through the model's "
                      "chat template (instruct models); default: plain completion")
     gen.add_argument("--language", help="stop when the function is complete (python, cpp, java, js, go, rust)")
-    _add_sampling_options(gen, max_new_tokens=128)
+    gen.add_argument("--max-new-tokens", type=positive_int, default=128,
+                     help="most tokens generated after the prompt (default 128)")
+    _add_sampling_options(gen)
+    gen.add_argument("--seed", type=int, help="seed for reproducible sampling (default: a random draw)")
     _add_speculate_option(gen)
     _add_device_options(gen)
     gen.add_argument("--quiet", "-q", action="store_true", help="no statistics line (tokens/s) on stderr")

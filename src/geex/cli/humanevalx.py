@@ -16,9 +16,10 @@ from geex.cli.options import (
     _add_speculate_option,
     _device_and_dtype,
 )
+from geex.engine.sampling_params import SamplingParams
 from geex.errors import UserError
 from geex.files import read_log
-from geex.humanevalx.config import EvalConfig
+from geex.humanevalx.config import EvalConfig, GenerateConfig, PromptStyle
 from geex.options import add_options, from_args, k_values, positive_int
 
 
@@ -57,25 +58,21 @@ def _evaluate(args: argparse.Namespace, samples: str, out: Path) -> int:
 
 
 def _generate_samples(args: argparse.Namespace, out: Path) -> Path:
-    from geex.engine.sampling import SamplingParams
     from geex.humanevalx.backends import make_backend
-    from geex.humanevalx.generate import GenerateConfig, parse_pairs, run_generate
-    from geex.humanevalx.prompts import PromptStyle
+    from geex.humanevalx.generate import parse_pairs, run_generate
     from geex.languages import HUMANEVALX_LANGUAGES, parse_languages
 
     if args.task == "translation" and not args.pairs:
         raise UserError("--task translation needs --pairs (SRC:TGT,... or all)")
-    cfg = GenerateConfig(
-        task=args.task, languages=parse_languages(args.languages) if args.languages else list(HUMANEVALX_LANGUAGES),
-        pairs=parse_pairs(args.pairs) if args.pairs else [], n=args.n,
-        params=SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy),
-        max_new_tokens=args.max_new_tokens, seed=args.seed or 0, batch_size=args.batch_size, limit=args.limit,
-        dataset=args.dataset, original=args.original,
-        style=PromptStyle(args.prompt_style, shots=args.shots or 3, system=args.system_prompt))
-    if args.prompt_style != "chat" and args.system_prompt is not None:
+    style = from_args(PromptStyle, args)
+    if style.name != "chat" and style.system is not None:
         raise UserError("--system-prompt is for --prompt-style chat")
-    if args.prompt_style != "few-shot" and args.shots is not None:
+    if style.name != "few-shot" and "shots" in vars(args):
         raise UserError("--shots is for --prompt-style few-shot")
+    cfg = from_args(
+        GenerateConfig, args, style=style, params=from_args(SamplingParams, args),
+        languages=parse_languages(args.languages) if args.languages else list(HUMANEVALX_LANGUAGES),
+        pairs=parse_pairs(args.pairs) if args.pairs else [], dataset=args.dataset, original=args.original)
     device, dtype = _device_and_dtype(args)
     backend = make_backend(args.backend, args.model, device=device,
                            dtype=dtype if args.backend != "openai" else None, quantize=args.quantize,
@@ -206,23 +203,13 @@ def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
     gp.add_argument("--base-url", help="openai: the endpoint's base URL, e.g. http://localhost:8000/v1 "
                     "($OPENAI_API_KEY is sent if set)")
     gp.add_argument("--concurrency", type=positive_int, default=8, help="openai: requests at a time (default 8)")
-    gp.add_argument("--task", choices=("generation", "translation"), default="generation",
-                    help="generation (complete each problem's prompt, default) or translation (rewrite a "
-                         "solution in another language: --pairs)")
+    add_options(gp, GenerateConfig, ("task",))
     gp.add_argument("--languages", "-l", help="generation: comma-separated subset (default: all six)")
     gp.add_argument("--pairs", help="translation: SRC:TGT,... or 'all' (the 30 ordered pairs)")
-    gp.add_argument("--prompt-style", choices=("completion", "chat", "few-shot"), default="completion",
-                    help="completion (CodeGeeX's prompts, for base models; default), chat (an instruction through "
-                         "the model's chat template, the code taken out of the answer; for instruct models) or "
-                         "few-shot (--shots worked examples of other problems before the prompt)")
-    gp.add_argument("--shots", type=positive_int, metavar="K",
-                    help="few-shot: worked examples a prompt, chosen by a seeded rule (--seed; default 3)")
-    gp.add_argument("--system-prompt", metavar="TEXT", help="chat: a system message before the instruction (default: none)")
-    gp.add_argument("--n", type=positive_int, default=1, help="samples per problem (default 1)")
-    gp.add_argument("--limit", type=positive_int, help="only the first N problems of each language")
-    gp.add_argument("--batch-size", type=positive_int, default=8,
-                    help="prompts decoded together (default 8); part of the file's identity")
-    _add_sampling_options(gp, max_new_tokens=512)
+    add_options(gp, PromptStyle, ("name", "shots", "system"))
+    add_options(gp, GenerateConfig, ("n", "limit", "batch_size", "max_new_tokens"))
+    _add_sampling_options(gp)
+    add_options(gp, GenerateConfig, ("seed",))
     _add_speculate_option(gp)
     _add_device_options(gp)
     gp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")

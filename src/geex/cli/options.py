@@ -1,7 +1,7 @@
 """Option types and option groups that several commands share, so that an option is spelt, checked,
 defaulted and explained the same way wherever it appears (tests/test_cli.py checks the spelling).
-The basic value types (``positive_int``, ``positive_number``, ``k_values``) and options declared on a
-config's fields are ``geex.options``'; the ranged types are here.
+The value types (``positive_int``, ``within`` ...) and options declared on a config's fields are
+``geex.options``'.
 
 The types raise ``argparse.ArgumentTypeError`` with the accepted range, so a bad value is one
 ``geex <command>: error: argument --x: ...`` line with exit status 2, never a traceback."""
@@ -9,47 +9,17 @@ The types raise ``argparse.ArgumentTypeError`` with the accepted range, so a bad
 from __future__ import annotations
 
 import argparse
-import math
 
-from geex.options import positive_int, positive_number
-
-
-def _within(kind: type, low: float, high: float = math.inf, *, above: bool = False, below: bool = False):
-    """An argparse type: a ``kind`` (int or float) from ``low`` to ``high`` (``above``/``below``: the
-    bound itself excluded), finite; the error says the range."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
-        ok = math.isfinite(value) and (value > low if above else value >= low) and \
-            (value < high if below else value <= high)
-        if not ok:
-            lo = f"above {low:g}" if above else f"at least {low:g}"
-            hi = "" if high == math.inf else f" and {'below' if below else 'at most'} {high:g}"
-            raise argparse.ArgumentTypeError(f"must be {lo}{hi}: {text}")
-        return value
-    return parse
+from geex.options import add_options
+from geex.options import count as _count
 
 
-_probability = _within(float, 0, 1, above=True)
-_count = _within(int, 0)
-_fraction = _within(float, 0, 1)
+def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """How tokens are chosen: ``SamplingParams``' fields, declared there (with the command line's
+    defaults)."""
+    from geex.engine.sampling_params import SamplingParams
 
-
-def _add_sampling_options(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
-    p.add_argument("--max-new-tokens", type=positive_int, default=max_new_tokens,
-                   help=f"most tokens generated after the prompt (default {max_new_tokens})")
-    p.add_argument("--temperature", type=positive_number, default=0.2,
-                   help="sampling temperature: lower is more deterministic (default 0.2, CodeGeeX's setting for "
-                        "pass@1; 0.8 for diverse samples)")
-    p.add_argument("--top-p", type=_probability, default=0.95,
-                   help="nucleus sampling: sample from the most likely tokens that make up this much probability "
-                        "(default 0.95; 1: off)")
-    p.add_argument("--top-k", type=_count, default=0,
-                   help="sample from the k most likely tokens only (default 0: off)")
-    p.add_argument("--seed", type=int, help="seed for reproducible sampling")
-    p.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
+    add_options(p, SamplingParams, ("temperature", "top_p", "top_k", "greedy"))
 
 
 def _add_speculate_option(p: argparse.ArgumentParser) -> None:

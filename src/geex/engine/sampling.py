@@ -9,29 +9,13 @@ softmax, draw with the caller's generator (reproducible with a seed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from geex.errors import UserError
+from geex.engine.sampling_params import SamplingParams
+
+__all__ = ["SamplingParams", "probabilities", "sample"]
 
 VOCAB = -1  # logits are [B, V]: every reduction here is over the vocabulary, the last dimension
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    temperature: float = 1.0
-    top_k: int = 0  # 0: off
-    top_p: float = 1.0  # 1.0: off
-    greedy: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.greedy and not self.temperature > 0:
-            raise UserError(f"temperature must be > 0 (or use greedy), got {self.temperature}")
-        if self.top_k < 0:
-            raise UserError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
 def sample(logits: torch.Tensor, params: SamplingParams, vocab_size: int | None = None,

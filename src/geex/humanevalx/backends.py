@@ -32,7 +32,7 @@ from typing import Protocol
 
 import torch
 
-from geex.engine.sampling import SamplingParams
+from geex.engine.sampling_params import SamplingParams
 from geex.errors import UserError
 from geex.languages import Language
 from geex.languages.cleanup import is_finished

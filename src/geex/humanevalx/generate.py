@@ -27,57 +27,41 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from geex.engine.sampling import SamplingParams
 from geex.errors import UserError
 from geex.files import Appender, atomic_write, differing, read_log
 from geex.humanevalx import prompts
 from geex.humanevalx.assembly import generation_prompt
 from geex.humanevalx.backends import Backend
+from geex.humanevalx.config import TASKS, GenerateConfig
 from geex.humanevalx.dataset import load_problems
 from geex.humanevalx.extraction import extract
 from geex.humanevalx.problem import Problem
-from geex.humanevalx.prompts import Prompt, PromptStyle
+from geex.humanevalx.prompts import Prompt
 from geex.languages import Language, get_language
 from geex.languages.cleanup import cleanup
 
 FORMAT = "samples/1"
 PROMPT_TEMPLATE = "codegeex-humanevalx/1"  # generation: tag line + prompt; translation: CodeGeeX's format
 TEMPLATES = {"completion": PROMPT_TEMPLATE, "chat": "chat/1", "few-shot": "few-shot/1"}
-TASKS = ("generation", "translation")
 
 
-@dataclass
-class GenerateConfig:
-    task: str
-    languages: list[Language]  # generation: the languages; translation: unused (see pairs)
-    pairs: list[tuple[Language, Language]] = field(default_factory=list)
-    n: int = 1
-    params: SamplingParams = SamplingParams(greedy=True)
-    max_new_tokens: int = 512
-    seed: int = 0
-    batch_size: int = 8
-    limit: int | None = None  # the first N problems of each language
-    dataset: str | None = None
-    original: bool = False
-    style: PromptStyle = PromptStyle()
-
-    def header(self, backend: Backend) -> dict:
-        """What the samples depend on: a re-run must match it to resume."""
-        header = {"geex": FORMAT, "task": self.task, "backend": backend.name, "model": backend.model,
-                "sampling": asdict(self.params), "max_new_tokens": self.max_new_tokens, "n": self.n,
-                "seed": self.seed, "batch_size": self.batch_size, "limit": self.limit,
-                "languages": [lang.name for lang in self.languages] if self.task == "generation" else None,
-                "pairs": [f"{s.name}:{t.name}" for s, t in self.pairs] if self.task == "translation" else None,
-                "template": TEMPLATES[self.style.name],
-                "dataset": "humaneval-x-original" if self.original else "humaneval-x-fixed"}
-        style = self.style.header(self.seed)
-        return header if style is None else {**header, "prompt_style": style}
+def samples_header(cfg: GenerateConfig, backend: Backend) -> dict:
+    """What the samples depend on: a re-run must match it to resume."""
+    header = {"geex": FORMAT, "task": cfg.task, "backend": backend.name, "model": backend.model,
+              "sampling": asdict(cfg.params), "max_new_tokens": cfg.max_new_tokens, "n": cfg.n,
+              "seed": cfg.seed, "batch_size": cfg.batch_size, "limit": cfg.limit,
+              "languages": [lang.name for lang in cfg.languages] if cfg.task == "generation" else None,
+              "pairs": [f"{s.name}:{t.name}" for s, t in cfg.pairs] if cfg.task == "translation" else None,
+              "template": TEMPLATES[cfg.style.name],
+              "dataset": "humaneval-x-original" if cfg.original else "humaneval-x-fixed"}
+    style = prompts.style_header(cfg.style, cfg.seed)
+    return header if style is None else {**header, "prompt_style": style}
 
 
 @dataclass(frozen=True)
@@ -200,7 +184,7 @@ def run_generate(cfg: GenerateConfig, backend: Backend, out: Path, progress: boo
     if cfg.task == "translation" and not cfg.pairs:
         raise UserError("translation needs `pairs` (SRC:TGT,... or all)")
     plan = batches(units(cfg), cfg.batch_size)
-    header = cfg.header(backend)
+    header = samples_header(cfg, backend)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         start = _resume(out, header, plan)

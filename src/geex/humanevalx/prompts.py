@@ -18,11 +18,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from geex.errors import UserError
 from geex.humanevalx.assembly import generation_prompt, translation_prompt
+from geex.humanevalx.config import PromptStyle  # declared with the options; the prompts are written here
 from geex.humanevalx.problem import Problem
 
-STYLES = ("completion", "chat", "few-shot")
 FENCE = {"python": "python", "cpp": "cpp", "java": "java", "js": "javascript", "go": "go", "rust": "rust"}
 GENERATION_INSTRUCTION = (
     "Complete the following {language} function. Reply with the whole function in one ```{fence}``` code block.\n"
@@ -38,29 +37,15 @@ TRANSLATION_INSTRUCTION = (
 SHOT_RULE = "random.Random(f'{seed}:{task_id}').sample(other problems' task ids in dataset order, k)"
 
 
-@dataclass(frozen=True)
-class PromptStyle:
-    """How prompts are written; part of a samples file's identity (``header``)."""
-
-    name: str = "completion"
-    shots: int = 3  # few-shot: worked examples a prompt
-    system: str | None = None  # chat: an optional system message
-
-    def __post_init__(self) -> None:
-        if self.name not in STYLES:
-            raise UserError(f"unknown prompt style {self.name!r} (known: {', '.join(STYLES)})")
-        if self.name == "few-shot" and self.shots < 1:
-            raise UserError("`shots` must be at least 1 for the few-shot `prompt_style`")
-
-    def header(self, seed: int) -> dict | None:
-        """What the samples depend on besides the model and sampling; None for CodeGeeX's own
-        completion prompts (the header of files written before prompt styles existed)."""
-        if self.name == "completion":
-            return None
-        if self.name == "chat":
-            return {"style": "chat", "system": self.system, "generation": GENERATION_INSTRUCTION,
-                    "translation": TRANSLATION_INSTRUCTION}
-        return {"style": "few-shot", "shots": self.shots, "seed": seed, "rule": SHOT_RULE}
+def style_header(style: PromptStyle, seed: int) -> dict | None:
+    """What the samples depend on besides the model and sampling; None for CodeGeeX's own completion
+    prompts (the header of files written before prompt styles existed)."""
+    if style.name == "completion":
+        return None
+    if style.name == "chat":
+        return {"style": "chat", "system": style.system, "generation": GENERATION_INSTRUCTION,
+                "translation": TRANSLATION_INSTRUCTION}
+    return {"style": "few-shot", "shots": style.shots, "seed": seed, "rule": SHOT_RULE}
 
 
 @dataclass(frozen=True)
