@@ -126,6 +126,11 @@ def test_generate_and_run_take_the_same_generation_options():
     assert (cfg.n, cfg.seed, cfg.batch_size, cfg.max_new_tokens, cfg.task) == (4, 7, 8, 512, "generation")
     assert cfg.style == PromptStyle("few-shot", shots=2)
     assert cfg.params == SamplingParams(temperature=0.2, top_p=0.5)  # CodeGeeX's pass@1 temperature
+    plain = build_parser().parse_args(["humanevalx", "generate", "--out", "o"])
+    # nothing given: CodeGeeX's pass@1 setting (the paper: temperature 0.2, top-p 0.95), not the
+    # library's (the OpenAI API's: 1 and 1)
+    assert from_args(SamplingParams, plain) == SamplingParams(temperature=0.2, top_p=0.95, top_k=0, greedy=False)
+    assert SamplingParams() == SamplingParams(temperature=1.0, top_p=1.0, top_k=0, greedy=False)
 
 
 def test_the_parser_loads_no_heavy_module():
