@@ -310,3 +310,12 @@ def test_a_run_evaluated_from_samples_kept_elsewhere_is_named_by_their_header(tm
     samples.write_text(json.dumps({**chat, "model": "another"}) + "\n")  # not the file that was evaluated
     assert names() == ["eval"]
 
+
+
+def test_figure_names_are_plain_file_names():
+    """A run named "model [3-shot] (dir)" gives figures named model_3-shot_dir, no brackets or runs of _."""
+    from geex.humanevalx.reporting.report import _slug
+
+    assert _slug("smollm2-135m-instruct [3-shot] (generation-few-shot-3)") == \
+        "smollm2-135m-instruct_3-shot_generation-few-shot-3"
+    assert _slug("a/b: c") == "a_b_c" and _slug("[]") == "run"

@@ -9,6 +9,7 @@ from each directory's ``results.jsonl`` (and ``samples.jsonl`` header for the mo
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from geex.errors import UserError
@@ -19,7 +20,8 @@ FORMAT = "geex/humanevalx-summary/1"
 
 
 def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:60]
+    """A run's name as part of a file name: "model [chat] (dir)" -> "model_chat_dir"."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("_")[:60] or "run"
 
 
 def summarize_runs(directories: list[str | Path], out: Path, ks: tuple[int, ...] = (1, 10, 100),
