@@ -248,13 +248,13 @@ class ReadingModel:
         self.doc, self.calls = doc, 0
         self.config, self.device, self.dtype = self.Config(), torch.device("cpu"), torch.float32
 
-    def __call__(self, ids, cache, start=0, pad=None):
+    def __call__(self, ids, cache, start=0, pad=None, last_only=False):  # the step contract (StepModel)
         self.calls += 1
         b, t = ids.shape
         logits = torch.zeros(b, t, self.config.vocab_size)
         for j in range(t):
             logits[:, j, self.doc[int(start) + j + 1]] = 1.0
-        return logits
+        return logits[:, -1:] if last_only else logits
 
 
 def _paper_forwards(doc: list[int], prompt_len: int, n: int, k: int, max_ngram: int = 3) -> int:

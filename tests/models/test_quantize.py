@@ -370,3 +370,33 @@ def test_int4_layouts_the_cpu_kernel_cannot_take_fall_back_to_dequantizing(monke
     layer = QuantizedLinear.from_weight(torch.randn(16, 64), None, "int4", 32)
     layer(torch.randn(1, 64))
     assert "_cpu_int4" not in layer.__dict__
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_many_rows_on_the_cpu_run_a_dense_product_few_rows_the_weight_only_kernel(mode, dtype, monkeypatch):
+    """A prefill (more rows than CPU_WIDEN_ROWS) widens the weight for PyTorch's dense matmul; a decode
+    step keeps the weight-only kernel. Both equal the format's definition in float64 within the
+    activations' rounding; the kernels are made to fail to show which path ran (positive control at
+    the threshold)."""
+    from geex.models import quantize
+
+    g = torch.Generator().manual_seed(5)
+    n, k = 48, 256
+    w, b = torch.randn(n, k, generator=g), torch.randn(n, generator=g)
+    layer = QuantizedLinear.from_weight(w, b, mode, 64)
+    limit = quantize.CPU_WIDEN_ROWS[mode]
+    x = torch.randn(limit + 1, k, generator=g).to(dtype)
+    want = x.double() @ layer.dequantized(torch.float64).t() + b.double()
+
+    def kernel_called(*args, **kwargs):
+        raise AssertionError("the weight-only kernel ran")
+
+    monkeypatch.setattr(quantize, "int8_linear", kernel_called)
+    monkeypatch.setattr(quantize, "int4_linear_cpu", kernel_called)
+    got = layer(x)  # limit + 1 rows: dense
+    assert got.dtype == dtype and got.shape == (limit + 1, n)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert ((got.double() - want).abs().max() / want.abs().max()) < tol
+    with pytest.raises(AssertionError, match="weight-only kernel ran"):
+        layer(x[:limit])  # at the threshold: the kernel

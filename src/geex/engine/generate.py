@@ -120,8 +120,10 @@ def left_padded(encoded: list[list[int]], pad_id: int, device: torch.device
 
 
 def prefill(model: StepModel, ids: torch.Tensor, cache: KVCache, pad: torch.Tensor | None) -> torch.Tensor:
-    """Read the prompts into the cache in one forward: the logits of each row's first new token."""
-    return model(ids, cache, start=0, pad=pad)[:, -1]
+    """Read the prompts into the cache in one forward: the logits of each row's first new token (the
+    last slot alone: the vocabulary-wide head over every prompt position would be most of a long
+    prompt's work on a small model)."""
+    return model(ids, cache, start=0, pad=pad, last_only=True)[:, -1]
 
 
 class _Rows:
