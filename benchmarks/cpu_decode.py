@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 from geex.engine.generate import generate, prefill
-from geex.models.cache import KVCache
 from geex.engine.sampling import SamplingParams
 from geex.models import registry
+from geex.models.cache import KVCache
 
 PROMPT = '''import math
 
