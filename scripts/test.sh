@@ -21,11 +21,7 @@ rc=$?
 if [ "$rc" = 2 ]; then  # interrupted (Ctrl-C) or a usage error: the second part would only repeat it
   exit 2
 fi
-if [ "$serial_workers" -ge 2 ]; then
-  .venv/bin/python -m pytest -n "$serial_workers" --dist loadfile -m serial "$@"
-else
-  .venv/bin/python -m pytest -m serial "$@"
-fi
+.venv/bin/python -m pytest -n "$serial_workers" --dist loadfile -m serial "$@"
 rc_serial=$?
 if [ "$rc" = 5 ] && [ "$rc_serial" = 5 ]; then  # pytest: no tests collected
   echo "no tests were collected"; rc=0

@@ -311,7 +311,6 @@ def test_a_run_evaluated_from_samples_kept_elsewhere_is_named_by_their_header(tm
     assert names() == ["eval"]
 
 
-
 def test_figure_names_are_plain_file_names():
     """A run named "model [3-shot] (dir)" gives figures named model_3-shot_dir, no brackets or runs of _."""
     from geex.humanevalx.reporting.report import _slug
