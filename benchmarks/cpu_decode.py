@@ -89,7 +89,7 @@ def long_prompt(encode, tokens: int) -> list[int]:
 def time_geex(dtype: torch.dtype, quantize: str | None, new: int, repeats: int, prefill_tokens: int
               ) -> tuple[float, list[int], float]:
     loaded = registry.load(dtype=dtype, quantize=quantize)
-    model = registry.prepare_for_inference(loaded.model)
+    model = loaded.model
     PROMPT_TOKENS.append(len(loaded.tokenizer.encode(PROMPT)))
 
     def run(n: int) -> list[int]:

@@ -16,7 +16,6 @@ Variants (same process, same card):
 - ``naive-fp16``: the reference-style decode -- [seq, batch, hidden] layout, K/V grown with
   ``torch.cat`` every step, matmul + softmax attention, no graphs, fp16 (the original's recipe);
 - ``bf16-eager``: geex's model, static cache, launched op by op from Python;
-- ``bf16-unfused``: as ``bf16`` below but with separate q, k, v projections (the checkpoint's layout);
 - ``bf16`` / ``int8`` / ``int4``: geex's model (fused q/k/v), decode step replayed as a CUDA graph;
   INT8/INT4 are weight-only (``geex.models.quantize``, fused Triton dequantize-matmul).
 Peak GPU memory is ``max_memory_allocated`` over building the model and decoding at batch 1.
@@ -50,6 +49,7 @@ from geex.engine.sampling import SamplingParams, sample
 from geex.models.build import build_model
 from geex.models.cache import KVCache
 from geex.models.codegeex import CodeGeeX, CodeGeeXConfig, fast_gelu, get_config
+from geex.models.fusion import checkpoint_state_dict
 from geex.models.quantize import quantize_model, weight_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,8 +63,8 @@ class RandomWeights(Mapping):
     and biases, LayerNorm weights 1 + N(0, 0.02)."""
 
     def __init__(self, cfg: CodeGeeXConfig, dtype: torch.dtype, device: str = "cuda", seed: int = 0) -> None:
-        with torch.device("meta"):
-            self.shapes = {k: v.shape for k, v in CodeGeeX(cfg).state_dict().items()}
+        with torch.device("meta"):  # the checkpoint's names (q/k/v apart), as a file gives them
+            self.shapes = {k: v.shape for k, v in checkpoint_state_dict(CodeGeeX(cfg)).items()}
         self.dtype, self.device, self.seed = dtype, device, seed
 
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -112,8 +112,10 @@ def time_engine(model: CodeGeeX, batch: int, prompt: int, new: int, step_mode: s
 
 
 @torch.no_grad()
-def naive_forward(m: CodeGeeX, ids: torch.Tensor, start: int, past: list | None) -> tuple[torch.Tensor, list]:
-    """The original's inference recipe: [seq, batch, hidden], K/V concatenated onto the past each step."""
+def naive_forward(m: CodeGeeX, sd: dict[str, torch.Tensor], ids: torch.Tensor, start: int, past: list | None
+                  ) -> tuple[torch.Tensor, list]:
+    """The original's inference recipe: [seq, batch, hidden], K/V concatenated onto the past each step,
+    separate q, k, v projections (``sd``: the checkpoint's tensors)."""
     cfg = m.config
     s, b = ids.shape[1], ids.shape[0]
     heads, d = cfg.n_head, cfg.head_dim
@@ -121,11 +123,14 @@ def naive_forward(m: CodeGeeX, ids: torch.Tensor, start: int, past: list | None)
     x = (m.embedding.word_embeddings.weight[ids] + m.embedding.position_embeddings.weight[pos]).transpose(0, 1)
     new_past = []
 
-    def attend(layer, q_in, kv_in, past_kv):
+    def attend(layer, prefix, q_in, kv_in, past_kv):
         a = layer.attention
-        q = F.linear(q_in, a.query.weight, a.query.bias).view(s, b * heads, d).transpose(0, 1)
-        k = F.linear(kv_in, a.key.weight, a.key.bias).view(s, b * heads, d).transpose(0, 1)
-        v = F.linear(kv_in, a.value.weight, a.value.bias).view(s, b * heads, d).transpose(0, 1)
+
+        def proj(name: str, x: torch.Tensor) -> torch.Tensor:
+            return F.linear(x, sd[f"{prefix}.attention.{name}.weight"], sd[f"{prefix}.attention.{name}.bias"])
+
+        q, k, v = (proj(n, x).view(s, b * heads, d).transpose(0, 1)
+                   for n, x in (("query", q_in), ("key", kv_in), ("value", kv_in)))
         if past_kv is not None:
             k, v = torch.cat((past_kv[0], k), dim=1), torch.cat((past_kv[1], v), dim=1)
         new_past.append((k, v))
@@ -137,20 +142,20 @@ def naive_forward(m: CodeGeeX, ids: torch.Tensor, start: int, past: list | None)
         ctx = torch.matmul(probs, v).transpose(0, 1).reshape(s, b, heads * d)
         return F.linear(ctx, a.dense.weight, a.dense.bias)
 
-    def block(layer, h, query, past_kv):
+    def block(layer, prefix, h, query, past_kv):
         ln = F.layer_norm(h, (cfg.n_embd,), layer.input_layernorm.weight, layer.input_layernorm.bias, cfg.layernorm_eps)
-        h = h + attend(layer, ln if query is None else query, ln, past_kv)
+        h = h + attend(layer, prefix, ln if query is None else query, ln, past_kv)
         ln2 = F.layer_norm(h, (cfg.n_embd,), layer.post_attention_layernorm.weight,
                            layer.post_attention_layernorm.bias, cfg.layernorm_eps)
         mid = fast_gelu(F.linear(ln2, layer.mlp.dense_h_to_4h.weight, layer.mlp.dense_h_to_4h.bias))
         return h + F.linear(mid, layer.mlp.dense_4h_to_h.weight, layer.mlp.dense_4h_to_h.bias)
 
     for i, layer in enumerate(m.transformer.layers):
-        x = block(layer, x, None, past[i] if past else None)
+        x = block(layer, f"transformer.layers.{i}", x, None, past[i] if past else None)
     fin = m.transformer.final_layernorm
     f = F.layer_norm(x, (cfg.n_embd,), fin.weight, fin.bias, cfg.layernorm_eps)
     query = m.topQueryEmbedding.top_query_embeddings.weight[pos][:, None].expand_as(f)
-    out = block(m.transformer.topQueryLayer, f, query, past[-1] if past else None)
+    out = block(m.transformer.topQueryLayer, "transformer.topQueryLayer", f, query, past[-1] if past else None)
     return (out @ m.embedding.word_embeddings.weight.T).transpose(0, 1), new_past
 
 
@@ -158,16 +163,17 @@ def naive_forward(m: CodeGeeX, ids: torch.Tensor, start: int, past: list | None)
 def time_naive(model: CodeGeeX, batch: int, prompt: int, new: int, repeats: int = 3) -> float:
     cfg = model.config
     ids = torch.randint(0, cfg.vocab_size, (batch, prompt), device="cuda")
+    sd = checkpoint_state_dict(model)  # q/k/v apart, as the original holds them
 
     def run() -> None:
-        logits, past = naive_forward(model, ids, 0, None)
+        logits, past = naive_forward(model, sd, ids, 0, None)
         logits = logits[:, -1]
         sync()
         t0 = time.perf_counter()
         for i in range(new):
             nxt = sample(logits, GREEDY, vocab_size=cfg.vocab_size)
             nxt.tolist()
-            logits, past = naive_forward(model, nxt[:, None], prompt + i, past)
+            logits, past = naive_forward(model, sd, nxt[:, None], prompt + i, past)
             logits = logits[:, -1]
         sync()
         times.append((time.perf_counter() - t0) * 1e3 / new)
@@ -204,13 +210,11 @@ def run_variant(name: str, cfg: CodeGeeXConfig, batches: list[int], prompt: int,
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     model = build_model(cfg, RandomWeights(cfg, dtype), device="cuda", quantize=quant)
-    if name not in ("naive-fp16", "bf16-unfused"):
-        model.fuse_projections()
     sync()
     load_s = time.perf_counter() - t0
     nbytes = weight_bytes(model)
     rows = []
-    for batch in batches if name not in ("naive-fp16", "bf16-eager", "bf16-unfused") else [1]:
+    for batch in batches if name not in ("naive-fp16", "bf16-eager") else [1]:
         if name == "naive-fp16":
             ms = time_naive(model, batch, prompt, new)
         else:
@@ -232,13 +236,12 @@ def llama_model(shape: str, quant: str | None):
     """A Llama of ``serve.SHAPES[shape]`` on the GPU (seeded ``init_weights`` in fp32, then bf16: the
     7B shape's 30 GB fit), its projections fused, quantized if asked."""
     from geex.models.llama import LlamaConfig
-    from geex.models.registry import prepare_for_inference
 
     cfg = LlamaConfig(n_positions=4096, **SHAPES[shape])
     with torch.device("cuda"):
         model = cfg.build()
     model.init_weights(torch.Generator(device="cuda").manual_seed(0))
-    model = prepare_for_inference(model.to(torch.bfloat16))
+    model = model.to(torch.bfloat16).eval()
     if quant:
         quantize_model(model, quant)
     torch.cuda.empty_cache()
@@ -320,7 +323,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--preset", default="codegeex-13b")
     ap.add_argument("--shapes", help=f"Llama-family shapes instead of the preset, of {', '.join(SHAPES)}")
-    ap.add_argument("--variants", help="default: naive-fp16,bf16-eager,bf16-unfused,bf16,int8,int4 (CodeGeeX); "
+    ap.add_argument("--variants", help="default: naive-fp16,bf16-eager,bf16,int8,int4 (CodeGeeX); "
                                        f"{','.join(LLAMA_VARIANTS)} (--shapes)")
     ap.add_argument("--batches", default="1,8,32", help="batch sizes; VARIANT:B,B overrides one variant's")
     ap.add_argument("--prompt", type=int, default=128)
@@ -330,7 +333,7 @@ def main() -> None:
     ap.add_argument("--copy-tbps", type=float, help=argparse.SUPPRESS)  # internal: the parent's measurement
     args = ap.parse_args()
     variants = args.variants or (",".join(LLAMA_VARIANTS) if args.shapes else
-                                 "naive-fp16,bf16-eager,bf16-unfused,bf16,int8,int4")
+                                 "naive-fp16,bf16-eager,bf16,int8,int4")
     batches = {"*": [1, 8, 32]}
     for part in args.batches.split(";"):
         key, _, value = part.rpartition(":")

@@ -23,12 +23,12 @@ from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
-
 from decode import RandomWeights, sync  # noqa: E402 - run from benchmarks/ or with it on sys.path
+
 from geex.engine.cuda_graph import GraphedDecodeStep
 from geex.models.build import build_model
-from geex.models.codegeex import get_config
 from geex.models.cache import KVCache
+from geex.models.codegeex import get_config
 
 KINDS = [
     ("matmul", re.compile(r"gemv|gemm|wq_|cutlass|xmma|splitK|sm90|Kernel2", re.I)),
@@ -102,13 +102,12 @@ def rows_main(shape_name: str, batches: list[int], ctx: int, prompt: int) -> Non
 
     from geex.engine.cuda_graph import GraphedRowsStep
     from geex.models.llama import LlamaConfig
-    from geex.models.registry import prepare_for_inference
 
     cfg = LlamaConfig(n_positions=max(ctx, 4096), **SHAPES[shape_name])
     with torch.device("cuda"):
         model = cfg.build()
     model.init_weights(torch.Generator(device="cuda").manual_seed(0))
-    model = prepare_for_inference(model.to(torch.bfloat16))
+    model = model.to(torch.bfloat16).eval()
     table = []
     for b in batches:
         cache = KVCache(cfg, b, ctx, device="cuda", dtype=torch.bfloat16)
@@ -163,7 +162,6 @@ def main() -> None:
         return rows_main(args.rows, [int(b) for b in args.batches.split(",")], args.ctx, args.prompt)
     cfg = get_config(args.preset)
     model = build_model(cfg, RandomWeights(cfg, torch.bfloat16), device="cuda", quantize=args.quantize)
-    model.fuse_projections()
     cache = KVCache(cfg, 1, args.slots, device="cuda", dtype=torch.bfloat16)
     model(torch.randint(0, cfg.vocab_size, (1, 128), device="cuda"), cache, start=0)
     ids = torch.zeros(1, 1, dtype=torch.long, device="cuda")

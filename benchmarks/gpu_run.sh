@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The serving benchmarks' GPU run, as one command on a lent GPU machine (the `device` tool), from the
-# repository root:  GEEX_COMMIT=<hash> bash benchmarks/gpu_run.sh serve|keys
+# repository root:  GEEX_COMMIT=<hash> bash benchmarks/gpu_run.sh serve|keys|decode [decode.py's options]
 # The machine has PyTorch, Triton and transformers but no network: the server's packages come as
 # wheels in .device-wheels/ (pip download them here; carry the folder), HumanEval-X's Python file (for
 # the keystroke replay) in .device-data/humaneval-x/ (carry it). The device's copy of the tree reports a
 # stale git commit: pass the real one in GEEX_COMMIT. Results land under $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-pip install -q --no-index --find-links .device-wheels --target /tmp/pydeps fastapi uvicorn sse-starlette \
-  prometheus-client httpx pytest >/dev/null 2>&1 || echo "pip failed"
+if [ "${1:-}" = decode ]; then  # the tests' packages, each wheel without its needs (numpy, packaging ... are there)
+  pip install -q --no-deps --target /tmp/pydeps .device-wheels/*.whl >/dev/null 2>&1 || echo "pip failed"
+else
+  pip install -q --no-index --find-links .device-wheels --target /tmp/pydeps fastapi uvicorn sse-starlette \
+    prometheus-client httpx pytest >/dev/null 2>&1 || echo "pip failed"
+fi
 export PYTHONPATH=$PWD/src:/tmp/pydeps:$PWD
 export GEEX_COMMIT=${GEEX_COMMIT:-unknown}
 export GEEX_HUMANEVALX=${GEEX_HUMANEVALX:-$PWD/.device-data/humaneval-x}
@@ -22,6 +26,19 @@ serve)  # issue 16: CUDA tests, then throughput/TTFT/overhead at 1/8/32/64 strea
 keys)  # issue 17: 32 simulated typists against a 1.5B-shaped server
   (cd benchmarks && timeout 500 python serve_keystrokes.py gpu --out "$OUT/serve_keystrokes_gpu") 2>&1 | tail -40
   ;;
-*) echo "usage: GEEX_COMMIT=<hash> bash benchmarks/gpu_run.sh serve|keys" >&2; exit 2 ;;
+decode)  # decode.py on this tree, and first on a baseline's (BASE: a folder with that commit's src/ and
+  # benchmarks/, e.g. from git archive) on the same card; TESTS=1: the CUDA tests before
+  shift
+  if [ "${TESTS:-0}" = 1 ]; then
+    timeout 300 python -m pytest -q -p no:cacheprovider tests/engine/test_cuda.py tests/kernels tests/models/test_fusion.py \
+      tests/models/test_quantize.py tests/engine/test_speculative.py 2>&1 | tee "$OUT/cuda_tests.log" | tail -12
+  fi
+  for tree in ${BASE:+"$BASE"} .; do
+    tag=$([ "$tree" = . ] && echo new || echo base)
+    PYTHONPATH=$tree/src:/tmp/pydeps timeout "${DECODE_TIMEOUT:-300}" python "$tree/benchmarks/decode.py" \
+      --out "$OUT/decode-$tag" --commit "$GEEX_COMMIT-$tag" "$@" 2>&1 | tail -20
+  done
+  ;;
+*) echo "usage: GEEX_COMMIT=<hash> bash benchmarks/gpu_run.sh serve|keys|decode [decode.py options]" >&2; exit 2 ;;
 esac
 ls -la "$OUT"

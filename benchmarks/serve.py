@@ -285,7 +285,6 @@ def gpu_main(args: argparse.Namespace) -> dict:
     import torch
 
     from geex.models.llama import LlamaConfig
-    from geex.models.registry import prepare_for_inference
 
     streams = [int(s) for s in args.streams.split(",")]
     device = args.device
@@ -297,7 +296,7 @@ def gpu_main(args: argparse.Namespace) -> dict:
         with torch.device(device):
             model = cfg.build()
         model.init_weights(torch.Generator(device=device).manual_seed(0))
-        model = prepare_for_inference(model.to(torch.bfloat16))
+        model = model.to(torch.bfloat16).eval()
         tok = IdTokenizer(cfg.vocab_size)
         row = {"streams": {}, "graphs_match_eager": graphs_match_eager(model, tok) if device.startswith("cuda") else None}
         engine = engine_for(model, tok, name, slots=max(streams), ctx=args.prompt_len + args.new + 8)

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import ROOT, IdTokenizer, SHAPES, engine_for, ms, start_server  # noqa: E402
+from serve import ROOT, SHAPES, IdTokenizer, engine_for, ms, start_server  # noqa: E402
 
 DATASET = Path(os.environ.get("GEEX_HUMANEVALX", ROOT.parent / "shared" / "humaneval-x"))
 DEBOUNCE_S = 0.25
@@ -186,13 +186,12 @@ def gpu_main(args) -> dict:
     import torch
 
     from geex.models.llama import LlamaConfig
-    from geex.models.registry import prepare_for_inference
 
     cfg = LlamaConfig(n_positions=4096, **SHAPES["qwen2.5-coder-1.5b"])
     with torch.device("cuda"):
         model = cfg.build()
     model.init_weights(torch.Generator(device="cuda").manual_seed(0))
-    model = prepare_for_inference(model.to(torch.bfloat16))
+    model = model.to(torch.bfloat16).eval()
     engine = engine_for(model, IdTokenizer(cfg.vocab_size), "qwen2.5-coder-1.5b", slots=args.typists, ctx=2048)
     server = start_server(engine)
     results = {"mode": "gpu", "card": torch.cuda.get_device_name(), "typists": args.typists, "chars": args.chars,

@@ -72,7 +72,7 @@ def main() -> None:
     ks = [int(k) for k in args.k.split(",")]
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     loaded = registry.load(args.model, dtype=dtype, device=args.device)
-    model = registry.prepare_for_inference(loaded.model)
+    model = loaded.model
     tokenizer = loaded.tokenizer
     sets = prompt_sets(args.problems)
     run_one(model, tokenizer, sets["completion"][0], 8, 0)  # warm-up

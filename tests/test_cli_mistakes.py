@@ -492,15 +492,16 @@ def test_int4_where_groups_do_not_divide_a_layer(capsys, tmp_path, tokenizer_dir
 
     from geex.models.codegeex import CodeGeeXConfig
     from geex.models.formats.codegeex import save_geex
+    from geex.models.fusion import checkpoint_state_dict
 
     cfg = CodeGeeXConfig(n_layer=1, n_embd=80, n_head=4, n_positions=64, vocab_size=50400, padded_vocab_size=50432)
     model = cfg.build()
     model.init_weights(torch.Generator().manual_seed(0))
-    directory = save_geex(model.state_dict(), cfg, tmp_path / "model")
+    directory = save_geex(checkpoint_state_dict(model), cfg, tmp_path / "model")
     for name in ("vocab.json", "merges.txt", "added_tokens.json"):
         (directory / name).write_bytes((tokenizer_dir / name).read_bytes())
     fails(capsys, ["generate", "--prompt", "x", "--model", directory, "--quantize", "int4"],
-          "--quantize int4: layer transformer.layers.0.attention.query has 80 input features",
+          "--quantize int4: layer transformer.layers.0.attention.qkv has 80 input features",
           "use --quantize int8 instead")
     assert main(["generate", "--prompt", "def f():", "--model", str(directory), "--quantize", "int8",
                  "--max-new-tokens", "2", "--greedy"]) == 0

@@ -38,7 +38,6 @@ def test_cuda_graph_step_generates_what_the_eager_step_does(quant, arch):
     model = _tiny(arch)
     if quant:
         quantize_model(model, quant, group_size=32)
-    model.fuse_projections()
     ids = torch.randint(0, model.config.vocab_size, (3, 9), device="cuda",
                         generator=torch.Generator("cuda").manual_seed(0))
     pad = torch.tensor([0, 2, 5], device="cuda")
@@ -86,7 +85,6 @@ def test_fused_kernels_match_pytorch_in_a_bf16_decode_step(monkeypatch, quant, b
     model = _tiny(arch)
     if quant:
         quantize_model(model, quant, group_size=32)
-    model.fuse_projections()
     cfg = model.config
     rows, pad = (2, torch.tensor([0, 3], device="cuda")) if batch == "padded" else (1, None)
     g = torch.Generator("cuda").manual_seed(1)
@@ -124,7 +122,7 @@ def test_graphed_rows_step_equals_the_eager_per_row_step(arch, monkeypatch):
     from geex.engine.cuda_graph import GraphedRowsStep
     from geex.models import dispatch
 
-    model = _tiny(arch).fuse_projections()
+    model = _tiny(arch)
     cfg = model.config
     g = torch.Generator("cuda").manual_seed(0)
     lengths = [5, 17, 9, 70]  # one row past the kernel's first 64-slot chunk
@@ -172,7 +170,7 @@ def test_the_overlapped_scheduler_generates_what_generate_does_alone():
     model.init_weights(torch.Generator().manual_seed(0))
     with torch.no_grad():
         model.lm_head.weight.mul_(30)
-    model = model.eval().to("cuda").fuse_projections()
+    model = model.eval().to("cuda")
     tok = Bytes()
     prompts = [list(f"def f{i}(x):\n    return x * {i}".encode()) for i in range(6)]
     budgets = [12, 3, 20, 7, 16, 1]

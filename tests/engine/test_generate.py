@@ -116,15 +116,13 @@ def test_cuda_graph_step_needs_cuda_and_unknown_steps_are_refused(model, tok):
         generate(model, tok, ["x"], max_new_tokens=3, step="warp")
 
 
-def test_fused_and_quantized_models_generate(model, tok):
+def test_quantized_models_generate(model, tok):
     import copy
 
     from geex.models.quantize import quantize_model
 
     plain = generate(model, tok, PROMPTS, max_new_tokens=8)
-    fused = generate(copy.deepcopy(model).fuse_projections(), tok, PROMPTS, max_new_tokens=8)
-    assert [c.token_ids for c in fused] == [c.token_ids for c in plain]
-    int8 = generate(quantize_model(copy.deepcopy(model), "int8").fuse_projections(), tok, PROMPTS, max_new_tokens=8)
+    int8 = generate(quantize_model(copy.deepcopy(model), "int8"), tok, PROMPTS, max_new_tokens=8)
 
     def agree(other) -> int:
         return sum(a == b for p, q in zip(plain, other) for a, b in zip(p.token_ids, q.token_ids))

@@ -9,6 +9,7 @@ import torch
 
 from geex.models.codegeex import CodeGeeX, get_config
 from geex.models.formats.codegeex import to_official
+from geex.models.fusion import checkpoint_state_dict
 
 
 def _geex(*args: str) -> subprocess.CompletedProcess:
@@ -18,7 +19,7 @@ def _geex(*args: str) -> subprocess.CompletedProcess:
 def test_generate_streams_a_completion_with_tokens_per_second(tmp_path, tokenizer_dir):
     model = CodeGeeX(get_config("codegeex-tiny", padded_vocab_size=50432, vocab_size=50400))
     model.init_weights(torch.Generator().manual_seed(0))
-    torch.save(to_official(model.state_dict()), tmp_path / "tiny.pt")
+    torch.save(to_official(checkpoint_state_dict(model)), tmp_path / "tiny.pt")
     r = _geex("model", "convert", str(tmp_path / "tiny.pt"), str(tmp_path / "tiny"), "--n-head", "4",
               "--tokenizer", str(tokenizer_dir))
     assert r.returncode == 0, r.stderr

@@ -1,4 +1,4 @@
-"""The Llama decode kernels (RMSNorm, rotary embedding in place, SwiGLU's gate), run on the CPU by
+"""The Llama decode kernels (RMSNorm, rotary embedding, SwiGLU's gate), run on the CPU by
 Triton's interpreter, against float64 math and against the eager PyTorch forms they replace
 (``geex.models.ops``' CPU path), whose rounding they follow."""
 
@@ -12,7 +12,7 @@ pytest.importorskip("triton")
 
 from geex.kernels import quant_matmul  # noqa: E402
 from geex.kernels.rms_norm import rms_norm  # noqa: E402
-from geex.kernels.rotary import rotate_heads_  # noqa: E402
+from geex.kernels.rotary import rotate_qk  # noqa: E402
 from geex.kernels.swiglu import swiglu  # noqa: E402
 
 if not quant_matmul.INTERPRET:  # tests/conftest.py chooses the interpreter when there is no GPU
@@ -52,49 +52,58 @@ def _rotate_half(x, cos, sin):
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
+@pytest.mark.parametrize("group", [1, 3])
 @pytest.mark.parametrize("per_row", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_rotary_rotates_queries_and_keys_in_place(per_row, dtype):
-    """The fused projection's output [B, T, (H + Hkv + Hkv) * D]: the first H + Hkv heads turn by
-    their token's angles (shared positions [T, D] or one row's own [B, T, D]); values untouched."""
-    b, t, h, hkv, d = 3, 4, 4, 2, 16
-    qkv = torch.randn(b, t, (h + 2 * hkv) * d, generator=_g(3)).to(dtype)
-    pos = torch.randint(0, 1000, (b, t) if per_row else (t,), generator=_g(4)).double()
+def test_rotary_rotates_queries_out_and_keys_in_place(per_row, dtype, group):
+    """The fused projection's output, per key/value head its ``group`` queries, its key, its value:
+    the queries come out rotated by their token's angles (shared positions [T, D] or one row's own
+    [B, T, D]) in head order, the keys rotated where they are; values untouched."""
+    b, t, hkv, d = 3, 4, 2, 16
+    h = hkv * group
+    q, k, v = (torch.randn(b, t, n, d, generator=_g(3 + i)).to(dtype) for i, n in enumerate((h, hkv, hkv)))
+    # the layout, written out: group g holds queries g*group .. g*group+group-1, then key g, value g
+    qkv = torch.cat([torch.cat([q[:, :, g * group:(g + 1) * group], k[:, :, g:g + 1], v[:, :, g:g + 1]], dim=2)
+                     for g in range(hkv)], dim=2).reshape(b, t, -1)
+    pos = torch.randint(0, 1000, (b, t) if per_row else (t,), generator=_g(7)).double()
     inv_freq = 1.0 / (10000 ** (torch.arange(0, d, 2).double() / d))
     ang = torch.cat([pos[..., None] * inv_freq] * 2, dim=-1)
     cos, sin = ang.cos().to(dtype), ang.sin().to(dtype)
     out = qkv.clone()
-    rotate_heads_(out, h + hkv, d, cos, sin)
-    heads = qkv.view(b, t, h + 2 * hkv, d)
+    got_q = rotate_qk(out, group, d, cos, sin)
+    assert got_q.shape == (b, t, h, d) and got_q.is_contiguous()
     c, s = (cos[:, :, None] if per_row else cos[None, :, None]), (sin[:, :, None] if per_row else sin[None, :, None])
-    exact = _rotate_half(heads.double(), c.double(), s.double())
-    got = out.view(b, t, h + 2 * hkv, d)
+    slots = out.view(b, t, hkv, group + 2, d)
+    got_k, got_v = slots[:, :, :, group], slots[:, :, :, group + 1]
     tol = 1e-5 if dtype == torch.float32 else 2e-2
-    torch.testing.assert_close(got[:, :, :h + hkv].double(), exact[:, :, :h + hkv], rtol=tol, atol=tol)
-    assert torch.equal(got[:, :, h + hkv:], heads[:, :, h + hkv:])  # values untouched
-    if dtype == torch.bfloat16:
-        _close_bf16(got[:, :, :h + hkv], _rotate_half(heads[:, :, :h + hkv], c, s), atol=2 ** -5)
+    for got, x in ((got_q, q), (got_k, k)):
+        torch.testing.assert_close(got.double(), _rotate_half(x.double(), c.double(), s.double()), rtol=tol, atol=tol)
+        if dtype == torch.bfloat16:
+            _close_bf16(got, _rotate_half(x, c, s), atol=2 ** -5)
+    assert torch.equal(got_v, v)  # values untouched
     # a rotation keeps each pair's length
     pairs = lambda x: x[..., :d // 2] ** 2 + x[..., d // 2:] ** 2  # noqa: E731
     if dtype == torch.float32:
-        torch.testing.assert_close(pairs(got[:, :, :h + hkv]), pairs(heads[:, :, :h + hkv]), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(pairs(got_q), pairs(q), rtol=1e-5, atol=1e-5)
 
 
 def test_rotary_refuses_a_layout_it_cannot_read():
     x = torch.randn(4, 2, 64).transpose(0, 1)  # rows not contiguous
-    with pytest.raises(ValueError, match="contiguous rows"):
-        rotate_heads_(x, 2, 16, torch.ones(4, 16), torch.zeros(4, 16))
+    with pytest.raises(ValueError, match="contiguous"):
+        rotate_qk(x, 2, 16, torch.ones(4, 16), torch.zeros(4, 16))
+    with pytest.raises(ValueError, match="contiguous"):  # not whole groups of 2 queries + key + value
+        rotate_qk(torch.randn(2, 4, 80), 2, 16, torch.ones(4, 16), torch.zeros(4, 16))
 
 
 @pytest.mark.parametrize("shape", [(1, 2 * 64), (3, 2 * 1100), (2, 5, 2 * 24)])
 def test_swiglu(shape):
     x = torch.randn(*shape, generator=_g(5)) * 3
     y = swiglu(x)
-    gate, up = x.double().chunk(2, dim=-1)
+    gate, up = x.double()[..., 0::2], x.double()[..., 1::2]  # the rows interleaved: gate i, up i
     assert y.shape == (*shape[:-1], shape[-1] // 2)
     torch.testing.assert_close(y.double(), gate * torch.sigmoid(gate) * up, rtol=1e-5, atol=1e-5)
     xb = x.bfloat16()
-    g, u = xb.chunk(2, dim=-1)
+    g, u = xb[..., 0::2], xb[..., 1::2]
     _close_bf16(swiglu(xb), F.silu(g) * u)
     with pytest.raises(ValueError, match="even"):
         swiglu(torch.zeros(2, 5))

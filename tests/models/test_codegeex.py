@@ -11,6 +11,7 @@ import torch
 
 from geex.errors import UserError
 from geex.models.codegeex import PRESETS, CodeGeeX, fast_gelu, get_config
+from geex.models.fusion import checkpoint_state_dict
 from tests.models.tiny import random_tiny_codegeex
 
 
@@ -64,7 +65,7 @@ def test_logits_equal_the_naive_reference():
     ids = torch.randint(0, model.config.vocab_size, (3, 17), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ours = model(ids)
-        ref = naive_forward(model.state_dict(), model.config, ids)
+        ref = naive_forward(checkpoint_state_dict(model), model.config, ids)  # q/k/v apart
     assert ours.shape == (3, 17, model.config.padded_vocab_size)
     rel = (ours - ref).norm() / ref.norm()
     assert rel < 1e-5, rel
@@ -96,7 +97,8 @@ def test_tiny_parameter_count_matches_the_module():
 
 
 def test_official_parameter_names():
-    names = set(CodeGeeX(get_config("codegeex-tiny")).state_dict())
+    """The checkpoint's names (a fused projection's parts apart) are the official release's."""
+    names = set(checkpoint_state_dict(CodeGeeX(get_config("codegeex-tiny"))))
     assert "embedding.word_embeddings.weight" in names
     assert "topQueryEmbedding.top_query_embeddings.weight" in names
     assert "transformer.layers.1.attention.query.bias" in names
@@ -109,11 +111,11 @@ def test_init_follows_the_training_code():
     cfg = get_config("codegeex-350m", n_layer=4, n_embd=256, n_head=4)
     model = CodeGeeX(cfg)
     model.init_weights(torch.Generator().manual_seed(0))
-    w = model.transformer.layers[0].attention.query.weight
+    w = model.transformer.layers[0].attention.qkv.weight
     out = model.transformer.layers[0].mlp.dense_4h_to_h.weight
     assert abs(w.std().item() - 0.02) < 0.002
     assert abs(out.std().item() - 0.02 / math.sqrt(2 * 4)) < 0.001
-    assert model.transformer.layers[0].attention.query.bias.abs().max() == 0
+    assert model.transformer.layers[0].attention.qkv.bias.abs().max() == 0
 
 
 def test_too_long_input_and_unknown_preset():

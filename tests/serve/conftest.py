@@ -68,14 +68,12 @@ def tiny_engine(slots: int = 2, ctx: int = 2048, max_queue: int | None = None, p
 
 @pytest.fixture(scope="session")
 def default_model(default_model_fp32):
-    """The embedded default model, prepared as ``geex generate`` prepares it: a copy of the session's
-    one load (``registry.load(None)`` is that fp32 load), fused in the copy."""
+    """The embedded default model as ``geex generate`` runs it: a copy of the session's one load
+    (``registry.load(None)`` is that fp32 load), so a test may change its copy."""
     import copy
 
-    from geex.models import registry
-
     loaded = copy.copy(default_model_fp32)
-    loaded.model = registry.prepare_for_inference(copy.deepcopy(default_model_fp32.model))
+    loaded.model = copy.deepcopy(default_model_fp32.model)
     return loaded
 
 

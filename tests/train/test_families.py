@@ -68,7 +68,7 @@ def test_tensor_parallel_must_divide_the_key_value_heads():
     model = llama.get_config("llama-tiny").build()
     with pytest.raises(UserError, match="run.tensor_parallel 4 must divide the model's 2 key/value heads"):
         tensor_parallel(model, FourWide())
-    assert isinstance(model.model.layers[0].self_attn.q_proj.weight, torch.nn.Parameter)  # nothing split
+    assert isinstance(model.model.layers[0].self_attn.qkv.weight, torch.nn.Parameter)  # nothing split
 
 
 @pytest.mark.parametrize("preset, every, wrapped", [("llama-tiny", 1, [0, 1]), ("llama-tiny", 2, [0])])

@@ -121,6 +121,33 @@ def test_bad_values_and_old_runs_are_clear_errors(packed, tmp_path):
         train(_cfg(packed, tmp_path / "old"), progress=False)
 
 
+def test_a_checkpoint_without_this_models_tensors_is_refused_by_name(packed, tmp_path):
+    """A checkpoint whose model tensors have other names (as a geex that kept q/k/v apart wrote them)
+    is a one-line error naming a missing tensor, not DCP's traceback."""
+    import shutil
+
+    import torch
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    from geex.train.checkpoint import TRAINER, latest
+
+    run = tmp_path / "run"
+    train(_cfg(packed, run, "optim.max_steps=2"), progress=False)
+    step = latest(run)
+    dcp_to_torch_save(step, tmp_path / "flat.pt")
+    flat = torch.load(tmp_path / "flat.pt", weights_only=False)
+    shutil.copy(step / TRAINER, tmp_path / TRAINER)
+    shutil.rmtree(step)
+    renamed = {k.replace(".attention.qkv.", ".attention.query_key_value."): v for k, v in flat["model"].items()}
+    assert renamed.keys() != flat["model"].keys()
+    dcp.save({"model": renamed, "optim": flat["optim"]}, checkpoint_id=step)
+    shutil.copy(tmp_path / TRAINER, step / TRAINER)
+    with pytest.raises(UserError, match=r"does not hold this model's tensors \(\d+ missing, e.g. "
+                                        r"transformer.layers.0.attention.qkv.bias\)"):
+        train(_cfg(packed, run, "optim.max_steps=2"), progress=False)
+
+
 def test_a_crash_mid_write_leaves_nothing_that_breaks_the_resume(packed, tmp_path):
     """A log line cut short and a half-written checkpoint directory (killed while saving)."""
     extra = ("optim.max_steps=6", "run.checkpoint_every=2")

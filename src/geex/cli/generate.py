@@ -42,7 +42,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         if loaded.chat_template is None:
             raise UserError(f"--chat: {loaded.name} has no chat template (use plain completion)")
         prompt = tokenizer.encode_chat(tokenizer.apply_chat_template([{"role": "user", "content": prompt}]))
-    model = registry.prepare_for_inference(loaded.model)
+    model = loaded.model
     params = from_args(SamplingParams, args)
     # with --language, whole lines are printed as they come (the engine's hold-back): the line where
     # the stop rule cuts is not shown, so what is printed is the completion

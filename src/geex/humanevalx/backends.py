@@ -66,7 +66,6 @@ class NativeBackend:
 
         self.speculate = speculate  # prompt-lookup drafts a step: the same samples, faster on repetitive text
         self.loaded = registry.load(model, dtype=dtype, device=device, quantize=quantize)
-        registry.prepare_for_inference(self.loaded.model)
         self.model = self.loaded.name
 
     def complete(self, prompts, language, params, max_new_tokens, seed):

@@ -1,8 +1,10 @@
 """The CodeGeeX architecture in one file: 39 pre-LN layers + the top query layer.
 
 Module names mirror the official checkpoint (``embedding.word_embeddings``,
-``transformer.layers.{i}.attention.query`` …, ``transformer.topQueryLayer``), so an official state
-dict (under ``module.language_model``) loads by name. Differences from GPT-2 that matter:
+``transformer.layers.{i}.attention.dense`` …, ``transformer.topQueryLayer``), so an official state
+dict (under ``module.language_model``) loads by name; its ``query``/``key``/``value`` become one
+``attention.qkv`` (``attention.kv`` in the top query layer) as they load (``geex.models.fusion``).
+Differences from GPT-2 that matter:
 - FastGELU ``x * sigmoid(1.702 x)`` (not the tanh or erf GELU);
 - the final LayerNorm comes *before* the top query layer, whose query is a learned per-position
   embedding and whose keys/values come from the (twice layer-normed) final hidden states;
@@ -19,9 +21,10 @@ import torch
 from torch import nn
 
 from geex.errors import UserError
-from geex.models import ops
+from geex.models import fusion, ops
 from geex.models.attention import attend, step_inputs
 from geex.models.cache import KVCache, LayerCache
+from geex.models.fusion import Fusion
 from geex.models.ops import fast_gelu  # noqa: F401 - part of this module's interface
 from geex.models.training import TrainingSpec
 
@@ -95,43 +98,41 @@ def init_parameter(name: str, p: torch.Tensor, n_layer: int, generator: torch.Ge
 
 
 class SelfAttention(nn.Module):
-    """Separate q/k/v projections with biases (the official layout), SDPA, causal."""
+    """The ordinary layers' attention: one q/k/v projection with biases (per head its query, key and
+    value rows: ``geex.models.fusion``), SDPA, causal."""
 
     def __init__(self, cfg: CodeGeeXConfig) -> None:
         super().__init__()
         h = cfg.n_embd
         self.head_dim = cfg.head_dim  # heads are counted from the width (tensor parallelism splits them)
-        self.query, self.key, self.value, self.dense = (nn.Linear(h, h) for _ in range(4))
+        self.qkv = nn.Linear(h, 3 * h)
+        self.dense = nn.Linear(h, h)
 
-    def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, cache: LayerCache | None = None,
-                start: int | torch.Tensor = 0, mask: torch.Tensor | None = None,
-                residual: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None, start: int | torch.Tensor = 0,
+                mask: torch.Tensor | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
         """``mask``: [B, 1, T, keys] (True or 0 = attend, False or -inf = not), for left-padded batches
         and static steps; else causal. ``residual`` is added to the output (fused on GPU decode)."""
-        b, t, h = q_in.shape
-
-        def heads(x: torch.Tensor) -> torch.Tensor:
-            return x.view(b, t, -1, self.head_dim).transpose(1, 2)
-
-        if hasattr(self, "qkv"):  # fused (ordinary layers): the query reads the same input
-            q, k, v = (heads(x) for x in ops.linear(self.qkv, kv_in).split(h, dim=-1))
-        elif hasattr(self, "kv"):  # fused (top query layer)
-            q = heads(ops.linear(self.query, q_in))
-            k, v = (heads(x) for x in ops.linear(self.kv, kv_in).split(h, dim=-1))
-        else:
-            q, k, v = (heads(ops.linear(m, i)) for m, i in ((self.query, q_in), (self.key, kv_in), (self.value, kv_in)))
+        q, k, v = ops.qkv_heads(ops.linear(self.qkv, x), 1, self.head_dim)
         return ops.linear(self.dense, attend(q, k, v, cache, start, mask), residual=residual)
 
-    def fuse(self, with_query: bool) -> None:
-        """One projection for q, k, v (or k, v): one read of a 3h x h matrix instead of three small
-        ones, which leave the GPU's memory system underused at decode time. For inference only: the
-        state dict's names change."""
-        if hasattr(self, "qkv") or hasattr(self, "kv"):
-            return
-        names = ("query", "key", "value") if with_query else ("key", "value")
-        setattr(self, "qkv" if with_query else "kv", ops.fuse_linears([getattr(self, n) for n in names]))
-        for n in names:
-            delattr(self, n)
+
+class TopQueryAttention(nn.Module):
+    """The top query layer's attention: the query from the learned per-position embedding, keys and
+    values (one projection, per head its key and value rows) from the final hidden states."""
+
+    def __init__(self, cfg: CodeGeeXConfig) -> None:
+        super().__init__()
+        h = cfg.n_embd
+        self.head_dim = cfg.head_dim
+        self.query, self.kv, self.dense = nn.Linear(h, h), nn.Linear(h, 2 * h), nn.Linear(h, h)
+
+    def forward(self, x: torch.Tensor, query: torch.Tensor, cache: LayerCache | None = None,
+                start: int | torch.Tensor = 0, mask: torch.Tensor | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        b, t, _ = x.shape
+        q = ops.linear(self.query, query).view(b, t, -1, self.head_dim).transpose(1, 2)
+        k, v = (y.transpose(1, 2) for y in ops.linear(self.kv, x).view(b, t, -1, 2, self.head_dim).unbind(3))
+        return ops.linear(self.dense, attend(q, k, v, cache, start, mask), residual=residual)
 
 
 class MLP(nn.Module):
@@ -145,19 +146,20 @@ class MLP(nn.Module):
 
 
 class Layer(nn.Module):
-    """Pre-LN block. As the top query layer, ``query`` replaces the normed input as the query."""
+    """Pre-LN block. As the top query layer (``top``), ``query`` replaces the normed input as the query."""
 
-    def __init__(self, cfg: CodeGeeXConfig) -> None:
+    def __init__(self, cfg: CodeGeeXConfig, top: bool = False) -> None:
         super().__init__()
         self.input_layernorm = nn.LayerNorm(cfg.n_embd, eps=cfg.layernorm_eps)
-        self.attention = SelfAttention(cfg)
+        self.attention = TopQueryAttention(cfg) if top else SelfAttention(cfg)
         self.post_attention_layernorm = nn.LayerNorm(cfg.n_embd, eps=cfg.layernorm_eps)
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, query: torch.Tensor | None = None, cache: LayerCache | None = None,
                 start: int | torch.Tensor = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         normed = ops.layer_norm(self.input_layernorm, x)
-        x = self.attention(normed if query is None else query, normed, cache, start, mask, residual=x)
+        queries = () if query is None else (query,)
+        x = self.attention(normed, *queries, cache=cache, start=start, mask=mask, residual=x)
         return self.mlp(ops.layer_norm(self.post_attention_layernorm, x), residual=x)
 
 
@@ -178,7 +180,7 @@ class Transformer(nn.Module):
     def __init__(self, cfg: CodeGeeXConfig) -> None:
         super().__init__()
         self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.n_layer))
-        self.topQueryLayer = Layer(cfg)  # noqa: N815 - the official name
+        self.topQueryLayer = Layer(cfg, top=True)  # noqa: N815 - the official name
         self.final_layernorm = nn.LayerNorm(cfg.n_embd, eps=cfg.layernorm_eps)
 
 
@@ -193,6 +195,7 @@ class CodeGeeX(nn.Module):
         self.embedding = Embedding(cfg)
         self.topQueryEmbedding = TopQueryEmbedding(cfg)  # noqa: N815 - the official name
         self.transformer = Transformer(cfg)
+        self.register_load_state_dict_pre_hook(fusion.load_hook)  # the official names load too
 
     @property
     def dtype(self) -> torch.dtype:
@@ -203,12 +206,13 @@ class CodeGeeX(nn.Module):
     def device(self) -> torch.device:
         return self.embedding.position_embeddings.weight.device
 
-    def fuse_projections(self) -> CodeGeeX:
-        """Fuse every layer's q/k/v projections (k/v in the top query layer) for faster decoding."""
-        for layer in self.transformer.layers:
-            layer.attention.fuse(with_query=True)
-        self.transformer.topQueryLayer.attention.fuse(with_query=False)
-        return self
+    def fusions(self) -> list[Fusion]:
+        """How the fused projections map to the official ``query``/``key``/``value`` (``key``/``value``
+        in the top query layer): ``geex.models.fusion``."""
+        n = self.config.n_head
+        return [*(Fusion(f"transformer.layers.{i}.attention", "qkv", ("query", "key", "value"), n, (1, 1, 1))
+                  for i in range(self.config.n_layer)),
+                Fusion("transformer.topQueryLayer.attention", "kv", ("key", "value"), n, (1, 1))]
 
     def init_weights(self, generator: torch.Generator | None = None) -> None:
         """The paper's training code: N(0, 0.02); output projections N(0, 0.02 / sqrt(2 n_layer));
@@ -259,7 +263,8 @@ TRAINING = TrainingSpec(
     configure=_configure,
     unit_names=lambda cfg: [*(f"transformer.layers.{i}" for i in range(cfg.n_layer)), "transformer.topQueryLayer"],
     # Megatron's split: q/k/v and h->4h by output columns, the attention output and 4h->h by input rows
-    tensor_parallel_plan={"attention.query": "colwise", "attention.key": "colwise", "attention.value": "colwise",
+    # (the fused q/k/v and k/v interleave their rows by head, so a block of rows holds whole heads)
+    tensor_parallel_plan={"attention.qkv": "colwise", "attention.query": "colwise", "attention.kv": "colwise",
                           "attention.dense": "rowwise", "mlp.dense_h_to_4h": "colwise", "mlp.dense_4h_to_h": "rowwise"},
     tensor_parallel_divides=lambda cfg: {"attention heads": cfg.n_head},
     init_parameter=lambda name, p, cfg, generator: init_parameter(name, p, cfg.n_layer, generator),

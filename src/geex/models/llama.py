@@ -2,7 +2,8 @@
 
 Pre-norm blocks of RMSNorm -> grouped-query attention with rotary positions -> RMSNorm -> SwiGLU
 MLP; a tied or separate output head. Module names are Hugging Face's (``model.layers.{i}.self_attn
-.q_proj`` ...), so a ``transformers`` state dict loads by name. The model shares CodeGeeX's step
+.o_proj`` ...) except the fused projections ``self_attn.qkv`` and ``mlp.gate_up``, which a
+``transformers`` state dict's q/k/v and gate/up become as it loads (``geex.models.fusion``). The model shares CodeGeeX's step
 contract (``forward(ids, cache, start, pad)``, the static KV cache, ``geex.models.ops``), so the
 generation engine, CUDA graphs and quantization serve both.
 
@@ -17,13 +18,13 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from geex.errors import UserError
-from geex.models import ops
+from geex.models import fusion, ops
 from geex.models.attention import attend, step_inputs
 from geex.models.cache import KVCache, LayerCache
+from geex.models.fusion import Fusion
 from geex.models.training import TrainingSpec
 
 ROPE_TYPES = ("default", "linear", "llama3", "yarn")
@@ -183,61 +184,33 @@ class RMSNorm(nn.Module):
 
 
 class Attention(nn.Module):
+    """Grouped-query attention with one q/k/v projection (group-interleaved: ``geex.models.fusion``)."""
+
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         h, d = cfg.n_embd, cfg.head_dim
-        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, d
-        self.q_proj = nn.Linear(h, cfg.n_head * d, bias=cfg.qkv_bias)
-        self.k_proj = nn.Linear(h, cfg.n_kv_head * d, bias=cfg.qkv_bias)
-        self.v_proj = nn.Linear(h, cfg.n_kv_head * d, bias=cfg.qkv_bias)
+        self.group, self.head_dim = cfg.n_head // cfg.n_kv_head, d  # query heads a key/value head serves
+        self.qkv = nn.Linear(h, (cfg.n_head + 2 * cfg.n_kv_head) * d, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(cfg.n_head * d, h, bias=cfg.o_bias)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache | None,
                 start: int | torch.Tensor, mask: torch.Tensor | None, residual: torch.Tensor) -> torch.Tensor:
-        b, t, _ = x.shape
-        d = self.head_dim
-        rotated = False
-        if hasattr(self, "qkv"):
-            qkv = ops.linear(self.qkv, x)
-            rotated = ops.rotate_projection_(qkv, self.n_head + self.n_kv_head, d, cos, sin)  # one launch on a GPU
-            q, k, v = qkv.split([self.n_head * d, self.n_kv_head * d, self.n_kv_head * d], -1)
-        else:
-            q, k, v = (ops.linear(m, x) for m in (self.q_proj, self.k_proj, self.v_proj))
-        # heads counted from the width: tensor parallelism gives each process some of them
-        q, k, v = (x.view(b, t, -1, d).transpose(1, 2) for x in (q, k, v))
-        if not rotated:
-            if cos.dim() == 3:  # per-row positions (padded batches): [B, T, D] -> [B, 1, T, D]
-                cos, sin = cos[:, None], sin[:, None]
-            q, k = ops.rotate_half(q, cos, sin), ops.rotate_half(k, cos, sin)
+        # heads counted from the width: tensor parallelism gives each process some of the groups
+        q, k, v = ops.qkv_heads(ops.linear(self.qkv, x), self.group, self.head_dim, cos, sin)
         return ops.linear(self.o_proj, attend(q, k, v, cache, start, mask), residual=residual)
-
-    def fuse(self) -> None:
-        if not hasattr(self, "qkv"):
-            self.qkv = ops.fuse_linears([self.q_proj, self.k_proj, self.v_proj])
-            del self.q_proj, self.k_proj, self.v_proj
 
 
 class MLP(nn.Module):
-    """SwiGLU: ``down(silu(gate(x)) * up(x))``."""
+    """SwiGLU: ``down(silu(gate(x)) * up(x))``, gate and up one projection (rows interleaved)."""
 
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         h, i = cfg.n_embd, cfg.intermediate_size
-        self.gate_proj = nn.Linear(h, i, bias=cfg.mlp_bias)
-        self.up_proj = nn.Linear(h, i, bias=cfg.mlp_bias)
+        self.gate_up = nn.Linear(h, 2 * i, bias=cfg.mlp_bias)
         self.down_proj = nn.Linear(i, h, bias=cfg.mlp_bias)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        if hasattr(self, "gate_up"):
-            hidden = ops.swiglu(ops.linear(self.gate_up, x))  # one launch on a GPU
-        else:
-            hidden = F.silu(ops.linear(self.gate_proj, x)) * ops.linear(self.up_proj, x)
-        return ops.linear(self.down_proj, hidden, residual=residual)
-
-    def fuse(self) -> None:
-        if not hasattr(self, "gate_up"):
-            self.gate_up = ops.fuse_linears([self.gate_proj, self.up_proj])
-            del self.gate_proj, self.up_proj
+        return ops.linear(self.down_proj, ops.swiglu(ops.linear(self.gate_up, x)), residual=residual)
 
 
 class Block(nn.Module):
@@ -273,6 +246,7 @@ class Llama(nn.Module):
             self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.tied_embedding = "model.embed_tokens" if cfg.tie_embeddings else None
         self.rotary = Rotary(cfg)
+        self.register_load_state_dict_pre_hook(fusion.load_hook)  # a checkpoint's q/k/v ... load too
 
     @property
     def dtype(self) -> torch.dtype:
@@ -282,13 +256,17 @@ class Llama(nn.Module):
     def device(self) -> torch.device:
         return self.model.norm.weight.device
 
-    def fuse_projections(self) -> Llama:
-        """One q/k/v and one gate/up projection a layer (fewer, larger matrix products when decoding).
-        For inference only: the state dict's names change."""
-        for layer in self.model.layers:
-            layer.self_attn.fuse()
-            layer.mlp.fuse()
-        return self
+    def fusions(self) -> list[Fusion]:
+        """How the fused projections map to a checkpoint's ``q_proj``/``k_proj``/``v_proj`` and
+        ``gate_proj``/``up_proj`` (``geex.models.fusion``)."""
+        cfg = self.config
+        out = []
+        for i in range(cfg.n_layer):
+            out.append(Fusion(f"model.layers.{i}.self_attn", "qkv", ("q_proj", "k_proj", "v_proj"), cfg.n_kv_head,
+                              (cfg.n_head // cfg.n_kv_head, 1, 1)))
+            out.append(Fusion(f"model.layers.{i}.mlp", "gate_up", ("gate_proj", "up_proj"), cfg.intermediate_size,
+                              (1, 1)))
+        return out
 
     def init_weights(self, generator: torch.Generator | None = None) -> None:
         """``transformers``' initialisation (``init_parameter``), every parameter in turn."""
@@ -336,12 +314,12 @@ TRAINING = TrainingSpec(
     presets=PRESETS,
     configure=lambda preset, vocab: get_config(preset, vocab_size=vocab),
     unit_names=lambda cfg: [f"model.layers.{i}" for i in range(cfg.n_layer)],
-    # Megatron's split: q/k/v, gate and up by output columns (whole heads, whole SwiGLU units to each
-    # process), the attention output and down by input rows
-    tensor_parallel_plan={"self_attn.q_proj": "colwise", "self_attn.k_proj": "colwise", "self_attn.v_proj": "colwise",
-                          "self_attn.o_proj": "rowwise", "mlp.gate_proj": "colwise", "mlp.up_proj": "colwise",
+    # Megatron's split: q/k/v and gate/up by output rows (whole key/value groups, whole SwiGLU units to
+    # each process: the fused layouts interleave them so), the attention output and down by input rows
+    tensor_parallel_plan={"self_attn.qkv": "colwise", "self_attn.o_proj": "rowwise", "mlp.gate_up": "colwise",
                           "mlp.down_proj": "rowwise"},
-    tensor_parallel_divides=lambda cfg: {"attention heads": cfg.n_head, "key/value heads": cfg.n_kv_head},
+    tensor_parallel_divides=lambda cfg: {"attention heads": cfg.n_head, "key/value heads": cfg.n_kv_head,
+                                         "MLP units": cfg.intermediate_size},
     init_parameter=lambda name, p, cfg, generator: init_parameter(name, p, generator),
     flops_per_token=flops_per_token,
 )

@@ -84,29 +84,36 @@ def rotate_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
-def rotate_projection_(qkv: torch.Tensor, heads: int, head_dim: int, cos: torch.Tensor, sin: torch.Tensor) -> bool:
-    """Rotate the query and key heads of a fused projection's output ``qkv[B, T, (heads + ...) * D]``
-    in place, in one launch; False (nothing done) where the fused path does not apply: the caller
-    then rotates the split heads with ``rotate_half``."""
-    if not fusable(qkv, cos):
-        return False
-    from geex.kernels.rotary import rotate_heads_, supported
+def qkv_heads(qkv: torch.Tensor, group: int, head_dim: int, cos: torch.Tensor | None = None,
+              sin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``q[B, H, T, D], k, v[B, Hkv, T, D]`` of a fused projection's output ``qkv[B, T, Hkv * (group +
+    2) * D]`` (``geex.models.fusion``'s layout: per key/value head its ``group`` query heads, its key,
+    its value); with ``cos, sin`` ([T, D] or [B, T, D]), q and k rotated. On a GPU the rotation is
+    one launch that writes the queries contiguous and rotates the keys in place."""
+    b, t, _ = qkv.shape
+    heads = qkv.view(b, t, -1, group + 2, head_dim)
+    k, v = heads[:, :, :, group].transpose(1, 2), heads[:, :, :, group + 1].transpose(1, 2)
+    if cos is not None and fusable(qkv, cos):
+        from geex.kernels.rotary import rotate_qk, supported
 
-    b, t, width = qkv.shape
-    if (not supported(head_dim) or cos.shape[-1] != head_dim or width < heads * head_dim or qkv.stride(-1) != 1
-            or qkv.stride(0) != t * qkv.stride(1)):
-        return False
-    rotate_heads_(qkv, heads, head_dim, cos, sin)
-    return True
+        if supported(head_dim) and cos.shape[-1] == head_dim and qkv.is_contiguous():
+            return rotate_qk(qkv, group, head_dim, cos, sin).transpose(1, 2), k, v
+    q = heads[:, :, :, :group].reshape(b, t, -1, head_dim).transpose(1, 2)  # a view when group is 1
+    if cos is None:
+        return q, k, v
+    if cos.dim() == 3:  # per-row positions (padded batches): [B, T, D] -> [B, 1, T, D]
+        cos, sin = cos[:, None], sin[:, None]
+    return rotate_half(q, cos, sin), rotate_half(k, cos, sin), v
 
 
 def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
-    """``silu(gate) * up`` of a fused gate/up projection's output (gate first)."""
+    """``silu(gate) * up`` of a fused gate/up projection's output (rows interleaved: gate 0, up 0,
+    gate 1, ...; ``geex.models.fusion``)."""
     if fusable(gate_up):
         from geex.kernels.swiglu import swiglu as kernel
 
         return kernel(gate_up)
-    gate, up = gate_up.chunk(2, dim=-1)
+    gate, up = gate_up.unflatten(-1, (-1, 2)).unbind(-1)
     return F.silu(gate) * up
 
 
@@ -143,19 +150,3 @@ def tied_head(x: torch.Tensor, embedding: nn.Module) -> torch.Tensor:
 
         return wq_matmul(x, weight, None, None, kernel="gemv")
     return x @ weight.T
-
-
-def fuse_linears(linears: list[nn.Module]) -> nn.Module:
-    """Stack linears that read the same input along the output dimension (float or quantized)."""
-    first = linears[0]
-    with torch.no_grad():
-        if isinstance(first, nn.Linear):
-            if any((m.bias is None) != (first.bias is None) for m in linears):
-                raise ValueError("cannot fuse linears with and without biases")
-            fused = nn.Linear(first.in_features, sum(m.out_features for m in linears), bias=first.bias is not None,
-                              device=first.weight.device, dtype=first.weight.dtype)
-            fused.weight.copy_(torch.cat([m.weight for m in linears]))
-            if first.bias is not None:
-                fused.bias.copy_(torch.cat([m.bias for m in linears]))
-            return fused.requires_grad_(first.weight.requires_grad)
-        return type(first).concat(linears)

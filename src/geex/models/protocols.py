@@ -65,8 +65,6 @@ class StepModel(Protocol):
     def __call__(self, ids: torch.Tensor, cache: KVCache | None = None, start: int | torch.Tensor = 0,
                  pad: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor: ...
 
-    def fuse_projections(self) -> StepModel: ...
-
 
 @dataclass(frozen=True)
 class ModelFiles:

@@ -50,9 +50,16 @@ def int8_linear(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, bias: tor
     if x.dtype in (torch.bfloat16, torch.float16) and x.device.type == "cpu":
         y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), q, scale.to(x.dtype))
         y = y.view(*x.shape[:-1], q.shape[0])
-    else:
-        y = F.linear(x, q.to(x.dtype)) * scale.to(x.dtype)
-    return y if bias is None else y + bias
+        return y if bias is None else y + bias
+    return widened_int8_linear(x, q, scale, bias)
+
+
+def widened_int8_linear(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None
+                        ) -> torch.Tensor:
+    """``x @ (q * scale).T + bias`` through the dense matmul: the weight widened to x's dtype, the
+    scale applied to the output (gpt-fast's form)."""
+    y = F.linear(x, q.to(x.dtype)) * scale.to(x.dtype)
+    return y if bias is None else y + bias.to(x.dtype)
 
 
 def scale_as(module: nn.Module, dtype: torch.dtype) -> torch.Tensor:
@@ -184,17 +191,6 @@ class QuantizedLinear(nn.Module):
             raise UserError(f"unknown quantization {mode!r} (known: {', '.join(MODES)})")
         return cls(q, scale, bias, weight.shape[1], mode)
 
-    @classmethod
-    def concat(cls, parts: list[QuantizedLinear]) -> QuantizedLinear:
-        """Stack along the output dimension (per-row scales stack with their rows)."""
-        first = parts[0]
-        if any(p.mode != first.mode or p.in_features != first.in_features or p.group != first.group
-               or (p.bias is None) != (first.bias is None) for p in parts):
-            raise ValueError("cannot fuse quantized linears of different layouts")
-        bias = torch.cat([p.bias for p in parts]) if first.bias is not None else None
-        return cls(torch.cat([p.qweight for p in parts]), torch.cat([p.scale for p in parts]), bias,
-                   first.in_features, first.mode)
-
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
         if self.mode == "int8":
             return dequantize_int8(self.qweight, self.scale, dtype)
@@ -205,18 +201,15 @@ class QuantizedLinear(nn.Module):
             from geex.kernels.quant_matmul import wq_matmul
 
             return wq_matmul(x, self.qweight, self.scale, self.bias, self.group)
-        if x.numel() > CPU_WIDEN_ROWS[self.mode] * x.shape[-1]:  # a prefill: dense matmul (see CPU_WIDEN_ROWS)
-            bias = None if self.bias is None else self.bias.to(x.dtype)
-            if self.mode == "int8":  # the scale applied to the output, as gpt-fast does
-                y = F.linear(x, self.qweight.to(x.dtype)) * scale_as(self, x.dtype)
-                return y if bias is None else y + bias
-            return F.linear(x, self.dequantized(x.dtype), bias)
+        few_rows = x.numel() <= CPU_WIDEN_ROWS[self.mode] * x.shape[-1]  # else a prefill: the dense matmul
         if self.mode == "int8" and dispatch.KERNELS != "never":
-            return int8_linear(x, self.qweight, scale_as(self, x.dtype), self.bias)
-        if (self.mode == "int4" and dispatch.KERNELS != "never" and cpu_int4_supported(self)
+            if few_rows:
+                return int8_linear(x, self.qweight, scale_as(self, x.dtype), self.bias)
+            return widened_int8_linear(x, self.qweight, scale_as(self, x.dtype), self.bias)
+        if (self.mode == "int4" and dispatch.KERNELS != "never" and few_rows and cpu_int4_supported(self)
                 and not (torch.is_grad_enabled() and x.requires_grad)):  # the kernel has no backward
             return int4_linear_cpu(x, self)
-        return F.linear(x, self.dequantized(x.dtype), self.bias)
+        return F.linear(x, self.dequantized(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
 
     def extra_repr(self) -> str:
         group = f", group={self.group}" if self.group else ""

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from geex.errors import GeexWarning, UserError
 from geex.models import codegeex, llama
@@ -76,14 +75,6 @@ def load(spec: str | None = None, *, dtype: torch.dtype | None = None, device: s
     if _looks_like_hub_id(spec):
         return _load_path(_download(spec), dtype, device, quantize, tokenizer, name=spec)
     raise UserError(f"`model` {spec!r} is not a preset ({', '.join(preset_names())}), a local path or a Hub id")
-
-
-def prepare_for_inference(model: nn.Module) -> nn.Module:
-    """``model`` (a loaded CodeGeeX or Llama, changed in place and returned) as it decodes fastest:
-    eval mode (no dropout) and fused projections, so a layer computes its q/k/v (CodeGeeX's top
-    query layer: k/v) in one matrix product and a Llama MLP its gate/up in one: fewer, larger
-    products per token. Not for a model to train or save: fusing renames the state dict's tensors."""
-    return model.eval().fuse_projections()
 
 
 def _load_path(path: Path, dtype, device, quantize, tokenizer, name: str | None = None) -> LoadedModel:

@@ -64,7 +64,7 @@ def load_engine(config: ServeConfig, metrics: Metrics) -> EngineClient:
     from geex.models import registry
 
     loaded = registry.load(config.model, dtype=_dtype(config.dtype), device=config.device, quantize=config.quantize)
-    model = registry.prepare_for_inference(loaded.model)
+    model = loaded.model
     ctx = config.ctx or default_ctx(model, config.slots, config.device)
     scheduler = Scheduler(model, loaded.tokenizer, slots=config.slots, ctx=ctx, max_queue=config.max_queue,
                           prefill_chunk=config.prefill_chunk)

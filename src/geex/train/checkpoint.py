@@ -20,6 +20,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+from geex.errors import UserError
 from geex.interrupts import deferred as deferred_interrupts
 from geex.train.distributed import Topology, barrier
 
@@ -76,11 +77,23 @@ def save(out: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Op
     return final
 
 
+def _check_holds(path: Path, model_sd: dict) -> None:
+    """A checkpoint without this model's tensors is named as such (DCP would raise a traceback per
+    process): one of another model, or of a geex before q/k/v and gate/up became one tensor each."""
+    saved = {k.removeprefix("model.") for k in dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata}
+    missing = sorted(set(model_sd) - saved)
+    if missing:
+        raise UserError(f"checkpoint {path} does not hold this model's tensors ({len(missing)} missing, e.g. "
+                        f"{missing[0]}): it was written for another model, or by a geex that kept q/k/v and "
+                        "gate/up apart; train anew in another `out`")
+
+
 def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore model and optimizer from ``path`` into this run's sharding; returns the trainer state.
     How the optimizer runs (fused, foreach) stays this run's choice: a tensor-parallel run cannot take
     the fused kernel a data-parallel run saved."""
     model_sd, optim_sd = get_state_dict(model, optimizer)
+    _check_holds(path, model_sd)
     state = {"model": model_sd, "optim": optim_sd}
     with _quiet():
         dcp.load(state, checkpoint_id=path)

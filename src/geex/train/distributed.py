@@ -127,9 +127,21 @@ def tensor_parallel(model: nn.Module, mesh) -> None:
         if count % tp:
             raise UserError(f"run.tensor_parallel {tp} must divide the model's {count} {what}")
     styles = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel}
-    for block in units(model):
-        parallelize_module(block, mesh["tp"], {name: styles[style]() for name, style in
-                                               spec.tensor_parallel_plan.items()})
+    applied: set[str] = set()
+    for block in units(model):  # a plan names modules of every kind of block (CodeGeeX's top layer differs)
+        plan = {name: styles[style]() for name, style in spec.tensor_parallel_plan.items() if _has(block, name)}
+        parallelize_module(block, mesh["tp"], plan)
+        applied |= plan.keys()
+    if unused := set(spec.tensor_parallel_plan) - applied:
+        raise ValueError(f"tensor-parallel plan names modules no block has: {sorted(unused)}")
+
+
+def _has(module: nn.Module, name: str) -> bool:
+    try:
+        module.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
 
 
 def shard(model: nn.Module, mesh, bf16: bool, reshard_after_forward: bool = True,

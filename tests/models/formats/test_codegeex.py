@@ -20,6 +20,7 @@ from geex.models.formats.codegeex import (
     split_tensor_parallel,
     to_official,
 )
+from geex.models.fusion import checkpoint_state_dict
 from tests.models.tiny import random_tiny_codegeex
 
 
@@ -37,14 +38,14 @@ def _logits(m: CodeGeeX) -> torch.Tensor:
 
 
 def test_official_nested_file_loads_to_identical_logits(model, tmp_path):
-    torch.save(to_official(model.state_dict()), tmp_path / "codegeex_tiny.pt")
+    torch.save(to_official(checkpoint_state_dict(model)), tmp_path / "codegeex_tiny.pt")
     loaded = load_model(tmp_path / "codegeex_tiny.pt", n_head=model.config.n_head)
     assert loaded.config == model.config
     assert torch.equal(_logits(loaded), _logits(model))
 
 
 def test_fused_qkv_variant(model, tmp_path):
-    sd = model.state_dict()
+    sd = checkpoint_state_dict(model)
     fused = {}
     for name, t in sd.items():
         if ".attention.query." in name and "topQueryLayer" not in name:
@@ -64,7 +65,7 @@ def test_fused_qkv_variant(model, tmp_path):
 
 @pytest.mark.parametrize("tp", [2, 4])
 def test_tensor_parallel_shards_merge_to_identical_logits(model, tmp_path, tp):
-    shards = split_tensor_parallel(model.state_dict(), tp)
+    shards = split_tensor_parallel(checkpoint_state_dict(model), tp)
     assert shards[0]["embedding.word_embeddings.weight"].shape[0] == model.config.padded_vocab_size // tp
     assert shards[1]["transformer.layers.0.attention.dense.weight"].shape[1] == model.config.n_embd // tp
     for rank, shard in enumerate(shards):
@@ -73,7 +74,7 @@ def test_tensor_parallel_shards_merge_to_identical_logits(model, tmp_path, tp):
 
 
 def test_geex_directory_round_trip_and_convert_cli(model, tmp_path, capsys):
-    torch.save(to_official(model.state_dict()), tmp_path / "official.pt")
+    torch.save(to_official(checkpoint_state_dict(model)), tmp_path / "official.pt")
     assert main(["model", "convert", str(tmp_path / "official.pt"), str(tmp_path / "geex-tiny"), "--n-head", "4"]) == 0
     loaded = load_model(tmp_path / "geex-tiny")
     assert loaded.config == model.config
@@ -111,8 +112,8 @@ def test_peak_host_memory_while_loading_stays_near_one_copy(tmp_path):
                      vocab_size=50400)
     m = CodeGeeX(cfg)
     nbytes = sum(p.numel() * 4 for p in m.parameters())
-    save_geex(m.state_dict(), cfg, tmp_path / "geex")
-    torch.save(to_official(m.state_dict()), tmp_path / "official.pt")
+    save_geex(checkpoint_state_dict(m), cfg, tmp_path / "geex")
+    torch.save(to_official(checkpoint_state_dict(m)), tmp_path / "official.pt")
     del m
     script = (
         "import resource, sys, torch\n"

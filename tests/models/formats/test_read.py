@@ -16,6 +16,7 @@ from geex.errors import UserError
 from geex.models.codegeex import CodeGeeXConfig
 from geex.models.formats import read
 from geex.models.formats.codegeex import save_geex, to_official
+from geex.models.fusion import checkpoint_state_dict
 from geex.models.llama import LlamaConfig
 from geex.models.protocols import ModelConfig, ModelFiles, Tokenizer
 from geex.models.registry import default_model_path
@@ -52,7 +53,7 @@ def codegeex_tiny() -> tuple[CodeGeeXConfig, dict[str, torch.Tensor]]:
     cfg = CodeGeeXConfig(n_layer=2, n_embd=64, n_head=4, n_positions=32, vocab_size=50400, padded_vocab_size=50432)
     model = cfg.build()
     model.init_weights(torch.Generator().manual_seed(0))
-    return cfg, {k: v.clone() for k, v in model.state_dict().items()}
+    return cfg, {k: v.clone() for k, v in checkpoint_state_dict(model).items()}
 
 
 def _with_tokenizer(directory, tokenizer_dir):

@@ -8,7 +8,7 @@ meta device and given the loaded tensors (``assign=True``), so host RAM holds on
 weights, not two (the original needed > 32 GB of host RAM for 13B).
 
 geex format: a directory with ``config.json`` and ``model.safetensors`` (names as
-``CodeGeeX.state_dict()``, which are the official ones without the ``language_model.`` prefix).
+``fusion.checkpoint_state_dict(CodeGeeX)``: the official ones without the ``language_model.`` prefix).
 """
 
 from __future__ import annotations
