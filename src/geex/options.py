@@ -79,7 +79,8 @@ class Flag:
     default where it differs on purpose from the library's (sampling: CodeGeeX's pass@1 setting on
     the command line, the OpenAI API's for a caller), both declared here. ``only_if_given``: the
     parsed arguments hold the field only when it was typed, so a command can tell an explicit
-    value from the default (``--shots`` without ``--prompt-style few-shot`` is a mistake)."""
+    value from the default (``--shots`` without ``--prompt-style few-shot`` is a mistake). ``const``:
+    the value is optional, and the flag alone gives ``const`` (``--ray`` or ``--ray HOST:PORT``)."""
 
     name: str
     help: str
@@ -90,6 +91,7 @@ class Flag:
     choices: tuple | None = None
     command_default: Any = None  # None: the field's own default
     only_if_given: bool = False
+    const: Any = None  # not None: the value may be left out (``--ray`` alone means ``const``)
 
 
 def option(default: Any, name: str, help: str, **flag: Any) -> Any:
@@ -117,10 +119,11 @@ def add_options(parser: argparse.ArgumentParser, config: type, names: Sequence[s
             parser.add_argument(*spelled, dest=name, action="store_false" if flag.negate else "store_true",
                                 help=text, **given)
         else:
+            optional = {"nargs": "?", "const": flag.const} if flag.const is not None else {}
             parser.add_argument(*spelled, dest=name, type=flag.parse, help=text, choices=flag.choices,
                                 metavar=flag.metavar or (None if flag.choices else
                                                          flag.name.lstrip("-").upper().replace("-", "_")),
-                                **given)
+                                **given, **optional)
 
 
 def from_args(config: type, args: argparse.Namespace, **given: Any) -> Any:

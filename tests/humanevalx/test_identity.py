@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import geex
-from geex.humanevalx import evaluate as evaluate_mod
+from geex.humanevalx import identity as identity_mod
 from geex.humanevalx.dataset import load_language
 from geex.humanevalx.evaluate import EvalConfig, evaluate
 from geex.humanevalx.identity import closure, harness_identity, identity
@@ -91,6 +91,6 @@ def test_a_harness_change_is_not_masked_by_a_warm_cache(tmp_path, monkeypatch, c
         run(out)
     executed.clear()
     assert run("c")["cached"] and executed == []
-    monkeypatch.setattr(evaluate_mod, "harness_identity", lambda: "a-changed-harness")
+    monkeypatch.setattr(identity_mod, "harness_identity", lambda: "a-changed-harness")
     again = run("d")
     assert executed and not again["cached"] and again["verdict"] == "passed"

@@ -147,7 +147,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _add_evaluation_options(p: argparse.ArgumentParser, *more: str) -> None:
     """How samples are evaluated: the options ``evaluate`` and ``run`` share, and ``more`` of
     ``EvalConfig``'s fields (all declared there)."""
-    add_options(p, EvalConfig, ("workers", "ks", "timeout_s", "use_cache", *more))
+    add_options(p, EvalConfig, ("workers", "ks", "timeout_s", "use_cache", "ray", *more))
 
 
 def _add_evaluate(hx_sub: argparse._SubParsersAction) -> None:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,27 +25,20 @@ from geex.files import sha256_of
 from geex.humanevalx.assembly import assemble
 from geex.humanevalx.config import CANONICAL, EvalConfig
 from geex.humanevalx.dataset import load_problems, resolve_dataset_dir
+from geex.humanevalx.execution.pool import LocalPool, Pool
 from geex.humanevalx.execution.program import Program
-from geex.humanevalx.execution.runners import (
-    Outcome,
-    RunContext,
-    Runner,
-    cache_root,
-    get_runner,
-    make_jobs_root,
-    remove_jobs_root,
-)
+from geex.humanevalx.execution.runners import cache_root, get_runner
 from geex.humanevalx.execution.sandbox import Sandbox, detect_isolation
 from geex.humanevalx.execution.verdict import Verdict
 from geex.humanevalx.fixes import FIXES_VERSION
 from geex.humanevalx.flaky import ProgramRuns
-from geex.humanevalx.identity import harness_identity
+from geex.humanevalx.identity import verdict_fingerprint
 from geex.humanevalx.outdir import OutDir
 from geex.humanevalx.reporting.run_report import build_report, write_report
 from geex.humanevalx.result import Result
 from geex.humanevalx.samples import Sample, canonical_samples, check_against_problems, read_samples
 from geex.humanevalx.store import ResultsLog, VerdictCache
-from geex.languages import parse_languages
+from geex.languages import Language, parse_languages
 
 
 def _load(cfg: EvalConfig) -> tuple[list[Sample], dict]:
@@ -78,7 +70,8 @@ def _result(sample: Sample, program_sha256: str, outcome: dict, fingerprint: str
         outcome=outcome, sample_id=sample.sample_id, task_id=sample.task_id, language=sample.language.name,
         source_language=sample.source_language.name if sample.source_language else None,
         completion_id=sample.completion_id, program_sha256=program_sha256, fingerprint=fingerprint,
-        cached=runs.trusted, flaky=runs.flaky, verdicts_seen=runs.verdicts_seen() if runs.flaky else None)
+        cached=runs.trusted, flaky=runs.flaky, verdicts_seen=runs.verdicts_seen() if runs.flaky else None,
+        node=None if runs.trusted else outcome.get("node"))
 
 
 def _progress(cfg: EvalConfig) -> Progress:
@@ -121,21 +114,25 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 def _evaluate(cfg: EvalConfig, samples: list[Sample], problems: dict) -> dict:
     """Plan (which programs still need a verdict), execute them, report."""
-    isolation = detect_isolation()
-    # an allow-list view: the output directory, the dataset, homes and caches are simply not there
-    sandbox = Sandbox(isolation=isolation)
-    runners = {lang: get_runner(lang) for lang in dict.fromkeys(s.language.name for s in samples)}
+    languages = list(dict.fromkeys(s.language for s in samples))
     log = ResultsLog(cfg.out_dir / "results.jsonl")
     cache = VerdictCache(verdict_cache_path()) if cfg.use_cache else None
     try:
-        plan = _plan(cfg, samples, problems, _fingerprints(cfg, runners, sandbox), log)
+        pool, where = _pool(cfg, languages)
+    except BaseException:
+        log.close()
+        if cache is not None:
+            cache.close()
+        raise
+    try:
+        plan = _plan(cfg, samples, problems, where["fingerprints"], log)
         if plan.resumed:
             cfg.console.print(f"resuming: {plan.resumed} of {len(samples)} samples already in {log.path}")
         started = time.monotonic()
-        workers = cfg.workers or len(os.sched_getaffinity(0)) or 1  # the cores this process may use
-        _Execution(cfg, problems, plan, runners, sandbox, log, cache).run(workers)
+        _Execution(cfg, problems, plan, pool, log, cache).run()
         wall_s = time.monotonic() - started
     finally:
+        pool.close()
         log.close()
         if cache is not None:
             cache.close()
@@ -146,13 +143,11 @@ def _evaluate(cfg: EvalConfig, samples: list[Sample], problems: dict) -> dict:
             "source": str(resolve_dataset_dir(cfg.dataset) or "huggingface-hub"),
             "variant": "original" if cfg.original else FIXES_VERSION,
         },
-        "isolation": isolation.value,
-        "memory_limit": sandbox.memory_mechanism,
+        **{k: v for k, v in where.items() if k != "fingerprints"},
         "timeout_s": cfg.timeout_s,
-        "workers": workers,
+        "workers": pool.slots,
         "wall_s": round(wall_s, 2),
         "cleanup": cfg.clean,
-        "toolchains": {lang: r.cached_status.version for lang, r in runners.items()},
         "fingerprints": plan.fingerprints,
     }
     report = build_report(records, cfg.ks, meta)
@@ -160,16 +155,28 @@ def _evaluate(cfg: EvalConfig, samples: list[Sample], problems: dict) -> dict:
     return report
 
 
-def _fingerprints(cfg: EvalConfig, runners: dict[str, Runner], sandbox: Sandbox) -> dict[str, str]:
-    """Per language: a verdict is reusable only under the same toolchain, recipe, limits, isolation,
-    memory limit *and* harness code."""
-    return {
-        lang: hashlib.sha256(
-            f"{r.verdict_key(cfg.timeout_s)}|{sandbox.isolation.value}|{sandbox.memory_mechanism}"
-            f"|{harness_identity()}".encode()
-        ).hexdigest()[:16]
-        for lang, r in runners.items()
-    }
+def _pool(cfg: EvalConfig, languages: list[Language]) -> tuple[Pool, dict]:
+    """Where programs run, and what their verdicts are worth there (``fingerprints``, the sandbox,
+    the toolchains): this machine's cores, or with ``--ray`` the slots of a Ray cluster's nodes."""
+    names = [lang.name for lang in languages]
+    if cfg.ray:
+        from geex.humanevalx.doctor import hello_program
+        from geex.humanevalx.execution.ray_pool import RayPool
+
+        pool = RayPool(cfg.ray, names, cfg.timeout_s, {lang.name: hello_program(lang) for lang in languages},
+                       verdict_fingerprint, cfg.console.print, slots_per_node=cfg.workers or None)
+        nodes = [{"node": r.name, "cpus": r.cpus, **({"problem": r.problem} if r.problem else {})} for r in pool.nodes]
+        return pool, {"isolation": pool.isolation, "memory_limit": pool.memory_limit, "toolchains": pool.versions,
+                      "fingerprints": pool.fingerprints, "ray": {"nodes": nodes}}
+    isolation = detect_isolation()
+    # an allow-list view: the output directory, the dataset, homes and caches are simply not there
+    sandbox = Sandbox(isolation=isolation)
+    runners = {name: get_runner(name) for name in names}
+    workers = cfg.workers or len(os.sched_getaffinity(0)) or 1  # the cores this process may use
+    return LocalPool(sandbox, runners, workers, cfg.timeout_s), {
+        "isolation": isolation.value, "memory_limit": sandbox.memory_mechanism,
+        "toolchains": {name: r.cached_status.version for name, r in runners.items()},
+        "fingerprints": {name: verdict_fingerprint(r, sandbox, cfg.timeout_s) for name, r in runners.items()}}
 
 
 @dataclass
@@ -213,33 +220,25 @@ def _plan(cfg: EvalConfig, samples: list[Sample], problems: dict, fingerprints: 
 
 
 class _Execution:
-    """Runs a plan's pending programs on a pool of workers (one sandbox slot each), each as often as
-    ``flaky.ProgramRuns`` asks, serving trusted cached verdicts first; every sample's record is
-    appended to results.jsonl as soon as its program's verdict is settled."""
+    """Runs a plan's pending programs in a pool's slots, each as often as ``flaky.ProgramRuns`` asks,
+    serving trusted cached verdicts first; every sample's record is appended to results.jsonl as
+    soon as its program's verdict is settled."""
 
-    def __init__(self, cfg: EvalConfig, problems: dict, plan: Plan, runners: dict[str, Runner], sandbox: Sandbox,
-                 log: ResultsLog, cache: VerdictCache | None) -> None:
-        self.cfg, self.problems, self.plan, self.runners = cfg, problems, plan, runners
-        self.sandbox, self.log, self.cache = sandbox, log, cache
-        self.contexts: queue.Queue[RunContext] = queue.Queue()
+    def __init__(self, cfg: EvalConfig, problems: dict, plan: Plan, pool: Pool, log: ResultsLog,
+                 cache: VerdictCache | None) -> None:
+        self.cfg, self.problems, self.plan, self.pool = cfg, problems, plan, pool
+        self.log, self.cache = log, cache
 
-    def run(self, workers: int) -> None:
-        jobs_root = make_jobs_root()
-        for slot in range(workers):
-            self.contexts.put(RunContext(self.sandbox, jobs_root, slot, self.cfg.timeout_s))
-        try:
-            with _progress(self.cfg) as self.progress:
-                self.bars = {lang: self.progress.add_task(lang, total=self.plan.totals[lang],
-                                                          completed=sum(self.plan.done[lang].values()),
-                                                          ok=self.plan.done[lang][True], bad=self.plan.done[lang][False])
-                             for lang in self.runners}
-                self._run_all(workers)
-        finally:
-            while not self.contexts.empty():
-                self.contexts.get().close()
-            remove_jobs_root(jobs_root)
+    def run(self) -> None:
+        with _progress(self.cfg) as self.progress:
+            languages = dict.fromkeys(s.language.name for s, _ in self.plan.programs)
+            self.bars = {lang: self.progress.add_task(lang, total=self.plan.totals[lang],
+                                                      completed=sum(self.plan.done[lang].values()),
+                                                      ok=self.plan.done[lang][True], bad=self.plan.done[lang][False])
+                         for lang in languages}
+            self._run_all()
 
-    def _run_all(self, workers: int) -> None:
+    def _run_all(self) -> None:
         programs: dict[str, ProgramRuns] = {}
         for sha, copies in list(self.plan.pending.items()):
             hit = self.cache.lookup(sha, self._fingerprint(sha)) if self.cache else None
@@ -247,50 +246,41 @@ class _Execution:
             if programs[sha].trusted:
                 self._settle(sha, programs[sha])
         to_run = [sha for sha, runs in programs.items() if not runs.trusted]
-        for lang in {self.plan.first_sample[sha].language.name for sha in to_run}:
-            try:
-                self.runners[lang].prepare(self.sandbox)
-            except RuntimeError as e:
-                self.cfg.console.print(f"[red]HARNESS ERROR[/]: {e}")
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geex-eval") as pool:
-            futures: dict[Future, str] = {}
+        if isinstance(self.pool, LocalPool):  # (a cluster's nodes were checked as it was joined)
+            for lang in {self.plan.first_sample[sha].language.name for sha in to_run}:
+                try:
+                    self.pool.runners[lang].prepare(self.pool.sandbox)
+                except RuntimeError as e:
+                    self.cfg.console.print(f"[red]HARNESS ERROR[/]: {e}")
+        futures: dict[Future, str] = {}
 
-            def submit(sha: str, n: int) -> set[Future]:
-                new = {pool.submit(self._run_one, sha) for _ in range(n)}
-                futures.update(dict.fromkeys(new, sha))
-                return new
+        def submit(sha: str, n: int) -> set[Future]:
+            program = _program(self.cfg, self.problems, self.plan.first_sample[sha])
+            new = {self.pool.submit(program) for _ in range(n)}
+            futures.update(dict.fromkeys(new, sha))
+            return new
 
-            try:
-                not_done: set[Future] = set()
-                for sha in to_run:
-                    not_done |= submit(sha, programs[sha].first_runs())
-                while not_done:
-                    finished, not_done = wait(not_done, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        sha = futures.pop(fut)
-                        runs = programs[sha]
-                        more = runs.add(fut.result().as_dict())
-                        if more:  # flaky: every copy gets a run of its own
-                            not_done |= submit(sha, more)
-                        if runs.done:
-                            self._settle(sha, runs)
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
+        try:
+            not_done: set[Future] = set()
+            for sha in to_run:
+                not_done |= submit(sha, programs[sha].first_runs())
+            while not_done:
+                finished, not_done = wait(not_done, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    sha = futures.pop(fut)
+                    runs = programs[sha]
+                    more = runs.add(fut.result().as_dict())
+                    if more:  # flaky: every copy gets a run of its own
+                        not_done |= submit(sha, more)
+                    if runs.done:
+                        self._settle(sha, runs)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
 
     def _fingerprint(self, sha: str) -> str:
         return self.plan.fingerprints[self.plan.first_sample[sha].language.name]
-
-    def _run_one(self, sha: str) -> Outcome:
-        program = _program(self.cfg, self.problems, self.plan.first_sample[sha])
-        ctx = self.contexts.get()
-        try:
-            return self.runners[program.language.name].execute(program, ctx)
-        except Exception as e:  # a harness bug must not stop the run: record it loudly
-            return Outcome(Verdict.HARNESS_ERROR, "harness", detail=f"internal error: {type(e).__name__}: {e}")
-        finally:
-            self.contexts.put(ctx)
 
     def _settle(self, sha: str, runs: ProgramRuns) -> None:
         """The program's verdict is decided: the cache learns it (a flaky one is dropped, never

@@ -15,8 +15,13 @@ import ast
 import functools
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import geex
+
+if TYPE_CHECKING:
+    from geex.humanevalx.execution.runners import Runner
+    from geex.humanevalx.execution.sandbox import Sandbox
 
 # what decides a verdict: the runners (recipes, sandbox, verdict rules) and the assembly of programs
 ENTRIES = ("geex.humanevalx.execution.runners", "geex.humanevalx.assembly")
@@ -99,3 +104,11 @@ def identity(root: Path, entries: tuple[str, ...] = ENTRIES) -> str:
 def harness_identity() -> str:
     """The identity of the installed harness (computed once per process)."""
     return identity(Path(geex.__file__).resolve().parent)
+
+
+def verdict_fingerprint(runner: Runner, sandbox: Sandbox, timeout_s: float) -> str:
+    """What a verdict of ``runner``'s is reusable under: its toolchain, recipe and limits, the
+    sandbox's isolation and memory limit, and the harness's code. Computed where programs run (each
+    node of a cluster for itself), so a node with another toolchain cannot pass for this one."""
+    key = f"{runner.verdict_key(timeout_s)}|{sandbox.isolation.value}|{sandbox.memory_mechanism}|{harness_identity()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]

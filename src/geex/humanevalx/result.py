@@ -37,6 +37,7 @@ class Result:
     cached: bool = False  # served from the verdict cache without running
     flaky: bool = False  # runs of the same program disagreed
     verdicts_seen: dict[str, int] | None = None  # verdict → how many runs said it (flaky results only)
+    node: str | None = None  # the Ray node that ran it (``--ray``; None: this machine, or the cache)
 
     @property
     def passed(self) -> bool:
@@ -64,6 +65,8 @@ class Result:
                      "fingerprint": self.fingerprint, "cached": self.cached, "flaky": self.flaky}
         if self.verdicts_seen is not None:
             out["verdicts_seen"] = dict(self.verdicts_seen)
+        if self.node is not None:
+            out["node"] = self.node
         return out
 
     @classmethod

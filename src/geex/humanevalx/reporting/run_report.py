@@ -57,6 +57,9 @@ def build_report(records: list[Result], ks: tuple[int, ...], meta: dict) -> dict
     report["overall"] = summarize(records, ks)
     harness = report["overall"]["verdicts"][Verdict.HARNESS_ERROR.value]
     report["harness_errors"] = harness
+    if "ray" in report:  # who ran what (resumed results keep the node that ran them; cached ones have none)
+        report["ray"] = {**report["ray"], "samples_by_node": dict(sorted(Counter(
+            rec.node or "verdict cache" for rec in records).items()))}
     flaky = [rec for rec in records if rec.flaky]
     report["flaky"] = {"samples": len(flaky), "task_ids": sorted({rec.task_id for rec in flaky}, key=_task_order)}
     return report
@@ -79,6 +82,7 @@ def to_markdown(report: dict) -> str:
         f"- memory limit: {report.get('memory_limit', 'rlimit')} (cgroup1/cgroup2: the whole process tree;"
         " rlimit: address space per process)",
         f"- timeout: {report.get('timeout_s')} s per test run",
+        *_ray_lines(report.get("ray")),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -103,6 +107,15 @@ def to_markdown(report: dict) -> str:
     lines += ["", "## Toolchains", ""]
     lines += [f"- {lang}: {ver}" for lang, ver in report.get("toolchains", {}).items()]
     return "\n".join(lines) + "\n"
+
+
+def _ray_lines(ray: dict | None) -> list[str]:
+    if not ray:
+        return []
+    ran = ray.get("samples_by_node", {})
+    nodes = [f"{n['node']} ({n['cpus']} CPUs, {ran.get(n['node'], 0)} samples"
+             + (f"; no programs: {n['problem']}" if n.get("problem") else "") + ")" for n in ray["nodes"]]
+    return [f"- Ray: {len(nodes)} nodes: " + ", ".join(nodes)]
 
 
 def write_report(report: dict, out_dir: Path) -> None:

@@ -173,13 +173,15 @@ class Outcome:
     exit_code: int | None = None
     signal: int | None = None
     detail: str = ""  # short stderr/stdout excerpt
+    node: str | None = None  # the cluster node that ran it (None: this machine)
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "verdict": self.verdict.value, "phase": self.phase, "compile_s": round(self.compile_s, 4),
             "run_s": round(self.run_s, 4), "exit_code": self.exit_code, "signal": self.signal,
             "detail": self.detail,
         }
+        return out if self.node is None else {**out, "node": self.node}
 
 
 @dataclass
