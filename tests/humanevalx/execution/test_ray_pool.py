@@ -32,9 +32,9 @@ from geex.humanevalx.execution.ray_pool import NodeReport, agree  # noqa: E402
 pytestmark = [pytest.mark.toolchains]
 
 ALIVE = """
-import ray, sys
+import json, ray, sys
 ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
-print(sum(n["Alive"] for n in ray.nodes()))
+print(json.dumps([key for n in ray.nodes() if n["Alive"] for key in n["Resources"]]))
 """
 
 
@@ -60,22 +60,23 @@ class Cluster:
         where = ["--head", f"--port={self.port}", "--include-dashboard=false", "--disable-usage-stats",
                  f"--temp-dir={self.temp}"] if head else [f"--address={self.address}"]
         env = {**self.env, **({"PATH": path} if path else {})}
-        alive = self.alive() if self.nodes else 0
+        label = f"geex_test_node_{len(self.nodes)}"  # how this node is told from one that died a moment ago
         node = subprocess.Popen([ray, "start", *where, "--num-cpus=1", "--object-store-memory=100000000",
-                                 "--block"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+                                 f"--resources={json.dumps({label: 1})}", "--block"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.nodes.append(node)
         deadline = time.monotonic() + 90
-        while self.alive() != alive + 1:
+        while label not in self.alive():
             assert node.poll() is None, "a Ray node did not start"
             assert time.monotonic() < deadline, "a Ray node did not join in 90 s"
             time.sleep(1)
         return node
 
-    def alive(self) -> int:
+    def alive(self) -> list[str]:
+        """The resources of the nodes the cluster holds alive (each node's label among them)."""
         out = subprocess.run([sys.executable, "-c", ALIVE, self.address], env=self.env, capture_output=True,
                              text=True, timeout=60)
-        return int(out.stdout.strip() or 0)
+        return json.loads(out.stdout.strip() or "[]")
 
     def kill(self, node: subprocess.Popen) -> None:
         try:
