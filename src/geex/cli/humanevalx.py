@@ -57,9 +57,11 @@ def _evaluate(args: argparse.Namespace, samples: str, out: Path) -> int:
     return 0
 
 
-def _generate_samples(args: argparse.Namespace, out: Path) -> Path:
+def _generate_samples(args: argparse.Namespace, out: Path) -> Path | None:
+    """The samples file (None in a torchrun rank other than 0, whose share is made and merged by rank 0)."""
     from geex.humanevalx.backends import make_backend
     from geex.humanevalx.generate import parse_pairs, run_generate
+    from geex.humanevalx.parallel import generate_share, merge_when_complete, torchrun_share
     from geex.languages import HUMANEVALX_LANGUAGES, parse_languages
 
     if args.task == "translation" and not args.pairs:
@@ -74,22 +76,47 @@ def _generate_samples(args: argparse.Namespace, out: Path) -> Path:
         languages=parse_languages(args.languages) if args.languages else list(HUMANEVALX_LANGUAGES),
         pairs=parse_pairs(args.pairs) if args.pairs else [], dataset=args.dataset, original=args.original)
     device, dtype = _device_and_dtype(args)
-    backend = make_backend(args.backend, args.model, device=device,
-                           dtype=dtype if args.backend != "openai" else None, quantize=args.quantize,
-                           base_url=args.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
-                           concurrency=args.concurrency, speculate=args.speculate)
+    backend_args = {"name": args.backend, "model": args.model, "dtype": dtype if args.backend != "openai" else None,
+                    "quantize": args.quantize, "base_url": args.base_url, "concurrency": args.concurrency,
+                    "speculate": args.speculate}
+    if args.devices:
+        return _generate_on_devices(args, cfg, backend_args, out)
+    share = torchrun_share()
+    if share is not None:  # one rank of several: its share, then rank 0 puts the file together
+        if device.startswith("cuda"):
+            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        generate_share(cfg, make_backend(device=device, **backend_args), out, share)
+        return merge_when_complete(cfg, out) if share.rank == 0 else None
+    backend = make_backend(device=device, api_key=os.environ.get("OPENAI_API_KEY"), **backend_args)
     return run_generate(cfg, backend, out, progress=not args.quiet)
+
+
+def _generate_on_devices(args: argparse.Namespace, cfg, backend_args: dict, out: Path) -> Path:
+    from geex.devices import resolve_device
+    from geex.humanevalx.parallel import run_on_devices
+
+    if args.backend == "openai":
+        raise UserError("--devices is for the native and hf backends (an OpenAI-compatible server has its own)")
+    if args.device != "cpu":
+        raise UserError("give --device (one) or --devices (several), not both")
+    devices = [resolve_device(d, "--devices") for d in args.devices.split(",") if d.strip()]
+    if not devices:
+        raise UserError("--devices needs a comma-separated list, e.g. cuda:0,cuda:1")
+    return run_on_devices(cfg, backend_args, devices, out, progress=not args.quiet)
 
 
 def _cmd_hx_generate(args: argparse.Namespace) -> int:
     out = _generate_samples(args, Path(args.out))
-    print(f"wrote {out}", file=sys.stderr)
+    if out is not None:
+        print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
 def _cmd_hx_run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     samples = _generate_samples(args, out_dir / "samples.jsonl")
+    if samples is None:  # a torchrun rank other than 0: rank 0 evaluates
+        return 0
     return _evaluate(args, str(samples), out_dir)
 
 
@@ -212,6 +239,9 @@ def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
     add_options(gp, GenerateConfig, ("seed",))
     _add_speculate_option(gp)
     _add_device_options(gp)
+    gp.add_argument("--devices", metavar="LIST", help="several devices at once, one process each (e.g. "
+                    "cuda:0,cuda:1): the same samples file as one device makes; under torchrun each rank "
+                    "takes its share (--device cuda: the rank's local GPU)")
     gp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     _add_dataset_options(gp)
     if name == "generate":

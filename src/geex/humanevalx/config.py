@@ -86,7 +86,7 @@ class GenerateConfig:
                        "translation (rewrite a solution in another language: --pairs)", choices=TASKS)
     languages: list[Language]  # generation: the languages; translation: unused (see pairs)
     pairs: list[tuple[Language, Language]] = field(default_factory=list)
-    n: int = option(1, "--n", "samples per problem (default {default})", parse=positive_int)
+    n: int = option(1, "--n", "samples per problem (default {default})", parse=positive_int, short="-n")
     params: SamplingParams = SamplingParams(greedy=True)
     max_new_tokens: int = option(512, "--max-new-tokens", "most tokens generated after the prompt (default "
                                  "{default})", parse=positive_int)

@@ -26,6 +26,7 @@ completion prompts) records the instructions, the system message or the examples
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -147,19 +148,19 @@ def _record(unit: Unit, raw: str, finish: str, batch: int) -> dict:
     return rec
 
 
-def _object(value: object) -> dict:
+def object_line(value: object) -> dict:
     """A samples-file line's value, which must be a JSON object."""
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value
 
 
-def _resume(path: Path, header: dict, plan: list[list[Unit]]) -> int:
+def resume(path: Path, header: dict, plan: list[list[Unit]]) -> int:
     """Batches already complete in ``path`` (the file is rewritten without a torn tail or an unfinished
     batch); 0 if new."""
     if not path.exists() or path.stat().st_size == 0:
         return 0
-    log = read_log(path, parse=_object, repair=False)  # not ours until the header says so
+    log = read_log(path, parse=object_line, repair=False)  # not ours until the header says so
     found = log.values[0] if log.values else None
     if not isinstance(found, dict) or found.get("geex") != FORMAT:
         raise UserError(f"{path} exists but is not a geex samples file: choose another `out`")
@@ -167,12 +168,19 @@ def _resume(path: Path, header: dict, plan: list[list[Unit]]) -> int:
         raise UserError(f"{path} was generated with other settings ({', '.join(differing(found, header))}): "
                         "choose another `out`, or delete it to start over")
     done = log.values[1:]
-    complete = 0
-    while complete < len(plan) and sum(r.get("batch") == complete for r in done) == len(plan[complete]):
-        complete += 1
+    complete = complete_prefix(done, plan)
     keep = [r for r in done if r.get("batch", -1) < complete]
     if log.rejected or len(keep) != len(done):
         atomic_write(path, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [header, *keep]))
+    return complete
+
+
+def complete_prefix(records: list[dict], plan: list[list[Unit]]) -> int:
+    """How many of the plan's first batches ``records`` hold whole."""
+    sizes = Counter(r.get("batch") for r in records)
+    complete = 0
+    while complete < len(plan) and sizes[complete] == len(plan[complete]):
+        complete += 1
     return complete
 
 
@@ -187,7 +195,7 @@ def run_generate(cfg: GenerateConfig, backend: Backend, out: Path, progress: boo
     header = samples_header(cfg, backend)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        start = _resume(out, header, plan)
+        start = resume(out, header, plan)
         if start == 0:
             atomic_write(out, json.dumps(header, ensure_ascii=False) + "\n")  # never a torn header
     except OSError as e:
@@ -198,16 +206,20 @@ def run_generate(cfg: GenerateConfig, backend: Backend, out: Path, progress: boo
     with bar, Appender(out) as log:
         task = bar.add_task("generate", total=total, completed=sum(len(b) for b in plan[:start]))
         for i in range(start, len(plan)):
-            batch = plan[i]
-            if cfg.style.name == "chat":
-                results = backend.chat([u.prompt.conversation() for u in batch], cfg.params, cfg.max_new_tokens,
-                                       cfg.seed + i)
-            else:
-                results = backend.complete([u.prompt.text for u in batch], batch[0].language, cfg.params,
-                                           cfg.max_new_tokens, cfg.seed + i)
-            log.write(_record(u, r.text, r.finish_reason, i) for u, r in zip(batch, results))
-            bar.advance(task, len(batch))
+            log.write(generate_batch(cfg, backend, plan[i], i))
+            bar.advance(task, len(plan[i]))
     return out
+
+
+def generate_batch(cfg: GenerateConfig, backend: Backend, batch: list[Unit], i: int) -> list[dict]:
+    """The records of batch ``i`` (sampled with seed ``seed + i``: the same whoever makes it)."""
+    if cfg.style.name == "chat":
+        results = backend.chat([u.prompt.conversation() for u in batch], cfg.params, cfg.max_new_tokens,
+                               cfg.seed + i)
+    else:
+        results = backend.complete([u.prompt.text for u in batch], batch[0].language, cfg.params,
+                                   cfg.max_new_tokens, cfg.seed + i)
+    return [_record(u, r.text, r.finish_reason, i) for u, r in zip(batch, results)]
 
 
 def iter_samples(path: Path) -> Iterator[dict]:

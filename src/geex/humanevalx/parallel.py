@@ -1,0 +1,205 @@
+"""Generation by several processes at once (one a device: ``--devices``; one a rank: ``torchrun``)
+whose samples file is, line for line, the file one process writes.
+
+The work is the same fixed list of batches (``generate.batches``), batch i sampled with seed
+``seed + i``, so a batch's samples do not depend on which process makes it. Process r of w makes the
+batches i ≡ r (mod w) and appends each whole to its part, ``OUT.parts/rank-R-of-W.jsonl`` (the
+samples header first). The merge appends complete batches to OUT in order, so OUT is always a
+prefix of the one-process file: an interrupted run resumes as one does, at any number of processes
+(a process skips the batches OUT or a part already holds), and the parts go once OUT is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from geex.errors import UserError
+from geex.files import Appender, atomic_write, differing, read_log
+from geex.humanevalx.backends import Backend
+from geex.humanevalx.config import GenerateConfig
+from geex.humanevalx.generate import (
+    FORMAT,
+    Unit,
+    batches,
+    complete_prefix,
+    generate_batch,
+    object_line,
+    resume,
+    samples_header,
+    units,
+)
+
+
+@dataclass(frozen=True)
+class Share:
+    """The batches process ``rank`` of ``world`` makes: those whose index is ``rank`` mod ``world``."""
+
+    rank: int
+    world: int
+
+    def owns(self, batch: int) -> bool:
+        return batch % self.world == self.rank
+
+
+def parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def _in_out(out: Path, header: dict, plan: list[list[Unit]]) -> int:
+    """Batches OUT already holds whole (read only: the merge alone writes OUT)."""
+    log = read_log(out, parse=object_line, repair=False)
+    if not log.values:
+        return 0
+    if log.values[0] != header:
+        raise UserError(f"{out} was generated with other settings ({', '.join(differing(log.values[0], header))}): "
+                        "choose another `out`, or delete it to start over")
+    return complete_prefix(log.values[1:], plan)
+
+
+def _parts(out: Path, plan: list[list[Unit]]) -> tuple[dict | None, dict[int, list[dict]]]:
+    """The parts' header (all must have the same) and the batches they hold whole."""
+    header, whole = None, {}
+    for part in sorted(parts_dir(out).glob("rank-*.jsonl")):
+        values = read_log(part, parse=object_line, repair=False).values
+        if not values:
+            continue
+        if header is not None and values[0] != header:
+            raise UserError(f"{part} was generated with other settings than {parts_dir(out)}'s other parts: "
+                            "delete that folder to start over")
+        header = values[0]
+        by_batch: dict[int, list[dict]] = defaultdict(list)
+        for rec in values[1:]:
+            by_batch[rec.get("batch", -1)].append(rec)
+        whole.update({i: recs for i, recs in by_batch.items() if 0 <= i < len(plan) and len(recs) == len(plan[i])})
+    return header, whole
+
+
+def generate_share(cfg: GenerateConfig, backend: Backend, out: Path, share: Share) -> None:
+    """Make this process's batches that neither OUT nor a part holds, into its own part."""
+    plan = batches(units(cfg), cfg.batch_size)
+    header = samples_header(cfg, backend)
+    done = _in_out(out, header, plan)
+    part = parts_dir(out) / f"rank-{share.rank}-of-{share.world}.jsonl"
+    try:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        mine = read_log(part, parse=object_line, repair=False).values
+        if mine and mine[0] != header:
+            raise UserError(f"{part} was generated with other settings: delete {part.parent} to start over")
+        # only whole batches stay (a crash can cut the last one short); one write, never a torn header
+        sizes = Counter(r.get("batch") for r in mine[1:])
+        keep = [r for r in mine[1:] if isinstance(r.get("batch"), int) and 0 <= r["batch"] < len(plan)
+                and sizes[r["batch"]] == len(plan[r["batch"]])]
+        if not mine or len(keep) != len(mine) - 1:
+            atomic_write(part, "".join(json_line(x) for x in [header, *keep]))
+    except OSError as e:
+        raise UserError(f"cannot write {part}: {e.strerror or e}") from None
+    _, whole = _parts(out, plan)
+    with Appender(part) as log:
+        for i in range(done, len(plan)):
+            if share.owns(i) and i not in whole:
+                log.write(generate_batch(cfg, backend, plan[i], i))
+
+
+def json_line(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False) + "\n"
+
+
+def merge(cfg: GenerateConfig, out: Path) -> bool:
+    """Append the parts' whole batches to OUT in order; True (and the parts removed) once OUT holds
+    every batch."""
+    plan = batches(units(cfg), cfg.batch_size)
+    header, whole = _parts(out, plan)
+    if header is None:
+        raise UserError(f"{parts_dir(out)} holds no samples to merge")
+    if header.get("geex") != FORMAT:
+        raise UserError(f"{parts_dir(out)} does not hold geex samples")
+    start = resume(out, header, plan)
+    if start == 0:
+        atomic_write(out, json_line(header))
+    done = start
+    with Appender(out) as log:
+        while done < len(plan) and done in whole:
+            log.write(whole[done])
+            done += 1
+    if done == len(plan):
+        shutil.rmtree(parts_dir(out), ignore_errors=True)
+        return True
+    return False
+
+
+def _count(out: Path) -> int:
+    """Samples written so far, in OUT and the parts (for the progress bar)."""
+    paths = [out, *parts_dir(out).glob("rank-*.jsonl")]
+    return sum(max(0, len(read_log(p, repair=False).values) - 1) for p in paths if p.exists())
+
+
+def _device_worker(cfg: GenerateConfig, backend_args: dict, device: str, out: Path, share: Share) -> None:
+    """A spawned process: its own backend on ``device``, its share of the batches."""
+    from geex.humanevalx.backends import make_backend
+
+    try:
+        generate_share(cfg, make_backend(device=device, **backend_args), out, share)
+    except UserError as e:
+        print(f"geex: error ({device}): {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run_on_devices(cfg: GenerateConfig, backend_args: dict, devices: list[str], out: Path,
+                   progress: bool = True, console: Console | None = None) -> Path:
+    """Generate ``out`` with one process a device (each loads the model on its own device)."""
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
+    procs = [context.Process(target=_device_worker, args=(cfg, backend_args, device, out, Share(rank, len(devices))),
+                             name=f"geex-generate-{device}") for rank, device in enumerate(devices)]
+    total = sum(len(b) for b in batches(units(cfg), cfg.batch_size))
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console or Console(stderr=True), disable=not progress)
+    try:
+        for p in procs:
+            p.start()
+        with bar:
+            task = bar.add_task(f"generate ({len(devices)} devices)", total=total)
+            while any(p.is_alive() for p in procs):
+                failed = [(p, d) for p, d in zip(procs, devices) if p.exitcode not in (None, 0)]
+                if failed:
+                    raise UserError(f"generation on {failed[0][1]} failed (exit status {failed[0][0].exitcode}); "
+                                    "the samples made so far are kept: run the same command again to resume")
+                bar.update(task, completed=_count(out))
+                time.sleep(1)
+            bar.update(task, completed=_count(out))
+        failed = [(p, d) for p, d in zip(procs, devices) if p.exitcode != 0]
+        if failed:
+            raise UserError(f"generation on {failed[0][1]} failed (exit status {failed[0][0].exitcode}); "
+                            "the samples made so far are kept: run the same command again to resume")
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    if not merge(cfg, out):
+        raise UserError(f"{out}: some batches are missing after every device finished")
+    return out
+
+
+def torchrun_share() -> Share | None:
+    """This process's share under ``torchrun`` (RANK, WORLD_SIZE), or None outside it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return Share(int(os.environ.get("RANK", "0")), world) if world > 1 else None
+
+
+def merge_when_complete(cfg: GenerateConfig, out: Path, poll_s: float = 2.0) -> Path:
+    """Rank 0 under torchrun: wait until the parts hold every batch (torchrun stops every rank if one
+    fails), then merge."""
+    while not merge(cfg, out):
+        time.sleep(poll_s)
+    return out
