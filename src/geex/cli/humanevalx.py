@@ -81,6 +81,12 @@ def _generate_samples(args: argparse.Namespace, out: Path) -> Path | None:
                     "speculate": args.speculate}
     if args.devices:
         return _generate_on_devices(args, cfg, backend_args, out)
+    if getattr(args, "ray", None) and args.backend != "openai":  # (run --ray: the server generates, Ray evaluates)
+        from geex.humanevalx.ray_generate import run_on_ray
+
+        return run_on_ray(cfg, backend_args, device, args.ray, out, progress=not args.quiet)
+    if getattr(args, "ray", None) and args.hx_command == "generate":
+        raise UserError("--ray generates with the native and hf backends (an OpenAI-compatible server has its own)")
     share = torchrun_share()
     if share is not None:  # one rank of several: its share, then rank 0 puts the file together
         if device.startswith("cuda"):
@@ -245,6 +251,7 @@ def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
     gp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     _add_dataset_options(gp)
     if name == "generate":
+        add_options(gp, EvalConfig, ("ray",))
         gp.add_argument("--out", "-o", required=True, help="samples file (JSONL) to write or resume")
         gp.set_defaults(func=_cmd_hx_generate, kept=_kept_hx_generate)
     else:

@@ -43,9 +43,10 @@ class EvalConfig:
     dataset: str | None = None
     original: bool = False
     use_cache: bool = option(True, "--no-cache", "do not read or write the machine-wide verdict cache", negate=True)
-    ray: str | None = option(None, "--ray", "run the programs on every node of a Ray cluster: its address "
-                             "(host:port), or none for the one this machine belongs to (`ray start`); each node's "
-                             "toolchains are checked first", const="auto", metavar="ADDRESS")
+    ray: str | None = option(None, "--ray", "use a Ray cluster: its address (host:port), or none for the one this "
+                             "machine belongs to (`ray start`). Generation: a copy of the model a GPU (with --device "
+                             "cuda; else one a node); evaluation: the programs on every node, each node's "
+                             "toolchains checked first", const="auto", metavar="ADDRESS")
     clean: bool = option(True, "--no-cleanup", "splice completions as given (default: cut them where the function "
                          "ends, keeping the helpers it uses)", negate=True)
     progress: bool = True

@@ -70,7 +70,7 @@ def _in_out(out: Path, header: dict, plan: list[list[Unit]]) -> int:
 def _parts(out: Path, plan: list[list[Unit]]) -> tuple[dict | None, dict[int, list[dict]]]:
     """The parts' header (all must have the same) and the batches they hold whole."""
     header, whole = None, {}
-    for part in sorted(parts_dir(out).glob("rank-*.jsonl")):
+    for part in sorted(parts_dir(out).glob("*.jsonl")):
         values = read_log(part, parse=object_line, repair=False).values
         if not values:
             continue
@@ -89,26 +89,40 @@ def generate_share(cfg: GenerateConfig, backend: Backend, out: Path, share: Shar
     """Make this process's batches that neither OUT nor a part holds, into its own part."""
     plan = batches(units(cfg), cfg.batch_size)
     header = samples_header(cfg, backend)
+    todo = missing(out, header, plan)
+    with open_part(out, f"rank-{share.rank}-of-{share.world}", header, plan) as log:
+        for i in todo:
+            if share.owns(i):
+                log.write(generate_batch(cfg, backend, plan[i], i))
+
+
+def missing(out: Path, header: dict, plan: list[list[Unit]]) -> list[int]:
+    """The batches neither OUT nor a part holds whole."""
     done = _in_out(out, header, plan)
-    part = parts_dir(out) / f"rank-{share.rank}-of-{share.world}.jsonl"
+    theirs, whole = _parts(out, plan)
+    if theirs is not None and theirs != header:
+        raise UserError(f"{parts_dir(out)} holds samples generated with other settings "
+                        f"({', '.join(differing(theirs, header))}): delete it to start over")
+    return [i for i in range(done, len(plan)) if i not in whole]
+
+
+def open_part(out: Path, name: str, header: dict, plan: list[list[Unit]]) -> Appender:
+    """The part ``OUT.parts/NAME.jsonl`` to append whole batches to, its own earlier content cut back
+    to whole batches (a crash can cut the last one short)."""
+    part = parts_dir(out) / f"{name}.jsonl"
     try:
         part.parent.mkdir(parents=True, exist_ok=True)
         mine = read_log(part, parse=object_line, repair=False).values
         if mine and mine[0] != header:
             raise UserError(f"{part} was generated with other settings: delete {part.parent} to start over")
-        # only whole batches stay (a crash can cut the last one short); one write, never a torn header
         sizes = Counter(r.get("batch") for r in mine[1:])
         keep = [r for r in mine[1:] if isinstance(r.get("batch"), int) and 0 <= r["batch"] < len(plan)
                 and sizes[r["batch"]] == len(plan[r["batch"]])]
-        if not mine or len(keep) != len(mine) - 1:
+        if not mine or len(keep) != len(mine) - 1:  # one write: never a torn header
             atomic_write(part, "".join(json_line(x) for x in [header, *keep]))
+        return Appender(part)
     except OSError as e:
         raise UserError(f"cannot write {part}: {e.strerror or e}") from None
-    _, whole = _parts(out, plan)
-    with Appender(part) as log:
-        for i in range(done, len(plan)):
-            if share.owns(i) and i not in whole:
-                log.write(generate_batch(cfg, backend, plan[i], i))
 
 
 def json_line(value: object) -> str:
@@ -140,7 +154,7 @@ def merge(cfg: GenerateConfig, out: Path) -> bool:
 
 def _count(out: Path) -> int:
     """Samples written so far, in OUT and the parts (for the progress bar)."""
-    paths = [out, *parts_dir(out).glob("rank-*.jsonl")]
+    paths = [out, *parts_dir(out).glob("*.jsonl")]
     return sum(max(0, len(read_log(p, repair=False).values) - 1) for p in paths if p.exists())
 
 

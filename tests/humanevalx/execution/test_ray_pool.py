@@ -78,12 +78,19 @@ class Cluster:
                              text=True, timeout=60)
         return json.loads(out.stdout.strip() or "[]")
 
-    def kill(self, node: subprocess.Popen) -> None:
+    def kill(self, node: subprocess.Popen, wait: bool = False) -> None:
+        """SIGKILL to the node's processes; ``wait``: until the cluster has noticed (its health check
+        takes ~15 s), so that the next test's work is not placed on a dead node."""
         try:
             os.killpg(node.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         node.wait(timeout=30)
+        label = f"geex_test_node_{self.nodes.index(node)}"
+        deadline = time.monotonic() + 120
+        while wait and label in self.alive():
+            assert time.monotonic() < deadline, "the cluster did not notice a killed node in 120 s"
+            time.sleep(1)
 
     def stop(self) -> None:
         for node in reversed(self.nodes):
@@ -178,8 +185,7 @@ def test_a_node_whose_toolchain_check_fails_gets_no_programs(cluster, tmp_path):
         assert excluded[0] not in {r["node"] for r in results}
         assert report["workers"] == 2
     finally:
-        cluster.kill(third)
-        cluster.nodes.remove(third)
+        cluster.kill(third, wait=True)
 
 
 def test_the_cluster_fingerprints_are_the_most_cpus_and_a_node_that_differs_is_left_out():
@@ -202,9 +208,7 @@ def test_the_programs_of_a_node_that_dies_run_on_the_others(cluster, tmp_path):
     out = tmp_path / "eval"
     driver = _evaluate(cluster, out, "--languages", "python")
     _wait_for(out, driver, lambda rows: len(rows) >= 20 and len({r.get("node") for r in rows}) == 2)
-    worker = cluster.nodes[-1]
-    cluster.kill(worker)
-    cluster.nodes.remove(worker)
+    cluster.kill([n for n in cluster.nodes[1:] if n.poll() is None][-1], wait=True)
     try:
         stdout, stderr = driver.communicate(timeout=300)
         assert driver.returncode == 0, stderr[-3000:]
@@ -226,3 +230,19 @@ def test_without_ray_nothing_imports_it(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
     assert all("node" not in json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines())
+
+
+def test_generation_on_the_cluster_writes_the_one_process_file(cluster, tmp_path):
+    """``generate --ray``: a copy of the default model on each node (CPU), batches handed to whichever
+    is free; the file is byte for byte the one a single process writes."""
+    from tests.humanevalx.test_parallel import ARGS
+
+    files = {}
+    for name, extra in (("one", []), ("ray", ["--ray", cluster.address])):
+        files[name] = tmp_path / name / "samples.jsonl"
+        done = subprocess.run([sys.executable, "-m", "geex", "humanevalx", "generate", "--out", str(files[name]),
+                               *ARGS, *extra], env={**cluster.env, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "Ray: 2 copies of the model" in done.stderr
+    assert files["ray"].read_bytes() == files["one"].read_bytes()
