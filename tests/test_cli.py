@@ -116,6 +116,7 @@ WHERE = {  # the shared options each command takes: those that apply to it
     "humanevalx report": {"--out"},
     "humanevalx generate": {"--out", "--quiet", "--languages"},
     "humanevalx run": {"--out", "--quiet", "--workers", "--languages"},
+    "humanevalx paper": {"--out", "--quiet", "--workers", "--languages"},
 }
 
 

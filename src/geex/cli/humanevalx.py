@@ -126,6 +126,46 @@ def _cmd_hx_run(args: argparse.Namespace) -> int:
     return _evaluate(args, str(samples), out_dir)
 
 
+PAPER_TEMPERATURES = (0.2, 0.8)  # pass@1 from the first, pass@10/100 from the second
+
+
+def _cmd_hx_paper(args: argparse.Namespace) -> int:
+    """The paper's protocol: generation and translation at T = 0.2 and 0.8 (each a ``run`` in its own
+    folder, resumable), then the paper's table and the side-by-side report."""
+    from geex.humanevalx.reporting.paper import paper_table, write_paper_table
+    from geex.humanevalx.reporting.report import summarize_runs
+
+    out, status, dirs = Path(args.out), 0, {}
+    for task in ("generation", "translation"):
+        for t in PAPER_TEMPERATURES:
+            run = out / f"{task}-t{t}"
+            dirs.setdefault(t, []).append(run)
+            print(f"== {task}, temperature {t}: {run}", file=sys.stderr)
+            step = argparse.Namespace(**{**vars(args), "task": task, "temperature": t, "greedy": False,
+                                         "pairs": args.pairs if task == "translation" else None,
+                                         "languages": args.languages if task == "generation" else None,
+                                         "hx_command": "run"})
+            samples = _generate_samples(step, run / "samples.jsonl")
+            if samples is not None:  # (a torchrun rank other than 0 leaves the evaluation to rank 0)
+                status = max(status, _evaluate(step, str(samples), run))
+    if torchrun_rank() not in (None, 0):
+        return 0
+    table = paper_table(dirs, args.bootstrap)
+    write_paper_table(table, out, f"HumanEval-X, {args.n} samples a problem: the paper's protocol")
+    summarize_runs([d for runs in dirs.values() for d in runs], out / "report", ks=args.ks,
+                   iterations=args.bootstrap)
+    print((out / "paper.md").read_text())
+    print(f"wrote {out / 'paper.md'}, {out / 'paper.json'} and {out / 'report'}", file=sys.stderr)
+    return status
+
+
+def torchrun_rank() -> int | None:
+    from geex.humanevalx.parallel import torchrun_share
+
+    share = torchrun_share()
+    return None if share is None else share.rank
+
+
 def _cmd_hx_report(args: argparse.Namespace) -> int:
     from geex.humanevalx.reporting.report import summarize_runs
 
@@ -167,7 +207,7 @@ def _kept_hx_run(args: argparse.Namespace) -> str:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``geex humanevalx`` and its four subcommands."""
+    """Register ``geex humanevalx`` and its subcommands."""
     hx = subparsers.add_parser("humanevalx", help="the HumanEval-X benchmark (evaluate samples)",
                               description="The multilingual HumanEval-X benchmark.")
     hx_sub = hx.add_subparsers(dest="hx_command", metavar="COMMAND", required=True)
@@ -175,6 +215,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_report(hx_sub)
     for name in ("generate", "run"):
         _add_generate(hx_sub, name)
+    _add_paper(hx_sub)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """Which model generates, and through what (``generate``, ``run``, ``paper``)."""
+    p.add_argument("--model", help="native: smollm2-135m-instruct (default), a preset, a directory, a .gguf "
+                   "file or a Hub id; hf: a transformers directory or Hub id; openai: the served model's name")
+    p.add_argument("--backend", choices=("native", "hf", "openai"), default="native",
+                   help="native (geex's engine, default), hf (transformers), openai (an OpenAI-compatible "
+                        "/v1/completions endpoint; /v1/chat/completions with --prompt-style chat)")
+    p.add_argument("--base-url", help="openai: the endpoint's base URL, e.g. http://localhost:8000/v1 "
+                   "($OPENAI_API_KEY is sent if set)")
+    p.add_argument("--concurrency", type=positive_int, default=8, help="openai: requests at a time (default 8)")
+
+
+def _add_where_options(p: argparse.ArgumentParser) -> None:
+    """Where the model runs: one device, or several (``--devices``; one a rank under torchrun)."""
+    _add_device_options(p)
+    p.add_argument("--devices", metavar="LIST", help="several devices at once, one process each (e.g. "
+                   "cuda:0,cuda:1): the same samples file as one device makes; under torchrun each rank "
+                   "takes its share (--device cuda: the rank's local GPU)")
 
 
 def _add_evaluation_options(p: argparse.ArgumentParser, *more: str) -> None:
@@ -199,6 +260,33 @@ def _add_evaluate(hx_sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     _add_dataset_options(ev)
     ev.set_defaults(func=_cmd_evaluate, kept=_kept_evaluate)
+
+
+def _add_paper(hx_sub: argparse._SubParsersAction) -> None:
+    pp = hx_sub.add_parser(
+        "paper", help="the paper's protocol in one command: n samples at T=0.2 and 0.8, generation and "
+                      "translation, the pass@1/10/100 table",
+        description="CodeGeeX's protocol: every problem of the six languages and every translation pair sampled "
+                    "n times (default 200) at temperature 0.2 (for pass@1) and 0.8 (for pass@10 and pass@100), "
+                    "top-p 0.95, each evaluated in the sandbox; then OUT/paper.md (the paper's table with 95% "
+                    "bootstrap intervals) and OUT/report/ (runs side by side, budget allocation). Each of the "
+                    "four runs is a `run` in OUT/<task>-t<T>; re-running the same command resumes all of it. "
+                    "--devices, torchrun or --ray spread it over GPUs and machines.")
+    _add_model_options(pp)
+    pp.add_argument("--languages", "-l", help="generation: comma-separated subset (default: all six)")
+    pp.add_argument("--pairs", default="all", help="translation: SRC:TGT,... or 'all' (default: the 30 pairs)")
+    pp.add_argument("--n", "-n", type=positive_int, default=200, help="samples a problem at each temperature "
+                    "(default 200, the paper's)")
+    add_options(pp, GenerateConfig, ("limit", "batch_size", "max_new_tokens", "seed"))
+    add_options(pp, SamplingParams, ("top_p",))
+    _add_speculate_option(pp)
+    _add_where_options(pp)
+    pp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    _add_dataset_options(pp)
+    pp.add_argument("--out", "-o", required=True, help="output directory: a folder a run, paper.md, report/")
+    _add_evaluation_options(pp)
+    pp.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    pp.set_defaults(func=_cmd_hx_paper, kept=lambda args: f"the runs so far are kept in {args.out}")
 
 
 def _add_report(hx_sub: argparse._SubParsersAction) -> None:
@@ -228,14 +316,7 @@ def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
                     "sample while it is decoded. --prompt-style chat asks instruct models through their chat "
                     "template instead, and few-shot primes with solved examples. Re-running the same command resumes: the finished file "
                     "equals an uninterrupted run's. Format: docs/formats.md.")
-    gp.add_argument("--model", help="native: smollm2-135m-instruct (default), a preset, a directory, a .gguf "
-                    "file or a Hub id; hf: a transformers directory or Hub id; openai: the served model's name")
-    gp.add_argument("--backend", choices=("native", "hf", "openai"), default="native",
-                    help="native (geex's engine, default), hf (transformers), openai (an OpenAI-compatible "
-                         "/v1/completions endpoint; /v1/chat/completions with --prompt-style chat)")
-    gp.add_argument("--base-url", help="openai: the endpoint's base URL, e.g. http://localhost:8000/v1 "
-                    "($OPENAI_API_KEY is sent if set)")
-    gp.add_argument("--concurrency", type=positive_int, default=8, help="openai: requests at a time (default 8)")
+    _add_model_options(gp)
     add_options(gp, GenerateConfig, ("task",))
     gp.add_argument("--languages", "-l", help="generation: comma-separated subset (default: all six)")
     gp.add_argument("--pairs", help="translation: SRC:TGT,... or 'all' (the 30 ordered pairs)")
@@ -244,10 +325,7 @@ def _add_generate(hx_sub: argparse._SubParsersAction, name: str) -> None:
     _add_sampling_options(gp)
     add_options(gp, GenerateConfig, ("seed",))
     _add_speculate_option(gp)
-    _add_device_options(gp)
-    gp.add_argument("--devices", metavar="LIST", help="several devices at once, one process each (e.g. "
-                    "cuda:0,cuda:1): the same samples file as one device makes; under torchrun each rank "
-                    "takes its share (--device cuda: the rank's local GPU)")
+    _add_where_options(gp)
     gp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     _add_dataset_options(gp)
     if name == "generate":
