@@ -89,8 +89,11 @@ def _generate_samples(args: argparse.Namespace, out: Path) -> Path | None:
         raise UserError("--ray generates with the native and hf backends (an OpenAI-compatible server has its own)")
     share = torchrun_share()
     if share is not None:  # one rank of several: its share, then rank 0 puts the file together
-        if device.startswith("cuda"):
+        if device.startswith("cuda"):  # the rank's local GPU, also as the current device (CUDA graphs)
+            import torch
+
             device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+            torch.cuda.set_device(device)
         generate_share(cfg, make_backend(device=device, **backend_args), out, share)
         return merge_when_complete(cfg, out) if share.rank == 0 else None
     backend = make_backend(device=device, api_key=os.environ.get("OPENAI_API_KEY"), **backend_args)

@@ -162,6 +162,10 @@ def _device_worker(cfg: GenerateConfig, backend_args: dict, device: str, out: Pa
     """A spawned process: its own backend on ``device``, its share of the batches."""
     from geex.humanevalx.backends import make_backend
 
+    if device.startswith("cuda"):  # the current device too: CUDA graphs and kernels launch on it
+        import torch
+
+        torch.cuda.set_device(device)
     try:
         generate_share(cfg, make_backend(device=device, **backend_args), out, share)
     except UserError as e:
