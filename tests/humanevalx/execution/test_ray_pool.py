@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.toolchains, pytest.mark.serial]
 ALIVE = """
 import json, ray, sys
 ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
-print(json.dumps([key for n in ray.nodes() if n["Alive"] for key in n["Resources"]]))
+print("ALIVE " + json.dumps([key for n in ray.nodes() if n["Alive"] for key in n["Resources"]]))
 """
 
 
@@ -79,7 +79,9 @@ class Cluster:
         """The resources of the nodes the cluster holds alive (each node's label among them)."""
         out = subprocess.run([sys.executable, "-c", ALIVE, self.address], env=self.env, capture_output=True,
                              text=True, timeout=60)
-        return json.loads(out.stdout.strip() or "[]")
+        # (Ray may print the cluster's news on stdout too: a node that died)
+        found = [line for line in out.stdout.splitlines() if line.startswith("ALIVE ")]
+        return json.loads(found[-1][6:]) if found else []
 
     def kill(self, node: subprocess.Popen, wait: bool = False) -> None:
         """SIGKILL to the node's processes; ``wait``: until the cluster has noticed (its health check
