@@ -545,3 +545,18 @@ def test_library_parameters_are_shown_as_the_commands_flags(capsys):
         "--set and `pairs`"  # a parameter the command does not take stays as the library wrote it
     fails(capsys, ["humanevalx", "generate", "--out", "x.jsonl", "--task", "translation", "--pairs", "python:python"],
           "--pairs: 'python:python' translates a language into itself")
+
+
+def test_a_ray_address_where_no_cluster_answers_is_one_line_at_once(capsys, tmp_path):
+    """Ray itself retries an address where nothing listens for minutes; geex says so at once."""
+    import time
+
+    from tests.conftest import free_port
+
+    pytest.importorskip("ray")
+    t0 = time.monotonic()
+    fails(capsys, ["humanevalx", "evaluate", "canonical", "--languages", "python", "--out", tmp_path / "e",
+                   "--ray", f"127.0.0.1:{free_port()}"], "--ray: nothing answers at 127.0.0.1:", "ray start --head")
+    fails(capsys, ["humanevalx", "generate", "--out", tmp_path / "s.jsonl", "--ray", "head-without-port"],
+          "--ray 'head-without-port' is not HOST:PORT")
+    assert time.monotonic() - t0 < 30

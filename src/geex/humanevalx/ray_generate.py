@@ -10,7 +10,6 @@ back to the others. Ray is imported here only.
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from geex.errors import UserError
 from geex.humanevalx.config import GenerateConfig
+from geex.humanevalx.execution.ray_pool import join_cluster
 from geex.humanevalx.generate import Unit, batches, generate_batch, samples_header, units
 from geex.humanevalx.parallel import merge, missing, open_part
 
@@ -42,15 +42,8 @@ class Copy:
 def run_on_ray(cfg: GenerateConfig, backend_args: dict, device: str, address: str, out: Path,
                progress: bool = True, console: Console | None = None) -> Path:
     """Generate ``out`` with the model copies of the Ray cluster at ``address`` (see the module)."""
-    try:
-        import ray
-    except ImportError:
-        raise UserError("`ray` needs Ray on this machine and every node: pip install 'geex[ray]'") from None
+    ray = join_cluster(address)
     console = console or Console(stderr=True)
-    try:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise UserError(f"`ray`: no Ray cluster at {address} ({e}); start one with `ray start --head`") from None
     try:
         return _generate(ray, cfg, backend_args, device, out, progress, console)
     finally:

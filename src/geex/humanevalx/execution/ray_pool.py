@@ -47,6 +47,32 @@ class NodeReport:
     problem: str = ""  # why it gets no programs ("" : it gets them)
 
 
+def join_cluster(address: str):
+    """``ray``, connected to the cluster at ``address`` ("auto": the one this machine belongs to); a
+    one-line error where there is none (Ray itself retries an address where nothing listens for
+    minutes)."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("`ray` needs Ray on this machine and every node: pip install 'geex[ray]'") from None
+    host, _, port = address.rpartition(":")
+    if address != "auto" and "://" not in address:
+        if not host or not port.isdigit():
+            raise UserError(f"`ray` {address!r} is not HOST:PORT (the head's address, e.g. 10.0.0.1:6379)")
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except OSError as e:
+            raise UserError(f"`ray`: nothing answers at {address} ({e.strerror or e}); start the cluster with "
+                            "`ray start --head`") from None
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise UserError(f"`ray`: no Ray cluster at {address} ({' '.join(str(e).split())[:300]}); start one with "
+                        "`ray start --head`") from None
+    _errors_to_stderr(ray)
+    return ray
+
+
 def _errors_to_stderr(ray) -> None:
     """Ray prints the cluster's error messages (a node died, ...) on the driver's stdout, where the
     report goes: they go to stderr. (A private function of the pinned Ray; left alone if it moved.)"""
@@ -122,17 +148,9 @@ class RayPool:
 
     def __init__(self, address: str, languages: list[str], timeout_s: float, checks: Mapping[str, Program],
                  fingerprint: Fingerprint, say: Callable[[str], None], slots_per_node: int | None = None) -> None:
-        try:
-            import ray
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-        except ImportError:
-            raise UserError("`ray` needs Ray on this machine and every node: pip install 'geex[ray]'") from None
-        self._ray = ray
-        try:
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise UserError(f"`ray`: no Ray cluster at {address} ({e}); start one with `ray start --head`") from None
-        _errors_to_stderr(ray)
+        ray = self._ray = join_cluster(address)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         self._lock = threading.Lock()
         self._queue: deque[tuple[Program, Future]] = deque()
         self._free: list = []  # a slot appears once for each program it may still take
