@@ -4,7 +4,7 @@ A decode step reads every weight once, and one large matrix-vector product keeps
 system busier than three small ones, so the models keep q/k/v and gate/up fused *as parameters*
 and have one forward path, trained and served alike (gpt-fast's way). Checkpoint files (official
 CodeGeeX, Hugging Face, GGUF) name the parts; the layout changes at the boundary: a reader's
-tensors are fused on the way in (``fused_view`` for the loader, a load-state-dict pre-hook for
+tensors are fused on the way in (``FusedView`` for the loader, a load-state-dict pre-hook for
 ``model.load_state_dict``), and ``checkpoint_state_dict`` splits them again for a writer.
 
 The layout is *group-interleaved*, not ``[q; k; v]``: per key/value group its query heads, then its

@@ -3,9 +3,9 @@
 Pre-norm blocks of RMSNorm -> grouped-query attention with rotary positions -> RMSNorm -> SwiGLU
 MLP; a tied or separate output head. Module names are Hugging Face's (``model.layers.{i}.self_attn
 .o_proj`` ...) except the fused projections ``self_attn.qkv`` and ``mlp.gate_up``, which a
-``transformers`` state dict's q/k/v and gate/up become as it loads (``geex.models.fusion``). The model shares CodeGeeX's step
-contract (``forward(ids, cache, start, pad)``, the static KV cache, ``geex.models.ops``), so the
-generation engine, CUDA graphs and quantization serve both.
+``transformers`` state dict's q/k/v and gate/up become as it loads (``geex.models.fusion``). The
+model shares CodeGeeX's step contract (``forward(ids, cache, start, pad)``, the static KV cache,
+``geex.models.ops``), so the generation engine, CUDA graphs and quantization serve both.
 
 Numerics follow ``transformers``: RMSNorm in fp32 and rounded before the weight; rotary cos/sin in
 fp32, applied in the activations' dtype with the "rotate half" layout (llama.cpp's interleaved
