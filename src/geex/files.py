@@ -82,6 +82,11 @@ def read_log(path: Path, parse: Callable[[object], object] = lambda v: v, repair
     return Log(values, rejected, torn)
 
 
+def json_lines(values: Iterable[object]) -> str:
+    """The values as JSON lines (UTF-8 as is, one line each, each ended)."""
+    return "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in values)
+
+
 class Appender:
     """Appends JSON lines to a log; each ``write`` is on disk when it returns. Thread-safe."""
 
@@ -90,7 +95,7 @@ class Appender:
         self._lock = threading.Lock()
 
     def write(self, values: Iterable[object]) -> None:
-        text = "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in values)
+        text = json_lines(values)
         with self._lock:
             self._file.write(text)
             self._file.flush()

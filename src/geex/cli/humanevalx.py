@@ -81,12 +81,13 @@ def _generate_samples(args: argparse.Namespace, out: Path) -> Path | None:
                     "speculate": args.speculate}
     if args.devices:
         return _generate_on_devices(args, cfg, backend_args, out)
-    if getattr(args, "ray", None) and args.backend != "openai":  # (run --ray: the server generates, Ray evaluates)
-        from geex.humanevalx.ray_generate import run_on_ray
+    if getattr(args, "ray", None):
+        if args.backend != "openai":
+            from geex.humanevalx.ray_generate import run_on_ray
 
-        return run_on_ray(cfg, backend_args, device, args.ray, out, progress=not args.quiet)
-    if getattr(args, "ray", None) and args.hx_command == "generate":
-        raise UserError("--ray generates with the native and hf backends (an OpenAI-compatible server has its own)")
+            return run_on_ray(cfg, backend_args, device, args.ray, out, progress=not args.quiet)
+        if args.hx_command == "generate":  # (run --ray with a server: the server generates, Ray evaluates)
+            raise UserError("--ray generates with the native and hf backends (an OpenAI-compatible server has its own)")
     share = torchrun_share()
     if share is not None:  # one rank of several: its share, then rank 0 puts the file together
         if device.startswith("cuda"):  # the rank's local GPU, also as the current device (CUDA graphs)
@@ -135,6 +136,7 @@ PAPER_TEMPERATURES = (0.2, 0.8)  # pass@1 from the first, pass@10/100 from the s
 def _cmd_hx_paper(args: argparse.Namespace) -> int:
     """The paper's protocol: generation and translation at T = 0.2 and 0.8 (each a ``run`` in its own
     folder, resumable), then the paper's table and the side-by-side report."""
+    from geex.humanevalx.parallel import torchrun_share
     from geex.humanevalx.reporting.paper import paper_table, write_paper_table
     from geex.humanevalx.reporting.report import summarize_runs
 
@@ -151,7 +153,8 @@ def _cmd_hx_paper(args: argparse.Namespace) -> int:
             samples = _generate_samples(step, run / "samples.jsonl")
             if samples is not None:  # (a torchrun rank other than 0 leaves the evaluation to rank 0)
                 status = max(status, _evaluate(step, str(samples), run))
-    if torchrun_rank() not in (None, 0):
+    share = torchrun_share()
+    if share is not None and share.rank != 0:  # rank 0 writes the table
         return 0
     table = paper_table(dirs, args.bootstrap)
     write_paper_table(table, out, f"HumanEval-X, {args.n} samples a problem: the paper's protocol")
@@ -160,13 +163,6 @@ def _cmd_hx_paper(args: argparse.Namespace) -> int:
     print((out / "paper.md").read_text())
     print(f"wrote {out / 'paper.md'}, {out / 'paper.json'} and {out / 'report'}", file=sys.stderr)
     return status
-
-
-def torchrun_rank() -> int | None:
-    from geex.humanevalx.parallel import torchrun_share
-
-    share = torchrun_share()
-    return None if share is None else share.rank
 
 
 def _cmd_hx_report(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ single run: ``flaky.py`` decides how often a program runs and what its copies ge
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -114,28 +115,20 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 def _evaluate(cfg: EvalConfig, samples: list[Sample], problems: dict) -> dict:
     """Plan (which programs still need a verdict), execute them, report."""
-    languages = list(dict.fromkeys(s.language for s in samples))
-    log = ResultsLog(cfg.out_dir / "results.jsonl")
-    cache = VerdictCache(verdict_cache_path()) if cfg.use_cache else None
-    try:
-        pool, where = _pool(cfg, languages)
-    except BaseException:
-        log.close()
+    with contextlib.ExitStack() as opened:  # closed in reverse: the pool, the cache, the log
+        log = ResultsLog(cfg.out_dir / "results.jsonl")
+        opened.callback(log.close)
+        cache = VerdictCache(verdict_cache_path()) if cfg.use_cache else None
         if cache is not None:
-            cache.close()
-        raise
-    try:
+            opened.callback(cache.close)
+        pool, where = _pool(cfg, list(dict.fromkeys(s.language for s in samples)))
+        opened.callback(pool.close)
         plan = _plan(cfg, samples, problems, where["fingerprints"], log)
         if plan.resumed:
             cfg.console.print(f"resuming: {plan.resumed} of {len(samples)} samples already in {log.path}")
         started = time.monotonic()
         _Execution(cfg, problems, plan, pool, log, cache).run()
         wall_s = time.monotonic() - started
-    finally:
-        pool.close()
-        log.close()
-        if cache is not None:
-            cache.close()
     records = [log.records[s.sample_id] for s, _ in plan.programs]
     meta = {
         "samples": cfg.samples,
@@ -246,12 +239,8 @@ class _Execution:
             if programs[sha].trusted:
                 self._settle(sha, programs[sha])
         to_run = [sha for sha, runs in programs.items() if not runs.trusted]
-        if isinstance(self.pool, LocalPool):  # (a cluster's nodes were checked as it was joined)
-            for lang in {self.plan.first_sample[sha].language.name for sha in to_run}:
-                try:
-                    self.pool.runners[lang].prepare(self.pool.sandbox)
-                except RuntimeError as e:
-                    self.cfg.console.print(f"[red]HARNESS ERROR[/]: {e}")
+        for problem in self.pool.prepare({self.plan.first_sample[sha].language.name for sha in to_run}):
+            self.cfg.console.print(f"[red]HARNESS ERROR[/]: {problem}")
         futures: dict[Future, str] = {}
 
         def submit(sha: str, n: int) -> set[Future]:

@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from geex.errors import UserError
-from geex.files import Appender, atomic_write, differing, read_log
+from geex.files import Appender, Log, atomic_write, differing, json_lines, read_log
 from geex.humanevalx import prompts
 from geex.humanevalx.assembly import generation_prompt
 from geex.humanevalx.backends import Backend
@@ -155,23 +155,32 @@ def object_line(value: object) -> dict:
     return value
 
 
-def resume(path: Path, header: dict, plan: list[list[Unit]]) -> int:
-    """Batches already complete in ``path`` (the file is rewritten without a torn tail or an unfinished
-    batch); 0 if new."""
+def recorded(path: Path, header: dict) -> Log | None:
+    """``path``'s lines (read, never changed: not ours until the header says so), or None for no file or
+    an empty one; a file that is not a samples file of these settings is refused."""
     if not path.exists() or path.stat().st_size == 0:
-        return 0
-    log = read_log(path, parse=object_line, repair=False)  # not ours until the header says so
+        return None
+    log = read_log(path, parse=object_line, repair=False)
     found = log.values[0] if log.values else None
     if not isinstance(found, dict) or found.get("geex") != FORMAT:
         raise UserError(f"{path} exists but is not a geex samples file: choose another `out`")
     if found != header:
         raise UserError(f"{path} was generated with other settings ({', '.join(differing(found, header))}): "
                         "choose another `out`, or delete it to start over")
+    return log
+
+
+def resume(path: Path, header: dict, plan: list[list[Unit]]) -> int:
+    """Batches already complete in ``path`` (the file is rewritten without a torn tail or an unfinished
+    batch); 0 if new."""
+    log = recorded(path, header)
+    if log is None:
+        return 0
     done = log.values[1:]
     complete = complete_prefix(done, plan)
     keep = [r for r in done if r.get("batch", -1) < complete]
     if log.rejected or len(keep) != len(done):
-        atomic_write(path, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [header, *keep]))
+        atomic_write(path, json_lines([header, *keep]))
     return complete
 
 
@@ -197,7 +206,7 @@ def run_generate(cfg: GenerateConfig, backend: Backend, out: Path, progress: boo
         out.parent.mkdir(parents=True, exist_ok=True)
         start = resume(out, header, plan)
         if start == 0:
-            atomic_write(out, json.dumps(header, ensure_ascii=False) + "\n")  # never a torn header
+            atomic_write(out, json_lines([header]))  # never a torn header
     except OSError as e:
         raise UserError(f"cannot write {out}: {e.strerror or e}") from None
     total = sum(len(b) for b in plan)

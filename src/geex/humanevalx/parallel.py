@@ -11,7 +11,6 @@ prefix of the one-process file: an interrupted run resumes as one does, at any n
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import shutil
@@ -25,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from geex.errors import UserError
-from geex.files import Appender, atomic_write, differing, read_log
+from geex.files import Appender, atomic_write, differing, json_lines, read_log
 from geex.humanevalx.backends import Backend
 from geex.humanevalx.config import GenerateConfig
 from geex.humanevalx.generate import (
@@ -35,6 +34,7 @@ from geex.humanevalx.generate import (
     complete_prefix,
     generate_batch,
     object_line,
+    recorded,
     resume,
     samples_header,
     units,
@@ -58,13 +58,8 @@ def parts_dir(out: Path) -> Path:
 
 def _in_out(out: Path, header: dict, plan: list[list[Unit]]) -> int:
     """Batches OUT already holds whole (read only: the merge alone writes OUT)."""
-    log = read_log(out, parse=object_line, repair=False)
-    if not log.values:
-        return 0
-    if log.values[0] != header:
-        raise UserError(f"{out} was generated with other settings ({', '.join(differing(log.values[0], header))}): "
-                        "choose another `out`, or delete it to start over")
-    return complete_prefix(log.values[1:], plan)
+    log = recorded(out, header)
+    return 0 if log is None else complete_prefix(log.values[1:], plan)
 
 
 def _parts(out: Path, plan: list[list[Unit]]) -> tuple[dict | None, dict[int, list[dict]]]:
@@ -119,20 +114,16 @@ def open_part(out: Path, name: str, header: dict, plan: list[list[Unit]]) -> App
         keep = [r for r in mine[1:] if isinstance(r.get("batch"), int) and 0 <= r["batch"] < len(plan)
                 and sizes[r["batch"]] == len(plan[r["batch"]])]
         if not mine or len(keep) != len(mine) - 1:  # one write: never a torn header
-            atomic_write(part, "".join(json_line(x) for x in [header, *keep]))
+            atomic_write(part, json_lines([header, *keep]))
         return Appender(part)
     except OSError as e:
         raise UserError(f"cannot write {part}: {e.strerror or e}") from None
 
 
-def json_line(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False) + "\n"
-
-
-def merge(cfg: GenerateConfig, out: Path) -> bool:
+def merge(cfg: GenerateConfig, out: Path, plan: list[list[Unit]] | None = None) -> bool:
     """Append the parts' whole batches to OUT in order; True (and the parts removed) once OUT holds
-    every batch."""
-    plan = batches(units(cfg), cfg.batch_size)
+    every batch. ``plan``: the batches of ``cfg``, if the caller has them."""
+    plan = plan if plan is not None else batches(units(cfg), cfg.batch_size)
     header, whole = _parts(out, plan)
     if header is None:
         raise UserError(f"{parts_dir(out)} holds no samples to merge")
@@ -140,7 +131,7 @@ def merge(cfg: GenerateConfig, out: Path) -> bool:
         raise UserError(f"{parts_dir(out)} does not hold geex samples")
     start = resume(out, header, plan)
     if start == 0:
-        atomic_write(out, json_line(header))
+        atomic_write(out, json_lines([header]))
     done = start
     with Appender(out) as log:
         while done < len(plan) and done in whole:
@@ -152,10 +143,30 @@ def merge(cfg: GenerateConfig, out: Path) -> bool:
     return False
 
 
-def _count(out: Path) -> int:
-    """Samples written so far, in OUT and the parts (for the progress bar)."""
-    paths = [out, *parts_dir(out).glob("*.jsonl")]
-    return sum(max(0, len(read_log(p, repair=False).values) - 1) for p in paths if p.exists())
+class _Written:
+    """Samples written so far to OUT and its parts (for the progress bar), counted in the bytes added
+    since the last look: at n = 200 the files are hundreds of MB, not to be read again every second."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.seen: dict[Path, tuple[int, int, int]] = {}  # path -> (inode, bytes read, newlines in them)
+
+    def __call__(self) -> int:
+        total = 0
+        for path in [self.out, *parts_dir(self.out).glob("*.jsonl")]:
+            try:
+                st = path.stat()
+                inode, offset, lines = self.seen.get(path, (st.st_ino, 0, 0))
+                if inode != st.st_ino or st.st_size < offset:  # rewritten (a part cut back to whole batches)
+                    offset, lines = 0, 0
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    added = f.read()
+            except FileNotFoundError:
+                continue
+            self.seen[path] = (st.st_ino, offset + len(added), lines + added.count(b"\n"))
+            total += max(0, self.seen[path][2] - 1)  # the header is no sample
+        return total
 
 
 def _device_worker(cfg: GenerateConfig, backend_args: dict, device: str, out: Path, share: Share) -> None:
@@ -179,12 +190,14 @@ def run_on_devices(cfg: GenerateConfig, backend_args: dict, devices: list[str], 
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
     procs = [context.Process(target=_device_worker, args=(cfg, backend_args, device, out, Share(rank, len(devices))),
                              name=f"geex-generate-{device}") for rank, device in enumerate(devices)]
-    total = sum(len(b) for b in batches(units(cfg), cfg.batch_size))
+    plan = batches(units(cfg), cfg.batch_size)
+    total = sum(len(b) for b in plan)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=console or Console(stderr=True), disable=not progress)
     try:
         for p in procs:
             p.start()
+        written = _Written(out)
         with bar:
             task = bar.add_task(f"generate ({len(devices)} devices)", total=total)
             while any(p.is_alive() for p in procs):
@@ -192,9 +205,9 @@ def run_on_devices(cfg: GenerateConfig, backend_args: dict, devices: list[str], 
                 if failed:
                     raise UserError(f"generation on {failed[0][1]} failed (exit status {failed[0][0].exitcode}); "
                                     "the samples made so far are kept: run the same command again to resume")
-                bar.update(task, completed=_count(out))
+                bar.update(task, completed=written())
                 time.sleep(1)
-            bar.update(task, completed=_count(out))
+            bar.update(task, completed=written())
         failed = [(p, d) for p, d in zip(procs, devices) if p.exitcode != 0]
         if failed:
             raise UserError(f"generation on {failed[0][1]} failed (exit status {failed[0][0].exitcode}); "
@@ -204,7 +217,7 @@ def run_on_devices(cfg: GenerateConfig, backend_args: dict, devices: list[str], 
             if p.is_alive():
                 p.terminate()
             p.join()
-    if not merge(cfg, out):
+    if not merge(cfg, out, plan):
         raise UserError(f"{out}: some batches are missing after every device finished")
     return out
 
@@ -217,7 +230,11 @@ def torchrun_share() -> Share | None:
 
 def merge_when_complete(cfg: GenerateConfig, out: Path, poll_s: float = 2.0) -> Path:
     """Rank 0 under torchrun: wait until the parts hold every batch (torchrun stops every rank if one
-    fails), then merge."""
-    while not merge(cfg, out):
+    fails), then merge; the parts are read again only when one has grown."""
+    plan, last = batches(units(cfg), cfg.batch_size), None
+    while True:
+        sizes = sorted((p.name, p.stat().st_size) for p in parts_dir(out).glob("*.jsonl"))
+        if sizes != last and merge(cfg, out, plan):
+            return out
+        last = sizes
         time.sleep(poll_s)
-    return out

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from geex.errors import UserError
 from geex.humanevalx.config import GenerateConfig
-from geex.humanevalx.execution.ray_pool import join_cluster
+from geex.humanevalx.execution.ray_pool import join_cluster, lost_with_node
 from geex.humanevalx.generate import Unit, batches, generate_batch, samples_header, units
 from geex.humanevalx.parallel import merge, missing, open_part
 
@@ -82,8 +82,8 @@ def _generate(ray, cfg: GenerateConfig, backend_args: dict, device: str, out: Pa
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=console, disable=not progress)
     with bar, open_part(out, "ray", header, plan) as log:
-        task = bar.add_task("generate", total=sum(len(b) for b in plan),
-                            completed=sum(len(plan[i]) for i in range(len(plan)) if i not in todo))
+        total = sum(len(b) for b in plan)
+        task = bar.add_task("generate", total=total, completed=total - sum(len(plan[i]) for i in todo))
         running: dict = {}  # object ref -> (copy, batch index)
         free = list(copies)
         while todo or running:
@@ -94,7 +94,7 @@ def _generate(ray, cfg: GenerateConfig, backend_args: dict, device: str, out: Pa
             copy, i = running.pop(ready[0])
             try:
                 records = ray.get(ready[0])
-            except (ray.exceptions.RayActorError, ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError):
+            except lost_with_node(ray):
                 todo.appendleft(i)  # the copy went with its node: another makes the batch
                 if not free and not running:
                     raise UserError("`ray`: every copy of the model was lost (their nodes died); run the same "
@@ -103,6 +103,6 @@ def _generate(ray, cfg: GenerateConfig, backend_args: dict, device: str, out: Pa
             log.write(records)
             free.append(copy)
             bar.advance(task, len(records))
-    if not merge(cfg, out):
+    if not merge(cfg, out, plan):
         raise UserError(f"{out}: some batches are missing after the cluster finished")
     return out

@@ -9,7 +9,7 @@ machine, whatever runs the programs.
 from __future__ import annotations
 
 import queue
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
@@ -23,6 +23,11 @@ class Pool(Protocol):
     """Sandbox slots that run programs: ``slots`` of them at a time."""
 
     slots: int
+
+    def prepare(self, languages: Iterable[str]) -> list[str]:
+        """Build what the languages' runs need before the first program; what failed (those
+        languages' runs will be harness errors)."""
+        ...
 
     def submit(self, program: Program) -> Future[Outcome]: ...
 
@@ -48,6 +53,15 @@ class LocalPool:
         for slot in range(slots):
             self._contexts.put(RunContext(sandbox, self._jobs_root, slot, timeout_s))
         self._threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="geex-eval")
+
+    def prepare(self, languages: Iterable[str]) -> list[str]:
+        failed = []
+        for lang in languages:
+            try:
+                self.runners[lang].prepare(self.sandbox)
+            except RuntimeError as e:
+                failed.append(str(e))
+        return failed
 
     def submit(self, program: Program) -> Future[Outcome]:
         return self._threads.submit(self._run, program)

@@ -16,7 +16,7 @@ import logging
 import socket
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
@@ -71,6 +71,12 @@ def join_cluster(address: str):
                         "`ray start --head`") from None
     _errors_to_stderr(ray)
     return ray
+
+
+def lost_with_node(ray) -> tuple[type[Exception], ...]:
+    """What a call to an actor raises when the actor went with its node (the work can go elsewhere)."""
+    e = ray.exceptions
+    return e.RayActorError, e.NodeDiedError, e.WorkerCrashedError, e.ObjectLostError
 
 
 def _errors_to_stderr(ray) -> None:
@@ -200,6 +206,9 @@ class RayPool:
         say(f"Ray: {self.slots} slots on {len(used)} of {len(self.nodes)} nodes")
         self.isolation, self.memory_limit, self.versions = used[0].isolation, used[0].memory_limit, used[0].versions
 
+    def prepare(self, languages: Iterable[str]) -> list[str]:
+        return []  # each node prepared its languages when it ran its check
+
     def submit(self, program: Program) -> Future[Outcome]:
         fut: Future[Outcome] = Future()
         with self._lock:
@@ -217,11 +226,9 @@ class RayPool:
             slot.execute.remote(program).future().add_done_callback(partial(self._finished, slot, program, fut))
 
     def _finished(self, slot, program: Program, fut: Future, done: Future) -> None:
-        lost = (self._ray.exceptions.RayActorError, self._ray.exceptions.NodeDiedError,
-                self._ray.exceptions.WorkerCrashedError, self._ray.exceptions.ObjectLostError)
         try:
             outcome = done.result()
-        except lost:  # the slot went with its node: the program runs elsewhere
+        except lost_with_node(self._ray):  # the slot went with its node: the program runs elsewhere
             with self._lock:
                 self._live.discard(slot)
                 self._free = [s for s in self._free if s is not slot]
